@@ -1,0 +1,53 @@
+package api
+
+// Settings of the policies hostnet decodes. Field names follow the HCN
+// schema; each is decoded strictly (see DecodeSettings).
+
+// PortMappingSettings publishes an endpoint port on the host.
+type PortMappingSettings struct {
+	Protocol     uint32 `json:"Protocol,omitempty"` // IANA number: 6 TCP, 17 UDP
+	InternalPort uint16 `json:"InternalPort,omitempty"`
+	ExternalPort uint16 `json:"ExternalPort,omitempty"`
+	VIP          string `json:"VIP,omitempty"`
+	Flags        uint32 `json:"Flags,omitempty"`
+}
+
+// ACLSettings is a firewall rule of an endpoint (or, as NetworkACL, of every
+// endpoint of a network).
+type ACLSettings struct {
+	Id              string `json:"Id,omitempty"`
+	Protocols       string `json:"Protocols,omitempty"`
+	Action          string `json:"Action"`
+	Direction       string `json:"Direction"`
+	LocalAddresses  string `json:"LocalAddresses,omitempty"`
+	RemoteAddresses string `json:"RemoteAddresses,omitempty"`
+	LocalPorts      string `json:"LocalPorts,omitempty"`
+	RemotePorts     string `json:"RemotePorts,omitempty"`
+	RuleType        string `json:"RuleType,omitempty"`
+	Priority        uint16 `json:"Priority,omitempty"`
+}
+
+// OutboundNATSettings masquerades an endpoint's outbound traffic.
+type OutboundNATSettings struct {
+	VirtualIP    string   `json:"VirtualIP,omitempty"`
+	Exceptions   []string `json:"Exceptions,omitempty"`
+	Destinations []string `json:"Destinations,omitempty"`
+	Flags        uint32   `json:"Flags,omitempty"`
+}
+
+// QOSSettings caps an endpoint's outgoing bandwidth.
+type QOSSettings struct {
+	MaximumOutgoingBandwidthInBytes uint64 `json:"MaximumOutgoingBandwidthInBytes"`
+}
+
+// SDNRouteSettings adds a route to an endpoint.
+type SDNRouteSettings struct {
+	DestinationPrefix string `json:"DestinationPrefix,omitempty"`
+	NextHop           string `json:"NextHop,omitempty"`
+	NeedEncap         bool   `json:"NeedEncap,omitempty"`
+}
+
+// IsolationSettings is the Settings of the VLAN and VSID subnet policies.
+type IsolationSettings struct {
+	IsolationId uint32 `json:"IsolationId"`
+}

@@ -1,0 +1,240 @@
+// Package client is the Go client of hostnet's API, used by the CLI and the
+// CNI plugin. Every call returns the daemon's own error as an *api.Error
+// (inspect it with api.IsNotFound, api.IsConflict, api.CodeOf), or an
+// *UnreachableError when the daemon cannot be reached.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/hostnet/hostnet/api"
+)
+
+// DefaultSocket is where hostnetd listens unless told otherwise.
+const DefaultSocket = "/run/hostnet/hostnet.sock"
+
+// Client talks to one hostnetd over its unix socket. It is safe for
+// concurrent use.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// New returns a client of the daemon listening on socket.
+func New(socket string) *Client {
+	if socket == "" {
+		socket = DefaultSocket
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConns:    4,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	return &Client{socket: socket, http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
+}
+
+// Socket returns the socket path the client dials.
+func (c *Client) Socket() string { return c.socket }
+
+// UnreachableError says the daemon could not be reached at all.
+type UnreachableError struct {
+	Socket string
+	Err    error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach hostnetd at %s: is it running? (%v)", e.Socket, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// IsUnreachable reports whether err says the daemon could not be reached.
+func IsUnreachable(err error) bool {
+	var u *UnreachableError
+	return errors.As(err, &u)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	u := "http://hostnetd" + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return &UnreachableError{Socket: c.socket, Err: op.Err}
+		}
+		return fmt.Errorf("hostnetd at %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read answer of hostnetd: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e api.ErrorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			return &api.Error{Code: api.CodeInternal, Status: resp.StatusCode, Message: fmt.Sprintf("hostnetd answered %s: %s", resp.Status, bytes.TrimSpace(data))}
+		}
+		return &api.Error{Code: e.ErrorCode, Status: resp.StatusCode, Message: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode answer of hostnetd: %w", err)
+	}
+	return nil
+}
+
+// filterQuery encodes an HNS filter document, e.g. {"Name":"nat"}.
+func filterQuery(filter map[string]string) url.Values {
+	if len(filter) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(filter)
+	return url.Values{"filter": {string(b)}}
+}
+
+func escape(ref string) string { return url.PathEscape(ref) }
+
+// Version returns the daemon's API version and what it supports.
+func (c *Client) Version(ctx context.Context) (*api.VersionInfo, error) {
+	var v api.VersionInfo
+	return &v, c.do(ctx, http.MethodGet, "/version", nil, nil, &v)
+}
+
+// CreateNetwork creates a network and returns it as stored.
+func (c *Client) CreateNetwork(ctx context.Context, n *api.Network) (*api.Network, error) {
+	var out api.Network
+	return &out, c.do(ctx, http.MethodPost, "/networks", nil, n, &out)
+}
+
+// GetNetwork returns a network by ID or name.
+func (c *Client) GetNetwork(ctx context.Context, ref string) (*api.Network, error) {
+	var out api.Network
+	return &out, c.do(ctx, http.MethodGet, "/networks/"+escape(ref), nil, nil, &out)
+}
+
+// ListNetworks returns the networks matching an HNS filter (nil: all).
+func (c *Client) ListNetworks(ctx context.Context, filter map[string]string) ([]api.Network, error) {
+	var out []api.Network
+	return out, c.do(ctx, http.MethodGet, "/networks", filterQuery(filter), nil, &out)
+}
+
+// ModifyNetwork sends a modify request to a network.
+func (c *Client) ModifyNetwork(ctx context.Context, ref string, req *api.ModifyRequest) (*api.Network, error) {
+	var out api.Network
+	return &out, c.do(ctx, http.MethodPatch, "/networks/"+escape(ref), nil, req, &out)
+}
+
+// DeleteNetwork deletes a network that has no endpoints.
+func (c *Client) DeleteNetwork(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, "/networks/"+escape(ref), nil, nil, nil)
+}
+
+// CreateEndpoint creates an endpoint on the network named by
+// e.HostComputeNetwork (an ID or a name).
+func (c *Client) CreateEndpoint(ctx context.Context, e *api.Endpoint) (*api.Endpoint, error) {
+	var out api.Endpoint
+	return &out, c.do(ctx, http.MethodPost, "/endpoints", nil, e, &out)
+}
+
+// GetEndpoint returns an endpoint by ID or name.
+func (c *Client) GetEndpoint(ctx context.Context, ref string) (*api.Endpoint, error) {
+	var out api.Endpoint
+	return &out, c.do(ctx, http.MethodGet, "/endpoints/"+escape(ref), nil, nil, &out)
+}
+
+// ListEndpoints returns the endpoints matching an HNS filter (nil: all),
+// e.g. {"VirtualNetwork": networkID}.
+func (c *Client) ListEndpoints(ctx context.Context, filter map[string]string) ([]api.Endpoint, error) {
+	var out []api.Endpoint
+	return out, c.do(ctx, http.MethodGet, "/endpoints", filterQuery(filter), nil, &out)
+}
+
+// ModifyEndpoint sends a modify request to an endpoint.
+func (c *Client) ModifyEndpoint(ctx context.Context, ref string, req *api.ModifyRequest) (*api.Endpoint, error) {
+	var out api.Endpoint
+	return &out, c.do(ctx, http.MethodPatch, "/endpoints/"+escape(ref), nil, req, &out)
+}
+
+// DeleteEndpoint deletes an endpoint, detaching it first if needed.
+func (c *Client) DeleteEndpoint(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, "/endpoints/"+escape(ref), nil, nil, nil)
+}
+
+// CreateNamespace creates a namespace (or wraps the one at
+// n.NetNamespacePath).
+func (c *Client) CreateNamespace(ctx context.Context, n *api.Namespace) (*api.Namespace, error) {
+	var out api.Namespace
+	return &out, c.do(ctx, http.MethodPost, "/namespaces", nil, n, &out)
+}
+
+// GetNamespace returns a namespace by ID or name.
+func (c *Client) GetNamespace(ctx context.Context, ref string) (*api.Namespace, error) {
+	var out api.Namespace
+	return &out, c.do(ctx, http.MethodGet, "/namespaces/"+escape(ref), nil, nil, &out)
+}
+
+// ListNamespaces returns the namespaces matching an HNS filter (nil: all).
+func (c *Client) ListNamespaces(ctx context.Context, filter map[string]string) ([]api.Namespace, error) {
+	var out []api.Namespace
+	return out, c.do(ctx, http.MethodGet, "/namespaces", filterQuery(filter), nil, &out)
+}
+
+// ModifyNamespace sends a modify request to a namespace.
+func (c *Client) ModifyNamespace(ctx context.Context, ref string, req *api.ModifyRequest) (*api.Namespace, error) {
+	var out api.Namespace
+	return &out, c.do(ctx, http.MethodPatch, "/namespaces/"+escape(ref), nil, req, &out)
+}
+
+// DeleteNamespace deletes a namespace, detaching its endpoints.
+func (c *Client) DeleteNamespace(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, "/namespaces/"+escape(ref), nil, nil, nil)
+}
+
+// Attach attaches an endpoint to a namespace.
+func (c *Client) Attach(ctx context.Context, namespace, endpoint string) (*api.Namespace, error) {
+	return c.namespaceEndpoint(ctx, namespace, endpoint, api.RequestAdd)
+}
+
+// Detach detaches an endpoint from a namespace.
+func (c *Client) Detach(ctx context.Context, namespace, endpoint string) (*api.Namespace, error) {
+	return c.namespaceEndpoint(ctx, namespace, endpoint, api.RequestRemove)
+}
+
+func (c *Client) namespaceEndpoint(ctx context.Context, namespace, endpoint string, rt api.RequestType) (*api.Namespace, error) {
+	settings, _ := json.Marshal(api.NamespaceEndpointRequest{EndpointId: endpoint})
+	return c.ModifyNamespace(ctx, namespace, &api.ModifyRequest{
+		ResourceType: api.ResourceEndpoint, RequestType: rt, Settings: settings,
+	})
+}

@@ -1,0 +1,576 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/client"
+)
+
+// Options of `network create -o` that Docker's Windows driver defines.
+const (
+	optNetworkName       = "com.docker.network.windowsshim.networkname"
+	optDNSServers        = "com.docker.network.windowsshim.dnsservers"
+	optDNSSuffix         = "com.docker.network.windowsshim.dnssuffix"
+	optMacPool           = "com.docker.network.windowsshim.macpool"
+	optVLANID            = "com.docker.network.windowsshim.vlanid"
+	optVSID              = "com.docker.network.windowsshim.vsid"
+	optInterface         = "com.docker.network.windowsshim.interface"
+	optDisableGatewayDNS = "com.docker.network.windowsshim.disable_gatewaydns"
+	optMTU               = "com.docker.network.driver.mtu"
+	optNonPersistent     = "nonpersistent"
+)
+
+// knownNetworkOptions lists the -o keys network create accepts.
+func knownNetworkOptions() []string {
+	return []string{optNetworkName, optDNSServers, optDNSSuffix, optMacPool, optVLANID, optVSID,
+		optInterface, optDisableGatewayDNS, optMTU, optNonPersistent}
+}
+
+// networkTypes are the HNS network types in the order of their numbers.
+var networkTypes = []api.NetworkType{api.NAT, api.ICS, api.Transparent, api.L2Bridge, api.L2Tunnel,
+	api.Overlay, api.Private, api.Internal}
+
+// driverType maps a --driver value (any case) onto its HNS network type.
+func driverType(driver string) (api.NetworkType, error) {
+	for _, t := range networkTypes {
+		if strings.EqualFold(string(t), driver) {
+			return t, nil
+		}
+	}
+	names := make([]string, len(networkTypes))
+	for i, t := range networkTypes {
+		names[i] = strings.ToLower(string(t))
+	}
+	return "", fmt.Errorf("unknown driver %q (want one of %s)", driver, strings.Join(names, ", "))
+}
+
+// networkCreateOptions are the flags of `network create`.
+type networkCreateOptions struct {
+	driver    string
+	subnets   []string
+	gateways  []string
+	ipRanges  []string
+	dns       []string
+	dnsSearch []string
+	opts      []string
+}
+
+// subnetDraft is a subnet being assembled from --subnet, --gateway and --ip-range.
+type subnetDraft struct {
+	prefix  netip.Prefix
+	gateway netip.Addr
+	ipRange netip.Prefix
+}
+
+func family(is4 bool) string {
+	if is4 {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// parseKeyValue splits key=value.
+func parseKeyValue(what, s string) (string, string, error) {
+	k, v, ok := strings.Cut(s, "=")
+	k = strings.TrimSpace(k)
+	if !ok || k == "" {
+		return "", "", fmt.Errorf("invalid %s %q: want key=value", what, s)
+	}
+	return k, v, nil
+}
+
+// buildNetwork turns the flags of `network create` and its NAME argument
+// (possibly empty) into the HCN document to send. Notes about ignored
+// options are written to notes.
+func buildNetwork(o *networkCreateOptions, name string, notes io.Writer) (*api.Network, error) {
+	typ, err := driverType(o.driver)
+	if err != nil {
+		return nil, err
+	}
+	n := &api.Network{Name: name, Type: typ, SchemaVersion: api.SchemaVersion{Major: 2, Minor: 0}}
+
+	opts := map[string]string{}
+	for _, kv := range o.opts {
+		k, v, err := parseKeyValue("option", kv)
+		if err != nil {
+			return nil, err
+		}
+		known := false
+		for _, o := range knownNetworkOptions() {
+			known = known || o == k
+		}
+		if !known {
+			return nil, fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(knownNetworkOptions(), ", "))
+		}
+		if _, dup := opts[k]; dup {
+			return nil, fmt.Errorf("option %q is given more than once", k)
+		}
+		opts[k] = v
+	}
+	if _, ok := opts[optMTU]; ok {
+		return nil, fmt.Errorf("option %s is not supported yet", optMTU)
+	}
+	if _, ok := opts[optDisableGatewayDNS]; ok {
+		fmt.Fprintf(notes, "note: option %s is ignored: hostnet has no gateway DNS proxy\n", optDisableGatewayDNS)
+	}
+	if v, ok := opts[optNetworkName]; ok {
+		switch {
+		case n.Name == "":
+			n.Name = v
+		case v != n.Name:
+			fmt.Fprintf(notes, "note: option %s=%s is ignored: the network is named %s\n", optNetworkName, v, n.Name)
+		}
+	}
+	if n.Name == "" {
+		return nil, fmt.Errorf("a network name is required (NAME or -o %s=NAME)", optNetworkName)
+	}
+
+	subnets, err := buildSubnets(o)
+	if err != nil {
+		return nil, err
+	}
+	for _, key := range []string{optVLANID, optVSID} {
+		v, ok := opts[key]
+		if !ok {
+			continue
+		}
+		id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("option %s: %q is not a number", key, v)
+		}
+		if len(subnets) == 0 {
+			return nil, fmt.Errorf("option %s needs a --subnet to apply to", key)
+		}
+		typ := api.VLAN
+		if key == optVSID {
+			typ = api.VSID
+		}
+		settings, err := json.Marshal(api.IsolationSettings{IsolationId: uint32(id)})
+		if err != nil {
+			return nil, fmt.Errorf("encode %s policy: %w", typ, err)
+		}
+		for i := range subnets {
+			subnets[i].Policies = append(subnets[i].Policies, api.Policy{Type: typ, Settings: settings})
+		}
+	}
+	if len(subnets) > 0 {
+		n.Ipams = []api.Ipam{{Type: "Static", Subnets: subnets}}
+	}
+
+	dns := &api.DNS{}
+	servers := append([]string(nil), o.dns...)
+	if v, ok := opts[optDNSServers]; ok {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				servers = append(servers, s)
+			}
+		}
+	}
+	for _, s := range servers {
+		a, err := api.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("invalid DNS server: %w", err)
+		}
+		dns.ServerList = append(dns.ServerList, a.String())
+	}
+	dns.Search = append(dns.Search, o.dnsSearch...)
+	dns.Domain = strings.TrimSpace(opts[optDNSSuffix])
+	if dns.Domain != "" || len(dns.Search) > 0 || len(dns.ServerList) > 0 {
+		n.Dns = dns
+	}
+
+	if v, ok := opts[optMacPool]; ok {
+		pool, err := parseMacPool(v)
+		if err != nil {
+			return nil, fmt.Errorf("option %s: %w", optMacPool, err)
+		}
+		n.MacPool = pool
+	}
+	if v, ok := opts[optInterface]; ok {
+		if strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("option %s: the interface name is empty", optInterface)
+		}
+		settings, err := json.Marshal(map[string]string{"NetworkAdapterName": strings.TrimSpace(v)})
+		if err != nil {
+			return nil, fmt.Errorf("encode NetAdapterName policy: %w", err)
+		}
+		n.Policies = append(n.Policies, api.Policy{Type: api.NetAdapterName, Settings: settings})
+	}
+	if v, ok := opts[optNonPersistent]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("option %s: %q is not true or false", optNonPersistent, v)
+		}
+		if b {
+			n.Flags |= api.NetworkEnableNonPersistent
+		}
+	}
+	return n, nil
+}
+
+// buildSubnets matches --gateway and --ip-range to the --subnet of their
+// address family.
+func buildSubnets(o *networkCreateOptions) ([]api.Subnet, error) {
+	var drafts []*subnetDraft
+	byFamily := map[bool]*subnetDraft{}
+	for _, s := range o.subnets {
+		p, err := api.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --subnet: %w", err)
+		}
+		is4 := p.Addr().Is4()
+		if prev, dup := byFamily[is4]; dup {
+			return nil, fmt.Errorf("more than one %s --subnet (%s and %s): a network takes one IPv4 and one IPv6 subnet at most", family(is4), prev.prefix, p)
+		}
+		d := &subnetDraft{prefix: p}
+		byFamily[is4] = d
+		drafts = append(drafts, d)
+	}
+	for _, g := range o.gateways {
+		a, err := api.ParseAddr(g)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --gateway: %w", err)
+		}
+		d, ok := byFamily[a.Is4()]
+		if !ok {
+			return nil, fmt.Errorf("gateway %s has no %s --subnet to belong to", a, family(a.Is4()))
+		}
+		if d.gateway.IsValid() {
+			return nil, fmt.Errorf("more than one gateway for subnet %s (%s and %s)", d.prefix, d.gateway, a)
+		}
+		if !d.prefix.Contains(a) {
+			return nil, fmt.Errorf("gateway %s is not in subnet %s", a, d.prefix)
+		}
+		d.gateway = a
+	}
+	for _, r := range o.ipRanges {
+		p, err := api.ParsePrefix(r)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --ip-range: %w", err)
+		}
+		d, ok := byFamily[p.Addr().Is4()]
+		if !ok {
+			return nil, fmt.Errorf("ip range %s has no %s --subnet to belong to", p, family(p.Addr().Is4()))
+		}
+		if d.ipRange.IsValid() {
+			return nil, fmt.Errorf("more than one ip range for subnet %s (%s and %s)", d.prefix, d.ipRange, p)
+		}
+		if p.Bits() < d.prefix.Bits() || !d.prefix.Contains(p.Addr()) {
+			return nil, fmt.Errorf("ip range %s is not inside subnet %s", p, d.prefix)
+		}
+		d.ipRange = p
+	}
+	var out []api.Subnet
+	for _, d := range drafts {
+		s := api.Subnet{IpAddressPrefix: d.prefix.String()}
+		if d.gateway.IsValid() {
+			dst := "0.0.0.0/0"
+			if d.gateway.Is6() {
+				dst = "::/0"
+			}
+			s.Routes = []api.Route{{DestinationPrefix: dst, NextHop: d.gateway.String()}}
+		}
+		if d.ipRange.IsValid() {
+			s.IpRange = d.ipRange.String()
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// parseMacPool parses Docker's macpool option: START-END ranges (MACs with
+// dashes or colons), several separated by commas.
+func parseMacPool(v string) (*api.MacPool, error) {
+	pool := &api.MacPool{}
+	for _, r := range strings.Split(v, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		var start, end string
+		switch parts := strings.Split(r, "-"); len(parts) {
+		case 12:
+			start, end = strings.Join(parts[:6], "-"), strings.Join(parts[6:], "-")
+		case 2:
+			start, end = parts[0], parts[1]
+		default:
+			return nil, fmt.Errorf("%q is not a START-END range of MAC addresses (e.g. 00-15-5D-52-C0-00-00-15-5D-52-CF-FF)", r)
+		}
+		s, err := api.ParseMAC(start)
+		if err != nil {
+			return nil, err
+		}
+		e, err := api.ParseMAC(end)
+		if err != nil {
+			return nil, err
+		}
+		if api.MACToUint64(s) > api.MACToUint64(e) {
+			return nil, fmt.Errorf("range %q starts after it ends", r)
+		}
+		pool.Ranges = append(pool.Ranges, api.MacRange{StartMacAddress: api.FormatMAC(s), EndMacAddress: api.FormatMAC(e)})
+	}
+	if len(pool.Ranges) == 0 {
+		return nil, fmt.Errorf("no MAC range given")
+	}
+	return pool, nil
+}
+
+// networkFilterField maps a `network ls --filter` key onto its HNS filter field.
+func networkFilterField(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "id":
+		return "ID", true
+	case "name":
+		return "Name", true
+	case "type", "driver":
+		return "Type", true
+	}
+	return "", false
+}
+
+// buildNetworkFilter turns --filter key=value flags into an HNS filter document.
+func buildNetworkFilter(filters []string) (map[string]string, error) {
+	if len(filters) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, f := range filters {
+		k, v, err := parseKeyValue("filter", f)
+		if err != nil {
+			return nil, err
+		}
+		field, ok := networkFilterField(k)
+		if !ok {
+			return nil, fmt.Errorf("invalid filter %q (known keys: driver, id, name, type)", k)
+		}
+		if field == "Type" {
+			if t, err := driverType(v); err == nil {
+				v = string(t)
+			}
+		}
+		if prev, dup := out[field]; dup && prev != v {
+			return nil, fmt.Errorf("filter %s is given twice (%q and %q)", k, prev, v)
+		}
+		out[field] = v
+	}
+	return out, nil
+}
+
+// networkSubnets lists the subnets of n.
+func networkSubnets(n *api.Network) []string {
+	var out []string
+	for _, ipam := range n.Ipams {
+		for _, s := range ipam.Subnets {
+			out = append(out, s.IpAddressPrefix)
+		}
+	}
+	return out
+}
+
+// networkRows renders networks as rows of the `network ls` table.
+func networkRows(nets []api.Network, noTrunc bool) [][]string {
+	rows := make([][]string, 0, len(nets))
+	for i := range nets {
+		n := &nets[i]
+		id := n.ID
+		if !noTrunc {
+			id = shortID(id)
+		}
+		typ := string(n.Type)
+		if typ == "" {
+			typ = string(api.NAT)
+		}
+		rows = append(rows, []string{id, n.Name, typ, strings.Join(networkSubnets(n), ","), n.BridgeName})
+	}
+	return rows
+}
+
+var networkHeader = []string{"NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"}
+
+func newNetworkCommand(a *app) *cobra.Command {
+	cmd := newGroupCommand("network", "Manage networks")
+	cmd.AddCommand(
+		newNetworkCreateCommand(a),
+		newNetworkLsCommand(a),
+		newNetworkInspectCommand(a),
+		newNetworkRmCommand(a),
+		newPolicyCommand(a, kindNetwork),
+	)
+	return cmd
+}
+
+func newNetworkCreateCommand(a *app) *cobra.Command {
+	o := &networkCreateOptions{}
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] NAME",
+		Short: "Create a network",
+		Long: "Create a network and print its ID.\n\n" +
+			"Options (-o) accepted: " + strings.Join(knownNetworkOptions(), ", ") + ".",
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			doc, err := buildNetwork(o, name, a.io.Err)
+			if err != nil {
+				return err
+			}
+			n, err := a.client().CreateNetwork(cmd.Context(), doc)
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				return writeJSON(a.io.Out, n)
+			}
+			_, err = fmt.Fprintln(a.io.Out, n.ID)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.driver, "driver", "d", "nat", "network type: nat, transparent, l2bridge, l2tunnel, overlay, ics, private, internal")
+	f.StringArrayVar(&o.subnets, "subnet", nil, "subnet in CIDR form (one IPv4 and one IPv6 at most)")
+	f.StringArrayVar(&o.gateways, "gateway", nil, "gateway of the subnet of its address family")
+	f.StringArrayVar(&o.ipRanges, "ip-range", nil, "allocate addresses from this sub-range of the subnet of its family")
+	f.StringArrayVar(&o.dns, "dns", nil, "DNS server of the network's endpoints")
+	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "DNS search domain")
+	f.StringArrayVarP(&o.opts, "opt", "o", nil, "driver option key=value")
+	return cmd
+}
+
+func newNetworkLsCommand(a *app) *cobra.Command {
+	var (
+		quiet   bool
+		noTrunc bool
+		filters []string
+	)
+	cmd := &cobra.Command{
+		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
+		Short:   "List networks",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			filter, err := buildNetworkFilter(filters)
+			if err != nil {
+				return err
+			}
+			nets, err := a.client().ListNetworks(cmd.Context(), filter)
+			if err != nil {
+				return err
+			}
+			sort.SliceStable(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
+			switch {
+			case quiet:
+				for _, n := range nets {
+					fmt.Fprintln(a.io.Out, n.ID)
+				}
+				return nil
+			case a.jsonOutput():
+				if nets == nil {
+					nets = []api.Network{}
+				}
+				return writeJSON(a.io.Out, nets)
+			}
+			return writeTable(a.io.Out, networkHeader, networkRows(nets, noTrunc))
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print network IDs")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter key=value (keys: id, name, type or driver)")
+	return cmd
+}
+
+func newNetworkInspectCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect NETWORK [NETWORK...]",
+		Short: "Show the documents of one or more networks",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := a.client()
+			return a.inspect(args, func(ref string) (any, error) {
+				var n *api.Network
+				err := withRef(cmd.Context(), c, kindNetwork, ref, func(ref string) (err error) {
+					n, err = c.GetNetwork(cmd.Context(), ref)
+					return err
+				})
+				return n, err
+			})
+		},
+	}
+}
+
+func newNetworkRmCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NETWORK [NETWORK...]",
+		Aliases: []string{"remove"},
+		Short:   "Remove one or more networks",
+		Args:    minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := a.client()
+			return a.remove(args, func(ref string) error {
+				return withRef(cmd.Context(), c, kindNetwork, ref, func(ref string) error {
+					return c.DeleteNetwork(cmd.Context(), ref)
+				})
+			})
+		},
+	}
+}
+
+// inspect prints the documents get finds as a JSON array; references it
+// cannot find are reported and make the command fail, after the others are
+// printed (as docker inspect does).
+func (a *app) inspect(refs []string, get func(ref string) (any, error)) error {
+	docs := []any{}
+	var failed bool
+	for _, ref := range refs {
+		d, err := get(ref)
+		if err != nil {
+			if isUnreachable(err) {
+				return err
+			}
+			report(a.io.Err, err)
+			failed = true
+			continue
+		}
+		docs = append(docs, d)
+	}
+	if err := writeJSON(a.io.Out, docs); err != nil {
+		return err
+	}
+	if failed {
+		return &ExitError{Code: 1}
+	}
+	return nil
+}
+
+// remove removes each reference, printing it when done; it goes on after a
+// failure and fails at the end if any did.
+func (a *app) remove(refs []string, del func(ref string) error) error {
+	var failed bool
+	for _, ref := range refs {
+		if err := del(ref); err != nil {
+			if isUnreachable(err) {
+				return err
+			}
+			report(a.io.Err, err)
+			failed = true
+			continue
+		}
+		fmt.Fprintln(a.io.Out, ref)
+	}
+	if failed {
+		return &ExitError{Code: 1}
+	}
+	return nil
+}
+
+func isUnreachable(err error) bool { return client.IsUnreachable(err) }

@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/client"
+)
+
+// The kinds of objects a command can reference.
+const (
+	kindNetwork   = "network"
+	kindEndpoint  = "endpoint"
+	kindNamespace = "namespace"
+)
+
+// listIDs returns the IDs of every object of kind.
+func listIDs(ctx context.Context, c *client.Client, kind string) ([]string, error) {
+	var ids []string
+	switch kind {
+	case kindNetwork:
+		l, err := c.ListNetworks(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range l {
+			ids = append(ids, n.ID)
+		}
+	case kindEndpoint:
+		l, err := c.ListEndpoints(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range l {
+			ids = append(ids, e.ID)
+		}
+	case kindNamespace:
+		l, err := c.ListNamespaces(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range l {
+			ids = append(ids, n.ID)
+		}
+	default:
+		return nil, fmt.Errorf("unknown object kind %q", kind)
+	}
+	return ids, nil
+}
+
+// looksLikeIDPrefix reports whether ref could be the start of an ID, as
+// tables show them (the daemon itself resolves only whole IDs and names).
+func looksLikeIDPrefix(ref string) bool {
+	if ref == "" || len(ref) >= 36 {
+		return false
+	}
+	for _, r := range ref {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// matchPrefix returns the IDs that start with prefix, compared without case
+// and with or without the dashes of a GUID.
+func matchPrefix(ids []string, prefix string) []string {
+	p := strings.ToLower(prefix)
+	bare := strings.ReplaceAll(p, "-", "")
+	var out []string
+	for _, id := range ids {
+		l := strings.ToLower(id)
+		if strings.HasPrefix(l, p) || (bare != "" && strings.HasPrefix(strings.ReplaceAll(l, "-", ""), bare)) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// expandPrefix returns the one ID of kind that starts with ref; ok is false
+// when none does.
+func expandPrefix(ctx context.Context, c *client.Client, kind, ref string) (id string, ok bool, err error) {
+	ids, err := listIDs(ctx, c, kind)
+	if err != nil {
+		return "", false, err
+	}
+	switch m := matchPrefix(ids, ref); len(m) {
+	case 0:
+		return "", false, nil
+	case 1:
+		return m[0], true, nil
+	default:
+		return "", false, fmt.Errorf("%s ID prefix %q is ambiguous: it matches %d %ss", kind, ref, len(m), kind)
+	}
+}
+
+// withRef calls fn with ref. When the daemon knows no object by that name or
+// ID and ref looks like the start of an ID, fn is retried with the one ID
+// that starts with ref; failing that, the daemon's answer stands.
+func withRef(ctx context.Context, c *client.Client, kind, ref string, fn func(ref string) error) error {
+	err := fn(ref)
+	if err == nil || !api.IsNotFound(err) || !looksLikeIDPrefix(ref) {
+		return err
+	}
+	id, ok, xerr := expandPrefix(ctx, c, kind, ref)
+	if xerr != nil {
+		return xerr
+	}
+	if !ok {
+		return err
+	}
+	return fn(id)
+}
+
+// resolveRef returns ref, or the whole ID when ref is only the start of one
+// and names no object. Other failures are left for the call that uses ref.
+func resolveRef(ctx context.Context, c *client.Client, kind, ref string) (string, error) {
+	if !looksLikeIDPrefix(ref) {
+		return ref, nil
+	}
+	var err error
+	switch kind {
+	case kindNetwork:
+		_, err = c.GetNetwork(ctx, ref)
+	case kindEndpoint:
+		_, err = c.GetEndpoint(ctx, ref)
+	case kindNamespace:
+		_, err = c.GetNamespace(ctx, ref)
+	}
+	if err == nil || !api.IsNotFound(err) {
+		return ref, nil
+	}
+	id, ok, xerr := expandPrefix(ctx, c, kind, ref)
+	if xerr != nil {
+		return "", xerr
+	}
+	if !ok {
+		return ref, nil
+	}
+	return id, nil
+}

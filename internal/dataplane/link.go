@@ -1,0 +1,67 @@
+// Package dataplane is the only code of hostnet that programs the kernel
+// for the network drivers: bridges, veth ports, addresses and routes, and
+// sysctls, in the namespace hostnet treats as the host and in endpoint
+// namespaces. Every call is idempotent: it brings the kernel to what it is
+// told, adopting what is already right instead of recreating it, so that a
+// daemon restart does not disturb live traffic. nftables lives in the nft
+// subpackage, namespaces in the netns subpackage.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/hostnet/hostnet/internal/dataplane/netns"
+)
+
+// RouteProtocol tags the routes hostnet installs (`ip route ... proto 104`),
+// so that reconciliation removes only its own routes.
+const RouteProtocol = 104
+
+// BridgeSpec is a network's switch.
+type BridgeSpec struct {
+	Name string
+	// MAC and MTU are set explicitly: a bridge whose MAC and MTU were set
+	// by hand does not recompute them over all its ports when a port is
+	// added, which keeps attaching the 1000th endpoint as cheap as the 1st.
+	MAC   net.HardwareAddr
+	MTU   int
+	Addrs []netip.Prefix // the gateway addresses, with the subnet's length
+}
+
+// Route is a route inside an endpoint's namespace.
+type Route struct {
+	Dst     netip.Prefix
+	Gateway netip.Addr // zero: on-link
+	Metric  int
+}
+
+func (r Route) String() string {
+	s := r.Dst.String()
+	if r.Gateway.IsValid() {
+		s += " via " + r.Gateway.String()
+	}
+	if r.Metric != 0 {
+		s += fmt.Sprintf(" metric %d", r.Metric)
+	}
+	return s
+}
+
+// PortSpec is an endpoint's virtual NIC: a veth pair whose host side is a
+// port of a bridge and whose other side lives in the endpoint's namespace.
+type PortSpec struct {
+	HostName    string // host side, a port of the bridge
+	BridgeIndex int
+	MTU         int
+	NS          netns.Handle // the endpoint's namespace
+	Name        string       // device name inside NS
+	MAC         net.HardwareAddr
+	Addrs       []netip.Prefix
+	Routes      []Route
+}
+
+// ErrNameTaken is returned when a device name hostnet wants inside an
+// endpoint namespace is held by a device that is not hostnet's.
+var ErrNameTaken = errors.New("device name taken")

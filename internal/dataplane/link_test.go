@@ -1,0 +1,110 @@
+package dataplane
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// newNS makes a throwaway namespace, removed when the test ends.
+func newNS(t *testing.T, dir, name string) (string, netns.Handle) {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := netns.Create(path); err != nil {
+		t.Fatal(err)
+	}
+	h, err := netns.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.Close()
+		netns.Delete(path)
+	})
+	return path, h
+}
+
+func TestBridgeAndPort(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := t.TempDir()
+	hostPath, _ := newNS(t, dir, "host")
+	_, epNS := newNS(t, dir, "ep")
+	host, err := OpenHost(hostPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+
+	mac, _ := net.ParseMAC("02:00:00:00:00:01")
+	br := BridgeSpec{Name: "hnbrtest", MAC: mac, MTU: 1500, Addrs: []netip.Prefix{netip.MustParsePrefix("10.9.0.1/24")}}
+	idx, err := host.EnsureBridge(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx2, err := host.EnsureBridge(br)
+	if err != nil || idx2 != idx {
+		t.Fatalf("second EnsureBridge: %d, %v (first %d)", idx2, err, idx)
+	}
+	pmac, _ := net.ParseMAC("02:00:00:00:00:02")
+	port := PortSpec{
+		HostName: "hnvtest", BridgeIndex: idx, MTU: 1500, NS: epNS, Name: "eth0", MAC: pmac,
+		Addrs:  []netip.Prefix{netip.MustParsePrefix("10.9.0.2/24")},
+		Routes: []Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("10.9.0.1"), Metric: 100}},
+	}
+	if err := host.EnsurePort(port); err != nil {
+		t.Fatal(err)
+	}
+	// Adopt: a second call changes nothing and succeeds.
+	if err := host.EnsurePort(port); err != nil {
+		t.Fatalf("second EnsurePort: %v", err)
+	}
+	eh, err := netlink.NewHandleAt(epNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eh.Close()
+	link, err := eh.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if link.Attrs().HardwareAddr.String() != pmac.String() || link.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("eth0: mac %s flags %v", link.Attrs().HardwareAddr, link.Attrs().Flags)
+	}
+	// Repair: an address removed by hand comes back.
+	addrs, _ := eh.AddrList(link, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		eh.AddrDel(link, &a)
+	}
+	if err := host.EnsurePort(port); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ = eh.AddrList(link, netlink.FAMILY_V4)
+	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.9.0.2/24" {
+		t.Errorf("after repair: %v", addrs)
+	}
+	routes, _ := eh.RouteList(link, netlink.FAMILY_V4)
+	var gw bool
+	for _, r := range routes {
+		gw = gw || (r.Gw != nil && r.Gw.String() == "10.9.0.1" && r.Protocol == RouteProtocol)
+	}
+	if !gw {
+		t.Errorf("no default route via the gateway: %v", routes)
+	}
+	if err := host.DeleteLink("hnvtest"); err != nil {
+		t.Fatal(err)
+	}
+	if err := host.DeleteLink("hnvtest"); err != nil {
+		t.Errorf("second DeleteLink: %v", err)
+	}
+	if _, err := eh.LinkByName("eth0"); err == nil {
+		t.Error("peer survived deleting the host side")
+	}
+}

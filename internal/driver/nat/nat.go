@@ -1,0 +1,139 @@
+// Package nat realises NAT networks: a private subnet on a Linux bridge
+// whose gateway address is the host's, with outbound traffic masqueraded
+// behind the host (the masquerade itself is part of hostnet's nftables
+// table, compiled by the policy package).
+package nat
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/dataplane"
+	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/driver"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultMTU is the MTU of NAT bridges and ports.
+const DefaultMTU = 1500
+
+// Driver is the NAT driver.
+type Driver struct {
+	Host *dataplane.Host
+
+	mu      sync.Mutex
+	bridges map[string]int // bridge name -> ifindex, learnt by EnsureNetwork
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// New returns the NAT driver programming host.
+func New(host *dataplane.Host) *Driver {
+	return &Driver{Host: host, bridges: map[string]int{}}
+}
+
+// Type implements driver.Driver.
+func (d *Driver) Type() api.NetworkType { return api.NAT }
+
+// Validate implements driver.Driver: a NAT network has one internal prefix
+// per address family (Windows allows one; hostnet adds an optional IPv6
+// one for dual stack).
+func (d *Driver) Validate(spec *api.NetworkSpec) error {
+	var v4, v6 int
+	for _, s := range spec.Subnets {
+		if s.Prefix.Addr().Is4() {
+			v4++
+		} else {
+			v6++
+		}
+	}
+	if v4 > 1 || v6 > 1 {
+		return api.Invalid(api.CodeInvalidNetwork,
+			"invalid network: field Ipams: a NAT network has one subnet per address family (one internal NAT prefix), got %d IPv4 and %d IPv6 subnets", v4, v6)
+	}
+	return nil
+}
+
+// EnsureNetwork implements driver.Driver: the bridge, up, with the
+// gateway addresses, and forwarding on in the host namespace.
+func (d *Driver) EnsureNetwork(n *driver.Network) error {
+	spec := dataplane.BridgeSpec{Name: n.Bridge, MAC: driver.BridgeMAC(n.ID), MTU: mtu(n)}
+	v6 := false
+	for _, s := range n.Spec.Subnets {
+		spec.Addrs = append(spec.Addrs, netip.PrefixFrom(s.Gateway, s.Prefix.Bits()))
+		v6 = v6 || s.Prefix.Addr().Is6()
+	}
+	idx, err := d.Host.EnsureBridge(spec)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.bridges[n.Bridge] = idx
+	d.mu.Unlock()
+	if err := d.Host.SetSysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	if v6 {
+		if err := d.Host.SetSysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func mtu(n *driver.Network) int {
+	if n.MTU > 0 {
+		return n.MTU
+	}
+	return DefaultMTU
+}
+
+// DeleteNetwork implements driver.Driver.
+func (d *Driver) DeleteNetwork(n *driver.Network) error {
+	d.mu.Lock()
+	delete(d.bridges, n.Bridge)
+	d.mu.Unlock()
+	return d.Host.DeleteLink(n.Bridge)
+}
+
+// Attach implements driver.Driver.
+func (d *Driver) Attach(ep *driver.Endpoint, ns netns.Handle) error {
+	d.mu.Lock()
+	idx, ok := d.bridges[ep.Network.Bridge]
+	d.mu.Unlock()
+	if !ok {
+		if err := d.EnsureNetwork(ep.Network); err != nil {
+			return err
+		}
+		return d.Attach(ep, ns)
+	}
+	spec := dataplane.PortSpec{
+		HostName:    ep.HostName,
+		BridgeIndex: idx,
+		MTU:         mtu(ep.Network),
+		NS:          ns,
+		Name:        ep.Name,
+		MAC:         ep.MAC,
+		Addrs:       ep.Addrs,
+		Routes:      ep.Routes,
+	}
+	err := d.Host.EnsurePort(spec)
+	if errors.Is(err, unix.ENODEV) {
+		// The bridge was recreated under the cached index: repair and retry once.
+		if err := d.EnsureNetwork(ep.Network); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		spec.BridgeIndex = d.bridges[ep.Network.Bridge]
+		d.mu.Unlock()
+		err = d.Host.EnsurePort(spec)
+	}
+	return err
+}
+
+// Detach implements driver.Driver.
+func (d *Driver) Detach(ep *driver.Endpoint) error {
+	return d.Host.DeleteLink(ep.HostName)
+}

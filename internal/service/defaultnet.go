@@ -1,0 +1,27 @@
+package service
+
+import (
+	"github.com/hostnet/hostnet/api"
+)
+
+// DefaultNetworkName is the name of the NAT network the daemon creates at
+// start, as Windows does.
+const DefaultNetworkName = "nat"
+
+// EnsureDefaultNetwork creates the default NAT network when no network of
+// that name exists. With an empty subnet it takes the first /20 of
+// 172.16.0.0/12 that overlaps no address or route of the host (fixed
+// ranges collide with users' own networks, which is why Windows picks its
+// range this way).
+func (s *Service) EnsureDefaultNetwork(subnet string) (*api.Network, error) {
+	if n, err := s.GetNetwork(DefaultNetworkName); err == nil {
+		return n, nil
+	} else if !api.IsNotFound(err) {
+		return nil, err
+	}
+	n := api.Network{Name: DefaultNetworkName, Type: api.NAT}
+	if subnet != "" {
+		n.Ipams = []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: subnet}}}}
+	}
+	return s.CreateNetwork(n)
+}

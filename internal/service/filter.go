@@ -1,0 +1,176 @@
+package service
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/store"
+)
+
+// filter is a parsed HNS filter document: field -> wanted value. The
+// document may also come wrapped in an HNS query ({"Filter":"{...}"}).
+type filter map[string]string
+
+// filterKeys are the keys each kind of object can be filtered on.
+var filterKeys = map[string][]string{
+	"network":   {"ID", "Name", "Type"},
+	"endpoint":  {"ID", "Name", "VirtualNetwork", "HostComputeNetwork", "VirtualNetworkName", "HostComputeNamespace", "IPAddress", "MacAddress"},
+	"namespace": {"ID", "Name", "Type", "NamespaceId"},
+}
+
+func parseFilter(kind, raw string) (filter, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" || raw == "{}" || raw == "null" {
+		return filter{}, nil
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		return nil, api.Invalid(api.CodeInvalidJSON, "invalid %s filter: not a JSON object: %v", kind, err)
+	}
+	// An HNS query wraps the filter document in a string.
+	if inner, ok := doc["Filter"]; ok {
+		var s string
+		if err := json.Unmarshal(inner, &s); err == nil {
+			return parseFilter(kind, s)
+		}
+	}
+	f := filter{}
+	for k, v := range doc {
+		if k == "SchemaVersion" || k == "Flags" {
+			continue
+		}
+		key := ""
+		for _, known := range filterKeys[kind] {
+			if strings.EqualFold(k, known) {
+				key = known
+			}
+		}
+		if key == "" {
+			return nil, api.Invalid(api.CodeInvalidJSON, "invalid %s filter: unknown key %q (known: %s)", kind, k, strings.Join(filterKeys[kind], ", "))
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			s = string(bytes.TrimSpace(v)) // a number or a boolean, compared as text
+		}
+		f[key] = s
+	}
+	return f, nil
+}
+
+// matchID compares GUIDs case-insensitively.
+func matchID(want, id string) bool {
+	if w, ok := refID(want); ok {
+		return w == id
+	}
+	return strings.EqualFold(want, id)
+}
+
+func (f filter) matchNetwork(n *api.Network) bool {
+	for k, v := range f {
+		switch k {
+		case "ID":
+			if !matchID(v, n.ID) {
+				return false
+			}
+		case "Name":
+			if v != n.Name {
+				return false
+			}
+		case "Type":
+			var t api.NetworkType
+			_ = json.Unmarshal([]byte(quoteIfNeeded(v)), &t)
+			if t != n.Type {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func quoteIfNeeded(v string) string {
+	if _, err := fmt.Sscanf(v, "%d", new(int)); err == nil {
+		return v
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// resolveNetworkName turns a VirtualNetworkName filter into a network ID.
+func (f filter) resolveNetworkName(tx store.Tx) error {
+	name, ok := f["VirtualNetworkName"]
+	if !ok {
+		return nil
+	}
+	id, err := tx.Get(store.Names, nameKey("network", name))
+	if err != nil {
+		f["VirtualNetwork"] = "\x00no such network"
+	} else {
+		f["VirtualNetwork"] = string(id)
+	}
+	delete(f, "VirtualNetworkName")
+	return nil
+}
+
+func (f filter) matchEndpoint(e *api.Endpoint) bool {
+	for k, v := range f {
+		switch k {
+		case "ID":
+			if !matchID(v, e.ID) {
+				return false
+			}
+		case "Name":
+			if v != e.Name {
+				return false
+			}
+		case "VirtualNetwork", "HostComputeNetwork":
+			if !matchID(v, e.HostComputeNetwork) {
+				return false
+			}
+		case "HostComputeNamespace":
+			if !matchID(v, e.HostComputeNamespace) {
+				return false
+			}
+		case "IPAddress":
+			found := false
+			for _, c := range e.IpConfigurations {
+				found = found || c.IpAddress == v
+			}
+			if !found {
+				return false
+			}
+		case "MacAddress":
+			want, err := api.ParseMAC(v)
+			if err != nil || api.FormatMAC(want) != e.MacAddress {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (f filter) matchNamespace(n *api.Namespace) bool {
+	for k, v := range f {
+		switch k {
+		case "ID":
+			if !matchID(v, n.ID) {
+				return false
+			}
+		case "Name":
+			if v != n.Name {
+				return false
+			}
+		case "Type":
+			if !strings.EqualFold(v, string(n.Type)) {
+				return false
+			}
+		case "NamespaceId":
+			if v != fmt.Sprint(n.NamespaceId) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,384 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/store"
+)
+
+// CreateNetwork validates n, stores it and realises it. A NAT network sent
+// without a subnet gets a free /20 of 172.16.0.0/12, as on Windows. When n
+// carries the ID of an existing network with the same content, the
+// existing network is returned (a retried create is harmless).
+func (s *Service) CreateNetwork(n api.Network) (*api.Network, error) {
+	spec, drv, err := s.checkNetwork(&n)
+	if err != nil {
+		return nil, err
+	}
+	if n.ID, err = normalizeID("network", n.ID); err != nil {
+		return nil, err
+	}
+	n.Type = spec.Type
+	if n.SchemaVersion == (api.SchemaVersion{}) {
+		n.SchemaVersion = api.SchemaVersion{Major: 2, Minor: 0}
+	}
+	n.BridgeName = driver.BridgeName(n.ID)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if len(spec.Subnets) == 0 && spec.Type == api.NAT {
+		p, err := s.pickSubnet()
+		if err != nil {
+			return nil, err
+		}
+		n.Ipams = []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: p.String()}}}}
+		if spec, err = api.ParseNetwork(&n); err != nil {
+			return nil, err
+		}
+	}
+
+	var existing *api.Network
+	err = s.cfg.Store.Update(func(tx store.Tx) error {
+		var old networkRecord
+		err := store.GetJSON(tx, store.Networks, n.ID, &old)
+		if err == nil {
+			existing = &old.Doc
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := claimName(tx, "network", n.Name, n.ID); err != nil {
+			return err
+		}
+		if err := checkOverlaps(tx, n.ID, spec); err != nil {
+			return err
+		}
+		return store.PutJSON(tx, store.Networks, n.ID, networkRecord{Doc: n})
+	})
+	if err != nil {
+		return nil, internal(err, "store network %q", n.Name)
+	}
+	if existing != nil {
+		return s.sameNetwork(existing, &n)
+	}
+
+	pn := &parsedNetwork{doc: &n, spec: spec}
+	if err := s.realiseNetwork(drv, pn); err != nil {
+		s.log.Error("network creation failed in the kernel, rolled back", "network", n.Name, "id", n.ID, "err", err)
+		_ = drv.DeleteNetwork(pn.driverNetwork())
+		rbErr := s.cfg.Store.Update(func(tx store.Tx) error {
+			if err := dropName(tx, "network", n.Name); err != nil {
+				return err
+			}
+			return tx.Delete(store.Networks, n.ID)
+		})
+		_ = s.applyFirewall()
+		return nil, internal(errors.Join(err, rbErr), "create network %q", n.Name)
+	}
+	s.log.Info("network created", "network", n.Name, "id", n.ID, "type", n.Type, "bridge", n.BridgeName)
+	return &n, nil
+}
+
+// sameNetwork answers a create whose ID exists: the same document is an
+// idempotent success, another one a conflict.
+func (s *Service) sameNetwork(existing, n *api.Network) (*api.Network, error) {
+	cmp := *n
+	if len(cmp.Ipams) == 0 {
+		cmp.Ipams = existing.Ipams
+	}
+	if sameJSON(existing, &cmp) {
+		return existing, nil
+	}
+	return nil, api.Conflict(api.CodeObjectAlreadyExists, "a network with ID %s already exists (named %q) with other settings", existing.ID, existing.Name)
+}
+
+// checkNetwork validates a network document and finds its driver.
+func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver, error) {
+	spec, err := api.ParseNetwork(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	drv, ok := s.cfg.Drivers[spec.Type]
+	if !ok {
+		return nil, nil, api.Unsupported("invalid network: field Type: network type %s is not supported by this build (supported: %v)",
+			spec.Type, s.Version().Supported.NetworkTypes)
+	}
+	for i, p := range spec.Policies {
+		if !supported(supportedNetworkPolicies, p.Type) {
+			return nil, nil, unsupportedPolicy("invalid network", i, p.Type, supportedNetworkPolicies)
+		}
+	}
+	for i, sub := range spec.Subnets {
+		for j, p := range sub.Policies {
+			if !supported(supportedSubnetPolicies, p.Type) {
+				return nil, nil, api.Unsupported("invalid network: subnet %d (%s): field Policies[%d]: policy type %s is not supported by this build (supported: %s)",
+					i, sub.Prefix, j, p.Type, joinTypes(supportedSubnetPolicies))
+			}
+		}
+	}
+	if err := drv.Validate(spec); err != nil {
+		return nil, nil, err
+	}
+	return spec, drv, nil
+}
+
+// checkOverlaps refuses a subnet that overlaps a subnet of another network.
+func checkOverlaps(tx store.Tx, id string, spec *api.NetworkSpec) error {
+	nets, err := listNetworks(tx)
+	if err != nil {
+		return err
+	}
+	for _, other := range nets {
+		if other.Doc.ID == id {
+			continue
+		}
+		ospec, err := api.ParseNetwork(&other.Doc)
+		if err != nil {
+			continue
+		}
+		for i, a := range spec.Subnets {
+			for _, b := range ospec.Subnets {
+				if a.Prefix.Overlaps(b.Prefix) {
+					return api.Conflict(api.CodeInvalidNetwork,
+						"invalid network: subnet %d (%s) overlaps subnet %s of network %q (%s)", i, a.Prefix, b.Prefix, other.Doc.Name, other.Doc.ID)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// realiseNetwork brings the kernel to a stored network.
+func (s *Service) realiseNetwork(drv driver.Driver, pn *parsedNetwork) error {
+	if err := drv.EnsureNetwork(pn.driverNetwork()); err != nil {
+		return err
+	}
+	return s.applyFirewall()
+}
+
+// GetNetwork returns a network by ID or name.
+func (s *Service) GetNetwork(ref string) (*api.Network, error) {
+	var rec networkRecord
+	err := s.cfg.Store.View(func(tx store.Tx) error {
+		_, err := lookup(tx, store.Networks, "network", ref, &rec)
+		return err
+	})
+	if err != nil {
+		return nil, internal(err, "read network %q", ref)
+	}
+	return &rec.Doc, nil
+}
+
+// ListNetworks returns the networks that match the HNS filter document.
+func (s *Service) ListNetworks(filter string) ([]api.Network, error) {
+	f, err := parseFilter("network", filter)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Network{}
+	err = s.cfg.Store.View(func(tx store.Tx) error {
+		nets, err := listNetworks(tx)
+		for _, n := range nets {
+			if f.matchNetwork(&n.Doc) {
+				out = append(out, n.Doc)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, internal(err, "list networks")
+	}
+	return out, nil
+}
+
+// DeleteNetwork removes a network that has no endpoints left.
+func (s *Service) DeleteNetwork(ref string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pn *parsedNetwork
+	err := s.cfg.Store.Update(func(tx store.Tx) error {
+		var rec networkRecord
+		id, err := lookup(tx, store.Networks, "network", ref, &rec)
+		if err != nil {
+			return err
+		}
+		eps, err := listEndpoints(tx)
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, e := range eps {
+			if e.Doc.HostComputeNetwork == id {
+				names = append(names, displayName(e.Doc.Name, e.Doc.ID))
+			}
+		}
+		if len(names) > 0 {
+			return api.Conflict(api.CodeNetworkHasEndpoints, "network %q still has %d endpoint(s) (%s): delete them first",
+				displayName(rec.Doc.Name, id), len(names), summarize(names))
+		}
+		if pn, err = parseStored(&rec.Doc); err != nil {
+			return err
+		}
+		return dropNetwork(tx, pn)
+	})
+	if err != nil {
+		return internal(err, "delete network %q", ref)
+	}
+	s.unrealiseNetwork(pn)
+	s.log.Info("network deleted", "network", pn.doc.Name, "id", pn.doc.ID)
+	return nil
+}
+
+// dropNetwork forgets a network and its pools in the store.
+func dropNetwork(tx store.Tx, pn *parsedNetwork) error {
+	for _, p := range pn.pools() {
+		if err := p.Drop(tx); err != nil {
+			return err
+		}
+	}
+	if err := pn.macPool().Drop(tx); err != nil {
+		return err
+	}
+	if err := dropName(tx, "network", pn.doc.Name); err != nil {
+		return err
+	}
+	return tx.Delete(store.Networks, pn.doc.ID)
+}
+
+// unrealiseNetwork removes a network's kernel objects after its intent is
+// gone. Failures are logged: the objects are tagged and unclaimed now, so
+// the next reconciliation removes them.
+func (s *Service) unrealiseNetwork(pn *parsedNetwork) {
+	if drv, ok := s.cfg.Drivers[pn.spec.Type]; ok {
+		if err := drv.DeleteNetwork(pn.driverNetwork()); err != nil {
+			s.log.Error("removing network from the kernel failed; reconciliation will retry", "network", pn.doc.Name, "err", err)
+		}
+	}
+	if err := s.applyFirewall(); err != nil {
+		s.log.Error("updating the firewall failed; reconciliation will retry", "err", err)
+	}
+}
+
+// ModifyNetwork changes a network's policies or DNS settings.
+func (s *Service) ModifyNetwork(ref string, req api.ModifyRequest) (*api.Network, error) {
+	if err := api.ResolveModify("network", &req); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rec networkRecord
+	err := s.cfg.Store.View(func(tx store.Tx) error {
+		_, err := lookup(tx, store.Networks, "network", ref, &rec)
+		return err
+	})
+	if err != nil {
+		return nil, internal(err, "read network %q", ref)
+	}
+	n := rec.Doc
+	switch req.ResourceType {
+	case api.ResourcePolicy:
+		var pr api.PolicyRequest
+		if err := api.DecodeSettings(req.Settings, &pr); err != nil {
+			return nil, api.Invalid(api.CodeInvalidPolicy, "invalid network modify request: field Settings: %v", err)
+		}
+		for i := range pr.Policies {
+			pr.Policies[i].Type = api.ResolveNetworkPolicyType(pr.Policies[i].Type)
+		}
+		n.Policies = modifyPolicies(n.Policies, req.RequestType, pr.Policies)
+	case api.ResourceDNS:
+		if req.RequestType != api.RequestUpdate && req.RequestType != api.RequestAdd {
+			return nil, api.Unsupported("network modify request: RequestType %s of DNS is not supported (use Update)", req.RequestType)
+		}
+		var d api.DNS
+		if err := api.DecodeSettings(req.Settings, &d); err != nil {
+			return nil, api.Invalid(api.CodeInvalidNetwork, "invalid network modify request: field Settings: %v", err)
+		}
+		n.Dns = &d
+	default:
+		return nil, api.Unsupported("network modify request: ResourceType %s is not supported on Linux", req.ResourceType)
+	}
+	spec, drv, err := s.checkNetwork(&n)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Store.Update(func(tx store.Tx) error {
+		return store.PutJSON(tx, store.Networks, n.ID, networkRecord{Doc: n})
+	}); err != nil {
+		return nil, internal(err, "store network %q", n.Name)
+	}
+	if err := s.realiseNetwork(drv, &parsedNetwork{doc: &n, spec: spec}); err != nil {
+		return nil, internal(err, "apply network %q", n.Name)
+	}
+	if req.ResourceType == api.ResourceDNS {
+		s.refreshNetworkDNS(n.ID)
+	}
+	return &n, nil
+}
+
+func displayName(name, id string) string {
+	if name != "" {
+		return name
+	}
+	return id
+}
+
+func summarize(names []string) string {
+	if len(names) > 5 {
+		return fmt.Sprintf("%v and %d more", names[:5], len(names)-5)
+	}
+	return fmt.Sprint(names)
+}
+
+// pickSubnet chooses a /20 inside 172.16.0.0/12 that overlaps no address or
+// route of the host and no subnet of another network.
+func (s *Service) pickSubnet() (netip.Prefix, error) {
+	taken, err := s.cfg.Host.HostPrefixes()
+	if err != nil {
+		return netip.Prefix{}, internal(err, "read the host's addresses")
+	}
+	err = s.cfg.Store.View(func(tx store.Tx) error {
+		nets, err := listNetworks(tx)
+		for _, n := range nets {
+			if spec, err := api.ParseNetwork(&n.Doc); err == nil {
+				for _, sub := range spec.Subnets {
+					taken = append(taken, sub.Prefix)
+				}
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return netip.Prefix{}, internal(err, "list networks")
+	}
+	return FreeSubnet(netip.MustParsePrefix("172.16.0.0/12"), 20, taken)
+}
+
+// FreeSubnet returns the first prefix of the given length inside space that
+// overlaps none of taken (a taken default route, /0, is ignored).
+func FreeSubnet(space netip.Prefix, bits int, taken []netip.Prefix) (netip.Prefix, error) {
+	p := netip.PrefixFrom(space.Addr(), bits)
+	for space.Contains(p.Addr()) {
+		free := true
+		for _, t := range taken {
+			if t.Bits() > 0 && t.Overlaps(p) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return p, nil
+		}
+		next := api.LastAddr(p).Next()
+		if !next.IsValid() {
+			break
+		}
+		p = netip.PrefixFrom(next, bits)
+	}
+	return netip.Prefix{}, api.Conflict(api.CodeAddressesExhausted, "no free /%d left in %s: every one overlaps an address or route of the host or another network", bits, space)
+}

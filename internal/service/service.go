@@ -1,0 +1,206 @@
+// Package service is hostnet's orchestrator. Every mutation follows the
+// same order: validate (nothing changes on bad input) -> allocate and
+// persist the intent in one store transaction -> bring the kernel to the
+// intent -> on a kernel failure, undo both. On start, Reconcile brings the
+// kernel to the stored intent without flushing what is already right.
+package service
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/dataplane"
+	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/store"
+)
+
+// Config is what the service runs on.
+type Config struct {
+	Store store.Store
+	// Host is the namespace hostnet programs as the host.
+	Host *dataplane.Host
+	// Firewall applies hostnet's nftables table in the host namespace.
+	Firewall nft.Applier
+	// Drivers realise the network types, by type.
+	Drivers map[api.NetworkType]driver.Driver
+
+	// NetnsDir is where hostnet bind-mounts the namespaces it creates.
+	NetnsDir string
+	// NetnsLinkDir, when set, gets a symlink hn-<ID> to each namespace
+	// hostnet creates, so `ip netns` lists it (normally /run/netns).
+	NetnsLinkDir string
+	// NetnsEtcDir, when set, is where each created namespace's resolv.conf
+	// is written, as <dir>/hn-<ID>/resolv.conf: `ip netns exec` and
+	// `hostnet run` bind it over /etc/resolv.conf (normally /etc/netns).
+	NetnsEtcDir string
+	// HostResolvConf supplies DNS servers to endpoints that have none of
+	// their own or of their network (normally /etc/resolv.conf).
+	HostResolvConf string
+
+	Logger *slog.Logger
+	// Build is the version string reported by the version call.
+	Build string
+}
+
+// Service carries out API requests. Mutations are serialised by one lock:
+// the kernel work of an attach is a few hundred microseconds, and one
+// writer at a time keeps intent and kernel in step without lock ordering.
+// Reads go to the store and do not wait for mutations.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+	mu  sync.Mutex
+}
+
+// New returns a service over cfg. Call Reconcile before serving requests.
+func New(cfg Config) *Service {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{cfg: cfg, log: log}
+}
+
+// Supported endpoint and network policy types: those this build realises.
+// A policy of another known type is refused as unsupported, never dropped.
+var (
+	supportedEndpointPolicies = []api.PolicyType{api.SDNRoute}
+	supportedNetworkPolicies  = []api.PolicyType{}
+	supportedSubnetPolicies   = []api.PolicyType{}
+)
+
+// Version answers the version call.
+func (s *Service) Version() api.VersionInfo {
+	v := api.VersionInfo{
+		Version:       api.APIVersion,
+		SchemaVersion: api.SchemaVersion{Major: 2, Minor: 0},
+		Build:         s.cfg.Build,
+		Supported: api.Supported{
+			NetworkPolicies:  supportedNetworkPolicies,
+			SubnetPolicies:   supportedSubnetPolicies,
+			EndpointPolicies: supportedEndpointPolicies,
+		},
+	}
+	for _, t := range []api.NetworkType{api.NAT, api.ICS, api.Transparent, api.L2Bridge, api.L2Tunnel, api.Overlay, api.Private, api.Internal} {
+		if _, ok := s.cfg.Drivers[t]; ok {
+			v.Supported.NetworkTypes = append(v.Supported.NetworkTypes, t)
+		}
+	}
+	return v
+}
+
+func supported(list []api.PolicyType, t api.PolicyType) bool {
+	for _, s := range list {
+		if s == t {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeID returns a client-supplied GUID in canonical form, or a new
+// GUID when id is empty.
+func normalizeID(kind, id string) (string, error) {
+	if id == "" {
+		return uuid.NewString(), nil
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return "", api.Invalid(api.CodeInvalidJSON, "invalid %s: field ID: %q is not a GUID", kind, id)
+	}
+	return u.String(), nil
+}
+
+// refID returns ref as a canonical GUID when it is one.
+func refID(ref string) (string, bool) {
+	u, err := uuid.Parse(ref)
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
+}
+
+func nameKey(kind, name string) string { return kind + "/" + name }
+
+// lookup finds an object of the bucket by ID or, failing that, by name.
+func lookup(tx store.Tx, bucket, kind, ref string, v any) (string, error) {
+	if ref == "" {
+		return "", api.Invalid(api.CodeInvalidJSON, "no %s named: the reference is empty", kind)
+	}
+	if id, ok := refID(ref); ok {
+		err := store.GetJSON(tx, bucket, id, v)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return "", err
+		}
+	}
+	id, err := tx.Get(store.Names, nameKey(kind, ref))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", api.NotFound(kind, ref)
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := store.GetJSON(tx, bucket, string(id), v); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", api.NotFound(kind, ref)
+		}
+		return "", err
+	}
+	return string(id), nil
+}
+
+// claimName records name for an object, or fails if another object holds it.
+func claimName(tx store.Tx, kind, name, id string) error {
+	if name == "" {
+		return nil
+	}
+	held, err := tx.Get(store.Names, nameKey(kind, name))
+	if err == nil && string(held) != id {
+		return api.Conflict(api.CodeObjectAlreadyExists, "a %s named %q already exists (ID %s)", kind, name, held)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return tx.Put(store.Names, nameKey(kind, name), []byte(id))
+}
+
+func dropName(tx store.Tx, kind, name string) error {
+	if name == "" {
+		return nil
+	}
+	return tx.Delete(store.Names, nameKey(kind, name))
+}
+
+// internal wraps a store or kernel failure that is not the client's fault.
+func internal(err error, format string, args ...any) error {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return api.InternalError(err, format, args...)
+}
+
+// joinTypes lists policy types for messages.
+func joinTypes(ts []api.PolicyType) string {
+	if len(ts) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+func unsupportedPolicy(owner string, i int, t api.PolicyType, list []api.PolicyType) error {
+	return api.Unsupported("%s: field Policies[%d]: policy type %s is not supported by this build (supported: %s)",
+		owner, i, t, joinTypes(list))
+}

@@ -1,0 +1,129 @@
+// Package testutil holds what hostnet's kernel tests share: throwaway
+// network namespaces, and the check that a suite left nothing behind in
+// the root namespace.
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+)
+
+// Leaks lists hostnet's kernel objects left in the root namespace and the
+// mount table: devices named hn*, nftables tables named hostnet, ip-netns
+// entries hn-*, mounts under hostnet's run directories, and mounts under
+// scope (a test package's own directory), or, when scope is empty,
+// namespace mounts anywhere under the temporary directory (the check after
+// a whole suite). Call it from the root namespace; it only reads.
+func Leaks(scope string) []string {
+	var out []string
+	if links, err := netlink.LinkList(); err == nil {
+		for _, l := range links {
+			if strings.HasPrefix(l.Attrs().Name, "hn") {
+				out = append(out, "device "+l.Attrs().Name)
+			}
+		}
+	}
+	if c, err := nftables.New(); err == nil {
+		if tables, err := c.ListTables(); err == nil {
+			for _, t := range tables {
+				if strings.Contains(t.Name, "hostnet") {
+					out = append(out, "nftables table "+t.Name)
+				}
+			}
+		}
+	}
+	if entries, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "hn") {
+				out = append(out, "ip netns "+e.Name())
+			}
+		}
+	}
+	tmp := filepath.Clean(os.TempDir())
+	for _, m := range mounts() {
+		switch {
+		case strings.HasPrefix(m.point, "/run/hostnet") || strings.HasPrefix(m.point, "/run/netns/hn"):
+		case scope != "" && under(m.point, scope):
+		case scope == "" && m.fstype == "nsfs" && under(m.point, tmp):
+		default:
+			continue
+		}
+		out = append(out, fmt.Sprintf("mount %s (%s)", m.point, m.fstype))
+	}
+	return out
+}
+
+func under(path, dir string) bool {
+	dir = filepath.Clean(dir)
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+type mount struct{ point, fstype string }
+
+// mounts parses /proc/self/mountinfo: field 5 is the mount point, and the
+// file system type follows the " - " separator.
+func mounts() []mount {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []mount
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
+			continue
+		}
+		m := mount{point: unescape(fields[4])}
+		if _, after, ok := strings.Cut(line, " - "); ok {
+			if f := strings.Fields(after); len(f) > 0 {
+				m.fstype = f[0]
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func unescape(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// UnmountUnder detaches every mount at or below dir (deepest first) and
+// reports how many it found.
+func UnmountUnder(dir string, unmount func(string) error) int {
+	var found []string
+	for _, m := range mounts() {
+		if under(m.point, dir) {
+			found = append(found, m.point)
+		}
+	}
+	for i := len(found) - 1; i >= 0; i-- {
+		_ = unmount(found[i])
+	}
+	return len(found)
+}
+
+// CheckMain runs after a package's tests (from TestMain) and turns leaks
+// into a failing exit code; scope is the package's own temporary directory.
+func CheckMain(code int, scope string) int {
+	if os.Geteuid() != 0 {
+		return code
+	}
+	if leaks := Leaks(scope); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "LEAK CHECK FAILED: the tests left kernel objects behind:\n  %s\n", strings.Join(leaks, "\n  "))
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/hostnet/hostnet/api"
+)
+
+// helper returns the command line and environment that make `hostnet run`
+// start this test binary as a small program (see runHelper).
+func helper(t *testing.T, mode string, args ...string) ([]string, []string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{"--", self}, args...), []string{helperEnv + "=" + mode}
+}
+
+// `hostnet run` on the default network reaches the outside: the server
+// sees the host's uplink address; the command's exit code passes through;
+// with --rm nothing is left.
+func TestRunReachesTheOutside(t *testing.T) {
+	e := NewEnv(t)
+	Serve(t, e.ExtNS, "tcp", extAddr+":7777")
+	cmd, env := helper(t, "talk", "tcp", extAddr+":7777")
+	r := e.CLIEnv(env, append([]string{"run", "--rm"}, cmd...)...)
+	if r.Code != 0 {
+		t.Fatalf("hostnet run: exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if got := strings.Fields(r.Stdout); len(got) != 2 || !strings.HasPrefix(got[0], hostAddr+":") || got[1] != "hello" {
+		t.Errorf("the outside answered %q, want it to have seen %s", r.Stdout, hostAddr)
+	}
+
+	cmd, env = helper(t, "exit", "3")
+	if r := e.CLIEnv(env, append([]string{"run", "--rm"}, cmd...)...); r.Code != 3 {
+		t.Errorf("exit code: got %d, want 3 (stderr %s)", r.Code, r.Stderr)
+	}
+	if r := e.CLI("run", "--rm", "--", "/nonexistent/command"); r.Code != 127 {
+		t.Errorf("a missing command: exit %d, want 127", r.Code)
+	}
+	eps, _ := e.Client().ListEndpoints(ctx, nil)
+	nss, _ := e.Client().ListNamespaces(ctx, nil)
+	if len(eps)+len(nss) != 0 {
+		t.Errorf("--rm left %d endpoints and %d namespaces", len(eps), len(nss))
+	}
+}
+
+// The command sees the namespace's resolv.conf (as `ip netns exec` does),
+// and without --rm the objects stay, named.
+func TestRunDNSAndNames(t *testing.T) {
+	e := NewEnv(t)
+	cmd, env := helper(t, "cat", "/etc/resolv.conf")
+	r := e.CLIEnv(env, append([]string{"run", "--name", "web", "--dns", "10.7.7.7"}, cmd...)...)
+	if r.Code != 0 {
+		t.Fatalf("hostnet run: exit %d: %s", r.Code, r.Stderr)
+	}
+	if !strings.Contains(r.Stdout, "nameserver 10.7.7.7") {
+		t.Errorf("resolv.conf inside the namespace:\n%s", r.Stdout)
+	}
+	b, _ := os.ReadFile("/etc/resolv.conf")
+	if strings.Contains(string(b), "10.7.7.7") {
+		t.Error("the host's /etc/resolv.conf was changed")
+	}
+	ep, err := e.Client().GetEndpoint(ctx, "web")
+	if err != nil {
+		t.Fatalf("the endpoint named web: %v", err)
+	}
+	if ep.HostComputeNamespace == "" {
+		t.Error("the endpoint of a run without --rm is not attached")
+	}
+	out := e.MustCLI("endpoint", "ls")
+	if !strings.Contains(out, "web") || !strings.Contains(out, ep.IpConfigurations[0].IpAddress) {
+		t.Errorf("endpoint ls:\n%s", out)
+	}
+}
+
+// The docker-like verbs: create, ls, inspect, rm; errors worded by the
+// daemon; a missing daemon.
+func TestCLINetworkVerbs(t *testing.T) {
+	e := NewEnv(t)
+	id := strings.TrimSpace(e.MustCLI("network", "create", "-d", "nat", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.254", "blue"))
+	n, err := e.Client().GetNetwork(ctx, "blue")
+	if err != nil || n.ID != id {
+		t.Fatalf("created %q; the daemon has %+v, %v", id, n, err)
+	}
+	ls := e.MustCLI("network", "ls")
+	for _, want := range []string{"NETWORK ID", "blue", "nat", "10.77.0.0/24"} {
+		if !strings.Contains(ls, want) {
+			t.Errorf("network ls lacks %q:\n%s", want, ls)
+		}
+	}
+	var docs []api.Network
+	if err := json.Unmarshal([]byte(e.MustCLI("network", "inspect", "blue")), &docs); err != nil || len(docs) != 1 ||
+		docs[0].Ipams[0].Subnets[0].Routes[0].NextHop != "10.77.0.254" {
+		t.Errorf("network inspect: %+v %v", docs, err)
+	}
+	r := e.CLI("network", "create", "--subnet", "10.77.0.128/25", "clash")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "Error: ") || !strings.Contains(r.Stderr, "overlaps") {
+		t.Errorf("overlapping create: exit %d, stderr %q", r.Code, r.Stderr)
+	}
+	e.MustCLI("network", "rm", "blue")
+	if _, err := e.Client().GetNetwork(ctx, "blue"); !api.IsNotFound(err) {
+		t.Errorf("after rm: %v", err)
+	}
+	e.Stop()
+	r = e.CLI("network", "ls")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "cannot reach hostnetd at "+e.Socket+": is it running?") {
+		t.Errorf("without a daemon: exit %d, stderr %q", r.Code, r.Stderr)
+	}
+}

@@ -1,0 +1,454 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/client"
+	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/testutil"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The test topology: a "host" namespace, where hostnetd runs and which it
+// programs, joined by a veth uplink to an "external" namespace that plays
+// the outside world. Nothing is created in the root namespace.
+const (
+	extAddr     = "198.51.100.1"  // the outside, behind the host's uplink
+	hostAddr    = "198.51.100.2"  // the host's uplink address
+	hostDNS     = "198.51.100.53" // the host's resolver, per its resolv.conf
+	uplinkName  = "uplink0"
+	extLinkName = "ext0"
+)
+
+// Env is one simulated host with its daemon.
+type Env struct {
+	t      *testing.T
+	Dir    string
+	HostNS string // path of the host namespace
+	ExtNS  string // path of the external namespace
+	Socket string
+	cmd    *exec.Cmd
+	waited chan struct{}
+	log    *os.File
+	extra  []string
+}
+
+// NewEnv builds the topology and starts hostnetd with extra flags.
+func NewEnv(t *testing.T, extra ...string) *Env {
+	t.Helper()
+	e := NewTopology(t, extra...)
+	e.Start()
+	return e
+}
+
+// NewTopology builds the topology; the caller starts the daemon.
+func NewTopology(t *testing.T, extra ...string) *Env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end tests need root")
+	}
+	dir, err := os.MkdirTemp(baseDir, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{t: t, Dir: dir, HostNS: filepath.Join(dir, "host.ns"), ExtNS: filepath.Join(dir, "ext.ns"),
+		Socket: filepath.Join(dir, "s.sock"), extra: extra}
+	t.Cleanup(e.close)
+	for _, p := range []string{e.HostNS, e.ExtNS} {
+		if err := netns.Create(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.buildUplink()
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 127.0.0.53\nnameserver "+hostDNS+"\nsearch example.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *Env) buildUplink() {
+	t := e.t
+	host := e.handle(e.HostNS)
+	defer host.Close()
+	ext, err := netns.Open(e.ExtNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close()
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = uplinkName
+	if err := host.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: extLinkName, PeerNamespace: netlink.NsFd(ext)}); err != nil {
+		t.Fatal(err)
+	}
+	configure := func(h *netlink.Handle, name, addr string) {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr(addr)
+		if err := h.AddrAdd(l, a); err != nil {
+			t.Fatal(err)
+		}
+		for _, link := range []netlink.Link{l, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}} {
+			if err := h.LinkSetUp(link); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	configure(host, uplinkName, hostAddr+"/24")
+	eh := e.handle(e.ExtNS)
+	defer eh.Close()
+	configure(eh, extLinkName, extAddr+"/24")
+	if err := host.RouteAdd(&netlink.Route{Gw: net.ParseIP(extAddr)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// handle opens a netlink handle in the namespace at path.
+func (e *Env) handle(path string) *netlink.Handle {
+	e.t.Helper()
+	ns, err := netns.Open(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return h
+}
+
+// Start starts hostnetd in the host namespace and waits until it answers.
+func (e *Env) Start() {
+	t := e.t
+	t.Helper()
+	var err error
+	if e.log == nil {
+		if e.log, err = os.OpenFile(filepath.Join(e.Dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := append([]string{"--net=" + e.HostNS, "--", hostnetdBin,
+		"--socket", e.Socket,
+		"--state-dir", filepath.Join(e.Dir, "state"),
+		"--run-dir", filepath.Join(e.Dir, "run"),
+		"--host-netns", e.HostNS,
+		"--netns-link-dir", "",
+		"--netns-etc-dir", filepath.Join(e.Dir, "etc-netns"),
+		"--host-resolv-conf", filepath.Join(e.Dir, "resolv.conf"),
+		"--log-level", "debug",
+	}, e.extra...)
+	e.cmd = exec.Command("nsenter", args...)
+	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.waited = make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(e.cmd, e.waited)
+	c := e.Client()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.Version(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-e.waited:
+			t.Fatalf("hostnetd exited at start:\n%s", e.LogTail(40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hostnetd did not answer within 30s: %v\n%s", err, e.LogTail(40))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill9 kills the daemon with SIGKILL, as a crash would.
+func (e *Env) Kill9() {
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Kill()
+	<-e.waited
+	e.cmd = nil
+}
+
+// Stop stops the daemon with SIGTERM and waits for it.
+func (e *Env) Stop() {
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.waited:
+	case <-time.After(30 * time.Second):
+		_ = e.cmd.Process.Kill()
+		<-e.waited
+		e.t.Errorf("hostnetd did not stop within 30s of SIGTERM")
+	}
+	e.cmd = nil
+}
+
+// Restart stops the daemon with SIGKILL or SIGTERM and starts it again.
+func (e *Env) Restart(kill bool) {
+	if kill {
+		e.Kill9()
+	} else {
+		e.Stop()
+	}
+	e.Start()
+}
+
+// LogTail returns the last n lines of the daemon's log.
+func (e *Env) LogTail(n int) string {
+	b, _ := os.ReadFile(filepath.Join(e.Dir, "daemon.log"))
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (e *Env) close() {
+	if e.t.Failed() {
+		e.t.Logf("daemon log (tail):\n%s", e.LogTail(60))
+	}
+	e.Stop()
+	if e.log != nil {
+		e.log.Close()
+	}
+	// Every namespace of the test, the daemon's included, is a mount
+	// under Dir: detaching them all destroys every device inside.
+	testutil.UnmountUnder(e.Dir, func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
+	if err := os.RemoveAll(e.Dir); err != nil {
+		e.t.Errorf("cleanup: %v", err)
+	}
+}
+
+// Client is an API client of the daemon.
+func (e *Env) Client() *client.Client { return client.New(e.Socket) }
+
+// CLIResult is what a CLI invocation printed and returned.
+type CLIResult struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// CLI runs the hostnet command against the daemon.
+func (e *Env) CLI(args ...string) CLIResult {
+	e.t.Helper()
+	return e.CLIEnv(nil, args...)
+}
+
+// CLIEnv runs the hostnet command with extra environment variables.
+func (e *Env) CLIEnv(env []string, args ...string) CLIResult {
+	e.t.Helper()
+	cmd := exec.Command(hostnetBin, append([]string{"--socket", e.Socket}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("run hostnet %v: %v", args, err)
+	}
+	return CLIResult{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// MustCLI runs the CLI and fails the test unless it exits 0.
+func (e *Env) MustCLI(args ...string) string {
+	e.t.Helper()
+	r := e.CLI(args...)
+	if r.Code != 0 {
+		e.t.Fatalf("hostnet %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// In runs fn on a thread inside the namespace at path. Sockets made in fn
+// stay in that namespace when used afterwards from any goroutine.
+func In(t *testing.T, path string, fn func() error) {
+	t.Helper()
+	ns, err := netns.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := netns.Do(ns, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Serve starts a TCP or UDP server on addr inside the namespace at path.
+// Each TCP connection and UDP datagram gets one line back: the sender's
+// address as the server saw it, then the received text echoed.
+func Serve(t *testing.T, path, network, addr string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	In(t, path, func() error {
+		switch network {
+		case "tcp":
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { l.Close(); wg.Wait() })
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						defer c.Close()
+						r := bufio.NewReader(c)
+						for {
+							line, err := r.ReadString('\n')
+							if err != nil {
+								return
+							}
+							fmt.Fprintf(c, "%s %s", c.RemoteAddr(), line)
+						}
+					}()
+				}
+			}()
+		case "udp":
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { pc.Close(); wg.Wait() })
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 2048)
+				for {
+					n, from, err := pc.ReadFrom(buf)
+					if err != nil {
+						return
+					}
+					_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s", from, buf[:n])), from)
+				}
+			}()
+		}
+		return nil
+	})
+}
+
+// Dial connects from inside the namespace at path.
+func Dial(t *testing.T, path, network, addr string, timeout time.Duration) (net.Conn, error) {
+	t.Helper()
+	var c net.Conn
+	var derr error
+	In(t, path, func() error {
+		c, derr = net.DialTimeout(network, addr, timeout)
+		return nil
+	})
+	return c, derr
+}
+
+// Exchange sends one line over c and returns the server's answer: the
+// address it saw the sender as, and the echoed text.
+func Exchange(c net.Conn, text string, timeout time.Duration) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, text+"\n"); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 2048)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(buf[:n])), nil
+}
+
+// Talk dials addr from the namespace at path, exchanges one line and
+// returns the address the server saw as the source.
+func Talk(t *testing.T, path, network, addr string) (netip.Addr, error) {
+	t.Helper()
+	c, err := Dial(t, path, network, addr, 2*time.Second)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	reply, err := Exchange(c, "hello", 2*time.Second)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	fields := strings.Fields(reply)
+	if len(fields) != 2 || fields[1] != "hello" {
+		return netip.Addr{}, fmt.Errorf("unexpected reply %q", reply)
+	}
+	ap, err := netip.ParseAddrPort(fields[0])
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return ap.Addr().Unmap(), nil
+}
+
+// Attached is an endpoint attached to a fresh namespace.
+type Attached struct {
+	Endpoint  *api.Endpoint
+	Namespace *api.Namespace
+	Addr      netip.Addr
+}
+
+// AttachNew creates a namespace and an endpoint on network and attaches it.
+func (e *Env) AttachNew(network, name string) *Attached {
+	e.t.Helper()
+	ctx := context.Background()
+	c := e.Client()
+	ns, err := c.CreateNamespace(ctx, &api.Namespace{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ep, err := c.CreateEndpoint(ctx, &api.Endpoint{Name: name, HostComputeNetwork: network})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := c.Attach(ctx, ns.ID, ep.ID); err != nil {
+		e.t.Fatal(err)
+	}
+	ep, err = c.GetEndpoint(ctx, ep.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &Attached{Endpoint: ep, Namespace: ns, Addr: netip.MustParseAddr(ep.IpConfigurations[0].IpAddress)}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}

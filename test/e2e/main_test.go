@@ -1,0 +1,98 @@
+// Package e2e runs hostnet end to end: real daemons, each in a throwaway
+// "host" network namespace with an "external" namespace behind its uplink,
+// real packets. Nothing is created in the root namespace, and the suite
+// checks at the end that nothing of hostnet's was left behind.
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hostnet/hostnet/internal/testutil"
+)
+
+var (
+	baseDir     string // every test's files, namespaces and sockets live under it
+	hostnetdBin string
+	hostnetBin  string
+)
+
+// helperEnv makes the test binary act as a small program run inside
+// namespaces by `hostnet run` (see runHelper).
+const helperEnv = "HOSTNET_E2E_HELPER"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(runHelper(mode, os.Args[1:]))
+	}
+	os.Exit(testutil.CheckMain(run(m), baseDir))
+}
+
+func run(m *testing.M) int {
+	var err error
+	if baseDir, err = os.MkdirTemp("", "hnt-e2e-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(baseDir)
+	if os.Geteuid() == 0 {
+		hostnetdBin = filepath.Join(baseDir, "hostnetd")
+		hostnetBin = filepath.Join(baseDir, "hostnet")
+		args := []string{"build", "-o", baseDir}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "../../cmd/hostnetd", "../../cmd/hostnet")...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build the daemon and the CLI: %v\n", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// runHelper is what the test binary does when `hostnet run` starts it
+// inside a namespace:
+//
+//	talk NETWORK ADDR   send "hello" and print the server's answer
+//	cat FILE            print a file (the resolv.conf the command sees)
+//	exit N              exit with code N
+func runHelper(mode string, args []string) int {
+	switch mode {
+	case "talk":
+		c, err := net.DialTimeout(args[0], args[1], 3*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		defer c.Close()
+		reply, err := Exchange(c, "hello", 3*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		fmt.Println(reply)
+		return 0
+	case "cat":
+		b, err := os.ReadFile(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		os.Stdout.Write(b)
+		return 0
+	case "exit":
+		n, _ := strconv.Atoi(args[0])
+		return n
+	}
+	fmt.Fprintf(os.Stderr, "unknown helper mode %q (%s)\n", mode, strings.Join(args, " "))
+	return 2
+}
