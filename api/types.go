@@ -138,8 +138,10 @@ type Endpoint struct {
 	ID                 string `json:"ID,omitempty"`
 	Name               string `json:"Name,omitempty"`
 	HostComputeNetwork string `json:"HostComputeNetwork,omitempty"`
-	// HostComputeNamespace is read-only: endpoints are attached through a
-	// modify request sent to the namespace.
+	// HostComputeNamespace, when set at creation, attaches the new endpoint
+	// to that namespace in the same request (as HNS does). Afterwards it is
+	// read-only: endpoints are attached and detached through a modify
+	// request sent to the namespace.
 	HostComputeNamespace string          `json:"HostComputeNamespace,omitempty"`
 	Policies             []Policy        `json:"Policies,omitempty"`
 	IpConfigurations     []IPConfig      `json:"IpConfigurations,omitempty"`

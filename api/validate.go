@@ -286,9 +286,6 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 	if e.Name != "" && strings.ContainsAny(e.Name, "/\x00") {
 		return nil, invalidEndpoint("Name", "%q must not contain '/'", e.Name)
 	}
-	if e.HostComputeNamespace != "" {
-		return nil, invalidEndpoint("HostComputeNamespace", "is read-only: attach the endpoint with a modify request to namespace %q", e.HostComputeNamespace)
-	}
 	if e.HostInterfaceName != "" {
 		return nil, invalidEndpoint("HostInterfaceName", "is read-only (got %q)", e.HostInterfaceName)
 	}

@@ -18,36 +18,42 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/testutil"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
 // AttachConfig sets up the attach benchmark.
 type AttachConfig struct {
-	N     int       // endpoints per path
-	Block int       // endpoints per path before switching to the next path
-	Out   io.Writer // report
+	N   int       // endpoints per path
+	Out io.Writer // report
 	// DaemonCmd starts hostnetd; the benchmark appends its flags.
 	DaemonCmd []string
 }
 
+// Path is one way of attaching an endpoint, measured on its own host.
+type Path struct {
+	Name  string
+	Times Series
+}
+
 // AttachResult holds the timings of each path, in the order taken.
 type AttachResult struct {
-	FloorPlain, FloorTuned, Hostnet Series
+	Paths []*Path
 }
 
 // RunAttach measures creating and attaching one endpoint whose namespace
-// already exists, N times on one network, along three paths interleaved
-// in blocks so they share the machine's noise:
+// already exists, N times on one network, along four paths, each on its
+// own throwaway host namespace, one after the other in this run:
 //
-//   - the kernel's floor with bare netlink calls: veth with its peer in the
-//     namespace, bridge port, up, address, default route; on a bridge made
-//     the plain way (`ip link add br type bridge`)
-//   - the same floor on a bridge whose MAC and MTU were set explicitly
-//   - hostnet: create an endpoint and attach it, through the API
+//   - the kernel's floor with bare netlink calls, as a plain tool does it:
+//     veth with its peer in the namespace, bridge port, up, address,
+//     default route, on a bridge made the plain way
+//   - the same calls on a bridge whose MTU and MAC were set, and with no
+//     IPv6 link-local address on either side of the veth: the floor with
+//     what keeps a bridge flat
+//   - hostnet through its API, in one call (an endpoint created with its
+//     namespace, as HNS allows), and in two (create, then attach)
 func RunAttach(cfg AttachConfig) (*AttachResult, error) {
-	if cfg.Block <= 0 {
-		cfg.Block = 50
-	}
 	dir, err := os.MkdirTemp("", "hnt-bench-")
 	if err != nil {
 		return nil, err
@@ -56,83 +62,103 @@ func RunAttach(cfg AttachConfig) (*AttachResult, error) {
 		testutil.UnmountUnder(dir, func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
 		os.RemoveAll(dir)
 	}()
-
-	plain, err := newFloor(dir, "plain", false, cfg.N)
-	if err != nil {
-		return nil, fmt.Errorf("floor with a plain bridge: %w", err)
-	}
-	defer plain.close()
-	tuned, err := newFloor(dir, "tuned", true, cfg.N)
-	if err != nil {
-		return nil, fmt.Errorf("floor with a tuned bridge: %w", err)
-	}
-	defer tuned.close()
-	hn, err := newHostnetPath(dir, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("hostnet: %w", err)
-	}
-	defer hn.close()
+	fmt.Fprintf(cfg.Out, "preparing %d namespaces per path...\n", cfg.N)
 
 	res := &AttachResult{}
-	for start := 0; start < cfg.N; start += cfg.Block {
-		end := min(start+cfg.Block, cfg.N)
-		for i := start; i < end; i++ {
-			d, err := plain.attach(i)
-			if err != nil {
-				return nil, fmt.Errorf("floor (plain bridge) endpoint %d: %w", i, err)
-			}
-			res.FloorPlain = append(res.FloorPlain, d)
+	run := func(name string, setup func() (attacher, error)) error {
+		a, err := setup()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
-		for i := start; i < end; i++ {
-			d, err := tuned.attach(i)
+		defer func() {
+			// Each path gets a machine as clean as the first had: its
+			// namespaces go, and the kernel's cleanup of them settles.
+			a.close()
+			testutil.UnmountUnder(a.dir(), func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
+			time.Sleep(5 * time.Second)
+		}()
+		time.Sleep(time.Second)
+		p := &Path{Name: name}
+		for i := 0; i < cfg.N; i++ {
+			d, err := a.attach(i)
 			if err != nil {
-				return nil, fmt.Errorf("floor (tuned bridge) endpoint %d: %w", i, err)
+				return fmt.Errorf("%s, endpoint %d: %w", name, i, err)
 			}
-			res.FloorTuned = append(res.FloorTuned, d)
+			p.Times = append(p.Times, d)
 		}
-		for i := start; i < end; i++ {
-			d, err := hn.attach(i)
-			if err != nil {
-				return nil, fmt.Errorf("hostnet endpoint %d: %w", i, err)
-			}
-			res.Hostnet = append(res.Hostnet, d)
+		res.Paths = append(res.Paths, p)
+		fmt.Fprintf(cfg.Out, "  %s: median %s\n", name, ms(p.Times.Median()))
+		return nil
+	}
+	steps := []struct {
+		name  string
+		setup func() (attacher, error)
+	}{
+		{"floor: bare netlink, plain bridge", func() (attacher, error) { return newFloor(dir, "plain", false, cfg.N) }},
+		{"floor: bare netlink, bridge MTU+MAC set, no IPv6 link-local", func() (attacher, error) { return newFloor(dir, "quiet", true, cfg.N) }},
+		{"hostnet: API, one call (create with namespace)", func() (attacher, error) { return newHostnetPath(dir, "one", cfg, true) }},
+		{"hostnet: API, two calls (create, attach)", func() (attacher, error) { return newHostnetPath(dir, "two", cfg, false) }},
+	}
+	for _, st := range steps {
+		if only := os.Getenv("HOSTNET_BENCH_ONLY"); only != "" && !strings.Contains(st.name, only) {
+			continue
+		}
+		if err := run(st.name, st.setup); err != nil {
+			return nil, err
 		}
 	}
 	res.Report(cfg.Out)
 	return res, nil
 }
 
+type attacher interface {
+	attach(i int) (time.Duration, error)
+	close()
+	dir() string
+}
+
 // Report prints the result as a Markdown table with the ratios.
 func (r *AttachResult) Report(w io.Writer) {
-	n := len(r.Hostnet)
+	n := len(r.Paths[0].Times)
 	win := max(1, min(100, n/10))
 	fmt.Fprintf(w, "\nattach: create + attach one endpoint whose namespace exists, %d endpoints on one network\n\n", n)
 	fmt.Fprintf(w, "| path | median | p99 | first %d (median) | last %d (median) | last/first |\n|---|---|---|---|---|---|\n", win, win)
-	row := func(name string, s Series) {
+	for _, p := range r.Paths {
+		s := p.Times
 		first, last := s.Window(0, win).Median(), s.Window(len(s)-win, len(s)).Median()
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", name, ms(s.Median()), ms(s.Quantile(0.99)), ms(first), ms(last), ratio(last, first))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", p.Name, ms(s.Median()), ms(s.Quantile(0.99)), ms(first), ms(last), ratio(last, first))
 	}
-	row("floor: bare netlink, plain bridge", r.FloorPlain)
-	row("floor: bare netlink, bridge MAC+MTU set", r.FloorTuned)
-	row("hostnet: API create + attach", r.Hostnet)
-	floor := min(r.FloorPlain.Median(), r.FloorTuned.Median())
-	fmt.Fprintf(w, "\nhostnet median / best floor median: %s (goal: at most 1.50x)\n", ratio(r.Hostnet.Median(), floor))
-	lastFirst := float64(r.Hostnet.Window(n-win, n).Median()) / float64(r.Hostnet.Window(0, win).Median())
-	fmt.Fprintf(w, "hostnet last %d / first %d: %.2fx (goal: flat)\n", win, win, lastFirst)
+	var floor time.Duration
+	var ours []*Path
+	for _, p := range r.Paths {
+		if strings.HasPrefix(p.Name, "floor") {
+			if m := p.Times.Median(); floor == 0 || m < floor {
+				floor = m
+			}
+		} else {
+			ours = append(ours, p)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, p := range ours {
+		s := p.Times
+		fmt.Fprintf(w, "%s: median %s the best floor's (goal: at most 1.50x); last %d / first %d: %s (goal: flat)\n",
+			p.Name, ratio(s.Median(), floor), win, win, ratio(s.Window(n-win, n).Median(), s.Window(0, win).Median()))
+	}
 }
 
 // floor does the attach with bare netlink calls in its own host namespace.
 type floor struct {
-	dir   string
+	root  string
+	quiet bool
 	host  *netlink.Handle
 	br    netlink.Link
 	nss   []netns.Handle
-	paths []string
 }
 
-func newFloor(dir, name string, tuned bool, n int) (*floor, error) {
-	f := &floor{dir: filepath.Join(dir, name)}
-	hostPath := filepath.Join(f.dir, "host")
+func newFloor(dir, name string, quiet bool, n int) (*floor, error) {
+	f := &floor{root: filepath.Join(dir, name), quiet: quiet}
+	hostPath := filepath.Join(f.root, "host")
 	if err := netns.Create(hostPath); err != nil {
 		return nil, err
 	}
@@ -146,15 +172,19 @@ func newFloor(dir, name string, tuned bool, n int) (*floor, error) {
 	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = "br0"
-	if tuned {
-		attrs.MTU = 1500
-		attrs.HardwareAddr = net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
-	}
 	if err := f.host.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
 		return nil, err
 	}
 	if f.br, err = f.host.LinkByName("br0"); err != nil {
 		return nil, err
+	}
+	if quiet {
+		if err := f.host.LinkSetMTU(f.br, 1500); err != nil {
+			return nil, err
+		}
+		if err := f.host.LinkSetHardwareAddr(f.br, net.HardwareAddr{0x02, 0, 0, 0, 0, 1}); err != nil {
+			return nil, err
+		}
 	}
 	gw, _ := netlink.ParseAddr("10.200.0.1/16")
 	if err := f.host.AddrAdd(f.br, gw); err != nil {
@@ -164,7 +194,7 @@ func newFloor(dir, name string, tuned bool, n int) (*floor, error) {
 		return nil, err
 	}
 	for i := 0; i < n; i++ {
-		p := filepath.Join(f.dir, fmt.Sprint("ep", i))
+		p := filepath.Join(f.root, fmt.Sprint("ep", i))
 		if err := netns.Create(p); err != nil {
 			return nil, err
 		}
@@ -173,7 +203,6 @@ func newFloor(dir, name string, tuned bool, n int) (*floor, error) {
 			return nil, err
 		}
 		f.nss = append(f.nss, ns)
-		f.paths = append(f.paths, p)
 	}
 	return f, nil
 }
@@ -186,6 +215,11 @@ func (f *floor) attach(i int) (time.Duration, error) {
 	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(f.nss[i])}
 	if err := f.host.LinkAdd(veth); err != nil {
 		return 0, err
+	}
+	if f.quiet {
+		if err := f.host.LinkSetIP6AddrGenMode(veth, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+			return 0, err
+		}
 	}
 	if err := f.host.LinkSetMaster(veth, f.br); err != nil {
 		return 0, err
@@ -202,6 +236,11 @@ func (f *floor) attach(i int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	if f.quiet {
+		if err := eh.LinkSetIP6AddrGenMode(peer, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+			return 0, err
+		}
+	}
 	if err := eh.LinkSetUp(peer); err != nil {
 		return 0, err
 	}
@@ -215,6 +254,8 @@ func (f *floor) attach(i int) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+func (f *floor) dir() string { return f.root }
+
 func (f *floor) close() {
 	for _, ns := range f.nss {
 		ns.Close()
@@ -226,13 +267,15 @@ func (f *floor) close() {
 
 // hostnetPath runs hostnetd in its own host namespace.
 type hostnetPath struct {
-	cmd *exec.Cmd
-	c   *client.Client
-	nss []string
+	root    string
+	cmd     *exec.Cmd
+	c       *client.Client
+	nss     []string
+	oneCall bool
 }
 
-func newHostnetPath(dir string, cfg AttachConfig) (*hostnetPath, error) {
-	d := filepath.Join(dir, "hostnet")
+func newHostnetPath(dir, name string, cfg AttachConfig, oneCall bool) (*hostnetPath, error) {
+	d := filepath.Join(dir, name)
 	hostPath := filepath.Join(d, "host")
 	if err := netns.Create(hostPath); err != nil {
 		return nil, err
@@ -241,9 +284,13 @@ func newHostnetPath(dir string, cfg AttachConfig) (*hostnetPath, error) {
 	args := append(append([]string(nil), cfg.DaemonCmd...),
 		"--socket", sock, "--state-dir", filepath.Join(d, "state"), "--run-dir", filepath.Join(d, "run"),
 		"--host-netns", hostPath, "--netns-link-dir", "", "--netns-etc-dir", filepath.Join(d, "etc"),
-		"--host-resolv-conf", "/dev/null", "--default-network=false", "--log-level", "warn")
-	h := &hostnetPath{cmd: exec.Command("nsenter", append([]string{"--net=" + hostPath, "--"}, args...)...), c: client.New(sock)}
-	logf, err := os.Create(filepath.Join(dir, "hostnetd.log"))
+		"--host-resolv-conf", "/dev/null", "--default-network=false", "--log-level", logLevel())
+	h := &hostnetPath{root: d, cmd: exec.Command("nsenter", append([]string{"--net=" + hostPath, "--"}, args...)...), c: client.New(sock), oneCall: oneCall}
+	logPath := filepath.Join(d, "hostnetd.log")
+	if p := os.Getenv("HOSTNET_BENCH_DAEMON_LOG"); p != "" {
+		logPath = p // kept after the run, for reading the daemon's timings
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +331,10 @@ func newHostnetPath(dir string, cfg AttachConfig) (*hostnetPath, error) {
 func (h *hostnetPath) attach(i int) (time.Duration, error) {
 	ctx := context.Background()
 	start := time.Now()
+	if h.oneCall {
+		_, err := h.c.CreateEndpoint(ctx, &api.Endpoint{HostComputeNetwork: "bench", HostComputeNamespace: h.nss[i]})
+		return time.Since(start), err
+	}
 	ep, err := h.c.CreateEndpoint(ctx, &api.Endpoint{HostComputeNetwork: "bench"})
 	if err != nil {
 		return 0, err
@@ -294,9 +345,20 @@ func (h *hostnetPath) attach(i int) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+func (h *hostnetPath) dir() string { return h.root }
+
 func (h *hostnetPath) close() {
 	if h.cmd.Process != nil {
 		_ = h.cmd.Process.Signal(syscall.SIGTERM)
 		_ = h.cmd.Wait()
 	}
+}
+
+// logLevel is the benchmark daemons' log level: warn, unless
+// HOSTNET_BENCH_LOG_LEVEL says otherwise (info logs each attach's timings).
+func logLevel() string {
+	if l := os.Getenv("HOSTNET_BENCH_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "warn"
 }

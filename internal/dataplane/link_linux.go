@@ -13,7 +13,6 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,9 +22,10 @@ const netlinkTimeout = 10 * time.Second
 // through netlink sockets bound to that namespace, so the daemon's own
 // threads never change namespace and never touch another one by mistake.
 type Host struct {
-	ns   netns.Handle
-	nl   *netlink.Handle
-	sock *nl.SocketHandle // for requests the netlink library cannot build
+	ns     netns.Handle
+	nl     *netlink.Handle
+	rt     *rtnl     // for requests the netlink library cannot build or batch
+	thread *nsThread // an OS thread inside the namespace, for sysctls
 }
 
 // OpenHost opens the namespace at path as the host; an empty path means
@@ -42,48 +42,52 @@ func OpenHost(path string) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{ns: ns}
-	if h.nl, h.sock, err = routeSockets(ns); err != nil {
-		ns.Close()
+	if err := h.open(); err != nil {
+		h.Close()
 		return nil, err
 	}
 	return h, nil
 }
 
-func routeSockets(ns netns.Handle) (*netlink.Handle, *nl.SocketHandle, error) {
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open netlink handle: %w", err)
+func (h *Host) open() error {
+	var err error
+	if h.nl, err = netlink.NewHandleAt(h.ns, unix.NETLINK_ROUTE); err != nil {
+		return fmt.Errorf("open netlink handle: %w", err)
 	}
-	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
-		h.Close()
-		return nil, nil, fmt.Errorf("set netlink timeout: %w", err)
+	if err := h.nl.SetSocketTimeout(netlinkTimeout); err != nil {
+		return fmt.Errorf("set netlink timeout: %w", err)
 	}
-	s, err := nl.GetNetlinkSocketAt(ns, vnetns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		h.Close()
-		return nil, nil, fmt.Errorf("open netlink socket: %w", err)
+	if h.rt, err = dialRtnl(h.ns); err != nil {
+		return err
 	}
-	tv := unix.NsecToTimeval(netlinkTimeout.Nanoseconds())
-	_ = s.SetSendTimeout(&tv)
-	_ = s.SetReceiveTimeout(&tv)
-	_ = s.SetExtAck(true)
-	return h, &nl.SocketHandle{Socket: s}, nil
+	h.thread, err = startNSThread(h.ns)
+	return err
 }
 
-// Close releases the host's sockets and namespace handle.
+// Close releases the host's sockets, thread and namespace handle.
 func (h *Host) Close() {
-	h.nl.Close()
-	h.sock.Close()
+	if h.nl != nil {
+		h.nl.Close()
+	}
+	if h.rt != nil {
+		h.rt.Close()
+	}
+	if h.thread != nil {
+		h.thread.close()
+	}
 	h.ns.Close()
 }
 
 // NS returns the host namespace handle (owned by Host; do not close).
 func (h *Host) NS() netns.Handle { return h.ns }
 
+// execute sends one request on the host's socket.
 func (h *Host) execute(req *nl.NetlinkRequest) error {
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: h.sock}
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	errs, _, err := h.rt.exchange([]*nl.NetlinkRequest{req}, 0)
+	if err != nil {
+		return err
+	}
+	return errs[0]
 }
 
 func isNotFound(err error) bool {
@@ -107,21 +111,23 @@ func (h *Host) EnsureBridge(s BridgeSpec) (int, error) {
 		}
 		link = nil
 	}
+	created := false
 	if link == nil {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = s.Name
-		attrs.MTU = s.MTU
-		attrs.HardwareAddr = s.MAC
-		attrs.Flags = net.FlagUp
 		if err := h.nl.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
 			return 0, fmt.Errorf("create bridge %s: %w", s.Name, err)
 		}
 		if link, err = h.nl.LinkByName(s.Name); err != nil {
 			return 0, fmt.Errorf("look up bridge %s: %w", s.Name, err)
 		}
+		created = true
 	}
 	a := link.Attrs()
-	if s.MTU != 0 && a.MTU != s.MTU {
+	// Set after creation, MTU and MAC count as chosen by the user: the
+	// bridge then stops recomputing both over all its ports at each new
+	// port (an MTU given at creation does not count).
+	if s.MTU != 0 && (created || a.MTU != s.MTU) {
 		if err := h.nl.LinkSetMTU(link, s.MTU); err != nil {
 			return 0, fmt.Errorf("set MTU of %s: %w", s.Name, err)
 		}
@@ -235,30 +241,57 @@ func (h *Host) LinkNames(prefix string) ([]string, error) {
 	return names, nil
 }
 
+// ErrBridgeFull is returned when a bridge has no port left: a Linux bridge
+// has at most 1024 ports, the bridge itself included.
+var ErrBridgeFull = errors.New("the bridge has no free port (a Linux bridge has at most 1024 ports)")
+
 // EnsurePort makes the endpoint's veth pair exist and be configured as s
-// says. The fast path creates both sides with one netlink request, the
-// peer directly inside the endpoint's namespace with its MAC and MTU, and
-// the host side up and already a port of the bridge; then the peer is
-// brought up and given its addresses and routes. When the pair exists already (a retry,
-// a restart) it is adopted and repaired instead, without being recreated.
+// says. The fast path is three round trips: one request creates both
+// sides, the peer directly inside the endpoint's namespace with its MAC and
+// MTU, the host side already a port of the bridge; the host side is then
+// brought up without any IPv6 (it needs none, and its chatter would cost);
+// and one batch configures the peer: up, loopback up, addresses, routes.
+// An endpoint without an IPv6 address gets no IPv6 link-local address
+// either: its DAD, router and MLD messages would be flooded to every port
+// of the bridge, which made each new endpoint slower than the one before.
+// When the pair exists already (a retry, a restart) it is adopted and
+// repaired instead, without being recreated.
 func (h *Host) EnsurePort(s PortSpec) error {
-	err := h.createVeth(s)
-	if err == nil {
-		return configurePeer(s, true)
+	// The socket into the endpoint's namespace is opened while the pair is
+	// made: both are on the critical path and independent.
+	type dialed struct {
+		r   *rtnl
+		err error
 	}
-	if !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("create veth %s: %w", s.HostName, err)
+	dial := make(chan dialed, 1)
+	go func() {
+		r, err := dialRtnl(s.NS)
+		dial <- dialed{r, err}
+	}()
+	hostIndex, peerIndex, err := h.createVeth(s)
+	d := <-dial
+	if d.r != nil {
+		defer d.r.Close()
 	}
-	return h.repairPort(s)
+	switch {
+	case err == nil && d.err != nil:
+		return fmt.Errorf("endpoint namespace: %w", d.err)
+	case err == nil:
+		return h.configureFresh(s, hostIndex, peerIndex, d.r)
+	case errors.Is(err, unix.EEXIST):
+		return h.repairPort(s)
+	case errors.Is(err, unix.EXFULL):
+		return fmt.Errorf("create veth %s: %w", s.HostName, ErrBridgeFull)
+	}
+	return fmt.Errorf("create veth %s: %w", s.HostName, err)
 }
 
-// createVeth is `ip link add HOST mtu M master BR up type veth peer name
-// NAME address MAC mtu M netns NS`, in one request.
-func (h *Host) createVeth(s PortSpec) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
-	req.AddData(msg)
+// createVeth is `ip link add HOST mtu M master BR type veth peer name NAME
+// address MAC mtu M netns NS`, in one request, both sides down. It returns
+// the index of the host side and of the peer (in the peer's namespace).
+func (h *Host) createVeth(s PortSpec) (int, int, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.HostName)))
 	if s.MTU > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU))))
@@ -282,7 +315,76 @@ func (h *Host) createVeth(s PortSpec) error {
 	}
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.NS)))
 	req.AddData(info)
-	return h.execute(req)
+	errs, echoes, err := h.rt.exchange([]*nl.NetlinkRequest{req}, unix.RTM_NEWLINK)
+	if err != nil {
+		return 0, 0, err
+	}
+	if errs[0] != nil {
+		return 0, 0, errs[0]
+	}
+	for _, m := range echoes {
+		if hostIndex, peerIndex, err := linkIndexes(m); err == nil && hostIndex > 0 && peerIndex > 0 {
+			return hostIndex, peerIndex, nil
+		}
+	}
+	return 0, 0, errors.New("the kernel did not echo the new veth")
+}
+
+// configureFresh brings up a pair createVeth just made and configures its
+// peer through r, a socket in the endpoint's namespace. The host side and
+// the peer are configured at the same time.
+func (h *Host) configureFresh(s PortSpec, hostIndex, peerIndex int, r *rtnl) error {
+	hostDone := make(chan error, 1)
+	go func() {
+		if err := h.disableIPv6(s.HostName); err != nil {
+			hostDone <- err
+			return
+		}
+		if err := h.execute(setLinkReq(hostIndex, true, false)); err != nil {
+			hostDone <- fmt.Errorf("bring up %s: %w", s.HostName, err)
+			return
+		}
+		hostDone <- nil
+	}()
+	noLL := true
+	for _, a := range s.Addrs {
+		noLL = noLL && a.Addr().Is4()
+	}
+	var reqs []*nl.NetlinkRequest
+	var what []string
+	add := func(req *nl.NetlinkRequest, w string) {
+		reqs = append(reqs, req)
+		what = append(what, w)
+	}
+	if noLL {
+		add(setLinkReq(peerIndex, false, true), "no IPv6 link-local address on "+s.Name)
+	}
+	add(setLinkReq(peerIndex, true, false), "bring up "+s.Name)
+	add(setLinkReq(1, true, false), "bring up lo") // lo is the first device of every namespace
+	for _, p := range s.Addrs {
+		add(addrReq(peerIndex, p), fmt.Sprintf("add address %s to %s", p, s.Name))
+	}
+	for _, rt := range s.Routes {
+		add(routeReq(peerIndex, rt), "add route "+rt.String())
+	}
+	errs, _, err := r.exchange(reqs, 0)
+	if err == nil {
+		err = firstError(errs, what)
+	}
+	return errors.Join(err, <-hostDone)
+}
+
+// disableIPv6 turns IPv6 off on a host device before it comes up: a bridge
+// port needs no address, and without IPv6 it joins no groups and adds no
+// routes to the host's tables.
+func (h *Host) disableIPv6(name string) error {
+	return h.thread.do(func() error {
+		err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // IPv6 is off in this kernel
+		}
+		return err
+	})
 }
 
 // repairPort adopts an existing pair, or replaces a host device of that
@@ -304,13 +406,19 @@ func (h *Host) repairPort(s PortSpec) error {
 		if err := h.nl.LinkDel(host); err != nil && !isNotFound(err) {
 			return fmt.Errorf("replace stale %s: %w", s.HostName, err)
 		}
-		if err := h.createVeth(s); err != nil {
+		hostIndex, peerIndex, err := h.createVeth(s)
+		if err != nil {
 			if errors.Is(err, unix.EEXIST) {
 				return fmt.Errorf("device %s in the endpoint namespace: %w", s.Name, ErrNameTaken)
 			}
 			return fmt.Errorf("create veth %s: %w", s.HostName, err)
 		}
-		return configurePeer(s, true)
+		r, err := dialRtnl(s.NS)
+		if err != nil {
+			return fmt.Errorf("endpoint namespace: %w", err)
+		}
+		defer r.Close()
+		return h.configureFresh(s, hostIndex, peerIndex, r)
 	}
 	a := host.Attrs()
 	if s.BridgeIndex > 0 && a.MasterIndex != s.BridgeIndex {
@@ -328,7 +436,7 @@ func (h *Host) repairPort(s PortSpec) error {
 			return fmt.Errorf("bring up %s: %w", s.HostName, err)
 		}
 	}
-	return configurePeer(s, false)
+	return repairPeer(s)
 }
 
 // peerMatches reports whether host is a veth whose peer is s.Name in s.NS.
@@ -352,16 +460,14 @@ func peerMatches(host netlink.Link, s PortSpec) (bool, error) {
 		host.Attrs().ParentIndex == peer.Attrs().Index, nil
 }
 
-// configurePeer brings up loopback and gives the peer its addresses and
-// routes. fresh says the peer was just created, so there is nothing to
-// compare against and nothing stale to remove.
-func configurePeer(s PortSpec, fresh bool) error {
+// repairPeer brings an adopted peer to s: up, loopback up, exactly its
+// addresses and hostnet's routes.
+func repairPeer(s PortSpec) error {
 	eh, err := netlink.NewHandleAt(s.NS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open endpoint namespace: %w", err)
 	}
 	defer eh.Close()
-	// lo is the first device of every namespace.
 	lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}
 	if err := eh.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("bring up lo: %w", err)
@@ -369,22 +475,6 @@ func configurePeer(s PortSpec, fresh bool) error {
 	link, err := eh.LinkByName(s.Name)
 	if err != nil {
 		return fmt.Errorf("look up %s in the endpoint namespace: %w", s.Name, err)
-	}
-	if fresh {
-		if err := eh.LinkSetUp(link); err != nil {
-			return fmt.Errorf("bring up %s: %w", s.Name, err)
-		}
-		for _, p := range s.Addrs {
-			if err := eh.AddrAdd(link, addrOf(p)); err != nil && !errors.Is(err, unix.EEXIST) {
-				return fmt.Errorf("add address %s to %s: %w", p, s.Name, err)
-			}
-		}
-		for _, r := range s.Routes {
-			if err := eh.RouteAdd(routeOf(link, r)); err != nil && !errors.Is(err, unix.EEXIST) {
-				return fmt.Errorf("add route %s: %w", r, err)
-			}
-		}
-		return nil
 	}
 	if s.MAC != nil && link.Attrs().HardwareAddr.String() != s.MAC.String() {
 		if err := eh.LinkSetHardwareAddr(link, s.MAC); err != nil {
@@ -467,7 +557,7 @@ func routeWanted(hr netlink.Route, want []Route) bool {
 // SetSysctl("net/ipv4/ip_forward", "1") (`sysctl -w net.ipv4.ip_forward=1`).
 // The write is skipped when the value is already set.
 func (h *Host) SetSysctl(key, value string) error {
-	return netns.Do(h.ns, func() error {
+	return h.thread.do(func() error {
 		path := filepath.Join("/proc/sys", key)
 		cur, err := os.ReadFile(path)
 		if err == nil && strings.TrimSpace(string(cur)) == value {

@@ -3,6 +3,7 @@ package service
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -115,34 +116,48 @@ func mergeDNS(out *api.DNSSpec, d api.DNSSpec, seen map[netip.Addr]bool) {
 	}
 }
 
-// writeResolvConf writes a namespace's resolv.conf, atomically, or removes
-// it when no endpoint is attached.
+// resolvContent is a namespace's resolv.conf as tx sees it: empty when no
+// endpoint is attached.
+func (s *Service) resolvContent(tx store.Tx, ns *namespaceRecord) []byte {
+	if ns.ResolvConf == "" || len(attachedIDs(&ns.Doc)) == 0 {
+		return nil
+	}
+	return resolvConf(ns.Doc.ID, s.namespaceDNS(tx, ns))
+}
+
+// writeResolvFile writes a namespace's resolv.conf in place. In place, not
+// by rename: processes that bind-mounted the file over their
+// /etc/resolv.conf (`ip netns exec`, `hostnet run`) then see the change,
+// and overwriting a file costs far less than creating one.
+func writeResolvFile(ns *namespaceRecord, content []byte) error {
+	if ns.ResolvConf == "" {
+		return nil
+	}
+	err := os.WriteFile(ns.ResolvConf, content, 0o644)
+	if errors.Is(err, os.ErrNotExist) {
+		// The directory is made with the namespace; make it again if it
+		// went missing.
+		if err := os.MkdirAll(filepath.Dir(ns.ResolvConf), 0o755); err != nil {
+			return err
+		}
+		err = os.WriteFile(ns.ResolvConf, content, 0o644)
+	}
+	return err
+}
+
+// writeResolvConf rewrites a namespace's resolv.conf from the store.
 func (s *Service) writeResolvConf(ns *namespaceRecord) error {
 	if ns.ResolvConf == "" {
 		return nil
 	}
-	if len(attachedIDs(&ns.Doc)) == 0 {
-		err := os.Remove(ns.ResolvConf)
-		if err != nil && !os.IsNotExist(err) {
-			return err
-		}
-		return nil
-	}
-	var d api.DNSSpec
+	var content []byte
 	if err := s.cfg.Store.View(func(tx store.Tx) error {
-		d = s.namespaceDNS(tx, ns)
+		content = s.resolvContent(tx, ns)
 		return nil
 	}); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(ns.ResolvConf), 0o755); err != nil {
-		return err
-	}
-	tmp := ns.ResolvConf + ".tmp"
-	if err := os.WriteFile(tmp, resolvConf(ns.Doc.ID, d), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, ns.ResolvConf)
+	return writeResolvFile(ns, content)
 }
 
 // refreshNetworkDNS rewrites the resolv.conf of every namespace that holds

@@ -42,7 +42,9 @@ func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, error) {
 
 // CreateEndpoint validates e, takes its addresses and MAC from its
 // network's pools (or reserves the static ones it asks for) and stores it.
-// The endpoint's NIC is made when it is attached to a namespace.
+// The endpoint's NIC is made when it is attached to a namespace: at once
+// when e names one in HostComputeNamespace (one request, one transaction),
+// else by a later modify request to a namespace.
 func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 	spec, err := checkEndpoint(&e)
 	if err != nil {
@@ -58,56 +60,92 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 		e.SchemaVersion = api.SchemaVersion{Major: 2, Minor: 0}
 	}
 	e.HostInterfaceName = driver.PortName(e.ID)
+	nsRef := e.HostComputeNamespace
+	e.HostComputeNamespace = ""
+	var nsBefore namespaceRecord
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var existing *api.Endpoint
-	err = s.cfg.Store.Update(func(tx store.Tx) error {
-		var old endpointRecord
-		if err := store.GetJSON(tx, store.Endpoints, e.ID, &old); err == nil {
-			existing = &old.Doc
-			return nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
+	var pn *parsedNetwork
+	rec := endpointRecord{}
+	times, txErr, kernelErr := s.updateOverlapped(func(tx store.Tx) (func() error, error) {
 		var nrec networkRecord
 		netID, err := lookup(tx, store.Networks, "network", e.HostComputeNetwork, &nrec)
 		if api.IsNotFound(err) {
-			return api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNetwork: network %q not found", e.HostComputeNetwork)
+			return nil, api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNetwork: network %q not found", e.HostComputeNetwork)
 		}
 		if err != nil {
-			return err
+			return nil, err
+		}
+		// A retried create (same ID, same name and network) is answered
+		// with what the first one made.
+		var old endpointRecord
+		if err := store.GetJSON(tx, store.Endpoints, e.ID, &old); err == nil {
+			if old.Doc.Name != e.Name || old.Doc.HostComputeNetwork != netID {
+				return nil, api.Conflict(api.CodeObjectAlreadyExists, "an endpoint with ID %s already exists (named %q, on network %s)",
+					e.ID, old.Doc.Name, old.Doc.HostComputeNetwork)
+			}
+			existing = &old.Doc
+			return nil, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
 		}
 		e.HostComputeNetwork = netID
-		pn, err := parseStored(&nrec.Doc)
-		if err != nil {
-			return err
+		if pn, err = parseStored(&nrec.Doc); err != nil {
+			return nil, err
 		}
 		if err := claimName(tx, "endpoint", e.Name, e.ID); err != nil {
-			return err
+			return nil, err
 		}
 		if err := allocate(tx, &e, spec, pn); err != nil {
-			return err
+			return nil, err
 		}
-		return store.PutJSON(tx, store.Endpoints, e.ID, endpointRecord{Doc: e})
+		rec.Doc = e
+		var step func() error
+		if nsRef != "" {
+			var ns namespaceRecord
+			if _, err := lookup(tx, store.Namespaces, "namespace", nsRef, &ns); err != nil {
+				if api.IsNotFound(err) {
+					return nil, api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNamespace: namespace %q not found", nsRef)
+				}
+				return nil, err
+			}
+			nsBefore = ns
+			if err := linkToNamespace(tx, &rec, &ns); err != nil {
+				return nil, err
+			}
+			step = s.attachStep(tx, &rec, pn, &ns)
+		}
+		return step, store.PutJSON(tx, store.Endpoints, e.ID, rec)
 	})
-	if err != nil {
+	if err := s.settleAttach(txErr, kernelErr, times, &rec, pn, &nsBefore, func(tx store.Tx) error {
+		return forgetEndpoint(tx, &rec, pn)
+	}); err != nil {
 		return nil, internal(err, "create endpoint %q", e.Name)
 	}
 	if existing != nil {
-		cmp := e
-		cmp.IpConfigurations, cmp.MacAddress = existing.IpConfigurations, existing.MacAddress
-		cmp.HostComputeNamespace, cmp.InterfaceName = existing.HostComputeNamespace, existing.InterfaceName
-		if existing.HostComputeNetwork == e.HostComputeNetwork || existing.HostComputeNetwork != "" {
-			cmp.HostComputeNetwork = existing.HostComputeNetwork
-		}
-		if sameJSON(existing, &cmp) {
-			return existing, nil
-		}
-		return nil, api.Conflict(api.CodeObjectAlreadyExists, "an endpoint with ID %s already exists (named %q) with other settings", existing.ID, existing.Name)
+		return existing, nil
 	}
 	s.log.Info("endpoint created", "endpoint", e.Name, "id", e.ID, "network", e.HostComputeNetwork, "addresses", e.IpConfigurations, "mac", e.MacAddress)
-	return &e, nil
+	return &rec.Doc, nil
+}
+
+// forgetEndpoint removes an endpoint from the store inside tx: its record,
+// name, addresses, MAC and place in its namespace.
+func forgetEndpoint(tx store.Tx, rec *endpointRecord, pn *parsedNetwork) error {
+	if rec.Doc.HostComputeNamespace != "" {
+		if _, err := unlinkFromNamespace(tx, rec); err != nil {
+			return err
+		}
+	}
+	if err := release(tx, &rec.Doc, pn); err != nil {
+		return err
+	}
+	if err := dropName(tx, "endpoint", rec.Doc.Name); err != nil {
+		return err
+	}
+	return tx.Delete(store.Endpoints, rec.Doc.ID)
 }
 
 // allocate fills e's addresses and MAC inside tx: the static ones it asked
@@ -287,17 +325,13 @@ func (s *Service) DeleteEndpoint(ref string) error {
 			return err
 		}
 		if rec.Doc.HostComputeNamespace != "" {
-			if ns, err = unlinkFromNamespace(tx, &rec); err != nil {
+			ns = &namespaceRecord{}
+			if err := store.GetJSON(tx, store.Namespaces, rec.Doc.HostComputeNamespace, ns); err != nil {
 				return err
 			}
+			ns.Doc.Resources = withoutEndpoint(ns.Doc.Resources, id)
 		}
-		if err := release(tx, &rec.Doc, pn); err != nil {
-			return err
-		}
-		if err := dropName(tx, "endpoint", rec.Doc.Name); err != nil {
-			return err
-		}
-		return tx.Delete(store.Endpoints, id)
+		return forgetEndpoint(tx, &rec, pn)
 	})
 	if err != nil {
 		return internal(err, "delete endpoint %q", ref)

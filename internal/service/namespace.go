@@ -112,6 +112,14 @@ func (s *Service) realiseNamespace(rec *namespaceRecord) error {
 	if err := nh.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
 		return fmt.Errorf("bring up lo in namespace %s: %w", rec.Doc.ID, err)
 	}
+	if rec.ResolvConf != "" {
+		// Made now, so that attaching only overwrites a file.
+		if _, err := os.Stat(rec.ResolvConf); errors.Is(err, os.ErrNotExist) {
+			if err := s.writeResolvConf(rec); err != nil {
+				return fmt.Errorf("resolv.conf of namespace %s: %w", rec.Doc.ID, err)
+			}
+		}
+	}
 	if s.cfg.NetnsLinkDir != "" {
 		if err := os.MkdirAll(s.cfg.NetnsLinkDir, 0o755); err != nil {
 			return err
@@ -354,70 +362,113 @@ func clearAttachment(ep *endpointRecord) {
 func (s *Service) Attach(nsRef, epRef string) (*api.Namespace, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var ns namespaceRecord
+	var ns, nsBefore namespaceRecord
 	var ep, before endpointRecord
-	var nsBefore namespaceRecord
 	var pn *parsedNetwork
-	err := s.cfg.Store.Update(func(tx store.Tx) error {
+	times, txErr, kernelErr := s.updateOverlapped(func(tx store.Tx) (func() error, error) {
 		if _, err := lookup(tx, store.Namespaces, "namespace", nsRef, &ns); err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := lookup(tx, store.Endpoints, "endpoint", epRef, &ep); err != nil {
-			return err
+			return nil, err
 		}
 		before, nsBefore = ep, ns
 		if ep.Doc.HostComputeNamespace != "" {
-			return api.Conflict(api.CodeEndpointAttached, "endpoint %q is already attached to namespace %s: detach it first",
+			return nil, api.Conflict(api.CodeEndpointAttached, "endpoint %q is already attached to namespace %s: detach it first",
 				displayName(ep.Doc.Name, ep.Doc.ID), ep.Doc.HostComputeNamespace)
 		}
 		var err error
 		if pn, err = networkOf(tx, &ep.Doc); err != nil {
-			return err
+			return nil, err
 		}
-		taken := map[string]bool{}
-		for _, id := range attachedIDs(&ns.Doc) {
-			var other endpointRecord
-			if store.GetJSON(tx, store.Endpoints, id, &other) == nil {
-				taken[other.Doc.InterfaceName] = true
-			}
+		if err := linkToNamespace(tx, &ep, &ns); err != nil {
+			return nil, err
 		}
-		if ep.Doc.InterfaceName == "" {
-			for i := 0; ; i++ {
-				if name := fmt.Sprintf("eth%d", i); !taken[name] {
-					ep.Doc.InterfaceName, ep.AutoName = name, true
-					break
-				}
-			}
-		} else if taken[ep.Doc.InterfaceName] {
-			return api.Conflict(api.CodeObjectAlreadyExists, "namespace %s already has a device named %s from another endpoint",
-				ns.Doc.ID, ep.Doc.InterfaceName)
-		}
-		ep.Doc.HostComputeNamespace = ns.Doc.ID
-		data, _ := json.Marshal(api.NamespaceResourceID{ID: ep.Doc.ID})
-		ns.Doc.Resources = append(ns.Doc.Resources, api.NamespaceResource{Type: api.NamespaceResourceEndpoint, Data: data})
 		if err := store.PutJSON(tx, store.Endpoints, ep.Doc.ID, ep); err != nil {
+			return nil, err
+		}
+		return s.attachStep(tx, &ep, pn, &ns), nil
+	})
+	if err := s.settleAttach(txErr, kernelErr, times, &ep, pn, &nsBefore, func(tx store.Tx) error {
+		if err := store.PutJSON(tx, store.Endpoints, before.Doc.ID, before); err != nil {
 			return err
 		}
-		return store.PutJSON(tx, store.Namespaces, ns.Doc.ID, ns)
-	})
-	if err != nil {
+		return store.PutJSON(tx, store.Namespaces, nsBefore.Doc.ID, nsBefore)
+	}); err != nil {
 		return nil, internal(err, "attach endpoint %q to namespace %q", epRef, nsRef)
 	}
-	if err := s.attachKernel(&ep, pn, &ns); err != nil {
-		s.detachKernel(&ep, pn)
-		_ = s.cfg.Store.Update(func(tx store.Tx) error {
-			if err := store.PutJSON(tx, store.Endpoints, before.Doc.ID, before); err != nil {
-				return err
-			}
-			return store.PutJSON(tx, store.Namespaces, nsBefore.Doc.ID, nsBefore)
-		})
-		return nil, err
-	}
-	if err := s.writeResolvConf(&ns); err != nil {
-		s.log.Warn("writing resolv.conf failed", "namespace", ns.Doc.ID, "err", err)
-	}
-	s.log.Info("endpoint attached", "endpoint", displayName(ep.Doc.Name, ep.Doc.ID), "namespace", ns.Doc.ID, "interface", ep.Doc.InterfaceName)
 	return s.namespaceDoc(&ns), nil
+}
+
+// attachStep returns the kernel step of an attach decided in tx: the NIC,
+// then the namespace's resolv.conf (its content computed now, from what tx
+// sees, the new attachment included).
+func (s *Service) attachStep(tx store.Tx, ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) func() error {
+	resolv := s.resolvContent(tx, ns)
+	epc, nsc := *ep, *ns
+	return func() error {
+		if err := s.attachKernel(&epc, pn, &nsc); err != nil {
+			s.detachKernel(&epc, pn)
+			return err
+		}
+		if err := writeResolvFile(&nsc, resolv); err != nil {
+			s.log.Warn("writing resolv.conf failed", "namespace", nsc.Doc.ID, "err", err)
+		}
+		return nil
+	}
+}
+
+// settleAttach finishes an overlapped attach: when the kernel step failed,
+// the store is put back with revert; when the commit failed after the
+// kernel step succeeded, the NIC is removed again and the namespace's
+// resolv.conf rewritten as it was.
+func (s *Service) settleAttach(txErr, kernelErr error, times overlapTimes, ep *endpointRecord, pn *parsedNetwork, nsBefore *namespaceRecord, revert func(store.Tx) error) error {
+	switch {
+	case txErr != nil && kernelErr == nil && pn != nil && ep.Doc.HostComputeNamespace != "":
+		s.detachKernel(ep, pn)
+		if err := s.writeResolvConf(nsBefore); err != nil {
+			s.log.Warn("writing resolv.conf failed", "namespace", nsBefore.Doc.ID, "err", err)
+		}
+		return txErr
+	case txErr != nil:
+		return txErr
+	case kernelErr != nil:
+		if err := s.cfg.Store.Update(revert); err != nil {
+			s.log.Error("reverting a failed attach in the store failed; reconciliation will retry", "endpoint", ep.Doc.ID, "err", err)
+		}
+		return kernelErr
+	}
+	s.log.Info("endpoint attached", "endpoint", displayName(ep.Doc.Name, ep.Doc.ID), "namespace", ep.Doc.HostComputeNamespace,
+		"interface", ep.Doc.InterfaceName, "prepare", times.Prepare, "commit", times.Commit, "kernel", times.Kernel)
+	return nil
+}
+
+// linkToNamespace records ep as attached to ns inside tx: it picks the
+// device name (the endpoint's own, or the first free ethN) and adds the
+// endpoint to the namespace's resources. The caller stores ep.
+func linkToNamespace(tx store.Tx, ep *endpointRecord, ns *namespaceRecord) error {
+	taken := map[string]bool{}
+	for _, id := range attachedIDs(&ns.Doc) {
+		var other endpointRecord
+		if store.GetJSON(tx, store.Endpoints, id, &other) == nil {
+			taken[other.Doc.InterfaceName] = true
+		}
+	}
+	if ep.Doc.InterfaceName == "" {
+		for i := 0; ; i++ {
+			if name := fmt.Sprintf("eth%d", i); !taken[name] {
+				ep.Doc.InterfaceName, ep.AutoName = name, true
+				break
+			}
+		}
+	} else if taken[ep.Doc.InterfaceName] {
+		return api.Conflict(api.CodeObjectAlreadyExists, "namespace %s already has a device named %s from another endpoint",
+			ns.Doc.ID, ep.Doc.InterfaceName)
+	}
+	ep.Doc.HostComputeNamespace = ns.Doc.ID
+	data, _ := json.Marshal(api.NamespaceResourceID{ID: ep.Doc.ID})
+	ns.Doc.Resources = append(ns.Doc.Resources, api.NamespaceResource{Type: api.NamespaceResourceEndpoint, Data: data})
+	return store.PutJSON(tx, store.Namespaces, ns.Doc.ID, *ns)
 }
 
 // attachKernel creates an attached endpoint's NIC.
@@ -512,6 +563,17 @@ func (s *Service) Detach(nsRef, epRef string) (*api.Namespace, error) {
 	return s.namespaceDoc(&ns), nil
 }
 
+// withoutEndpoint returns resources without the endpoint's.
+func withoutEndpoint(rs []api.NamespaceResource, id string) []api.NamespaceResource {
+	var kept []api.NamespaceResource
+	for _, r := range rs {
+		if r.Type != api.NamespaceResourceEndpoint || resourceID(r) != id {
+			kept = append(kept, r)
+		}
+	}
+	return kept
+}
+
 // unlinkFromNamespace removes an attached endpoint from its namespace's
 // resources inside tx and clears its attachment (the caller stores ep).
 func unlinkFromNamespace(tx store.Tx, ep *endpointRecord) (*namespaceRecord, error) {
@@ -519,14 +581,7 @@ func unlinkFromNamespace(tx store.Tx, ep *endpointRecord) (*namespaceRecord, err
 	if err := store.GetJSON(tx, store.Namespaces, ep.Doc.HostComputeNamespace, &ns); err != nil {
 		return nil, fmt.Errorf("namespace %s of endpoint %s: %w", ep.Doc.HostComputeNamespace, ep.Doc.ID, err)
 	}
-	var kept []api.NamespaceResource
-	for _, r := range ns.Doc.Resources {
-		if r.Type == api.NamespaceResourceEndpoint && resourceID(r) == ep.Doc.ID {
-			continue
-		}
-		kept = append(kept, r)
-	}
-	ns.Doc.Resources = kept
+	ns.Doc.Resources = withoutEndpoint(ns.Doc.Resources, ep.Doc.ID)
 	if err := store.PutJSON(tx, store.Namespaces, ns.Doc.ID, ns); err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
@@ -101,6 +102,51 @@ func supported(list []api.PolicyType, t api.PolicyType) bool {
 		}
 	}
 	return false
+}
+
+// updateOverlapped runs fn in a store transaction. The kernel step fn
+// returns starts as soon as fn has decided the transaction's writes, and
+// runs while the store makes them durable: on this path the two fsyncs of
+// a commit cost about as much as the kernel work, so doing them one after
+// the other would double the latency of an attach. The caller acknowledges
+// only when both are done, so no acknowledged operation is lost; and if the
+// daemon dies in between, the kernel objects made for an operation that
+// never committed are tagged and claimed by nothing, so the next
+// reconciliation removes them.
+//
+// It returns where the time went, the transaction's error and the kernel
+// step's (nil when the step did not start). When the transaction fails
+// after the step ran, the caller undoes the step.
+func (s *Service) updateOverlapped(fn func(tx store.Tx) (step func() error, err error)) (t overlapTimes, txErr, stepErr error) {
+	var done chan error
+	start := time.Now()
+	var stepStart time.Time
+	txErr = s.cfg.Store.Update(func(tx store.Tx) error {
+		step, err := fn(tx)
+		if err != nil || step == nil {
+			return err
+		}
+		done = make(chan error, 1)
+		stepStart = time.Now()
+		t.Prepare = stepStart.Sub(start)
+		go func() {
+			err := step()
+			t.Kernel = time.Since(stepStart)
+			done <- err
+		}()
+		return nil
+	})
+	if done != nil {
+		t.Commit = time.Since(stepStart)
+		stepErr = <-done
+	}
+	return t, txErr, stepErr
+}
+
+// overlapTimes says where an overlapped operation spent its time: deciding
+// in the transaction, then the commit and the kernel work side by side.
+type overlapTimes struct {
+	Prepare, Commit, Kernel time.Duration
 }
 
 // normalizeID returns a client-supplied GUID in canonical form, or a new

@@ -339,8 +339,8 @@ func TestAttachDNSAndDetach(t *testing.T) {
 	if got := e.addrsIn(ns.NetNamespacePath, "eth0"); got != nil {
 		t.Errorf("after detach the namespace still has eth0 with %v", got)
 	}
-	if _, err := os.Stat(resolv); !os.IsNotExist(err) {
-		t.Errorf("after detach resolv.conf is still there: %v", err)
+	if b, err := os.ReadFile(resolv); err != nil || len(b) != 0 {
+		t.Errorf("after detach resolv.conf should be empty: %q, %v", b, err)
 	}
 	h := e.handle(e.HostNS)
 	defer h.Close()
