@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/dataplane"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/store"
@@ -487,7 +488,16 @@ func (s *Service) attachKernel(ep *endpointRecord, pn *parsedNetwork, ns *namesp
 	}
 	defer h.Close()
 	if err := drv.Attach(de, h); err != nil {
-		return internal(err, "attach endpoint %q", displayName(ep.Doc.Name, ep.Doc.ID))
+		name := displayName(ep.Doc.Name, ep.Doc.ID)
+		switch {
+		case errors.Is(err, dataplane.ErrBridgeFull):
+			return api.Conflict(api.CodeAddressesExhausted, "attach endpoint %q: network %q has as many endpoints attached as its bridge can take: %v",
+				name, displayName(pn.doc.Name, pn.doc.ID), err)
+		case errors.Is(err, dataplane.ErrNameTaken):
+			return api.Conflict(api.CodeObjectAlreadyExists, "attach endpoint %q: namespace %s already has a device named %s that is not hostnet's",
+				name, ns.Doc.ID, ep.Doc.InterfaceName)
+		}
+		return internal(err, "attach endpoint %q", name)
 	}
 	return nil
 }

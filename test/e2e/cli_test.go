@@ -112,3 +112,40 @@ func TestCLINetworkVerbs(t *testing.T) {
 		t.Errorf("without a daemon: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 }
+
+// Namespaces and endpoints through the CLI, and HCN documents applied from
+// a file (applying twice changes nothing).
+func TestCLINamespacesAndApply(t *testing.T) {
+	e := NewEnv(t)
+	nsID := strings.TrimSpace(e.MustCLI("namespace", "create", "--name", "box"))
+	epID := strings.TrimSpace(e.MustCLI("endpoint", "create", "--network", "nat", "--ip", "172.16.0.50", "web"))
+	e.MustCLI("namespace", "attach", "box", "web")
+	ep, err := e.Client().GetEndpoint(ctx, epID)
+	if err != nil || ep.HostComputeNamespace != nsID || ep.IpConfigurations[0].IpAddress != "172.16.0.50" {
+		t.Fatalf("after attach: %+v, %v", ep, err)
+	}
+	if ls := e.MustCLI("namespace", "ls"); !strings.Contains(ls, "box") {
+		t.Errorf("namespace ls:\n%s", ls)
+	}
+	e.MustCLI("namespace", "detach", "box", "web")
+	e.MustCLI("endpoint", "rm", "web")
+	e.MustCLI("namespace", "rm", "box")
+
+	file := e.Dir + "/docs.json"
+	docs := `[{"Name":"applied","Type":"NAT","Ipams":[{"Type":"Static","Subnets":[{"IpAddressPrefix":"10.89.0.0/24"}]}],"SchemaVersion":{"Major":2,"Minor":0}},
+	{"Name":"applied-ep","HostComputeNetwork":"applied","IpConfigurations":[{"IpAddress":"10.89.0.9","PrefixLength":24}],"SchemaVersion":{"Major":2,"Minor":0}}]`
+	if err := os.WriteFile(file, []byte(docs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := e.MustCLI("apply", "-f", file)
+	if !strings.Contains(out, "created") {
+		t.Errorf("first apply: %s", out)
+	}
+	out = e.MustCLI("apply", "-f", file)
+	if strings.Contains(out, "created") || !strings.Contains(out, "unchanged") {
+		t.Errorf("second apply: %s", out)
+	}
+	if ep, err := e.Client().GetEndpoint(ctx, "applied-ep"); err != nil || ep.IpConfigurations[0].IpAddress != "10.89.0.9" {
+		t.Errorf("applied endpoint: %+v, %v", ep, err)
+	}
+}
