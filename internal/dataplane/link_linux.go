@@ -592,3 +592,35 @@ func (h *Host) HostPrefixes() ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// EnsureNamespace makes the namespace at path exist (`ip netns add`),
+// replacing a plain file a crash or a reboot left there, and brings its
+// loopback up. It reports whether it had to create the namespace.
+func EnsureNamespace(path string) (bool, error) {
+	created := false
+	if !netns.IsNamespace(path) {
+		_ = os.Remove(path)
+		if err := netns.Create(path); err != nil {
+			return false, err
+		}
+		created = true
+	}
+	h, err := netns.Open(path)
+	if err != nil {
+		return created, err
+	}
+	defer h.Close()
+	r, err := dialRtnl(h)
+	if err != nil {
+		return created, err
+	}
+	defer r.Close()
+	errs, _, err := r.exchange([]*nl.NetlinkRequest{setLinkReq(1, true, false)}, 0)
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		return created, fmt.Errorf("bring up lo: %w", err)
+	}
+	return created, nil
+}

@@ -12,8 +12,6 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/store"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // ipNetnsName is the name under which `ip netns` sees a namespace hostnet
@@ -94,24 +92,8 @@ func (s *Service) CreateNamespace(n api.Namespace) (*api.Namespace, error) {
 // visible to `ip netns` when configured. An existing one is kept.
 func (s *Service) realiseNamespace(rec *namespaceRecord) error {
 	path := rec.Doc.NetNamespacePath
-	if !netns.IsNamespace(path) {
-		_ = os.Remove(path) // a plain file left by a crash or a reboot
-		if err := netns.Create(path); err != nil {
-			return err
-		}
-	}
-	h, err := netns.Open(path)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", rec.Doc.ID, err)
-	}
-	defer nh.Close()
-	if err := nh.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
-		return fmt.Errorf("bring up lo in namespace %s: %w", rec.Doc.ID, err)
+	if _, err := dataplane.EnsureNamespace(path); err != nil {
+		return fmt.Errorf("namespace %s: %w", rec.Doc.ID, err)
 	}
 	if rec.ResolvConf != "" {
 		// Made now, so that attaching only overwrites a file.
