@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/client"
 )
 
 // endpointOptions are the flags that describe an endpoint (endpoint create, run).
@@ -119,8 +121,12 @@ func newEndpointCommand(a *app) *cobra.Command {
 	cmd.AddCommand(
 		newEndpointCreateCommand(a),
 		newEndpointLsCommand(a),
-		newEndpointInspectCommand(a),
-		newEndpointRmCommand(a),
+		newInspectCommand(a, kindEndpoint, "ENDPOINT", func(ctx context.Context, c *client.Client, ref string) (any, error) {
+			return c.GetEndpoint(ctx, ref)
+		}),
+		newRmCommand(a, kindEndpoint, "ENDPOINT", "Remove one or more endpoints (detached first)", func(ctx context.Context, c *client.Client, ref string) error {
+			return c.DeleteEndpoint(ctx, ref)
+		}),
 		newPolicyCommand(a, kindEndpoint),
 	)
 	return cmd
@@ -231,40 +237,4 @@ func newEndpointLsCommand(a *app) *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print endpoint IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
 	return cmd
-}
-
-func newEndpointInspectCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect ENDPOINT [ENDPOINT...]",
-		Short: "Show the documents of one or more endpoints",
-		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			return a.inspect(args, func(ref string) (any, error) {
-				var e *api.Endpoint
-				err := withRef(cmd.Context(), c, kindEndpoint, ref, func(ref string) (err error) {
-					e, err = c.GetEndpoint(cmd.Context(), ref)
-					return err
-				})
-				return e, err
-			})
-		},
-	}
-}
-
-func newEndpointRmCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:     "rm ENDPOINT [ENDPOINT...]",
-		Aliases: []string{"remove"},
-		Short:   "Remove one or more endpoints",
-		Args:    minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			return a.remove(args, func(ref string) error {
-				return withRef(cmd.Context(), c, kindEndpoint, ref, func(ref string) error {
-					return c.DeleteEndpoint(cmd.Context(), ref)
-				})
-			})
-		},
-	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/client"
 )
 
 var namespaceHeader = []string{"NAMESPACE ID", "NAME", "PATH", "MANAGED", "ENDPOINTS"}
@@ -42,8 +44,12 @@ func newNamespaceCommand(a *app) *cobra.Command {
 	cmd.AddCommand(
 		newNamespaceCreateCommand(a),
 		newNamespaceLsCommand(a),
-		newNamespaceInspectCommand(a),
-		newNamespaceRmCommand(a),
+		newInspectCommand(a, kindNamespace, "NAMESPACE", func(ctx context.Context, c *client.Client, ref string) (any, error) {
+			return c.GetNamespace(ctx, ref)
+		}),
+		newRmCommand(a, kindNamespace, "NAMESPACE", "Remove one or more namespaces (their endpoints are detached)", func(ctx context.Context, c *client.Client, ref string) error {
+			return c.DeleteNamespace(ctx, ref)
+		}),
 		newNamespaceAttachCommand(a, true),
 		newNamespaceAttachCommand(a, false),
 	)
@@ -107,42 +113,6 @@ func newNamespaceLsCommand(a *app) *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print namespace IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
 	return cmd
-}
-
-func newNamespaceInspectCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect NAMESPACE [NAMESPACE...]",
-		Short: "Show the documents of one or more namespaces",
-		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			return a.inspect(args, func(ref string) (any, error) {
-				var n *api.Namespace
-				err := withRef(cmd.Context(), c, kindNamespace, ref, func(ref string) (err error) {
-					n, err = c.GetNamespace(cmd.Context(), ref)
-					return err
-				})
-				return n, err
-			})
-		},
-	}
-}
-
-func newNamespaceRmCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:     "rm NAMESPACE [NAMESPACE...]",
-		Aliases: []string{"remove"},
-		Short:   "Remove one or more namespaces (their endpoints are detached)",
-		Args:    minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			return a.remove(args, func(ref string) error {
-				return withRef(cmd.Context(), c, kindNamespace, ref, func(ref string) error {
-					return c.DeleteNamespace(cmd.Context(), ref)
-				})
-			})
-		},
-	}
 }
 
 // newNamespaceAttachCommand builds `namespace attach` or `namespace detach`.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -401,8 +402,12 @@ func newNetworkCommand(a *app) *cobra.Command {
 	cmd.AddCommand(
 		newNetworkCreateCommand(a),
 		newNetworkLsCommand(a),
-		newNetworkInspectCommand(a),
-		newNetworkRmCommand(a),
+		newInspectCommand(a, kindNetwork, "NETWORK", func(ctx context.Context, c *client.Client, ref string) (any, error) {
+			return c.GetNetwork(ctx, ref)
+		}),
+		newRmCommand(a, kindNetwork, "NETWORK", "Remove one or more networks", func(ctx context.Context, c *client.Client, ref string) error {
+			return c.DeleteNetwork(ctx, ref)
+		}),
 		newPolicyCommand(a, kindNetwork),
 	)
 	return cmd
@@ -487,42 +492,6 @@ func newNetworkLsCommand(a *app) *cobra.Command {
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter key=value (keys: id, name, type or driver)")
 	return cmd
-}
-
-func newNetworkInspectCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect NETWORK [NETWORK...]",
-		Short: "Show the documents of one or more networks",
-		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			return a.inspect(args, func(ref string) (any, error) {
-				var n *api.Network
-				err := withRef(cmd.Context(), c, kindNetwork, ref, func(ref string) (err error) {
-					n, err = c.GetNetwork(cmd.Context(), ref)
-					return err
-				})
-				return n, err
-			})
-		},
-	}
-}
-
-func newNetworkRmCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:     "rm NETWORK [NETWORK...]",
-		Aliases: []string{"remove"},
-		Short:   "Remove one or more networks",
-		Args:    minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			return a.remove(args, func(ref string) error {
-				return withRef(cmd.Context(), c, kindNetwork, ref, func(ref string) error {
-					return c.DeleteNetwork(cmd.Context(), ref)
-				})
-			})
-		},
-	}
 }
 
 // inspect prints the documents get finds as a JSON array; references it
