@@ -45,10 +45,13 @@ type Env struct {
 	HostNS string // path of the host namespace
 	ExtNS  string // path of the external namespace
 	Socket string
-	cmd    *exec.Cmd
-	waited chan struct{}
-	log    *os.File
-	extra  []string
+	// DaemonNS, when set before Start, is where the daemon process runs;
+	// --host-netns still points it at HostNS.
+	DaemonNS string
+	cmd      *exec.Cmd
+	waited   chan struct{}
+	log      *os.File
+	extra    []string
 }
 
 // NewEnv builds the topology and starts hostnetd with extra flags.
@@ -147,7 +150,13 @@ func (e *Env) Start() {
 			t.Fatal(err)
 		}
 	}
-	args := append([]string{"--net=" + e.HostNS, "--", hostnetdBin,
+	// The daemon's own threads sit in DaemonNS when set (to show that
+	// --host-netns alone decides what it programs), else in the host.
+	where := e.HostNS
+	if e.DaemonNS != "" {
+		where = e.DaemonNS
+	}
+	args := append([]string{"--net=" + where, "--", hostnetdBin,
 		"--socket", e.Socket,
 		"--state-dir", filepath.Join(e.Dir, "state"),
 		"--run-dir", filepath.Join(e.Dir, "run"),

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/vishvananda/netlink"
@@ -418,5 +420,50 @@ func TestDefaultNetworkAvoidsHostRanges(t *testing.T) {
 	}
 	if got := n.Ipams[0].Subnets[0].IpAddressPrefix; got != "172.17.16.0/20" {
 		t.Errorf("default subnet %s, want 172.17.16.0/20 (the first /20 of 172.16.0.0/12 clear of 172.16.0.0/16 and 172.17.0.0/24)", got)
+	}
+}
+
+// --host-netns alone decides what the daemon programs: run from another
+// namespace, it leaves that one untouched. The socket is 0600.
+func TestHostNetnsFlagProgramsOnlyThatNamespace(t *testing.T) {
+	e := NewTopology(t)
+	e.DaemonNS = filepath.Join(e.Dir, "daemon.ns")
+	if err := netns.Create(e.DaemonNS); err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	a := e.AttachNew("nat", "a")
+	if got := e.addrsIn(a.Namespace.NetNamespacePath, "eth0"); len(got) != 1 {
+		t.Fatalf("endpoint NIC: %v", got)
+	}
+	d := e.handle(e.DaemonNS)
+	defer d.Close()
+	links, _ := d.LinkList()
+	if len(links) != 1 {
+		var names []string
+		for _, l := range links {
+			names = append(names, l.Attrs().Name)
+		}
+		t.Errorf("the daemon's own namespace got devices: %v", names)
+	}
+	if e.linkIndex("hnbr") == 0 {
+		t.Error("no bridge in the host namespace")
+	}
+	In(t, e.DaemonNS, func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		if tables, _ := c.ListTables(); len(tables) != 0 {
+			t.Errorf("the daemon's own namespace got %d nftables tables", len(tables))
+		}
+		if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "0" {
+			t.Errorf("the daemon's own namespace got ip_forward=%s", b)
+		}
+		return nil
+	})
+	st, err := os.Stat(e.Socket)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode: %v, %v; want 0600", st.Mode(), err)
 	}
 }
