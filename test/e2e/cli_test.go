@@ -102,6 +102,14 @@ func TestCLINetworkVerbs(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stderr, "Error: ") || !strings.Contains(r.Stderr, "overlaps") {
 		t.Errorf("overlapping create: exit %d, stderr %q", r.Code, r.Stderr)
 	}
+	e.MustCLI("network", "create", "--subnet", "10.78.0.0/24", "--ip-range", "10.78.0.128/25", "-o", "com.docker.network.windowsshim.dnsservers=10.78.0.53", "ranged")
+	ep := strings.TrimSpace(e.MustCLI("endpoint", "create", "--network", "ranged"))
+	if got, _ := e.Client().GetEndpoint(ctx, ep); got == nil || got.IpConfigurations[0].IpAddress != "10.78.0.128" {
+		t.Errorf("--ip-range 10.78.0.128/25: the first endpoint got %+v", got)
+	}
+	if got, _ := e.Client().GetNetwork(ctx, "ranged"); got == nil || got.Dns == nil || got.Dns.ServerList[0] != "10.78.0.53" {
+		t.Errorf("windowsshim dnsservers option: %+v", got)
+	}
 	e.MustCLI("network", "rm", "blue")
 	if _, err := e.Client().GetNetwork(ctx, "blue"); !api.IsNotFound(err) {
 		t.Errorf("after rm: %v", err)
