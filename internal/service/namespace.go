@@ -407,7 +407,7 @@ func (s *Service) attachStep(tx store.Tx, ep *endpointRecord, pn *parsedNetwork,
 // resolv.conf rewritten as it was.
 func (s *Service) settleAttach(txErr, kernelErr error, times overlapTimes, ep *endpointRecord, pn *parsedNetwork, nsBefore *namespaceRecord, revert func(store.Tx) error) error {
 	switch {
-	case txErr != nil && kernelErr == nil && pn != nil && ep.Doc.HostComputeNamespace != "":
+	case txErr != nil && times.Started && kernelErr == nil:
 		s.detachKernel(ep, pn)
 		if err := s.writeResolvConf(nsBefore); err != nil {
 			s.log.Warn("writing resolv.conf failed", "namespace", nsBefore.Doc.ID, "err", err)
@@ -420,6 +420,8 @@ func (s *Service) settleAttach(txErr, kernelErr error, times overlapTimes, ep *e
 			s.log.Error("reverting a failed attach in the store failed; reconciliation will retry", "endpoint", ep.Doc.ID, "err", err)
 		}
 		return kernelErr
+	case !times.Started:
+		return nil
 	}
 	s.log.Info("endpoint attached", "endpoint", displayName(ep.Doc.Name, ep.Doc.ID), "namespace", ep.Doc.HostComputeNamespace,
 		"interface", ep.Doc.InterfaceName, "prepare", times.Prepare, "commit", times.Commit, "kernel", times.Kernel)

@@ -127,6 +127,7 @@ func (s *Service) updateOverlapped(fn func(tx store.Tx) (step func() error, err 
 			return err
 		}
 		done = make(chan error, 1)
+		t.Started = true
 		stepStart = time.Now()
 		t.Prepare = stepStart.Sub(start)
 		go func() {
@@ -143,9 +144,11 @@ func (s *Service) updateOverlapped(fn func(tx store.Tx) (step func() error, err 
 	return t, txErr, stepErr
 }
 
-// overlapTimes says where an overlapped operation spent its time: deciding
-// in the transaction, then the commit and the kernel work side by side.
+// overlapTimes says whether an overlapped operation's kernel step started,
+// and where its time went: deciding in the transaction, then the commit and
+// the kernel work side by side.
 type overlapTimes struct {
+	Started                 bool
 	Prepare, Commit, Kernel time.Duration
 }
 
