@@ -52,6 +52,15 @@ func (t enumTable) canonical(s string) string {
 	return s
 }
 
+// resolveText maps an enum given as text, a name or a number's decimal
+// text, onto the table's name; unknown values come back unchanged.
+func (t enumTable) resolveText(s string) string {
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 && n < len(t.names) && t.names[n] != "" {
+		return t.names[n]
+	}
+	return t.canonical(s)
+}
+
 func (t enumTable) known(s string) bool {
 	for _, name := range t.names {
 		if name != "" && name == s {
@@ -163,13 +172,7 @@ var (
 
 // resolve maps a raw resource type onto the table of the target object.
 func (t ResourceType) resolve(table enumTable) ResourceType {
-	if n, err := strconv.Atoi(string(t)); err == nil {
-		if n >= 0 && n < len(table.names) {
-			return ResourceType(table.names[n])
-		}
-		return t
-	}
-	return ResourceType(table.canonical(string(t)))
+	return ResourceType(table.resolveText(string(t)))
 }
 
 var namespaceResourceTypes = enumTable{"Type", []string{"Container", "Endpoint"}}
@@ -248,11 +251,5 @@ func (t *PolicyType) UnmarshalJSON(b []byte) error {
 }
 
 func (t PolicyType) resolve(table enumTable) PolicyType {
-	if n, err := strconv.Atoi(string(t)); err == nil {
-		if n >= 0 && n < len(table.names) {
-			return PolicyType(table.names[n])
-		}
-		return t
-	}
-	return PolicyType(table.canonical(string(t)))
+	return PolicyType(table.resolveText(string(t)))
 }

@@ -15,16 +15,27 @@ type PortMappingSettings struct {
 // ACLSettings is a firewall rule of an endpoint (or, as NetworkACL, of every
 // endpoint of a network).
 type ACLSettings struct {
-	Id              string `json:"Id,omitempty"`
-	Protocols       string `json:"Protocols,omitempty"`
-	Action          string `json:"Action"`
-	Direction       string `json:"Direction"`
-	LocalAddresses  string `json:"LocalAddresses,omitempty"`
-	RemoteAddresses string `json:"RemoteAddresses,omitempty"`
-	LocalPorts      string `json:"LocalPorts,omitempty"`
-	RemotePorts     string `json:"RemotePorts,omitempty"`
-	RuleType        string `json:"RuleType,omitempty"`
-	Priority        uint16 `json:"Priority,omitempty"`
+	Id              string     `json:"Id,omitempty"`
+	Protocols       FlexString `json:"Protocols,omitempty"`
+	Action          FlexString `json:"Action"`
+	Direction       FlexString `json:"Direction"`
+	LocalAddresses  string     `json:"LocalAddresses,omitempty"`
+	RemoteAddresses string     `json:"RemoteAddresses,omitempty"`
+	LocalPorts      FlexString `json:"LocalPorts,omitempty"`
+	RemotePorts     FlexString `json:"RemotePorts,omitempty"`
+	RuleType        FlexString `json:"RuleType,omitempty"`
+	Priority        uint16     `json:"Priority,omitempty"`
+}
+
+// FlexString is a setting that clients send as a string or as a number
+// (HNS enums, a single port or protocol); a number is kept as its text.
+type FlexString string
+
+// UnmarshalJSON accepts a string or a number.
+func (f *FlexString) UnmarshalJSON(b []byte) error {
+	s, err := enumTable{field: "setting"}.decode(b)
+	*f = FlexString(s)
+	return err
 }
 
 // OutboundNATSettings masquerades an endpoint's outbound traffic.

@@ -335,7 +335,7 @@ func TestEndpointNamespaceAndPolicyCommands(t *testing.T) {
 	}
 
 	out, _, code = runCLI(t, d.socket, "", "endpoint", "policy", "ls", "web")
-	if want := "TYPE          SETTINGS\nPortMapping   {\"Protocol\":6,\"InternalPort\":80}\n"; code != 0 || out != want {
+	if want := "PUBLISHED\n0.0.0.0:80->80/tcp\n"; code != 0 || out != want {
 		t.Errorf("policy ls: code %d, %q", code, out)
 	}
 	_, errOut, code = runCLI(t, d.socket, `[{"Type":"OutBoundNAT","Settings":{"Exceptions":["10.0.0.0/8"]}}]`, "endpoint", "policy", "add", "web", "-f", "-")

@@ -21,6 +21,7 @@ type endpointOptions struct {
 	dns     []string
 	ifname  string
 	name    string
+	publish []string // --publish values
 }
 
 // parseIPConfig parses an endpoint address: IP or IP/PREFIXLEN.
@@ -79,6 +80,11 @@ func buildEndpoint(o *endpointOptions) (*api.Endpoint, error) {
 			return nil, fmt.Errorf("invalid --ifname: %w", err)
 		}
 	}
+	pols, err := publishPolicies(o.publish)
+	if err != nil {
+		return nil, err
+	}
+	e.Policies = append(e.Policies, pols...)
 	return e, nil
 }
 
@@ -174,6 +180,7 @@ func newEndpointCreateCommand(a *app) *cobra.Command {
 	f.StringArrayVar(&o.dns, "dns", nil, "DNS server (repeatable)")
 	f.StringVar(&o.ifname, "ifname", "", "device name inside the namespace (default eth0, eth1, ...)")
 	f.StringVar(&o.name, "name", "", "endpoint name")
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, "publish a port: "+publishSyntax+" (repeatable)")
 	return cmd
 }
 

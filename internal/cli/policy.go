@@ -59,28 +59,14 @@ func policyRequest(rt api.RequestType, pols []api.Policy) (*api.ModifyRequest, e
 	return &api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: rt, Settings: settings}, nil
 }
 
-// policyRows renders policies as rows of TYPE and compact SETTINGS.
-func policyRows(pols []api.Policy) [][]string {
-	rows := make([][]string, 0, len(pols))
-	for _, p := range pols {
-		settings := "{}"
-		if len(bytes.TrimSpace(p.Settings)) > 0 {
-			var buf bytes.Buffer
-			if err := json.Compact(&buf, p.Settings); err == nil {
-				settings = buf.String()
-			} else {
-				settings = string(p.Settings)
-			}
-		}
-		rows = append(rows, []string{string(p.Type), settings})
-	}
-	return rows
-}
-
 // policyTarget is what the policy commands need of a network or an endpoint.
 type policyTarget struct {
-	modify   func(ctx context.Context, c *client.Client, ref string, req *api.ModifyRequest) (any, error)
-	policies func(ctx context.Context, c *client.Client, ref string) ([]api.Policy, error)
+	modify func(ctx context.Context, c *client.Client, ref string, req *api.ModifyRequest) (any, error)
+	// policies returns the object's policies and, for an endpoint, the ID
+	// of its network.
+	policies func(ctx context.Context, c *client.Client, ref string) ([]api.Policy, string, error)
+	// aclType is the type of the policies --acl makes.
+	aclType api.PolicyType
 }
 
 func policyTargetOf(kind string) policyTarget {
@@ -89,27 +75,73 @@ func policyTargetOf(kind string) policyTarget {
 			modify: func(ctx context.Context, c *client.Client, ref string, req *api.ModifyRequest) (any, error) {
 				return c.ModifyEndpoint(ctx, ref, req)
 			},
-			policies: func(ctx context.Context, c *client.Client, ref string) ([]api.Policy, error) {
+			policies: func(ctx context.Context, c *client.Client, ref string) ([]api.Policy, string, error) {
 				e, err := c.GetEndpoint(ctx, ref)
 				if err != nil {
-					return nil, err
+					return nil, "", err
 				}
-				return e.Policies, nil
+				return e.Policies, e.HostComputeNetwork, nil
 			},
+			aclType: api.ACL,
 		}
 	}
 	return policyTarget{
 		modify: func(ctx context.Context, c *client.Client, ref string, req *api.ModifyRequest) (any, error) {
 			return c.ModifyNetwork(ctx, ref, req)
 		},
-		policies: func(ctx context.Context, c *client.Client, ref string) ([]api.Policy, error) {
+		policies: func(ctx context.Context, c *client.Client, ref string) ([]api.Policy, string, error) {
 			n, err := c.GetNetwork(ctx, ref)
+			if err != nil {
+				return nil, "", err
+			}
+			return n.Policies, "", nil
+		},
+		aclType: api.NetworkACL,
+	}
+}
+
+// policySources are the flags of `policy add` and `policy rm` that give
+// policies.
+type policySources struct {
+	inline, file string
+	acls         []string
+	publish      []string // endpoints only
+}
+
+// empty reports whether no policy was given.
+func (s *policySources) empty() bool {
+	return s.inline == "" && s.file == "" && len(s.acls) == 0 && len(s.publish) == 0
+}
+
+// policies gathers the policies given, in the order JSON (--policy or
+// --file), --acl, --publish; aclType is the type of the --acl rules.
+func (a *app) policies(s *policySources, aclType api.PolicyType) ([]api.Policy, error) {
+	var pols []api.Policy
+	if s.inline != "" || s.file != "" {
+		data := []byte(s.inline)
+		if s.file != "" {
+			b, err := a.readInput(s.file)
 			if err != nil {
 				return nil, err
 			}
-			return n.Policies, nil
-		},
+			data = b
+		}
+		p, err := parsePolicies(data)
+		if err != nil {
+			return nil, err
+		}
+		pols = append(pols, p...)
 	}
+	acls, err := aclPolicies(s.acls, aclType)
+	if err != nil {
+		return nil, err
+	}
+	pols = append(pols, acls...)
+	maps, err := publishPolicies(s.publish)
+	if err != nil {
+		return nil, err
+	}
+	return append(pols, maps...), nil
 }
 
 // newPolicyCommand builds `network policy` or `endpoint policy`.
@@ -118,30 +150,39 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 	obj := strings.ToUpper(kind)
 	cmd := newGroupCommand("policy", "Manage the policies of a "+kind)
 	modify := func(verb string, rt api.RequestType) *cobra.Command {
-		var inline, file string
+		src := &policySources{}
+		use := verb + " " + obj + " (--policy JSON | -f FILE | --acl SPEC...)"
+		long := "The policy is one HCN policy object, {\"Type\":\"...\",\"Settings\":{...}},\n" +
+			"or an array of them, given with --policy or read from FILE (- for stdin).\n\n" +
+			"--acl SPEC (repeatable) makes " + string(target.aclType) + " policies, firewall rules:\n" +
+			"  " + aclSyntax + "\n" +
+			"ACTION is allow or block, DIRECTION in or out, P a protocol (tcp, udp, icmp,\n" +
+			"icmpv6, igmp or a number), A an address or CIDR prefix, R a port or LOW-HIGH,\n" +
+			"any value may be any. E.g. --acl 'allow in proto tcp lport 80,443 priority 100'."
+		if kind == kindEndpoint {
+			use = verb + " " + obj + " (--policy JSON | -f FILE | --acl SPEC... | -p PUBLISH...)"
+			long += "\n\n-p/--publish (repeatable) makes PortMapping policies, as docker run does:\n" +
+				"  " + publishSyntax + "\n" +
+				"PROTO is tcp (the default) or udp; a range (8000-8010:80-90) maps each port."
+		}
+		long += "\n\nThe flags may be combined. A policy is removed by giving it as it was added."
 		c := &cobra.Command{
-			Use:   verb + " " + obj + " (--policy JSON | -f FILE)",
+			Use:   use,
 			Short: map[string]string{"add": "Add", "rm": "Remove"}[verb] + " policies of a " + kind,
-			Long: "The policy is one HCN policy object, {\"Type\":\"...\",\"Settings\":{...}},\n" +
-				"or an array of them. FILE may be - for stdin.",
-			Args: exactArgs(1),
+			Long:  long,
+			Args:  exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				var data []byte
 				switch {
-				case inline != "" && file != "":
+				case src.inline != "" && src.file != "":
 					return &usageError{cmd: cmd, err: errors.New("give either --policy or --file, not both")}
-				case inline != "":
-					data = []byte(inline)
-				case file != "":
-					b, err := a.readInput(file)
-					if err != nil {
-						return err
+				case src.empty():
+					msg := "no policy given: use --policy JSON, -f FILE or --acl SPEC"
+					if kind == kindEndpoint {
+						msg = "no policy given: use --policy JSON, -f FILE, --acl SPEC or --publish PORTS"
 					}
-					data = b
-				default:
-					return &usageError{cmd: cmd, err: errors.New("no policy given: use --policy JSON or -f FILE")}
+					return &usageError{cmd: cmd, err: errors.New(msg)}
 				}
-				pols, err := parsePolicies(data)
+				pols, err := a.policies(src, target.aclType)
 				if err != nil {
 					return err
 				}
@@ -164,22 +205,40 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 				return nil
 			},
 		}
-		c.Flags().StringVar(&inline, "policy", "", "policy JSON (an object or an array)")
-		c.Flags().StringVarP(&file, "file", "f", "", "file holding the policy JSON (- for stdin)")
+		f := c.Flags()
+		f.StringVar(&src.inline, "policy", "", "policy JSON (an object or an array)")
+		f.StringVarP(&src.file, "file", "f", "", "file holding the policy JSON (- for stdin)")
+		f.StringArrayVar(&src.acls, "acl", nil, "firewall rule: ACTION DIRECTION [KEYWORD VALUE]... (repeatable)")
+		if kind == kindEndpoint {
+			f.StringArrayVarP(&src.publish, "publish", "p", nil, "publish a port: "+publishSyntax+" (repeatable)")
+		}
 		return c
 	}
 	rm := modify("rm", api.RequestRemove)
 	rm.Aliases = []string{"remove"}
+	long := "List the policies of a " + kind + ": port mappings as PUBLISHED, firewall rules\n" +
+		"in the order they are evaluated (priority ascending, Block before Allow on a tie,\n" +
+		"then in the order given), the others as TYPE and SETTINGS."
+	if kind == kindEndpoint {
+		long += "\nThe endpoint's firewall rules are listed with its network's NetworkACL rules,\n" +
+			"as they are enforced together."
+	}
+	long += "\nWith --format json, the " + kind + "'s own policies as they are stored."
 	ls := &cobra.Command{
 		Use:     "ls " + obj,
 		Aliases: []string{"list"},
 		Short:   "List the policies of a " + kind,
+		Long:    long,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			cl := a.client()
-			var pols []api.Policy
-			err := withRef(cmd.Context(), cl, kind, args[0], func(ref string) (err error) {
-				pols, err = target.policies(cmd.Context(), cl, ref)
+			var (
+				pols      []api.Policy
+				networkID string
+			)
+			err := withRef(ctx, cl, kind, args[0], func(ref string) (err error) {
+				pols, networkID, err = target.policies(ctx, cl, ref)
 				return err
 			})
 			if err != nil {
@@ -191,7 +250,19 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 				}
 				return writeJSON(a.io.Out, pols)
 			}
-			return writeTable(a.io.Out, []string{"TYPE", "SETTINGS"}, policyRows(pols))
+			var networkPols []api.Policy
+			if networkID != "" {
+				n, err := cl.GetNetwork(ctx, networkID)
+				switch {
+				case err == nil:
+					networkPols = n.Policies
+				case isUnreachable(err):
+					return err
+				default:
+					fmt.Fprintf(a.io.Err, "note: the NetworkACL rules of network %s are not shown: %v\n", networkID, err)
+				}
+			}
+			return writePolicyListing(a.io.Out, kind, pols, networkPols)
 		},
 	}
 	cmd.AddCommand(modify("add", api.RequestAdd), rm, ls)

@@ -47,7 +47,12 @@ func newRunCommand(a *app) *cobra.Command {
 		Long: "Create a namespace and an endpoint on a network, attach them, and run CMD inside\n" +
 			"the namespace with the standard streams attached. The exit status is CMD's\n" +
 			"(125 if hostnet failed, 126 if CMD could not be run, 127 if it was not found).\n" +
-			"With --rm the endpoint and the namespace are removed when CMD exits.",
+			"With --rm the endpoint and the namespace are removed when CMD exits.\n\n" +
+			"-p/--publish publishes a port of the endpoint on the host, as docker run does:\n" +
+			"  " + publishSyntax + "\n" +
+			"PROTO is tcp (the default) or udp; HOSTIP may be IPv6 in brackets ([::1]:8080:80);\n" +
+			"ranges (8000-8010:8000-8010) publish each port. CONTAINERPORT alone is published\n" +
+			"on the same host port.",
 		Args:        minArgs(1),
 		Annotations: map[string]string{annotationErrorCode: fmt.Sprint(exitRunFailed)},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -61,6 +66,7 @@ func newRunCommand(a *app) *cobra.Command {
 	f.StringVar(&o.endpoint.mac, "mac", "", "MAC address")
 	f.StringArrayVar(&o.endpoint.dns, "dns", nil, "DNS server (repeatable)")
 	f.StringVar(&o.endpoint.name, "name", "", "name of the namespace and the endpoint")
+	f.StringArrayVarP(&o.endpoint.publish, "publish", "p", nil, "publish a port: "+publishSyntax+" (repeatable)")
 	f.BoolVar(&o.rm, "rm", false, "remove the endpoint and the namespace when CMD exits")
 	return cmd
 }

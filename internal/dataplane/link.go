@@ -60,6 +60,10 @@ type PortSpec struct {
 	MAC         net.HardwareAddr
 	Addrs       []netip.Prefix
 	Routes      []Route
+	// Hairpin lets the bridge send a frame back out of the port it came
+	// in by: an endpoint reaching its own published port comes back to
+	// itself that way (br_netfilter bridges DNATed frames).
+	Hairpin bool
 }
 
 // ErrNameTaken is returned when a device name hostnet wants inside an

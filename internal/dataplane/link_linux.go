@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
@@ -26,6 +27,7 @@ type Host struct {
 	nl     *netlink.Handle
 	rt     *rtnl     // for requests the netlink library cannot build or batch
 	thread *nsThread // an OS thread inside the namespace, for sysctls
+	ctMu   sync.Mutex
 }
 
 // OpenHost opens the namespace at path as the host; an empty path means
@@ -158,6 +160,7 @@ func syncAddrs(h *netlink.Handle, link netlink.Link, want []netip.Prefix) error 
 	for _, a := range have {
 		p := prefixOf(a.IPNet)
 		if p.Addr().IsLinkLocalUnicast() {
+			present[p] = true // kept: the kernel's own or ours
 			continue
 		}
 		if !contains(want, p) {
@@ -340,28 +343,31 @@ func (h *Host) configureFresh(s PortSpec, hostIndex, peerIndex int, r *rtnl) err
 			hostDone <- err
 			return
 		}
-		if err := h.execute(setLinkReq(hostIndex, true, false)); err != nil {
-			hostDone <- fmt.Errorf("bring up %s: %w", s.HostName, err)
-			return
+		reqs := []*nl.NetlinkRequest{setLinkReq(hostIndex, true, false)}
+		what := []string{"bring up " + s.HostName}
+		if s.Hairpin {
+			reqs = append(reqs, hairpinReq(hostIndex, true))
+			what = append(what, "hairpin on "+s.HostName)
 		}
-		hostDone <- nil
+		errs, _, err := h.rt.exchange(reqs, 0)
+		if err == nil {
+			err = firstError(errs, what)
+		}
+		hostDone <- err
 	}()
-	noLL := true
-	for _, a := range s.Addrs {
-		noLL = noLL && a.Addr().Is4()
-	}
 	var reqs []*nl.NetlinkRequest
 	var what []string
 	add := func(req *nl.NetlinkRequest, w string) {
 		reqs = append(reqs, req)
 		what = append(what, w)
 	}
-	if noLL {
-		add(setLinkReq(peerIndex, false, true), "no IPv6 link-local address on "+s.Name)
-	}
+	// No automatic link-local address: its duplicate address detection
+	// would be flooded to every port (and, with hairpin on, come back and
+	// fail). An endpoint with IPv6 gets its EUI-64 one, without DAD.
+	add(setLinkReq(peerIndex, false, true), "no automatic IPv6 link-local address on "+s.Name)
 	add(setLinkReq(peerIndex, true, false), "bring up "+s.Name)
 	add(setLinkReq(1, true, false), "bring up lo") // lo is the first device of every namespace
-	for _, p := range s.Addrs {
+	for _, p := range addrsWithLinkLocal(s) {
 		add(addrReq(peerIndex, p), fmt.Sprintf("add address %s to %s", p, s.Name))
 	}
 	for _, rt := range s.Routes {
@@ -372,6 +378,17 @@ func (h *Host) configureFresh(s PortSpec, hostIndex, peerIndex int, r *rtnl) err
 		err = firstError(errs, what)
 	}
 	return errors.Join(err, <-hostDone)
+}
+
+// addrsWithLinkLocal returns the peer's addresses, with its EUI-64
+// link-local address first when it has an IPv6 one.
+func addrsWithLinkLocal(s PortSpec) []netip.Prefix {
+	for _, a := range s.Addrs {
+		if a.Addr().Is6() && s.MAC != nil {
+			return append([]netip.Prefix{linkLocal(s.MAC)}, s.Addrs...)
+		}
+	}
+	return s.Addrs
 }
 
 // disableIPv6 turns IPv6 off on a host device before it comes up: a bridge
@@ -436,6 +453,9 @@ func (h *Host) repairPort(s PortSpec) error {
 			return fmt.Errorf("bring up %s: %w", s.HostName, err)
 		}
 	}
+	if err := h.execute(hairpinReq(a.Index, s.Hairpin)); err != nil {
+		return fmt.Errorf("hairpin on %s: %w", s.HostName, err)
+	}
 	return repairPeer(s)
 }
 
@@ -486,7 +506,7 @@ func repairPeer(s PortSpec) error {
 			return fmt.Errorf("bring up %s: %w", s.Name, err)
 		}
 	}
-	if err := syncAddrs(eh, link, s.Addrs); err != nil {
+	if err := syncAddrs(eh, link, addrsWithLinkLocal(s)); err != nil {
 		return fmt.Errorf("%s: %w", s.Name, err)
 	}
 	return syncRoutes(eh, link, s.Routes)

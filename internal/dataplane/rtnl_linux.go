@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -143,6 +144,33 @@ func setLinkReq(index int, up, noIPv6LL bool) *nl.NetlinkRequest {
 		req.AddData(spec)
 	}
 	return req
+}
+
+// hairpinReq is `bridge link set dev INDEX hairpin on|off`.
+func hairpinReq(index int, on bool) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_BRIDGE)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	info := nl.NewRtAttr(unix.IFLA_PROTINFO|unix.NLA_F_NESTED, nil)
+	mode := byte(0)
+	if on {
+		mode = 1
+	}
+	info.AddRtAttr(nl.IFLA_BRPORT_MODE, []byte{mode})
+	req.AddData(info)
+	return req
+}
+
+// linkLocal is the EUI-64 IPv6 link-local address of a MAC (fe80::/64).
+func linkLocal(mac net.HardwareAddr) netip.Prefix {
+	var b [16]byte
+	b[0], b[1] = 0xfe, 0x80
+	copy(b[8:11], mac[0:3])
+	b[8] ^= 0x02
+	b[11], b[12] = 0xff, 0xfe
+	copy(b[13:16], mac[3:6])
+	return netip.PrefixFrom(netip.AddrFrom16(b), 64)
 }
 
 // addrReq is `ip addr replace PREFIX dev INDEX` (IPv6 addresses skip DAD,

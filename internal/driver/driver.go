@@ -59,6 +59,9 @@ type Endpoint struct {
 	MAC      net.HardwareAddr
 	Addrs    []netip.Prefix
 	Routes   []dataplane.Route
+	// Hairpin: the endpoint publishes ports, so it may reach itself
+	// through them.
+	Hairpin bool
 }
 
 // Driver realises one network type. All methods are idempotent: called

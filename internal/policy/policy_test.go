@@ -3,9 +3,11 @@ package policy
 import (
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
@@ -31,57 +33,196 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-func nets() []Network {
-	return []Network{
-		{ID: "b", Type: api.NAT, Bridge: "hnbr2", Subnets: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24"), netip.MustParsePrefix("fd00:2::/64")}},
-		{ID: "a", Type: api.NAT, Bridge: "hnbr1", Subnets: []netip.Prefix{netip.MustParsePrefix("172.16.0.0/20")}},
+func mustACL(t testing.TB, action, dir, protocols, local, lports, remote, rports string, priority uint16) api.ACLSpec {
+	t.Helper()
+	a := api.ACLSpec{Action: api.ACLAction(action), Direction: api.ACLDirection(dir), Priority: priority}
+	var err error
+	if a.Protocols, err = api.ParseProtocols(protocols); err != nil {
+		t.Fatal(err)
+	}
+	if a.Local, err = api.ParseAddressList(local); err != nil {
+		t.Fatal(err)
+	}
+	if a.Remote, err = api.ParseAddressList(remote); err != nil {
+		t.Fatal(err)
+	}
+	if a.LocalPorts, err = api.ParsePortList(lports); err != nil {
+		t.Fatal(err)
+	}
+	if a.RemotePorts, err = api.ParsePortList(rports); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func sample(t testing.TB) Input {
+	web := Endpoint{
+		ID: "web", Network: "a", Port: "hnvweb", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+		Addrs: []netip.Addr{netip.MustParseAddr("172.16.0.2")},
+		Mappings: []api.PortMappingSpec{
+			{Protocol: api.ProtoTCP, ExternalPort: 8080, InternalPort: 80},
+			{Protocol: api.ProtoUDP, ExternalPort: 5353, InternalPort: 53},
+			{Protocol: api.ProtoTCP, ExternalPort: 9000, InternalPort: 90, VIP: netip.MustParseAddr("127.0.0.1")},
+		},
+		ACLs: []api.ACLSpec{
+			mustACL(t, "Allow", "In", "6", "", "80,8000-8080", "10.0.0.0/8,fd00::/8", "", 100),
+			mustACL(t, "Block", "In", "", "", "", "10.9.9.9", "", 50),
+			mustACL(t, "Allow", "Out", "", "", "", "", "", 200),
+		},
+		OutboundNAT: &api.OutboundNATSpec{Exceptions: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+	}
+	plain := Endpoint{ID: "plain", Network: "a", Port: "hnvplain", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3},
+		Addrs: []netip.Addr{netip.MustParseAddr("172.16.0.3")}, DisableICC: true}
+	dual := Endpoint{ID: "dual", Network: "b", Port: "hnvdual", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 4},
+		Addrs:    []netip.Addr{netip.MustParseAddr("10.2.0.2"), netip.MustParseAddr("fd00:2::2")},
+		Mappings: []api.PortMappingSpec{{Protocol: api.ProtoTCP, ExternalPort: 8443, InternalPort: 443, IPv6: true}}}
+	return Input{
+		Networks: []Network{
+			{ID: "b", Type: api.NAT, Bridge: "hnbr2", Subnets: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24"), netip.MustParsePrefix("fd00:2::/64")},
+				ACLs: []api.ACLSpec{mustACL(t, "Allow", "In", "", "", "", "", "", 1000)}},
+			{ID: "a", Type: api.NAT, Bridge: "hnbr1", Subnets: []netip.Prefix{netip.MustParsePrefix("172.16.0.0/20")}},
+		},
+		Endpoints: []Endpoint{web, plain, dual},
 	}
 }
 
 func TestCompileGolden(t *testing.T) {
-	table := Compile(nets())
-	if err := table.Validate(); err != nil {
-		t.Fatal(err)
+	tables := Compile(sample(t))
+	for _, tb := range tables {
+		if err := tb.Validate(); err != nil {
+			t.Fatalf("%s table: %v", tb.Family, err)
+		}
 	}
-	golden(t, "two-nat-networks.nft", table.String())
-	golden(t, "no-networks.nft", Compile(nil).String())
+	golden(t, "inet.nft", tables[0].String())
+	golden(t, "bridge.nft", tables[1].String())
+	empty := Compile(Input{})
+	golden(t, "empty.nft", empty[0].String()+"\n"+empty[1].String())
 }
 
-// The compiler's output does not depend on the order of its input, and
-// applying it twice changes nothing the second time.
+// The output does not depend on the order of the input, and applying it
+// twice changes nothing the second time.
 func TestCompileIsDeterministicAndIdempotent(t *testing.T) {
-	n := nets()
-	rev := []Network{n[1], n[0]}
-	if a, b := Compile(n).String(), Compile(rev).String(); a != b {
-		t.Errorf("output depends on input order:\n%s\n---\n%s", a, b)
+	in := sample(t)
+	rev := Input{Networks: []Network{in.Networks[1], in.Networks[0]}, Endpoints: []Endpoint{in.Endpoints[2], in.Endpoints[1], in.Endpoints[0]}}
+	for i, a := range Compile(in) {
+		if b := Compile(rev)[i]; a.String() != b.String() {
+			t.Errorf("table %d depends on input order", i)
+		}
 	}
 	f := nft.NewFake()
 	for i := 0; i < 2; i++ {
-		if err := f.Apply(Compile(n)); err != nil {
-			t.Fatal(err)
+		for _, tb := range Compile(in) {
+			if err := f.Apply(tb); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if f.Changes() != 1 {
-		t.Errorf("applying the same table twice made %d changes, want 1", f.Changes())
+	if f.Changes() != 2 {
+		t.Errorf("applying the same tables twice made %d changes, want 2 (one per table)", f.Changes())
 	}
 }
 
-// Adding networks adds set elements only: the chains and rules stay the same.
-func TestRulesDoNotGrowWithNetworks(t *testing.T) {
-	count := func(tb *nft.Table) int {
-		n := 0
+func countRules(tables []*nft.Table) (rules, elements int) {
+	for _, tb := range tables {
 		for _, c := range tb.Chains {
-			n += len(c.Rules)
+			rules += len(c.Rules)
 		}
-		return n
+		for _, s := range tb.Sets {
+			elements += len(s.Elements)
+		}
+		for _, m := range tb.Maps {
+			elements += len(m.Elements)
+		}
 	}
-	one := Compile(nets()[:1])
-	var many []Network
-	for i := 0; i < 500; i++ {
-		many = append(many, Network{ID: fmt.Sprint(i), Type: api.NAT, Bridge: fmt.Sprintf("hnbr%d", i),
-			Subnets: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)}})
+	return rules, elements
+}
+
+// From 1 to 1,000 endpoints, each with 5 published ports and the same 10
+// ACL rules, the tables keep the same rules: only set and map elements grow.
+func TestRulesDoNotGrowWithEndpoints(t *testing.T) {
+	var acls []api.ACLSpec
+	for i := 0; i < 10; i++ {
+		acls = append(acls, mustACL(t, "Allow", "In", "6", "", fmt.Sprint(1000+i), "10.0.0.0/8", "", uint16(100+i)))
 	}
-	if a, b := count(one), count(Compile(many)); a != b {
-		t.Errorf("rules: %d with one network, %d with 500", a, b)
+	build := func(n int) Input {
+		in := Input{Networks: []Network{{ID: "n", Type: api.NAT, Bridge: "hnbr1", Subnets: []netip.Prefix{netip.MustParsePrefix("10.200.0.0/16")}}}}
+		for i := 0; i < n; i++ {
+			e := Endpoint{ID: fmt.Sprint(i), Network: "n", Port: fmt.Sprintf("hnv%d", i), MAC: net.HardwareAddr{2, 0, 0, 0, byte(i >> 8), byte(i)},
+				Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 200, byte(i >> 8), byte(i)})}, ACLs: acls}
+			for k := 0; k < 5; k++ {
+				e.Mappings = append(e.Mappings, api.PortMappingSpec{Protocol: api.ProtoTCP, ExternalPort: uint16(10000 + 5*i + k), InternalPort: 80})
+			}
+			in.Endpoints = append(in.Endpoints, e)
+		}
+		return in
+	}
+	r1, e1 := countRules(Compile(build(1)))
+	r1000, e1000 := countRules(Compile(build(1000)))
+	if r1 != r1000 {
+		t.Errorf("rules: %d with 1 endpoint, %d with 1,000", r1, r1000)
+	}
+	if e1000 <= e1 {
+		t.Errorf("elements: %d with 1 endpoint, %d with 1,000", e1, e1000)
+	}
+	t.Logf("rules %d; elements %d -> %d", r1, e1, e1000)
+}
+
+// The reference semantics of ACLs: priority, ties, defaults, directions.
+func TestProfileAdmits(t *testing.T) {
+	a := func(action, dir, protocols, local, lports, remote, rports string, p uint16) api.ACLSpec {
+		return mustACL(t, action, dir, protocols, local, lports, remote, rports, p)
+	}
+	me, peer, other := netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("192.0.2.9")
+	in := func(proto uint8, remote netip.Addr, port uint16) Packet {
+		return Packet{Dir: api.ACLIn, Proto: proto, Local: me, Remote: remote, LocalPort: port, RemotePort: 40000}
+	}
+	out := func(proto uint8, remote netip.Addr, port uint16) Packet {
+		return Packet{Dir: api.ACLOut, Proto: proto, Local: me, Remote: remote, LocalPort: 40000, RemotePort: port}
+	}
+	cases := []struct {
+		name string
+		p    Profile
+		pkt  Packet
+		want bool
+	}{
+		{"defaults: TCP in", NewProfile(nil, nil), in(6, peer, 80), true},
+		{"defaults: GRE in", NewProfile(nil, nil), in(47, peer, 0), false},
+		{"defaults: IGMP in", NewProfile(nil, nil), in(2, peer, 0), true},
+		{"defaults: GRE out", NewProfile(nil, nil), out(47, peer, 0), true},
+		{"one rule denies the rest", NewProfile(nil, []api.ACLSpec{a("Allow", "In", "6", "", "80", "", "", 1)}), in(6, peer, 81), false},
+		{"one rule denies out", NewProfile(nil, []api.ACLSpec{a("Allow", "In", "6", "", "80", "", "", 1)}), out(6, peer, 80), false},
+		{"lower number wins", NewProfile(nil, []api.ACLSpec{a("Allow", "In", "", "", "", "", "", 2), a("Block", "In", "", "", "", "", "", 1)}), in(6, peer, 80), false},
+		{"tie: Block wins", NewProfile(nil, []api.ACLSpec{a("Allow", "In", "", "", "", "", "", 1), a("Block", "In", "", "", "", "", "", 1)}), in(6, peer, 80), false},
+		{"remote prefix", NewProfile(nil, []api.ACLSpec{a("Allow", "In", "", "", "", "10.0.0.0/24", "", 1)}), in(17, other, 53), false},
+		{"ports imply TCP or UDP", NewProfile(nil, []api.ACLSpec{a("Allow", "In", "", "", "80", "", "", 1)}), in(1, peer, 80), false},
+		{"port range", NewProfile(nil, []api.ACLSpec{a("Allow", "Out", "17", "", "", "", "50-60", 1)}), out(17, other, 53), true},
+		{"network rules merged", NewProfile([]api.ACLSpec{a("Block", "In", "6", "", "", "", "", 1)}, []api.ACLSpec{a("Allow", "In", "", "", "", "", "", 5)}), in(6, peer, 80), false},
+		{"local address filter", NewProfile(nil, []api.ACLSpec{a("Allow", "In", "", "10.0.0.9", "", "", "", 1)}), in(6, peer, 80), false},
+	}
+	for _, c := range cases {
+		if got := c.p.Admits(c.pkt); got != c.want {
+			t.Errorf("%s: %s admitted %v, want %v", c.name, c.pkt, got, c.want)
+		}
+	}
+}
+
+// Endpoints with the same rules share one chain; different rules get
+// their own.
+func TestProfilesAreShared(t *testing.T) {
+	in := sample(t)
+	twin := in.Endpoints[0]
+	twin.ID, twin.Port = "twin", "hnvtwin"
+	in.Endpoints = append(in.Endpoints, twin)
+	inet := Compile(in)[0]
+	var aclChains []string
+	for _, c := range inet.Chains {
+		if strings.HasPrefix(c.Name, "acl_") && c.Hook == "" {
+			aclChains = append(aclChains, c.Name)
+		}
+	}
+	// web and twin share in and out chains; plain (defaults) and dual
+	// (network rules only) bring theirs: default in, dual's in and out.
+	if len(aclChains) != 5 {
+		t.Errorf("ACL chains: %v", aclChains)
 	}
 }

@@ -11,33 +11,25 @@ import (
 	"github.com/hostnet/hostnet/internal/store"
 )
 
-// checkEndpoint validates an endpoint document on its own.
-func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, error) {
+// checkEndpoint validates an endpoint document on its own and returns its
+// parsed form and policies.
+func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, *endpointPolicies, error) {
 	spec, err := api.ParseEndpoint(e)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for i, p := range spec.Policies {
-		if !supported(supportedEndpointPolicies, p.Type) {
-			return nil, unsupportedPolicy("invalid endpoint", i, p.Type, supportedEndpointPolicies)
-		}
-		if p.Type == api.SDNRoute {
-			if _, err := parseSDNRoute(p.Settings); err != nil {
-				return nil, fmt.Errorf("invalid endpoint: field Policies[%d]: %w", i, err)
-			}
-		}
+	ps, err := parseEndpointPolicies("invalid endpoint", spec.Policies)
+	if err != nil {
+		return nil, nil, err
 	}
 	e.Policies = spec.Policies // with their types resolved to names
 	if e.Flags&api.EndpointRemote != 0 {
-		return nil, api.Unsupported("invalid endpoint: field Flags: RemoteEndpoint (1) describes an endpoint of another host, which only Overlay and L2Bridge networks have; this build supports NAT networks")
+		return nil, nil, api.Unsupported("invalid endpoint: field Flags: RemoteEndpoint (1) describes an endpoint of another host, which only Overlay and L2Bridge networks have; this build supports NAT networks")
 	}
 	if e.Flags&api.EndpointEnableDHCP != 0 {
-		return nil, api.Unsupported("invalid endpoint: field Flags: EnableDhcp (32) is not supported by this build: hostnet assigns addresses itself")
+		return nil, nil, api.Unsupported("invalid endpoint: field Flags: EnableDhcp (32) is not supported by this build: hostnet assigns addresses itself")
 	}
-	if e.Flags&api.EndpointDisableICC != 0 {
-		return nil, api.Unsupported("invalid endpoint: field Flags: DisableICC (2) is not supported by this build yet")
-	}
-	return spec, nil
+	return spec, ps, nil
 }
 
 // CreateEndpoint validates e, takes its addresses and MAC from its
@@ -46,7 +38,7 @@ func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, error) {
 // when e names one in HostComputeNamespace (one request, one transaction),
 // else by a later modify request to a namespace.
 func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
-	spec, err := checkEndpoint(&e)
+	spec, policies, err := checkEndpoint(&e)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +61,7 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 	var existing *api.Endpoint
 	var pn *parsedNetwork
 	rec := endpointRecord{}
+	unreserve := func() {}
 	times, txErr, kernelErr := s.updateOverlapped(func(tx store.Tx) (func() error, error) {
 		var nrec networkRecord
 		netID, err := lookup(tx, store.Networks, "network", e.HostComputeNetwork, &nrec)
@@ -101,6 +94,12 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 		if err := allocate(tx, &e, spec, pn); err != nil {
 			return nil, err
 		}
+		if err := claimPorts(tx, e.ID, policies.mappings); err != nil {
+			return nil, err
+		}
+		if unreserve, err = s.reservePorts(policies.mappings); err != nil {
+			return nil, err
+		}
 		rec.Doc = e
 		var step func() error
 		if nsRef != "" {
@@ -122,6 +121,9 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 	if err := s.settleAttach(txErr, kernelErr, times, &rec, pn, &nsBefore, func(tx store.Tx) error {
 		return forgetEndpoint(tx, &rec, pn)
 	}); err != nil {
+		if txErr != nil || kernelErr != nil {
+			unreserve()
+		}
 		return nil, internal(err, "create endpoint %q", e.Name)
 	}
 	if existing != nil {
@@ -134,6 +136,9 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 // forgetEndpoint removes an endpoint from the store inside tx: its record,
 // name, addresses, MAC and place in its namespace.
 func forgetEndpoint(tx store.Tx, rec *endpointRecord, pn *parsedNetwork) error {
+	if err := dropPorts(tx, endpointPoliciesOf(&rec.Doc).mappings); err != nil {
+		return err
+	}
 	if rec.Doc.HostComputeNamespace != "" {
 		if _, err := unlinkFromNamespace(tx, rec); err != nil {
 			return err
@@ -339,12 +344,14 @@ func (s *Service) DeleteEndpoint(ref string) error {
 	if ns != nil {
 		s.unrealiseAttachment(&rec, pn, ns)
 	}
+	s.releasePorts(endpointPoliciesOf(&rec.Doc).mappings)
 	s.log.Info("endpoint deleted", "endpoint", rec.Doc.Name, "id", rec.Doc.ID)
 	return nil
 }
 
-// ModifyEndpoint changes an endpoint's policies; an attached endpoint's NIC
-// follows at once.
+// ModifyEndpoint changes an endpoint's policies. An attached endpoint's
+// filters, published ports and routes follow at once, and its tracked
+// flows that the new policies deny end.
 func (s *Service) ModifyEndpoint(ref string, req api.ModifyRequest) (*api.Endpoint, error) {
 	if err := api.ResolveModify("endpoint", &req); err != nil {
 		return nil, err
@@ -369,27 +376,93 @@ func (s *Service) ModifyEndpoint(ref string, req api.ModifyRequest) (*api.Endpoi
 		return nil, internal(err, "read endpoint %q", ref)
 	}
 	old := rec
-	rec.Doc.Policies = modifyPolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
 	probe := rec.Doc
+	probe.Policies = modifyPolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
 	probe.HostComputeNamespace, probe.HostInterfaceName = "", ""
-	if _, err := checkEndpoint(&probe); err != nil {
+	_, newPolicies, err := checkEndpoint(&probe)
+	if err != nil {
 		return nil, err
 	}
 	rec.Doc.Policies = probe.Policies
-	if err := s.cfg.Store.Update(func(tx store.Tx) error {
+	oldMappings := endpointPoliciesOf(&old.Doc).mappings
+	added, removed := diffMappings(oldMappings, newPolicies.mappings)
+	unreserve := func() {}
+	err = s.cfg.Store.Update(func(tx store.Tx) error {
+		if err := dropPorts(tx, oldMappings); err != nil {
+			return err
+		}
+		if err := claimPorts(tx, rec.Doc.ID, newPolicies.mappings); err != nil {
+			return err
+		}
+		var err error
+		if unreserve, err = s.reservePorts(added); err != nil {
+			return err
+		}
 		return store.PutJSON(tx, store.Endpoints, rec.Doc.ID, rec)
-	}); err != nil {
-		return nil, internal(err, "store endpoint %q", ref)
+	})
+	if err != nil {
+		unreserve()
+		return nil, internal(err, "modify endpoint %q", ref)
 	}
+	s.releasePorts(removed)
 	if rec.Doc.HostComputeNamespace != "" {
-		if err := s.reattach(&rec); err != nil {
+		if err := s.realisePolicies(&old, &rec); err != nil {
 			// Put the old policies back, in the store and in the kernel.
 			_ = s.cfg.Store.Update(func(tx store.Tx) error {
+				if err := dropPorts(tx, newPolicies.mappings); err != nil {
+					return err
+				}
+				if err := claimPorts(tx, old.Doc.ID, oldMappings); err != nil {
+					return err
+				}
 				return store.PutJSON(tx, store.Endpoints, old.Doc.ID, old)
 			})
-			_ = s.reattach(&old)
+			_, _ = s.reservePorts(removed)
+			s.releasePorts(added)
+			_ = s.realisePolicies(&rec, &old)
 			return nil, internal(err, "apply policies of endpoint %q", ref)
 		}
 	}
 	return &rec.Doc, nil
+}
+
+// realisePolicies brings an attached endpoint's filters, published ports and
+// routes from before's policies to after's, and ends the flows after's deny.
+func (s *Service) realisePolicies(before, after *endpointRecord) error {
+	f := s.firewallInput()
+	prev := f.endpoints[after.Doc.ID]
+	next := firewallEndpoint(&after.Doc)
+	f.endpoints[after.Doc.ID] = next
+	if err := s.applyFirewall(); err != nil {
+		return err
+	}
+	if err := s.reattach(after); err != nil {
+		return err
+	}
+	s.endFlows(prev, next, f.networks[after.Doc.HostComputeNetwork])
+	return nil
+}
+
+// diffMappings returns the mappings whose host ports b has and a has not
+// (added), and those a has and b has not (removed).
+func diffMappings(a, b []api.PortMappingSpec) (added, removed []api.PortMappingSpec) {
+	keys := func(ms []api.PortMappingSpec) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range ms {
+			out[portKey(m)] = true
+		}
+		return out
+	}
+	ka, kb := keys(a), keys(b)
+	for _, m := range b {
+		if !ka[portKey(m)] {
+			added = append(added, m)
+		}
+	}
+	for _, m := range a {
+		if !kb[portKey(m)] {
+			removed = append(removed, m)
+		}
+	}
+	return added, removed
 }

@@ -236,6 +236,7 @@ func (s *Service) DeleteNamespace(ref string) error {
 	}
 	for _, d := range gone {
 		s.detachKernel(&d.ep, d.pn)
+		s.forgetInFirewall(d.ep.Doc.ID)
 	}
 	s.removeNamespaceFiles(&rec)
 	s.log.Info("namespace deleted", "id", rec.Doc.ID, "detached", len(gone))
@@ -383,13 +384,18 @@ func (s *Service) Attach(nsRef, epRef string) (*api.Namespace, error) {
 	return s.namespaceDoc(&ns), nil
 }
 
-// attachStep returns the kernel step of an attach decided in tx: the NIC,
-// then the namespace's resolv.conf (its content computed now, from what tx
-// sees, the new attachment included).
+// attachStep returns the kernel step of an attach decided in tx: the
+// endpoint's filters (so its NIC never carries a packet unfiltered), its
+// NIC, then the namespace's resolv.conf (its content computed now, from
+// what tx sees, the new attachment included).
 func (s *Service) attachStep(tx store.Tx, ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) func() error {
 	resolv := s.resolvContent(tx, ns)
+	s.firewallInput().endpoints[ep.Doc.ID] = firewallEndpoint(&ep.Doc)
 	epc, nsc := *ep, *ns
 	return func() error {
+		if err := s.applyFirewall(); err != nil {
+			return internal(err, "attach endpoint %q", displayName(epc.Doc.Name, epc.Doc.ID))
+		}
 		if err := s.attachKernel(&epc, pn, &nsc); err != nil {
 			s.detachKernel(&epc, pn)
 			return err
@@ -412,13 +418,18 @@ func (s *Service) settleAttach(txErr, kernelErr error, times overlapTimes, ep *e
 		if err := s.writeResolvConf(nsBefore); err != nil {
 			s.log.Warn("writing resolv.conf failed", "namespace", nsBefore.Doc.ID, "err", err)
 		}
+		s.resyncFirewall()
 		return txErr
 	case txErr != nil:
+		if times.Started {
+			s.resyncFirewall()
+		}
 		return txErr
 	case kernelErr != nil:
 		if err := s.cfg.Store.Update(revert); err != nil {
 			s.log.Error("reverting a failed attach in the store failed; reconciliation will retry", "endpoint", ep.Doc.ID, "err", err)
 		}
+		s.resyncFirewall()
 		return kernelErr
 	case !times.Started:
 		return nil
@@ -588,6 +599,7 @@ func unlinkFromNamespace(tx store.Tx, ep *endpointRecord) (*namespaceRecord, err
 // former namespace's resolv.conf.
 func (s *Service) unrealiseAttachment(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) {
 	s.detachKernel(ep, pn)
+	s.forgetInFirewall(ep.Doc.ID)
 	if err := s.writeResolvConf(ns); err != nil {
 		s.log.Warn("writing resolv.conf failed", "namespace", ns.Doc.ID, "err", err)
 	}

@@ -78,7 +78,7 @@ func (s *Service) CreateNetwork(n api.Network) (*api.Network, error) {
 			}
 			return tx.Delete(store.Networks, n.ID)
 		})
-		_ = s.applyFirewall()
+		s.resyncFirewall()
 		return nil, internal(errors.Join(err, rbErr), "create network %q", n.Name)
 	}
 	s.log.Info("network created", "network", n.Name, "id", n.ID, "type", n.Type, "bridge", n.BridgeName)
@@ -113,6 +113,9 @@ func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver,
 		if !supported(supportedNetworkPolicies, p.Type) {
 			return nil, nil, unsupportedPolicy("invalid network", i, p.Type, supportedNetworkPolicies)
 		}
+	}
+	if _, err := parseNetworkACLs("invalid network", spec.Policies); err != nil {
+		return nil, nil, err
 	}
 	for i, sub := range spec.Subnets {
 		for j, p := range sub.Policies {
@@ -159,6 +162,7 @@ func (s *Service) realiseNetwork(drv driver.Driver, pn *parsedNetwork) error {
 	if err := drv.EnsureNetwork(pn.driverNetwork()); err != nil {
 		return err
 	}
+	s.firewallInput().networks[pn.doc.ID] = firewallNetwork(pn)
 	return s.applyFirewall()
 }
 
@@ -260,6 +264,7 @@ func (s *Service) unrealiseNetwork(pn *parsedNetwork) {
 			s.log.Error("removing network from the kernel failed; reconciliation will retry", "network", pn.doc.Name, "err", err)
 		}
 	}
+	delete(s.firewallInput().networks, pn.doc.ID)
 	if err := s.applyFirewall(); err != nil {
 		s.log.Error("updating the firewall failed; reconciliation will retry", "err", err)
 	}
@@ -312,8 +317,18 @@ func (s *Service) ModifyNetwork(ref string, req api.ModifyRequest) (*api.Network
 	}); err != nil {
 		return nil, internal(err, "store network %q", n.Name)
 	}
+	before := s.firewallInput().networks[n.ID]
 	if err := s.realiseNetwork(drv, &parsedNetwork{doc: &n, spec: spec}); err != nil {
 		return nil, internal(err, "apply network %q", n.Name)
+	}
+	if req.ResourceType == api.ResourcePolicy {
+		// Network ACLs apply to every endpoint: end the flows they now deny.
+		after := s.firewallInput().networks[n.ID]
+		for _, e := range s.firewallInput().endpoints {
+			if e.Network == n.ID && len(before.ACLs)+len(after.ACLs) > 0 {
+				s.endFlows(e, e, after)
+			}
+		}
 	}
 	if req.ResourceType == api.ResourceDNS {
 		s.refreshNetworkDNS(n.ID)

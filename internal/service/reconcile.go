@@ -9,37 +9,8 @@ import (
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/driver"
-	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/store"
 )
-
-// applyFirewall compiles hostnet's table from the stored networks and
-// applies it (one atomic batch, only what changed).
-func (s *Service) applyFirewall() error {
-	if s.cfg.Firewall == nil {
-		return nil
-	}
-	var nets []policy.Network
-	err := s.cfg.Store.View(func(tx store.Tx) error {
-		recs, err := listNetworks(tx)
-		for _, r := range recs {
-			spec, perr := api.ParseNetwork(&r.Doc)
-			if perr != nil {
-				continue
-			}
-			pn := policy.Network{ID: r.Doc.ID, Type: spec.Type, Bridge: r.Doc.BridgeName}
-			for _, sub := range spec.Subnets {
-				pn.Subnets = append(pn.Subnets, sub.Prefix)
-			}
-			nets = append(nets, pn)
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return s.cfg.Firewall.Apply(policy.Compile(nets))
-}
 
 // ReconcileReport counts what a reconciliation did.
 type ReconcileReport struct {
@@ -104,9 +75,19 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		}
 		rep.Networks++
 	}
+	if err := s.cfg.Store.View(s.loadFirewall); err != nil {
+		return rep, internal(err, "read the store")
+	}
 	if err := s.applyFirewall(); err != nil {
 		s.log.Error("reconcile: firewall", "err", err)
 		rep.Failures++
+	}
+	for i := range eps {
+		if _, err := s.reservePorts(endpointPoliciesOf(&eps[i].Doc).mappings); err != nil {
+			s.log.Error("reconcile: a published port is taken on the host; its traffic still goes to the endpoint, but the port is not reserved",
+				"endpoint", displayName(eps[i].Doc.Name, eps[i].Doc.ID), "err", err)
+			rep.Failures++
+		}
 	}
 
 	nsByID := map[string]*namespaceRecord{}

@@ -116,7 +116,7 @@ func driverEndpoint(rec *endpointRecord, net *parsedNetwork) (*driver.Endpoint, 
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", e.ID, err)
 	}
-	spec, err := api.ParseEndpoint(&api.Endpoint{Routes: e.Routes, Policies: e.Policies})
+	spec, err := api.ParseEndpoint(&api.Endpoint{Routes: e.Routes})
 	if err != nil {
 		return nil, fmt.Errorf("stored endpoint %s no longer parses: %w", e.ID, err)
 	}
@@ -153,16 +153,9 @@ func driverEndpoint(rec *endpointRecord, net *parsedNetwork) (*driver.Endpoint, 
 	for _, r := range spec.Routes {
 		de.Routes = append(de.Routes, dataplane.Route{Dst: r.Dst, Gateway: r.NextHop, Metric: int(r.Metric)})
 	}
-	for _, p := range spec.Policies {
-		if p.Type != api.SDNRoute {
-			continue
-		}
-		r, err := parseSDNRoute(p.Settings)
-		if err != nil {
-			return nil, err
-		}
-		de.Routes = append(de.Routes, r)
-	}
+	ps := endpointPoliciesOf(e)
+	de.Routes = append(de.Routes, ps.routes...)
+	de.Hairpin = len(ps.mappings) > 0
 	return de, nil
 }
 

@@ -56,6 +56,10 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 	mu  sync.Mutex
+
+	// Guarded by mu:
+	reserved map[string]*dataplane.PortReservation // published host ports, by portKey
+	fw       *firewall                             // the policy compiler's input
 }
 
 // New returns a service over cfg. Call Reconcile before serving requests.
@@ -64,14 +68,14 @@ func New(cfg Config) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log}
+	return &Service{cfg: cfg, log: log, reserved: map[string]*dataplane.PortReservation{}}
 }
 
 // Supported endpoint and network policy types: those this build realises.
 // A policy of another known type is refused as unsupported, never dropped.
 var (
-	supportedEndpointPolicies = []api.PolicyType{api.SDNRoute}
-	supportedNetworkPolicies  = []api.PolicyType{}
+	supportedEndpointPolicies = []api.PolicyType{api.PortMapping, api.ACL, api.OutBoundNAT, api.SDNRoute}
+	supportedNetworkPolicies  = []api.PolicyType{api.NetworkACL}
 	supportedSubnetPolicies   = []api.PolicyType{}
 )
 

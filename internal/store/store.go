@@ -22,10 +22,11 @@ const (
 	Names      = "names"      // "<kind>/<name>" -> object ID
 	IPAM       = "ipam"       // "<pool>/<address key>" -> owner
 	Meta       = "meta"       // store metadata, allocation cursors
+	Ports      = "ports"      // published host port "<proto><family>/<port>/<address or *>" -> endpoint ID
 )
 
 // Buckets lists every bucket, for implementations that create them up front.
-var Buckets = []string{Networks, Endpoints, Namespaces, Names, IPAM, Meta}
+var Buckets = []string{Networks, Endpoints, Namespaces, Names, IPAM, Meta, Ports}
 
 // ErrNotFound is returned by Get for a key that is not in the bucket.
 var ErrNotFound = errors.New("not found")

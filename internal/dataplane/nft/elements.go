@@ -2,15 +2,19 @@ package nft
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
+	"net"
 	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +55,34 @@ var protoByNum = func() map[byte]string {
 
 var nfprotoNames = map[string]byte{"ipv4": unix.NFPROTO_IPV4, "ipv6": unix.NFPROTO_IPV6}
 
+// protoAliases are other names nft accepts for protocol numbers.
+var protoAliases = map[string]byte{"ipv6-icmp": unix.IPPROTO_ICMPV6}
+
+// etherTypeNames are the EtherType literals (nft's names).
+var etherTypeNames = map[string]uint16{
+	"ip": unix.ETH_P_IP, "ip6": unix.ETH_P_IPV6, "arp": unix.ETH_P_ARP, "vlan": unix.ETH_P_8021Q,
+}
+
+// icmpv6TypeNames are the ICMPv6 type literals (nft's names).
+var icmpv6TypeNames = map[string]byte{
+	"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
+	"echo-request": 128, "echo-reply": 129,
+	"mld-listener-query": 130, "mld-listener-report": 131, "mld-listener-done": 132,
+	"nd-router-solicit": 133, "nd-router-advert": 134, "nd-neighbor-solicit": 135,
+	"nd-neighbor-advert": 136, "nd-redirect": 137, "router-renumbering": 138,
+	"ind-neighbor-solicit": 141, "ind-neighbor-advert": 142, "mld2-listener-report": 143,
+}
+
+// nameOf returns the name that maps to n in names, if any.
+func nameOf[N comparable](names map[string]N, n N) (string, bool) {
+	for name, v := range names {
+		if v == n {
+			return name, true
+		}
+	}
+	return "", false
+}
+
 // parseValue parses the text of one field of type k.
 func (k KeyType) parseValue(text string, mode parseMode) (value, error) {
 	if text == "" {
@@ -71,8 +103,27 @@ func (k KeyType) parseValue(text string, mode parseMode) (value, error) {
 			if p, ok := protoNames[s]; ok {
 				return uint64(p), nil
 			}
+			if p, ok := protoAliases[s]; ok {
+				return uint64(p), nil
+			}
 			return strconv.ParseUint(s, 10, 8)
 		})
+	case KeyEtherType:
+		return parseNumRange(text, ranges, 2, func(s string) (uint64, error) {
+			if p, ok := etherTypeNames[s]; ok {
+				return uint64(p), nil
+			}
+			return strconv.ParseUint(s, 0, 16)
+		})
+	case KeyICMPv6Type:
+		return parseNumRange(text, ranges, 1, func(s string) (uint64, error) {
+			if p, ok := icmpv6TypeNames[s]; ok {
+				return uint64(p), nil
+			}
+			return strconv.ParseUint(s, 10, 8)
+		})
+	case KeyEther:
+		return parseEther(text, ranges)
 	case KeyNFProto:
 		p, ok := nfprotoNames[text]
 		if !ok {
@@ -83,7 +134,15 @@ func (k KeyType) parseValue(text string, mode parseMode) (value, error) {
 	return value{}, fmt.Errorf("unsupported key type %v", k)
 }
 
+// parseIfname parses an interface name, bare or double-quoted as nft
+// shows it ("hnbr-1" or "\"hnbr-1\""); with wildcard, a name ending in "*"
+// is a prefix match.
 func parseIfname(text string, wildcard bool) (value, error) {
+	if len(text) >= 2 && text[0] == '"' && text[len(text)-1] == '"' {
+		if u, err := strconv.Unquote(text); err == nil {
+			text = u
+		}
+	}
 	name, wild := text, false
 	if wildcard && strings.HasSuffix(text, "*") {
 		name, wild = strings.TrimSuffix(text, "*"), true
@@ -158,6 +217,40 @@ func parseAddr(k KeyType, text string, ranges bool) (value, error) {
 	return value{lo: a.AsSlice(), hi: a.AsSlice()}, nil
 }
 
+// parseEther parses a colon-separated 6-byte MAC address, or (with ranges)
+// a range of two.
+func parseEther(text string, ranges bool) (value, error) {
+	mac := func(s string) ([]byte, error) {
+		hw, err := net.ParseMAC(s)
+		if err != nil || len(hw) != 6 || strings.Count(s, ":") != 5 {
+			return nil, fmt.Errorf("%q is not an Ethernet address", s)
+		}
+		return hw, nil
+	}
+	if i := strings.IndexByte(text, '-'); i >= 0 {
+		lo, err := mac(text[:i])
+		if err != nil {
+			return value{}, err
+		}
+		hi, err := mac(text[i+1:])
+		if err != nil {
+			return value{}, err
+		}
+		if bytes.Compare(hi, lo) < 0 {
+			return value{}, fmt.Errorf("range %q ends before it starts", text)
+		}
+		if !ranges && !bytes.Equal(lo, hi) {
+			return value{}, fmt.Errorf("range %q needs an interval set", text)
+		}
+		return value{lo: lo, hi: hi}, nil
+	}
+	b, err := mac(text)
+	if err != nil {
+		return value{}, err
+	}
+	return value{lo: b, hi: b}, nil
+}
+
 // prefixRange returns the first and last address of p (p is masked).
 func prefixRange(p netip.Prefix) (netip.Addr, netip.Addr) {
 	b := p.Addr().AsSlice()
@@ -168,6 +261,9 @@ func prefixRange(p netip.Prefix) (netip.Addr, netip.Addr) {
 	return p.Addr(), hi
 }
 
+// parseNumRange parses a number (or name) of size bytes, or, with ranges,
+// "LO-HI". Names may contain dashes ("nd-neighbor-advert"): the whole text
+// is tried as one value first, then each dash as the range separator.
 func parseNumRange(text string, ranges bool, size int, num func(string) (uint64, error)) (value, error) {
 	enc := func(s string) ([]byte, error) {
 		n, err := num(s)
@@ -181,14 +277,21 @@ func parseNumRange(text string, ranges bool, size int, num func(string) (uint64,
 		}
 		return b, nil
 	}
-	if i := strings.IndexByte(text, '-'); i > 0 {
-		lo, err := enc(text[:i])
-		if err != nil {
-			return value{}, err
+	b, err := enc(text)
+	if err == nil {
+		return value{lo: b, hi: b}, nil
+	}
+	for i := 1; i < len(text)-1; i++ {
+		if text[i] != '-' {
+			continue
 		}
-		hi, err := enc(text[i+1:])
-		if err != nil {
-			return value{}, err
+		lo, err1 := enc(text[:i])
+		hi, err2 := enc(text[i+1:])
+		if err1 != nil || err2 != nil {
+			if strings.Count(text, "-") == 1 && (err1 == nil || err2 == nil) {
+				return value{}, errors.Join(err1, err2) // one bound of a range is wrong
+			}
+			continue
 		}
 		if bytes.Compare(hi, lo) < 0 {
 			return value{}, fmt.Errorf("range %q ends before it starts", text)
@@ -198,11 +301,7 @@ func parseNumRange(text string, ranges bool, size int, num func(string) (uint64,
 		}
 		return value{lo: lo, hi: hi}, nil
 	}
-	b, err := enc(text)
-	if err != nil {
-		return value{}, err
-	}
-	return value{lo: b, hi: b}, nil
+	return value{}, err
 }
 
 // format returns the canonical text of v (the form Set.Elements accepts and
@@ -228,14 +327,24 @@ func (k KeyType) format(v value) string {
 			return netip.PrefixFrom(lo, lo.BitLen()-host).String()
 		}
 		return lo.String() + "-" + hi.String()
-	case KeyInetService, KeyInetProto:
+	case KeyInetService, KeyInetProto, KeyEtherType, KeyICMPv6Type:
 		f := func(b []byte) string {
 			var n uint64
 			for _, c := range b {
 				n = n<<8 | uint64(c)
 			}
-			if k == KeyInetProto {
+			switch k {
+			case KeyInetProto:
 				if name, ok := protoByNum[byte(n)]; ok {
+					return name
+				}
+			case KeyEtherType:
+				if name, ok := nameOf(etherTypeNames, uint16(n)); ok {
+					return name
+				}
+				return fmt.Sprintf("0x%04x", n)
+			case KeyICMPv6Type:
+				if name, ok := nameOf(icmpv6TypeNames, byte(n)); ok {
 					return name
 				}
 			}
@@ -245,6 +354,11 @@ func (k KeyType) format(v value) string {
 			return f(v.lo)
 		}
 		return f(v.lo) + "-" + f(v.hi)
+	case KeyEther:
+		if bytes.Equal(v.lo, v.hi) {
+			return net.HardwareAddr(v.lo).String()
+		}
+		return net.HardwareAddr(v.lo).String() + "-" + net.HardwareAddr(v.hi).String()
 	case KeyNFProto:
 		for n, p := range nfprotoNames {
 			if len(v.lo) == 1 && v.lo[0] == p {
@@ -408,7 +522,26 @@ func splitKey(keys []KeyType, key []byte) ([][]byte, error) {
 // decodeElements turns the elements the kernel lists for a set back into
 // parsed elements (the inverse of kernelElements).
 func decodeElements(keys []KeyType, interval bool, kel []nftables.SetElement) ([]element, error) {
-	var out []element
+	ds, err := decodeWithSource(keys, interval, kel)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]element, len(ds))
+	for i, d := range ds {
+		out[i] = d.e
+	}
+	return out, nil
+}
+
+// decoded is a parsed element and the kernel element that starts it (the
+// one that carries a map element's value).
+type decoded struct {
+	e   element
+	src nftables.SetElement
+}
+
+func decodeWithSource(keys []KeyType, interval bool, kel []nftables.SetElement) ([]decoded, error) {
+	var out []decoded
 	if !interval || len(keys) > 1 {
 		for _, ke := range kel {
 			lo, err := splitKey(keys, ke.Key)
@@ -425,7 +558,7 @@ func decodeElements(keys []KeyType, interval bool, kel []nftables.SetElement) ([
 			for i := range keys {
 				e[i] = value{lo: clone(lo[i]), hi: clone(hi[i])}
 			}
-			out = append(out, e)
+			out = append(out, decoded{e, ke})
 		}
 		return out, nil
 	}
@@ -453,9 +586,95 @@ func decodeElements(keys []KeyType, interval bool, kel []nftables.SetElement) ([
 			hi = decrement(sorted[i+1].Key)
 			i++
 		}
-		out = append(out, element{{lo: clone(s.Key), hi: hi}})
+		out = append(out, decoded{element{{lo: clone(s.Key), hi: hi}}, s})
 	}
 	return out, nil
+}
+
+// mapElem is one parsed map element.
+type mapElem struct {
+	key     element
+	val     element     // the value of a data map element
+	verdict VerdictStmt // the value of a verdict map element
+	text    string      // canonical value text: "10.0.0.2 . 80", "jump acl_a1"
+}
+
+// kernelElements encodes a map element: its key as for a set, with the
+// value on the (start) element.
+func (me mapElem) kernelElements(interval, verdict bool) []nftables.SetElement {
+	kel := me.key.kernelElements(interval)
+	if verdict {
+		kel[0].VerdictData = &expr.Verdict{Kind: verdictKinds[me.verdict.Verdict], Chain: me.verdict.Chain}
+	} else {
+		kel[0].Val = concatBytes(me.val, false)
+	}
+	return kel
+}
+
+// decodeMapElements turns the elements the kernel lists for a map back
+// into parsed elements (vals is nil for a verdict map).
+func decodeMapElements(keys, vals []KeyType, interval bool, kel []nftables.SetElement) ([]mapElem, error) {
+	ds, err := decodeWithSource(keys, interval, kel)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mapElem, len(ds))
+	for i, d := range ds {
+		me := mapElem{key: d.e}
+		if vals == nil {
+			if me.verdict, err = decodeVerdict(d.src.Val); err != nil {
+				return nil, fmt.Errorf("element %s: %w", d.e.canonical(keys), err)
+			}
+			me.text = me.verdict.String()
+		} else {
+			parts, err := splitKey(vals, d.src.Val)
+			if err != nil {
+				return nil, fmt.Errorf("element %s: value: %w", d.e.canonical(keys), err)
+			}
+			me.val = make(element, len(vals))
+			for j := range vals {
+				me.val[j] = value{lo: clone(parts[j]), hi: clone(parts[j])}
+			}
+			me.text = me.val.canonical(vals)
+		}
+		out[i] = me
+	}
+	return out, nil
+}
+
+// decodeVerdict parses the verdict data of a verdict map element as
+// google/nftables returns it: the attributes nested in NFTA_DATA_VERDICT.
+func decodeVerdict(b []byte) (VerdictStmt, error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return VerdictStmt{}, fmt.Errorf("verdict: %w", err)
+	}
+	ad.ByteOrder = binary.BigEndian
+	var (
+		code  int32
+		chain string
+		seen  bool
+	)
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			code, seen = int32(ad.Uint32()), true
+		case unix.NFTA_VERDICT_CHAIN:
+			chain = ad.String()
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return VerdictStmt{}, fmt.Errorf("verdict: %w", err)
+	}
+	if !seen {
+		return VerdictStmt{}, errors.New("verdict without a code")
+	}
+	for v, k := range verdictKinds {
+		if int32(k) == code {
+			return VerdictStmt{Verdict: v, Chain: chain}, nil
+		}
+	}
+	return VerdictStmt{}, fmt.Errorf("unknown verdict code %d", code)
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -21,12 +22,15 @@ import (
 //
 // It reads a table from the kernel the first time it is applied (and after
 // Resync or a failed batch), then diffs each desired table against what it
-// applied last, and sends only the difference, in one atomic batch. Objects
-// of the table that are not desired are removed. A set whose key type or
-// flags changed, or a base chain whose type, hook or priority changed, is
-// recreated in the same batch. A chain's rules are compared as a sequence
-// of rule identities (comment plus a hash of the rule text, kept in each
-// rule's userdata); a chain whose sequence differs is flushed and refilled.
+// applied last, and sends only the difference, in one atomic batch. Tables
+// are keyed by (family, name). Objects of the table that are not desired
+// are removed. A set or map whose key type, value type or flags changed,
+// or a base chain whose type, hook or priority changed, is recreated in
+// the same batch. Map elements are diffed by key; an element whose value
+// changed is deleted and re-added in the same batch. A chain's rules are
+// compared as a sequence of rule identities (comment plus a hash of the
+// rule text, kept in each rule's userdata); a chain whose sequence differs
+// is flushed and refilled, with the anonymous sets of its rules.
 //
 // The Kernel trusts what it applied last: if something else changes the
 // table, call Resync, or an Apply that finds nothing to do sends nothing.
@@ -38,9 +42,24 @@ type Kernel struct {
 	mu    sync.Mutex
 	fd    int // our duplicate of the namespace fd
 	conn  *nftables.Conn
-	known map[string]*compiled // per table: what the kernel holds; nil = absent. No entry = unknown.
+	known map[tableKey]*compiled // per table: what the kernel holds; nil = absent. No entry = unknown.
 
 	lastBatch []string // what the last Apply or Delete sent (for tests and debugging)
+}
+
+// tableKey identifies a table in a namespace.
+type tableKey struct {
+	family Family
+	name   string
+}
+
+// String returns the name of an inet table, "bridge NAME" otherwise (the
+// form errors use).
+func (k tableKey) String() string {
+	if k.family == FamilyInet {
+		return k.name
+	}
+	return k.family.String() + " " + k.name
 }
 
 var _ Applier = (*Kernel)(nil)
@@ -69,7 +88,7 @@ func NewKernel(nsFd int) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new nftables applier: dup namespace fd: %w", err)
 	}
-	k := &Kernel{fd: fd, known: map[string]*compiled{}}
+	k := &Kernel{fd: fd, known: map[tableKey]*compiled{}}
 	if k.conn, err = k.newConn(); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("new nftables applier: %w", err)
@@ -116,137 +135,164 @@ func (k *Kernel) Close() error {
 func (k *Kernel) Resync() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.known = map[string]*compiled{}
+	k.known = map[tableKey]*compiled{}
 }
 
-// Apply makes the kernel table equal to t (see Applier). An invalid table
-// is refused before anything is sent. If a batch built from the cached
-// state fails, the Kernel rereads the table and tries once more (a batch
-// that fails changes nothing).
+// Apply makes the kernel table (t.Family, t.Name) equal to t (see
+// Applier). An invalid table is refused before anything is sent. If a
+// batch built from the cached state fails, the Kernel rereads the table
+// and tries once more (a batch that fails changes nothing).
 func (k *Kernel) Apply(t *Table) error {
 	want, err := checkApplicable(t)
 	if err != nil {
 		return fmt.Errorf("apply table %s: %w", tableName(t), err)
 	}
+	key := tableKey{t.Family, t.Name}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fd <= 0 {
-		return fmt.Errorf("apply table %s: %w", t.Name, errClosed)
+		return fmt.Errorf("apply table %s: %w", key, errClosed)
 	}
-	have, cached := k.known[t.Name]
+	have, cached := k.known[key]
 	for attempt := 0; ; attempt++ {
 		if !cached {
-			if have, err = k.read(t.Name); err != nil {
-				return fmt.Errorf("apply table %s: %w", t.Name, err)
+			if have, err = k.read(key); err != nil {
+				return fmt.Errorf("apply table %s: %w", key, err)
 			}
 		}
-		b, err := k.newBatch(t.Name)
+		b, err := k.newBatch(key)
 		if err != nil {
-			return fmt.Errorf("apply table %s: %w", t.Name, err)
+			return fmt.Errorf("apply table %s: %w", key, err)
 		}
 		plan(b, want, have)
 		k.lastBatch = b.ops
 		if len(b.ops) == 0 {
-			k.known[t.Name] = want
+			k.known[key] = want
 			return nil
 		}
 		err = b.flush()
 		if err == nil {
-			k.known[t.Name] = want
+			k.known[key] = want
 			return nil
 		}
-		delete(k.known, t.Name)
+		delete(k.known, key)
 		if !cached || attempt > 0 {
-			return fmt.Errorf("apply table %s: %w", t.Name, err)
+			return fmt.Errorf("apply table %s: %w", key, err)
 		}
 		cached = false // the cache may be stale: reread and retry once
 	}
 }
 
-// Delete removes the named table from the namespace; an absent table is
-// not an error.
-func (k *Kernel) Delete(name string) error {
+// Delete removes the inet table name from the namespace; an absent table
+// is not an error.
+func (k *Kernel) Delete(name string) error { return k.DeleteTable(FamilyInet, name) }
+
+// DeleteTable removes the table (family, name) from the namespace; an
+// absent table is not an error.
+func (k *Kernel) DeleteTable(family Family, name string) error {
+	key := tableKey{family, name}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fd <= 0 {
-		return fmt.Errorf("delete table %s: %w", name, errClosed)
+		return fmt.Errorf("delete table %s: %w", key, errClosed)
+	}
+	if !family.valid() {
+		return fmt.Errorf("delete table %s: invalid family", key)
 	}
 	k.lastBatch = nil
-	exists, err := k.exists(name)
+	exists, err := k.exists(key)
 	if err != nil {
-		return fmt.Errorf("delete table %s: %w", name, err)
+		return fmt.Errorf("delete table %s: %w", key, err)
 	}
 	if exists {
-		b, err := k.newBatch(name)
+		b, err := k.newBatch(key)
 		if err != nil {
-			return fmt.Errorf("delete table %s: %w", name, err)
+			return fmt.Errorf("delete table %s: %w", key, err)
 		}
 		b.op("delete table")
 		b.conn.DelTable(b.table)
 		k.lastBatch = b.ops
 		if err := b.flush(); err != nil {
-			delete(k.known, name)
-			return fmt.Errorf("delete table %s: %w", name, err)
+			delete(k.known, key)
+			return fmt.Errorf("delete table %s: %w", key, err)
 		}
 	}
-	k.known[name] = nil
+	k.known[key] = nil
 	return nil
 }
 
-func (k *Kernel) exists(name string) (bool, error) {
-	tables, err := k.conn.ListTablesOfFamily(nftables.TableFamilyINet)
+func (k *Kernel) exists(key tableKey) (bool, error) {
+	tables, err := k.conn.ListTablesOfFamily(key.family.kernel())
 	if err != nil {
 		return false, fmt.Errorf("list tables: %w", err)
 	}
 	for _, t := range tables {
-		if t.Name == name {
+		if t.Name == key.name {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// read returns what the kernel holds of the named table, nil if absent.
-// Sets of types hostnet does not model come back with nil keys, chains on
+// read returns what the kernel holds of the table, nil if absent. Sets and
+// maps of types hostnet does not model come back with nil keys, chains on
 // unknown hooks with a hook that matches nothing, so that both are
 // replaced.
-func (k *Kernel) read(name string) (*compiled, error) {
-	exists, err := k.exists(name)
+func (k *Kernel) read(key tableKey) (*compiled, error) {
+	exists, err := k.exists(key)
 	if err != nil || !exists {
 		return nil, err
 	}
-	tbl := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
-	c := &compiled{name: name, sets: map[string]*setState{}, chains: map[string]*chainState{}}
-	sets, err := k.conn.GetSets(tbl)
+	tbl := &nftables.Table{Name: key.name, Family: key.family.kernel()}
+	c := newCompiled(key.family, key.name)
+	sets, err := k.listSets(tbl)
 	if err != nil {
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
 	for _, s := range sets {
-		if s.Anonymous {
+		if s.flags&unix.NFT_SET_ANONYMOUS != 0 {
 			continue
 		}
-		st := &setState{interval: s.Interval, elems: map[string]element{}}
-		c.sets[s.Name] = st
-		if s.IsMap {
-			continue
-		}
-		var keys []KeyType
-		for _, n := range strings.Split(s.KeyType.Name, " . ") {
-			kt, ok := keyTypeByName[n]
+		interval := s.flags&unix.NFT_SET_INTERVAL != 0
+		ks := &nftables.Set{Table: tbl, Name: s.name}
+		if s.flags&unix.NFT_SET_MAP != 0 {
+			ms := &mapState{interval: interval, elems: map[string]mapElem{}}
+			c.maps[s.name] = ms
+			keys, ok := keysFromMagic(s.keyType, s.keyLen)
 			if !ok {
-				keys = nil
-				break
+				continue
 			}
-			keys = append(keys, kt)
-		}
-		if keys == nil || keyLen(keys) != int(s.KeyType.Bytes) {
+			var vals []KeyType
+			if s.dataType != unix.NFT_DATA_VERDICT {
+				if vals, ok = keysFromMagic(s.dataType, s.dataLen); !ok {
+					continue
+				}
+			}
+			kel, err := k.conn.GetSetElements(ks)
+			if err != nil {
+				return nil, fmt.Errorf("list elements of map %s: %w", s.name, err)
+			}
+			elems, err := decodeMapElements(keys, vals, interval, kel)
+			if err != nil {
+				continue // unreadable: leave keys nil so the map is recreated
+			}
+			ms.keys, ms.vals, ms.verdict = keys, vals, vals == nil
+			for _, e := range elems {
+				ms.elems[e.key.canonical(keys)] = e
+			}
 			continue
 		}
-		kel, err := k.conn.GetSetElements(s)
-		if err != nil {
-			return nil, fmt.Errorf("list elements of set %s: %w", s.Name, err)
+		st := &setState{interval: interval, elems: map[string]element{}}
+		c.sets[s.name] = st
+		keys, ok := keysFromMagic(s.keyType, s.keyLen)
+		if !ok {
+			continue
 		}
-		elems, err := decodeElements(keys, s.Interval, kel)
+		kel, err := k.conn.GetSetElements(ks)
+		if err != nil {
+			return nil, fmt.Errorf("list elements of set %s: %w", s.name, err)
+		}
+		elems, err := decodeElements(keys, interval, kel)
 		if err != nil {
 			continue // unreadable: leave keys nil so the set is recreated
 		}
@@ -255,12 +301,12 @@ func (k *Kernel) read(name string) (*compiled, error) {
 			st.elems[e.canonical(keys)] = e
 		}
 	}
-	chains, err := k.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := k.conn.ListChainsOfTableFamily(tbl.Family)
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
 	for _, ch := range chains {
-		if ch.Table == nil || ch.Table.Name != name {
+		if ch.Table == nil || ch.Table.Name != key.name {
 			continue
 		}
 		cs := &chainState{typ: ChainType(ch.Type)}
@@ -302,9 +348,82 @@ func (k *Kernel) read(name string) (*compiled, error) {
 	return c, nil
 }
 
+// setInfo is what the kernel says of a set or map.
+type setInfo struct {
+	name              string
+	flags             uint32
+	keyType, keyLen   uint32
+	dataType, dataLen uint32
+}
+
+// listSets dumps the sets and maps of a table. It speaks netlink itself
+// rather than using google/nftables' GetSets, which (v0.3.0) loses the key
+// type of a verdict map.
+func (k *Kernel) listSets(t *nftables.Table) ([]setInfo, error) {
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.fd})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	_ = bigBuffers(conn)
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_SET_TABLE, Data: []byte(t.Name + "\x00")}})
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := conn.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSET),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: append([]byte{byte(t.Family), unix.NFNETLINK_V0, 0, 0}, attrs...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []setInfo
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return nil, err
+		}
+		ad.ByteOrder = binary.BigEndian
+		var s setInfo
+		var table string
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_SET_TABLE:
+				table = ad.String()
+			case unix.NFTA_SET_NAME:
+				s.name = ad.String()
+			case unix.NFTA_SET_FLAGS:
+				s.flags = ad.Uint32()
+			case unix.NFTA_SET_KEY_TYPE:
+				s.keyType = ad.Uint32()
+			case unix.NFTA_SET_KEY_LEN:
+				s.keyLen = ad.Uint32()
+			case unix.NFTA_SET_DATA_TYPE:
+				s.dataType = ad.Uint32()
+			case unix.NFTA_SET_DATA_LEN:
+				s.dataLen = ad.Uint32()
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return nil, err
+		}
+		if table == t.Name {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
 // batch accumulates the messages of one transaction, on a connection of
 // its own (so that a batch abandoned on error is never sent), and a
-// description of each (for errors, tests and debugging).
+// description of each (for errors, tests and debugging). A batch without
+// a connection (the Fake's) only records the descriptions.
 type batch struct {
 	conn  *nftables.Conn
 	table *nftables.Table
@@ -312,12 +431,12 @@ type batch struct {
 	err   error
 }
 
-func (k *Kernel) newBatch(table string) (*batch, error) {
+func (k *Kernel) newBatch(key tableKey) (*batch, error) {
 	conn, err := k.newConn()
 	if err != nil {
 		return nil, err
 	}
-	return &batch{conn: conn, table: &nftables.Table{Name: table, Family: nftables.TableFamilyINet}}, nil
+	return &batch{conn: conn, table: &nftables.Table{Name: key.name, Family: key.family.kernel()}}, nil
 }
 
 func (b *batch) op(format string, args ...any) { b.ops = append(b.ops, fmt.Sprintf(format, args...)) }
@@ -334,7 +453,11 @@ func (b *batch) flush() error {
 		return b.err // the queued messages die with the batch's connection
 	}
 	if err := b.conn.Flush(); err != nil {
-		return fmt.Errorf("kernel refused the batch (%s): %w", summarize(b.ops), err)
+		hint := ""
+		if b.table.Family == nftables.TableFamilyBridge && errors.Is(err, unix.EPROTO) {
+			hint = " (ct expressions in a bridge table need nf_conntrack_bridge, which this kernel lacks)"
+		}
+		return fmt.Errorf("kernel refused the batch (%s)%s: %w", summarize(b.ops), hint, err)
 	}
 	return nil
 }
@@ -349,21 +472,86 @@ func summarize(ops []string) string {
 
 var setIDs atomic.Uint32
 
+// The batch's messages. Without a connection they do nothing.
+
+func (b *batch) addTable() {
+	if b.conn != nil {
+		b.conn.AddTable(b.table)
+	}
+}
+
+func (b *batch) flushChain(name string) {
+	if b.conn != nil {
+		b.conn.FlushChain(&nftables.Chain{Name: name, Table: b.table})
+	}
+}
+
+func (b *batch) delChain(name string) {
+	if b.conn != nil {
+		b.conn.DelChain(&nftables.Chain{Name: name, Table: b.table})
+	}
+}
+
+func (b *batch) addChain(c *nftables.Chain) {
+	if b.conn != nil {
+		b.conn.AddChain(c)
+	}
+}
+
+func (b *batch) delSet(name string) {
+	if b.conn != nil {
+		b.conn.DelSet(&nftables.Set{Name: name, Table: b.table})
+	}
+}
+
+func (b *batch) addSet(kind, name string, s *nftables.Set) {
+	if b.conn == nil {
+		return
+	}
+	if err := b.conn.AddSet(s, nil); err != nil {
+		b.fail(fmt.Errorf("%s %s: %w", kind, name, err))
+	}
+}
+
+func (b *batch) addRule(chain string, r ruleState) {
+	if b.conn == nil {
+		return
+	}
+	for _, a := range r.anon {
+		s := a.set
+		s.Table = b.table
+		if err := b.conn.AddSet(&s, a.elems); err != nil {
+			b.fail(fmt.Errorf("chain %s: rule %q: anonymous set: %w", chain, r.id, err))
+		}
+	}
+	b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: &nftables.Chain{Name: chain, Table: b.table}, Exprs: r.exprs, UserData: r.userdata})
+}
+
 // plan queues on b the messages that turn have (nil: no table) into want.
-// Order inside the batch: flush chains that change or go, delete chains,
-// delete sets, delete elements, create sets, add elements, create chains
-// (and update policies), add rules. Rules that reference a set or chain
-// that is deleted are always flushed before it.
+// Order inside the batch: flush chains that change or go; delete the map
+// elements that go, change value, or jump to a chain that goes; delete
+// maps; delete chains; delete sets; delete set elements; create sets and
+// add their elements; create maps; create chains (and update policies);
+// add map elements (after the chains they jump to); add rules (after the
+// sets and maps they use). So a chain is never deleted while a rule or a
+// map element still references it, and nothing is referenced before it
+// exists.
 func plan(b *batch, want, have *compiled) {
 	if have == nil {
 		b.op("add table")
-		b.conn.AddTable(b.table)
-		have = &compiled{sets: map[string]*setState{}, chains: map[string]*chainState{}}
+		b.addTable()
+		have = newCompiled(want.family, want.name)
 	}
 	setGone := map[string]bool{}
 	for name, hs := range have.sets {
 		if ws, ok := want.sets[name]; !ok || !hs.sameShape(ws) {
 			setGone[name] = true
+		}
+	}
+	mapGone := map[string]bool{}
+	for name, hm := range have.maps {
+		if wm, ok := want.maps[name]; !ok || !hm.sameShape(wm) {
+			mapGone[name] = true
 		}
 	}
 	chainGone := map[string]bool{}
@@ -372,29 +560,70 @@ func plan(b *batch, want, have *compiled) {
 			chainGone[name] = true
 		}
 	}
+	lookupGone := map[string]bool{} // sets and maps that rules must stop using
+	for name := range setGone {
+		lookupGone[name] = true
+	}
+	for name := range mapGone {
+		lookupGone[name] = true
+	}
 	refill := map[string]bool{}
 	for name, hc := range have.chains {
-		if !chainGone[name] && (!sameRules(hc.rules, want.chains[name].rules) || refsGone(hc.rules, setGone, chainGone)) {
+		if !chainGone[name] && (!sameRules(hc.rules, want.chains[name].rules) || refsGone(hc.rules, lookupGone, chainGone)) {
 			refill[name] = true
+		}
+	}
+	// Elements of kept maps to delete and to add.
+	mapDel, mapAdd := map[string][]mapElem{}, map[string][]mapElem{}
+	for _, name := range sortedKeys(want.maps) {
+		wm := want.maps[name]
+		hm, ok := have.maps[name]
+		if !ok || mapGone[name] {
+			mapAdd[name] = mapElemValues(wm.elems)
+			continue
+		}
+		for canon, he := range hm.elems {
+			we, keep := wm.elems[canon]
+			retarget := hm.verdict && chainGone[he.verdict.Chain]
+			if !keep || we.text != he.text || retarget {
+				mapDel[name] = append(mapDel[name], he)
+			}
+			if keep && (we.text != he.text || retarget) {
+				mapAdd[name] = append(mapAdd[name], we)
+			}
+		}
+		for canon, we := range wm.elems {
+			if _, had := hm.elems[canon]; !had {
+				mapAdd[name] = append(mapAdd[name], we)
+			}
 		}
 	}
 
 	for _, name := range sortedKeys(have.chains) {
 		if (refill[name] || chainGone[name]) && len(have.chains[name].rules) > 0 {
 			b.op("flush chain %s", name)
-			b.conn.FlushChain(&nftables.Chain{Name: name, Table: b.table})
+			b.flushChain(name)
+		}
+	}
+	for _, name := range sortedKeys(mapDel) {
+		b.mapElements(false, name, have.maps[name], mapDel[name])
+	}
+	for _, name := range sortedKeys(have.maps) {
+		if mapGone[name] {
+			b.op("delete map %s", name)
+			b.delSet(name)
 		}
 	}
 	for _, name := range sortedKeys(have.chains) {
 		if chainGone[name] {
 			b.op("delete chain %s", name)
-			b.conn.DelChain(&nftables.Chain{Name: name, Table: b.table})
+			b.delChain(name)
 		}
 	}
 	for _, name := range sortedKeys(have.sets) {
 		if setGone[name] {
 			b.op("delete set %s", name)
-			b.conn.DelSet(&nftables.Set{Name: name, Table: b.table})
+			b.delSet(name)
 		}
 	}
 	for _, name := range sortedKeys(want.sets) {
@@ -416,9 +645,7 @@ func plan(b *batch, want, have *compiled) {
 		}
 		ws := want.sets[name]
 		b.op("add set %s", name)
-		if err := b.conn.AddSet(kernelSet(b.table, name, ws), nil); err != nil {
-			b.fail(fmt.Errorf("set %s: %w", name, err))
-		}
+		b.addSet("set", name, kernelSet(b.table, name, ws))
 		b.elements(true, name, ws, mapValues(ws.elems))
 	}
 	for _, name := range sortedKeys(want.sets) {
@@ -434,6 +661,13 @@ func plan(b *batch, want, have *compiled) {
 		}
 		b.elements(true, name, want.sets[name], add)
 	}
+	for _, name := range sortedKeys(want.maps) {
+		if _, ok := have.maps[name]; ok && !mapGone[name] {
+			continue
+		}
+		b.op("add map %s", name)
+		b.addSet("map", name, kernelMap(b.table, name, want.maps[name]))
+	}
 	for _, name := range want.chainOrder {
 		wc := want.chains[name]
 		hc, had := have.chains[name]
@@ -445,7 +679,10 @@ func plan(b *batch, want, have *compiled) {
 		default:
 			continue
 		}
-		b.conn.AddChain(kernelChain(b.table, name, wc))
+		b.addChain(kernelChain(b.table, name, wc))
+	}
+	for _, name := range sortedKeys(mapAdd) {
+		b.mapElements(true, name, want.maps[name], mapAdd[name])
 	}
 	for _, name := range want.chainOrder {
 		_, had := have.chains[name]
@@ -456,25 +693,49 @@ func plan(b *batch, want, have *compiled) {
 		if len(rules) > 0 {
 			b.op("add %d rules to chain %s", len(rules), name)
 		}
-		ch := &nftables.Chain{Name: name, Table: b.table}
 		for _, r := range rules {
-			b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: r.exprs, UserData: r.userdata})
+			b.addRule(name, r)
 		}
 	}
 }
 
-// elements queues the addition (or deletion) of elems to the set, in
-// messages small enough for netlink's 16-bit attribute lengths.
+// elements queues the addition (or deletion) of elems to the set.
 func (b *batch) elements(add bool, name string, s *setState, elems []element) {
 	if len(elems) == 0 {
 		return
 	}
 	sort.Slice(elems, func(i, j int) bool { return elems[i].compare(elems[j]) < 0 })
+	groups := make([][]nftables.SetElement, len(elems))
+	for i, e := range elems {
+		groups[i] = e.kernelElements(s.interval)
+	}
+	b.sendElements(add, "set", name, groups)
+}
+
+// mapElements queues the addition (or deletion) of elems to the map.
+func (b *batch) mapElements(add bool, name string, m *mapState, elems []mapElem) {
+	if len(elems) == 0 {
+		return
+	}
+	sort.Slice(elems, func(i, j int) bool { return elems[i].key.compare(elems[j].key) < 0 })
+	groups := make([][]nftables.SetElement, len(elems))
+	for i, e := range elems {
+		groups[i] = e.kernelElements(m.interval, m.verdict)
+	}
+	b.sendElements(add, "map", name, groups)
+}
+
+// sendElements queues groups of kernel elements (one group per element)
+// in messages small enough for netlink's 16-bit attribute lengths.
+func (b *batch) sendElements(add bool, kind, name string, groups [][]nftables.SetElement) {
 	verb, prep := "delete", "from"
 	if add {
 		verb, prep = "add", "to"
 	}
-	b.op("%s %d elements %s set %s", verb, len(elems), prep, name)
+	b.op("%s %d elements %s %s %s", verb, len(groups), prep, kind, name)
+	if b.conn == nil {
+		return
+	}
 	ks := &nftables.Set{Name: name, Table: b.table}
 	const chunkBytes = 32 << 10
 	var chunk []nftables.SetElement
@@ -490,14 +751,16 @@ func (b *batch) elements(add bool, name string, s *setState, elems []element) {
 			err = b.conn.SetDeleteElements(ks, chunk)
 		}
 		if err != nil {
-			b.fail(fmt.Errorf("%s elements %s set %s: %w", verb, prep, name, err))
+			b.fail(fmt.Errorf("%s elements %s %s %s: %w", verb, prep, kind, name, err))
 		}
 		chunk, size = nil, 0
 	}
-	for _, e := range elems {
-		kel := e.kernelElements(s.interval)
+	for _, kel := range groups {
 		for _, x := range kel {
-			size += 32 + len(x.Key) + len(x.KeyEnd)
+			size += 48 + len(x.Key) + len(x.KeyEnd) + len(x.Val)
+			if x.VerdictData != nil {
+				size += len(x.VerdictData.Chain)
+			}
 		}
 		chunk = append(chunk, kel...)
 		if size >= chunkBytes {
@@ -515,21 +778,38 @@ func kernelSet(t *nftables.Table, name string, s *setState) *nftables.Set {
 		ID:       setIDs.Add(1),
 		Interval: s.interval,
 		Comment:  s.comment,
+		KeyType:  datatype(s.keys),
 	}
-	if len(s.keys) > 1 {
-		types := make([]nftables.SetDatatype, len(s.keys))
-		for i, k := range s.keys {
-			types[i] = keyDatatypes[k]
-		}
-		ks.KeyType = nftables.MustConcatSetType(types...)
-		ks.Concatenation = true
-	} else {
-		ks.KeyType = keyDatatypes[s.keys[0]]
-		if s.keys[0] == KeyIfname {
-			ks.KeyByteOrder = binaryutil.NativeEndian
-		} else {
-			ks.KeyByteOrder = binaryutil.BigEndian
-		}
+	ks.Concatenation = len(s.keys) > 1
+	ks.KeyByteOrder = keyByteOrder(s.keys)
+	return ks
+}
+
+// keyByteOrder is the byte order nft records for a key type (it only
+// affects how `nft list` shows elements).
+func keyByteOrder(keys []KeyType) binaryutil.ByteOrder {
+	if len(keys) == 1 && keys[0] == KeyIfname {
+		return binaryutil.NativeEndian
+	}
+	return binaryutil.BigEndian
+}
+
+// kernelMap describes a new map for google/nftables.
+func kernelMap(t *nftables.Table, name string, m *mapState) *nftables.Set {
+	ks := &nftables.Set{
+		Table:         t,
+		Name:          name,
+		ID:            setIDs.Add(1),
+		IsMap:         true,
+		Interval:      m.interval,
+		Comment:       m.comment,
+		KeyType:       datatype(m.keys),
+		Concatenation: len(m.keys) > 1,
+		KeyByteOrder:  keyByteOrder(m.keys),
+		DataType:      nftables.TypeVerdict,
+	}
+	if !m.verdict {
+		ks.DataType = datatype(m.vals)
 	}
 	return ks
 }
@@ -585,6 +865,14 @@ func sortedKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
+	return out
+}
+
+func mapElemValues(m map[string]mapElem) []mapElem {
+	out := make([]mapElem, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
 	return out
 }
 

@@ -71,7 +71,7 @@ func checkKernel(t *testing.T, k *Kernel, tbl *Table) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := k.read(tbl.Name)
+	got, err := k.read(tableKey{tbl.Family, tbl.Name})
 	if err != nil {
 		t.Fatalf("read back: %v", err)
 	}
@@ -93,10 +93,26 @@ func checkKernel(t *testing.T, k *Kernel, tbl *Table) {
 			t.Errorf("set %s: kernel elements %q, want %q", name, g, w)
 		}
 	}
+	if g, w := sortedKeys(got.maps), sortedKeys(want.maps); !reflect.DeepEqual(g, w) {
+		t.Errorf("maps in kernel %v, want %v", g, w)
+	}
+	for name, wm := range want.maps {
+		gm, ok := got.maps[name]
+		if !ok {
+			continue
+		}
+		if !gm.sameShape(wm) {
+			t.Errorf("map %s: kernel has key %s value %s verdict %v interval %v, want %s : %s verdict %v interval %v", name,
+				keyString(gm.keys), keyString(gm.vals), gm.verdict, gm.interval, keyString(wm.keys), keyString(wm.vals), wm.verdict, wm.interval)
+		}
+		if g, w := mapText(gm), mapText(wm); !reflect.DeepEqual(g, w) {
+			t.Errorf("map %s: kernel elements %q, want %q", name, g, w)
+		}
+	}
 	if g, w := sortedKeys(got.chains), sortedKeys(want.chains); !reflect.DeepEqual(g, w) {
 		t.Errorf("chains in kernel %v, want %v", g, w)
 	}
-	kt := &nftables.Table{Name: tbl.Name, Family: nftables.TableFamilyINet}
+	kt := &nftables.Table{Name: tbl.Name, Family: tbl.Family.kernel()}
 	for name, wc := range want.chains {
 		gc, ok := got.chains[name]
 		if !ok {
@@ -134,13 +150,29 @@ func checkKernel(t *testing.T, k *Kernel, tbl *Table) {
 	}
 }
 
+// mapText lists a map's elements as "key : value" texts, sorted.
+func mapText(m *mapState) []string {
+	var out []string
+	for canon, e := range m.elems {
+		out = append(out, canon+" : "+e.text)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // exprDump prints kernel expressions with their field values (counters
-// zeroed).
+// zeroed, anonymous set names and IDs blanked: the kernel names them
+// __setN and does not echo the batch ID).
 func exprDump(es []expr.Any) string {
 	s := make([]string, len(es))
 	for i, e := range es {
 		if _, ok := e.(*expr.Counter); ok {
 			e = &expr.Counter{}
+		}
+		if l, ok := e.(*expr.Lookup); ok && strings.HasPrefix(l.SetName, "__set") {
+			c := *l
+			c.SetName, c.SetID = "__set", 0
+			e = &c
 		}
 		s[i] = fmt.Sprintf("%T%+v", e, e)
 	}
@@ -179,7 +211,7 @@ func TestKernelApplySample(t *testing.T) {
 	if err := k.Delete("hostnet"); err != nil {
 		t.Errorf("second Delete: %v", err)
 	}
-	if got, err := k.read("hostnet"); err != nil || got != nil {
+	if got, err := k.read(tableKey{FamilyInet, "hostnet"}); err != nil || got != nil {
 		t.Errorf("after Delete: %v, %v", got, err)
 	}
 	// k2 trusts its cache (it believes the table is there) until Resync.
@@ -219,10 +251,16 @@ func baseTable() *Table {
 }
 
 // packets returns the packet count of the first counter of each rule of
-// the chain.
+// the chain of inet table.
 func packets(t *testing.T, k *Kernel, table, chain string) []uint64 {
 	t.Helper()
-	kt := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
+	return familyPackets(t, k, FamilyInet, table, chain)
+}
+
+// familyPackets is packets for a table of any family.
+func familyPackets(t *testing.T, k *Kernel, family Family, table, chain string) []uint64 {
+	t.Helper()
+	kt := &nftables.Table{Name: table, Family: family.kernel()}
 	rules, err := k.conn.GetRules(kt, &nftables.Chain{Name: chain, Table: kt})
 	if err != nil {
 		t.Fatal(err)
@@ -440,7 +478,7 @@ func TestKernelLargeSets(t *testing.T) {
 	mustApply(t, k, tbl, nil)
 	tbl.Sets[0].Elements = v4[:n-1]
 	mustApply(t, k, tbl, []string{"delete 1 elements from set v4"})
-	got, err := k.read("big")
+	got, err := k.read(tableKey{FamilyInet, "big"})
 	if err != nil {
 		t.Fatal(err)
 	}

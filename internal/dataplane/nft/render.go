@@ -7,14 +7,16 @@ import (
 )
 
 // String renders the table in nft syntax, deterministically: sets, then
-// maps, each sorted by name with their elements sorted by value, then
+// maps, each sorted by name with their elements sorted by key, then
 // chains in the order given with their rules in order. A rule's comment is
 // shown as `comment "..."` (without the hash the kernel copy carries).
 // Elements are shown in canonical form (e.g. "10.0.0.0-10.0.0.255" as
-// 10.0.0.0/24); text that does not parse is shown as given.
+// 10.0.0.0/24); text that does not parse is shown as given. Implicit
+// dependencies (`meta nfproto`, `ether type`, `meta l4proto`) are not
+// shown, as nft does not show them.
 func (t *Table) String() string {
 	var b strings.Builder
-	b.WriteString("table inet " + t.Name + " {\n")
+	b.WriteString("table " + t.Family.String() + " " + t.Name + " {\n")
 	first := true
 	block := func() {
 		if !first {
@@ -46,7 +48,7 @@ func (t *Table) String() string {
 		b.WriteString("\tmap " + m.Name + " {\n")
 		val := "verdict"
 		if !m.Verdict {
-			val = m.Value.String()
+			val = keyString(m.Value)
 		}
 		b.WriteString("\t\ttype " + keyString(m.Key) + " : " + val + "\n")
 		if m.Interval {
@@ -69,15 +71,16 @@ func (t *Table) String() string {
 		}
 		b.WriteString("\t}\n")
 	}
+	byName := mapsByName(t.Maps)
 	for _, c := range t.Chains {
 		block()
 		b.WriteString("\tchain " + c.Name + " {\n")
 		if c.base() {
 			b.WriteString("\t\ttype " + string(c.Type) + " hook " + string(c.Hook) +
-				" priority " + priorityText(c.Hook, c.Priority) + "; policy " + string(c.policy()) + ";\n")
+				" priority " + priorityText(t.Family, c.Hook, c.Priority) + "; policy " + string(c.policy()) + ";\n")
 		}
 		for _, r := range c.Rules {
-			b.WriteString("\t\t" + exprsText(r.Exprs))
+			b.WriteString("\t\t" + exprsText(r.Exprs, byName))
 			if r.Comment != "" {
 				b.WriteString(" comment " + strconv.Quote(r.Comment))
 			}
@@ -91,10 +94,10 @@ func (t *Table) String() string {
 
 func renderMapValue(m *Map, v string) string {
 	if m.Verdict {
-		return v
+		return strings.Join(strings.Fields(v), " ")
 	}
-	if x, err := m.Value.parseValue(v, modeSingle); err == nil {
-		return m.Value.nftText(x)
+	if x, err := parseElement(m.Value, v, modeSingle); err == nil {
+		return x.nftText(m.Value)
 	}
 	return v
 }
@@ -136,8 +139,21 @@ func sortElements(keys []KeyType, interval bool, texts []string) (sorted, render
 }
 
 // priorityText renders a base chain priority as nft does: a standard name
-// where one applies to the hook, a number otherwise.
-func priorityText(h Hook, p int) string {
+// where one applies to the family and hook, a number otherwise.
+func priorityText(f Family, h Hook, p int) string {
+	if f == FamilyBridge {
+		switch {
+		case p == PriorityBridgeFilter:
+			return "filter"
+		case p == PriorityBridgeDstNAT && h == HookPrerouting:
+			return "dstnat"
+		case p == PriorityBridgeOut && h == HookOutput:
+			return "out"
+		case p == PriorityBridgeSrcNAT && h == HookPostrouting:
+			return "srcnat"
+		}
+		return strconv.Itoa(p)
+	}
 	switch p {
 	case PriorityRaw:
 		return "raw"

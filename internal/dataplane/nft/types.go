@@ -1,9 +1,10 @@
-// Package nft is hostnet's model of its one nftables table per network
-// namespace: a pure description of the desired content (sets, chains and
-// rules), a deterministic rendering of it in nft syntax, validation, and
-// Appliers that bring a namespace's table to that content — Kernel, which
-// diffs against what the kernel holds and sends the difference in one atomic
-// netlink batch, and Fake, an in-memory stand-in for unit tests.
+// Package nft is hostnet's model of its nftables tables in a network
+// namespace (one per family: inet, and bridge for what crosses bridge
+// ports): a pure description of the desired content (sets, maps, chains
+// and rules), a deterministic rendering of it in nft syntax, validation,
+// and Appliers that bring a namespace's tables to that content — Kernel,
+// which diffs against what the kernel holds and sends the difference in
+// one atomic netlink batch, and Fake, an in-memory stand-in for unit tests.
 //
 // The package never runs the nft or iptables binaries.
 package nft
@@ -16,15 +17,58 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Table is the desired content of one hostnet table (family inet).
+// Table is the desired content of one hostnet table.
 //
 // A Table is a plain value: build it, Validate it, hand it to an Applier.
-// Appliers do not keep references to it (Fake keeps a deep copy).
+// Appliers do not keep references to it (Fake keeps a deep copy). Appliers
+// key tables by (Family, Name): an inet and a bridge table may share a name.
 type Table struct {
+	Family Family   // FamilyInet (the zero value) or FamilyBridge
 	Name   string   // e.g. "hostnet"
 	Sets   []*Set   // named sets; rendered sorted by name
-	Maps   []*Map   // named maps; model and rendering only for now (see Map)
+	Maps   []*Map   // named maps (data and verdict maps); rendered sorted by name
 	Chains []*Chain // rendered in this order
+}
+
+// Family is the nftables family of a table.
+type Family int
+
+// Families.
+const (
+	// FamilyInet sees IPv4 and IPv6 packets at the IP layer (hooks of the
+	// host's routing path). The zero value.
+	FamilyInet Family = iota
+	// FamilyBridge sees frames crossing a Linux bridge (hooks of the
+	// bridge's forwarding path). Its base chains use the same hook names;
+	// it has no nat or route chains. An IPv4 or IPv6 match in it implies
+	// `ether type ip` or `ether type ip6` (untagged frames only).
+	//
+	// Kernel support varies: ct expressions in a bridge table need
+	// nf_conntrack_bridge and reject needs nft_reject_bridge; the kernels
+	// hostnet is tested on have neither, and refuse such a table at Apply
+	// (Validate cannot know).
+	FamilyBridge
+)
+
+// String returns the nft name of the family: "inet" or "bridge".
+func (f Family) String() string {
+	switch f {
+	case FamilyInet:
+		return "inet"
+	case FamilyBridge:
+		return "bridge"
+	}
+	return fmt.Sprintf("family(%d)", int(f))
+}
+
+func (f Family) valid() bool { return f == FamilyInet || f == FamilyBridge }
+
+// kernel returns the google/nftables family.
+func (f Family) kernel() nftables.TableFamily {
+	if f == FamilyBridge {
+		return nftables.TableFamilyBridge
+	}
+	return nftables.TableFamilyINet
 }
 
 // KeyType is the data type of one field of a set key (or of a match).
@@ -40,6 +84,9 @@ const (
 	KeyInetService         // transport port, 2 bytes big endian ("inet_service")
 	KeyInetProto           // IP protocol number, 1 byte ("inet_proto")
 	KeyNFProto             // netfilter family, 1 byte: ipv4 or ipv6 ("nf_proto")
+	KeyEther               // Ethernet address, 6 bytes, e.g. 02:00:00:00:00:01 ("ether_addr")
+	KeyEtherType           // EtherType, 2 bytes big endian: ip, ip6, arp, vlan or 0x88cc ("ether_type")
+	KeyICMPv6Type          // ICMPv6 type, 1 byte: nd-neighbor-solicit, ... or a number ("icmpv6_type")
 )
 
 // String returns the nft name of the type, e.g. "ipv4_addr".
@@ -68,16 +115,52 @@ var keyDatatypes = map[KeyType]nftables.SetDatatype{
 	KeyInetService: nftables.TypeInetService,
 	KeyInetProto:   nftables.TypeInetProto,
 	KeyNFProto:     nftables.TypeNFProto,
+	KeyEther:       nftables.TypeEtherAddr,
+	KeyEtherType:   nftables.TypeEtherType,
+	KeyICMPv6Type:  nftables.TypeICMP6Type,
 }
 
-// keyTypeByName maps nft datatype names back to KeyTypes (reading the kernel).
-var keyTypeByName = func() map[string]KeyType {
-	m := make(map[string]KeyType, len(keyDatatypes))
+// keyTypeByMagic maps nft datatype numbers back to KeyTypes (reading the
+// kernel).
+var keyTypeByMagic = func() map[uint32]KeyType {
+	m := make(map[uint32]KeyType, len(keyDatatypes))
 	for k, d := range keyDatatypes {
-		m[d.Name] = k
+		m[d.GetNFTMagic()] = k
 	}
 	return m
 }()
+
+// datatype returns the google/nftables datatype of a (possibly
+// concatenated) key or value.
+func datatype(keys []KeyType) nftables.SetDatatype {
+	if len(keys) == 1 {
+		return keyDatatypes[keys[0]]
+	}
+	types := make([]nftables.SetDatatype, len(keys))
+	for i, k := range keys {
+		types[i] = keyDatatypes[k]
+	}
+	return nftables.MustConcatSetType(types...)
+}
+
+// keysFromMagic decodes a (possibly concatenated) nft datatype number of
+// a key of n bytes; false when a part is not a modelled type or the
+// length does not match.
+func keysFromMagic(magic uint32, n uint32) ([]KeyType, bool) {
+	var keys []KeyType
+	for magic != 0 {
+		k, ok := keyTypeByMagic[magic&nftables.SetConcatTypeMask]
+		if !ok {
+			return nil, false
+		}
+		keys = append([]KeyType{k}, keys...)
+		magic >>= nftables.SetConcatTypeBits
+	}
+	if len(keys) == 0 || keyLen(keys) != int(n) {
+		return nil, false
+	}
+	return keys, true
+}
 
 // keyString renders a (possibly concatenated) key type, e.g. "ifname . ifname".
 func keyString(keys []KeyType) string {
@@ -123,20 +206,30 @@ type Set struct {
 	Comment string
 }
 
-// Map is a named map of the table: Key -> Value, or Key -> verdict when
-// Verdict is true (a verdict map; values are "accept", "drop", "jump CHAIN",
-// "goto CHAIN", "return").
+// Map is a named map of the table: a data map, Key -> Value (e.g.
+// `inet_proto . inet_service : ipv4_addr . inet_service`), or, when Verdict
+// is true, a verdict map, Key -> verdict (values "accept", "drop",
+// "return", "jump CHAIN", "goto CHAIN"; CHAIN a regular chain of the
+// table). Rules use data maps through DNATMap and SNATMap, verdict maps
+// through VMap.
 //
-// Maps are modelled, rendered and validated, but not yet supported by the
-// Kernel applier, which refuses a table that has any.
+// Appliers diff a map's elements by key: new keys are added, missing
+// ones deleted, and a key whose value changed is deleted and re-added in
+// the same batch. A map whose Key, Value, Verdict or Interval changed is
+// recreated (and the chains whose rules use it refilled).
 type Map struct {
-	Name     string
-	Key      []KeyType
-	Value    KeyType // ignored when Verdict
+	Name string
+	Key  []KeyType // len>1 = concatenation, as for Set.Key
+	// Value is the data type of the values; len>1 = concatenation (e.g.
+	// {KeyIPv4, KeyInetService}). It must be empty when Verdict is true.
+	Value    []KeyType
 	Verdict  bool
-	Interval bool
-	Elements map[string]string // key text -> value text
-	Comment  string
+	Interval bool // prefixes and ranges allowed in keys
+	// Elements maps key text (in Set.Elements syntax) to value text:
+	// "10.0.0.2 . 80" for a data map, "jump acl_a1" for a verdict map.
+	Elements map[string]string
+	// Comment is written when the map is created, like Set.Comment.
+	Comment string
 }
 
 // ChainType is the type of a base chain.
@@ -152,7 +245,8 @@ const (
 // Hook is the netfilter hook a base chain is attached to.
 type Hook string
 
-// Hooks of the inet family.
+// Hooks of base chains; the inet and bridge families have the same five
+// (with the same numbers).
 const (
 	HookPrerouting  Hook = "prerouting"
 	HookInput       Hook = "input"
@@ -178,7 +272,7 @@ func hookByNum(n nftables.ChainHook) (Hook, bool) {
 	return "", false
 }
 
-// Standard chain priorities (as nft names them).
+// Standard chain priorities of the inet family (as nft names them).
 const (
 	PriorityRaw      = -300
 	PriorityMangle   = -150
@@ -186,6 +280,15 @@ const (
 	PriorityFilter   = 0
 	PrioritySecurity = 50
 	PrioritySrcNAT   = 100
+)
+
+// Standard chain priorities of the bridge family (as nft names them). A
+// bridge base chain may use any priority.
+const (
+	PriorityBridgeDstNAT = -300 // "dstnat" on hook prerouting
+	PriorityBridgeFilter = -200 // "filter"
+	PriorityBridgeOut    = 100  // "out" on hook output
+	PriorityBridgeSrcNAT = 300  // "srcnat" on hook postrouting
 )
 
 // Verdict is a verdict: a base chain's policy (accept or drop) or the
@@ -238,7 +341,7 @@ func (t *Table) Clone() *Table {
 	if t == nil {
 		return nil
 	}
-	c := &Table{Name: t.Name}
+	c := &Table{Family: t.Family, Name: t.Name}
 	for _, s := range t.Sets {
 		cs := *s
 		cs.Key = append([]KeyType(nil), s.Key...)
@@ -248,6 +351,7 @@ func (t *Table) Clone() *Table {
 	for _, m := range t.Maps {
 		cm := *m
 		cm.Key = append([]KeyType(nil), m.Key...)
+		cm.Value = append([]KeyType(nil), m.Value...)
 		if m.Elements != nil {
 			cm.Elements = make(map[string]string, len(m.Elements))
 			for k, v := range m.Elements {

@@ -72,8 +72,19 @@ func (d *Driver) EnsureNetwork(n *driver.Network) error {
 	d.mu.Lock()
 	d.bridges[n.Bridge] = idx
 	d.mu.Unlock()
-	if err := d.Host.SetSysctl("net/ipv4/ip_forward", "1"); err != nil {
-		return err
+	for _, sysctl := range []struct{ key, value string }{
+		{"net/ipv4/ip_forward", "1"},
+		// Published ports on 127.0.0.1: the host's loopback traffic is
+		// redirected into the bridge (its source then masqueraded).
+		{"net/ipv4/conf/" + n.Bridge + "/route_localnet", "1"},
+		// Bridged traffic passes the inet hooks, with connection
+		// tracking: isolation and endpoint ACLs rely on it.
+		{"net/bridge/bridge-nf-call-iptables", "1"},
+		{"net/bridge/bridge-nf-call-ip6tables", "1"},
+	} {
+		if err := d.Host.SetSysctl(sysctl.key, sysctl.value); err != nil {
+			return err
+		}
 	}
 	if v6 {
 		if err := d.Host.SetSysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
@@ -118,6 +129,7 @@ func (d *Driver) Attach(ep *driver.Endpoint, ns netns.Handle) error {
 		MAC:         ep.MAC,
 		Addrs:       ep.Addrs,
 		Routes:      ep.Routes,
+		Hairpin:     ep.Hairpin,
 	}
 	err := d.Host.EnsurePort(spec)
 	if errors.Is(err, unix.ENODEV) {

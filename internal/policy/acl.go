@@ -1,0 +1,315 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/dataplane/nft"
+)
+
+// Profile is the firewall of one endpoint: its own ACL rules merged with
+// its network's, in evaluation order. An endpoint with no rule at all has
+// the firewall defaults: everything out; in, unsolicited TCP, UDP, ICMP
+// and IGMP, and no other protocol. As soon as it has one rule it denies
+// by default, both ways; replies to admitted flows always pass.
+type Profile struct {
+	Default bool
+	Rules   []api.ACLSpec // sorted: lower priority first, Block before Allow on a tie, then in the given order
+}
+
+// NewProfile merges network-wide and endpoint rules into a profile.
+func NewProfile(network, endpoint []api.ACLSpec) Profile {
+	rules := append(append([]api.ACLSpec(nil), network...), endpoint...)
+	if len(rules) == 0 {
+		return Profile{Default: true}
+	}
+	sort.SliceStable(rules, func(i, j int) bool {
+		if rules[i].Priority != rules[j].Priority {
+			return rules[i].Priority < rules[j].Priority
+		}
+		return rules[i].Action == api.ACLBlock && rules[j].Action != api.ACLBlock
+	})
+	return Profile{Rules: rules}
+}
+
+// Packet is the first packet of a flow, seen from the endpoint: Local is
+// the endpoint's address, Remote the other side's.
+type Packet struct {
+	Dir                   api.ACLDirection
+	Proto                 uint8
+	Local, Remote         netip.Addr
+	LocalPort, RemotePort uint16
+}
+
+func (p Packet) String() string {
+	return fmt.Sprintf("%s proto %d local %s:%d remote %s:%d", p.Dir, p.Proto, p.Local, p.LocalPort, p.Remote, p.RemotePort)
+}
+
+// defaultInProtocols are what the firewall defaults admit unsolicited.
+var defaultInProtocols = []uint8{api.ProtoICMP, api.ProtoIGMP, api.ProtoTCP, api.ProtoUDP, api.ProtoICMPv6}
+
+// Admits reports whether the profile lets the first packet of a flow
+// through. It is the reference semantics of the chains the profile
+// compiles to: the tests check one against the other, and the service uses
+// it to end the flows a policy change denies.
+func (p Profile) Admits(pkt Packet) bool {
+	if p.Default {
+		if pkt.Dir == api.ACLOut {
+			return true
+		}
+		for _, proto := range defaultInProtocols {
+			if pkt.Proto == proto {
+				return true
+			}
+		}
+		return false
+	}
+	for _, r := range p.Rules {
+		if r.Direction == pkt.Dir && ruleMatches(r, pkt) {
+			return r.Action == api.ACLAllow
+		}
+	}
+	return false
+}
+
+func ruleMatches(r api.ACLSpec, pkt Packet) bool {
+	if r.Protocols != nil && !containsProto(r.Protocols, pkt.Proto) {
+		return false
+	}
+	if (r.LocalPorts != nil || r.RemotePorts != nil) && pkt.Proto != api.ProtoTCP && pkt.Proto != api.ProtoUDP {
+		return false
+	}
+	return inPrefixes(r.Local, pkt.Local) && inPrefixes(r.Remote, pkt.Remote) &&
+		inPorts(r.LocalPorts, pkt.LocalPort) && inPorts(r.RemotePorts, pkt.RemotePort)
+}
+
+func containsProto(list []uint8, p uint8) bool {
+	for _, x := range list {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+func inPrefixes(list []netip.Prefix, a netip.Addr) bool {
+	if list == nil {
+		return true
+	}
+	for _, p := range list {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func inPorts(list []api.PortRange, port uint16) bool {
+	if list == nil {
+		return true
+	}
+	for _, r := range list {
+		if port >= r.From && port <= r.To {
+			return true
+		}
+	}
+	return false
+}
+
+// chainName names the chain of a profile's rules for one direction after
+// their content, so endpoints with the same rules share one chain.
+func (p Profile) chainName(dir api.ACLDirection) string {
+	if p.Default {
+		return "acl_default_" + strings.ToLower(string(dir))
+	}
+	h := sha256.New()
+	for _, r := range p.Rules {
+		if r.Direction == dir {
+			fmt.Fprintf(h, "%s|%v|%v|%v|%v|%v|%d\n", r.Action, r.Protocols, r.Local, r.Remote, r.LocalPorts, r.RemotePorts, r.Priority)
+		}
+	}
+	return "acl_" + strings.ToLower(string(dir)) + "_" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// chain compiles the profile's rules of one direction into a regular
+// chain, jumped to from a verdict map keyed by the endpoint's address: it
+// returns to let a packet on and drops what the profile denies.
+func (p Profile) chain(dir api.ACLDirection) *nft.Chain {
+	c := &nft.Chain{Name: p.chainName(dir)}
+	// What an ACL does not govern: IPv6 neighbour discovery. (Replies to
+	// admitted flows are accepted before the dispatch to this chain.)
+	c.Rules = append(c.Rules,
+		nft.Rule{Comment: "neighbour discovery is not filtered", Exprs: []nft.Expr{
+			nft.ICMPv6Type().InAnon("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert", "nd-redirect"), nft.Return()}},
+	)
+	if p.Default {
+		if dir == api.ACLIn {
+			var protos []string
+			for _, proto := range defaultInProtocols {
+				protos = append(protos, strconv.Itoa(int(proto)))
+			}
+			c.Rules = append(c.Rules,
+				nft.Rule{Comment: "firewall defaults: unsolicited TCP, UDP, ICMP and IGMP in", Exprs: []nft.Expr{nft.L4Proto().InAnon(protos...), nft.Return()}},
+				nft.Rule{Comment: "firewall defaults: no other protocol in", Exprs: []nft.Expr{nft.Drop()}})
+		}
+		return c
+	}
+	n := 0
+	for _, r := range p.Rules {
+		if r.Direction != dir {
+			continue
+		}
+		n++
+		for i, exprs := range lowerACL(r) {
+			comment := fmt.Sprintf("%s %d: %s priority %d", dir, n, r.Action, r.Priority)
+			if r.ID != "" {
+				comment += " id " + r.ID
+			}
+			if i > 0 {
+				comment += " (IPv6)"
+			}
+			c.Rules = append(c.Rules, nft.Rule{Comment: comment, Exprs: exprs})
+		}
+	}
+	c.Rules = append(c.Rules, nft.Rule{Comment: "default deny once an endpoint has a rule", Exprs: []nft.Expr{nft.Drop()}})
+	return c
+}
+
+// lowerACL turns one rule into nft rules: one, or one per address family
+// when its addresses name both; none when it can never match (its local
+// addresses are of one family and its remote ones of the other).
+func lowerACL(r api.ACLSpec) [][]nft.Expr {
+	local4, local6 := splitFamilies(r.Local)
+	remote4, remote6 := splitFamilies(r.Remote)
+	families := []struct {
+		v6            bool
+		local, remote []netip.Prefix
+	}{{false, local4, remote4}, {true, local6, remote6}}
+	anyAddr := r.Local == nil && r.Remote == nil
+	var out [][]nft.Expr
+	for _, f := range families {
+		if !anyAddr && ((r.Local != nil && f.local == nil) || (r.Remote != nil && f.remote == nil)) {
+			continue
+		}
+		var exprs []nft.Expr
+		protos := r.Protocols
+		if protos == nil && (r.LocalPorts != nil || r.RemotePorts != nil) {
+			protos = []uint8{api.ProtoTCP, api.ProtoUDP}
+		}
+		if protos != nil {
+			exprs = append(exprs, nft.L4Proto().InAnon(protoText(protos)...))
+		}
+		localAddr, remoteAddr := addrFields(r.Direction, f.v6)
+		if f.local != nil {
+			exprs = append(exprs, localAddr.InAnon(prefixText(f.local)...))
+		}
+		if f.remote != nil {
+			exprs = append(exprs, remoteAddr.InAnon(prefixText(f.remote)...))
+		}
+		localPort, remotePort := nft.THDport(), nft.THSport()
+		if r.Direction == api.ACLOut {
+			localPort, remotePort = remotePort, localPort
+		}
+		if r.LocalPorts != nil {
+			exprs = append(exprs, localPort.InAnon(portText(r.LocalPorts)...))
+		}
+		if r.RemotePorts != nil {
+			exprs = append(exprs, remotePort.InAnon(portText(r.RemotePorts)...))
+		}
+		if r.Action == api.ACLAllow {
+			exprs = append(exprs, nft.Return())
+		} else {
+			exprs = append(exprs, nft.Drop())
+		}
+		out = append(out, exprs)
+		if anyAddr {
+			break // no address: one rule covers both families
+		}
+	}
+	return out
+}
+
+// addrFields returns the fields of the endpoint's own address and of the
+// other side's for a direction: In packets go to the endpoint.
+func addrFields(dir api.ACLDirection, v6 bool) (local, remote nft.Field) {
+	src, dst := nft.IPSaddr(), nft.IPDaddr()
+	if v6 {
+		src, dst = nft.IP6Saddr(), nft.IP6Daddr()
+	}
+	if dir == api.ACLIn {
+		return dst, src
+	}
+	return src, dst
+}
+
+func splitFamilies(ps []netip.Prefix) (v4, v6 []netip.Prefix) {
+	for _, p := range ps {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	return v4, v6
+}
+
+func protoText(ps []uint8) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = strconv.Itoa(int(p))
+	}
+	return out
+}
+
+// prefixText renders prefixes as set elements, dropping those another one
+// contains: an interval set refuses overlapping elements.
+func prefixText(ps []netip.Prefix) []string {
+	sorted := append([]netip.Prefix(nil), ps...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Bits() < sorted[j].Bits() })
+	var kept []netip.Prefix
+	var out []string
+	for _, p := range sorted {
+		covered := false
+		for _, k := range kept {
+			covered = covered || k.Contains(p.Addr())
+		}
+		if covered {
+			continue
+		}
+		kept = append(kept, p)
+		if p.IsSingleIP() {
+			out = append(out, p.Addr().String())
+		} else {
+			out = append(out, p.String())
+		}
+	}
+	return out
+}
+
+// portText renders port ranges as set elements, merging those that overlap
+// or touch.
+func portText(rs []api.PortRange) []string {
+	sorted := append([]api.PortRange(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].From < sorted[j].From })
+	var merged []api.PortRange
+	for _, r := range sorted {
+		if n := len(merged); n > 0 && int(r.From) <= int(merged[n-1].To)+1 {
+			if r.To > merged[n-1].To {
+				merged[n-1].To = r.To
+			}
+			continue
+		}
+		merged = append(merged, r)
+	}
+	out := make([]string, len(merged))
+	for i, r := range merged {
+		out[i] = r.String()
+	}
+	return out
+}

@@ -1,0 +1,362 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/dataplane"
+	"github.com/hostnet/hostnet/internal/policy"
+	"github.com/hostnet/hostnet/internal/store"
+)
+
+// endpointPolicies is the parsed form of an endpoint's policies.
+type endpointPolicies struct {
+	routes   []dataplane.Route
+	mappings []api.PortMappingSpec
+	acls     []api.ACLSpec
+	obnat    *api.OutboundNATSpec
+}
+
+// parseEndpointPolicies validates an endpoint's policies (their types
+// already resolved and known) and returns them parsed; owner names the
+// document in errors.
+func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, error) {
+	out := &endpointPolicies{}
+	seen := map[string]int{}
+	for i, p := range ps {
+		if !supported(supportedEndpointPolicies, p.Type) {
+			return nil, unsupportedPolicy(owner, i, p.Type, supportedEndpointPolicies)
+		}
+		switch p.Type {
+		case api.SDNRoute:
+			r, err := parseSDNRoute(p.Settings)
+			if err != nil {
+				return nil, fmt.Errorf("%s: field Policies[%d]: %w", owner, i, err)
+			}
+			out.routes = append(out.routes, r)
+		case api.PortMapping:
+			m, err := api.ParsePortMapping(owner, i, p)
+			if err != nil {
+				return nil, err
+			}
+			if j, dup := seen[m.Key()]; dup {
+				return nil, api.Invalid(api.CodeInvalidPolicy, "%s: field Policies[%d]: host port %s is published twice (also by Policies[%d])", owner, i, m, j)
+			}
+			seen[m.Key()] = i
+			out.mappings = append(out.mappings, m)
+		case api.ACL:
+			a, err := api.ParseACL(owner, i, api.ACL, p)
+			if err != nil {
+				return nil, err
+			}
+			out.acls = append(out.acls, a)
+		case api.OutBoundNAT:
+			if out.obnat != nil {
+				return nil, api.Invalid(api.CodeInvalidPolicy, "%s: field Policies[%d]: an endpoint has at most one OutBoundNAT policy", owner, i)
+			}
+			o, err := api.ParseOutboundNAT(owner, i, p)
+			if err != nil {
+				return nil, err
+			}
+			out.obnat = &o
+		}
+	}
+	return out, nil
+}
+
+// parseNetworkACLs returns a network's NetworkACL rules.
+func parseNetworkACLs(owner string, ps []api.Policy) ([]api.ACLSpec, error) {
+	var out []api.ACLSpec
+	for i, p := range ps {
+		if p.Type != api.NetworkACL {
+			continue
+		}
+		a, err := api.ParseACL(owner, i, api.NetworkACL, p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// portKey is the store key of a published host port: "tcp4/8080/*" for
+// every address, "tcp4/8080/10.0.0.1" for one.
+func portKey(m api.PortMappingSpec) string {
+	fam := "4"
+	if m.IPv6 {
+		fam = "6"
+	}
+	addr := "*"
+	if m.VIP.IsValid() {
+		addr = m.VIP.String()
+	}
+	return fmt.Sprintf("%s%s/%d/%s", m.ProtocolName(), fam, m.ExternalPort, addr)
+}
+
+// claimPorts records the host ports of an endpoint's mappings in tx,
+// refusing one another endpoint publishes: the same port on every address
+// collides with the port on any one address, and the other way round.
+func claimPorts(tx store.Tx, epID string, ms []api.PortMappingSpec) error {
+	for _, m := range ms {
+		key := portKey(m)
+		prefix := key[:strings.LastIndex(key, "/")+1]
+		err := tx.ForEach(store.Ports, prefix, func(k string, v []byte) error {
+			if string(v) == epID {
+				return nil
+			}
+			if k == key || strings.HasSuffix(k, "/*") || strings.HasSuffix(key, "/*") {
+				holder := string(v)
+				var other endpointRecord
+				if store.GetJSON(tx, store.Endpoints, holder, &other) == nil {
+					holder = fmt.Sprintf("endpoint %q (%s)", displayName(other.Doc.Name, holder), holder)
+				}
+				return api.Conflict(api.CodePortAlreadyExists, "host port %s is already published by %s", m, holder)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := tx.Put(store.Ports, key, []byte(epID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropPorts forgets the host ports of mappings in tx.
+func dropPorts(tx store.Tx, ms []api.PortMappingSpec) error {
+	for _, m := range ms {
+		if err := tx.Delete(store.Ports, portKey(m)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reservePorts binds the host ports of mappings that are not bound yet, so
+// host processes cannot take them. On failure it releases what it bound
+// and answers a 409 naming the holder. The returned function releases
+// what this call bound (for undoing).
+func (s *Service) reservePorts(ms []api.PortMappingSpec) (undo func(), err error) {
+	var made []string
+	undo = func() {
+		for _, k := range made {
+			s.reserved[k].Release()
+			delete(s.reserved, k)
+		}
+	}
+	for _, m := range ms {
+		key := portKey(m)
+		if _, ok := s.reserved[key]; ok {
+			continue
+		}
+		r, err := s.cfg.Host.ReservePort(m.ProtocolName(), m.IPv6, m.VIP, m.ExternalPort)
+		if err != nil {
+			undo()
+			var inUse *dataplane.PortInUseError
+			if errors.As(err, &inUse) {
+				return func() {}, api.Conflict(api.CodePortAlreadyExists, "cannot publish %s: %v", m, err)
+			}
+			return func() {}, api.Invalid(api.CodeInvalidPolicy, "cannot publish %s: %v", m, err)
+		}
+		s.reserved[key] = r
+		made = append(made, key)
+	}
+	return undo, nil
+}
+
+// releasePorts unbinds the host ports of mappings.
+func (s *Service) releasePorts(ms []api.PortMappingSpec) {
+	for _, m := range ms {
+		key := portKey(m)
+		s.reserved[key].Release()
+		delete(s.reserved, key)
+	}
+}
+
+// endpointPoliciesOf parses a stored endpoint's policies.
+func endpointPoliciesOf(e *api.Endpoint) *endpointPolicies {
+	ps, err := parseEndpointPolicies("stored endpoint "+e.ID, e.Policies)
+	if err != nil {
+		return &endpointPolicies{}
+	}
+	return ps
+}
+
+// firewallNetwork is the compiler's view of a stored network.
+func firewallNetwork(pn *parsedNetwork) policy.Network {
+	n := policy.Network{ID: pn.doc.ID, Type: pn.spec.Type, Bridge: pn.doc.BridgeName}
+	for _, sub := range pn.spec.Subnets {
+		n.Subnets = append(n.Subnets, sub.Prefix)
+	}
+	n.ACLs, _ = parseNetworkACLs("stored network "+pn.doc.ID, pn.doc.Policies)
+	return n
+}
+
+// firewallEndpoint is the compiler's view of an attached endpoint.
+func firewallEndpoint(e *api.Endpoint) policy.Endpoint {
+	ps := endpointPoliciesOf(e)
+	fe := policy.Endpoint{
+		ID: e.ID, Network: e.HostComputeNetwork, Port: e.HostInterfaceName,
+		DisableICC: e.Flags&api.EndpointDisableICC != 0,
+		Mappings:   ps.mappings, ACLs: ps.acls, OutboundNAT: ps.obnat,
+	}
+	fe.MAC, _ = api.ParseMAC(e.MacAddress)
+	for _, p := range endpointAddrs(e) {
+		fe.Addrs = append(fe.Addrs, p.Addr())
+	}
+	return fe
+}
+
+// firewall is the compiler's input, kept in memory and in step with the
+// store (under the service's lock), so that a change does not decode every
+// object again.
+type firewall struct {
+	networks  map[string]policy.Network
+	endpoints map[string]policy.Endpoint // attached endpoints only
+}
+
+func (f *firewall) input() policy.Input {
+	var in policy.Input
+	for _, n := range f.networks {
+		in.Networks = append(in.Networks, n)
+	}
+	for _, e := range f.endpoints {
+		in.Endpoints = append(in.Endpoints, e)
+	}
+	return in
+}
+
+// loadFirewall rebuilds the compiler's input from the store.
+func (s *Service) loadFirewall(tx store.Tx) error {
+	f := &firewall{networks: map[string]policy.Network{}, endpoints: map[string]policy.Endpoint{}}
+	nets, err := listNetworks(tx)
+	if err != nil {
+		return err
+	}
+	for i := range nets {
+		pn, err := parseStored(&nets[i].Doc)
+		if err != nil {
+			continue
+		}
+		f.networks[pn.doc.ID] = firewallNetwork(pn)
+	}
+	eps, err := listEndpoints(tx)
+	if err != nil {
+		return err
+	}
+	for i := range eps {
+		if eps[i].Doc.HostComputeNamespace != "" {
+			f.endpoints[eps[i].Doc.ID] = firewallEndpoint(&eps[i].Doc)
+		}
+	}
+	s.fw = f
+	return nil
+}
+
+// firewallInput returns the compiler's input, loading it from the store the
+// first time.
+func (s *Service) firewallInput() *firewall {
+	if s.fw == nil {
+		if err := s.cfg.Store.View(s.loadFirewall); err != nil {
+			s.log.Error("loading the firewall's input failed", "err", err)
+			s.fw = &firewall{networks: map[string]policy.Network{}, endpoints: map[string]policy.Endpoint{}}
+		}
+	}
+	return s.fw
+}
+
+// applyFirewall compiles the tables from the in-memory input and applies
+// them (one atomic batch per table, only what changed).
+func (s *Service) applyFirewall() error {
+	if s.cfg.Firewall == nil {
+		return nil
+	}
+	for _, t := range policy.Compile(s.firewallInput().input()) {
+		if err := s.cfg.Firewall.Apply(t); err != nil {
+			return fmt.Errorf("apply nftables table %s %s: %w", t.Family, t.Name, err)
+		}
+	}
+	return nil
+}
+
+// resyncFirewall rebuilds the input from the store and applies it; used
+// after a failure left the in-memory input in doubt.
+func (s *Service) resyncFirewall() {
+	if err := s.cfg.Store.View(s.loadFirewall); err != nil {
+		s.log.Error("reloading the firewall's input failed", "err", err)
+		return
+	}
+	if err := s.applyFirewall(); err != nil {
+		s.log.Error("applying the firewall failed; reconciliation will retry", "err", err)
+	}
+}
+
+// endFlows ends the tracked flows of an endpoint that its new profile
+// denies (and all flows to host ports it no longer publishes), so a policy
+// change takes effect on established flows too.
+func (s *Service) endFlows(before, after policy.Endpoint, net policy.Network) {
+	if len(before.Addrs) == 0 {
+		return
+	}
+	profile := policy.NewProfile(net.ACLs, after.ACLs)
+	published := map[string]bool{}
+	for _, m := range after.Mappings {
+		published[fmt.Sprintf("%d/%d/%d", m.Protocol, m.ExternalPort, m.InternalPort)] = true
+	}
+	mine := func(a netip.Addr) bool {
+		for _, x := range before.Addrs {
+			if x == a {
+				return true
+			}
+		}
+		return false
+	}
+	n, err := s.cfg.Host.DeleteFlows(func(f dataplane.Flow) bool {
+		// The endpoint is the reply's source when it was the destination
+		// (possibly DNATed), the original source when it opened the flow.
+		switch {
+		case mine(f.ReplySrc.Addr()):
+			if f.OrigDst.Addr() != f.ReplySrc.Addr() || f.OrigDst.Port() != f.ReplySrc.Port() {
+				// Reached through a published port: ended if the port no
+				// longer is.
+				if !published[fmt.Sprintf("%d/%d/%d", f.Proto, f.OrigDst.Port(), f.ReplySrc.Port())] {
+					return true
+				}
+			}
+			return !profile.Admits(policy.Packet{Dir: api.ACLIn, Proto: f.Proto,
+				Local: f.ReplySrc.Addr(), LocalPort: f.ReplySrc.Port(), Remote: f.OrigSrc.Addr(), RemotePort: f.OrigSrc.Port()})
+		case mine(f.OrigSrc.Addr()):
+			return !profile.Admits(policy.Packet{Dir: api.ACLOut, Proto: f.Proto,
+				Local: f.OrigSrc.Addr(), LocalPort: f.OrigSrc.Port(), Remote: f.OrigDst.Addr(), RemotePort: f.OrigDst.Port()})
+		}
+		return false
+	})
+	if err != nil {
+		s.log.Warn("ending the flows a policy change denies failed", "endpoint", after.ID, "err", err)
+		return
+	}
+	if n > 0 {
+		s.log.Info("ended flows the new policy denies", "endpoint", after.ID, "flows", n)
+	}
+}
+
+// forgetInFirewall removes a detached endpoint from the firewall: its port
+// filters and published ports go, and the flows it had with them.
+func (s *Service) forgetInFirewall(id string) {
+	f := s.firewallInput()
+	e, ok := f.endpoints[id]
+	if !ok {
+		return
+	}
+	delete(f.endpoints, id)
+	if err := s.applyFirewall(); err != nil {
+		s.log.Error("applying the firewall failed; reconciliation will retry", "err", err)
+	}
+	s.endFlows(e, policy.Endpoint{ID: id}, policy.Network{ACLs: []api.ACLSpec{{Action: api.ACLBlock}}})
+}
