@@ -2,7 +2,9 @@
 // throwaway network namespaces (it needs root). Every figure is printed
 // next to a baseline taken in the same run, as a ratio.
 //
-//	hostnet-bench attach [-n 1000]    create + attach latency vs bare netlink
+//	hostnet-bench attach [-n 1000]          create + attach latency vs bare netlink
+//	hostnet-bench program [-n 1000]         programming 1,000 endpoints' policies, then single changes
+//	hostnet-bench datapath [-mappings N]    request/response and throughput through a published port
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hostnet/hostnet/internal/bench"
 	"github.com/hostnet/hostnet/internal/daemon"
@@ -19,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: hostnet-bench attach [-n N]")
+		fmt.Fprintln(os.Stderr, "usage: hostnet-bench attach|program|datapath [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -27,11 +30,28 @@ func main() {
 		fs := flag.NewFlagSet("attach", flag.ExitOnError)
 		n := fs.Int("n", 1000, "endpoints per path")
 		_ = fs.Parse(os.Args[2:])
-		self, err := os.Executable()
-		if err != nil {
+		if _, err := bench.RunAttach(bench.AttachConfig{N: *n, Out: os.Stdout, DaemonCmd: selfDaemon()}); err != nil {
 			fail(err)
 		}
-		if _, err := bench.RunAttach(bench.AttachConfig{N: *n, Out: os.Stdout, DaemonCmd: []string{self, "__daemon"}}); err != nil {
+	case "program":
+		fs := flag.NewFlagSet("program", flag.ExitOnError)
+		n := fs.Int("n", 1000, "endpoints")
+		mappings := fs.Int("mappings", 5, "published ports per endpoint")
+		acls := fs.Int("acls", 10, "ACL rules per endpoint")
+		changes := fs.Int("changes", 40, "single changes measured")
+		_ = fs.Parse(os.Args[2:])
+		if err := bench.RunProgram(bench.ProgramConfig{N: *n, Mappings: *mappings, ACLs: *acls, Changes: *changes,
+			Out: os.Stdout, DaemonCmd: selfDaemon()}); err != nil {
+			fail(err)
+		}
+	case "datapath":
+		fs := flag.NewFlagSet("datapath", flag.ExitOnError)
+		mappings := fs.Int("mappings", 10000, "mappings on the host in the many-mappings case")
+		rounds := fs.Int("rounds", 3, "rounds, alternating the cases")
+		duration := fs.Duration("duration", 3*time.Second, "length of each measurement")
+		_ = fs.Parse(os.Args[2:])
+		if err := bench.RunDatapath(bench.DatapathConfig{Duration: *duration, Rounds: *rounds, Mappings: *mappings,
+			Out: os.Stdout, DaemonCmd: selfDaemon()}); err != nil {
 			fail(err)
 		}
 	case "__daemon":
@@ -56,6 +76,15 @@ func runDaemon(args []string) {
 	if err := daemon.Run(ctx, cfg); err != nil {
 		fail(err)
 	}
+}
+
+// selfDaemon is the command that runs this binary as hostnetd.
+func selfDaemon() []string {
+	self, err := os.Executable()
+	if err != nil {
+		fail(err)
+	}
+	return []string{self, "__daemon"}
 }
 
 func fail(err error) {

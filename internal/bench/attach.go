@@ -7,14 +7,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/client"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/testutil"
 	"github.com/vishvananda/netlink"
@@ -267,50 +264,18 @@ func (f *floor) close() {
 
 // hostnetPath runs hostnetd in its own host namespace.
 type hostnetPath struct {
-	root    string
-	cmd     *exec.Cmd
-	c       *client.Client
+	*benchDaemon
 	nss     []string
 	oneCall bool
 }
 
 func newHostnetPath(dir, name string, cfg AttachConfig, oneCall bool) (*hostnetPath, error) {
-	d := filepath.Join(dir, name)
-	hostPath := filepath.Join(d, "host")
-	if err := netns.Create(hostPath); err != nil {
-		return nil, err
-	}
-	sock := filepath.Join(d, "s.sock")
-	args := append(append([]string(nil), cfg.DaemonCmd...),
-		"--socket", sock, "--state-dir", filepath.Join(d, "state"), "--run-dir", filepath.Join(d, "run"),
-		"--host-netns", hostPath, "--netns-link-dir", "", "--netns-etc-dir", filepath.Join(d, "etc"),
-		"--host-resolv-conf", "/dev/null", "--default-network=false", "--log-level", logLevel())
-	h := &hostnetPath{root: d, cmd: exec.Command("nsenter", append([]string{"--net=" + hostPath, "--"}, args...)...), c: client.New(sock), oneCall: oneCall}
-	logPath := filepath.Join(d, "hostnetd.log")
-	if p := os.Getenv("HOSTNET_BENCH_DAEMON_LOG"); p != "" {
-		logPath = p // kept after the run, for reading the daemon's timings
-	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	d, err := startDaemon(filepath.Join(dir, name), cfg.DaemonCmd, false)
 	if err != nil {
 		return nil, err
 	}
-	h.cmd.Stdout, h.cmd.Stderr = logf, logf
-	if err := h.cmd.Start(); err != nil {
-		return nil, err
-	}
+	h := &hostnetPath{benchDaemon: d, oneCall: oneCall}
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := h.c.Version(ctx); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			h.close()
-			b, _ := os.ReadFile(logf.Name())
-			return nil, fmt.Errorf("hostnetd did not start: %s", strings.TrimSpace(string(b)))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	_, err = h.c.CreateNetwork(ctx, &api.Network{Name: "bench", Type: api.NAT,
 		Ipams: []api.Ipam{{Subnets: []api.Subnet{{IpAddressPrefix: "10.200.0.0/16"}}}}})
 	if err != nil {
@@ -345,14 +310,7 @@ func (h *hostnetPath) attach(i int) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-func (h *hostnetPath) dir() string { return h.root }
-
-func (h *hostnetPath) close() {
-	if h.cmd.Process != nil {
-		_ = h.cmd.Process.Signal(syscall.SIGTERM)
-		_ = h.cmd.Wait()
-	}
-}
+func (h *hostnetPath) dir() string { return h.benchDaemon.dir }
 
 // logLevel is the benchmark daemons' log level: warn, unless
 // HOSTNET_BENCH_LOG_LEVEL says otherwise (info logs each attach's timings).

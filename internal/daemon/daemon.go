@@ -20,6 +20,7 @@ import (
 	"github.com/hostnet/hostnet/internal/server"
 	"github.com/hostnet/hostnet/internal/service"
 	"github.com/hostnet/hostnet/internal/store"
+	"golang.org/x/sys/unix"
 )
 
 // Config is hostnetd's configuration; see cmd/hostnetd for the flags.
@@ -61,6 +62,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	raiseFileLimit(log)
 	st, err := store.OpenBolt(cfg.StateDir)
 	if err != nil {
 		return err
@@ -140,4 +142,17 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// raiseFileLimit lifts the soft limit of open files to the hard one: every
+// published host port is held by a socket.
+func raiseFileLimit(log *slog.Logger) {
+	var l unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &l); err != nil || l.Cur >= l.Max {
+		return
+	}
+	l.Cur = l.Max
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &l); err != nil {
+		log.Warn("raising the open-file limit failed; publishing many ports may fail", "err", err)
+	}
 }

@@ -21,7 +21,6 @@ package policy
 import (
 	"net"
 	"net/netip"
-	"sort"
 	"strconv"
 
 	"github.com/hostnet/hostnet/api"
@@ -90,17 +89,18 @@ type Input struct {
 	Endpoints []Endpoint
 }
 
-// Compile returns the desired tables: the inet one, then the bridge one.
+// Compile returns the desired tables for in: the inet one, then the bridge
+// one. It is State's materialisation of in; the service uses State to get
+// the same tables incrementally.
 func Compile(in Input) []*nft.Table {
-	nets := append([]Network(nil), in.Networks...)
-	sort.Slice(nets, func(i, j int) bool { return nets[i].Bridge < nets[j].Bridge })
-	eps := append([]Endpoint(nil), in.Endpoints...)
-	sort.Slice(eps, func(i, j int) bool { return eps[i].Port < eps[j].Port })
-	byID := map[string]*Network{}
-	for i := range nets {
-		byID[nets[i].ID] = &nets[i]
+	s := NewState()
+	for _, n := range in.Networks {
+		s.SetNetwork(n)
 	}
-	return []*nft.Table{compileInet(nets, eps, byID), compileBridge(eps)}
+	for _, e := range in.Endpoints {
+		s.SetEndpoint(e)
+	}
+	return s.Tables()
 }
 
 func set(name, comment string, interval bool, keys ...nft.KeyType) *nft.Set {
@@ -111,134 +111,20 @@ func dataMap(name, comment string, key, value []nft.KeyType) *nft.Map {
 	return &nft.Map{Name: name, Key: key, Value: value, Elements: map[string]string{}, Comment: comment}
 }
 
+func verdictMap(name, comment string, key nft.KeyType) *nft.Map {
+	return &nft.Map{Name: name, Key: []nft.KeyType{key}, Verdict: true, Elements: map[string]string{}, Comment: comment}
+}
+
 func rule(comment string, exprs ...nft.Expr) nft.Rule {
 	return nft.Rule{Comment: comment, Exprs: exprs}
 }
 
-func compileInet(nets []Network, eps []Endpoint, byID map[string]*Network) *nft.Table {
-	bridges := set(SetBridges, "bridges of hostnet networks", false, nft.KeyIfname)
-	natBridges := set(SetNATBridges, "bridges of NAT networks", false, nft.KeyIfname)
-	intra := set(SetIntraBridge, "traffic that stays within one network", false, nft.KeyIfname, nft.KeyIfname)
-	nat4 := set(SetNATv4, "IPv4 subnets of NAT networks", true, nft.KeyIPv4)
-	nat6 := set(SetNATv6, "IPv6 subnets of NAT networks", true, nft.KeyIPv6)
-	except4 := set(SetNATExcept4, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nft.KeyIPv4, nft.KeyIPv4)
-	except6 := set(SetNATExcept6, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nft.KeyIPv6, nft.KeyIPv6)
-	noICC4 := set(SetNoICC4, "DisableICC endpoint . its subnet: no traffic with its peers", true, nft.KeyIPv4, nft.KeyIPv4)
-	noICC6 := set(SetNoICC6, "DisableICC endpoint . its subnet: no traffic with its peers", true, nft.KeyIPv6, nft.KeyIPv6)
+// inetSkeleton is the inet table without elements and without the
+// endpoints' ACL chains: what never changes.
+func inetSkeleton() *nft.Table {
 	proto := []nft.KeyType{nft.KeyInetProto, nft.KeyInetService}
 	to4 := []nft.KeyType{nft.KeyIPv4, nft.KeyInetService}
 	to6 := []nft.KeyType{nft.KeyIPv6, nft.KeyInetService}
-	ports4 := dataMap(MapPorts4, "published ports on every address of the host", proto, to4)
-	ports6 := dataMap(MapPorts6, "published ports on every address of the host", proto, to6)
-	vip4 := dataMap(MapVIPPorts4, "published ports bound to one address of the host", append([]nft.KeyType{nft.KeyIPv4}, proto...), to4)
-	vip6 := dataMap(MapVIPPorts6, "published ports bound to one address of the host", append([]nft.KeyType{nft.KeyIPv6}, proto...), to6)
-	snat4 := dataMap(MapSNAT4, "OutBoundNAT VirtualIP of an endpoint", []nft.KeyType{nft.KeyIPv4}, []nft.KeyType{nft.KeyIPv4})
-	snat6 := dataMap(MapSNAT6, "OutBoundNAT VirtualIP of an endpoint", []nft.KeyType{nft.KeyIPv6}, []nft.KeyType{nft.KeyIPv6})
-	verdictMap := func(name, comment string, key nft.KeyType) *nft.Map {
-		return &nft.Map{Name: name, Key: []nft.KeyType{key}, Verdict: true, Elements: map[string]string{}, Comment: comment}
-	}
-	aclIn4 := verdictMap(MapACLIn4, "the In rules of each endpoint, by its address", nft.KeyIPv4)
-	aclIn6 := verdictMap(MapACLIn6, "the In rules of each endpoint, by its address", nft.KeyIPv6)
-	aclOut4 := verdictMap(MapACLOut4, "the Out rules of each endpoint, by its address", nft.KeyIPv4)
-	aclOut6 := verdictMap(MapACLOut6, "the Out rules of each endpoint, by its address", nft.KeyIPv6)
-	profiles := map[string]*nft.Chain{}
-
-	for _, n := range nets {
-		if n.Bridge == "" {
-			continue
-		}
-		bridges.Elements = append(bridges.Elements, n.Bridge)
-		intra.Elements = append(intra.Elements, n.Bridge+" . "+n.Bridge)
-		if n.Type != api.NAT {
-			continue
-		}
-		natBridges.Elements = append(natBridges.Elements, n.Bridge)
-		for _, p := range n.Subnets {
-			if p.Addr().Is4() {
-				nat4.Elements = append(nat4.Elements, p.Masked().String())
-			} else {
-				nat6.Elements = append(nat6.Elements, p.Masked().String())
-			}
-		}
-	}
-	for _, e := range eps {
-		v4, v6 := firstAddrs(e.Addrs)
-		for _, m := range e.Mappings {
-			dst := v4
-			ports, vips := ports4, vip4
-			if m.IPv6 {
-				dst, ports, vips = v6, ports6, vip6
-			}
-			if !dst.IsValid() {
-				continue // a mapping of a family the endpoint has no address of
-			}
-			key := m.ProtocolName() + " . " + strconv.Itoa(int(m.ExternalPort))
-			value := dst.String() + " . " + strconv.Itoa(int(m.InternalPort))
-			if m.VIP.IsValid() {
-				vips.Elements[m.VIP.String()+" . "+key] = value
-			} else {
-				ports.Elements[key] = value
-			}
-		}
-		var netACLs []api.ACLSpec
-		if n := byID[e.Network]; n != nil {
-			netACLs = n.ACLs
-		}
-		p := NewProfile(netACLs, e.ACLs)
-		in := p.chain(api.ACLIn)
-		profiles[in.Name] = in
-		var out *nft.Chain
-		if !p.Default {
-			out = p.chain(api.ACLOut)
-			profiles[out.Name] = out
-		}
-		if n := byID[e.Network]; n != nil && e.DisableICC {
-			for _, a := range e.Addrs {
-				for _, sub := range n.Subnets {
-					if sub.Addr().Is4() == a.Is4() {
-						el := a.String() + " . " + sub.Masked().String()
-						if a.Is4() {
-							noICC4.Elements = append(noICC4.Elements, el)
-						} else {
-							noICC6.Elements = append(noICC6.Elements, el)
-						}
-					}
-				}
-			}
-		}
-		for _, a := range e.Addrs {
-			inMap, outMap := aclIn4, aclOut4
-			if a.Is6() {
-				inMap, outMap = aclIn6, aclOut6
-			}
-			inMap.Elements[a.String()] = "jump " + in.Name
-			if out != nil {
-				outMap.Elements[a.String()] = "jump " + out.Name
-			}
-		}
-		if o := e.OutboundNAT; o != nil {
-			for _, a := range e.Addrs {
-				for _, x := range o.Exceptions {
-					if a.Is4() == x.Addr().Is4() {
-						el := a.String() + " . " + prefixText([]netip.Prefix{x})[0]
-						if a.Is4() {
-							except4.Elements = append(except4.Elements, el)
-						} else {
-							except6.Elements = append(except6.Elements, el)
-						}
-					}
-				}
-				if o.VirtualIP.IsValid() && o.VirtualIP.Is4() == a.Is4() {
-					if a.Is4() {
-						snat4.Elements[a.String()] = o.VirtualIP.String()
-					} else {
-						snat6.Elements[a.String()] = o.VirtualIP.String()
-					}
-				}
-			}
-		}
-	}
-
 	guard := &nft.Chain{
 		Name: "guard", Type: nft.ChainTypeFilter, Hook: nft.HookPrerouting, Priority: nft.PriorityRaw,
 		Rules: []nft.Rule{
@@ -260,6 +146,21 @@ func compileInet(nets []Network, eps []Endpoint, byID map[string]*Network) *nft.
 					nft.DNATMap(nft.Concat(nft.L4Proto(), nft.THDport()), MapPorts6)),
 			},
 		}
+	}
+	// The endpoints' ACLs, before the chains below (a lower priority runs
+	// first): replies pass; a new flow meets its sender's Out rules and
+	// its receiver's In rules.
+	aclChain := func(name string, hook nft.Hook, dispatch ...nft.Rule) *nft.Chain {
+		rules := append([]nft.Rule{rule("replies to admitted flows", nft.CtState("established", "related"), nft.Accept())}, dispatch...)
+		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: nft.PriorityFilter - 10, Rules: rules}
+	}
+	sendersOut := []nft.Rule{
+		rule("the sender's Out rules (IPv4)", nft.VMap(nft.IPSaddr(), MapACLOut4)),
+		rule("the sender's Out rules (IPv6)", nft.VMap(nft.IP6Saddr(), MapACLOut6)),
+	}
+	receiversIn := []nft.Rule{
+		rule("the receiver's In rules (IPv4)", nft.VMap(nft.IPDaddr(), MapACLIn4)),
+		rule("the receiver's In rules (IPv6)", nft.VMap(nft.IP6Daddr(), MapACLIn6)),
 	}
 	forward := &nft.Chain{
 		Name: "forward", Type: nft.ChainTypeFilter, Hook: nft.HookForward, Priority: nft.PriorityFilter,
@@ -289,42 +190,141 @@ func compileInet(nets []Network, eps []Endpoint, byID map[string]*Network) *nft.
 			rule("NAT networks reach the outside behind the host (IPv6)", nft.IP6Saddr().InSet(SetNATv6), nft.Oifname().NotInSet(SetBridges), nft.Masquerade()),
 		},
 	}
-	// The endpoints' ACLs, before the chains above (a lower priority runs
-	// first): replies pass; a new flow meets its sender's Out rules and
-	// its receiver's In rules.
-	aclChain := func(name string, hook nft.Hook, dispatch ...nft.Rule) *nft.Chain {
-		rules := append([]nft.Rule{rule("replies to admitted flows", nft.CtState("established", "related"), nft.Accept())}, dispatch...)
-		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: nft.PriorityFilter - 10, Rules: rules}
-	}
-	sendersOut := []nft.Rule{
-		rule("the sender's Out rules (IPv4)", nft.VMap(nft.IPSaddr(), MapACLOut4)),
-		rule("the sender's Out rules (IPv6)", nft.VMap(nft.IP6Saddr(), MapACLOut6)),
-	}
-	receiversIn := []nft.Rule{
-		rule("the receiver's In rules (IPv4)", nft.VMap(nft.IPDaddr(), MapACLIn4)),
-		rule("the receiver's In rules (IPv6)", nft.VMap(nft.IP6Daddr(), MapACLIn6)),
-	}
-	chains := []*nft.Chain{
-		guard, publish("publish", nft.HookPrerouting), publish("publish_local", nft.HookOutput),
-		aclChain("acl_forward", nft.HookForward, append(append([]nft.Rule(nil), sendersOut...), receiversIn...)...),
-		aclChain("acl_input", nft.HookInput, sendersOut...),
-		aclChain("acl_output", nft.HookOutput, receiversIn...),
-		forward, postrouting,
-	}
-	names := make([]string, 0, len(profiles))
-	for name := range profiles {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		chains = append(chains, profiles[name])
-	}
 	return &nft.Table{
-		Name:   TableName,
-		Sets:   []*nft.Set{bridges, natBridges, intra, nat4, nat6, except4, except6, noICC4, noICC6},
-		Maps:   []*nft.Map{ports4, ports6, vip4, vip6, snat4, snat6, aclIn4, aclIn6, aclOut4, aclOut6},
-		Chains: chains,
+		Name: TableName,
+		Sets: []*nft.Set{
+			set(SetBridges, "bridges of hostnet networks", false, nft.KeyIfname),
+			set(SetNATBridges, "bridges of NAT networks", false, nft.KeyIfname),
+			set(SetIntraBridge, "traffic that stays within one network", false, nft.KeyIfname, nft.KeyIfname),
+			set(SetNATv4, "IPv4 subnets of NAT networks", true, nft.KeyIPv4),
+			set(SetNATv6, "IPv6 subnets of NAT networks", true, nft.KeyIPv6),
+			set(SetNATExcept4, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nft.KeyIPv4, nft.KeyIPv4),
+			set(SetNATExcept6, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nft.KeyIPv6, nft.KeyIPv6),
+			set(SetNoICC4, "DisableICC endpoint . its subnet: no traffic with its peers", true, nft.KeyIPv4, nft.KeyIPv4),
+			set(SetNoICC6, "DisableICC endpoint . its subnet: no traffic with its peers", true, nft.KeyIPv6, nft.KeyIPv6),
+		},
+		Maps: []*nft.Map{
+			dataMap(MapPorts4, "published ports on every address of the host", proto, to4),
+			dataMap(MapPorts6, "published ports on every address of the host", proto, to6),
+			dataMap(MapVIPPorts4, "published ports bound to one address of the host", append([]nft.KeyType{nft.KeyIPv4}, proto...), to4),
+			dataMap(MapVIPPorts6, "published ports bound to one address of the host", append([]nft.KeyType{nft.KeyIPv6}, proto...), to6),
+			dataMap(MapSNAT4, "OutBoundNAT VirtualIP of an endpoint", []nft.KeyType{nft.KeyIPv4}, []nft.KeyType{nft.KeyIPv4}),
+			dataMap(MapSNAT6, "OutBoundNAT VirtualIP of an endpoint", []nft.KeyType{nft.KeyIPv6}, []nft.KeyType{nft.KeyIPv6}),
+			verdictMap(MapACLIn4, "the In rules of each endpoint, by its address", nft.KeyIPv4),
+			verdictMap(MapACLIn6, "the In rules of each endpoint, by its address", nft.KeyIPv6),
+			verdictMap(MapACLOut4, "the Out rules of each endpoint, by its address", nft.KeyIPv4),
+			verdictMap(MapACLOut6, "the Out rules of each endpoint, by its address", nft.KeyIPv6),
+		},
+		Chains: []*nft.Chain{
+			guard, publish("publish", nft.HookPrerouting), publish("publish_local", nft.HookOutput),
+			aclChain("acl_forward", nft.HookForward, append(append([]nft.Rule(nil), sendersOut...), receiversIn...)...),
+			aclChain("acl_input", nft.HookInput, sendersOut...),
+			aclChain("acl_output", nft.HookOutput, receiversIn...),
+			forward, postrouting,
+		},
 	}
+}
+
+// networkElements is what a network adds to the tables.
+func networkElements(n Network) *contribution {
+	c := newContribution()
+	if n.Bridge == "" {
+		return c
+	}
+	c.add(nft.FamilyInet, SetBridges, n.Bridge)
+	c.add(nft.FamilyInet, SetIntraBridge, n.Bridge+" . "+n.Bridge)
+	if n.Type != api.NAT {
+		return c
+	}
+	c.add(nft.FamilyInet, SetNATBridges, n.Bridge)
+	for _, p := range n.Subnets {
+		if p.Addr().Is4() {
+			c.add(nft.FamilyInet, SetNATv4, p.Masked().String())
+		} else {
+			c.add(nft.FamilyInet, SetNATv6, p.Masked().String())
+		}
+	}
+	return c
+}
+
+// endpointElements is what an attached endpoint adds to the tables, and
+// the ACL chains it jumps to (n is its network, nil if unknown).
+func endpointElements(e Endpoint, n *Network) (*contribution, []*nft.Chain) {
+	c := newContribution()
+	v4, v6 := firstAddrs(e.Addrs)
+	for _, m := range e.Mappings {
+		dst, ports, vips := v4, MapPorts4, MapVIPPorts4
+		if m.IPv6 {
+			dst, ports, vips = v6, MapPorts6, MapVIPPorts6
+		}
+		if !dst.IsValid() {
+			continue // a mapping of a family the endpoint has no address of
+		}
+		key := m.ProtocolName() + " . " + strconv.Itoa(int(m.ExternalPort))
+		value := dst.String() + " . " + strconv.Itoa(int(m.InternalPort))
+		if m.VIP.IsValid() {
+			c.put(nft.FamilyInet, vips, m.VIP.String()+" . "+key, value)
+		} else {
+			c.put(nft.FamilyInet, ports, key, value)
+		}
+	}
+	var netACLs []api.ACLSpec
+	if n != nil {
+		netACLs = n.ACLs
+	}
+	p := NewProfile(netACLs, e.ACLs)
+	in := p.chain(api.ACLIn)
+	chains := []*nft.Chain{in}
+	var out *nft.Chain
+	if !p.Default {
+		out = p.chain(api.ACLOut)
+		chains = append(chains, out)
+	}
+	for _, a := range e.Addrs {
+		inMap, outMap := MapACLIn4, MapACLOut4
+		if a.Is6() {
+			inMap, outMap = MapACLIn6, MapACLOut6
+		}
+		c.put(nft.FamilyInet, inMap, a.String(), "jump "+in.Name)
+		if out != nil {
+			c.put(nft.FamilyInet, outMap, a.String(), "jump "+out.Name)
+		}
+		if n != nil && e.DisableICC {
+			for _, sub := range n.Subnets {
+				if sub.Addr().Is4() == a.Is4() {
+					c.add(nft.FamilyInet, pick(a, SetNoICC4, SetNoICC6), a.String()+" . "+sub.Masked().String())
+				}
+			}
+		}
+		if o := e.OutboundNAT; o != nil {
+			for _, x := range o.Exceptions {
+				if a.Is4() == x.Addr().Is4() {
+					c.add(nft.FamilyInet, pick(a, SetNATExcept4, SetNATExcept6), a.String()+" . "+prefixText([]netip.Prefix{x})[0])
+				}
+			}
+			if o.VirtualIP.IsValid() && o.VirtualIP.Is4() == a.Is4() {
+				c.put(nft.FamilyInet, pick(a, MapSNAT4, MapSNAT6), a.String(), o.VirtualIP.String())
+			}
+		}
+	}
+	if e.Port != "" {
+		c.add(nft.FamilyBridge, SetPorts, e.Port)
+		if e.MAC != nil {
+			c.add(nft.FamilyBridge, SetPortMAC, e.Port+" . "+e.MAC.String())
+		}
+		for _, a := range e.Addrs {
+			c.add(nft.FamilyBridge, pick(a, SetPortV4, SetPortV6), e.Port+" . "+a.String())
+		}
+	}
+	return c, chains
+}
+
+// pick returns v4 for an IPv4 address, else v6.
+func pick(a netip.Addr, v4, v6 string) string {
+	if a.Is4() {
+		return v4
+	}
+	return v6
 }
 
 // firstAddrs returns the endpoint's first IPv4 and IPv6 addresses.
@@ -344,28 +344,8 @@ func firstAddrs(addrs []netip.Addr) (v4, v6 netip.Addr) {
 // anything else sees a frame (br_netfilter runs at 0).
 const bridgePrioritySpoof = -300
 
-func compileBridge(eps []Endpoint) *nft.Table {
-	ports := set(SetPorts, "host sides of endpoints", false, nft.KeyIfname)
-	macs := set(SetPortMAC, "the MAC each endpoint may send from", false, nft.KeyIfname, nft.KeyEther)
-	v4 := set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv4)
-	v6 := set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv6)
-	for _, e := range eps {
-		if e.Port == "" {
-			continue
-		}
-		ports.Elements = append(ports.Elements, e.Port)
-		if e.MAC != nil {
-			macs.Elements = append(macs.Elements, e.Port+" . "+e.MAC.String())
-		}
-		for _, a := range e.Addrs {
-			el := e.Port + " . " + a.String()
-			if a.Is4() {
-				v4.Elements = append(v4.Elements, el)
-			} else {
-				v6.Elements = append(v6.Elements, el)
-			}
-		}
-	}
+// bridgeSkeleton is the bridge table without elements.
+func bridgeSkeleton() *nft.Table {
 	antispoof := &nft.Chain{Name: "antispoof", Rules: []nft.Rule{
 		rule("source MAC", nft.Concat(nft.Iifname(), nft.EtherSaddr()).NotInSet(SetPortMAC), nft.Drop()),
 		rule("ARP sender MAC", nft.EtherType().Eq("arp"), nft.Concat(nft.Iifname(), nft.ArpSaddrEther()).NotInSet(SetPortMAC), nft.Drop()),
@@ -384,7 +364,12 @@ func compileBridge(eps []Endpoint) *nft.Table {
 	return &nft.Table{
 		Family: nft.FamilyBridge,
 		Name:   TableName,
-		Sets:   []*nft.Set{ports, macs, v4, v6},
+		Sets: []*nft.Set{
+			set(SetPorts, "host sides of endpoints", false, nft.KeyIfname),
+			set(SetPortMAC, "the MAC each endpoint may send from", false, nft.KeyIfname, nft.KeyEther),
+			set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv4),
+			set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv6),
+		},
 		Chains: []*nft.Chain{prerouting, antispoof},
 	}
 }

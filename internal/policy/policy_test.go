@@ -226,3 +226,70 @@ func TestProfilesAreShared(t *testing.T) {
 		t.Errorf("ACL chains: %v", aclChains)
 	}
 }
+
+// A sequence of incremental changes, applied as patches, leaves the same
+// tables as compiling the final objects and applying them whole; and a
+// patch for one endpoint among 1,000 is small.
+func TestStatePatchesMatchCompile(t *testing.T) {
+	in := sample(t)
+	s := NewState()
+	f := nft.NewFake()
+	if err := f.ApplyAll(s.Tables()...); err != nil {
+		t.Fatal(err)
+	}
+	step := func(what string, patches []nft.TablePatch) {
+		t.Helper()
+		if err := f.Patch(patches...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	for _, n := range in.Networks {
+		step("network "+n.ID, s.SetNetwork(n))
+	}
+	for _, e := range in.Endpoints {
+		step("endpoint "+e.ID, s.SetEndpoint(e))
+	}
+	// Change an endpoint's rules, a network's ACLs, remove and re-add.
+	web := in.Endpoints[0]
+	web.ACLs = web.ACLs[:1]
+	web.Mappings = web.Mappings[1:]
+	step("web changed", s.SetEndpoint(web))
+	netB := in.Networks[0]
+	netB.ACLs = nil
+	step("network b without ACLs", s.SetNetwork(netB))
+	step("plain removed", s.RemoveEndpoint("plain"))
+	final := Input{Networks: []Network{netB, in.Networks[1]}, Endpoints: []Endpoint{web, in.Endpoints[2]}}
+	want := nft.NewFake()
+	if err := want.ApplyAll(Compile(final)...); err != nil {
+		t.Fatal(err)
+	}
+	if got, exp := f.Dump(), want.Dump(); got != exp {
+		t.Errorf("patched tables differ from compiled ones:\n--- patched\n%s\n--- compiled\n%s", got, exp)
+	}
+
+	// One endpoint more among 1,000: the patch carries its elements only.
+	big := NewState()
+	big.SetNetwork(Network{ID: "n", Type: api.NAT, Bridge: "hnbr1", Subnets: []netip.Prefix{netip.MustParsePrefix("10.200.0.0/16")}})
+	ep := func(i int) Endpoint {
+		return Endpoint{ID: fmt.Sprint(i), Network: "n", Port: fmt.Sprintf("hnv%d", i), MAC: net.HardwareAddr{2, 0, 0, 0, byte(i >> 8), byte(i)},
+			Addrs:    []netip.Addr{netip.AddrFrom4([4]byte{10, 200, byte(i >> 8), byte(i)})},
+			Mappings: []api.PortMappingSpec{{Protocol: api.ProtoTCP, ExternalPort: uint16(20000 + i), InternalPort: 80}}}
+	}
+	for i := 0; i < 1000; i++ {
+		big.SetEndpoint(ep(i))
+	}
+	n := 0
+	for _, p := range big.SetEndpoint(ep(1000)) {
+		for _, els := range p.AddElements {
+			n += len(els)
+		}
+		for _, kv := range p.SetMapElements {
+			n += len(kv)
+		}
+	}
+	// ports_v4 and acl_in_v4 in the inet table; endpoint_ports,
+	// endpoint_mac and endpoint_v4 in the bridge table.
+	if n != 5 {
+		t.Errorf("the patch of one endpoint among 1,000 carries %d elements, want 5", n)
+	}
+}

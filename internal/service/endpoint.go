@@ -429,17 +429,18 @@ func (s *Service) ModifyEndpoint(ref string, req api.ModifyRequest) (*api.Endpoi
 // realisePolicies brings an attached endpoint's filters, published ports and
 // routes from before's policies to after's, and ends the flows after's deny.
 func (s *Service) realisePolicies(before, after *endpointRecord) error {
-	f := s.firewallInput()
-	prev := f.endpoints[after.Doc.ID]
+	f := s.firewall()
+	prev, _ := f.Endpoint(after.Doc.ID)
 	next := firewallEndpoint(&after.Doc)
-	f.endpoints[after.Doc.ID] = next
-	if err := s.applyFirewall(); err != nil {
+	if err := s.patchFirewall(f.SetEndpoint(next)); err != nil {
+		s.resyncFirewall()
 		return err
 	}
 	if err := s.reattach(after); err != nil {
 		return err
 	}
-	s.endFlows(prev, next, f.networks[after.Doc.HostComputeNetwork])
+	n, _ := f.Network(after.Doc.HostComputeNetwork)
+	s.endFlows(prev, next, n)
 	return nil
 }
 

@@ -390,10 +390,10 @@ func (s *Service) Attach(nsRef, epRef string) (*api.Namespace, error) {
 // what tx sees, the new attachment included).
 func (s *Service) attachStep(tx store.Tx, ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) func() error {
 	resolv := s.resolvContent(tx, ns)
-	s.firewallInput().endpoints[ep.Doc.ID] = firewallEndpoint(&ep.Doc)
+	patches := s.firewall().SetEndpoint(firewallEndpoint(&ep.Doc))
 	epc, nsc := *ep, *ns
 	return func() error {
-		if err := s.applyFirewall(); err != nil {
+		if err := s.patchFirewall(patches); err != nil {
 			return internal(err, "attach endpoint %q", displayName(epc.Doc.Name, epc.Doc.ID))
 		}
 		if err := s.attachKernel(&epc, pn, &nsc); err != nil {

@@ -162,8 +162,11 @@ func (s *Service) realiseNetwork(drv driver.Driver, pn *parsedNetwork) error {
 	if err := drv.EnsureNetwork(pn.driverNetwork()); err != nil {
 		return err
 	}
-	s.firewallInput().networks[pn.doc.ID] = firewallNetwork(pn)
-	return s.applyFirewall()
+	if err := s.patchFirewall(s.firewall().SetNetwork(firewallNetwork(pn))); err != nil {
+		s.resyncFirewall()
+		return err
+	}
+	return nil
 }
 
 // GetNetwork returns a network by ID or name.
@@ -264,9 +267,9 @@ func (s *Service) unrealiseNetwork(pn *parsedNetwork) {
 			s.log.Error("removing network from the kernel failed; reconciliation will retry", "network", pn.doc.Name, "err", err)
 		}
 	}
-	delete(s.firewallInput().networks, pn.doc.ID)
-	if err := s.applyFirewall(); err != nil {
-		s.log.Error("updating the firewall failed; reconciliation will retry", "err", err)
+	if err := s.patchFirewall(s.firewall().RemoveNetwork(pn.doc.ID)); err != nil {
+		s.log.Error("updating the firewall failed", "err", err)
+		s.resyncFirewall()
 	}
 }
 
@@ -317,18 +320,13 @@ func (s *Service) ModifyNetwork(ref string, req api.ModifyRequest) (*api.Network
 	}); err != nil {
 		return nil, internal(err, "store network %q", n.Name)
 	}
-	before := s.firewallInput().networks[n.ID]
+	before, _ := s.firewall().Network(n.ID)
 	if err := s.realiseNetwork(drv, &parsedNetwork{doc: &n, spec: spec}); err != nil {
 		return nil, internal(err, "apply network %q", n.Name)
 	}
-	if req.ResourceType == api.ResourcePolicy {
+	if after, _ := s.firewall().Network(n.ID); req.ResourceType == api.ResourcePolicy && len(before.ACLs)+len(after.ACLs) > 0 {
 		// Network ACLs apply to every endpoint: end the flows they now deny.
-		after := s.firewallInput().networks[n.ID]
-		for _, e := range s.firewallInput().endpoints {
-			if e.Network == n.ID && len(before.ACLs)+len(after.ACLs) > 0 {
-				s.endFlows(e, e, after)
-			}
-		}
+		s.endNetworkFlows(n.ID, after)
 	}
 	if req.ResourceType == api.ResourceDNS {
 		s.refreshNetworkDNS(n.ID)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane"
+	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/store"
 )
@@ -213,28 +214,9 @@ func firewallEndpoint(e *api.Endpoint) policy.Endpoint {
 	return fe
 }
 
-// firewall is the compiler's input, kept in memory and in step with the
-// store (under the service's lock), so that a change does not decode every
-// object again.
-type firewall struct {
-	networks  map[string]policy.Network
-	endpoints map[string]policy.Endpoint // attached endpoints only
-}
-
-func (f *firewall) input() policy.Input {
-	var in policy.Input
-	for _, n := range f.networks {
-		in.Networks = append(in.Networks, n)
-	}
-	for _, e := range f.endpoints {
-		in.Endpoints = append(in.Endpoints, e)
-	}
-	return in
-}
-
-// loadFirewall rebuilds the compiler's input from the store.
+// loadFirewall rebuilds the compiler's state from the store.
 func (s *Service) loadFirewall(tx store.Tx) error {
-	f := &firewall{networks: map[string]policy.Network{}, endpoints: map[string]policy.Endpoint{}}
+	st := policy.NewState()
 	nets, err := listNetworks(tx)
 	if err != nil {
 		return err
@@ -244,7 +226,7 @@ func (s *Service) loadFirewall(tx store.Tx) error {
 		if err != nil {
 			continue
 		}
-		f.networks[pn.doc.ID] = firewallNetwork(pn)
+		st.SetNetwork(firewallNetwork(pn))
 	}
 	eps, err := listEndpoints(tx)
 	if err != nil {
@@ -252,44 +234,53 @@ func (s *Service) loadFirewall(tx store.Tx) error {
 	}
 	for i := range eps {
 		if eps[i].Doc.HostComputeNamespace != "" {
-			f.endpoints[eps[i].Doc.ID] = firewallEndpoint(&eps[i].Doc)
+			st.SetEndpoint(firewallEndpoint(&eps[i].Doc))
 		}
 	}
-	s.fw = f
+	s.fw = st
 	return nil
 }
 
-// firewallInput returns the compiler's input, loading it from the store the
+// firewall returns the compiler's state, loading it from the store the
 // first time.
-func (s *Service) firewallInput() *firewall {
+func (s *Service) firewall() *policy.State {
 	if s.fw == nil {
 		if err := s.cfg.Store.View(s.loadFirewall); err != nil {
-			s.log.Error("loading the firewall's input failed", "err", err)
-			s.fw = &firewall{networks: map[string]policy.Network{}, endpoints: map[string]policy.Endpoint{}}
+			s.log.Error("loading the firewall's state failed", "err", err)
+			s.fw = policy.NewState()
 		}
 	}
 	return s.fw
 }
 
-// applyFirewall compiles the tables from the in-memory input and applies
-// them (one atomic batch per table, only what changed).
+// applyFirewall applies the whole tables (at start: diffed against what
+// the kernel holds, so nothing is flushed).
 func (s *Service) applyFirewall() error {
 	if s.cfg.Firewall == nil {
 		return nil
 	}
-	for _, t := range policy.Compile(s.firewallInput().input()) {
-		if err := s.cfg.Firewall.Apply(t); err != nil {
-			return fmt.Errorf("apply nftables table %s %s: %w", t.Family, t.Name, err)
-		}
+	if err := s.cfg.Firewall.ApplyAll(s.firewall().Tables()...); err != nil {
+		return fmt.Errorf("apply nftables tables: %w", err)
 	}
 	return nil
 }
 
-// resyncFirewall rebuilds the input from the store and applies it; used
-// after a failure left the in-memory input in doubt.
+// patchFirewall applies the patches of one change, in one atomic batch.
+func (s *Service) patchFirewall(patches []nft.TablePatch) error {
+	if s.cfg.Firewall == nil || len(patches) == 0 {
+		return nil
+	}
+	if err := s.cfg.Firewall.Patch(patches...); err != nil {
+		return fmt.Errorf("update nftables tables: %w", err)
+	}
+	return nil
+}
+
+// resyncFirewall rebuilds the state from the store and applies it whole;
+// used after a failure left the state in doubt.
 func (s *Service) resyncFirewall() {
 	if err := s.cfg.Store.View(s.loadFirewall); err != nil {
-		s.log.Error("reloading the firewall's input failed", "err", err)
+		s.log.Error("reloading the firewall's state failed", "err", err)
 		return
 	}
 	if err := s.applyFirewall(); err != nil {
@@ -349,14 +340,33 @@ func (s *Service) endFlows(before, after policy.Endpoint, net policy.Network) {
 // forgetInFirewall removes a detached endpoint from the firewall: its port
 // filters and published ports go, and the flows it had with them.
 func (s *Service) forgetInFirewall(id string) {
-	f := s.firewallInput()
-	e, ok := f.endpoints[id]
+	e, ok := s.firewall().Endpoint(id)
 	if !ok {
 		return
 	}
-	delete(f.endpoints, id)
-	if err := s.applyFirewall(); err != nil {
-		s.log.Error("applying the firewall failed; reconciliation will retry", "err", err)
+	if err := s.patchFirewall(s.firewall().RemoveEndpoint(id)); err != nil {
+		s.log.Error("updating the firewall failed", "err", err)
+		s.resyncFirewall()
 	}
 	s.endFlows(e, policy.Endpoint{ID: id}, policy.Network{ACLs: []api.ACLSpec{{Action: api.ACLBlock}}})
+}
+
+// endNetworkFlows ends, for every attached endpoint of a network, the flows
+// its network's new ACLs deny.
+func (s *Service) endNetworkFlows(networkID string, n policy.Network) {
+	var eps []api.Endpoint
+	_ = s.cfg.Store.View(func(tx store.Tx) error {
+		recs, err := listEndpoints(tx)
+		for _, r := range recs {
+			if r.Doc.HostComputeNetwork == networkID && r.Doc.HostComputeNamespace != "" {
+				eps = append(eps, r.Doc)
+			}
+		}
+		return err
+	})
+	for i := range eps {
+		if e, ok := s.firewall().Endpoint(eps[i].ID); ok {
+			s.endFlows(e, e, n)
+		}
+	}
 }

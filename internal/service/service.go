@@ -17,6 +17,7 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane"
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/store"
 )
 
@@ -59,7 +60,7 @@ type Service struct {
 
 	// Guarded by mu:
 	reserved map[string]*dataplane.PortReservation // published host ports, by portKey
-	fw       *firewall                             // the policy compiler's input
+	fw       *policy.State                         // the policy compiler, incrementally
 }
 
 // New returns a service over cfg. Call Reconcile before serving requests.

@@ -13,6 +13,14 @@ type Applier interface {
 	// Idempotent: applying the same table twice sends nothing the second time (or nothing that changes state).
 	// On error the kernel is unchanged (the batch is atomic).
 	Apply(t *Table) error
+	// ApplyAll is Apply for several tables (of any families) in one atomic netlink batch: every
+	// table changes or none does. Two tables with the same family and name are an error.
+	ApplyAll(tables ...*Table) error
+	// Patch applies incremental changes to tables the applier holds (see TablePatch), all of them
+	// in one atomic netlink batch, in time proportional to the patches rather than to the tables.
+	// An invalid patch (unknown table, set, map or chain; bad element text; a chain deleted while
+	// still referenced) is an error naming the patch and the object, and nothing changes.
+	Patch(patches ...TablePatch) error
 	// Delete removes the inet table name; a table that is absent is not an error.
 	Delete(name string) error
 	// DeleteTable removes the table (family, name); a table that is absent is not an error.

@@ -214,7 +214,8 @@ func parseAddr(k KeyType, text string, ranges bool) (value, error) {
 	if err != nil {
 		return value{}, err
 	}
-	return value{lo: a.AsSlice(), hi: a.AsSlice()}, nil
+	b := a.AsSlice() // lo and hi may share: values are never modified in place
+	return value{lo: b, hi: b}, nil
 }
 
 // parseEther parses a colon-separated 6-byte MAC address, or (with ranges)
@@ -384,10 +385,14 @@ type element []value
 
 // parseElement parses the text of a (possibly concatenated) element.
 func parseElement(keys []KeyType, text string, mode parseMode) (element, error) {
-	parts := []string{text}
-	if len(keys) > 1 {
-		parts = strings.Split(text, " . ")
+	if len(keys) == 1 {
+		v, err := keys[0].parseValue(strings.TrimSpace(text), mode)
+		if err != nil {
+			return nil, fmt.Errorf("element %q: %w", text, err)
+		}
+		return element{v}, nil
 	}
+	parts := strings.Split(text, " . ")
 	if len(parts) != len(keys) {
 		return nil, fmt.Errorf("element %q has %d fields, key %s has %d", text, len(parts), keyString(keys), len(keys))
 	}
@@ -404,6 +409,9 @@ func parseElement(keys []KeyType, text string, mode parseMode) (element, error) 
 
 // canonical returns the canonical text of e.
 func (e element) canonical(keys []KeyType) string {
+	if len(e) == 1 {
+		return keys[0].format(e[0])
+	}
 	s := make([]string, len(e))
 	for i, v := range e {
 		s[i] = keys[i].format(v)

@@ -37,7 +37,10 @@ type ruleCtx struct {
 	sets   map[string]*Set
 	maps   map[string]*Map
 	chains map[string]*Chain
-	chain  *Chain // the chain the rule is in
+	// findChain, when set, replaces chains (a patch looks chains up in the
+	// applier's state rather than in a Table).
+	findChain func(name string) (*Chain, bool)
+	chain     *Chain // the chain the rule is in
 
 	nfproto byte // network protocol the rule is known to be restricted to (NFPROTO_*)
 	l4proto byte // transport protocol the rule is known to be restricted to
@@ -45,6 +48,20 @@ type ruleCtx struct {
 	refSets   []string   // named sets and maps the rule looks up
 	refChains []string   // chains the rule jumps or goes to
 	anon      []*anonSet // anonymous sets the rule looks up, sent with it
+}
+
+// text is a string as a fmt.Stringer.
+type text string
+
+func (t text) String() string { return string(t) }
+
+// lookupChain returns the chain name of the table.
+func (c *ruleCtx) lookupChain(name string) (*Chain, bool) {
+	if c.findChain != nil {
+		return c.findChain(name)
+	}
+	ch, ok := c.chains[name]
+	return ch, ok
 }
 
 // Field is a value of the packet or its metadata that a rule can match:
@@ -323,7 +340,7 @@ var etherTypeOf = map[byte]uint16{unix.NFPROTO_IPV4: unix.ETH_P_IP, unix.NFPROTO
 // requireNet returns the implicit dependency on network protocol proto
 // (NFPROTO_*), as nft adds it: `meta nfproto` in an inet table, `ether
 // type` in a bridge table; nothing when the rule already established it.
-func (c *ruleCtx) requireNet(proto byte, what string) ([]expr.Any, error) {
+func (c *ruleCtx) requireNet(proto byte, what fmt.Stringer) ([]expr.Any, error) {
 	if proto == 0 || c.nfproto == proto {
 		return nil, nil
 	}
@@ -350,7 +367,7 @@ func (c *ruleCtx) requireNet(proto byte, what string) ([]expr.Any, error) {
 
 // requireL4 returns the implicit dependency `meta l4proto PROTO`, unless
 // the rule already established it.
-func (c *ruleCtx) requireL4(proto byte, what string) ([]expr.Any, error) {
+func (c *ruleCtx) requireL4(proto byte, what fmt.Stringer) ([]expr.Any, error) {
 	if proto == 0 || c.l4proto == proto {
 		return nil, nil
 	}
@@ -369,8 +386,8 @@ func (c *ruleCtx) requireL4(proto byte, what string) ([]expr.Any, error) {
 // load returns the loads of f into registers from 1 on (each field of a
 // concatenation padded to 4 bytes), preceded by the implicit dependencies
 // of its selectors that the rule has not established yet. what names the
-// expression in errors.
-func (c *ruleCtx) load(f Field, what string) ([]expr.Any, error) {
+// expression in errors (rendered only for an error).
+func (c *ruleCtx) load(f Field, what fmt.Stringer) ([]expr.Any, error) {
 	if len(f.parts) == 0 {
 		return nil, errors.New("match without a field")
 	}
@@ -414,7 +431,7 @@ func (c *ruleCtx) load(f Field, what string) ([]expr.Any, error) {
 }
 
 func (m Match) lower(c *ruleCtx) ([]expr.Any, error) {
-	out, err := c.load(m.Field, m.String())
+	out, err := c.load(m.Field, m)
 	if err != nil {
 		return nil, err
 	}
@@ -762,7 +779,7 @@ func (v VMapStmt) lower(c *ruleCtx) ([]expr.Any, error) {
 	if keyString(m.Key) != keyString(v.Field.Key()) {
 		return nil, fmt.Errorf("%s: map %q has key type %s, field has type %s", v, v.Map, keyString(m.Key), keyString(v.Field.Key()))
 	}
-	out, err := c.load(v.Field, v.String())
+	out, err := c.load(v.Field, v)
 	if err != nil {
 		return nil, err
 	}
@@ -875,11 +892,11 @@ func (n NATMapStmt) lower(c *ruleCtx) ([]expr.Any, error) {
 	if family == 0 || (len(m.Value) != 1 && !withPort) {
 		return nil, fmt.Errorf("%s: map %q has value type %s, want an address (ipv4_addr, ipv6_addr) optionally followed by inet_service", what, n.Map, keyString(m.Value))
 	}
-	out, err := c.requireNet(family, what)
+	out, err := c.requireNet(family, text(what))
 	if err != nil {
 		return nil, err
 	}
-	load, err := c.load(n.Key, what)
+	load, err := c.load(n.Key, text(what))
 	if err != nil {
 		return nil, err
 	}
@@ -1000,7 +1017,7 @@ func (v VerdictStmt) lower(c *ruleCtx) ([]expr.Any, error) {
 		}
 		return []expr.Any{&expr.Verdict{Kind: kind}}, nil
 	}
-	target, ok := c.chains[v.Chain]
+	target, ok := c.lookupChain(v.Chain)
 	if !ok {
 		return nil, fmt.Errorf("%s: unknown chain %q", v, v.Chain)
 	}

@@ -32,6 +32,13 @@ import (
 // rule text, kept in each rule's userdata); a chain whose sequence differs
 // is flushed and refilled, with the anonymous sets of its rules.
 //
+// Patch changes tables incrementally (see TablePatch): it validates the
+// patch against the cache, in which each set and map keeps its elements
+// indexed by canonical text, and sends only the patch, in time
+// proportional to the patch. ApplyAll and Patch send all their tables in
+// one batch (nftables commits a netlink batch atomically, whatever tables
+// it touches).
+//
 // The Kernel trusts what it applied last: if something else changes the
 // table, call Resync, or an Apply that finds nothing to do sends nothing.
 // (A batch that fails, e.g. because of such a change, is retried once after
@@ -43,8 +50,15 @@ type Kernel struct {
 	fd    int // our duplicate of the namespace fd
 	conn  *nftables.Conn
 	known map[tableKey]*compiled // per table: what the kernel holds; nil = absent. No entry = unknown.
+	// batches is the lasting netlink socket that batches are sent on
+	// (nil: open one at the next batch). Closing an nfnetlink socket
+	// waits for the kernel to finish releasing what the last transactions
+	// removed (an RCU grace period, ~5-10 ms), so the Kernel keeps it open;
+	// it replaces it after a failed or abandoned batch, whose replies or
+	// queued messages must not reach the next one.
+	batches *nftables.Conn
 
-	lastBatch []string // what the last Apply or Delete sent (for tests and debugging)
+	lastBatch []string // what the last Apply, ApplyAll, Patch or Delete sent (for tests and debugging)
 }
 
 // tableKey identifies a table in a namespace.
@@ -96,11 +110,32 @@ func NewKernel(nsFd int) (*Kernel, error) {
 	return k, nil
 }
 
-// newConn returns a netlink connection to the namespace. It opens a socket
-// per operation (no lasting socket that a failed exchange could leave with
-// unread replies).
+// newConn returns a netlink connection to the namespace for reading. It
+// opens a socket per operation (no lasting socket that a failed exchange
+// could leave with unread replies).
 func (k *Kernel) newConn() (*nftables.Conn, error) {
 	return nftables.New(nftables.WithNetNSFd(k.fd), nftables.WithSockOptions(bigBuffers))
+}
+
+// batchConn returns the lasting connection batches are sent on.
+func (k *Kernel) batchConn() (*nftables.Conn, error) {
+	if k.batches == nil {
+		c, err := nftables.New(nftables.WithNetNSFd(k.fd), nftables.WithSockOptions(bigBuffers), nftables.AsLasting())
+		if err != nil {
+			return nil, err
+		}
+		k.batches = c
+	}
+	return k.batches, nil
+}
+
+// dropBatchConn closes the batch connection c if it is still the current
+// one (the next batch opens a new one).
+func (k *Kernel) dropBatchConn(c *nftables.Conn) {
+	if c != nil && k.batches == c {
+		_ = c.CloseLasting()
+		k.batches = nil
+	}
 }
 
 // bigBuffers raises the netlink socket buffers (best effort) so that a large
@@ -124,6 +159,7 @@ func (k *Kernel) Close() error {
 	if k.fd <= 0 {
 		return nil
 	}
+	k.dropBatchConn(k.batches)
 	err := unix.Close(k.fd)
 	k.fd = -1
 	return err
@@ -139,48 +175,217 @@ func (k *Kernel) Resync() {
 }
 
 // Apply makes the kernel table (t.Family, t.Name) equal to t (see
-// Applier). An invalid table is refused before anything is sent. If a
-// batch built from the cached state fails, the Kernel rereads the table
-// and tries once more (a batch that fails changes nothing).
-func (k *Kernel) Apply(t *Table) error {
-	want, err := checkApplicable(t)
-	if err != nil {
-		return fmt.Errorf("apply table %s: %w", tableName(t), err)
+// Applier). It is ApplyAll with one table.
+func (k *Kernel) Apply(t *Table) error { return k.ApplyAll(t) }
+
+// ApplyAll makes each kernel table equal to its desired content, as
+// Apply does, in one atomic netlink batch for all of them: either every
+// table changes or none does. Invalid tables, or two tables with the same
+// family and name, are refused before anything is sent. If a batch built
+// from the cached state fails, the Kernel rereads the tables and tries
+// once more (a batch that fails changes nothing).
+func (k *Kernel) ApplyAll(tables ...*Table) error {
+	if len(tables) == 0 {
+		return nil
 	}
-	key := tableKey{t.Family, t.Name}
+	wants := make([]*compiled, len(tables))
+	keys := make([]tableKey, len(tables))
+	seen := map[tableKey]bool{}
+	for i, t := range tables {
+		want, err := checkApplicable(t)
+		if err != nil {
+			return fmt.Errorf("apply table %s: %w", tableName(t), err)
+		}
+		key := tableKey{t.Family, t.Name}
+		if seen[key] {
+			return fmt.Errorf("apply table %s: given twice", key)
+		}
+		seen[key] = true
+		wants[i], keys[i] = want, key
+	}
+	what := "table " + keys[0].String()
+	if len(keys) > 1 {
+		what = "tables " + joinKeys(keys)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fd <= 0 {
-		return fmt.Errorf("apply table %s: %w", key, errClosed)
+		return fmt.Errorf("apply %s: %w", what, errClosed)
 	}
-	have, cached := k.known[key]
+	haves := make([]*compiled, len(keys))
+	cachedAny := false
+	var err error
+	for i, key := range keys {
+		var ok bool
+		if haves[i], ok = k.known[key]; ok {
+			cachedAny = true
+		} else if haves[i], err = k.read(key); err != nil {
+			return fmt.Errorf("apply %s: read table %s: %w", what, key, err)
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		if !cached {
-			if have, err = k.read(key); err != nil {
-				return fmt.Errorf("apply table %s: %w", key, err)
-			}
-		}
-		b, err := k.newBatch(key)
+		b, err := k.newBatch(keys[0])
 		if err != nil {
-			return fmt.Errorf("apply table %s: %w", key, err)
+			return fmt.Errorf("apply %s: %w", what, err)
 		}
-		plan(b, want, have)
+		defer b.release()
+		for i := range keys {
+			b.section(keys[i], len(keys) > 1)
+			plan(b, wants[i], haves[i])
+		}
 		k.lastBatch = b.ops
 		if len(b.ops) == 0 {
-			k.known[key] = want
-			return nil
+			err = nil
+		} else {
+			err = b.flush()
 		}
-		err = b.flush()
 		if err == nil {
-			k.known[key] = want
+			for i, key := range keys {
+				k.known[key] = wants[i]
+			}
 			return nil
 		}
-		delete(k.known, key)
-		if !cached || attempt > 0 {
-			return fmt.Errorf("apply table %s: %w", key, err)
+		for _, key := range keys {
+			delete(k.known, key)
 		}
-		cached = false // the cache may be stale: reread and retry once
+		if !cachedAny || attempt > 0 {
+			return fmt.Errorf("apply %s: %w", what, err)
+		}
+		// The cache may be stale: reread and retry once.
+		for i, key := range keys {
+			if haves[i], err = k.read(key); err != nil {
+				return fmt.Errorf("apply %s: read table %s: %w", what, key, err)
+			}
+		}
 	}
+}
+
+// Patch applies incremental changes to tables the Kernel holds (see
+// TablePatch for their meaning and order), all in one atomic netlink
+// batch, whatever their tables and families. Empty patches are ignored.
+//
+// Each patch is validated against the Kernel's cache of its table: an
+// unknown table, set, map or chain, an element text that is not valid for
+// the key or value type, an overlapping interval, a chain that exists
+// already, or the deletion of a chain still referenced after the patch is
+// an error naming the patch and the object, and nothing is sent. A table
+// the Kernel has not cached (never applied by it, or after Resync) is
+// read from the kernel first, once. The time spent in Go is proportional
+// to the size of the patches: no table is re-rendered, re-validated or
+// diffed.
+//
+// The cache changes only when the kernel accepts the batch. If it refuses
+// a batch built from the cache, the Kernel rereads the tables and tries
+// once more; on a second refusal the error describes the batch (the
+// kernel does not say which message failed) and neither the kernel nor
+// the cache has changed.
+func (k *Kernel) Patch(patches ...TablePatch) error {
+	keys, err := checkPatches(patches)
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fd <= 0 {
+		return fmt.Errorf("patch: %w", errClosed)
+	}
+	states := make(map[tableKey]*compiled, len(keys))
+	cachedAny := false
+	for attempt := 0; ; attempt++ {
+		for _, key := range keys {
+			if attempt == 0 {
+				if st, ok := k.known[key]; ok {
+					if st == nil {
+						return fmt.Errorf("patch: table %s does not exist (apply it first)", key)
+					}
+					states[key] = st
+					cachedAny = true
+					continue
+				}
+			}
+			st, err := k.read(key)
+			if err != nil {
+				return fmt.Errorf("patch: read table %s: %w", key, err)
+			}
+			if st == nil {
+				k.known[key] = nil
+				return fmt.Errorf("patch: table %s does not exist (apply it first)", key)
+			}
+			states[key] = st
+		}
+		b, err := k.newBatch(keys[0])
+		if err != nil {
+			return fmt.Errorf("patch: %w", err)
+		}
+		defer b.release()
+		run := &patchRun{b: b, multiple: len(keys) > 1}
+		for i, p := range patches {
+			if p.Empty() {
+				continue
+			}
+			if err := run.apply(i, p, states[p.key()]); err != nil {
+				run.rollback()
+				return fmt.Errorf("patch: %w", err)
+			}
+		}
+		k.lastBatch = b.ops
+		if len(b.ops) == 0 {
+			err = nil
+		} else {
+			err = b.flush()
+		}
+		if err == nil {
+			for _, key := range keys {
+				k.known[key] = states[key]
+			}
+			return nil
+		}
+		run.rollback()
+		if !cachedAny || attempt > 0 {
+			// The states were just read (and are rolled back): they are
+			// what the kernel holds.
+			for _, key := range keys {
+				k.known[key] = states[key]
+			}
+			return fmt.Errorf("patch %s: %w", joinKeys(keys), err)
+		}
+		for _, key := range keys {
+			delete(k.known, key) // the cache may be stale: reread and retry once
+		}
+	}
+}
+
+// checkPatches returns the distinct tables of the patches that change
+// something, in order; a patch naming an invalid family or table name is
+// an error.
+func checkPatches(patches []TablePatch) ([]tableKey, error) {
+	var keys []tableKey
+	seen := map[tableKey]bool{}
+	for i, p := range patches {
+		if p.Empty() {
+			continue
+		}
+		if !p.Family.valid() {
+			return nil, fmt.Errorf("patch: patch %d (table %s): invalid family %d", i, p.Table, int(p.Family))
+		}
+		if !nameRE.MatchString(p.Table) {
+			return nil, fmt.Errorf("patch: patch %d: invalid table name %q", i, p.Table)
+		}
+		if !seen[p.key()] {
+			seen[p.key()] = true
+			keys = append(keys, p.key())
+		}
+	}
+	return keys, nil
+}
+
+// joinKeys renders table keys for errors: "hostnet, bridge hostnet".
+func joinKeys(keys []tableKey) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = k.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // Delete removes the inet table name from the namespace; an absent table
@@ -209,6 +414,7 @@ func (k *Kernel) DeleteTable(family Family, name string) error {
 		if err != nil {
 			return fmt.Errorf("delete table %s: %w", key, err)
 		}
+		defer b.release()
 		b.op("delete table")
 		b.conn.DelTable(b.table)
 		k.lastBatch = b.ops
@@ -345,6 +551,7 @@ func (k *Kernel) read(key tableKey) (*compiled, error) {
 		}
 		c.chains[ch.Name] = cs
 	}
+	c.countRefs()
 	return c, nil
 }
 
@@ -420,26 +627,61 @@ func (k *Kernel) listSets(t *nftables.Table) ([]setInfo, error) {
 	return out, nil
 }
 
-// batch accumulates the messages of one transaction, on a connection of
-// its own (so that a batch abandoned on error is never sent), and a
-// description of each (for errors, tests and debugging). A batch without
-// a connection (the Fake's) only records the descriptions.
+// batch accumulates the messages of one transaction on the Kernel's
+// lasting batch connection (which is replaced if the batch is abandoned or
+// fails, so that its messages and replies never mix with the next batch's),
+// and a description of each (for errors, tests and debugging). A batch
+// without a connection (the Fake's) only records the descriptions.
+//
+// A batch may span several tables: section switches the table that the
+// following messages address.
 type batch struct {
-	conn  *nftables.Conn
-	table *nftables.Table
-	ops   []string
-	err   error
+	owner  *Kernel // whose lasting connection conn is (nil for the Fake's)
+	sent   bool    // flushed successfully
+	conn   *nftables.Conn
+	table  *nftables.Table
+	prefix string // "FAMILY NAME: " before each op when the batch spans several tables
+	bridge bool   // a section addresses a bridge table
+	ops    []string
+	err    error
 }
 
+// newBatch returns a batch on the Kernel's lasting connection, addressing
+// table key. The caller must release it.
 func (k *Kernel) newBatch(key tableKey) (*batch, error) {
-	conn, err := k.newConn()
+	conn, err := k.batchConn()
 	if err != nil {
 		return nil, err
 	}
-	return &batch{conn: conn, table: &nftables.Table{Name: key.name, Family: key.family.kernel()}}, nil
+	b := &batch{owner: k, conn: conn}
+	b.section(key, false)
+	return b, nil
 }
 
-func (b *batch) op(format string, args ...any) { b.ops = append(b.ops, fmt.Sprintf(format, args...)) }
+// release abandons a batch that was not sent: its queued messages must
+// not go out with the next batch, so the connection is replaced.
+func (b *batch) release() {
+	if b.owner != nil && !b.sent && len(b.ops) > 0 {
+		b.owner.dropBatchConn(b.conn)
+	}
+}
+
+// section makes the following messages address the table key; with named,
+// their descriptions start with the table's family and name.
+func (b *batch) section(key tableKey, named bool) {
+	b.table = &nftables.Table{Name: key.name, Family: key.family.kernel()}
+	b.prefix = ""
+	if named {
+		b.prefix = key.family.String() + " " + key.name + ": "
+	}
+	if key.family == FamilyBridge {
+		b.bridge = true
+	}
+}
+
+func (b *batch) op(format string, args ...any) {
+	b.ops = append(b.ops, b.prefix+fmt.Sprintf(format, args...))
+}
 
 func (b *batch) fail(err error) {
 	if b.err == nil {
@@ -447,18 +689,24 @@ func (b *batch) fail(err error) {
 	}
 }
 
-// flush sends the batch; on error the kernel has applied none of it.
+// flush sends the batch; on error the kernel has applied none of it (and
+// the connection, which may hold unread replies, is replaced).
 func (b *batch) flush() error {
 	if b.err != nil {
-		return b.err // the queued messages die with the batch's connection
+		b.release() // the queued messages die with the connection
+		return b.err
 	}
 	if err := b.conn.Flush(); err != nil {
+		if b.owner != nil {
+			b.owner.dropBatchConn(b.conn)
+		}
 		hint := ""
-		if b.table.Family == nftables.TableFamilyBridge && errors.Is(err, unix.EPROTO) {
+		if b.bridge && errors.Is(err, unix.EPROTO) {
 			hint = " (ct expressions in a bridge table need nf_conntrack_bridge, which this kernel lacks)"
 		}
 		return fmt.Errorf("kernel refused the batch (%s)%s: %w", summarize(b.ops), hint, err)
 	}
+	b.sent = true
 	return nil
 }
 

@@ -4,7 +4,9 @@
 // and rules), a deterministic rendering of it in nft syntax, validation,
 // and Appliers that bring a namespace's tables to that content — Kernel,
 // which diffs against what the kernel holds and sends the difference in
-// one atomic netlink batch, and Fake, an in-memory stand-in for unit tests.
+// one atomic netlink batch, or sends an incremental TablePatch in time
+// proportional to the patch, and Fake, an in-memory stand-in for unit
+// tests with the same semantics.
 //
 // The package never runs the nft or iptables binaries.
 package nft
@@ -361,18 +363,26 @@ func (t *Table) Clone() *Table {
 		c.Maps = append(c.Maps, &cm)
 	}
 	for _, ch := range t.Chains {
-		cc := *ch
-		cc.Rules = make([]Rule, len(ch.Rules))
-		for i, r := range ch.Rules {
-			cc.Rules[i] = Rule{Comment: r.Comment, Exprs: make([]Expr, len(r.Exprs))}
-			for j, e := range r.Exprs {
-				if e != nil {
-					e = e.clone()
-				}
-				cc.Rules[i].Exprs[j] = e
-			}
-		}
-		c.Chains = append(c.Chains, &cc)
+		c.Chains = append(c.Chains, cloneChain(ch))
 	}
 	return c
+}
+
+// cloneChain returns a deep copy of ch (nil for nil).
+func cloneChain(ch *Chain) *Chain {
+	if ch == nil {
+		return nil
+	}
+	cc := *ch
+	cc.Rules = make([]Rule, len(ch.Rules))
+	for i, r := range ch.Rules {
+		cc.Rules[i] = Rule{Comment: r.Comment, Exprs: make([]Expr, len(r.Exprs))}
+		for j, e := range r.Exprs {
+			if e != nil {
+				e = e.clone()
+			}
+			cc.Rules[i].Exprs[j] = e
+		}
+	}
+	return &cc
 }

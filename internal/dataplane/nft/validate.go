@@ -32,7 +32,33 @@ type compiled struct {
 	sets       map[string]*setState
 	maps       map[string]*mapState
 	chains     map[string]*chainState
-	chainOrder []string // chains in the order of the Table
+	chainOrder []string // chains in the order of the Table (a desired table only; nil once patched)
+	// refs counts, per chain, the rules and verdict map elements that jump
+	// or go to it (Patch refuses to delete a chain still referenced).
+	refs map[string]int
+}
+
+// countRefs fills c.refs from the chains' rules and the verdict maps'
+// elements.
+func (c *compiled) countRefs() {
+	c.refs = map[string]int{}
+	for _, cs := range c.chains {
+		for _, r := range cs.rules {
+			for _, name := range r.refChains {
+				c.refs[name]++
+			}
+		}
+	}
+	for _, ms := range c.maps {
+		if !ms.verdict {
+			continue
+		}
+		for _, me := range ms.elems {
+			if me.verdict.Chain != "" {
+				c.refs[me.verdict.Chain]++
+			}
+		}
+	}
 }
 
 // newCompiled returns an empty compiled table.
@@ -48,6 +74,7 @@ type mapState struct {
 	interval bool
 	comment  string
 	elems    map[string]mapElem // canonical key text -> element
+	sorted   *sortedElems       // keys in order, built by the first patch that needs it (single-field interval maps)
 }
 
 // sameShape reports whether an existing map a can be kept for the desired
@@ -63,6 +90,7 @@ type setState struct {
 	interval bool
 	comment  string
 	elems    map[string]element // canonical element text -> element
+	sorted   *sortedElems       // elements in order, built by the first patch that needs it (single-field interval sets)
 }
 
 // sameShape reports whether an existing set a can be kept for the desired
@@ -316,6 +344,7 @@ func compile(t *Table) (*compiled, error) {
 		c.chains[ch.Name] = cs
 		c.chainOrder = append(c.chainOrder, ch.Name)
 	}
+	c.countRefs()
 	return c, nil
 }
 
@@ -383,8 +412,10 @@ func parseElements(keys []KeyType, interval bool, texts []string) (map[string]el
 		}
 		elems[canon] = e
 	}
-	if err := checkOverlaps(keys, interval, sortedElements(elems)); err != nil {
-		return nil, err
+	if interval && len(keys) == 1 {
+		if err := checkOverlaps(keys, interval, sortedElements(elems)); err != nil {
+			return nil, err
+		}
 	}
 	return elems, nil
 }
@@ -492,7 +523,7 @@ func compileMap(m *Map, chains map[string]*Chain) (*mapState, error) {
 		seen[canon] = k
 		me := mapElem{key: e}
 		if m.Verdict {
-			if me.verdict, err = parseVerdictText(v, chains); err != nil {
+			if me.verdict, err = parseVerdict(v, &ruleCtx{chains: chains}); err != nil {
 				return nil, fmt.Errorf("element %q: %w", k, err)
 			}
 			me.text = me.verdict.String()
@@ -504,19 +535,22 @@ func compileMap(m *Map, chains map[string]*Chain) (*mapState, error) {
 		}
 		ms.elems[canon] = me
 	}
-	keys := make([]element, 0, len(ms.elems))
-	for _, me := range ms.elems {
-		keys = append(keys, me.key)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].compare(keys[j]) < 0 })
-	if err := checkOverlaps(m.Key, m.Interval, keys); err != nil {
-		return nil, err
+	if m.Interval && len(m.Key) == 1 {
+		keys := make([]element, 0, len(ms.elems))
+		for _, me := range ms.elems {
+			keys = append(keys, me.key)
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].compare(keys[j]) < 0 })
+		if err := checkOverlaps(m.Key, m.Interval, keys); err != nil {
+			return nil, err
+		}
 	}
 	return ms, nil
 }
 
-// parseVerdictText parses a verdict map value such as "jump fwd_ep1".
-func parseVerdictText(s string, chains map[string]*Chain) (VerdictStmt, error) {
+// parseVerdict parses a verdict map value such as "jump fwd_ep1"; the
+// target chain is looked up through c.
+func parseVerdict(s string, c *ruleCtx) (VerdictStmt, error) {
 	f := strings.Fields(s)
 	if len(f) == 0 {
 		return VerdictStmt{}, errors.New("empty verdict")
@@ -528,7 +562,7 @@ func parseVerdictText(s string, chains map[string]*Chain) (VerdictStmt, error) {
 	if len(f) > 2 {
 		return VerdictStmt{}, fmt.Errorf("invalid verdict %q", s)
 	}
-	if _, err := v.lower(&ruleCtx{chains: chains}); err != nil {
+	if _, err := v.lower(c); err != nil {
 		return VerdictStmt{}, err
 	}
 	return v, nil
