@@ -146,7 +146,7 @@ func (p Profile) chain(dir api.ACLDirection) *nft.Chain {
 	// admitted flows are accepted before the dispatch to this chain.)
 	c.Rules = append(c.Rules,
 		nft.Rule{Comment: "neighbour discovery is not filtered", Exprs: []nft.Expr{
-			nft.ICMPv6Type().InAnon("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert", "nd-redirect"), nft.Return()}},
+			nft.ICMPv6Type().Eq("133-137"), nft.Return()}},
 	)
 	if p.Default {
 		if dir == api.ACLIn {
@@ -166,13 +166,14 @@ func (p Profile) chain(dir api.ACLDirection) *nft.Chain {
 			continue
 		}
 		n++
-		for i, exprs := range lowerACL(r) {
+		lowered := lowerACL(r)
+		for i, exprs := range lowered {
 			comment := fmt.Sprintf("%s %d: %s priority %d", dir, n, r.Action, r.Priority)
 			if r.ID != "" {
 				comment += " id " + r.ID
 			}
-			if i > 0 {
-				comment += " (IPv6)"
+			if len(lowered) > 1 {
+				comment += fmt.Sprintf(" (%d/%d)", i+1, len(lowered))
 			}
 			c.Rules = append(c.Rules, nft.Rule{Comment: comment, Exprs: exprs})
 		}
@@ -181,9 +182,18 @@ func (p Profile) chain(dir api.ACLDirection) *nft.Chain {
 	return c
 }
 
+// maxExpansion bounds how many nft rules one ACL rule may expand into
+// before its lists go into anonymous sets instead.
+const maxExpansion = 32
+
 // lowerACL turns one rule into nft rules: one, or one per address family
 // when its addresses name both; none when it can never match (its local
-// addresses are of one family and its remote ones of the other).
+// addresses are of one family and its remote ones of the other). Lists
+// (protocols, addresses, ports) expand into one rule per combination of
+// single values, compared directly; only large lists use anonymous sets.
+// Anonymous sets cost the kernel dearly at scale: it names each one by
+// scanning the table's sets, so a table with thousands of them makes every
+// commit slow.
 func lowerACL(r api.ACLSpec) [][]nft.Expr {
 	local4, local6 := splitFamilies(r.Local)
 	remote4, remote6 := splitFamilies(r.Remote)
@@ -197,37 +207,69 @@ func lowerACL(r api.ACLSpec) [][]nft.Expr {
 		if !anyAddr && ((r.Local != nil && f.local == nil) || (r.Remote != nil && f.remote == nil)) {
 			continue
 		}
-		var exprs []nft.Expr
+		// Each dimension is the list of values a field may take.
+		type dimension struct {
+			field  nft.Field
+			values []string
+		}
+		var dims []dimension
 		protos := r.Protocols
 		if protos == nil && (r.LocalPorts != nil || r.RemotePorts != nil) {
 			protos = []uint8{api.ProtoTCP, api.ProtoUDP}
 		}
 		if protos != nil {
-			exprs = append(exprs, nft.L4Proto().InAnon(protoText(protos)...))
+			dims = append(dims, dimension{nft.L4Proto(), protoText(protos)})
 		}
 		localAddr, remoteAddr := addrFields(r.Direction, f.v6)
 		if f.local != nil {
-			exprs = append(exprs, localAddr.InAnon(prefixText(f.local)...))
+			dims = append(dims, dimension{localAddr, prefixText(f.local)})
 		}
 		if f.remote != nil {
-			exprs = append(exprs, remoteAddr.InAnon(prefixText(f.remote)...))
+			dims = append(dims, dimension{remoteAddr, prefixText(f.remote)})
 		}
 		localPort, remotePort := nft.THDport(), nft.THSport()
 		if r.Direction == api.ACLOut {
 			localPort, remotePort = remotePort, localPort
 		}
 		if r.LocalPorts != nil {
-			exprs = append(exprs, localPort.InAnon(portText(r.LocalPorts)...))
+			dims = append(dims, dimension{localPort, portText(r.LocalPorts)})
 		}
 		if r.RemotePorts != nil {
-			exprs = append(exprs, remotePort.InAnon(portText(r.RemotePorts)...))
+			dims = append(dims, dimension{remotePort, portText(r.RemotePorts)})
 		}
+		verdict := nft.Expr(nft.Drop())
 		if r.Action == api.ACLAllow {
-			exprs = append(exprs, nft.Return())
-		} else {
-			exprs = append(exprs, nft.Drop())
+			verdict = nft.Return()
 		}
-		out = append(out, exprs)
+		total := 1
+		for _, d := range dims {
+			total *= len(d.values)
+		}
+		if total > maxExpansion {
+			var exprs []nft.Expr
+			for _, d := range dims {
+				if len(d.values) == 1 {
+					exprs = append(exprs, d.field.Eq(d.values[0]))
+				} else {
+					exprs = append(exprs, d.field.InAnon(d.values...))
+				}
+			}
+			out = append(out, append(exprs, verdict))
+		} else {
+			combos := [][]nft.Expr{nil}
+			for _, d := range dims {
+				var next [][]nft.Expr
+				for _, c := range combos {
+					for _, v := range d.values {
+						next = append(next, append(append([]nft.Expr(nil), c...), d.field.Eq(v)))
+					}
+				}
+				combos = next
+			}
+			for _, c := range combos {
+				out = append(out, append(c, verdict))
+			}
+		}
 		if anyAddr {
 			break // no address: one rule covers both families
 		}

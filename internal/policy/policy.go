@@ -148,10 +148,15 @@ func inetSkeleton() *nft.Table {
 		}
 	}
 	// The endpoints' ACLs, before the chains below (a lower priority runs
-	// first): replies pass; a new flow meets its sender's Out rules and
-	// its receiver's In rules.
+	// first): replies pass; every other packet meets its sender's Out rules
+	// and its receiver's In rules. Judging every packet of a flow, not only
+	// its first, is what makes a new Block stop an established flow at
+	// once, without waiting for its connection to be forgotten.
 	aclChain := func(name string, hook nft.Hook, dispatch ...nft.Rule) *nft.Chain {
-		rules := append([]nft.Rule{rule("replies to admitted flows", nft.CtState("established", "related"), nft.Accept())}, dispatch...)
+		rules := append([]nft.Rule{
+			rule("replies to admitted flows", nft.CtDirection("reply"), nft.Accept()),
+			rule("errors about admitted flows", nft.CtState("related"), nft.Accept()),
+		}, dispatch...)
 		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: nft.PriorityFilter - 10, Rules: rules}
 	}
 	sendersOut := []nft.Rule{

@@ -710,6 +710,39 @@ func (m CtStatusMatch) clone() Expr {
 	return m
 }
 
+// CtDirectionMatch is `ct direction reply` (or `original`): which way the
+// packet goes in its connection. `ct direction reply` is how a firewall that
+// judges every packet of a flow lets the replies of the flows it admitted
+// through: a flow's first packet creates its connection only if it passes.
+// In a bridge table it needs nf_conntrack_bridge (see FamilyBridge).
+type CtDirectionMatch struct {
+	Reply bool
+}
+
+// CtDirection matches packets going the given way: "reply" or "original".
+func CtDirection(dir string) CtDirectionMatch { return CtDirectionMatch{Reply: dir == "reply"} }
+
+// String returns "ct direction reply" or "ct direction original".
+func (m CtDirectionMatch) String() string {
+	if m.Reply {
+		return "ct direction reply"
+	}
+	return "ct direction original"
+}
+
+func (m CtDirectionMatch) lower(*ruleCtx) ([]expr.Any, error) {
+	dir := byte(0) // IP_CT_DIR_ORIGINAL
+	if m.Reply {
+		dir = 1 // IP_CT_DIR_REPLY
+	}
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: unix.NFT_REG_1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{dir}},
+	}, nil
+}
+
+func (m CtDirectionMatch) clone() Expr { return m }
+
 // FibMatch is `fib daddr type local` (or, when Negate, `fib daddr type !=
 // local`): whether the packet's destination address is an address of this
 // namespace, by a routing lookup. Inet tables only.
