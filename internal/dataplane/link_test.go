@@ -3,40 +3,16 @@ package dataplane
 import (
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// newNS makes a throwaway namespace, removed when the test ends.
-func newNS(t *testing.T, dir, name string) (string, netns.Handle) {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := netns.Create(path); err != nil {
-		t.Fatal(err)
-	}
-	h, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		netns.Delete(path)
-	})
-	return path, h
-}
-
 func TestBridgeAndPort(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	dir := t.TempDir()
-	hostPath, _ := newNS(t, dir, "host")
-	_, epNS := newNS(t, dir, "ep")
+	hostPath, _ := testutil.NewNS(t, "host")
+	_, epNS := testutil.NewNS(t, "ep")
 	host, err := OpenHost(hostPath)
 	if err != nil {
 		t.Fatal(err)

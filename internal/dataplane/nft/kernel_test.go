@@ -3,7 +3,6 @@ package nft
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -12,29 +11,12 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
 
 // newNS creates a throwaway network namespace, removed when the test ends.
-// Kernel tests never touch the namespace the test runs in.
 func newNS(t *testing.T) netns.Handle {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	path := filepath.Join(t.TempDir(), "ns")
-	if err := netns.Create(path); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Delete(path); err != nil {
-			t.Errorf("delete netns: %v", err)
-		}
-	})
-	h, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
+	_, h := testutil.NewNS(t, "ns")
 	return h
 }
 

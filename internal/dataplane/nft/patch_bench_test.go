@@ -2,12 +2,11 @@ package nft
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
 
 // benchTable is a table of the size hostnet has with 1,000 endpoints:
@@ -119,27 +118,9 @@ func removal(p TablePatch) TablePatch {
 	return r
 }
 
-// benchNS creates a throwaway network namespace for a benchmark (nil
-// when not root).
+// benchNS creates a throwaway network namespace for a benchmark.
 func benchNS(b *testing.B) netns.Handle {
-	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
-	path := filepath.Join(b.TempDir(), "ns")
-	if err := netns.Create(path); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := netns.Delete(path); err != nil {
-			b.Errorf("delete netns: %v", err)
-		}
-	})
-	h, err := netns.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { h.Close() })
+	_, h := testutil.NewNS(b, "ns")
 	return h
 }
 
