@@ -92,6 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:         log,
 		Build:          cfg.Build,
 	})
+	defer svc.Close() // before the firewall and host it uses close
 	start := time.Now()
 	if _, err := svc.Reconcile(); err != nil {
 		return fmt.Errorf("reconcile: %w", err)

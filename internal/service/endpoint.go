@@ -436,11 +436,20 @@ func (s *Service) realisePolicies(before, after *endpointRecord) error {
 		s.resyncFirewall()
 		return err
 	}
-	if err := s.reattach(after); err != nil {
-		return err
+	if nicChanged(before, after) {
+		if err := s.reattach(after); err != nil {
+			return err
+		}
 	}
 	n, _ := f.Network(after.Doc.HostComputeNetwork)
-	s.endFlows(prev, next, n)
+	change := flowChange{before: prev, after: next, network: n}
+	if droppedMapping(prev, next) {
+		// Nothing but the connection tracker stands between a removed
+		// mapping and the flows it translates: they end before the reply.
+		s.endFlows([]flowChange{change})
+	} else {
+		s.endFlowsLater(change)
+	}
 	return nil
 }
 

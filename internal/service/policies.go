@@ -3,7 +3,7 @@ package service
 import (
 	"errors"
 	"fmt"
-	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/hostnet/hostnet/api"
@@ -288,53 +288,27 @@ func (s *Service) resyncFirewall() {
 	}
 }
 
-// endFlows ends the tracked flows of an endpoint that its new profile
-// denies (and all flows to host ports it no longer publishes), so a policy
-// change takes effect on established flows too.
-func (s *Service) endFlows(before, after policy.Endpoint, net policy.Network) {
-	if len(before.Addrs) == 0 {
-		return
-	}
-	profile := policy.NewProfile(net.ACLs, after.ACLs)
-	published := map[string]bool{}
+// nicChanged tells whether a change of policies from before to after
+// changes the endpoint's NIC: its routes (SDNRoute) or its port's hairpin
+// mode (on while it publishes ports). ACLs and the rest live in the
+// firewall only.
+func nicChanged(before, after *endpointRecord) bool {
+	b, a := endpointPoliciesOf(&before.Doc), endpointPoliciesOf(&after.Doc)
+	return !slices.Equal(b.routes, a.routes) || (len(b.mappings) > 0) != (len(a.mappings) > 0)
+}
+
+// droppedMapping tells whether after lacks a port mapping before had.
+func droppedMapping(before, after policy.Endpoint) bool {
+	kept := map[api.PortMappingSpec]bool{}
 	for _, m := range after.Mappings {
-		published[fmt.Sprintf("%d/%d/%d", m.Protocol, m.ExternalPort, m.InternalPort)] = true
+		kept[m] = true
 	}
-	mine := func(a netip.Addr) bool {
-		for _, x := range before.Addrs {
-			if x == a {
-				return true
-			}
+	for _, m := range before.Mappings {
+		if !kept[m] {
+			return true
 		}
-		return false
 	}
-	n, err := s.cfg.Host.DeleteFlows(func(f dataplane.Flow) bool {
-		// The endpoint is the reply's source when it was the destination
-		// (possibly DNATed), the original source when it opened the flow.
-		switch {
-		case mine(f.ReplySrc.Addr()):
-			if f.OrigDst.Addr() != f.ReplySrc.Addr() || f.OrigDst.Port() != f.ReplySrc.Port() {
-				// Reached through a published port: ended if the port no
-				// longer is.
-				if !published[fmt.Sprintf("%d/%d/%d", f.Proto, f.OrigDst.Port(), f.ReplySrc.Port())] {
-					return true
-				}
-			}
-			return !profile.Admits(policy.Packet{Dir: api.ACLIn, Proto: f.Proto,
-				Local: f.ReplySrc.Addr(), LocalPort: f.ReplySrc.Port(), Remote: f.OrigSrc.Addr(), RemotePort: f.OrigSrc.Port()})
-		case mine(f.OrigSrc.Addr()):
-			return !profile.Admits(policy.Packet{Dir: api.ACLOut, Proto: f.Proto,
-				Local: f.OrigSrc.Addr(), LocalPort: f.OrigSrc.Port(), Remote: f.OrigDst.Addr(), RemotePort: f.OrigDst.Port()})
-		}
-		return false
-	})
-	if err != nil {
-		s.log.Warn("ending the flows a policy change denies failed", "endpoint", after.ID, "err", err)
-		return
-	}
-	if n > 0 {
-		s.log.Info("ended flows the new policy denies", "endpoint", after.ID, "flows", n)
-	}
+	return false
 }
 
 // forgetInFirewall removes a detached endpoint from the firewall: its port
@@ -348,7 +322,10 @@ func (s *Service) forgetInFirewall(id string) {
 		s.log.Error("updating the firewall failed", "err", err)
 		s.resyncFirewall()
 	}
-	s.endFlows(e, policy.Endpoint{ID: id}, policy.Network{ACLs: []api.ACLSpec{{Action: api.ACLBlock}}})
+	// Its published ports and ACLs are gone from the firewall; what is left
+	// of its flows is bookkeeping, which the address cursor of the IPAM
+	// keeps from meeting a new endpoint before it is done.
+	s.endFlowsLater(gone(e))
 }
 
 // endNetworkFlows ends, for every attached endpoint of a network, the flows
@@ -364,9 +341,11 @@ func (s *Service) endNetworkFlows(networkID string, n policy.Network) {
 		}
 		return err
 	})
+	var changes []flowChange
 	for i := range eps {
 		if e, ok := s.firewall().Endpoint(eps[i].ID); ok {
-			s.endFlows(e, e, n)
+			changes = append(changes, flowChange{before: e, after: e, network: n})
 		}
 	}
+	s.endFlowsLater(changes...)
 }

@@ -61,6 +61,28 @@ type Service struct {
 	// Guarded by mu:
 	reserved map[string]*dataplane.PortReservation // published host ports, by portKey
 	fw       *policy.State                         // the policy compiler, incrementally
+
+	background sync.WaitGroup // flow cleanups still running; Close waits
+	flowWake   chan struct{}  // closed by Close: walk now
+
+	flowMu              sync.Mutex   // guards the fields below
+	flowQueue           []flowChange // changes whose flows are yet to be forgotten
+	flowFirst, flowLast time.Time    // when the first and last of them came
+	flowWalking         bool         // a goroutine is draining flowQueue
+	flowFlush           bool         // Close was called: no more waiting
+}
+
+// Close finishes the work requests left running in the background (the
+// removal of connections a policy change denies) without its usual delay.
+// The caller closes the Host and Firewall after.
+func (s *Service) Close() {
+	s.flowMu.Lock()
+	if !s.flowFlush {
+		s.flowFlush = true
+		close(s.flowWake)
+	}
+	s.flowMu.Unlock()
+	s.background.Wait()
 }
 
 // New returns a service over cfg. Call Reconcile before serving requests.
@@ -69,7 +91,7 @@ func New(cfg Config) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log, reserved: map[string]*dataplane.PortReservation{}}
+	return &Service{cfg: cfg, log: log, reserved: map[string]*dataplane.PortReservation{}, flowWake: make(chan struct{})}
 }
 
 // Supported endpoint and network policy types: those this build realises.

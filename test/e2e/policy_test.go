@@ -152,7 +152,8 @@ func TestPublishedPortReachability(t *testing.T) {
 
 // A host port held by a host process or by another mapping is refused with
 // 0x803B0013 naming the holder; a published port cannot be bound by a host
-// process; removing the mapping frees it at once.
+// process; removing the mapping frees it and ends the flows through it at
+// once.
 func TestPublishedPortsAreReserved(t *testing.T) {
 	e := NewEnv(t)
 	c := e.Client()
@@ -187,7 +188,18 @@ func TestPublishedPortsAreReserved(t *testing.T) {
 	if !probeTCP(t, e.ExtNS, hostAddr+":8080") {
 		t.Fatal("the published port does not work")
 	}
+	running, err := Dial(t, e.ExtNS, "tcp", hostAddr+":8080", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running.Close()
+	if _, err := Exchange(running, "before", time.Second); err != nil {
+		t.Fatal(err)
+	}
 	e.setPolicies("endpoint", "web", api.PortMapping)
+	if _, err := Exchange(running, "after", time.Second); err == nil {
+		t.Error("a flow through the mapping still carries data after the mapping was removed")
+	}
 	if probeTCP(t, e.ExtNS, hostAddr+":8080") {
 		t.Error("the port still reaches the endpoint after its mapping was removed")
 	}
