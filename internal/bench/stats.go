@@ -50,5 +50,9 @@ func ratio(a, b time.Duration) string {
 	if b == 0 {
 		return "n/a"
 	}
-	return fmt.Sprintf("%.2fx", float64(a)/float64(b))
+	r := float64(a) / float64(b)
+	if r < 0.1 {
+		return fmt.Sprintf("%.4fx", r)
+	}
+	return fmt.Sprintf("%.2fx", r)
 }

@@ -148,7 +148,7 @@ func (a *app) policies(s *policySources, aclType api.PolicyType) ([]api.Policy, 
 func newPolicyCommand(a *app, kind string) *cobra.Command {
 	target := policyTargetOf(kind)
 	obj := strings.ToUpper(kind)
-	cmd := newGroupCommand("policy", "Manage the policies of a "+kind)
+	cmd := newGroupCommand("policy", "Manage the policies of "+withArticle(kind))
 	modify := func(verb string, rt api.RequestType) *cobra.Command {
 		src := &policySources{}
 		use := verb + " " + obj + " (--policy JSON | -f FILE | --acl SPEC...)"
@@ -168,7 +168,7 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 		long += "\n\nThe flags may be combined. A policy is removed by giving it as it was added."
 		c := &cobra.Command{
 			Use:   use,
-			Short: map[string]string{"add": "Add", "rm": "Remove"}[verb] + " policies of a " + kind,
+			Short: map[string]string{"add": "Add", "rm": "Remove"}[verb] + " policies of " + withArticle(kind),
 			Long:  long,
 			Args:  exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -216,7 +216,7 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 	}
 	rm := modify("rm", api.RequestRemove)
 	rm.Aliases = []string{"remove"}
-	long := "List the policies of a " + kind + ": port mappings as PUBLISHED, firewall rules\n" +
+	long := "List the policies of " + withArticle(kind) + ": port mappings as PUBLISHED, firewall rules\n" +
 		"in the order they are evaluated (priority ascending, Block before Allow on a tie,\n" +
 		"then in the order given), the others as TYPE and SETTINGS."
 	if kind == kindEndpoint {
@@ -227,7 +227,7 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 	ls := &cobra.Command{
 		Use:     "ls " + obj,
 		Aliases: []string{"list"},
-		Short:   "List the policies of a " + kind,
+		Short:   "List the policies of " + withArticle(kind),
 		Long:    long,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -267,4 +267,12 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 	}
 	cmd.AddCommand(modify("add", api.RequestAdd), rm, ls)
 	return cmd
+}
+
+// withArticle is "an endpoint", "a network".
+func withArticle(noun string) string {
+	if strings.ContainsRune("aeiou", rune(noun[0])) {
+		return "an " + noun
+	}
+	return "a " + noun
 }
