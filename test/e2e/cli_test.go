@@ -157,3 +157,51 @@ func TestCLINamespacesAndApply(t *testing.T) {
 		t.Errorf("applied endpoint: %+v, %v", ep, err)
 	}
 }
+
+// `hostnet run -p` publishes a port as docker run does; `endpoint policy
+// add --acl` firewalls it and `policy rm` lifts the rule; `policy ls`
+// shows both readably; `endpoint create -p` publishes too.
+func TestRunPublishAndPolicyVerbs(t *testing.T) {
+	e := NewEnv(t)
+	cmd, env := helper(t, "exit", "0")
+	if r := e.CLIEnv(env, append([]string{"run", "--name", "site", "-p", "8080:80"}, cmd...)...); r.Code != 0 {
+		t.Fatalf("hostnet run -p: exit %d: %s", r.Code, r.Stderr)
+	}
+	ep, err := e.Client().GetEndpoint(ctx, "site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := e.Client().GetNamespace(ctx, ep.HostComputeNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Serve(t, ns.NetNamespacePath, "tcp", ":80")
+	if !probeTCP(t, e.ExtNS, hostAddr+":8080") {
+		t.Fatal("the port hostnet run -p published is not reachable from outside")
+	}
+
+	rule := "block in proto tcp lport 80 priority 10"
+	e.MustCLI("endpoint", "policy", "add", "site", "--acl", rule, "--acl", "allow in priority 100", "--acl", "allow out priority 100")
+	if probeTCP(t, e.ExtNS, hostAddr+":8080") {
+		t.Error("the published port still answers behind a Block rule")
+	}
+	ls := e.MustCLI("endpoint", "policy", "ls", "site")
+	t.Logf("policy ls:\n%s", ls)
+	block, allow := strings.Index(ls, "Block"), strings.Index(ls, "Allow")
+	if !strings.Contains(ls, "8080") || block < 0 || allow < 0 || block > allow {
+		t.Errorf("policy ls: want the mapping, then the Block rule before the Allow ones:\n%s", ls)
+	}
+	e.MustCLI("endpoint", "policy", "rm", "site", "--acl", rule)
+	if !probeTCP(t, e.ExtNS, hostAddr+":8080") {
+		t.Error("the published port does not answer once the Block rule is removed")
+	}
+
+	e.MustCLI("endpoint", "create", "--network", "nat", "-p", "9090:80/udp", "dns")
+	got, err := e.Client().GetEndpoint(ctx, "dns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Policies) != 1 || got.Policies[0].Type != api.PortMapping || !strings.Contains(string(got.Policies[0].Settings), `"ExternalPort":9090`) {
+		t.Errorf("endpoint create -p: policies %+v", got.Policies)
+	}
+}
