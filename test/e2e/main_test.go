@@ -22,6 +22,7 @@ var (
 	baseDir     string // every test's files, namespaces and sockets live under it
 	hostnetdBin string
 	hostnetBin  string
+	cniBinDir   string // hostnet-cni, and the reference plugins the CNI tests chain (CNI_PATH)
 )
 
 // helperEnv makes the test binary act as a small program run inside
@@ -53,6 +54,14 @@ func run(m *testing.M) int {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "build the daemon and the CLI: %v\n", err)
+			return 1
+		}
+		cniBinDir = filepath.Join(baseDir, "cni-bin")
+		args[2] = cniBinDir + "/"
+		cmd = exec.Command("go", append(args, "../../cmd/hostnet-cni")...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build the CNI plugin: %v\n", err)
 			return 1
 		}
 	}
