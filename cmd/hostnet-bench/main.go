@@ -5,6 +5,8 @@
 //	hostnet-bench attach [-n 1000]          create + attach latency vs bare netlink
 //	hostnet-bench program [-n 1000]         programming 1,000 endpoints' policies, then single changes
 //	hostnet-bench datapath [-mappings N]    request/response and throughput through a published port
+//	hostnet-bench cni [-n 200] [-concurrent 20] [-only hostnet|ref]
+//	                                        CNI ADD/DEL latency: hostnet-cni vs bridge+portmap+firewall
 package main
 
 import (
@@ -22,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: hostnet-bench attach|program|datapath [flags]")
+		fmt.Fprintln(os.Stderr, "usage: hostnet-bench attach|program|datapath|cni [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -52,6 +54,22 @@ func main() {
 		_ = fs.Parse(os.Args[2:])
 		if err := bench.RunDatapath(bench.DatapathConfig{Duration: *duration, Rounds: *rounds, Mappings: *mappings,
 			Out: os.Stdout, DaemonCmd: selfDaemon()}); err != nil {
+			fail(err)
+		}
+	case "cni":
+		fs := flag.NewFlagSet("cni", flag.ExitOnError)
+		n := fs.Int("n", 200, "containers per chain added, then deleted, one at a time")
+		concurrent := fs.Int("concurrent", 20, "containers per chain added, then deleted, at once")
+		only := fs.String("only", "", `measure one chain only: "hostnet" (hostnet-cni) or "ref" (the reference chain)`)
+		_ = fs.Parse(os.Args[2:])
+		if err := bench.RunCNI(bench.CNIConfig{N: *n, Concurrent: *concurrent, Only: *only, Out: os.Stdout,
+			DaemonCmd: selfDaemon(), DriverCmd: selfCNIDriver()}); err != nil {
+			fail(err)
+		}
+	case "__cni-driver":
+		// The cni benchmark's libcni driver, run inside a chain's host
+		// namespace; it prints its timings as JSON.
+		if err := bench.RunCNIDriver(os.Args[2:], os.Stdout); err != nil {
 			fail(err)
 		}
 	case "__daemon":
@@ -85,6 +103,16 @@ func selfDaemon() []string {
 		fail(err)
 	}
 	return []string{self, "__daemon"}
+}
+
+// selfCNIDriver is the command that runs this binary as the cni
+// benchmark's driver.
+func selfCNIDriver() []string {
+	self, err := os.Executable()
+	if err != nil {
+		fail(err)
+	}
+	return []string{self, "__cni-driver"}
 }
 
 func fail(err error) {
