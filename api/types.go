@@ -159,6 +159,13 @@ type Endpoint struct {
 	// HostInterfaceName (read-only, a hostnet extension) is the host side
 	// of the endpoint: its port on the network's switch.
 	HostInterfaceName string `json:"HostInterfaceName,omitempty"`
+	// NetNamespacePath (a hostnet extension, at creation only, with
+	// HostComputeNamespace) is the Linux network namespace the endpoint's
+	// namespace wraps. When no namespace of that name exists, the request
+	// creates it, wrapping the path, and it goes with its last endpoint
+	// (Namespace.Implicit): a runtime attaches a container in one call.
+	// Read back while the endpoint is attached.
+	NetNamespacePath string `json:"NetNamespacePath,omitempty"`
 
 	Extra Extra `json:"-"`
 }
@@ -212,6 +219,10 @@ type Namespace struct {
 	// Managed (read-only, a hostnet extension) is true when hostnet created
 	// the Linux namespace and so removes it with the object.
 	Managed bool `json:"Managed,omitempty"`
+	// Implicit (read-only, a hostnet extension) is true when the object was
+	// created by an endpoint's creation (Endpoint.NetNamespacePath); it is
+	// removed when its last endpoint leaves.
+	Implicit bool `json:"Implicit,omitempty"`
 
 	Extra Extra `json:"-"`
 }

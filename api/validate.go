@@ -289,6 +289,14 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 	if e.HostInterfaceName != "" {
 		return nil, invalidEndpoint("HostInterfaceName", "is read-only (got %q)", e.HostInterfaceName)
 	}
+	if e.NetNamespacePath != "" {
+		if e.HostComputeNamespace == "" {
+			return nil, invalidEndpoint("NetNamespacePath", "needs HostComputeNamespace, the namespace to attach to (found, or created wrapping %q)", e.NetNamespacePath)
+		}
+		if !filepath.IsAbs(e.NetNamespacePath) {
+			return nil, invalidEndpoint("NetNamespacePath", "%q is not an absolute path", e.NetNamespacePath)
+		}
+	}
 	if e.InterfaceName != "" {
 		if err := ValidInterfaceName(e.InterfaceName); err != nil {
 			return nil, invalidEndpoint("InterfaceName", "%v", err)
@@ -371,6 +379,9 @@ func ParseNamespace(n *Namespace) error {
 	}
 	if n.Managed {
 		return fail("Managed", "is read-only")
+	}
+	if n.Implicit {
+		return fail("Implicit", "is read-only")
 	}
 	for i, r := range n.Resources {
 		if r.Type == NamespaceResourceEndpoint {

@@ -20,7 +20,6 @@ type Daemon interface {
 	GetNetwork(ctx context.Context, ref string) (*api.Network, error)
 	CreateNetwork(ctx context.Context, n *api.Network) (*api.Network, error)
 	GetNamespace(ctx context.Context, ref string) (*api.Namespace, error)
-	CreateNamespace(ctx context.Context, n *api.Namespace) (*api.Namespace, error)
 	DeleteNamespace(ctx context.Context, ref string) error
 	ListNamespaces(ctx context.Context, filter map[string]string) ([]api.Namespace, error)
 	GetEndpoint(ctx context.Context, ref string) (*api.Endpoint, error)
@@ -73,20 +72,27 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		return asCNIError(err)
 	}
 	name := EndpointName(conf.Name, args.ContainerID, args.IfName)
-	if ep, err := d.GetEndpoint(ctx, name); err == nil {
-		return p.addAgain(ctx, d, conf, args, ep, n, spec)
-	} else if !api.IsNotFound(err) {
-		return asCNIError(err)
-	}
 	req, err := conf.endpointRequest(args.Args, hasIPv6(spec))
 	if err != nil {
 		return asCNIError(err)
 	}
-	ep, ns, err := createAttached(ctx, d, n, args, name, req)
+	ep, err := createAttached(ctx, d, n, args, name, req)
+	if api.IsConflict(err) {
+		// The interface may exist already (a repeated ADD), or a leftover
+		// namespace object of an earlier sandbox may hold the name.
+		if existing, getErr := d.GetEndpoint(ctx, name); getErr == nil {
+			return p.addAgain(ctx, d, conf, args, existing, n, spec)
+		}
+		if dropped, dropErr := dropStaleNamespace(ctx, d, args.ContainerID, args.Netns); dropErr != nil {
+			return asCNIError(dropErr)
+		} else if dropped {
+			ep, err = createAttached(ctx, d, n, args, name, req)
+		}
+	}
 	if err != nil {
 		return asCNIError(err)
 	}
-	return types.PrintResult(newResult(ep, spec, n, ns.NetNamespacePath), conf.CNIVersion)
+	return types.PrintResult(newResult(ep, spec, n, ep.NetNamespacePath), conf.CNIVersion)
 }
 
 // addAgain answers an ADD for an interface that exists already.
@@ -102,45 +108,59 @@ func (p *Plugin) addAgain(ctx context.Context, d Daemon, conf *Config, args *ske
 		return types.NewError(types.ErrInternal, fmt.Sprintf("hostnet-cni: container %s already has interface %s on network %s, in namespace %s",
 			args.ContainerID, args.IfName, conf.Name, ns.NetNamespacePath), "DEL it first")
 	}
-	// Not attached: a leftover; start again.
+	// Not attached: a leftover (detached by hand); start again.
 	if err := d.DeleteEndpoint(ctx, ep.ID); err != nil && !api.IsNotFound(err) {
 		return asCNIError(err)
 	}
-	return p.Add(args)
+	req, err := conf.endpointRequest(args.Args, hasIPv6(spec))
+	if err != nil {
+		return asCNIError(err)
+	}
+	made, err := createAttached(ctx, d, n, args, ep.Name, req)
+	if err != nil {
+		return asCNIError(err)
+	}
+	return types.PrintResult(newResult(made, spec, n, made.NetNamespacePath), conf.CNIVersion)
 }
 
-// createAttached creates the endpoint in the container's namespace, and
-// the namespace object when it is the container's first interface. The
-// namespace object is removed again when the endpoint cannot be made.
-func createAttached(ctx context.Context, d Daemon, n *api.Network, args *skel.CmdArgs, name string, req *request) (*api.Endpoint, *api.Namespace, error) {
-	ep := &api.Endpoint{Name: name, HostComputeNetwork: n.ID, InterfaceName: args.IfName, MacAddress: req.mac, Dns: req.dns, Policies: req.policies}
+// createAttached creates the endpoint attached to the container's network
+// namespace in one request: the daemon finds the namespace object named
+// after the container, or creates it wrapping the runtime's namespace (and
+// removes it with the container's last interface).
+func createAttached(ctx context.Context, d Daemon, n *api.Network, args *skel.CmdArgs, name string, req *request) (*api.Endpoint, error) {
+	ep := &api.Endpoint{Name: name, HostComputeNetwork: n.ID, InterfaceName: args.IfName, MacAddress: req.mac, Dns: req.dns, Policies: req.policies,
+		HostComputeNamespace: NamespaceName(args.ContainerID), NetNamespacePath: args.Netns}
 	for _, ip := range req.ips {
 		addr, bits, err := splitIP(ip)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		ep.IpConfigurations = append(ep.IpConfigurations, api.IPConfig{IpAddress: addr, PrefixLength: bits})
 	}
-	// A DEL of another interface of the same container may remove the
-	// namespace object between our two calls: try once more.
-	for attempt := 0; ; attempt++ {
-		ns, created, err := ensureNamespace(ctx, d, args.ContainerID, args.Netns)
-		if err != nil {
-			return nil, nil, err
-		}
-		ep.HostComputeNamespace = ns.ID
-		made, err := d.CreateEndpoint(ctx, ep)
-		if err == nil {
-			return made, ns, nil
-		}
-		if created {
-			_ = d.DeleteNamespace(ctx, ns.ID)
-		}
-		if attempt == 0 && api.IsNotFound(err) && strings.Contains(err.Error(), "namespace") {
-			continue
-		}
-		return nil, nil, err
+	return d.CreateEndpoint(ctx, ep)
+}
+
+// dropStaleNamespace removes the container's namespace object when it
+// wraps another network namespace and has no endpoint left (a sandbox of
+// the same ID before); dropped says whether it did.
+func dropStaleNamespace(ctx context.Context, d Daemon, containerID, netns string) (dropped bool, err error) {
+	ns, err := d.GetNamespace(ctx, NamespaceName(containerID))
+	if api.IsNotFound(err) {
+		return false, nil
 	}
+	if err != nil {
+		return false, err
+	}
+	if ns.NetNamespacePath == netns {
+		return false, nil
+	}
+	if len(namespaceEndpoints(ns)) > 0 {
+		return false, fmt.Errorf("hostnet-cni: container %s has interfaces in namespace %s already, not in %s", containerID, ns.NetNamespacePath, netns)
+	}
+	if err := d.DeleteNamespace(ctx, ns.ID); err != nil && !api.IsNotFound(err) {
+		return false, err
+	}
+	return true, nil
 }
 
 func splitIP(s string) (string, uint8, error) {
@@ -190,36 +210,6 @@ func (e *NoNetworkError) Error() string {
 	return fmt.Sprintf("hostnet-cni: network %q does not exist (create it with `hostnet network create`, or give networkDefinition)", e.Network)
 }
 
-// ensureNamespace returns the namespace object that wraps the container's
-// network namespace, creating it when missing; created says so.
-func ensureNamespace(ctx context.Context, d Daemon, containerID, netns string) (ns *api.Namespace, created bool, err error) {
-	name := NamespaceName(containerID)
-	ns, err = d.GetNamespace(ctx, name)
-	if err == nil {
-		if ns.NetNamespacePath == netns {
-			return ns, false, nil
-		}
-		if len(namespaceEndpoints(ns)) > 0 {
-			return nil, false, fmt.Errorf("hostnet-cni: container %s has interfaces in namespace %s already, not in %s", containerID, ns.NetNamespacePath, netns)
-		}
-		// A leftover of an earlier sandbox of the same ID.
-		if err := d.DeleteNamespace(ctx, ns.ID); err != nil && !api.IsNotFound(err) {
-			return nil, false, err
-		}
-	} else if !api.IsNotFound(err) {
-		return nil, false, err
-	}
-	ns, err = d.CreateNamespace(ctx, &api.Namespace{Name: name, NetNamespacePath: netns})
-	if api.IsConflict(err) {
-		ns, err = d.GetNamespace(ctx, name) // another interface's ADD made it first
-		if err == nil && ns.NetNamespacePath != netns {
-			return nil, false, fmt.Errorf("hostnet-cni: container %s is being added in namespace %s and %s at once", containerID, ns.NetNamespacePath, netns)
-		}
-		return ns, false, err
-	}
-	return ns, err == nil, err
-}
-
 func namespaceEndpoints(ns *api.Namespace) []string {
 	var out []string
 	for _, r := range ns.Resources {
@@ -234,8 +224,8 @@ func namespaceEndpoints(ns *api.Namespace) []string {
 }
 
 // Del removes the container's endpoint (its addresses, published ports and
-// rules go with it), and the namespace object once the container has no
-// interface left. What is already gone is no error: the namespace may have
+// rules go with it, and the namespace object with the container's last
+// interface). What is already gone is no error: the namespace may have
 // been deleted, the ADD may never have happened or a DEL may have run.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
 	conf, err := ParseConfig(args.StdinData)
@@ -248,7 +238,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err := d.DeleteEndpoint(ctx, EndpointName(conf.Name, args.ContainerID, args.IfName)); err != nil && !api.IsNotFound(err) {
 		return asCNIError(err)
 	}
-	return asCNIError(dropEmptyNamespace(ctx, d, NamespaceName(args.ContainerID)))
+	return nil
 }
 
 // dropEmptyNamespace removes a namespace object that holds no endpoint.

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"net"
 	"net/netip"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/hostnet/hostnet/internal/testutil"
@@ -82,5 +84,35 @@ func TestBridgeAndPort(t *testing.T) {
 	}
 	if _, err := eh.LinkByName("eth0"); err == nil {
 		t.Error("peer survived deleting the host side")
+	}
+}
+
+// DeleteLinks removes several veths (and their peers) in one batch; names
+// already gone are no error, and other devices stay.
+func TestDeleteLinks(t *testing.T) {
+	hostPath, _ := testutil.NewNS(t, "host")
+	host, err := OpenHost(hostPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	for _, name := range []string{"hnvdel1", "hnvdel2", "hnvdel3", "hnvkeep"} {
+		if err := host.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := host.DeleteLinks([]string{"hnvdel1", "hnvdel2", "hnvdel3", "hnvgone"}); err != nil {
+		t.Fatal(err)
+	}
+	names, err := host.LinkNames("hnv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	if strings.Join(names, " ") != "hnvkeep hnvkeepp" {
+		t.Errorf("left: %v, want hnvkeep and its peer", names)
+	}
+	if err := host.DeleteLinks([]string{"hnvgone1", "hnvgone2"}); err != nil {
+		t.Errorf("deleting devices that are gone: %v", err)
 	}
 }

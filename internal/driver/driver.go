@@ -82,7 +82,9 @@ type Driver interface {
 	// Attach makes ep's virtual NIC exist inside the namespace ns, with its
 	// MAC, addresses and routes, and its switch port on the host.
 	Attach(ep *Endpoint, ns netns.Handle) error
-	// Detach removes ep's virtual NIC from the host and its namespace; a
-	// NIC already gone is not an error.
-	Detach(ep *Endpoint) error
+	// Detach removes the virtual NICs of eps from the host and their
+	// namespaces, in one kernel batch when there are several (removing
+	// devices one by one costs each the same wait). A NIC already gone is
+	// not an error.
+	Detach(eps ...*Endpoint) error
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/driver"
 )
 
 // TableName is the name of hostnet's tables in the host namespace.
@@ -363,8 +364,20 @@ func bridgeSkeleton() *nft.Table {
 	}}
 	prerouting := &nft.Chain{
 		Name: "prerouting", Type: nft.ChainTypeFilter, Hook: nft.HookPrerouting, Priority: bridgePrioritySpoof,
-		Rules: []nft.Rule{rule("what an endpoint sends must come from its own MAC and addresses",
-			nft.Iifname().InSet(SetPorts), nft.Jump("antispoof"))},
+		Rules: []nft.Rule{
+			rule("a port of an endpoint being attached or detached sends nothing until hostnet knows it",
+				nft.Iifname().Eq(driver.PortPrefix+"*"), nft.Iifname().NotInSet(SetPorts), nft.Drop()),
+			rule("what an endpoint sends must come from its own MAC and addresses",
+				nft.Iifname().InSet(SetPorts), nft.Jump("antispoof")),
+		},
+	}
+	// Nor does anything reach it: the bridge's own frames (from the host)
+	// pass the output hook, the others the forward hook.
+	unknownPort := func(name string, hook nft.Hook) *nft.Chain {
+		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: bridgePrioritySpoof, Rules: []nft.Rule{
+			rule("nothing reaches a port of an endpoint being attached or detached until hostnet knows it",
+				nft.Oifname().Eq(driver.PortPrefix+"*"), nft.Oifname().NotInSet(SetPorts), nft.Drop()),
+		}}
 	}
 	return &nft.Table{
 		Family: nft.FamilyBridge,
@@ -375,6 +388,6 @@ func bridgeSkeleton() *nft.Table {
 			set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv4),
 			set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv6),
 		},
-		Chains: []*nft.Chain{prerouting, antispoof},
+		Chains: []*nft.Chain{prerouting, antispoof, unknownPort("forward", nft.HookForward), unknownPort("output", nft.HookOutput)},
 	}
 }

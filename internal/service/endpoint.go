@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/ipam"
 	"github.com/hostnet/hostnet/internal/store"
@@ -52,8 +54,11 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 		e.SchemaVersion = api.SchemaVersion{Major: 2, Minor: 0}
 	}
 	e.HostInterfaceName = driver.PortName(e.ID)
-	nsRef := e.HostComputeNamespace
-	e.HostComputeNamespace = ""
+	nsRef, nsPath := e.HostComputeNamespace, e.NetNamespacePath
+	e.HostComputeNamespace, e.NetNamespacePath = "", ""
+	if nsPath != "" && !netns.IsNamespace(nsPath) {
+		return nil, api.Invalid(api.CodeInvalidNamespace, "invalid endpoint: field NetNamespacePath: %q is not a network namespace", nsPath)
+	}
 	var nsBefore namespaceRecord
 
 	s.mu.Lock()
@@ -103,18 +108,15 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 		rec.Doc = e
 		var step func() error
 		if nsRef != "" {
-			var ns namespaceRecord
-			if _, err := lookup(tx, store.Namespaces, "namespace", nsRef, &ns); err != nil {
-				if api.IsNotFound(err) {
-					return nil, api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNamespace: namespace %q not found", nsRef)
-				}
+			ns, err := namespaceToAttach(tx, nsRef, nsPath)
+			if err != nil {
 				return nil, err
 			}
-			nsBefore = ns
-			if err := linkToNamespace(tx, &rec, &ns); err != nil {
+			nsBefore = *ns
+			if err := linkToNamespace(tx, &rec, ns); err != nil {
 				return nil, err
 			}
-			step = s.attachStep(tx, &rec, pn, &ns)
+			step = s.attachStep(tx, &rec, pn, ns)
 		}
 		return step, store.PutJSON(tx, store.Endpoints, e.ID, rec)
 	})
@@ -131,6 +133,35 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 	}
 	s.log.Info("endpoint created", "endpoint", e.Name, "id", e.ID, "network", e.HostComputeNetwork, "addresses", e.IpConfigurations, "mac", e.MacAddress)
 	return &rec.Doc, nil
+}
+
+// namespaceToAttach returns, inside tx, the namespace a new endpoint is
+// attached to: ref, which must wrap path when path is given; or, when no
+// namespace is named ref and path is given, a new one named ref wrapping
+// path, which goes with its last endpoint.
+func namespaceToAttach(tx store.Tx, ref, path string) (*namespaceRecord, error) {
+	var ns namespaceRecord
+	_, err := lookup(tx, store.Namespaces, "namespace", ref, &ns)
+	switch {
+	case err == nil && path != "" && ns.Doc.NetNamespacePath != path:
+		return nil, api.Conflict(api.CodeObjectAlreadyExists, "invalid endpoint: field NetNamespacePath: namespace %q wraps %s, not %s",
+			ref, ns.Doc.NetNamespacePath, path)
+	case err == nil:
+		return &ns, nil
+	case !api.IsNotFound(err):
+		return nil, err
+	case path == "":
+		return nil, api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNamespace: namespace %q not found", ref)
+	}
+	ns = namespaceRecord{Doc: api.Namespace{ID: uuid.NewString(), Name: ref, NetNamespacePath: path, Implicit: true,
+		SchemaVersion: api.SchemaVersion{Major: 2, Minor: 0}}}
+	if err := api.ParseNamespace(&api.Namespace{Name: ref, NetNamespacePath: path}); err != nil {
+		return nil, err
+	}
+	if err := claimName(tx, "namespace", ref, ns.Doc.ID); err != nil {
+		return nil, err
+	}
+	return &ns, store.PutJSON(tx, store.Namespaces, ns.Doc.ID, ns)
 }
 
 // forgetEndpoint removes an endpoint from the store inside tx: its record,
@@ -378,7 +409,7 @@ func (s *Service) ModifyEndpoint(ref string, req api.ModifyRequest) (*api.Endpoi
 	old := rec
 	probe := rec.Doc
 	probe.Policies = modifyPolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
-	probe.HostComputeNamespace, probe.HostInterfaceName = "", ""
+	probe.HostComputeNamespace, probe.HostInterfaceName, probe.NetNamespacePath = "", "", ""
 	_, newPolicies, err := checkEndpoint(&probe)
 	if err != nil {
 		return nil, err

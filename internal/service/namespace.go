@@ -333,7 +333,7 @@ func networkOf(tx store.Tx, e *api.Endpoint) (*parsedNetwork, error) {
 }
 
 func clearAttachment(ep *endpointRecord) {
-	ep.Doc.HostComputeNamespace = ""
+	ep.Doc.HostComputeNamespace, ep.Doc.NetNamespacePath = "", ""
 	if ep.AutoName {
 		ep.Doc.InterfaceName = ""
 		ep.AutoName = false
@@ -461,7 +461,7 @@ func linkToNamespace(tx store.Tx, ep *endpointRecord, ns *namespaceRecord) error
 		return api.Conflict(api.CodeObjectAlreadyExists, "namespace %s already has a device named %s from another endpoint",
 			ns.Doc.ID, ep.Doc.InterfaceName)
 	}
-	ep.Doc.HostComputeNamespace = ns.Doc.ID
+	ep.Doc.HostComputeNamespace, ep.Doc.NetNamespacePath = ns.Doc.ID, ns.Doc.NetNamespacePath
 	data, _ := json.Marshal(api.NamespaceResourceID{ID: ep.Doc.ID})
 	ns.Doc.Resources = append(ns.Doc.Resources, api.NamespaceResource{Type: api.NamespaceResourceEndpoint, Data: data})
 	return store.PutJSON(tx, store.Namespaces, ns.Doc.ID, *ns)
@@ -477,6 +477,7 @@ func (s *Service) attachKernel(ep *endpointRecord, pn *parsedNetwork, ns *namesp
 	if err != nil {
 		return err
 	}
+	s.awaitUnlink(de.HostName)
 	h, err := netns.Open(ns.Doc.NetNamespacePath)
 	if err != nil {
 		return api.Conflict(api.CodeInvalidNamespace, "namespace %s: its network namespace %s is gone", ns.Doc.ID, ns.Doc.NetNamespacePath)
@@ -587,7 +588,16 @@ func unlinkFromNamespace(tx store.Tx, ep *endpointRecord) (*namespaceRecord, err
 		return nil, fmt.Errorf("namespace %s of endpoint %s: %w", ep.Doc.HostComputeNamespace, ep.Doc.ID, err)
 	}
 	ns.Doc.Resources = withoutEndpoint(ns.Doc.Resources, ep.Doc.ID)
-	if err := store.PutJSON(tx, store.Namespaces, ns.Doc.ID, ns); err != nil {
+	if ns.Doc.Implicit && len(attachedIDs(&ns.Doc)) == 0 {
+		// Made for its endpoints, it goes with the last (the Linux
+		// namespace it wraps is not hostnet's and stays).
+		if err := dropName(tx, "namespace", ns.Doc.Name); err != nil {
+			return nil, err
+		}
+		if err := tx.Delete(store.Namespaces, ns.Doc.ID); err != nil {
+			return nil, err
+		}
+	} else if err := store.PutJSON(tx, store.Namespaces, ns.Doc.ID, ns); err != nil {
 		return nil, err
 	}
 	// The kernel NIC is named by what the endpoint was attached as.
@@ -597,9 +607,16 @@ func unlinkFromNamespace(tx store.Tx, ep *endpointRecord) (*namespaceRecord, err
 
 // unrealiseAttachment removes a detached endpoint's NIC and rewrites its
 // former namespace's resolv.conf.
+//
+// The firewall forgets the endpoint first, which cuts its port off (the
+// bridge table drops what a port it does not know sends); the device goes
+// in the background, since deleting a veth waits for several RCU grace
+// periods (about 15 ms here) and nothing depends on it any more. An attach
+// of the same device waits for it (awaitUnlink); a crash before it is gone
+// leaves an unclaimed device that reconciliation removes.
 func (s *Service) unrealiseAttachment(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) {
-	s.detachKernel(ep, pn)
 	s.forgetInFirewall(ep.Doc.ID)
+	s.detachLater(ep, pn)
 	if err := s.writeResolvConf(ns); err != nil {
 		s.log.Warn("writing resolv.conf failed", "namespace", ns.Doc.ID, "err", err)
 	}

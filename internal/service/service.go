@@ -62,8 +62,13 @@ type Service struct {
 	reserved map[string]*dataplane.PortReservation // published host ports, by portKey
 	fw       *policy.State                         // the policy compiler, incrementally
 
-	background sync.WaitGroup // flow cleanups still running; Close waits
+	background sync.WaitGroup // flow cleanups and device deletions still running; Close waits
 	flowWake   chan struct{}  // closed by Close: walk now
+
+	unlinkMu      sync.Mutex               // guards the fields below
+	unlinking     map[string]chan struct{} // host-side devices being removed, closed when gone
+	unlinkQueue   []*unlink                // NICs waiting for the next batch
+	unlinkRunning bool                     // a goroutine is draining unlinkQueue
 
 	flowMu              sync.Mutex   // guards the fields below
 	flowQueue           []flowChange // changes whose flows are yet to be forgotten
@@ -73,7 +78,8 @@ type Service struct {
 }
 
 // Close finishes the work requests left running in the background (the
-// removal of connections a policy change denies) without its usual delay.
+// removal of connections a policy change denies, without its usual delay,
+// and of the devices of detached endpoints).
 // The caller closes the Host and Firewall after.
 func (s *Service) Close() {
 	s.flowMu.Lock()
@@ -91,7 +97,8 @@ func New(cfg Config) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log, reserved: map[string]*dataplane.PortReservation{}, flowWake: make(chan struct{})}
+	return &Service{cfg: cfg, log: log, reserved: map[string]*dataplane.PortReservation{}, flowWake: make(chan struct{}),
+		unlinking: map[string]chan struct{}{}}
 }
 
 // Supported endpoint and network policy types: those this build realises.

@@ -375,13 +375,24 @@ func (e *Env) checkNoCNILeft(t *testing.T) {
 			t.Errorf("namespace object %s left", ns.Name)
 		}
 	}
+	// Ports of deleted endpoints go in the background, within milliseconds.
 	h := e.handle(e.HostNS)
 	defer h.Close()
-	links, _ := h.LinkList()
-	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, "hnv") {
-			t.Errorf("endpoint port %s left in the host", l.Attrs().Name)
+	var left []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		left = left[:0]
+		links, _ := h.LinkList()
+		for _, l := range links {
+			if strings.HasPrefix(l.Attrs().Name, "hnv") {
+				left = append(left, l.Attrs().Name)
+			}
 		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, name := range left {
+		t.Errorf("endpoint port %s left in the host", name)
 	}
 }
 

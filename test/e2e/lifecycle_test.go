@@ -12,6 +12,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/testutil"
 	"github.com/vishvananda/netlink"
 )
 
@@ -337,5 +338,54 @@ func TestAttachRefusesATakenDeviceName(t *testing.T) {
 	ep2, err := c.CreateEndpoint(ctx, &api.Endpoint{HostComputeNetwork: "nat", InterfaceName: "eth1", HostComputeNamespace: ns.ID})
 	if err != nil || ep2.InterfaceName != "eth1" {
 		t.Errorf("eth1 beside a foreign eth0: %+v, %v", ep2, err)
+	}
+}
+
+// An endpoint created with HostComputeNamespace and NetNamespacePath joins
+// the namespace of that name, or makes it, wrapping the path, in the same
+// request; such an implicit namespace goes with its last endpoint, and the
+// Linux namespace it wraps stays.
+func TestCreateEndpointWithImplicitNamespace(t *testing.T) {
+	e := NewEnv(t)
+	c := e.Client()
+	path, _ := testutil.NewNS(t, "runtime")
+	first, err := c.CreateEndpoint(ctx, &api.Endpoint{Name: "a", HostComputeNetwork: "nat", HostComputeNamespace: "pod1", NetNamespacePath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := c.GetNamespace(ctx, "pod1")
+	if err != nil || !ns.Implicit || ns.Managed || ns.NetNamespacePath != path || first.NetNamespacePath != path || first.HostComputeNamespace != ns.ID {
+		t.Fatalf("the implicit namespace: %+v, %v; endpoint %+v", ns, err, first)
+	}
+	second, err := c.CreateEndpoint(ctx, &api.Endpoint{Name: "b", HostComputeNetwork: "nat", HostComputeNamespace: "pod1", NetNamespacePath: path})
+	if err != nil || second.HostComputeNamespace != ns.ID || second.InterfaceName != "eth1" {
+		t.Fatalf("a second endpoint in the same namespace: %+v, %v", second, err)
+	}
+	other, _ := testutil.NewNS(t, "other")
+	_, err = c.CreateEndpoint(ctx, &api.Endpoint{Name: "c", HostComputeNetwork: "nat", HostComputeNamespace: "pod1", NetNamespacePath: other})
+	if !api.IsConflict(err) || !strings.Contains(err.Error(), "NetNamespacePath") {
+		t.Errorf("joining pod1 with another path: %v", err)
+	}
+	_, err = c.CreateEndpoint(ctx, &api.Endpoint{Name: "d", HostComputeNetwork: "nat", NetNamespacePath: path})
+	if api.CodeOf(err) != api.CodeInvalidEndpoint || !strings.Contains(err.Error(), "NetNamespacePath") {
+		t.Errorf("NetNamespacePath alone: %v", err)
+	}
+	if _, err := c.CreateNamespace(ctx, &api.Namespace{Implicit: true}); api.CodeOf(err) != api.CodeInvalidNamespace {
+		t.Errorf("a client setting Implicit: %v", err)
+	}
+	if err := c.DeleteEndpoint(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetNamespace(ctx, "pod1"); err != nil {
+		t.Errorf("the namespace went while an endpoint is attached: %v", err)
+	}
+	if err := c.DeleteEndpoint(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetNamespace(ctx, "pod1"); !api.IsNotFound(err) {
+		t.Errorf("the implicit namespace outlived its last endpoint: %v", err)
+	}
+	if !netns.IsNamespace(path) {
+		t.Error("the runtime's network namespace was removed")
 	}
 }

@@ -43,6 +43,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(baseDir)
+	// A race-enabled program sleeps a second before it exits, to let late
+	// reports in: the CNI plugin runs as one short process per operation.
+	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	if os.Geteuid() == 0 {
 		hostnetdBin = filepath.Join(baseDir, "hostnetd")
 		hostnetBin = filepath.Join(baseDir, "hostnet")

@@ -146,6 +146,10 @@ func (d *Driver) Attach(ep *driver.Endpoint, ns netns.Handle) error {
 }
 
 // Detach implements driver.Driver.
-func (d *Driver) Detach(ep *driver.Endpoint) error {
-	return d.Host.DeleteLink(ep.HostName)
+func (d *Driver) Detach(eps ...*driver.Endpoint) error {
+	names := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		names = append(names, ep.HostName)
+	}
+	return d.Host.DeleteLinks(names)
 }
