@@ -99,6 +99,22 @@ func TestCNILibcniLifecycle(t *testing.T) {
 	c := e.Client()
 	cfg := e.libcni()
 	ctx := context.Background()
+	if _, err := c.CreateNetwork(ctx, &api.Network{Name: "pods", Type: api.NAT, Ipams: []api.Ipam{{Subnets: []api.Subnet{
+		{IpAddressPrefix: "10.99.0.0/24", Routes: []api.Route{{NextHop: "10.99.0.1", DestinationPrefix: "0.0.0.0/0"}}}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The bridge takes an IPv6 link-local address when its first port
+	// comes up, and keeps it: a first container makes that happen.
+	warm, _ := testutil.NewNS(t, "warm")
+	warmRT := &libcni.RuntimeConf{ContainerID: "warm", NetNS: warm, IfName: "eth0"}
+	if _, err := cfg.AddNetworkList(ctx, e.cniConf(t, "1.1.0", "lifecycle"), warmRT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.DelNetworkList(ctx, e.cniConf(t, "1.1.0", "lifecycle"), warmRT); err != nil {
+		t.Fatal(err)
+	}
+	e.checkNoCNILeft(t) // waits for its port to go
+	before := e.kernelState()
 	for _, v := range cniVersions {
 		t.Run(v, func(t *testing.T) {
 			path, _ := testutil.NewNS(t, "c")
@@ -159,6 +175,7 @@ func TestCNILibcniLifecycle(t *testing.T) {
 			if err := cfg.DelNetworkList(ctx, list, rt); err != nil {
 				t.Errorf("a repeated DEL: %v", err)
 			}
+			e.expectKernel(t, before, "after DEL")
 		})
 	}
 	e.checkNoCNILeft(t)
@@ -172,6 +189,7 @@ func TestCNIGCAndStatus(t *testing.T) {
 	ctx := context.Background()
 	list := e.cniConf(t, "1.1.0", "gc")
 	var rts []*libcni.RuntimeConf
+	var withKeep string
 	for _, id := range []string{"keep", "drop1", "drop2"} {
 		path, _ := testutil.NewNS(t, id)
 		rt := &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: "eth0"}
@@ -179,6 +197,9 @@ func TestCNIGCAndStatus(t *testing.T) {
 			t.Fatalf("ADD %s: %v", id, err)
 		}
 		rts = append(rts, rt)
+		if id == "keep" {
+			withKeep = e.kernelState()
+		}
 	}
 	// An endpoint of another CNI network stays whatever GC of this one says.
 	other := e.cniConf(t, "1.1.0", "other")
@@ -207,10 +228,11 @@ func TestCNIGCAndStatus(t *testing.T) {
 	if _, err := c.GetNamespace(ctx, cni.NamespaceName("drop2")); !api.IsNotFound(err) {
 		t.Errorf("GC left the namespace object of a container without interfaces: %v", err)
 	}
-	if err := cfg.GCNetworkList(ctx, list, &libcni.GCArgs{}); err != nil {
+	if err := cfg.GCNetworkList(ctx, other, &libcni.GCArgs{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.GCNetworkList(ctx, other, &libcni.GCArgs{}); err != nil {
+	e.expectKernel(t, withKeep, "after GC")
+	if err := cfg.GCNetworkList(ctx, list, &libcni.GCArgs{}); err != nil {
 		t.Fatal(err)
 	}
 	e.checkNoCNILeft(t)
@@ -236,6 +258,7 @@ func TestCNIFailedAddLeavesNothing(t *testing.T) {
 	if _, err := cfg.AddNetworkList(ctx, list, a); err != nil {
 		t.Fatal(err)
 	}
+	withA := e.kernelState()
 	pathB, _ := testutil.NewNS(t, "b")
 	b := &libcni.RuntimeConf{ContainerID: "b", NetNS: pathB, IfName: "eth0", CapabilityArgs: ports}
 	_, err := cfg.AddNetworkList(ctx, list, b)
@@ -255,6 +278,7 @@ func TestCNIFailedAddLeavesNothing(t *testing.T) {
 	if _, err := h.LinkByName("eth0"); err == nil {
 		t.Error("the failed ADD left an interface in the container")
 	}
+	e.expectKernel(t, withA, "after a failed ADD")
 	if err := cfg.DelNetworkList(ctx, list, b); err != nil {
 		t.Errorf("DEL after a failed ADD: %v", err)
 	}
@@ -349,6 +373,45 @@ func (e *Env) cnitoolErr(confDir, capArgs string, args ...string) (string, error
 	cmd.Env = append(os.Environ(), "NETCONFPATH="+confDir, "CNI_PATH="+cniBinDir, "CAP_ARGS="+capArgs)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// expectKernel fails the test unless the host's devices, addresses and
+// nftables elements come back to want (a kernelState) within 5 s: the
+// ports of deleted endpoints go in the background.
+func (e *Env) expectKernel(t *testing.T, want, when string) {
+	t.Helper()
+	got := e.kernelState()
+	for deadline := time.Now().Add(5 * time.Second); got != want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		got = e.kernelState()
+	}
+	if got != want {
+		t.Errorf("%s, the kernel differs:\n%s", when, lineDiff(want, got))
+	}
+}
+
+// lineDiff lists the lines only in a (-) and only in b (+).
+func lineDiff(a, b string) string {
+	in := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l] = true
+		}
+		return m
+	}
+	am, bm := in(a), in(b)
+	var out []string
+	for _, l := range strings.Split(a, "\n") {
+		if !bm[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range strings.Split(b, "\n") {
+		if !am[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // checkNoCNILeft fails the test if an endpoint or namespace object of
