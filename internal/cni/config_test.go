@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/hostnet/hostnet/api"
 )
@@ -156,5 +157,16 @@ func TestResultVersions(t *testing.T) {
 		if !strings.Contains(string(b), `"10.99.0.5/24"`) {
 			t.Errorf("as %s: %s", v, b)
 		}
+	}
+}
+
+// hostnet-cni creates the interface, so it must come first in a chain.
+func TestAddRefusesAPreviousResult(t *testing.T) {
+	p := &Plugin{Dial: func(string) Daemon { t.Fatal("the daemon was called"); return nil }}
+	conf := `{"cniVersion":"1.1.0","name":"n","type":"hostnet-cni","prevResult":{"cniVersion":"1.1.0","ips":[]}}`
+	err := p.Add(&skel.CmdArgs{ContainerID: "c", Netns: "/run/netns/c", IfName: "eth0", StdinData: []byte(conf)})
+	var cniErr *types.Error
+	if !errors.As(err, &cniErr) || cniErr.Code != types.ErrInvalidNetworkConfig || !strings.Contains(cniErr.Msg, "first plugin") {
+		t.Errorf("ADD with a prevResult: %v", err)
 	}
 }

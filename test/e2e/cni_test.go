@@ -119,7 +119,8 @@ func TestCNILibcniLifecycle(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			path, _ := testutil.NewNS(t, "c")
 			list := e.cniConf(t, v, "lifecycle")
-			rt := &libcni.RuntimeConf{ContainerID: "ctr-" + strings.ReplaceAll(v, ".", ""), NetNS: path, IfName: "eth0"}
+			rt := &libcni.RuntimeConf{ContainerID: "ctr-" + strings.ReplaceAll(v, ".", ""), NetNS: path, IfName: "eth0",
+				CapabilityArgs: map[string]any{"mac": "02:aa:bb:cc:dd:0" + v[:1], "dns": map[string]any{"servers": []string{"10.0.0.10"}, "searches": []string{"svc.test"}}}}
 			res, err := cfg.AddNetworkList(ctx, list, rt)
 			if err != nil {
 				t.Fatalf("ADD: %v", err)
@@ -137,8 +138,11 @@ func TestCNILibcniLifecycle(t *testing.T) {
 			if len(r.Routes) != 1 || r.Routes[0].Dst.String() != "0.0.0.0/0" || r.Routes[0].GW.String() != "10.99.0.1" {
 				t.Errorf("ADD result routes: %v", r.Routes)
 			}
+			if r.Interfaces[1].Mac != rt.CapabilityArgs["mac"] || len(r.DNS.Nameservers) != 1 || r.DNS.Search[0] != "svc.test" {
+				t.Errorf("the mac and dns capabilities: interface %v, dns %v", r.Interfaces[1], r.DNS)
+			}
 			got, err := cni.InspectInterface(path, "eth0")
-			if err != nil || len(got.Addrs) == 0 || got.Addrs[0].String() != r.IPs[0].Address.String() {
+			if err != nil || len(got.Addrs) == 0 || got.Addrs[0].String() != r.IPs[0].Address.String() || got.MAC.String() != rt.CapabilityArgs["mac"] {
 				t.Errorf("the interface in the namespace: %+v, %v", got, err)
 			}
 			name := cni.EndpointName("lifecycle", rt.ContainerID, "eth0")
