@@ -31,10 +31,12 @@ type Route struct {
 // namespace, and inside it the interface has its MAC, is up, carries every
 // address of the endpoint and of the previous result, and has its routes.
 func (p *Plugin) Check(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
+	ss, err := p.start(args)
 	if err != nil {
-		return asCNIError(err)
+		return err
 	}
+	defer ss.Close()
+	conf, d, ctx := ss.conf, ss.d, ss.ctx
 	if conf.RawPrevResult == nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, "hostnet-cni: CHECK needs the result of the ADD (prevResult)", "")
 	}
@@ -45,9 +47,6 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return types.NewError(types.ErrDecodingFailure, "hostnet-cni: prevResult: "+err.Error(), "")
 	}
-	ctx, cancel := p.context()
-	defer cancel()
-	d := p.Dial(conf.Socket)
 	name := EndpointName(conf.Name, args.ContainerID, args.IfName)
 	ep, err := d.GetEndpoint(ctx, name)
 	if api.IsNotFound(err) {

@@ -39,12 +39,26 @@ type Plugin struct {
 	Timeout time.Duration
 }
 
-func (p *Plugin) context() (context.Context, context.CancelFunc) {
-	d := p.Timeout
-	if d == 0 {
-		d = 60 * time.Second
+// session is what every operation starts from: its configuration, the
+// daemon it names, and a deadline (Close releases it).
+type session struct {
+	conf  *Config
+	d     Daemon
+	ctx   context.Context
+	Close context.CancelFunc
+}
+
+func (p *Plugin) start(args *skel.CmdArgs) (*session, error) {
+	conf, err := ParseConfig(args.StdinData)
+	if err != nil {
+		return nil, asCNIError(err)
 	}
-	return context.WithTimeout(context.Background(), d)
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return &session{conf: conf, d: p.Dial(conf.Socket), ctx: ctx, Close: cancel}, nil
 }
 
 // Add creates the container's endpoint on the configured network, attached
@@ -53,10 +67,12 @@ func (p *Plugin) context() (context.Context, context.CancelFunc) {
 // with what exists when it is in the same namespace. A failed ADD leaves
 // nothing of its own behind.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
+	ss, err := p.start(args)
 	if err != nil {
-		return asCNIError(err)
+		return err
 	}
+	defer ss.Close()
+	conf, d, ctx := ss.conf, ss.d, ss.ctx
 	if conf.RawPrevResult != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, "hostnet-cni must be the first plugin of a chain",
 			"it creates the container's interface; a plugin before it already returned a result")
@@ -64,9 +80,6 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if args.Netns == "" {
 		return types.NewError(types.ErrInvalidEnvironmentVariables, "hostnet-cni: CNI_NETNS is empty", "")
 	}
-	ctx, cancel := p.context()
-	defer cancel()
-	d := p.Dial(conf.Socket)
 	n, spec, err := ensureNetwork(ctx, d, conf)
 	if err != nil {
 		return asCNIError(err)
@@ -228,13 +241,12 @@ func namespaceEndpoints(ns *api.Namespace) []string {
 // interface). What is already gone is no error: the namespace may have
 // been deleted, the ADD may never have happened or a DEL may have run.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
+	ss, err := p.start(args)
 	if err != nil {
-		return asCNIError(err)
+		return err
 	}
-	ctx, cancel := p.context()
-	defer cancel()
-	d := p.Dial(conf.Socket)
+	defer ss.Close()
+	conf, d, ctx := ss.conf, ss.d, ss.ctx
 	if err := d.DeleteEndpoint(ctx, EndpointName(conf.Name, args.ContainerID, args.IfName)); err != nil && !api.IsNotFound(err) {
 		return asCNIError(err)
 	}
@@ -263,13 +275,12 @@ func dropEmptyNamespace(ctx context.Context, d Daemon, ref string) error {
 // interface are not among the valid attachments, then the namespace
 // objects left without endpoints.
 func (p *Plugin) GC(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
+	ss, err := p.start(args)
 	if err != nil {
-		return asCNIError(err)
+		return err
 	}
-	ctx, cancel := p.context()
-	defer cancel()
-	d := p.Dial(conf.Socket)
+	defer ss.Close()
+	conf, d, ctx := ss.conf, ss.d, ss.ctx
 	valid := map[types.GCAttachment]bool{}
 	for _, a := range conf.ValidAttachments {
 		valid[a] = true
