@@ -1,8 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // conformance runs the Store contract against one implementation.
@@ -10,7 +18,7 @@ func conformance(t *testing.T, s Store) {
 	t.Helper()
 	err := s.Update(func(tx Tx) error {
 		for _, k := range []string{"a/2", "a/1", "b/1", "a/3"} {
-			if err := tx.Put(Networks, k, []byte("v"+k)); err != nil {
+			if err := tx.Put(IPAM, k, []byte("v"+k)); err != nil {
 				return err
 			}
 		}
@@ -23,13 +31,13 @@ func conformance(t *testing.T, s Store) {
 	// A failed update keeps nothing it wrote.
 	boom := errors.New("boom")
 	err = s.Update(func(tx Tx) error {
-		if err := tx.Put(Networks, "a/1", []byte("changed")); err != nil {
+		if err := tx.Put(IPAM, "a/1", []byte("changed")); err != nil {
 			return err
 		}
-		if err := tx.Put(Networks, "c/1", []byte("new")); err != nil {
+		if err := tx.Put(IPAM, "c/1", []byte("new")); err != nil {
 			return err
 		}
-		if err := tx.Delete(Networks, "a/2"); err != nil {
+		if err := tx.Delete(IPAM, "a/2"); err != nil {
 			return err
 		}
 		return boom
@@ -39,15 +47,15 @@ func conformance(t *testing.T, s Store) {
 	}
 
 	err = s.View(func(tx Tx) error {
-		v, err := tx.Get(Networks, "a/1")
+		v, err := tx.Get(IPAM, "a/1")
 		if err != nil || string(v) != "va/1" {
 			t.Errorf("after rollback a/1 = %q, %v", v, err)
 		}
-		if _, err := tx.Get(Networks, "c/1"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.Get(IPAM, "c/1"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("after rollback c/1: %v, want ErrNotFound", err)
 		}
 		var keys []string
-		if err := tx.ForEach(Networks, "a/", func(k string, _ []byte) error {
+		if err := tx.ForEach(IPAM, "a/", func(k string, _ []byte) error {
 			keys = append(keys, k)
 			return nil
 		}); err != nil {
@@ -56,7 +64,7 @@ func conformance(t *testing.T, s Store) {
 		if len(keys) != 3 || keys[0] != "a/1" || keys[1] != "a/2" || keys[2] != "a/3" {
 			t.Errorf("ForEach a/ = %v, want [a/1 a/2 a/3]", keys)
 		}
-		if err := tx.Put(Networks, "x", nil); err == nil {
+		if err := tx.Put(IPAM, "x", nil); err == nil {
 			t.Error("Put in View succeeded")
 		}
 		return nil
@@ -65,7 +73,7 @@ func conformance(t *testing.T, s Store) {
 		t.Fatal(err)
 	}
 
-	if err := s.Update(func(tx Tx) error { return tx.Delete(Networks, "absent") }); err != nil {
+	if err := s.Update(func(tx Tx) error { return tx.Delete(IPAM, "absent") }); err != nil {
 		t.Errorf("deleting an absent key: %v", err)
 	}
 	type doc struct{ A int }
@@ -99,9 +107,186 @@ func TestBolt(t *testing.T) {
 	}
 	defer s.Close()
 	if err := s.View(func(tx Tx) error {
-		_, err := tx.Get(Networks, "a/3")
+		_, err := tx.Get(IPAM, "a/3")
 		return err
 	}); err != nil {
 		t.Errorf("after reopen: %v", err)
 	}
+}
+
+// A damaged state file (truncated, overwritten with garbage, not hostnet's,
+// a record that is not JSON) is refused with a DamagedError that names it
+// and says how to recover; the backup taken at the last sound start puts
+// it back, the damaged file kept aside.
+func TestBoltDamage(t *testing.T) {
+	good := func(t *testing.T) string {
+		dir := t.TempDir()
+		s, err := OpenBolt(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Fresh {
+			t.Error("a new state file is not Fresh")
+		}
+		if err := s.Update(func(tx Tx) error {
+			for i := 0; i < 200; i++ {
+				if err := tx.Put(Networks, fmt.Sprintf("net-%03d", i), []byte(`{"Name":"n"}`)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		// A second start takes the backup of the written state.
+		s, err = OpenBolt(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Fresh {
+			t.Error("an existing state file is Fresh")
+		}
+		s.Close()
+		return dir
+	}
+	damage := map[string]func(path string) error{
+		"truncated": func(path string) error { return os.Truncate(path, 3*4096) },
+		"garbage": func(path string) error {
+			b, _ := os.ReadFile(path)
+			for i := range b {
+				b[i] = byte(i*7 + 13)
+			}
+			return os.WriteFile(path, b, 0o600)
+		},
+		"garbage after the meta pages": func(path string) error {
+			b, _ := os.ReadFile(path)
+			for i := 2 * 4096; i < len(b); i++ {
+				b[i] = byte(i*31 + 5)
+			}
+			return os.WriteFile(path, b, 0o600)
+		},
+		"empty": func(path string) error { return os.WriteFile(path, nil, 0o600) },
+		"not hostnet's": func(path string) error {
+			os.Remove(path)
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				return err
+			}
+			return db.Close()
+		},
+		"a record that is not JSON": func(path string) error {
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(Endpoints)).Put([]byte("x"), []byte("{not json")) })
+		},
+	}
+	for name, hurt := range damage {
+		t.Run(name, func(t *testing.T) {
+			dir := good(t)
+			path := filepath.Join(dir, BoltFile)
+			if err := hurt(path); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(path)
+			_, err := OpenBolt(dir)
+			var damaged *DamagedError
+			if !errors.As(err, &damaged) || !damaged.Backup || !strings.Contains(err.Error(), "--restore-backup") {
+				t.Fatalf("open: %v", err)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Error("the damaged file was written to")
+			}
+			aside, err := RestoreBackup(dir)
+			if err != nil || aside == "" {
+				t.Fatalf("restore: %q, %v", aside, err)
+			}
+			if kept, _ := os.ReadFile(aside); !bytes.Equal(kept, before) {
+				t.Error("the damaged file was not kept aside as it was")
+			}
+			s, err := OpenBolt(dir)
+			if err != nil {
+				t.Fatalf("open after restore: %v", err)
+			}
+			defer s.Close()
+			n := 0
+			_ = s.View(func(tx Tx) error {
+				return tx.ForEach(Networks, "", func(string, []byte) error { n++; return nil })
+			})
+			if n != 200 {
+				t.Errorf("after restore: %d networks, want 200", n)
+			}
+		})
+	}
+}
+
+// A state file that is gone while its backup is there is refused: the
+// state was lost, not never made.
+func TestBoltMissingWithBackup(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	os.Remove(filepath.Join(dir, BoltFile))
+	if _, err := OpenBolt(dir); !errors.Is(err, ErrStateMissing) {
+		t.Errorf("open without the state file: %v", err)
+	}
+	if _, err := RestoreBackup(dir); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
+// Random damage anywhere in the file never crashes the opening: it is
+// found (DamagedError) or harmless (the file opens and reads).
+func TestBoltRandomDamage(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(func(tx Tx) error {
+		for i := 0; i < 300; i++ {
+			if err := tx.Put(Endpoints, fmt.Sprintf("ep-%03d", i), []byte(fmt.Sprintf(`{"Name":"endpoint %d","Padding":"%s"}`, i, strings.Repeat("x", 200)))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	path := filepath.Join(dir, BoltFile)
+	pristine, _ := os.ReadFile(path)
+	rng := rand.New(rand.NewPCG(1, 2))
+	found := 0
+	for i := 0; i < 300; i++ {
+		b := append([]byte(nil), pristine...)
+		for j := 0; j < 1+rng.IntN(8); j++ {
+			b[rng.IntN(len(b))] = byte(rng.Uint32())
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := OpenBolt(dir)
+		var damaged *DamagedError
+		switch {
+		case errors.As(err, &damaged):
+			found++
+		case err != nil:
+			t.Fatalf("damage %d: an error that is not DamagedError: %v", i, err)
+		default:
+			s.Close()
+		}
+	}
+	t.Logf("%d of 300 damaged files refused", found)
 }
