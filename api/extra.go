@@ -40,6 +40,20 @@ func knownKeys(t reflect.Type) map[string]bool {
 	return keys
 }
 
+// isKnown reports whether encoding/json decodes key k into one of the
+// fields named in known. It matches names with Unicode case folding, not
+// only ASCII: "Ipam\u017f" (long s) fills Ipams, so it must not be kept as
+// an unknown field too, or it would overwrite Ipams when the document is
+// encoded and decoded again, after validation.
+func isKnown(known map[string]bool, k string) bool {
+	for name := range known {
+		if strings.EqualFold(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
 // decodeWithExtra decodes data into v (a pointer to a struct without custom
 // decoding) and returns the fields v's type does not know.
 func decodeWithExtra(data []byte, v any) (Extra, error) {
@@ -53,7 +67,7 @@ func decodeWithExtra(data []byte, v any) (Extra, error) {
 	known := knownKeys(reflect.TypeOf(v).Elem())
 	var extra Extra
 	for k, raw := range all {
-		if !known[strings.ToLower(k)] {
+		if !isKnown(known, k) {
 			if extra == nil {
 				extra = Extra{}
 			}
