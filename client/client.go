@@ -238,3 +238,17 @@ func (c *Client) namespaceEndpoint(ctx context.Context, namespace, endpoint stri
 		ResourceType: api.ResourceEndpoint, RequestType: rt, Settings: settings,
 	})
 }
+
+// Check asks the daemon to compare the kernel with its intent (`hostnet
+// doctor`); nothing is changed.
+func (c *Client) Check(ctx context.Context) (*api.CheckReport, error) {
+	var out api.CheckReport
+	return &out, c.do(ctx, http.MethodGet, "/check", nil, nil, &out)
+}
+
+// Events returns what the daemon did on its own lately (repairs, removals
+// of endpoints whose namespace is gone, ...), oldest first.
+func (c *Client) Events(ctx context.Context) ([]api.Event, error) {
+	var out []api.Event
+	return out, c.do(ctx, http.MethodGet, "/events", nil, nil, &out)
+}

@@ -208,6 +208,8 @@ func NewRootCommand(streams IO, newClient ClientFactory) *cobra.Command {
 		newApplyCommand(a),
 		newRunCommand(a),
 		newNsexecCommand(a),
+		newDoctorCommand(a),
+		newEventsCommand(a),
 	)
 	return root
 }

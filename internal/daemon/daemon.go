@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
@@ -17,6 +18,7 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/nat"
+	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/server"
 	"github.com/hostnet/hostnet/internal/service"
 	"github.com/hostnet/hostnet/internal/store"
@@ -25,10 +27,20 @@ import (
 
 // Config is hostnetd's configuration; see cmd/hostnetd for the flags.
 type Config struct {
-	Socket     string
+	Socket string
+	// SocketMode is the socket's permissions; 0 means 0600, or 0660 with
+	// a SocketGroup.
 	SocketMode os.FileMode
-	StateDir   string
-	RunDir     string
+	// SocketGroup, a group name or gid, owns the socket, and its members
+	// may use the API besides root and the daemon's own user; empty: none.
+	SocketGroup string
+	// MaxConnections bounds the API connections open at once; 0: the
+	// server's default.
+	MaxConnections int
+	// Timeouts of API connections; zero fields take the server's defaults.
+	Timeouts server.Timeouts
+	StateDir string
+	RunDir   string
 	// HostNetns is the path of the network namespace to treat as the host;
 	// empty means the daemon's own.
 	HostNetns      string
@@ -37,8 +49,16 @@ type Config struct {
 	HostResolvConf string
 	DefaultNetwork bool
 	DefaultSubnet  string
-	Build          string
-	Logger         *slog.Logger
+	// RepairInterval is how often the kernel is checked against the
+	// intent and repaired (besides notifications); 0 turns self-repair off.
+	RepairInterval time.Duration
+	// RestoreBackup puts the state file's backup back before starting.
+	RestoreBackup bool
+	// ForgetKernelState lets a daemon with a new, empty state file remove
+	// the hostnet objects it finds in the kernel (a lost state's).
+	ForgetKernelState bool
+	Build             string
+	Logger            *slog.Logger
 	// Ready, if set, is called once the API is being served.
 	Ready func()
 }
@@ -63,6 +83,13 @@ func Run(ctx context.Context, cfg Config) error {
 		defer pprof.StopCPUProfile()
 	}
 	raiseFileLimit(log)
+	if cfg.RestoreBackup {
+		aside, err := store.RestoreBackup(cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		log.Warn("restored the state file from its backup", "state", cfg.StateDir, "damaged_file_kept_as", orDefault(aside, "(there was none)"))
+	}
 	st, err := store.OpenBolt(cfg.StateDir)
 	if err != nil {
 		return err
@@ -79,6 +106,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("open nftables: %w", err)
 	}
 	defer fw.Close()
+	if st.Fresh && !cfg.ForgetKernelState {
+		if objs := orphans(host, fw); len(objs) > 0 {
+			return fmt.Errorf("the state file in %s is new, but the kernel holds hostnet's objects (%s): they belong to a state that was lost, "+
+				"and starting empty would remove them with the traffic they carry. Put the state back (its backup, with --restore-backup), "+
+				"or start with --forget-kernel-state to remove them", cfg.StateDir, strings.Join(objs, ", "))
+		}
+	}
 
 	svc := service.New(service.Config{
 		Store:          st,
@@ -104,14 +138,38 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		log.Info("default network", "name", n.Name, "id", n.ID, "subnet", subnets(n))
 	}
-	l, err := server.Listen(cfg.Socket, cfg.SocketMode)
+	gid, groups := -1, []int(nil)
+	if cfg.SocketGroup != "" {
+		if gid, err = server.ResolveGroup(cfg.SocketGroup); err != nil {
+			return fmt.Errorf("socket group %q: %w", cfg.SocketGroup, err)
+		}
+		groups = []int{gid}
+	}
+	mode := cfg.SocketMode
+	if mode == 0 {
+		mode = 0o600
+		if gid >= 0 {
+			mode = 0o660
+		}
+	}
+	l, err := server.Listen(cfg.Socket, mode, gid)
 	if err != nil {
 		return err
 	}
-	srv := server.New(svc, log)
+	if cfg.RepairInterval > 0 {
+		repairCtx, stopRepair := context.WithCancel(context.Background())
+		repaired := make(chan struct{})
+		go func() {
+			defer close(repaired)
+			svc.SelfRepair(repairCtx, cfg.RepairInterval)
+		}()
+		defer func() { stopRepair(); <-repaired }() // before the service, host and firewall close
+	}
+	srv := server.New(svc, log, server.Options{Timeouts: cfg.Timeouts, MaxConnections: cfg.MaxConnections, Groups: groups})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	log.Info("hostnetd ready", "socket", cfg.Socket, "state", cfg.StateDir, "host_netns", orDefault(cfg.HostNetns, "(own)"), "startup", time.Since(start))
+	log.Info("hostnetd ready", "socket", cfg.Socket, "socket_mode", fmt.Sprintf("%04o", mode), "socket_group", orDefault(cfg.SocketGroup, "(none)"),
+		"state", cfg.StateDir, "host_netns", orDefault(cfg.HostNetns, "(own)"), "startup", time.Since(start))
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
@@ -126,6 +184,24 @@ func Run(ctx context.Context, cfg Config) error {
 	err = srv.Shutdown(sctx)
 	_ = os.Remove(cfg.Socket)
 	return err
+}
+
+// orphans lists hostnet's objects in the kernel: its bridges and ports in
+// the host namespace, and its nftables tables.
+func orphans(host *dataplane.Host, fw *nft.Kernel) []string {
+	var out []string
+	names, _ := host.LinkNames(driver.LinkPrefix)
+	for _, name := range names {
+		if strings.HasPrefix(name, driver.BridgePrefix) || strings.HasPrefix(name, driver.PortPrefix) {
+			out = append(out, "device "+name)
+		}
+	}
+	for _, f := range []nft.Family{nft.FamilyInet, nft.FamilyBridge} {
+		if ok, _ := fw.TableExists(f, policy.TableName); ok {
+			out = append(out, fmt.Sprintf("table %s %s", f, policy.TableName))
+		}
+	}
+	return out
 }
 
 func subnets(n *api.Network) []string {

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"time"
+
+	"github.com/hostnet/hostnet/internal/server"
 )
 
 // DefaultSocket, DefaultStateDir and DefaultRunDir are where hostnetd
@@ -47,17 +50,65 @@ func Flags(fs *flag.FlagSet) func() (Config, error) {
 	fs.StringVar(&cfg.HostResolvConf, "host-resolv-conf", env("HOSTNET_HOST_RESOLV_CONF", "/etc/resolv.conf"), "DNS servers for endpoints that set none (env HOSTNET_HOST_RESOLV_CONF)")
 	fs.BoolVar(&cfg.DefaultNetwork, "default-network", envBool("HOSTNET_DEFAULT_NETWORK", true), "create the default NAT network \"nat\" when it does not exist (env HOSTNET_DEFAULT_NETWORK)")
 	fs.StringVar(&cfg.DefaultSubnet, "default-subnet", env("HOSTNET_DEFAULT_SUBNET", ""), "subnet of the default network; default: the first free /20 of 172.16.0.0/12 (env HOSTNET_DEFAULT_SUBNET)")
-	socketMode := fs.String("socket-mode", env("HOSTNET_SOCKET_MODE", "0600"), "permissions of the socket, octal (env HOSTNET_SOCKET_MODE)")
+	repair := fs.String("repair-interval", env("HOSTNET_REPAIR_INTERVAL", "10s"), "how often the kernel is checked against the intent and repaired, besides notifications of damage; 0: no self-repair (env HOSTNET_REPAIR_INTERVAL)")
+	fs.BoolVar(&cfg.RestoreBackup, "restore-backup", false, "put the state file's backup (taken at the last sound start) back before starting; the damaged file is kept aside")
+	fs.BoolVar(&cfg.ForgetKernelState, "forget-kernel-state", false, "with a new, empty state file, remove the hostnet objects the kernel holds (a lost state's) instead of refusing to start")
+	socketMode := fs.String("socket-mode", env("HOSTNET_SOCKET_MODE", ""), "permissions of the socket, octal; default 0600, or 0660 with -socket-group (env HOSTNET_SOCKET_MODE)")
+	fs.StringVar(&cfg.SocketGroup, "socket-group", env("HOSTNET_SOCKET_GROUP", ""), "`group` (name or gid) whose members may use the API besides root; it owns the socket (env HOSTNET_SOCKET_GROUP)")
+	maxConns := fs.String("max-connections", env("HOSTNET_MAX_CONNECTIONS", strconv.Itoa(server.DefaultMaxConnections)), "most API connections open at once; at the limit the one waiting longest for its client is closed (env HOSTNET_MAX_CONNECTIONS)")
+	timeouts := []struct {
+		flag, env string
+		dst       *time.Duration
+		def       time.Duration
+		usage     string
+	}{
+		{"read-header-timeout", "HOSTNET_READ_HEADER_TIMEOUT", &cfg.Timeouts.ReadHeader, server.DefaultReadHeaderTimeout, "advanced: time a client has to send a request's headers"},
+		{"read-timeout", "HOSTNET_READ_TIMEOUT", &cfg.Timeouts.Read, server.DefaultReadTimeout, "advanced: time a client has to send a whole request"},
+		{"write-timeout", "HOSTNET_WRITE_TIMEOUT", &cfg.Timeouts.Write, server.DefaultWriteTimeout, "advanced: time to carry out a request and write its answer"},
+		{"idle-timeout", "HOSTNET_IDLE_TIMEOUT", &cfg.Timeouts.Idle, server.DefaultIdleTimeout, "advanced: time a kept-alive connection may wait for its next request"},
+	}
+	timeoutFlags := make([]*string, len(timeouts))
+	for i, t := range timeouts {
+		timeoutFlags[i] = fs.String(t.flag, env(t.env, t.def.String()), fmt.Sprintf("%s (env %s)", t.usage, t.env))
+	}
 	return func() (Config, error) {
 		var lv slog.Level
 		if err := lv.UnmarshalText([]byte(*level)); err != nil {
 			return cfg, fmt.Errorf("-log-level %q: want debug, info, warn or error", *level)
 		}
-		mode, err := strconv.ParseUint(*socketMode, 8, 32)
-		if err != nil {
-			return cfg, fmt.Errorf("-socket-mode %q: want an octal mode such as 0600", *socketMode)
+		if cfg.SocketGroup != "" {
+			if _, err := server.ResolveGroup(cfg.SocketGroup); err != nil {
+				return cfg, fmt.Errorf("-socket-group %q: %v", cfg.SocketGroup, err)
+			}
 		}
-		cfg.SocketMode = os.FileMode(mode)
+		cfg.SocketMode = 0o600
+		if cfg.SocketGroup != "" {
+			cfg.SocketMode = 0o660
+		}
+		if *socketMode != "" {
+			mode, err := strconv.ParseUint(*socketMode, 8, 32)
+			if err != nil || mode > 0o777 {
+				return cfg, fmt.Errorf("-socket-mode %q: want an octal mode such as 0600", *socketMode)
+			}
+			cfg.SocketMode = os.FileMode(mode)
+		}
+		n, err := strconv.Atoi(*maxConns)
+		if err != nil || n < 1 {
+			return cfg, fmt.Errorf("-max-connections %q: want a number of at least 1", *maxConns)
+		}
+		cfg.MaxConnections = n
+		if *repair == "0" {
+			cfg.RepairInterval = 0
+		} else if cfg.RepairInterval, err = time.ParseDuration(*repair); err != nil || cfg.RepairInterval < 0 {
+			return cfg, fmt.Errorf("-repair-interval %q: want a duration such as 10s, or 0 for none", *repair)
+		}
+		for i, t := range timeouts {
+			d, err := time.ParseDuration(*timeoutFlags[i])
+			if err != nil || d <= 0 {
+				return cfg, fmt.Errorf("-%s %q: want a positive duration such as %s", t.flag, *timeoutFlags[i], t.def)
+			}
+			*t.dst = d
+		}
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 		return cfg, nil
 	}

@@ -11,21 +11,35 @@
 //	GET    /endpoints/{ref}  PATCH /endpoints/{ref}  DELETE /endpoints/{ref}
 //	GET    /namespaces[?filter=...]                 POST /namespaces
 //	GET    /namespaces/{ref} PATCH /namespaces/{ref} DELETE /namespaces/{ref}
+//	GET    /check     how the kernel differs from the intent (hostnet doctor)
+//	GET    /events    what the daemon did on its own lately
 //
 // {ref} is an ID or a name. PATCH takes an HNS modify request. A failed
 // call answers {"Success":false,"Error":"...","ErrorCode":N}.
+//
+// Hostile or broken clients: only admitted callers are served (see admit);
+// a request body is at most MaxBodyBytes (413 beyond), read in full before
+// the request runs; every read and write has a deadline (see Timeouts);
+// and at most Options.MaxConnections connections are open at once, where
+// connections that wait on their clients make room for new ones (see
+// limitListener). Every mutation is logged with the caller's uid, pid and
+// command.
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
@@ -36,17 +50,79 @@ import (
 // MaxBodyBytes bounds a request body.
 const MaxBodyBytes = 1 << 20
 
+// Timeouts bound how long a connection may take over each part of an
+// exchange; a zero field takes its default.
+type Timeouts struct {
+	// ReadHeader bounds reading a request's headers, from the
+	// connection's start or from the first byte of a request on a
+	// kept-alive connection. It ends a slowloris drip (a few bytes at a
+	// time, never the end of the headers): the connection is closed
+	// without an answer. Default 5s.
+	ReadHeader time.Duration
+	// Read bounds reading a whole request, headers and body, from the
+	// same start. Default 15s. (It also ends the context of a request
+	// still running when it expires; no handler depends on that context.)
+	Read time.Duration
+	// Write bounds carrying out a request and writing its answer, from the
+	// end of its headers. Default 60s.
+	Write time.Duration
+	// Idle bounds how long a kept-alive connection waits for its next
+	// request. Default 2m; under the connection limit waiting connections
+	// are closed sooner, oldest first.
+	Idle time.Duration
+}
+
+// The defaults of Timeouts and Options.MaxConnections.
+const (
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 15 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxConnections    = 128
+)
+
+// Options tunes the server; a zero field takes its default.
+type Options struct {
+	Timeouts
+	// MaxConnections bounds the connections open at once (see
+	// limitListener).
+	MaxConnections int
+	// Groups are admitted besides uid 0 and the daemon's own uid: callers
+	// whose primary or a supplementary group is one of them.
+	Groups []int
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.ReadHeader, DefaultReadHeaderTimeout)
+	def(&o.Read, DefaultReadTimeout)
+	def(&o.Write, DefaultWriteTimeout)
+	def(&o.Idle, DefaultIdleTimeout)
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	return o
+}
+
 // Server is the API server.
 type Server struct {
-	svc  *service.Service
-	log  *slog.Logger
-	http *http.Server
+	svc     *service.Service
+	log     *slog.Logger
+	opts    Options
+	selfUID int
+	http    *http.Server
+	limit   atomic.Pointer[limitListener]
 }
 
 // New returns a server for svc.
-func New(svc *service.Service, log *slog.Logger) *Server {
-	s := &Server{svc: svc, log: log}
+func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 	mux := http.NewServeMux()
+	s := newServer(mux, log, opts)
+	s.svc = svc
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, svc.Version()) })
 
 	mux.HandleFunc("GET /networks", s.list(func(f string) (any, error) { return svc.ListNetworks(f) }))
@@ -67,25 +143,49 @@ func New(svc *service.Service, log *slog.Logger) *Server {
 	mux.HandleFunc("PATCH /namespaces/{ref}", s.modify(func(ref string, m api.ModifyRequest) (any, error) { return svc.ModifyNamespace(ref, m) }))
 	mux.HandleFunc("DELETE /namespaces/{ref}", s.delete(svc.DeleteNamespace))
 
+	mux.HandleFunc("GET /check", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := svc.Check()
+		if err != nil {
+			replyError(w, err)
+			return
+		}
+		reply(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, svc.Events()) })
+
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		replyError(w, &api.Error{Code: api.CodeRequestUnsupported, Status: http.StatusNotFound,
 			Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)})
 	})
+	return s
+}
+
+// newServer returns a server of the routes in h, behind the admission
+// check, the body limit and the log.
+func newServer(h http.Handler, log *slog.Logger, opts Options) *Server {
+	s := &Server{log: log, opts: opts.withDefaults(), selfUID: os.Geteuid()}
 	s.http = &http.Server{
-		Handler:           s.logged(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           s.logged(s.guard(h)),
+		ReadHeaderTimeout: s.opts.ReadHeader,
+		ReadTimeout:       s.opts.Read,
+		WriteTimeout:      s.opts.Write,
+		IdleTimeout:       s.opts.Idle,
 		MaxHeaderBytes:    64 << 10,
-		ConnContext:       connContext,
+		ConnContext:       s.connContext,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if lc, ok := c.(*limitConn); ok {
+				lc.setState(st)
+			}
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s
 }
 
-// Listen opens the unix socket at path with the given mode, replacing a
-// stale socket file that no daemon answers on.
-func Listen(path string, mode os.FileMode) (net.Listener, error) {
+// Listen opens the unix socket at path with the given mode, and group
+// gid unless it is negative, replacing a stale socket file that no daemon
+// answers on.
+func Listen(path string, mode os.FileMode, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
 	}
@@ -105,6 +205,12 @@ func Listen(path string, mode os.FileMode) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
+	if gid >= 0 {
+		if err := os.Lchown(path, -1, gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("chown %s to group %d: %w", path, gid, err)
+		}
+	}
 	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
@@ -112,41 +218,28 @@ func Listen(path string, mode os.FileMode) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve serves on l until Shutdown.
+// Serve serves on l until Shutdown, with at most MaxConnections
+// connections open at once.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.http.Serve(l)
+	ll := newLimitListener(l, s.opts.MaxConnections, s.log)
+	s.limit.Store(ll)
+	err := s.http.Serve(ll)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
+// openConnections returns the number of connections open.
+func (s *Server) openConnections() int {
+	if ll := s.limit.Load(); ll != nil {
+		return ll.open()
+	}
+	return 0
+}
+
 // Shutdown stops accepting requests and waits for those under way.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
-
-type credKey struct{}
-
-// peer is the caller at the other end of the socket.
-type peer struct{ pid, uid int }
-
-func connContext(ctx context.Context, c net.Conn) context.Context {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return ctx
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return ctx
-	}
-	var cred *unix.Ucred
-	_ = raw.Control(func(fd uintptr) {
-		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cred == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, credKey{}, peer{pid: int(cred.Pid), uid: int(cred.Uid)})
-}
 
 type statusWriter struct {
 	http.ResponseWriter
@@ -158,21 +251,111 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// logged logs every mutation with the caller's credentials, and reads at
-// debug level.
+// logged logs every mutation at info with the caller's uid, pid and
+// command, a refused caller at warn, and reads at debug.
 func (s *Server) logged(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		h.ServeHTTP(sw, r)
-		p, _ := r.Context().Value(credKey{}).(peer)
-		level := slog.LevelInfo
-		if r.Method == http.MethodGet {
+		ci := infoOf(r)
+		if ci == nil {
+			ci = &connInfo{peer: peer{pid: -1, uid: -1, gid: -1}}
+		}
+		level, msg := slog.LevelInfo, "request"
+		switch {
+		case !ci.admitted:
+			level, msg = slog.LevelWarn, "request refused: caller not admitted"
+		case r.Method == http.MethodGet || r.Method == http.MethodHead:
 			level = slog.LevelDebug
 		}
-		s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
-			"uid", p.uid, "pid", p.pid, "duration", time.Since(start))
+		if !s.log.Enabled(r.Context(), level) {
+			return
+		}
+		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", sw.status),
+			slog.Int("uid", ci.peer.uid), slog.Int("pid", ci.peer.pid)}
+		if level >= slog.LevelInfo {
+			attrs = append(attrs, slog.String("comm", ci.command()))
+		}
+		if !ci.admitted {
+			attrs = append(attrs, slog.Int("gid", ci.peer.gid))
+		}
+		attrs = append(attrs, slog.Duration("duration", time.Since(start)))
+		s.log.LogAttrs(r.Context(), level, msg, attrs...)
 	})
+}
+
+// guard answers 403 to a caller that is not admitted, reads the body in
+// full (413 beyond MaxBodyBytes), and marks the connection busy before the
+// request runs.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ci := infoOf(r)
+		if ci == nil || !ci.admitted {
+			w.Header().Set("Connection", "close")
+			msg := "access denied: the caller's credentials are unknown"
+			if ci != nil && ci.peer.known {
+				who := "root and the daemon's own user are"
+				if len(s.opts.Groups) > 0 {
+					who = fmt.Sprintf("root, the daemon's own user and the members of group %s are",
+						strings.Trim(fmt.Sprint(s.opts.Groups), "[]"))
+				}
+				msg = fmt.Sprintf("access denied: uid %d (gid %d) is not admitted to hostnetd's API; %s", ci.peer.uid, ci.peer.gid, who)
+			}
+			replyError(w, &api.Error{Code: CodeAccessDenied, Status: http.StatusForbidden, Message: msg})
+			return
+		}
+		if err := readBody(w, r); err != nil {
+			w.Header().Set("Connection", "close")
+			replyError(w, err)
+			return
+		}
+		if ci.conn != nil && !ci.conn.startRequest() {
+			// Closed for a newer connection before it ran: run nothing.
+			// (The answer goes nowhere; the log shows it.)
+			replyError(w, &api.Error{Code: api.CodeResourceInUse, Status: http.StatusServiceUnavailable,
+				Message: "connection closed for a newer one at the connection limit"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// readBody reads the request's body in full, so that a slow client cannot
+// hold a running request, and so that a connection still reading one
+// counts as waiting for its client.
+func readBody(w http.ResponseWriter, r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	tooLarge := &api.Error{Code: api.CodeInvalidJSON, Status: http.StatusRequestEntityTooLarge,
+		Message: fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes)}
+	if r.ContentLength > MaxBodyBytes {
+		return tooLarge
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	var buf []byte
+	var err error
+	if r.ContentLength > 0 {
+		buf = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(body, buf)
+	} else {
+		buf, err = io.ReadAll(body)
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return tooLarge
+		}
+		status := http.StatusBadRequest
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			status = http.StatusRequestTimeout
+		}
+		return &api.Error{Code: api.CodeInvalidJSON, Status: status, Message: "read the request body: " + err.Error()}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(buf))
+	return nil
 }
 
 func reply(w http.ResponseWriter, status int, v any) {

@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func newDoctorCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "doctor",
+		Aliases: []string{"check"},
+		Short:   "Report how the kernel differs from hostnet's intent, changing nothing",
+		Long: "Compare what hostnetd has stored with what the kernel holds: bridges and ports that are\n" +
+			"missing or altered, namespaces that are gone, devices and namespaces of hostnet that nothing\n" +
+			"claims, differences in the nftables tables. Nothing is changed (the daemon repairs drift on\n" +
+			"its own, see 'hostnet events'). Exits 1 when there is drift.",
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rep, err := a.client().Check(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				if err := writeJSON(a.io.Out, rep); err != nil {
+					return err
+				}
+			} else if rep.InSync {
+				fmt.Fprintln(a.io.Out, "in sync: the kernel holds what hostnet intends")
+			} else {
+				rows := make([][]string, 0, len(rep.Problems))
+				for _, p := range rep.Problems {
+					rows = append(rows, []string{p.Kind, orDash(p.Name), orDash(shortID(p.ID)), p.Problem})
+				}
+				if err := writeTable(a.io.Out, []string{"KIND", "NAME", "ID", "PROBLEM"}, rows); err != nil {
+					return err
+				}
+			}
+			if !rep.InSync {
+				return &ExitError{Code: 1}
+			}
+			return nil
+		},
+	}
+}
+
+func newEventsCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "events",
+		Short: "List what hostnetd did on its own lately: repairs, collected endpoints, dropped networks",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			evs, err := a.client().Events(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				return writeJSON(a.io.Out, evs)
+			}
+			rows := make([][]string, 0, len(evs))
+			for _, ev := range evs {
+				rows = append(rows, []string{ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Kind, orDash(ev.Object), ev.Message})
+			}
+			return writeTable(a.io.Out, []string{"TIME", "KIND", "OBJECT", "MESSAGE"}, rows)
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
