@@ -69,3 +69,10 @@ type PortSpec struct {
 // ErrNameTaken is returned when a device name hostnet wants inside an
 // endpoint namespace is held by a device that is not hostnet's.
 var ErrNameTaken = errors.New("device name taken")
+
+// LinkState is what Host.Links reports of a device.
+type LinkState struct {
+	Up     bool
+	Master string // the bridge it is a port of, "" if none
+	Addrs  []netip.Prefix
+}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -124,6 +125,14 @@ func (h *Host) EnsureBridge(s BridgeSpec) (int, error) {
 			return 0, fmt.Errorf("look up bridge %s: %w", s.Name, err)
 		}
 		created = true
+		if !hasIPv6(s.Addrs) {
+			// A bridge of an IPv4 network needs no IPv6 link-local
+			// address: without one it sends no router solicitations or
+			// MLD reports to every port when it comes up.
+			if err := h.execute(setLinkReq(link.Attrs().Index, false, true)); err != nil {
+				return 0, fmt.Errorf("bridge %s: addrgenmode none: %w", s.Name, err)
+			}
+		}
 	}
 	a := link.Attrs()
 	// Set after creation, MTU and MAC count as chosen by the user: the
@@ -150,9 +159,18 @@ func (h *Host) EnsureBridge(s BridgeSpec) (int, error) {
 	return a.Index, nil
 }
 
+func hasIPv6(ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Addr().Is6() {
+			return true
+		}
+	}
+	return false
+}
+
 // syncAddrs makes link carry exactly want, link-local addresses aside.
 func syncAddrs(h *netlink.Handle, link netlink.Link, want []netip.Prefix) error {
-	have, err := h.AddrList(link, netlink.FAMILY_ALL)
+	have, err := consistent(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
@@ -229,9 +247,11 @@ func (h *Host) DeleteLink(name string) error {
 	return nil
 }
 
-// deletionGroup is the device group DeleteLinks gathers devices in before
-// deleting them together ("hnvt"): no other software of the host uses it.
-const deletionGroup = 0x686e7674
+// deletionGroup returns a device group for one DeleteLinks batch: random
+// in a range no other software of the host uses, so that a device left in
+// the group of a batch a crash cut short (and taken into service again
+// since) is never part of a later batch.
+func deletionGroup() uint32 { return 0x10000000 + rand.Uint32N(0x6fffffff) }
 
 // DeleteLinks removes the named devices (and, for veths, their peers) in
 // one kernel batch: `ip link set dev NAME group G` for each, then `ip link
@@ -243,12 +263,13 @@ func (h *Host) DeleteLinks(names []string) error {
 	if len(names) == 1 {
 		return h.DeleteLink(names[0])
 	}
+	group := deletionGroup()
 	var reqs []*nl.NetlinkRequest
 	for _, name := range names {
 		req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 		req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(deletionGroup)))
+		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
 		reqs = append(reqs, req)
 	}
 	errs, _, err := h.rt.exchange(reqs, 0)
@@ -262,16 +283,53 @@ func (h *Host) DeleteLinks(names []string) error {
 	}
 	del := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
 	del.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	del.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(deletionGroup)))
+	del.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
 	if err := h.execute(del); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete devices %s: %w", strings.Join(names, ", "), err)
 	}
 	return nil
 }
 
+// Links describes the host's devices whose names start with prefix (`ip
+// -d addr show`), by name: the state a health check compares with what
+// hostnet intends.
+func (h *Host) Links(prefix string) (map[string]LinkState, error) {
+	links, err := consistent(h.nl.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	addrs, err := consistent(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	out := map[string]LinkState{}
+	for _, l := range links {
+		a := l.Attrs()
+		if !strings.HasPrefix(a.Name, prefix) {
+			continue
+		}
+		st := LinkState{Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex]}
+		for _, ad := range addrs {
+			if ad.LinkIndex != a.Index {
+				continue
+			}
+			if ip, ok := netip.AddrFromSlice(ad.IP); ok {
+				ones, _ := ad.Mask.Size()
+				st.Addrs = append(st.Addrs, netip.PrefixFrom(ip.Unmap(), ones))
+			}
+		}
+		out[a.Name] = st
+	}
+	return out, nil
+}
+
 // LinkNames returns the names of the host's devices that start with prefix.
 func (h *Host) LinkNames(prefix string) ([]string, error) {
-	links, err := h.nl.LinkList()
+	links, err := consistent(h.nl.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
@@ -634,7 +692,7 @@ func (h *Host) SetSysctl(key, value string) error {
 // namespace, for picking a subnet that collides with none of them.
 func (h *Host) HostPrefixes() ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	addrs, err := h.nl.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := consistent(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
@@ -683,4 +741,18 @@ func EnsureNamespace(path string) (bool, error) {
 		return created, fmt.Errorf("bring up lo: %w", err)
 	}
 	return created, nil
+}
+
+// consistent runs a netlink dump again when the kernel flags it as
+// interrupted by a concurrent change (its results may then miss or repeat
+// entries), a few times, then gives the last error.
+func consistent[T any](dump func() ([]T, error)) ([]T, error) {
+	var out []T
+	var err error
+	for range 5 {
+		if out, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return out, err
+		}
+	}
+	return out, err
 }

@@ -115,4 +115,24 @@ func TestDeleteLinks(t *testing.T) {
 	if err := host.DeleteLinks([]string{"hnvgone1", "hnvgone2"}); err != nil {
 		t.Errorf("deleting devices that are gone: %v", err)
 	}
+	// A device left in a deletion group by a batch a crash cut short, and
+	// in service again, is not taken by the next batch.
+	keep, err := host.nl.LinkByName("hnvkeep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.nl.LinkSetGroup(keep, int(deletionGroup())); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"hnvdel4", "hnvdel5"} {
+		if err := host.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := host.DeleteLinks([]string{"hnvdel4", "hnvdel5"}); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := host.LinkNames("hnv"); len(names) != 2 {
+		t.Errorf("left: %v, want hnvkeep and its peer", names)
+	}
 }

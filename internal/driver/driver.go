@@ -82,6 +82,13 @@ type Driver interface {
 	// Attach makes ep's virtual NIC exist inside the namespace ns, with its
 	// MAC, addresses and routes, and its switch port on the host.
 	Attach(ep *Endpoint, ns netns.Handle) error
+	// NetworkDrift lists how n's kernel objects differ from what
+	// EnsureNetwork makes, given the host's devices (Host.Links of
+	// LinkPrefix); nothing is changed. Empty when they agree.
+	NetworkDrift(n *Network, links map[string]dataplane.LinkState) []string
+	// PortDrift lists how the host side of ep's NIC differs from what
+	// Attach makes; nothing is changed.
+	PortDrift(ep *Endpoint, links map[string]dataplane.LinkState) []string
 	// Detach removes the virtual NICs of eps from the host and their
 	// namespaces, in one kernel batch when there are several (removing
 	// devices one by one costs each the same wait). A NIC already gone is

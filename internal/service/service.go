@@ -62,12 +62,15 @@ type Service struct {
 	reserved map[string]*dataplane.PortReservation // published host ports, by portKey
 	fw       *policy.State                         // the policy compiler, incrementally
 
+	events events // what hostnet did on its own, for GET /events
+
 	background sync.WaitGroup // flow cleanups and device deletions still running; Close waits
 	flowWake   chan struct{}  // closed by Close: walk now
 
 	unlinkMu      sync.Mutex               // guards the fields below
 	unlinking     map[string]chan struct{} // host-side devices being removed, closed when gone
 	unlinkQueue   []*unlink                // NICs waiting for the next batch
+	unlinkBatch   []*unlink                // the batch being removed
 	unlinkRunning bool                     // a goroutine is draining unlinkQueue
 
 	flowMu              sync.Mutex   // guards the fields below

@@ -25,6 +25,10 @@ type Applier interface {
 	Delete(name string) error
 	// DeleteTable removes the table (family, name); a table that is absent is not an error.
 	DeleteTable(family Family, name string) error
+	// Drift describes how the tables differ from their desired content: the operations
+	// ApplyAll would send, none when they agree. It reads the actual tables afresh (never a
+	// cache, so that changes made by others show) and changes nothing.
+	Drift(tables ...*Table) ([]string, error)
 }
 
 // ErrMapsUnsupported was returned by Apply for a table with maps, before

@@ -102,6 +102,27 @@ func (f *Fake) ApplyAll(tables ...*Table) error {
 	return nil
 }
 
+// Drift implements Applier against the Fake's tables.
+func (f *Fake) Drift(tables ...*Table) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := &batch{}
+	for _, t := range tables {
+		want, err := checkApplicable(t)
+		if err != nil {
+			return nil, fmt.Errorf("drift of table %s: %w", tableName(t), err)
+		}
+		key := tableKey{t.Family, t.Name}
+		var have *compiled
+		if old, ok := f.tables[key]; ok {
+			have = old.state
+		}
+		b.section(key, true)
+		plan(b, want, have)
+	}
+	return b.ops, nil
+}
+
 // Patch applies incremental changes with the Kernel's semantics and
 // validation (see TablePatch and Kernel.Patch): all patches or none, and
 // on error the Fake is unchanged. Empty patches are ignored. LastOps then

@@ -260,6 +260,45 @@ func (k *Kernel) ApplyAll(tables ...*Table) error {
 	}
 }
 
+// TableExists tells whether the table (family, name) exists in the
+// kernel (`nft list table FAMILY NAME` succeeds).
+func (k *Kernel) TableExists(f Family, name string) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.exists(tableKey{f, name})
+}
+
+// Drift implements Applier: `nft list table` of each table, compared with
+// its desired content. A table that differs from what the Kernel last
+// applied is also dropped from its cache, so that the next change rereads
+// it rather than build on a state someone else changed.
+func (k *Kernel) Drift(tables ...*Table) ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fd <= 0 {
+		return nil, errClosed
+	}
+	b := &batch{}
+	for _, t := range tables {
+		want, err := checkApplicable(t)
+		if err != nil {
+			return nil, fmt.Errorf("drift of table %s: %w", tableName(t), err)
+		}
+		key := tableKey{t.Family, t.Name}
+		have, err := k.read(key)
+		if err != nil {
+			return nil, fmt.Errorf("drift of table %s: read: %w", key, err)
+		}
+		b.section(key, true)
+		n := len(b.ops)
+		plan(b, want, have)
+		if len(b.ops) > n {
+			delete(k.known, key)
+		}
+	}
+	return b.ops, nil
+}
+
 // Patch applies incremental changes to tables the Kernel holds (see
 // TablePatch for their meaning and order), all in one atomic netlink
 // batch, whatever their tables and families. Empty patches are ignored.

@@ -470,3 +470,48 @@ func TestKernelLargeSets(t *testing.T) {
 		t.Errorf("v4 has %d elements, want %d", len(keys), n-1)
 	}
 }
+
+// Drift sees what someone else changed in the kernel (an element removed,
+// the whole table deleted) as the operations that would put it back, and
+// nothing once it is back.
+func TestKernelDrift(t *testing.T) {
+	ns := newNS(t)
+	k := newKernel(t, ns)
+	other := newKernel(t, ns) // someone else, with a cache of its own
+	tbl := sampleTable()
+	if err := k.Apply(tbl); err != nil {
+		t.Fatal(err)
+	}
+	if ops, err := k.Drift(tbl); err != nil || len(ops) != 0 {
+		t.Fatalf("drift right after Apply: %v, %v", ops, err)
+	}
+	var set *Set
+	for _, s := range tbl.Sets {
+		if len(s.Elements) > 0 {
+			set = s
+			break
+		}
+	}
+	if set == nil {
+		t.Fatal("the sample table has no set with elements")
+	}
+	if err := other.Patch(TablePatch{Table: tbl.Name, DeleteElements: map[string][]string{set.Name: {set.Elements[0]}}}); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := k.Drift(tbl)
+	if err != nil || len(ops) != 1 || !strings.Contains(ops[0], set.Name) {
+		t.Errorf("drift after an element was removed by someone else: %v, %v", ops, err)
+	}
+	if err := other.Delete(tbl.Name); err != nil {
+		t.Fatal(err)
+	}
+	if ops, err := k.Drift(tbl); err != nil || len(ops) == 0 {
+		t.Errorf("drift after the table was deleted: %v, %v", ops, err)
+	}
+	if err := k.Apply(tbl); err != nil {
+		t.Fatal(err)
+	}
+	if ops, err := k.Drift(tbl); err != nil || len(ops) != 0 {
+		t.Errorf("drift once repaired: %v, %v", ops, err)
+	}
+}

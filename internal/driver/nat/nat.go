@@ -6,7 +6,9 @@ package nat
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/hostnet/hostnet/api"
@@ -143,6 +145,43 @@ func (d *Driver) Attach(ep *driver.Endpoint, ns netns.Handle) error {
 		err = d.Host.EnsurePort(spec)
 	}
 	return err
+}
+
+// NetworkDrift implements driver.Driver: the bridge exists, is up and
+// carries the gateway addresses.
+func (d *Driver) NetworkDrift(n *driver.Network, links map[string]dataplane.LinkState) []string {
+	br, ok := links[n.Bridge]
+	if !ok {
+		return []string{fmt.Sprintf("bridge %s is missing", n.Bridge)}
+	}
+	var out []string
+	if !br.Up {
+		out = append(out, fmt.Sprintf("bridge %s is down", n.Bridge))
+	}
+	for _, s := range n.Spec.Subnets {
+		want := netip.PrefixFrom(s.Gateway, s.Prefix.Bits())
+		if !slices.Contains(br.Addrs, want) {
+			out = append(out, fmt.Sprintf("bridge %s lacks the gateway address %s", n.Bridge, want))
+		}
+	}
+	return out
+}
+
+// PortDrift implements driver.Driver: the port exists, is up and is a
+// port of the network's bridge.
+func (d *Driver) PortDrift(ep *driver.Endpoint, links map[string]dataplane.LinkState) []string {
+	port, ok := links[ep.HostName]
+	if !ok {
+		return []string{fmt.Sprintf("port %s is missing", ep.HostName)}
+	}
+	var out []string
+	if port.Master != ep.Network.Bridge {
+		out = append(out, fmt.Sprintf("port %s is not a port of bridge %s", ep.HostName, ep.Network.Bridge))
+	}
+	if !port.Up {
+		out = append(out, fmt.Sprintf("port %s is down", ep.HostName))
+	}
+	return out
 }
 
 // Detach implements driver.Driver.
