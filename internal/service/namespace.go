@@ -477,7 +477,7 @@ func (s *Service) attachKernel(ep *endpointRecord, pn *parsedNetwork, ns *namesp
 	if err != nil {
 		return err
 	}
-	s.awaitUnlink(de.HostName)
+	s.awaitUnlink(de.HostName, ns.Doc.ID)
 	h, err := netns.Open(ns.Doc.NetNamespacePath)
 	if err != nil {
 		return api.Conflict(api.CodeInvalidNamespace, "namespace %s: its network namespace %s is gone", ns.Doc.ID, ns.Doc.NetNamespacePath)
@@ -616,7 +616,7 @@ func unlinkFromNamespace(tx store.Tx, ep *endpointRecord) (*namespaceRecord, err
 // leaves an unclaimed device that reconciliation removes.
 func (s *Service) unrealiseAttachment(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) {
 	s.forgetInFirewall(ep.Doc.ID)
-	s.detachLater(ep, pn)
+	s.detachLater(ep, pn, ns.Doc.ID)
 	if err := s.writeResolvConf(ns); err != nil {
 		s.log.Warn("writing resolv.conf failed", "namespace", ns.Doc.ID, "err", err)
 	}

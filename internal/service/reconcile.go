@@ -16,6 +16,7 @@ import (
 type ReconcileReport struct {
 	Networks, Namespaces, Endpoints int // realised
 	DroppedNonPersistent            int // networks dropped because they do not survive a restart
+	CollectedNamespaces             int // wrapped namespaces gone from the kernel, removed with their endpoints
 	RemovedLinks, RemovedNamespaces int // unclaimed kernel objects removed
 	Failures                        int
 }
@@ -31,6 +32,14 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 	var rep ReconcileReport
 	if err := s.dropNonPersistent(&rep); err != nil {
 		return rep, err
+	}
+	if vanished, err := s.vanishedNamespaces(); err != nil {
+		return rep, internal(err, "read the store")
+	} else if len(vanished) > 0 {
+		// After a reboot the runtimes' namespaces are gone, and with them
+		// the containers these endpoints served.
+		s.forgetVanished(vanished, false)
+		rep.CollectedNamespaces = len(vanished)
 	}
 	var nets []networkRecord
 	var eps []endpointRecord
@@ -96,10 +105,6 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		ns := &nss[i]
 		nsByID[ns.Doc.ID] = ns
 		if !ns.Doc.Managed {
-			if !netns.IsNamespace(ns.Doc.NetNamespacePath) {
-				s.log.Warn("reconcile: the network namespace of a wrapped namespace is gone; its endpoints stay detached in the kernel",
-					"namespace", ns.Doc.ID, "path", ns.Doc.NetNamespacePath)
-			}
 			continue
 		}
 		claimedNS[filepath.Base(ns.Doc.NetNamespacePath)] = true
@@ -114,6 +119,9 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		rep.Namespaces++
 	}
 
+	// The garbage goes first: a NIC a crash left behind may hold, inside a
+	// namespace, the name an attached endpoint's NIC is to take.
+	var toAttach []int
 	for i := range eps {
 		ep := &eps[i]
 		if ep.Doc.HostComputeNamespace == "" {
@@ -124,6 +132,12 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 			continue
 		}
 		claimedLinks[ep.Doc.HostInterfaceName] = true
+		toAttach = append(toAttach, i)
+	}
+	s.collectGarbage(claimedLinks, claimedNS, &rep)
+	for _, i := range toAttach {
+		ep := &eps[i]
+		ns, pn := nsByID[ep.Doc.HostComputeNamespace], parsed[ep.Doc.HostComputeNetwork]
 		if err := s.attachKernel(ep, pn, ns); err != nil {
 			s.log.Error("reconcile: endpoint", "endpoint", displayName(ep.Doc.Name, ep.Doc.ID), "err", err)
 			rep.Failures++
@@ -136,11 +150,26 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 			s.log.Warn("reconcile: resolv.conf", "namespace", nss[i].Doc.ID, "err", err)
 		}
 	}
-	s.collectGarbage(claimedLinks, claimedNS, &rep)
 	s.log.Info("reconciled", "networks", rep.Networks, "namespaces", rep.Namespaces, "endpoints", rep.Endpoints,
-		"dropped_non_persistent", rep.DroppedNonPersistent, "removed_links", rep.RemovedLinks,
+		"dropped_non_persistent", rep.DroppedNonPersistent, "collected_namespaces", rep.CollectedNamespaces, "removed_links", rep.RemovedLinks,
 		"removed_namespaces", rep.RemovedNamespaces, "failures", rep.Failures)
 	return rep, nil
+}
+
+// vanishedNamespaces lists the wrapped namespaces whose Linux namespace
+// is gone.
+func (s *Service) vanishedNamespaces() ([]string, error) {
+	var ids []string
+	err := s.cfg.Store.View(func(tx store.Tx) error {
+		nss, err := listNamespaces(tx)
+		for _, ns := range nss {
+			if !ns.Doc.Managed && !netns.IsNamespace(ns.Doc.NetNamespacePath) {
+				ids = append(ids, ns.Doc.ID)
+			}
+		}
+		return err
+	})
+	return ids, err
 }
 
 // dropNonPersistent forgets the networks that do not survive a restart,
@@ -186,7 +215,7 @@ func (s *Service) dropNonPersistent(rep *ReconcileReport) error {
 				return err
 			}
 			rep.DroppedNonPersistent++
-			s.log.Info("dropped a non-persistent network at restart", "network", n.Name, "id", n.ID)
+			s.event("Dropped", "Network "+displayName(n.Name, n.ID), "a non-persistent network does not survive a restart")
 		}
 		return nil
 	})

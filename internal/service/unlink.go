@@ -8,6 +8,7 @@ import (
 type unlink struct {
 	drv  driver.Driver
 	ep   *driver.Endpoint
+	ns   string        // the namespace its NIC was in (its side goes too)
 	done chan struct{} // closed once it is gone (or its removal failed)
 }
 
@@ -15,13 +16,13 @@ type unlink struct {
 // unrealiseAttachment. NICs queued while a removal runs go together in the
 // next one: the kernel deletes a batch of devices for about the price of
 // one, so a burst of detaches does not keep the RTNL lock for long.
-func (s *Service) detachLater(ep *endpointRecord, pn *parsedNetwork) {
+func (s *Service) detachLater(ep *endpointRecord, pn *parsedNetwork, nsID string) {
 	drv, ok := s.cfg.Drivers[pn.spec.Type]
 	if !ok {
 		return
 	}
 	u := &unlink{drv: drv, ep: &driver.Endpoint{ID: ep.Doc.ID, Network: pn.driverNetwork(), HostName: ep.Doc.HostInterfaceName},
-		done: make(chan struct{})}
+		ns: nsID, done: make(chan struct{})}
 	s.unlinkMu.Lock()
 	defer s.unlinkMu.Unlock()
 	s.unlinking[u.ep.HostName] = u.done
@@ -40,7 +41,7 @@ func (s *Service) unlinkAll() {
 	for {
 		s.unlinkMu.Lock()
 		batch := s.unlinkQueue
-		s.unlinkQueue = nil
+		s.unlinkQueue, s.unlinkBatch = nil, batch
 		if len(batch) == 0 {
 			s.unlinkRunning = false
 			s.unlinkMu.Unlock()
@@ -63,18 +64,34 @@ func (s *Service) unlinkAll() {
 			}
 			close(u.done)
 		}
+		s.unlinkBatch = nil
 		s.unlinkMu.Unlock()
 	}
 }
 
-// awaitUnlink waits until the host-side device name is no longer being
-// removed in the background, so that an attach does not adopt a device
-// about to go.
-func (s *Service) awaitUnlink(name string) {
+// awaitUnlink waits until no NIC that an attach of the host-side device
+// name into namespace nsID could meet is being removed in the background:
+// that device itself (which the attach would adopt just before it goes),
+// and the NICs leaving that namespace (whose names inside it the attach
+// may take again).
+func (s *Service) awaitUnlink(name, nsID string) {
 	s.unlinkMu.Lock()
-	done := s.unlinking[name]
+	var waits []chan struct{}
+	if done := s.unlinking[name]; done != nil {
+		waits = append(waits, done)
+	}
+	for _, u := range s.unlinkQueue {
+		if u.ns == nsID {
+			waits = append(waits, u.done)
+		}
+	}
+	for _, u := range s.unlinkBatch {
+		if u.ns == nsID {
+			waits = append(waits, u.done)
+		}
+	}
 	s.unlinkMu.Unlock()
-	if done != nil {
+	for _, done := range waits {
 		<-done
 	}
 }
