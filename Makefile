@@ -1,10 +1,11 @@
 # hostnet: see README.md. Most targets need root (network namespaces).
+SHELL     := /bin/bash
 GO        ?= go
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run install-cni test check lint unit e2e bench bench-attach bench-program bench-datapath clean
+.PHONY: all build run install-cni chaos test check lint unit e2e bench bench-attach bench-program bench-datapath clean
 
 all: build
 
@@ -40,6 +41,20 @@ unit:
 e2e:
 	$(GO) test -count=1 -v ./test/e2e/
 
+# Every fuzz target (func FuzzX in a _test.go file), one after the other,
+# each for FUZZTIME. A failing input is kept under the package's
+# testdata/fuzz/FuzzX/ and fails the target; it then runs with the seeds.
+FUZZTIME ?= 10s
+.PHONY: fuzz
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  list=$$($(GO) test -list '^Fuzz' $$dir); \
+	  for t in $$(echo "$$list" | grep '^Fuzz'); do \
+	    echo "fuzz $$dir $$t for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$dir; \
+	  done; \
+	done
+
 # Create + attach latency against the kernel's floor (bare netlink), in
 # throwaway namespaces: prints medians, p99 and ratios.
 bench-attach:
@@ -64,6 +79,13 @@ bench-datapath:
 bench-cni:
 	command -v iptables >/dev/null || (apt-get update && apt-get install -y iptables)
 	$(GO) run ./cmd/hostnet-bench cni -n 200 -concurrent 20
+
+# The crash-safety chaos test, long: clients run random operations while
+# hostnetd is killed with SIGKILL and restarted CHAOS_KILLS times; prints the
+# counts of operations, kills and invariant violations.
+CHAOS_KILLS ?= 300
+chaos:
+	set -o pipefail; HOSTNET_CHAOS_KILLS=$(CHAOS_KILLS) $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/e2e/ | grep -E '^(chaos:|--- |ok|FAIL)|violation|after kill'
 
 bench: bench-attach bench-program bench-datapath
 
