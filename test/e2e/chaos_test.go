@@ -28,6 +28,9 @@ const (
 	chaosWorkers   = 4
 	chaosEndpoints = 6 // per worker
 	chaosSpaces    = 3 // namespaces per worker
+	// chaosRebootEvery: every so many rounds the host reboots instead:
+	// the kill, then all its kernel state gone (see Env.reboot).
+	chaosRebootEvery = 10
 )
 
 // epState is what an endpoint of the test is: absent, or present,
@@ -58,7 +61,7 @@ type tracked struct {
 }
 
 type chaosStats struct {
-	ops, acked, refused, unreachable, lost, kills, checks, violations atomic.Int64
+	ops, acked, refused, unreachable, lost, kills, reboots, checks, violations atomic.Int64
 }
 
 func TestChaos(t *testing.T) {
@@ -106,11 +109,24 @@ func TestChaos(t *testing.T) {
 			}(w, rng.Uint64())
 		}
 		time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
-		e.Kill9()
 		st.kills.Add(1)
-		stop()
-		wg.Wait()
-		e.Start()
+		if k%chaosRebootEvery == chaosRebootEvery-1 {
+			// The clients stop first: the reboot takes seconds, and what
+			// they would send meanwhile meets the daemon before the kill.
+			stop()
+			e.reboot()
+			wg.Wait()
+			st.reboots.Add(1)
+			// The namespaces hostnet made are new ones: new servers.
+			for _, path := range spaces {
+				Serve(t, path, "tcp", ":80")
+			}
+		} else {
+			e.Kill9()
+			stop()
+			wg.Wait()
+			e.Start()
+		}
 		st.checks.Add(1)
 		if n := chaosCheck(t, e, models, spaces, k); n > 0 {
 			st.violations.Add(int64(n))
@@ -119,10 +135,10 @@ func TestChaos(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("chaos: %d operations (%d acknowledged, %d refused, %d answers lost in a crash, %d not sent: daemon down), %d kills, %d checks, %d violations",
-		st.ops.Load(), st.acked.Load(), st.refused.Load(), st.lost.Load(), st.unreachable.Load(), st.kills.Load(), st.checks.Load(), st.violations.Load())
-	fmt.Printf("chaos: operations %d acknowledged %d refused %d lost %d unsent %d kills %d violations %d\n",
-		st.ops.Load(), st.acked.Load(), st.refused.Load(), st.lost.Load(), st.unreachable.Load(), st.kills.Load(), st.violations.Load())
+	t.Logf("chaos: %d operations (%d acknowledged, %d refused, %d answers lost in a crash, %d not sent: daemon down), %d kills (%d of them reboots), %d checks, %d violations",
+		st.ops.Load(), st.acked.Load(), st.refused.Load(), st.lost.Load(), st.unreachable.Load(), st.kills.Load(), st.reboots.Load(), st.checks.Load(), st.violations.Load())
+	fmt.Printf("chaos: operations %d acknowledged %d refused %d lost %d unsent %d kills %d reboots %d violations %d\n",
+		st.ops.Load(), st.acked.Load(), st.refused.Load(), st.lost.Load(), st.unreachable.Load(), st.kills.Load(), st.reboots.Load(), st.violations.Load())
 }
 
 // chaosWorker runs random operations on its own endpoints until ctx ends
