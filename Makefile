@@ -44,6 +44,8 @@ e2e:
 # Every fuzz target (func FuzzX in a _test.go file), one after the other,
 # each for FUZZTIME. A failing input is kept under the package's
 # testdata/fuzz/FuzzX/ and fails the target; it then runs with the seeds.
+# A bare "context deadline exceeded" with no failing input is Go's own race
+# at the deadline (golang/go#75804, fixed in go1.27): that target runs again.
 FUZZTIME ?= 10s
 .PHONY: fuzz
 fuzz:
@@ -51,7 +53,13 @@ fuzz:
 	  list=$$($(GO) test -list '^Fuzz' $$dir); \
 	  for t in $$(echo "$$list" | grep '^Fuzz'); do \
 	    echo "fuzz $$dir $$t for $(FUZZTIME)"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$dir; \
+	    for try in 1 2 3; do \
+	      if out=$$($(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$dir 2>&1); then echo "$$out"; break; fi; \
+	      echo "$$out"; \
+	      if [ $$try != 3 ] && echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q 'Failing input'; then \
+	        echo "(no failing input: go1.26's coordinator race at the -fuzztime deadline, golang/go#75804; once more)"; continue; fi; \
+	      exit 1; \
+	    done; \
 	  done; \
 	done
 
@@ -87,7 +95,13 @@ CHAOS_KILLS ?= 300
 chaos:
 	set -o pipefail; HOSTNET_CHAOS_KILLS=$(CHAOS_KILLS) $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/e2e/ | grep -E '^(chaos:|--- |ok|FAIL)|violation|after kill'
 
-bench: bench-attach bench-program bench-datapath
+# The whole suite (see README "Performance"): one Markdown table of
+# medians, spreads and ratios against baselines measured in the same run,
+# the raw numbers in bench.json. Installs its peers when missing. QUICK=1
+# for the everyday run (small counts, under two minutes).
+BENCH_JSON ?= bench.json
+bench:
+	$(GO) run ./cmd/hostnet-bench all $(if $(QUICK),-quick) -json $(BENCH_JSON)
 
 clean:
 	rm -rf $(BIN)
