@@ -75,4 +75,8 @@ type LinkState struct {
 	Up     bool
 	Master string // the bridge it is a port of, "" if none
 	Addrs  []netip.Prefix
+	Kind   string // "veth", "bridge", ...
+	// PeerNSID is the host's ID for the namespace of a veth's other side
+	// (see Host.NamespaceID); -1 when it has none there.
+	PeerNSID int
 }

@@ -312,7 +312,7 @@ func (h *Host) Links(prefix string) (map[string]LinkState, error) {
 		if !strings.HasPrefix(a.Name, prefix) {
 			continue
 		}
-		st := LinkState{Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex]}
+		st := LinkState{Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex], Kind: l.Type(), PeerNSID: a.NetNsID}
 		for _, ad := range addrs {
 			if ad.LinkIndex != a.Index {
 				continue
@@ -325,6 +325,18 @@ func (h *Host) Links(prefix string) (map[string]LinkState, error) {
 		out[a.Name] = st
 	}
 	return out, nil
+}
+
+// NamespaceID returns the ID the host gives the namespace ns (`ip netns
+// list-id`), or -1 when it has given none: a veth whose other side is in ns
+// reports that ID (LinkState.PeerNSID). The kernel gives one when a device
+// of the host gets a peer there.
+func (h *Host) NamespaceID(ns netns.Handle) (int, error) {
+	id, err := h.nl.GetNetNsIdByFd(int(ns))
+	if err != nil {
+		return -1, fmt.Errorf("namespace ID: %w", err)
+	}
+	return id, nil
 }
 
 // LinkNames returns the names of the host's devices that start with prefix.
@@ -441,17 +453,11 @@ func (h *Host) configureFresh(s PortSpec, hostIndex, peerIndex int, r *rtnl) err
 			hostDone <- err
 			return
 		}
-		reqs := []*nl.NetlinkRequest{setLinkReq(hostIndex, true, false)}
-		what := []string{"bring up " + s.HostName}
-		if s.Hairpin {
-			reqs = append(reqs, hairpinReq(hostIndex, true))
-			what = append(what, "hairpin on "+s.HostName)
+		if !s.Hairpin {
+			hostDone <- nil
+			return
 		}
-		errs, _, err := h.rt.exchange(reqs, 0)
-		if err == nil {
-			err = firstError(errs, what)
-		}
-		hostDone <- err
+		hostDone <- h.execute(hairpinReq(hostIndex, true))
 	}()
 	var reqs []*nl.NetlinkRequest
 	var what []string
@@ -475,7 +481,16 @@ func (h *Host) configureFresh(s PortSpec, hostIndex, peerIndex int, r *rtnl) err
 	if err == nil {
 		err = firstError(errs, what)
 	}
-	return errors.Join(err, <-hostDone)
+	if err := errors.Join(err, <-hostDone); err != nil {
+		return err
+	}
+	// The host side comes up last: an up port promises a peer fully
+	// configured, which lets a restart adopt it from one dump of the host
+	// (see Links) instead of looking into every namespace.
+	if err := h.execute(setLinkReq(hostIndex, true, false)); err != nil {
+		return fmt.Errorf("bring up %s: %w", s.HostName, err)
+	}
+	return nil
 }
 
 // addrsWithLinkLocal returns the peer's addresses, with its EUI-64
@@ -546,15 +561,18 @@ func (h *Host) repairPort(s PortSpec) error {
 			return fmt.Errorf("set MTU of %s: %w", s.HostName, err)
 		}
 	}
-	if a.Flags&net.FlagUp == 0 {
+	if err := h.execute(hairpinReq(a.Index, s.Hairpin)); err != nil {
+		return fmt.Errorf("hairpin on %s: %w", s.HostName, err)
+	}
+	if err := repairPeer(s); err != nil {
+		return err
+	}
+	if a.Flags&net.FlagUp == 0 { // last, as in configureFresh
 		if err := h.nl.LinkSetUp(host); err != nil {
 			return fmt.Errorf("bring up %s: %w", s.HostName, err)
 		}
 	}
-	if err := h.execute(hairpinReq(a.Index, s.Hairpin)); err != nil {
-		return fmt.Errorf("hairpin on %s: %w", s.HostName, err)
-	}
-	return repairPeer(s)
+	return nil
 }
 
 // peerMatches reports whether host is a veth whose peer is s.Name in s.NS.

@@ -295,7 +295,11 @@ func (s *Service) repair(d *drift) {
 	}
 	if d.garbage {
 		var rep ReconcileReport
-		s.collectGarbage(d.claimedLinks, d.claimedNS, &rep)
+		links, err := s.cfg.Host.Links(driver.LinkPrefix)
+		if err != nil {
+			s.log.Error("repair: list devices", "err", err)
+		}
+		s.collectGarbage(links, d.claimedLinks, d.claimedNS, &rep)
 	}
 }
 

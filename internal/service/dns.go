@@ -68,12 +68,29 @@ func hostDNS(path string) api.DNSSpec {
 // namespaceDNS merges the DNS of a namespace's endpoints in attach order:
 // each endpoint's own settings, else its network's, else the host's.
 func (s *Service) namespaceDNS(tx store.Tx, ns *namespaceRecord) api.DNSSpec {
+	return s.dnsOf(ns, func(id string) *endpointRecord {
+		var ep endpointRecord
+		if store.GetJSON(tx, store.Endpoints, id, &ep) != nil {
+			return nil
+		}
+		return &ep
+	}, func(ep *endpointRecord) *parsedNetwork {
+		pn, _ := networkOf(tx, &ep.Doc)
+		return pn
+	}, func() api.DNSSpec { return hostDNS(s.cfg.HostResolvConf) })
+}
+
+// dnsOf merges the DNS settings of the endpoints attached to ns: each
+// endpoint's own, else its network's, else the host's. The lookups return
+// nil for what is not there.
+func (s *Service) dnsOf(ns *namespaceRecord, endpoint func(id string) *endpointRecord,
+	network func(*endpointRecord) *parsedNetwork, host func() api.DNSSpec) api.DNSSpec {
 	var out api.DNSSpec
 	seen := map[netip.Addr]bool{}
 	useHost := false
 	for _, id := range attachedIDs(&ns.Doc) {
-		var ep endpointRecord
-		if store.GetJSON(tx, store.Endpoints, id, &ep) != nil {
+		ep := endpoint(id)
+		if ep == nil {
 			continue
 		}
 		spec, err := api.ParseEndpoint(&api.Endpoint{Dns: ep.Doc.Dns})
@@ -82,7 +99,7 @@ func (s *Service) namespaceDNS(tx store.Tx, ns *namespaceRecord) api.DNSSpec {
 		}
 		d := spec.DNS
 		if len(d.Servers) == 0 {
-			if pn, err := networkOf(tx, &ep.Doc); err == nil && len(pn.spec.DNS.Servers) > 0 {
+			if pn := network(ep); pn != nil && len(pn.spec.DNS.Servers) > 0 {
 				d = pn.spec.DNS
 			}
 		}
@@ -93,7 +110,7 @@ func (s *Service) namespaceDNS(tx store.Tx, ns *namespaceRecord) api.DNSSpec {
 		mergeDNS(&out, d, seen)
 	}
 	if useHost && len(out.Servers) == 0 {
-		mergeDNS(&out, hostDNS(s.cfg.HostResolvConf), seen)
+		mergeDNS(&out, host(), seen)
 	}
 	return out
 }

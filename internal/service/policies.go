@@ -216,11 +216,22 @@ func firewallEndpoint(e *api.Endpoint) policy.Endpoint {
 
 // loadFirewall rebuilds the compiler's state from the store.
 func (s *Service) loadFirewall(tx store.Tx) error {
-	st := policy.NewState()
 	nets, err := listNetworks(tx)
 	if err != nil {
 		return err
 	}
+	eps, err := listEndpoints(tx)
+	if err != nil {
+		return err
+	}
+	s.buildFirewall(nets, eps)
+	return nil
+}
+
+// buildFirewall sets the compiler's state from the networks and endpoints
+// given (all of the store's).
+func (s *Service) buildFirewall(nets []networkRecord, eps []endpointRecord) {
+	st := policy.NewState()
 	for i := range nets {
 		pn, err := parseStored(&nets[i].Doc)
 		if err != nil {
@@ -228,17 +239,12 @@ func (s *Service) loadFirewall(tx store.Tx) error {
 		}
 		st.SetNetwork(firewallNetwork(pn))
 	}
-	eps, err := listEndpoints(tx)
-	if err != nil {
-		return err
-	}
 	for i := range eps {
 		if eps[i].Doc.HostComputeNamespace != "" {
 			st.SetEndpoint(firewallEndpoint(&eps[i].Doc))
 		}
 	}
 	s.fw = st
-	return nil
 }
 
 // firewall returns the compiler's state, loading it from the store the

@@ -1,12 +1,16 @@
 package service
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/dataplane"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/store"
@@ -84,9 +88,7 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		}
 		rep.Networks++
 	}
-	if err := s.cfg.Store.View(s.loadFirewall); err != nil {
-		return rep, internal(err, "read the store")
-	}
+	s.buildFirewall(nets, eps)
 	if err := s.applyFirewall(); err != nil {
 		s.log.Error("reconcile: firewall", "err", err)
 		rep.Failures++
@@ -134,10 +136,22 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		claimedLinks[ep.Doc.HostInterfaceName] = true
 		toAttach = append(toAttach, i)
 	}
-	s.collectGarbage(claimedLinks, claimedNS, &rep)
+	// One dump of the host's devices serves the garbage collection and the
+	// endpoints' adoption: with thousands of ports, a dump is expensive.
+	links, err := s.cfg.Host.Links(driver.LinkPrefix)
+	if err != nil {
+		s.log.Error("reconcile: list devices; no garbage collection of devices, and every endpoint is checked in its namespace", "err", err)
+	}
+	s.collectGarbage(links, claimedLinks, claimedNS, &rep)
+	var adopted []string
 	for _, i := range toAttach {
 		ep := &eps[i]
 		ns, pn := nsByID[ep.Doc.HostComputeNamespace], parsed[ep.Doc.HostComputeNetwork]
+		if s.portInPlace(ep, pn, ns, links) {
+			adopted = append(adopted, ep.Doc.ID)
+			rep.Endpoints++
+			continue
+		}
 		if err := s.attachKernel(ep, pn, ns); err != nil {
 			s.log.Error("reconcile: endpoint", "endpoint", displayName(ep.Doc.Name, ep.Doc.ID), "err", err)
 			rep.Failures++
@@ -145,15 +159,130 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		}
 		rep.Endpoints++
 	}
-	for i := range nss {
-		if err := s.writeResolvConf(&nss[i]); err != nil {
-			s.log.Warn("reconcile: resolv.conf", "namespace", nss[i].Doc.ID, "err", err)
-		}
+	s.writeAllResolvConf(nss, eps, parsed)
+	if len(adopted) > 0 {
+		s.background.Add(1)
+		go s.verifyAdopted(adopted)
 	}
 	s.log.Info("reconciled", "networks", rep.Networks, "namespaces", rep.Namespaces, "endpoints", rep.Endpoints,
 		"dropped_non_persistent", rep.DroppedNonPersistent, "collected_namespaces", rep.CollectedNamespaces, "removed_links", rep.RemovedLinks,
 		"removed_namespaces", rep.RemovedNamespaces, "failures", rep.Failures)
 	return rep, nil
+}
+
+// portInPlace reports whether an attached endpoint's NIC is whole as the
+// host sees it in links: its host side a veth, up, a port of its bridge,
+// with its other side in the endpoint's namespace. The host side comes up
+// only once the other side is configured (see dataplane.EnsurePort), so
+// such a NIC is adopted as it is, without looking into the namespace: at
+// a restart with thousands of endpoints, that look is most of the time,
+// and it is done after the API is served (verifyAdopted).
+func (s *Service) portInPlace(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord, links map[string]dataplane.LinkState) bool {
+	drv, ok := s.cfg.Drivers[pn.spec.Type]
+	if !ok || links == nil {
+		return false
+	}
+	de, err := driverEndpoint(ep, pn)
+	if err != nil || len(drv.PortDrift(de, links)) > 0 {
+		return false
+	}
+	port := links[de.HostName]
+	if port.Kind != "veth" || port.PeerNSID < 0 {
+		return false
+	}
+	h, err := netns.Open(ns.Doc.NetNamespacePath)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	id, err := s.cfg.Host.NamespaceID(h)
+	return err == nil && id == port.PeerNSID
+}
+
+// verifyAdopted looks inside the namespaces of the endpoints Reconcile
+// adopted from the host's side alone, and repairs what was changed there
+// while the daemon was down (an address, a route, the device's state).
+// It runs after the API is served, one endpoint at a time under the lock,
+// so requests are not held up; Close stops it.
+func (s *Service) verifyAdopted(ids []string) {
+	defer s.background.Done()
+	start := time.Now()
+	checked := 0
+	for _, id := range ids {
+		select {
+		case <-s.flowWake: // closing
+			return
+		default:
+		}
+		if err := s.verifyEndpoint(id); err != nil {
+			s.log.Warn("verifying an endpoint inside its namespace after the restart", "endpoint", id, "err", err)
+		}
+		checked++
+	}
+	s.log.Info("verified the adopted endpoints inside their namespaces", "endpoints", checked, "took", time.Since(start))
+}
+
+func (s *Service) verifyEndpoint(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ep endpointRecord
+	var ns namespaceRecord
+	var pn *parsedNetwork
+	err := s.cfg.Store.View(func(tx store.Tx) error {
+		if err := store.GetJSON(tx, store.Endpoints, id, &ep); err != nil {
+			return err
+		}
+		if ep.Doc.HostComputeNamespace == "" {
+			return store.ErrNotFound
+		}
+		if err := store.GetJSON(tx, store.Namespaces, ep.Doc.HostComputeNamespace, &ns); err != nil {
+			return err
+		}
+		var err error
+		pn, err = networkOf(tx, &ep.Doc)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // deleted or detached since
+	}
+	if err != nil {
+		return err
+	}
+	return s.attachKernel(&ep, pn, &ns)
+}
+
+// writeAllResolvConf writes every namespace's resolv.conf from the
+// records in hand, leaving alone the files that already say it.
+func (s *Service) writeAllResolvConf(nss []namespaceRecord, eps []endpointRecord, parsed map[string]*parsedNetwork) {
+	byID := make(map[string]*endpointRecord, len(eps))
+	for i := range eps {
+		byID[eps[i].Doc.ID] = &eps[i]
+	}
+	var host *api.DNSSpec
+	hostOnce := func() api.DNSSpec {
+		if host == nil {
+			d := hostDNS(s.cfg.HostResolvConf)
+			host = &d
+		}
+		return *host
+	}
+	for i := range nss {
+		ns := &nss[i]
+		if ns.ResolvConf == "" {
+			continue
+		}
+		var content []byte
+		if len(attachedIDs(&ns.Doc)) > 0 {
+			content = resolvConf(ns.Doc.ID, s.dnsOf(ns, func(id string) *endpointRecord { return byID[id] },
+				func(ep *endpointRecord) *parsedNetwork { return parsed[ep.Doc.HostComputeNetwork] }, hostOnce))
+		}
+		if old, err := os.ReadFile(ns.ResolvConf); err == nil && bytes.Equal(old, content) {
+			continue
+		}
+		if err := writeResolvFile(ns, content); err != nil {
+			s.log.Warn("reconcile: resolv.conf", "namespace", ns.Doc.ID, "err", err)
+		}
+	}
 }
 
 // vanishedNamespaces lists the wrapped namespaces whose Linux namespace
@@ -224,16 +353,20 @@ func (s *Service) dropNonPersistent(rep *ReconcileReport) error {
 // collectGarbage removes hostnet's kernel objects that no intent claims:
 // devices with hostnet's prefixes in the host namespace, and namespaces
 // (with their ip-netns links and resolv.conf directories) it created.
-func (s *Service) collectGarbage(claimedLinks, claimedNS map[string]bool, rep *ReconcileReport) {
-	names, err := s.cfg.Host.LinkNames(driver.LinkPrefix)
-	if err != nil {
-		s.log.Error("garbage collection: list devices", "err", err)
+// links is the host's devices with hostnet's prefix; those removed are
+// removed from it.
+func (s *Service) collectGarbage(links map[string]dataplane.LinkState, claimedLinks, claimedNS map[string]bool, rep *ReconcileReport) {
+	names := make([]string, 0, len(links))
+	for name := range links {
+		names = append(names, name)
 	}
+	slices.Sort(names)
 	for _, name := range names {
 		ours := strings.HasPrefix(name, driver.BridgePrefix) || strings.HasPrefix(name, driver.PortPrefix)
 		if !ours || claimedLinks[name] {
 			continue
 		}
+		delete(links, name)
 		if err := s.cfg.Host.DeleteLink(name); err != nil {
 			s.log.Error("garbage collection: device", "device", name, "err", err)
 			continue
