@@ -2,6 +2,8 @@
 // throwaway network namespaces (it needs root). Every figure is printed
 // next to a baseline taken in the same run, as a ratio.
 //
+//	hostnet-bench all [-quick] [-json FILE] [-only NAME]
+//	                                        the whole suite: one Markdown table, raw numbers in FILE
 //	hostnet-bench attach [-n 1000]          create + attach latency vs bare netlink
 //	hostnet-bench program [-n 1000]         programming 1,000 endpoints' policies, then single changes
 //	hostnet-bench datapath [-mappings N]    request/response and throughput through a published port
@@ -28,6 +30,22 @@ func main() {
 		os.Exit(2)
 	}
 	switch os.Args[1] {
+	case "all":
+		fs := flag.NewFlagSet("all", flag.ExitOnError)
+		quick := fs.Bool("quick", false, "small counts and short measurements (a couple of minutes), not the goals' scale")
+		jsonPath := fs.String("json", "bench.json", "where the raw numbers go")
+		only := fs.String("only", "", "run only the benchmarks whose name contains this")
+		_ = fs.Parse(os.Args[2:])
+		rep := bench.RunSuite(bench.SuiteConfig{Quick: *quick, Only: *only, Out: os.Stdout,
+			DaemonCmd: selfDaemon(), DriverCmd: selfCNIDriver()}, bench.Suite())
+		rep.Markdown(os.Stdout)
+		if err := rep.WriteJSON(*jsonPath); err != nil {
+			fail(err)
+		}
+		fmt.Printf("\nraw numbers: %s\n", *jsonPath)
+		if len(rep.Failures) > 0 {
+			os.Exit(1)
+		}
 	case "attach":
 		fs := flag.NewFlagSet("attach", flag.ExitOnError)
 		n := fs.Int("n", 1000, "endpoints per path")

@@ -23,6 +23,13 @@ import (
 type AttachConfig struct {
 	N   int       // endpoints per path
 	Out io.Writer // report
+	// Policies gives each hostnet endpoint one published port and one ACL
+	// rule (the suite's attach); the floor sets up no rules either way.
+	Policies bool
+	// PerNetwork is how many endpoints go on one network (or bridge)
+	// before the next is made: a Linux bridge takes at most 1,023 ports.
+	// 0: all on one.
+	PerNetwork int
 	// DaemonCmd starts hostnetd; the benchmark appends its flags.
 	DaemonCmd []string
 }
@@ -55,10 +62,7 @@ func RunAttach(cfg AttachConfig) (*AttachResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		testutil.UnmountUnder(dir, func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
-		os.RemoveAll(dir)
-	}()
+	defer removeBenchDir(dir)
 	fmt.Fprintf(cfg.Out, "preparing %d namespaces per path...\n", cfg.N)
 
 	res := &AttachResult{}
@@ -91,8 +95,10 @@ func RunAttach(cfg AttachConfig) (*AttachResult, error) {
 		name  string
 		setup func() (attacher, error)
 	}{
-		{"floor: bare netlink, plain bridge", func() (attacher, error) { return newFloor(dir, "plain", false, cfg.N) }},
-		{"floor: bare netlink, bridge MTU+MAC set, no IPv6 link-local", func() (attacher, error) { return newFloor(dir, "quiet", true, cfg.N) }},
+		{"floor: bare netlink, plain bridge", func() (attacher, error) { return newFloor(dir, "plain", false, cfg.N, cfg.perNetwork()) }},
+		{"floor: bare netlink, bridge MTU+MAC set, no IPv6 link-local", func() (attacher, error) {
+			return newFloor(dir, "quiet", true, cfg.N, cfg.perNetwork())
+		}},
 		{"hostnet: API, one call (create with namespace)", func() (attacher, error) { return newHostnetPath(dir, "one", cfg, true) }},
 		{"hostnet: API, two calls (create, attach)", func() (attacher, error) { return newHostnetPath(dir, "two", cfg, false) }},
 	}
@@ -112,6 +118,22 @@ type attacher interface {
 	attach(i int) (time.Duration, error)
 	close()
 	dir() string
+}
+
+// perNetwork is how many endpoints share a network or bridge.
+func (cfg AttachConfig) perNetwork() int {
+	if cfg.PerNetwork <= 0 {
+		return max(cfg.N, 1)
+	}
+	return cfg.PerNetwork
+}
+
+// benchSubnet is the k-th network's subnet, 10.(200+k).0.0/16, and
+// endpointAddr the j-th address handed out in it (the gateway is .0.1).
+func benchSubnet(k int) string { return fmt.Sprintf("10.%d.0.0/16", 200+k) }
+
+func endpointAddr(k, j int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(200 + k), byte((j + 2) >> 8), byte(j + 2)})
 }
 
 // Report prints the result as a Markdown table with the ratios.
@@ -148,13 +170,14 @@ func (r *AttachResult) Report(w io.Writer) {
 type floor struct {
 	root  string
 	quiet bool
+	per   int // endpoints per bridge
 	host  *netlink.Handle
-	br    netlink.Link
+	brs   []netlink.Link
 	nss   []netns.Handle
 }
 
-func newFloor(dir, name string, quiet bool, n int) (*floor, error) {
-	f := &floor{root: filepath.Join(dir, name), quiet: quiet}
+func newFloor(dir, name string, quiet bool, n, per int) (*floor, error) {
+	f := &floor{root: filepath.Join(dir, name), quiet: quiet, per: max(per, 1)}
 	hostPath := filepath.Join(f.root, "host")
 	if err := netns.Create(hostPath); err != nil {
 		return nil, err
@@ -167,28 +190,10 @@ func newFloor(dir, name string, quiet bool, n int) (*floor, error) {
 	if f.host, err = netlink.NewHandleAt(h, unix.NETLINK_ROUTE); err != nil {
 		return nil, err
 	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = "br0"
-	if err := f.host.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
-		return nil, err
-	}
-	if f.br, err = f.host.LinkByName("br0"); err != nil {
-		return nil, err
-	}
-	if quiet {
-		if err := f.host.LinkSetMTU(f.br, 1500); err != nil {
+	for k := 0; k*f.per < n; k++ {
+		if err := f.addBridge(k); err != nil {
 			return nil, err
 		}
-		if err := f.host.LinkSetHardwareAddr(f.br, net.HardwareAddr{0x02, 0, 0, 0, 0, 1}); err != nil {
-			return nil, err
-		}
-	}
-	gw, _ := netlink.ParseAddr("10.200.0.1/16")
-	if err := f.host.AddrAdd(f.br, gw); err != nil {
-		return nil, err
-	}
-	if err := f.host.LinkSetUp(f.br); err != nil {
-		return nil, err
 	}
 	for i := 0; i < n; i++ {
 		p := filepath.Join(f.root, fmt.Sprint("ep", i))
@@ -204,8 +209,40 @@ func newFloor(dir, name string, quiet bool, n int) (*floor, error) {
 	return f, nil
 }
 
+// addBridge makes the k-th bridge, with the k-th subnet's gateway.
+func (f *floor) addBridge(k int) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = fmt.Sprint("br", k)
+	if err := f.host.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		return err
+	}
+	br, err := f.host.LinkByName(attrs.Name)
+	if err != nil {
+		return err
+	}
+	if f.quiet {
+		if err := f.host.LinkSetMTU(br, 1500); err != nil {
+			return err
+		}
+		if err := f.host.LinkSetHardwareAddr(br, net.HardwareAddr{0x02, 0, 0, 0, byte(k >> 8), byte(k + 1)}); err != nil {
+			return err
+		}
+	}
+	gw := endpointAddr(k, -1)
+	addr, _ := netlink.ParseAddr(gw.String() + "/16")
+	if err := f.host.AddrAdd(br, addr); err != nil {
+		return err
+	}
+	if err := f.host.LinkSetUp(br); err != nil {
+		return err
+	}
+	f.brs = append(f.brs, br)
+	return nil
+}
+
 func (f *floor) attach(i int) (time.Duration, error) {
-	ip := netip.AddrFrom4([4]byte{10, 200, byte((i + 2) >> 8), byte(i + 2)})
+	k := i / f.per
+	ip, gw := endpointAddr(k, i%f.per), endpointAddr(k, -1)
 	start := time.Now()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = fmt.Sprintf("v%d", i)
@@ -218,7 +255,7 @@ func (f *floor) attach(i int) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	if err := f.host.LinkSetMaster(veth, f.br); err != nil {
+	if err := f.host.LinkSetMaster(veth, f.brs[k]); err != nil {
 		return 0, err
 	}
 	if err := f.host.LinkSetUp(veth); err != nil {
@@ -245,10 +282,17 @@ func (f *floor) attach(i int) (time.Duration, error) {
 	if err := eh.AddrAdd(peer, addr); err != nil {
 		return 0, err
 	}
-	if err := eh.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: net.IP{10, 200, 0, 1}}); err != nil {
+	if err := eh.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// detach deletes endpoint i's veth, as a plain tool's DEL does.
+func (f *floor) detach(i int) (time.Duration, error) {
+	start := time.Now()
+	err := f.host.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("v%d", i)}})
+	return time.Since(start), err
 }
 
 func (f *floor) dir() string { return f.root }
@@ -265,8 +309,11 @@ func (f *floor) close() {
 // hostnetPath runs hostnetd in its own host namespace.
 type hostnetPath struct {
 	*benchDaemon
-	nss     []string
-	oneCall bool
+	nss      []string
+	eps      []string
+	oneCall  bool
+	policies bool
+	per      int
 }
 
 func newHostnetPath(dir, name string, cfg AttachConfig, oneCall bool) (*hostnetPath, error) {
@@ -274,13 +321,15 @@ func newHostnetPath(dir, name string, cfg AttachConfig, oneCall bool) (*hostnetP
 	if err != nil {
 		return nil, err
 	}
-	h := &hostnetPath{benchDaemon: d, oneCall: oneCall}
+	h := &hostnetPath{benchDaemon: d, oneCall: oneCall, policies: cfg.Policies, per: cfg.perNetwork()}
 	ctx := context.Background()
-	_, err = h.c.CreateNetwork(ctx, &api.Network{Name: "bench", Type: api.NAT,
-		Ipams: []api.Ipam{{Subnets: []api.Subnet{{IpAddressPrefix: "10.200.0.0/16"}}}}})
-	if err != nil {
-		h.close()
-		return nil, err
+	for k := 0; k*h.per < cfg.N; k++ {
+		_, err = h.c.CreateNetwork(ctx, &api.Network{Name: fmt.Sprint("bench", k), Type: api.NAT,
+			Ipams: []api.Ipam{{Subnets: []api.Subnet{{IpAddressPrefix: benchSubnet(k)}}}}})
+		if err != nil {
+			h.close()
+			return nil, err
+		}
 	}
 	for i := 0; i < cfg.N; i++ {
 		ns, err := h.c.CreateNamespace(ctx, &api.Namespace{})
@@ -293,21 +342,46 @@ func newHostnetPath(dir, name string, cfg AttachConfig, oneCall bool) (*hostnetP
 	return h, nil
 }
 
+// attachPolicies are the suite's endpoint i's: its own published port
+// and one ACL rule admitting it (which also turns on default deny).
+func attachPolicies(i int) []api.Policy {
+	return []api.Policy{portMapping(uint16(10000+i), 80), aclPolicy("Allow", "In", "", "80", 100)}
+}
+
 func (h *hostnetPath) attach(i int) (time.Duration, error) {
 	ctx := context.Background()
+	want := &api.Endpoint{HostComputeNetwork: fmt.Sprint("bench", i/h.per)}
+	if h.policies {
+		want.Policies = attachPolicies(i)
+	}
 	start := time.Now()
 	if h.oneCall {
-		_, err := h.c.CreateEndpoint(ctx, &api.Endpoint{HostComputeNetwork: "bench", HostComputeNamespace: h.nss[i]})
-		return time.Since(start), err
+		want.HostComputeNamespace = h.nss[i]
+		ep, err := h.c.CreateEndpoint(ctx, want)
+		if err != nil {
+			return 0, err
+		}
+		d := time.Since(start)
+		h.eps = append(h.eps, ep.ID)
+		return d, nil
 	}
-	ep, err := h.c.CreateEndpoint(ctx, &api.Endpoint{HostComputeNetwork: "bench"})
+	ep, err := h.c.CreateEndpoint(ctx, want)
 	if err != nil {
 		return 0, err
 	}
 	if _, err := h.c.Attach(ctx, h.nss[i], ep.ID); err != nil {
 		return 0, err
 	}
-	return time.Since(start), nil
+	d := time.Since(start)
+	h.eps = append(h.eps, ep.ID)
+	return d, nil
+}
+
+// detach deletes endpoint i (detaching it) through the API.
+func (h *hostnetPath) detach(i int) (time.Duration, error) {
+	start := time.Now()
+	err := h.c.DeleteEndpoint(context.Background(), h.eps[i])
+	return time.Since(start), err
 }
 
 func (h *hostnetPath) dir() string { return h.benchDaemon.dir }

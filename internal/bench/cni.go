@@ -87,14 +87,25 @@ type cniChain struct {
 // and their devices and rules included, is gone when it returns, also on
 // error or interrupt.
 func RunCNI(cfg CNIConfig) error {
-	if err := cfg.validate(); err != nil {
+	hn, ref, err := measureCNI(cfg)
+	if err != nil {
 		return err
+	}
+	reportCNI(cfg.Out, cfg.Concurrent, hn, ref)
+	return nil
+}
+
+// measureCNI measures the chains cfg asks for (see RunCNI); a chain not
+// measured is nil.
+func measureCNI(cfg CNIConfig) (hn, ref *chainResult, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, nil, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "hnt-cnibench-")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer removeBenchDir(dir)
 
@@ -102,42 +113,39 @@ func RunCNI(cfg CNIConfig) error {
 	// a missing iptables or a plugin that does not build fails at once.
 	if cfg.runs("ref") {
 		if err := checkIptables(); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	var hnBin, refBin string
 	if cfg.runs("hostnet") {
 		fmt.Fprintln(cfg.Out, "building hostnet-cni...")
 		if hnBin, err = buildHostnetPlugin(ctx, filepath.Join(dir, "hostnet-bin")); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if cfg.runs("ref") {
 		fmt.Fprintf(cfg.Out, "building the reference plugins %s...\n", refPluginsVersion)
 		refBin = filepath.Join(dir, "ref-bin")
 		if err := installRefPlugins(ctx, refBin); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-
-	var hn, ref *chainResult
 	if cfg.runs("hostnet") {
 		if hn, err = runHostnetChain(ctx, dir, hnBin, cfg); err != nil {
-			return fmt.Errorf("hostnet-cni: %w", err)
+			return nil, nil, fmt.Errorf("hostnet-cni: %w", err)
 		}
 	}
 	if cfg.runs("ref") {
 		if hn != nil {
 			if err := settle(ctx, cfg.Out); err != nil {
-				return err
+				return nil, nil, err
 			}
 		}
 		if ref, err = runRefChain(ctx, dir, refBin, cfg); err != nil {
-			return fmt.Errorf("reference chain: %w", err)
+			return nil, nil, fmt.Errorf("reference chain: %w", err)
 		}
 	}
-	reportCNI(cfg.Out, cfg.Concurrent, hn, ref)
-	return nil
+	return hn, ref, nil
 }
 
 func (cfg CNIConfig) validate() error {
