@@ -3,10 +3,12 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"sort"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Extra holds the top-level fields of a document that this version of the
@@ -46,6 +48,10 @@ func knownKeys(t reflect.Type) map[string]bool {
 // an unknown field too, or it would overwrite Ipams when the document is
 // encoded and decoded again, after validation.
 func isKnown(known map[string]bool, k string) bool {
+	if isASCII(k) {
+		// The names are ASCII, and ASCII folds only to ASCII.
+		return known[strings.ToLower(k)]
+	}
 	for name := range known {
 		if strings.EqualFold(name, k) {
 			return true
@@ -60,21 +66,110 @@ func decodeWithExtra(data []byte, v any) (Extra, error) {
 	if err := json.Unmarshal(data, v); err != nil {
 		return nil, err
 	}
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(data, &all); err != nil {
-		return nil, err
-	}
 	known := knownKeys(reflect.TypeOf(v).Elem())
 	var extra Extra
-	for k, raw := range all {
+	err := eachMember(data, func(k string, raw []byte) {
 		if !isKnown(known, k) {
 			if extra == nil {
 				extra = Extra{}
 			}
-			extra[k] = raw
+			extra[k] = append(json.RawMessage(nil), raw...)
+		}
+	})
+	return extra, err
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
 		}
 	}
-	return extra, nil
+	return true
+}
+
+// eachMember calls fn with the key and raw value of each member of the
+// JSON object data, which must be valid JSON (decoded once already): it
+// reads only what it needs, where decoding into a map would copy every
+// value. A key repeated is reported each time; the last one wins, as in
+// encoding/json.
+func eachMember(data []byte, fn func(key string, raw []byte)) error {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return errors.New("not a JSON object")
+	}
+	i = skipSpace(data, i+1)
+	for i < len(data) && data[i] != '}' {
+		end := skipString(data, i)
+		key := string(data[i+1 : end-1])
+		if bytes.IndexByte(data[i:end], '\\') >= 0 || !utf8.Valid(data[i:end]) {
+			if err := json.Unmarshal(data[i:end], &key); err != nil {
+				return err
+			}
+		}
+		i = skipSpace(data, end)
+		i = skipSpace(data, i+1) // the colon
+		vend := skipValue(data, i)
+		fn(key, data[i:vend])
+		i = skipSpace(data, vend)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+	}
+	return nil
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at data[i].
+func skipString(data []byte, i int) int {
+	for i++; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(data)
+}
+
+// skipValue returns the index after the value that starts at data[i].
+func skipValue(data []byte, i int) int {
+	if i >= len(data) {
+		return i
+	}
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for i < len(data) {
+			switch data[i] {
+			case '"':
+				i = skipString(data, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	}
+	for i < len(data) && !strings.ContainsRune(",}] \t\n\r", rune(data[i])) {
+		i++
+	}
+	return i
 }
 
 // encodeWithExtra encodes v (a struct without custom encoding) and appends

@@ -644,3 +644,30 @@ func FuzzParseMAC(f *testing.F) {
 		}
 	})
 }
+
+// eachMember must see the members decoding into a map sees, with the same
+// raw values, for any JSON object.
+func FuzzEachMember(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, ` { "a" : [1,{"b":"}"}] , "c\u0041":"x\"y", "a":null } `,
+		`{"\ud800":true,"é":{"":[]}}`, `{"Ipam\u017f":[]}`, "{\"\xff\":1}"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want map[string]json.RawMessage
+		if json.Unmarshal(data, &want) != nil || want == nil {
+			return
+		}
+		got := map[string]json.RawMessage{}
+		if err := eachMember(data, func(k string, raw []byte) { got[k] = raw }); err != nil {
+			t.Fatalf("eachMember(%q): %v", data, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("eachMember(%q) = %q, want %q", data, got, want)
+		}
+		for k, v := range want {
+			if !bytes.Equal(got[k], v) {
+				t.Fatalf("eachMember(%q)[%q] = %q, want %q", data, k, got[k], v)
+			}
+		}
+	})
+}

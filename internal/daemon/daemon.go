@@ -90,10 +90,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		log.Warn("restored the state file from its backup", "state", cfg.StateDir, "damaged_file_kept_as", orDefault(aside, "(there was none)"))
 	}
+	openStart := time.Now()
 	st, err := store.OpenBolt(cfg.StateDir)
 	if err != nil {
 		return err
 	}
+	opened := time.Since(openStart)
+	go func() {
+		if err := st.BackedUp(); err != nil {
+			log.Warn("no backup of the state file this time; the last one stays", "err", err)
+		}
+	}()
 	defer st.Close()
 
 	host, err := dataplane.OpenHost(cfg.HostNetns)
@@ -169,7 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("hostnetd ready", "socket", cfg.Socket, "socket_mode", fmt.Sprintf("%04o", mode), "socket_group", orDefault(cfg.SocketGroup, "(none)"),
-		"state", cfg.StateDir, "host_netns", orDefault(cfg.HostNetns, "(own)"), "startup", time.Since(start))
+		"state", cfg.StateDir, "host_netns", orDefault(cfg.HostNetns, "(own)"), "state_check", opened, "startup", time.Since(start))
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}

@@ -72,10 +72,13 @@ var ErrNameTaken = errors.New("device name taken")
 
 // LinkState is what Host.Links reports of a device.
 type LinkState struct {
+	Index  int
 	Up     bool
 	Master string // the bridge it is a port of, "" if none
-	Addrs  []netip.Prefix
-	Kind   string // "veth", "bridge", ...
+	// MasterIndex is that bridge's index, 0 if none.
+	MasterIndex int
+	Addrs       []netip.Prefix
+	Kind        string // "veth", "bridge", ...
 	// PeerNSID is the host's ID for the namespace of a veth's other side
 	// (see Host.NamespaceID); -1 when it has none there.
 	PeerNSID int

@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
@@ -312,7 +314,7 @@ func (h *Host) Links(prefix string) (map[string]LinkState, error) {
 		if !strings.HasPrefix(a.Name, prefix) {
 			continue
 		}
-		st := LinkState{Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex], Kind: l.Type(), PeerNSID: a.NetNsID}
+		st := LinkState{Index: a.Index, Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex], MasterIndex: a.MasterIndex, Kind: l.Type(), PeerNSID: a.NetNsID}
 		for _, ad := range addrs {
 			if ad.LinkIndex != a.Index {
 				continue
@@ -337,6 +339,58 @@ func (h *Host) NamespaceID(ns netns.Handle) (int, error) {
 		return -1, fmt.Errorf("namespace ID: %w", err)
 	}
 	return id, nil
+}
+
+// LinkIndex returns the index of the host's device name (`ip link show
+// NAME`).
+func (h *Host) LinkIndex(name string) (int, error) {
+	l, err := h.nl.LinkByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("look up %s: %w", name, err)
+	}
+	return l.Attrs().Index, nil
+}
+
+// NamespaceIDs is NamespaceID for the namespaces at paths, on a few
+// sockets at once (a restart asks it of thousands); -1 where a namespace
+// has no ID or cannot be opened.
+func (h *Host) NamespaceIDs(paths []string) []int {
+	ids := make([]int, len(paths))
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range min(runtime.NumCPU(), max(1, len(paths)/64)) {
+		nh, err := netlink.NewHandleAt(h.ns, unix.NETLINK_ROUTE)
+		if err != nil {
+			nh = nil // this worker answers -1
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if nh != nil {
+				defer nh.Close()
+			}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(paths) {
+					return
+				}
+				ids[i] = -1
+				if nh == nil {
+					continue
+				}
+				ns, err := netns.Open(paths[i])
+				if err != nil {
+					continue
+				}
+				if id, err := nh.GetNetNsIdByFd(int(ns)); err == nil {
+					ids[i] = id
+				}
+				ns.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return ids
 }
 
 // LinkNames returns the names of the host's devices that start with prefix.

@@ -91,10 +91,16 @@ func (s *Service) CreateNamespace(n api.Namespace) (*api.Namespace, error) {
 // realiseNamespace makes a managed namespace exist, with loopback up, and
 // visible to `ip netns` when configured. An existing one is kept.
 func (s *Service) realiseNamespace(rec *namespaceRecord) error {
-	path := rec.Doc.NetNamespacePath
-	if _, err := dataplane.EnsureNamespace(path); err != nil {
+	if _, err := dataplane.EnsureNamespace(rec.Doc.NetNamespacePath); err != nil {
 		return fmt.Errorf("namespace %s: %w", rec.Doc.ID, err)
 	}
+	return s.realiseNamespaceFiles(rec)
+}
+
+// realiseNamespaceFiles makes a namespace's files: its resolv.conf and its
+// link for `ip netns`.
+func (s *Service) realiseNamespaceFiles(rec *namespaceRecord) error {
+	path := rec.Doc.NetNamespacePath
 	if rec.ResolvConf != "" {
 		// Made now, so that attaching only overwrites a file.
 		if _, err := os.Stat(rec.ResolvConf); errors.Is(err, os.ErrNotExist) {

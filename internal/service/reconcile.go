@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,21 +35,33 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rep ReconcileReport
+	// Where the time goes, for the log: at a restart with thousands of
+	// endpoints, this is the time until the API is served.
+	var phases []any
+	last := time.Now()
+	phase := func(name string) {
+		now := time.Now()
+		phases = append(phases, slog.Duration(name, now.Sub(last)))
+		last = now
+	}
+	// One dump of the host's devices serves the garbage collection and the
+	// endpoints' adoption: with thousands of ports a dump is expensive, and
+	// taken now it runs while the store is read.
+	var links map[string]dataplane.LinkState
+	var linksErr error
+	linksDone := make(chan struct{})
+	go func() {
+		defer close(linksDone)
+		links, linksErr = s.cfg.Host.Links(driver.LinkPrefix)
+	}()
+	defer func() { <-linksDone }()
 	if err := s.dropNonPersistent(&rep); err != nil {
 		return rep, err
-	}
-	if vanished, err := s.vanishedNamespaces(); err != nil {
-		return rep, internal(err, "read the store")
-	} else if len(vanished) > 0 {
-		// After a reboot the runtimes' namespaces are gone, and with them
-		// the containers these endpoints served.
-		s.forgetVanished(vanished, false)
-		rep.CollectedNamespaces = len(vanished)
 	}
 	var nets []networkRecord
 	var eps []endpointRecord
 	var nss []namespaceRecord
-	err := s.cfg.Store.View(func(tx store.Tx) error {
+	load := func(tx store.Tx) error {
 		var err error
 		if nets, err = listNetworks(tx); err != nil {
 			return err
@@ -58,11 +71,42 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		}
 		nss, err = listNamespaces(tx)
 		return err
-	})
-	if err != nil {
+	}
+	if err := s.cfg.Store.View(load); err != nil {
 		return rep, internal(err, "read the store")
 	}
+	if vanished := vanishedNamespaces(nss); len(vanished) > 0 {
+		// After a reboot the runtimes' namespaces are gone, and with them
+		// the containers these endpoints served.
+		s.forgetVanished(vanished, false)
+		rep.CollectedNamespaces = len(vanished)
+		if err := s.cfg.Store.View(load); err != nil {
+			return rep, internal(err, "read the store")
+		}
+	}
+	// The host's IDs of the endpoints' namespaces, for adopting their
+	// ports (see portInPlace), asked while the rest goes on.
+	nsIDs := map[string]int{} // by endpoint ID
+	idsDone := make(chan struct{})
+	go func() {
+		defer close(idsDone)
+		pathOf := make(map[string]string, len(nss))
+		for i := range nss {
+			pathOf[nss[i].Doc.ID] = nss[i].Doc.NetNamespacePath
+		}
+		var ids, paths []string
+		for i := range eps {
+			if p, ok := pathOf[eps[i].Doc.HostComputeNamespace]; ok {
+				ids, paths = append(ids, eps[i].Doc.ID), append(paths, p)
+			}
+		}
+		for k, id := range s.cfg.Host.NamespaceIDs(paths) {
+			nsIDs[ids[k]] = id
+		}
+	}()
+	defer func() { <-idsDone }()
 
+	phase("load")
 	claimedLinks := map[string]bool{}
 	parsed := map[string]*parsedNetwork{}
 	for i := range nets {
@@ -88,6 +132,7 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		}
 		rep.Networks++
 	}
+	phase("networks")
 	s.buildFirewall(nets, eps)
 	if err := s.applyFirewall(); err != nil {
 		s.log.Error("reconcile: firewall", "err", err)
@@ -101,8 +146,10 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		}
 	}
 
+	phase("firewall")
 	nsByID := map[string]*namespaceRecord{}
 	claimedNS := map[string]bool{}
+	var laterNS []string // managed namespaces that exist: verified after serving
 	for i := range nss {
 		ns := &nss[i]
 		nsByID[ns.Doc.ID] = ns
@@ -110,10 +157,15 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 			continue
 		}
 		claimedNS[filepath.Base(ns.Doc.NetNamespacePath)] = true
-		if !netns.IsNamespace(ns.Doc.NetNamespacePath) {
+		realise := s.realiseNamespace
+		if netns.IsNamespace(ns.Doc.NetNamespacePath) {
+			// Its loopback is checked after serving, with the endpoints.
+			realise = s.realiseNamespaceFiles
+			laterNS = append(laterNS, ns.Doc.ID)
+		} else {
 			s.log.Warn("reconcile: recreating a namespace that is gone (was the host rebooted?)", "namespace", ns.Doc.ID)
 		}
-		if err := s.realiseNamespace(ns); err != nil {
+		if err := realise(ns); err != nil {
 			s.log.Error("reconcile: namespace", "namespace", ns.Doc.ID, "err", err)
 			rep.Failures++
 			continue
@@ -136,18 +188,30 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		claimedLinks[ep.Doc.HostInterfaceName] = true
 		toAttach = append(toAttach, i)
 	}
-	// One dump of the host's devices serves the garbage collection and the
-	// endpoints' adoption: with thousands of ports, a dump is expensive.
-	links, err := s.cfg.Host.Links(driver.LinkPrefix)
-	if err != nil {
-		s.log.Error("reconcile: list devices; no garbage collection of devices, and every endpoint is checked in its namespace", "err", err)
+	phase("namespaces")
+	<-linksDone
+	if linksErr != nil {
+		s.log.Error("reconcile: list devices; no garbage collection of devices, and every endpoint is checked in its namespace", "err", linksErr)
+	}
+	// A bridge made again since the dump has no ports: the dump's are
+	// not adopted.
+	for name, st := range links {
+		if !claimedLinks[name] || st.Kind != "bridge" {
+			continue
+		}
+		if idx, err := s.cfg.Host.LinkIndex(name); err != nil || idx != st.Index {
+			st.Index = -1
+			links[name] = st
+		}
 	}
 	s.collectGarbage(links, claimedLinks, claimedNS, &rep)
+	phase("garbage")
+	<-idsDone
 	var adopted []string
 	for _, i := range toAttach {
 		ep := &eps[i]
 		ns, pn := nsByID[ep.Doc.HostComputeNamespace], parsed[ep.Doc.HostComputeNetwork]
-		if s.portInPlace(ep, pn, ns, links) {
+		if id, ok := nsIDs[ep.Doc.ID]; ok && links != nil && s.portInPlace(ep, pn, links, id) {
 			adopted = append(adopted, ep.Doc.ID)
 			rep.Endpoints++
 			continue
@@ -159,14 +223,16 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 		}
 		rep.Endpoints++
 	}
+	phase("endpoints")
 	s.writeAllResolvConf(nss, eps, parsed)
-	if len(adopted) > 0 {
+	phase("resolv.conf")
+	if len(adopted)+len(laterNS) > 0 {
 		s.background.Add(1)
-		go s.verifyAdopted(adopted)
+		go s.verifyAdopted(laterNS, adopted)
 	}
 	s.log.Info("reconciled", "networks", rep.Networks, "namespaces", rep.Namespaces, "endpoints", rep.Endpoints,
 		"dropped_non_persistent", rep.DroppedNonPersistent, "collected_namespaces", rep.CollectedNamespaces, "removed_links", rep.RemovedLinks,
-		"removed_namespaces", rep.RemovedNamespaces, "failures", rep.Failures)
+		"removed_namespaces", rep.RemovedNamespaces, "failures", rep.Failures, slog.Group("took", phases...))
 	return rep, nil
 }
 
@@ -177,26 +243,17 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 // such a NIC is adopted as it is, without looking into the namespace: at
 // a restart with thousands of endpoints, that look is most of the time,
 // and it is done after the API is served (verifyAdopted).
-func (s *Service) portInPlace(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord, links map[string]dataplane.LinkState) bool {
+func (s *Service) portInPlace(ep *endpointRecord, pn *parsedNetwork, links map[string]dataplane.LinkState, nsID int) bool {
 	drv, ok := s.cfg.Drivers[pn.spec.Type]
-	if !ok || links == nil {
+	if !ok || nsID < 0 {
 		return false
 	}
 	de, err := driverEndpoint(ep, pn)
 	if err != nil || len(drv.PortDrift(de, links)) > 0 {
 		return false
 	}
-	port := links[de.HostName]
-	if port.Kind != "veth" || port.PeerNSID < 0 {
-		return false
-	}
-	h, err := netns.Open(ns.Doc.NetNamespacePath)
-	if err != nil {
-		return false
-	}
-	defer h.Close()
-	id, err := s.cfg.Host.NamespaceID(h)
-	return err == nil && id == port.PeerNSID
+	port, bridge := links[de.HostName], links[de.Network.Bridge]
+	return port.Kind == "veth" && port.PeerNSID == nsID && bridge.Index > 0 && port.MasterIndex == bridge.Index
 }
 
 // verifyAdopted looks inside the namespaces of the endpoints Reconcile
@@ -204,22 +261,49 @@ func (s *Service) portInPlace(ep *endpointRecord, pn *parsedNetwork, ns *namespa
 // while the daemon was down (an address, a route, the device's state).
 // It runs after the API is served, one endpoint at a time under the lock,
 // so requests are not held up; Close stops it.
-func (s *Service) verifyAdopted(ids []string) {
+func (s *Service) verifyAdopted(namespaces, endpoints []string) {
 	defer s.background.Done()
 	start := time.Now()
-	checked := 0
-	for _, id := range ids {
+	closing := func() bool {
 		select {
-		case <-s.flowWake: // closing
-			return
+		case <-s.flowWake:
+			return true
 		default:
+			return false
+		}
+	}
+	for _, id := range namespaces {
+		if closing() {
+			return
+		}
+		if err := s.verifyNamespace(id); err != nil {
+			s.log.Warn("verifying a namespace after the restart", "namespace", id, "err", err)
+		}
+	}
+	for _, id := range endpoints {
+		if closing() {
+			return
 		}
 		if err := s.verifyEndpoint(id); err != nil {
 			s.log.Warn("verifying an endpoint inside its namespace after the restart", "endpoint", id, "err", err)
 		}
-		checked++
 	}
-	s.log.Info("verified the adopted endpoints inside their namespaces", "endpoints", checked, "took", time.Since(start))
+	s.log.Info("verified the adopted namespaces and endpoints from inside", "namespaces", len(namespaces), "endpoints", len(endpoints), "took", time.Since(start))
+}
+
+func (s *Service) verifyNamespace(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ns namespaceRecord
+	err := s.cfg.Store.View(func(tx store.Tx) error { return store.GetJSON(tx, store.Namespaces, id, &ns) })
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // deleted since
+	}
+	if err != nil {
+		return err
+	}
+	_, err = dataplane.EnsureNamespace(ns.Doc.NetNamespacePath)
+	return err
 }
 
 func (s *Service) verifyEndpoint(id string) error {
@@ -285,20 +369,16 @@ func (s *Service) writeAllResolvConf(nss []namespaceRecord, eps []endpointRecord
 	}
 }
 
-// vanishedNamespaces lists the wrapped namespaces whose Linux namespace
-// is gone.
-func (s *Service) vanishedNamespaces() ([]string, error) {
+// vanishedNamespaces lists the wrapped namespaces of nss whose Linux
+// namespace is gone.
+func vanishedNamespaces(nss []namespaceRecord) []string {
 	var ids []string
-	err := s.cfg.Store.View(func(tx store.Tx) error {
-		nss, err := listNamespaces(tx)
-		for _, ns := range nss {
-			if !ns.Doc.Managed && !netns.IsNamespace(ns.Doc.NetNamespacePath) {
-				ids = append(ids, ns.Doc.ID)
-			}
+	for _, ns := range nss {
+		if !ns.Doc.Managed && !netns.IsNamespace(ns.Doc.NetNamespacePath) {
+			ids = append(ids, ns.Doc.ID)
 		}
-		return err
-	})
-	return ids, err
+	}
+	return ids
 }
 
 // dropNonPersistent forgets the networks that do not survive a restart,

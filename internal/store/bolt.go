@@ -34,6 +34,8 @@ type Bolt struct {
 	db *bolt.DB
 	// Fresh is true when the file did not exist and was created empty.
 	Fresh bool
+	// backedUp gets the error of the backup taken at open, then closes.
+	backedUp chan error
 }
 
 // DamagedError is a state file that cannot be trusted: it does not open,
@@ -101,11 +103,17 @@ func OpenBolt(dir string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise %s: %w", path, err)
 	}
-	if err := backup(db, filepath.Join(dir, BackupFile)); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("back up %s: %w", path, err)
-	}
-	return &Bolt{db: db, Fresh: fresh}, nil
+	// The backup is written while the daemon starts (a consistent
+	// snapshot of the checked file, from a read transaction): syncing a
+	// file the size of the state is not on the way to serving.
+	b := &Bolt{db: db, Fresh: fresh, backedUp: make(chan error, 1)}
+	go func() {
+		defer close(b.backedUp)
+		if err := backup(db, filepath.Join(dir, BackupFile)); err != nil {
+			b.backedUp <- fmt.Errorf("back up %s: %w", path, err)
+		}
+	}()
+	return b, nil
 }
 
 // openChecked opens the bbolt file at path and, when it existed, checks
@@ -264,7 +272,16 @@ func (s *Bolt) Update(fn func(Tx) error) error {
 }
 
 // Close implements Store.
-func (s *Bolt) Close() error { return s.db.Close() }
+// BackedUp returns the error of the backup taken at open (nil when it was
+// written), once it is done.
+func (s *Bolt) BackedUp() error { return <-s.backedUp }
+
+// Close waits for the backup taken at open, then closes the file.
+func (s *Bolt) Close() error {
+	for range s.backedUp {
+	}
+	return s.db.Close()
+}
 
 type boltTx struct{ tx *bolt.Tx }
 
