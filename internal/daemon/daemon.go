@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -81,6 +82,17 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if path := os.Getenv("HOSTNET_HEAP_PROFILE"); path != "" {
+		// For a benchmark's daemons too: what is live at shutdown, in
+		// PATH.PID (a benchmark restarts its daemon).
+		defer func() {
+			if f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid())); err == nil {
+				runtime.GC()
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}()
 	}
 	raiseFileLimit(log)
 	if cfg.RestoreBackup {
