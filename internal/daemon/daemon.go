@@ -83,17 +83,6 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if path := os.Getenv("HOSTNET_HEAP_PROFILE"); path != "" {
-		// For a benchmark's daemons too: what is live at shutdown, in
-		// PATH.PID (a benchmark restarts its daemon).
-		defer func() {
-			if f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid())); err == nil {
-				runtime.GC()
-				_ = pprof.WriteHeapProfile(f)
-				f.Close()
-			}
-		}()
-	}
 	raiseFileLimit(log)
 	if cfg.RestoreBackup {
 		aside, err := store.RestoreBackup(cfg.StateDir)
@@ -197,12 +186,31 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	case <-ctx.Done():
 	}
+	writeHeapProfile(svc)
 	log.Info("shutting down; kernel state is left in place")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	_ = os.Remove(cfg.Socket)
 	return err
+}
+
+// writeHeapProfile writes what is live, with the service, to
+// $HOSTNET_HEAP_PROFILE.PID when that is set: for profiling a benchmark's
+// daemons (a benchmark restarts its daemon, hence the PID).
+func writeHeapProfile(svc *service.Service) {
+	path := os.Getenv("HOSTNET_HEAP_PROFILE")
+	if path == "" {
+		return
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	_ = pprof.WriteHeapProfile(f)
+	runtime.KeepAlive(svc)
 }
 
 // orphans lists hostnet's objects in the kernel: its bridges and ports in
