@@ -36,8 +36,24 @@ func main() {
 		jsonPath := fs.String("json", "bench.json", "where the raw numbers go")
 		only := fs.String("only", "", "run only the benchmarks whose name contains this")
 		_ = fs.Parse(os.Args[2:])
+		// An interrupted run takes down what its benchmarks made.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		aborting := make(chan struct{})
+		go func() {
+			<-sigs
+			close(aborting)
+			fmt.Fprintln(os.Stderr, "hostnet-bench: interrupted; removing the benchmarks' daemons and namespaces")
+			bench.Abort()
+			os.Exit(130)
+		}()
 		rep := bench.RunSuite(bench.SuiteConfig{Quick: *quick, Only: *only, Out: os.Stdout,
 			DaemonCmd: selfDaemon(), DriverCmd: selfCNIDriver()}, bench.Suite())
+		select {
+		case <-aborting:
+			select {} // the benchmark failed because it was killed: Abort exits
+		default:
+		}
 		rep.Markdown(os.Stdout)
 		if err := rep.WriteJSON(*jsonPath); err != nil {
 			fail(err)

@@ -58,7 +58,7 @@ type AttachResult struct {
 //   - hostnet through its API, in one call (an endpoint created with its
 //     namespace, as HNS allows), and in two (create, then attach)
 func RunAttach(cfg AttachConfig) (*AttachResult, error) {
-	dir, err := os.MkdirTemp("", "hnt-bench-")
+	dir, err := newBenchDir("hnt-bench-")
 	if err != nil {
 		return nil, err
 	}

@@ -103,7 +103,7 @@ func measureCNI(cfg CNIConfig) (hn, ref *chainResult, err error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dir, err := os.MkdirTemp("", "hnt-cnibench-")
+	dir, err := newBenchDir("hnt-cnibench-")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -316,7 +316,12 @@ func runDriver(ctx context.Context, ch cniChain, confPath, nsDir string, cfg CNI
 	cmd := exec.CommandContext(ctx, "nsenter", args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Start()
+	if err == nil {
+		track(cmd)
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("driver: %w: %s", err, tail(stderr.String(), 4000))
 	}
 	var res chainResult

@@ -68,6 +68,7 @@ func startDaemon(dir string, daemonCmd []string, withExt bool) (*benchDaemon, er
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
 	}
+	track(d.cmd)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := d.c.Version(context.Background()); err == nil {

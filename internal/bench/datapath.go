@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -224,7 +223,7 @@ func runDatapath(p dpParams, daemonCmd []string, out io.Writer) (rows []Row, err
 		return nil, err
 	}
 
-	dir, err := os.MkdirTemp("", "hnt-bench-datapath-")
+	dir, err := newBenchDir("hnt-bench-datapath-")
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -82,7 +81,7 @@ func RunProgram(cfg ProgramConfig) error {
 // endpoints; distinct gives every endpoint its own ACL rules; withRestart
 // measures the full re-application.
 func programOnce(cfg ProgramConfig, n int, distinct, withRestart bool) (*programRun, error) {
-	dir, err := os.MkdirTemp("", "hnt-bench-")
+	dir, err := newBenchDir("hnt-bench-")
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +174,7 @@ func restartDaemon(d *benchDaemon) (*benchDaemon, error) {
 	if err := nd.cmd.Start(); err != nil {
 		return nil, err
 	}
+	track(nd.cmd)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := nd.c.Version(context.Background()); err == nil {

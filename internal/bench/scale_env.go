@@ -44,7 +44,7 @@ type scaleEnv struct {
 // log tells the live heap beside the RSS; that only prints, it changes
 // nothing the daemon does.
 func newScaleEnv(cfg SuiteConfig, per int) (*scaleEnv, error) {
-	dir, err := os.MkdirTemp("", "hnt-bench-scale-")
+	dir, err := newBenchDir("hnt-bench-scale-")
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +242,7 @@ func (e *scaleEnv) restart(env ...string) (scaleRestart, error) {
 	if err := nd.cmd.Start(); err != nil {
 		return r, fmt.Errorf("start hostnetd again: %w", err)
 	}
+	track(nd.cmd)
 	e.d = nd
 	deadline := t0.Add(2 * time.Minute)
 	for {

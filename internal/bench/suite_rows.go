@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/hostnet/hostnet/internal/testutil"
@@ -28,7 +27,7 @@ func attachScale(quick bool) (n, per, deletes int) {
 // throwaway host.
 func BenchAttach(cfg SuiteConfig) ([]Row, error) {
 	n, per, deletes := attachScale(cfg.Quick)
-	dir, err := os.MkdirTemp("", "hnt-bench-")
+	dir, err := newBenchDir("hnt-bench-")
 	if err != nil {
 		return nil, err
 	}
