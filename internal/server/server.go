@@ -90,6 +90,9 @@ type Options struct {
 	// Groups are admitted besides uid 0 and the daemon's own uid: callers
 	// whose primary or a supplementary group is one of them.
 	Groups []int
+	// AfterMutation, if set, is called after each request that may have
+	// changed something (any method but GET and HEAD) was answered.
+	AfterMutation func()
 }
 
 func (o Options) withDefaults() Options {
@@ -258,6 +261,10 @@ func (s *Server) logged(h http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		h.ServeHTTP(sw, r)
+		mutation := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if mutation && s.opts.AfterMutation != nil {
+			s.opts.AfterMutation()
+		}
 		ci := infoOf(r)
 		if ci == nil {
 			ci = &connInfo{peer: peer{pid: -1, uid: -1, gid: -1}}
@@ -266,7 +273,7 @@ func (s *Server) logged(h http.Handler) http.Handler {
 		switch {
 		case !ci.admitted:
 			level, msg = slog.LevelWarn, "request refused: caller not admitted"
-		case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		case !mutation:
 			level = slog.LevelDebug
 		}
 		if !s.log.Enabled(r.Context(), level) {
