@@ -59,15 +59,8 @@ func (s *Service) drift() (*drift, error) {
 	var nets []networkRecord
 	var eps []endpointRecord
 	var nss []namespaceRecord
-	err := s.cfg.Store.View(func(tx store.Tx) error {
-		var err error
-		if nets, err = listNetworks(tx); err != nil {
-			return err
-		}
-		if eps, err = listEndpoints(tx); err != nil {
-			return err
-		}
-		nss, err = listNamespaces(tx)
+	err := s.cfg.Store.View(func(tx store.Tx) (err error) {
+		nets, eps, nss, err = listAll(tx)
 		return err
 	})
 	if err != nil {
@@ -235,15 +228,8 @@ func (s *Service) repair(d *drift) {
 	var nets []networkRecord
 	var eps []endpointRecord
 	var nss []namespaceRecord
-	if err := s.cfg.Store.View(func(tx store.Tx) error {
-		var err error
-		if nets, err = listNetworks(tx); err != nil {
-			return err
-		}
-		if eps, err = listEndpoints(tx); err != nil {
-			return err
-		}
-		nss, err = listNamespaces(tx)
+	if err := s.cfg.Store.View(func(tx store.Tx) (err error) {
+		nets, eps, nss, err = listAll(tx)
 		return err
 	}); err != nil {
 		s.log.Error("repair: read the store", "err", err)

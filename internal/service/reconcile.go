@@ -61,15 +61,8 @@ func (s *Service) Reconcile() (ReconcileReport, error) {
 	var nets []networkRecord
 	var eps []endpointRecord
 	var nss []namespaceRecord
-	load := func(tx store.Tx) error {
-		var err error
-		if nets, err = listNetworks(tx); err != nil {
-			return err
-		}
-		if eps, err = listEndpoints(tx); err != nil {
-			return err
-		}
-		nss, err = listNamespaces(tx)
+	load := func(tx store.Tx) (err error) {
+		nets, eps, nss, err = listAll(tx)
 		return err
 	}
 	if err := s.cfg.Store.View(load); err != nil {

@@ -47,6 +47,18 @@ func listNamespaces(tx store.Tx) ([]namespaceRecord, error) {
 	return store.ListJSON[namespaceRecord](tx, store.Namespaces, "")
 }
 
+// listAll reads every network, endpoint and namespace record in tx.
+func listAll(tx store.Tx) (nets []networkRecord, eps []endpointRecord, nss []namespaceRecord, err error) {
+	if nets, err = listNetworks(tx); err != nil {
+		return nil, nil, nil, err
+	}
+	if eps, err = listEndpoints(tx); err != nil {
+		return nil, nil, nil, err
+	}
+	nss, err = listNamespaces(tx)
+	return nets, eps, nss, err
+}
+
 // parsedNetwork is a stored network with its parsed spec.
 type parsedNetwork struct {
 	doc  *api.Network
