@@ -1,6 +1,9 @@
 package nft
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Applier brings hostnet's tables in one network namespace to a desired
 // content. Tables are keyed by (Table.Family, Table.Name).
@@ -42,4 +45,26 @@ var ErrMapsUnsupported = errors.New("maps are not supported by the appliers yet"
 // accepts too.
 func checkApplicable(t *Table) (*compiled, error) {
 	return compile(t)
+}
+
+// checkTables validates the tables given to ApplyAll or Drift (each one
+// applicable, no two with the same family and name; op names the call in
+// errors) and returns their compiled forms and keys, in order.
+func checkTables(op string, tables []*Table) ([]*compiled, []tableKey, error) {
+	wants := make([]*compiled, len(tables))
+	keys := make([]tableKey, len(tables))
+	seen := map[tableKey]bool{}
+	for i, t := range tables {
+		want, err := checkApplicable(t)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s table %s: %w", op, tableName(t), err)
+		}
+		key := tableKey{t.Family, t.Name}
+		if seen[key] {
+			return nil, nil, fmt.Errorf("%s table %s: given twice", op, key)
+		}
+		seen[key] = true
+		wants[i], keys[i] = want, key
+	}
+	return wants, keys, nil
 }

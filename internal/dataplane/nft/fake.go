@@ -59,19 +59,9 @@ func (f *Fake) ApplyAll(tables ...*Table) error {
 	if err := f.takeFailure(); err != nil {
 		return err
 	}
-	wants := make([]*compiled, len(tables))
-	seen := map[tableKey]bool{}
-	for i, t := range tables {
-		want, err := checkApplicable(t)
-		if err != nil {
-			return fmt.Errorf("apply table %s: %w", tableName(t), err)
-		}
-		key := tableKey{t.Family, t.Name}
-		if seen[key] {
-			return fmt.Errorf("apply table %s: given twice", key)
-		}
-		seen[key] = true
-		wants[i] = want
+	wants, _, err := checkTables("apply", tables)
+	if err != nil {
+		return err
 	}
 	b := &batch{}
 	changed := false
@@ -106,13 +96,13 @@ func (f *Fake) ApplyAll(tables ...*Table) error {
 func (f *Fake) Drift(tables ...*Table) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	wants, keys, err := checkTables("drift of", tables)
+	if err != nil {
+		return nil, err
+	}
 	b := &batch{}
-	for _, t := range tables {
-		want, err := checkApplicable(t)
-		if err != nil {
-			return nil, fmt.Errorf("drift of table %s: %w", tableName(t), err)
-		}
-		key := tableKey{t.Family, t.Name}
+	for i, want := range wants {
+		key := keys[i]
 		var have *compiled
 		if old, ok := f.tables[key]; ok {
 			have = old.state

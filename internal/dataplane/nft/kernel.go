@@ -188,20 +188,9 @@ func (k *Kernel) ApplyAll(tables ...*Table) error {
 	if len(tables) == 0 {
 		return nil
 	}
-	wants := make([]*compiled, len(tables))
-	keys := make([]tableKey, len(tables))
-	seen := map[tableKey]bool{}
-	for i, t := range tables {
-		want, err := checkApplicable(t)
-		if err != nil {
-			return fmt.Errorf("apply table %s: %w", tableName(t), err)
-		}
-		key := tableKey{t.Family, t.Name}
-		if seen[key] {
-			return fmt.Errorf("apply table %s: given twice", key)
-		}
-		seen[key] = true
-		wants[i], keys[i] = want, key
+	wants, keys, err := checkTables("apply", tables)
+	if err != nil {
+		return err
 	}
 	what := "table " + keys[0].String()
 	if len(keys) > 1 {
@@ -214,7 +203,6 @@ func (k *Kernel) ApplyAll(tables ...*Table) error {
 	}
 	haves := make([]*compiled, len(keys))
 	cachedAny := false
-	var err error
 	for i, key := range keys {
 		var ok bool
 		if haves[i], ok = k.known[key]; ok {
@@ -278,13 +266,13 @@ func (k *Kernel) Drift(tables ...*Table) ([]string, error) {
 	if k.fd <= 0 {
 		return nil, errClosed
 	}
+	wants, keys, err := checkTables("drift of", tables)
+	if err != nil {
+		return nil, err
+	}
 	b := &batch{}
-	for _, t := range tables {
-		want, err := checkApplicable(t)
-		if err != nil {
-			return nil, fmt.Errorf("drift of table %s: %w", tableName(t), err)
-		}
-		key := tableKey{t.Family, t.Name}
+	for i, want := range wants {
+		key := keys[i]
 		have, err := k.read(key)
 		if err != nil {
 			return nil, fmt.Errorf("drift of table %s: read: %w", key, err)

@@ -1,9 +1,10 @@
 package nft
 
 import (
-	"github.com/google/nftables"
 	"strings"
 	"testing"
+
+	"github.com/google/nftables"
 )
 
 func TestKernelBridgeTable(t *testing.T) {
