@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,10 +14,12 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/vishvananda/netlink"
 )
 
 // raw sends a request to the daemon exactly as given and returns the
@@ -165,7 +168,13 @@ func (e *Env) kernelState() string {
 	e.t.Helper()
 	h := e.handle(e.HostNS)
 	defer h.Close()
+	// Devices may be going away in the background (detached ports are
+	// deleted in batches): a dump they interrupt is taken again.
 	links, err := h.LinkList()
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 20; try++ {
+		time.Sleep(20 * time.Millisecond)
+		links, err = h.LinkList()
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}
