@@ -32,23 +32,47 @@ func (s *Service) SelfRepair(ctx context.Context, interval time.Duration) {
 		default:
 		}
 	}
-	failed := func(what string) func(error) {
+	// A subscription ends on an error: its socket overflowed (a burst of
+	// notifications, as when thousands of ports go at once), or it closed
+	// at shutdown. Unless shutting down, what it missed is checked for at
+	// once, and it is made again.
+	var watchDevices, watchFirewall func()
+	failed := func(what string, again *func()) func(error) {
 		return func(err error) {
-			s.log.Warn("self-repair: notifications stopped; the periodic check goes on", "source", what, "err", err)
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Info("self-repair: notifications interrupted; checking now and subscribing again", "source", what, "err", err)
+			poke(what + " notifications were interrupted")
+			go func() {
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+					(*again)()
+				}
+			}()
 		}
 	}
-	if err := s.cfg.Host.WatchLinkRemovals(ctx.Done(), driver.LinkPrefix, func(name string) {
-		poke("device " + name + " was removed")
-	}, failed("devices")); err != nil {
-		s.log.Warn("self-repair: no device notifications", "err", err)
+	watchDevices = func() {
+		if err := s.cfg.Host.WatchLinkRemovals(ctx.Done(), driver.LinkPrefix, func(name string) {
+			poke("device " + name + " was removed")
+		}, failed("device", &watchDevices)); err != nil {
+			s.log.Warn("self-repair: no device notifications; the periodic check goes on", "err", err)
+		}
 	}
-	if w, ok := s.cfg.Firewall.(othersWatcher); ok {
+	watchFirewall = func() {
+		w, ok := s.cfg.Firewall.(othersWatcher)
+		if !ok {
+			return
+		}
 		if err := w.WatchOthers(ctx.Done(), func(pid uint32, comm string) {
 			poke(fmt.Sprintf("process %q (pid %d) changed nftables", comm, pid))
-		}, failed("nftables")); err != nil {
-			s.log.Warn("self-repair: no nftables notifications", "err", err)
+		}, failed("nftables", &watchFirewall)); err != nil {
+			s.log.Warn("self-repair: no nftables notifications; the periodic check goes on", "err", err)
 		}
 	}
+	watchDevices()
+	watchFirewall()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
