@@ -815,6 +815,11 @@ func EnsureNamespace(path string) (bool, error) {
 	return created, nil
 }
 
+// IsDumpInterrupted reports whether err is a dump the kernel kept
+// interrupting, because what it lists kept changing: worth trying again
+// once things are quiet, not a failure.
+func IsDumpInterrupted(err error) bool { return errors.Is(err, netlink.ErrDumpInterrupted) }
+
 // consistent runs a netlink dump again when the kernel flags it as
 // interrupted by a concurrent change (its results may then miss or repeat
 // entries), a few times, then gives the last error.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hostnet/hostnet/internal/dataplane"
 	"github.com/hostnet/hostnet/internal/driver"
 )
 
@@ -88,9 +89,15 @@ func (s *Service) SelfRepair(ctx context.Context, interval time.Duration) {
 			case <-time.After(repairDelay):
 			}
 		}
-		if n, err := s.Repair(reason); err != nil {
+		n, err := s.Repair(reason)
+		switch {
+		case dataplane.IsDumpInterrupted(err):
+			// Devices are coming and going in numbers: look again soon.
+			s.log.Info("self-repair: devices kept changing during the check; checking again", "reason", reason)
+			poke(reason)
+		case err != nil:
 			s.log.Error("self-repair: check failed", "err", err)
-		} else if n > 0 {
+		case n > 0:
 			s.log.Info("self-repair: repaired", "problems", n, "reason", reason)
 		}
 	}

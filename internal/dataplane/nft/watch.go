@@ -23,7 +23,6 @@ func (k *Kernel) WatchOthers(done <-chan struct{}, changed func(pid uint32, comm
 	if err != nil {
 		return fmt.Errorf("nftables monitor: %w", err)
 	}
-	self := uint32(os.Getpid())
 	go func() {
 		<-done
 		mon.Close()
@@ -33,7 +32,7 @@ func (k *Kernel) WatchOthers(done <-chan struct{}, changed func(pid uint32, comm
 			if ev.GeneratedBy == nil {
 				continue
 			}
-			if gen, ok := ev.GeneratedBy.Data.(*nftables.GenMsg); ok && gen.ProcPID != self {
+			if gen, ok := ev.GeneratedBy.Data.(*nftables.GenMsg); ok && !ownThread(gen.ProcPID) {
 				changed(gen.ProcPID, gen.ProcComm)
 			}
 		}
@@ -44,4 +43,16 @@ func (k *Kernel) WatchOthers(done <-chan struct{}, changed func(pid uint32, comm
 		}
 	}()
 	return nil
+}
+
+// ownThread reports whether id is a thread of this process. The kernel
+// names a generation's maker by the id of the thread that committed it
+// (task_pid_nr), which for a Go program is any of its threads, rarely the
+// one whose id is the process's.
+func ownThread(id uint32) bool {
+	if int(id) == os.Getpid() {
+		return true
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", id))
+	return err == nil
 }
