@@ -377,13 +377,13 @@ func chaosCheck(t *testing.T, e *Env, models []map[string]*tracked, spaces map[s
 	}
 	if len(alone) >= 2 {
 		from, to := alone[round%len(alone)], alone[(round+1)%len(alone)]
-		if !probeTCP(t, spaces[nsName[from.HostComputeNamespace]], to.IpConfigurations[0].IpAddress+":80") {
+		if !reachTCP(t, spaces[nsName[from.HostComputeNamespace]], to.IpConfigurations[0].IpAddress+":80") {
 			fail("endpoint %s does not reach endpoint %s", from.Name, to.Name)
 		}
 	}
 	for _, ep := range alone {
 		if ports := publishedPorts(ep); len(ports) > 0 {
-			if !probeTCP(t, e.ExtNS, fmt.Sprintf("%s:%d", hostAddr, ports[0])) {
+			if !reachTCP(t, e.ExtNS, fmt.Sprintf("%s:%d", hostAddr, ports[0])) {
 				fail("port %d published by %s is not reachable from outside", ports[0], ep.Name)
 			}
 			break

@@ -176,7 +176,7 @@ func TestRunPublishAndPolicyVerbs(t *testing.T) {
 		t.Fatal(err)
 	}
 	Serve(t, ns.NetNamespacePath, "tcp", ":80")
-	if !probeTCP(t, e.ExtNS, hostAddr+":8080") {
+	if !reachTCP(t, e.ExtNS, hostAddr+":8080") {
 		t.Fatal("the port hostnet run -p published is not reachable from outside")
 	}
 
@@ -192,7 +192,7 @@ func TestRunPublishAndPolicyVerbs(t *testing.T) {
 		t.Errorf("policy ls: want the mapping, then the Block rule before the Allow ones:\n%s", ls)
 	}
 	e.MustCLI("endpoint", "policy", "rm", "site", "--acl", rule)
-	if !probeTCP(t, e.ExtNS, hostAddr+":8080") {
+	if !reachTCP(t, e.ExtNS, hostAddr+":8080") {
 		t.Error("the published port does not answer once the Block rule is removed")
 	}
 

@@ -321,7 +321,7 @@ func TestCNICnitool(t *testing.T) {
 	}
 	addr := res.IPs[0].Address
 	Serve(t, path, "tcp", ":80")
-	if !probeTCP(t, e.ExtNS, hostAddr+":8088") {
+	if !reachTCP(t, e.ExtNS, hostAddr+":8088") {
 		t.Error("the mapped port is not reachable from outside")
 	}
 	h := e.handle(path)

@@ -28,6 +28,36 @@ func probeTCP(t *testing.T, path, addr string) bool {
 	return err == nil
 }
 
+// settle runs a probe expected to give want: one expected to succeed is
+// tried again for up to 10 s (a loaded machine makes the first try late,
+// not wrong); one expected to fail is tried once, for a loaded machine can
+// only make it fail sooner.
+func settle(want bool, probe func() bool) bool {
+	if !want {
+		return probe()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if probe() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// reachTCP is probeTCP expected to succeed (see settle).
+func reachTCP(t *testing.T, path, addr string) bool {
+	t.Helper()
+	return settle(true, func() bool { return probeTCP(t, path, addr) })
+}
+
+// reachUDP is probeUDP expected to succeed (see settle).
+func reachUDP(t *testing.T, path, addr string) bool {
+	t.Helper()
+	return settle(true, func() bool { return probeUDP(t, path, addr) })
+}
+
 // probeUDP reports whether a UDP datagram from the namespace at path to
 // addr is answered.
 func probeUDP(t *testing.T, path, addr string) bool {

@@ -136,9 +136,9 @@ func TestPublishedPortReachability(t *testing.T) {
 	} {
 		var got bool
 		if r.proto == "tcp" {
-			got = probeTCP(t, r.from, r.addr)
+			got = settle(r.want, func() bool { return probeTCP(t, r.from, r.addr) })
 		} else {
-			got = probeUDP(t, r.from, r.addr)
+			got = settle(r.want, func() bool { return probeUDP(t, r.from, r.addr) })
 		}
 		if got != r.want {
 			t.Errorf("%s (%s %s): reached %v, want %v", r.name, r.proto, r.addr, got, r.want)
@@ -185,7 +185,7 @@ func TestPublishedPortsAreReserved(t *testing.T) {
 		}
 		return nil
 	})
-	if !probeTCP(t, e.ExtNS, hostAddr+":8080") {
+	if !reachTCP(t, e.ExtNS, hostAddr+":8080") {
 		t.Fatal("the published port does not work")
 	}
 	running, err := Dial(t, e.ExtNS, "tcp", hostAddr+":8080", time.Second)
@@ -329,7 +329,7 @@ func TestACLTruthTable(t *testing.T) {
 			if c.from == "c2" {
 				from = a.c2
 			}
-			if got := a.probe(c.probe, from); got != c.want {
+			if got := settle(c.want, func() bool { return a.probe(c.probe, from) }); got != c.want {
 				t.Errorf("%s: %s from %s: got through %v, want %v", cfg.name, c.probe, from.Endpoint.Name, got, c.want)
 			}
 		}
@@ -356,11 +356,11 @@ func TestACLChangeStopsARunningFlow(t *testing.T) {
 	if _, err := Exchange(conn, "after", time.Second); err == nil {
 		t.Error("the running flow still carries data after a Block ACL matching it was added")
 	}
-	if !probeTCP(t, a.c1.Namespace.NetNamespacePath, a.target.Addr.String()+":81") {
+	if !reachTCP(t, a.c1.Namespace.NetNamespacePath, a.target.Addr.String()+":81") {
 		t.Error("a flow the new ACL allows does not pass")
 	}
 	a.setPolicies("endpoint", "target", api.ACL)
-	if !probeTCP(t, a.c1.Namespace.NetNamespacePath, a.target.Addr.String()+":80") {
+	if !reachTCP(t, a.c1.Namespace.NetNamespacePath, a.target.Addr.String()+":80") {
 		t.Error("a new flow does not pass once the ACL is removed")
 	}
 }
@@ -413,7 +413,7 @@ func TestAntiSpoofing(t *testing.T) {
 	defer h.Close()
 	br, _ := h.LinkByName(n.BridgeName)
 	brMAC := br.Attrs().HardwareAddr
-	if !probeTCP(t, e.HostNS, b.Addr.String()+":1") {
+	if !reachTCP(t, e.HostNS, b.Addr.String()+":1") {
 		// Nothing listens: the point is only that the host resolves b.
 		_ = 0
 	}
@@ -437,7 +437,7 @@ func TestAntiSpoofing(t *testing.T) {
 	}
 	// Traffic between a and b still works.
 	Serve(t, b.Namespace.NetNamespacePath, "tcp", ":80")
-	if !probeTCP(t, a.Namespace.NetNamespacePath, b.Addr.String()+":80") {
+	if !reachTCP(t, a.Namespace.NetNamespacePath, b.Addr.String()+":80") {
 		t.Error("after the spoofing attempts a cannot reach b")
 	}
 }
@@ -484,10 +484,10 @@ func TestDisableICC(t *testing.T) {
 	if probeTCP(t, lonely.Namespace.NetNamespacePath, peer.Addr.String()+":80") {
 		t.Error("the DisableICC endpoint reached a peer")
 	}
-	if !probeTCP(t, lonely.Namespace.NetNamespacePath, extAddr+":7777") {
+	if !reachTCP(t, lonely.Namespace.NetNamespacePath, extAddr+":7777") {
 		t.Error("the DisableICC endpoint cannot reach the outside")
 	}
-	if !probeTCP(t, peer.Namespace.NetNamespacePath, hostAddr+":8080") {
+	if !reachTCP(t, peer.Namespace.NetNamespacePath, hostAddr+":8080") {
 		t.Error("a peer cannot reach the DisableICC endpoint through its published port")
 	}
 }

@@ -120,7 +120,7 @@ func TestRebootRecovery(t *testing.T) {
 	// filters are in the table, and traffic flows.
 	peer := e.createWith("keep", "peer", 0)
 	Serve(t, own.Namespace.NetNamespacePath, "tcp", ":80")
-	if !probeTCP(t, peer.Namespace.NetNamespacePath, own.Addr.String()+":80") {
+	if !reachTCP(t, peer.Namespace.NetNamespacePath, own.Addr.String()+":80") {
 		t.Error("no traffic between endpoints after reboot")
 	}
 	Serve(t, own.Namespace.NetNamespacePath, "udp", ":53")

@@ -55,7 +55,7 @@ func TestSelfRepair(t *testing.T) {
 			e := NewEnv(t, "--repair-interval", "30s") // the notifications must do it
 			a, b := e.AttachNew("nat", "a"), e.AttachNew("nat", "b")
 			Serve(t, b.Namespace.NetNamespacePath, "tcp", ":80")
-			if !probeTCP(t, a.Namespace.NetNamespacePath, b.Addr.String()+":80") {
+			if !reachTCP(t, a.Namespace.NetNamespacePath, b.Addr.String()+":80") {
 				t.Fatal("no traffic before the damage")
 			}
 			start := time.Now()
@@ -83,7 +83,7 @@ func TestSelfRepair(t *testing.T) {
 			if !strings.Contains(e.LogTail(200), "repair") {
 				t.Error("the repair is not in the log")
 			}
-			if !probeTCP(t, a.Namespace.NetNamespacePath, b.Addr.String()+":80") {
+			if !reachTCP(t, a.Namespace.NetNamespacePath, b.Addr.String()+":80") {
 				t.Error("no traffic after the repair")
 			}
 		})
