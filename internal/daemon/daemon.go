@@ -106,16 +106,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	defer st.Close()
 
-	host, err := dataplane.OpenHost(cfg.HostNetns)
+	host, err := dataplane.OpenLinux(cfg.HostNetns, dataplane.HostConfig{
+		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
+		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
+		NetnsLinkDir: cfg.NetnsLinkDir,
+		Tables:       []dataplane.TableName{{Family: nft.FamilyInet, Name: policy.TableName}, {Family: nft.FamilyBridge, Name: policy.TableName}},
+	})
 	if err != nil {
 		return fmt.Errorf("open host namespace: %w", err)
 	}
 	defer host.Close()
-	fw, err := nft.NewKernel(int(host.NS()))
-	if err != nil {
-		return fmt.Errorf("open nftables: %w", err)
-	}
-	defer fw.Close()
+	fw := host.Firewall()
 	if st.Fresh && !cfg.ForgetKernelState {
 		if objs := orphans(host, fw); len(objs) > 0 {
 			return fmt.Errorf("the state file in %s is new, but the kernel holds hostnet's objects (%s): they belong to a state that was lost, "+
@@ -246,7 +247,7 @@ func writeHeapProfile(svc *service.Service) {
 
 // orphans lists hostnet's objects in the kernel: its bridges and ports in
 // the host namespace, and its nftables tables.
-func orphans(host *dataplane.Host, fw *nft.Kernel) []string {
+func orphans(host *dataplane.Linux, fw *nft.Kernel) []string {
 	var out []string
 	names, _ := host.LinkNames(driver.LinkPrefix)
 	for _, name := range names {

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,24 +9,13 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// Flow is a connection the host's connection tracker follows: its tuple in
-// the direction it was opened (Orig) and the tuple replies come back with
-// (Reply), which differ when the flow is NATed.
-type Flow struct {
-	Proto    uint8
-	OrigSrc  netip.AddrPort
-	OrigDst  netip.AddrPort
-	ReplySrc netip.AddrPort
-	ReplyDst netip.AddrPort
-}
-
-func (f Flow) String() string {
-	return fmt.Sprintf("proto %d %s -> %s (reply %s -> %s)", f.Proto, f.OrigSrc, f.OrigDst, f.ReplySrc, f.ReplyDst)
-}
+// Flow is a connection the host's connection tracker follows.
+type Flow = netmodel.Flow
 
 // ErrDumpInterrupted is wrapped by DeleteFlows' error when the kernel
 // flagged its walk of the connection tracker as inconsistent: the table
@@ -69,7 +59,7 @@ const (
 // disabled (stalling a concurrent nftables commit): one walk per family
 // cost twice that. When the kernel flags the walk as interrupted, the flows
 // read are deleted all the same and the error wraps ErrDumpInterrupted.
-func (h *Host) DeleteFlows(match func(Flow) bool) (int, error) {
+func (h *Linux) DeleteFlows(ctx context.Context, match func(Flow) bool) (int, error) {
 	h.ctMu.Lock()
 	defer h.ctMu.Unlock()
 	c, err := dialConntrack(h.ns)

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -17,10 +18,10 @@ import (
 
 // ctHost opens a throwaway namespace as a Host, with loopback up; both go
 // when the test ends.
-func ctHost(tb testing.TB) (*Host, netns.Handle) {
+func ctHost(tb testing.TB) (*Linux, netns.Handle) {
 	tb.Helper()
 	path, _ := testutil.NewNS(tb, "ct")
-	host, err := OpenHost(path)
+	host, err := OpenLinux(path, HostConfig{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -112,10 +113,10 @@ func inetChecksum(b []byte) uint16 {
 }
 
 // listFlows is `conntrack -L`: a DeleteFlows that deletes nothing.
-func listFlows(t *testing.T, h *Host) []Flow {
+func listFlows(t *testing.T, h *Linux) []Flow {
 	t.Helper()
 	var flows []Flow
-	n, err := h.DeleteFlows(func(f Flow) bool {
+	n, err := h.DeleteFlows(context.Background(), func(f Flow) bool {
 		flows = append(flows, f)
 		return false
 	})
@@ -155,7 +156,7 @@ func TestDeleteFlows(t *testing.T) {
 	}
 
 	// Only the IPv4 UDP flow goes.
-	n, err := host.DeleteFlows(func(f Flow) bool { return f.Proto == unix.IPPROTO_UDP && f.OrigSrc.Addr().Is4() })
+	n, err := host.DeleteFlows(context.Background(), func(f Flow) bool { return f.Proto == unix.IPPROTO_UDP && f.OrigSrc.Addr().Is4() })
 	if err != nil || n != 1 {
 		t.Fatalf("deleting the IPv4 UDP flow: %d deleted, %v", n, err)
 	}
@@ -166,7 +167,7 @@ func TestDeleteFlows(t *testing.T) {
 
 	// The rest goes, ICMP flows included (their tuples carry type, code
 	// and id, which Flow does not keep).
-	n, err = host.DeleteFlows(func(Flow) bool { return true })
+	n, err = host.DeleteFlows(context.Background(), func(Flow) bool { return true })
 	if err != nil || n != len(flows) {
 		t.Fatalf("deleting all %d flows: %d deleted, %v", len(flows), n, err)
 	}
@@ -241,7 +242,7 @@ func TestDeleteFlowsZones(t *testing.T) {
 	if flows := listFlows(t, host); len(flows) != 2 {
 		t.Fatalf("flows after inserting two: %v", flows)
 	}
-	n, err := host.DeleteFlows(func(Flow) bool { return true })
+	n, err := host.DeleteFlows(context.Background(), func(Flow) bool { return true })
 	if err != nil || n != 2 {
 		t.Fatalf("deleting both flows: %d deleted, %v", n, err)
 	}
@@ -282,7 +283,7 @@ func BenchmarkDeleteFlows(b *testing.B) {
 	var one, two float64
 	b.Run("one_walk", func(b *testing.B) {
 		for range b.N {
-			if _, err := host.DeleteFlows(func(Flow) bool { return false }); err != nil {
+			if _, err := host.DeleteFlows(context.Background(), func(Flow) bool { return false }); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -64,6 +64,9 @@ type PortSpec struct {
 	// in by: an endpoint reaching its own published port comes back to
 	// itself that way (br_netfilter bridges DNATed frames).
 	Hairpin bool
+	// Additive: repairing an existing pair adds the missing addresses and
+	// routes and removes none (others are removed one by one).
+	Additive bool
 }
 
 // ErrNameTaken is returned when a device name hostnet wants inside an

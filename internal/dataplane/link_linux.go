@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -22,20 +22,29 @@ import (
 
 const netlinkTimeout = 10 * time.Second
 
-// Host programs the namespace hostnet treats as the host. All its calls go
-// through netlink sockets bound to that namespace, so the daemon's own
-// threads never change namespace and never touch another one by mistake.
-type Host struct {
+// Linux is the Host of a real kernel: it programs the namespace hostnet
+// treats as the host, and the namespaces of its endpoints. All its calls
+// go through netlink sockets bound to those namespaces, so the daemon's
+// own threads never change namespace and never touch another one by
+// mistake.
+type Linux struct {
+	cfg    HostConfig
 	ns     netns.Handle
 	nl     *netlink.Handle
 	rt     *rtnl     // for requests the netlink library cannot build or batch
 	thread *nsThread // an OS thread inside the namespace, for sysctls
+	fw     *nft.Kernel
 	ctMu   sync.Mutex
+
+	bridgeIndex sync.Map // bridge name -> ifindex, learnt when ensured or looked up
+
+	portsMu sync.Mutex
+	ports   map[string]*PortReservation // held host ports, by netmodel.Port.ID
 }
 
-// OpenHost opens the namespace at path as the host; an empty path means
-// the namespace of the calling thread.
-func OpenHost(path string) (*Host, error) {
+// OpenLinux opens the namespace at path as the host; an empty path means
+// the namespace of the calling thread. cfg names hostnet's tags.
+func OpenLinux(path string, cfg HostConfig) (*Linux, error) {
 	var ns netns.Handle
 	var err error
 	if path == "" {
@@ -46,7 +55,7 @@ func OpenHost(path string) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{ns: ns}
+	h := &Linux{cfg: cfg, ns: ns, ports: map[string]*PortReservation{}}
 	if err := h.open(); err != nil {
 		h.Close()
 		return nil, err
@@ -54,7 +63,7 @@ func OpenHost(path string) (*Host, error) {
 	return h, nil
 }
 
-func (h *Host) open() error {
+func (h *Linux) open() error {
 	var err error
 	if h.nl, err = netlink.NewHandleAt(h.ns, unix.NETLINK_ROUTE); err != nil {
 		return fmt.Errorf("open netlink handle: %w", err)
@@ -65,12 +74,30 @@ func (h *Host) open() error {
 	if h.rt, err = dialRtnl(h.ns); err != nil {
 		return err
 	}
-	h.thread, err = startNSThread(h.ns)
-	return err
+	if h.thread, err = startNSThread(h.ns); err != nil {
+		return err
+	}
+	if h.fw, err = nft.NewKernel(int(h.ns)); err != nil {
+		return fmt.Errorf("open nftables: %w", err)
+	}
+	return nil
 }
 
-// Close releases the host's sockets, thread and namespace handle.
-func (h *Host) Close() {
+// Firewall returns the host's nftables applier (owned by Linux).
+func (h *Linux) Firewall() *nft.Kernel { return h.fw }
+
+// Close releases the host's sockets, thread and namespace handle, and the
+// host ports it holds.
+func (h *Linux) Close() {
+	if h.fw != nil {
+		h.fw.Close()
+	}
+	h.portsMu.Lock()
+	for id, r := range h.ports {
+		r.Release()
+		delete(h.ports, id)
+	}
+	h.portsMu.Unlock()
 	if h.nl != nil {
 		h.nl.Close()
 	}
@@ -83,11 +110,11 @@ func (h *Host) Close() {
 	h.ns.Close()
 }
 
-// NS returns the host namespace handle (owned by Host; do not close).
-func (h *Host) NS() netns.Handle { return h.ns }
+// NS returns the host namespace handle (owned by Linux; do not close).
+func (h *Linux) NS() netns.Handle { return h.ns }
 
 // execute sends one request on the host's socket.
-func (h *Host) execute(req *nl.NetlinkRequest) error {
+func (h *Linux) execute(req *nl.NetlinkRequest) error {
 	errs, _, err := h.rt.exchange([]*nl.NetlinkRequest{req}, 0)
 	if err != nil {
 		return err
@@ -105,7 +132,7 @@ func isNotFound(err error) bool {
 // NAME up`). An existing bridge is adopted as it is, never taken down; a
 // device of another kind under that name is replaced. It returns the
 // bridge's interface index.
-func (h *Host) EnsureBridge(s BridgeSpec) (int, error) {
+func (h *Linux) EnsureBridge(s BridgeSpec) (int, error) {
 	link, err := h.nl.LinkByName(s.Name)
 	if err != nil && !isNotFound(err) {
 		return 0, fmt.Errorf("look up bridge %s: %w", s.Name, err)
@@ -239,7 +266,7 @@ func addrOf(p netip.Prefix) *netlink.Addr {
 // DeleteLink removes a device of the host (`ip link del NAME`); a device
 // that is already gone is not an error. Deleting one side of a veth pair
 // removes the other side too.
-func (h *Host) DeleteLink(name string) error {
+func (h *Linux) DeleteLink(name string) error {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
@@ -261,7 +288,7 @@ func deletionGroup() uint32 { return 0x10000000 + rand.Uint32N(0x6fffffff) }
 // 15 ms here, holding the RTNL lock); the kernel's batch deletion shares
 // them, so n devices cost about what one does. Devices already gone are
 // not an error.
-func (h *Host) DeleteLinks(names []string) error {
+func (h *Linux) DeleteLinks(names []string) error {
 	if len(names) == 1 {
 		return h.DeleteLink(names[0])
 	}
@@ -295,7 +322,7 @@ func (h *Host) DeleteLinks(names []string) error {
 // Links describes the host's devices whose names start with prefix (`ip
 // -d addr show`), by name: the state a health check compares with what
 // hostnet intends.
-func (h *Host) Links(prefix string) (map[string]LinkState, error) {
+func (h *Linux) Links(prefix string) (map[string]LinkState, error) {
 	links, err := consistent(h.nl.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
@@ -333,7 +360,7 @@ func (h *Host) Links(prefix string) (map[string]LinkState, error) {
 // list-id`), or -1 when it has given none: a veth whose other side is in ns
 // reports that ID (LinkState.PeerNSID). The kernel gives one when a device
 // of the host gets a peer there.
-func (h *Host) NamespaceID(ns netns.Handle) (int, error) {
+func (h *Linux) NamespaceID(ns netns.Handle) (int, error) {
 	id, err := h.nl.GetNetNsIdByFd(int(ns))
 	if err != nil {
 		return -1, fmt.Errorf("namespace ID: %w", err)
@@ -343,7 +370,7 @@ func (h *Host) NamespaceID(ns netns.Handle) (int, error) {
 
 // LinkIndex returns the index of the host's device name (`ip link show
 // NAME`).
-func (h *Host) LinkIndex(name string) (int, error) {
+func (h *Linux) LinkIndex(name string) (int, error) {
 	l, err := h.nl.LinkByName(name)
 	if err != nil {
 		return 0, fmt.Errorf("look up %s: %w", name, err)
@@ -354,7 +381,7 @@ func (h *Host) LinkIndex(name string) (int, error) {
 // NamespaceIDs is NamespaceID for the namespaces at paths, on a few
 // sockets at once (a restart asks it of thousands); -1 where a namespace
 // has no ID or cannot be opened.
-func (h *Host) NamespaceIDs(paths []string) []int {
+func (h *Linux) NamespaceIDs(paths []string) []int {
 	ids := make([]int, len(paths))
 	next := atomic.Int64{}
 	var wg sync.WaitGroup
@@ -394,7 +421,7 @@ func (h *Host) NamespaceIDs(paths []string) []int {
 }
 
 // LinkNames returns the names of the host's devices that start with prefix.
-func (h *Host) LinkNames(prefix string) ([]string, error) {
+func (h *Linux) LinkNames(prefix string) ([]string, error) {
 	links, err := consistent(h.nl.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
@@ -423,7 +450,7 @@ var ErrBridgeFull = errors.New("the bridge has no free port (a Linux bridge has 
 // of the bridge, which made each new endpoint slower than the one before.
 // When the pair exists already (a retry, a restart) it is adopted and
 // repaired instead, without being recreated.
-func (h *Host) EnsurePort(s PortSpec) error {
+func (h *Linux) EnsurePort(s PortSpec) error {
 	// The socket into the endpoint's namespace is opened while the pair is
 	// made: both are on the critical path and independent.
 	type dialed struct {
@@ -456,7 +483,7 @@ func (h *Host) EnsurePort(s PortSpec) error {
 // createVeth is `ip link add HOST mtu M master BR type veth peer name NAME
 // address MAC mtu M netns NS`, in one request, both sides down. It returns
 // the index of the host side and of the peer (in the peer's namespace).
-func (h *Host) createVeth(s PortSpec) (int, int, error) {
+func (h *Linux) createVeth(s PortSpec) (int, int, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.HostName)))
@@ -500,7 +527,7 @@ func (h *Host) createVeth(s PortSpec) (int, int, error) {
 // configureFresh brings up a pair createVeth just made and configures its
 // peer through r, a socket in the endpoint's namespace. The host side and
 // the peer are configured at the same time.
-func (h *Host) configureFresh(s PortSpec, hostIndex, peerIndex int, r *rtnl) error {
+func (h *Linux) configureFresh(s PortSpec, hostIndex, peerIndex int, r *rtnl) error {
 	hostDone := make(chan error, 1)
 	go func() {
 		if err := h.disableIPv6(s.HostName); err != nil {
@@ -561,7 +588,7 @@ func addrsWithLinkLocal(s PortSpec) []netip.Prefix {
 // disableIPv6 turns IPv6 off on a host device before it comes up: a bridge
 // port needs no address, and without IPv6 it joins no groups and adds no
 // routes to the host's tables.
-func (h *Host) disableIPv6(name string) error {
+func (h *Linux) disableIPv6(name string) error {
 	return h.thread.do(func() error {
 		err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
 		if errors.Is(err, os.ErrNotExist) {
@@ -573,7 +600,7 @@ func (h *Host) disableIPv6(name string) error {
 
 // repairPort adopts an existing pair, or replaces a host device of that
 // name that is not the right pair.
-func (h *Host) repairPort(s PortSpec) error {
+func (h *Linux) repairPort(s PortSpec) error {
 	host, err := h.nl.LinkByName(s.HostName)
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("look up %s: %w", s.HostName, err)
@@ -676,6 +703,19 @@ func repairPeer(s PortSpec) error {
 			return fmt.Errorf("bring up %s: %w", s.Name, err)
 		}
 	}
+	if s.Additive {
+		for _, p := range addrsWithLinkLocal(s) {
+			if err := eh.AddrReplace(link, addrOf(p)); err != nil {
+				return fmt.Errorf("%s: add address %s: %w", s.Name, p, err)
+			}
+		}
+		for _, r := range s.Routes {
+			if err := eh.RouteReplace(routeOf(link, r)); err != nil {
+				return fmt.Errorf("%s: set route %s: %w", s.Name, r, err)
+			}
+		}
+		return nil
+	}
 	if err := syncAddrs(eh, link, addrsWithLinkLocal(s)); err != nil {
 		return fmt.Errorf("%s: %w", s.Name, err)
 	}
@@ -746,23 +786,13 @@ func routeWanted(hr netlink.Route, want []Route) bool {
 // SetSysctl writes a sysctl of the host namespace, e.g.
 // SetSysctl("net/ipv4/ip_forward", "1") (`sysctl -w net.ipv4.ip_forward=1`).
 // The write is skipped when the value is already set.
-func (h *Host) SetSysctl(key, value string) error {
-	return h.thread.do(func() error {
-		path := filepath.Join("/proc/sys", key)
-		cur, err := os.ReadFile(path)
-		if err == nil && strings.TrimSpace(string(cur)) == value {
-			return nil
-		}
-		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-			return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
-		}
-		return nil
-	})
+func (h *Linux) SetSysctl(key, value string) error {
+	return h.thread.do(func() error { return writeSysctl(key, value) })
 }
 
-// HostPrefixes returns the addresses and route destinations of the host
+// hostPrefixes returns the addresses and route destinations of the host
 // namespace, for picking a subnet that collides with none of them.
-func (h *Host) HostPrefixes() ([]netip.Prefix, error) {
+func (h *Linux) hostPrefixes() ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	addrs, err := consistent(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {

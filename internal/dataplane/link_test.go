@@ -15,7 +15,7 @@ import (
 func TestBridgeAndPort(t *testing.T) {
 	hostPath, _ := testutil.NewNS(t, "host")
 	_, epNS := testutil.NewNS(t, "ep")
-	host, err := OpenHost(hostPath)
+	host, err := OpenLinux(hostPath, HostConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestBridgeAndPort(t *testing.T) {
 // already gone are no error, and other devices stay.
 func TestDeleteLinks(t *testing.T) {
 	hostPath, _ := testutil.NewNS(t, "host")
-	host, err := OpenHost(hostPath)
+	host, err := OpenLinux(hostPath, HostConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func (r *PortReservation) Release() {
 // every address of the family v6 says) in the host namespace, without
 // SO_REUSEADDR, so that any later bind of the port by a host process fails.
 // A port someone holds already gives a *PortInUseError naming the process.
-func (h *Host) ReservePort(proto string, v6 bool, addr netip.Addr, port uint16) (*PortReservation, error) {
+func (h *Linux) ReservePort(proto string, v6 bool, addr netip.Addr, port uint16) (*PortReservation, error) {
 	var fd int
 	err := h.thread.do(func() error {
 		var err error
@@ -116,7 +116,7 @@ func bindPort(proto string, v6 bool, addr netip.Addr, port uint16) (int, error) 
 // portHolder names the process that has port bound in the host namespace,
 // as `ss -p` would: the socket's inode from /proc/net, then the process
 // with a descriptor on it. "" when it cannot be told.
-func (h *Host) portHolder(proto string, v6 bool, port uint16) string {
+func (h *Linux) portHolder(proto string, v6 bool, port uint16) string {
 	var inodes []string
 	_ = h.thread.do(func() error {
 		files := []string{"/proc/net/" + proto, "/proc/net/" + proto + "6"}

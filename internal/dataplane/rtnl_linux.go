@@ -249,3 +249,42 @@ func linkIndexes(msg []byte) (index, peer int, err error) {
 	}
 	return int(info.Index), peer, nil
 }
+
+// one sends a single request and returns its error.
+func (r *rtnl) one(req *nl.NetlinkRequest) error {
+	errs, _, err := r.exchange([]*nl.NetlinkRequest{req}, 0)
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// linkIndex returns the index of the device name in r's namespace (`ip
+// link show NAME`).
+func (r *rtnl) linkIndex(name string) (int, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	errs, echoes, err := r.exchange([]*nl.NetlinkRequest{req}, unix.RTM_NEWLINK)
+	if err != nil {
+		return 0, err
+	}
+	if errs[0] != nil {
+		return 0, fmt.Errorf("look up %s: %w", name, errs[0])
+	}
+	for _, m := range echoes {
+		if index, _, err := linkIndexes(m); err == nil && index > 0 {
+			return index, nil
+		}
+	}
+	return 0, fmt.Errorf("look up %s: %w", name, unix.ENODEV)
+}
+
+// linkRequest runs fn with the index of the device name.
+func (r *rtnl) linkRequest(name string, fn func(index int) error) error {
+	index, err := r.linkIndex(name)
+	if err != nil {
+		return err
+	}
+	return fn(index)
+}

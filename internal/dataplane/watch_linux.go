@@ -2,19 +2,18 @@ package dataplane
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // WatchLinkRemovals calls removed with the name of every device of the
-// host namespace whose name starts with prefix, as it is deleted (`ip
-// monitor link`), until done is closed. Hostnet's own deletions are
+// host namespace that match selects, as it is deleted (`ip monitor
+// link`), until done is closed. Hostnet's own deletions are
 // reported too: the caller checks whether a removal was intended. It
 // returns once subscribed; a failure of the subscription later is passed
 // to failed, after which no more removals are reported.
-func (h *Host) WatchLinkRemovals(done <-chan struct{}, prefix string, removed func(name string), failed func(error)) error {
+func (h *Linux) WatchLinkRemovals(done <-chan struct{}, match func(name string) bool, removed func(name string), failed func(error)) error {
 	ch := make(chan netlink.LinkUpdate, 64)
 	ns := h.ns
 	err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
@@ -27,7 +26,7 @@ func (h *Host) WatchLinkRemovals(done <-chan struct{}, prefix string, removed fu
 	}
 	go func() {
 		for u := range ch {
-			if u.Header.Type == unix.RTM_DELLINK && u.Link != nil && strings.HasPrefix(u.Link.Attrs().Name, prefix) {
+			if u.Header.Type == unix.RTM_DELLINK && u.Link != nil && match(u.Link.Attrs().Name) {
 				removed(u.Link.Attrs().Name)
 			}
 		}

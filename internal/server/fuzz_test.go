@@ -90,7 +90,7 @@ func (noKernel) Detach(...*driver.Endpoint) error            { return errNoKerne
 
 // fuzzService returns a service on an empty in-memory store, with no
 // firewall, whose NAT networks drv handles.
-func fuzzService(host *dataplane.Host, netnsDir string, drv driver.Driver) (*service.Service, store.Store) {
+func fuzzService(host *dataplane.Linux, netnsDir string, drv driver.Driver) (*service.Service, store.Store) {
 	st := store.NewMemory()
 	return service.New(service.Config{
 		Store:    st,
@@ -169,12 +169,12 @@ func serve(tb testing.TB, svc *service.Service, dir string) *http.Client {
 
 // fuzzHost returns a host namespace for the services: a throwaway one when
 // the test runs as root, else none.
-func fuzzHost(tb testing.TB) *dataplane.Host {
+func fuzzHost(tb testing.TB) *dataplane.Linux {
 	if os.Geteuid() != 0 {
 		return nil
 	}
 	path, _ := testutil.NewNS(tb, "fuzz-host")
-	h, err := dataplane.OpenHost(path)
+	h, err := dataplane.OpenLinux(path, dataplane.HostConfig{})
 	if err != nil {
 		tb.Fatal(err)
 	}

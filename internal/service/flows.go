@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"time"
@@ -70,7 +71,7 @@ func (s *Service) endFlows(changes []flowChange) {
 	if len(judges) == 0 {
 		return
 	}
-	n, err := s.cfg.Host.DeleteFlows(func(f dataplane.Flow) bool {
+	n, err := s.cfg.Host.DeleteFlows(context.TODO(), func(f dataplane.Flow) bool {
 		if j := judges[f.ReplySrc.Addr()]; j != nil && j.endsIncoming(f) {
 			return true
 		}

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -351,7 +352,7 @@ func summarize(names []string) string {
 // pickSubnet chooses a /20 inside 172.16.0.0/12 that overlaps no address or
 // route of the host and no subnet of another network.
 func (s *Service) pickSubnet() (netip.Prefix, error) {
-	taken, err := s.cfg.Host.HostPrefixes()
+	taken, err := s.cfg.Host.HostPrefixes(context.TODO())
 	if err != nil {
 		return netip.Prefix{}, internal(err, "read the host's addresses")
 	}

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane"
@@ -55,7 +56,7 @@ func (s *Service) SelfRepair(ctx context.Context, interval time.Duration) {
 		}
 	}
 	watchDevices = func() {
-		if err := s.cfg.Host.WatchLinkRemovals(ctx.Done(), driver.LinkPrefix, func(name string) {
+		if err := s.cfg.Host.WatchLinkRemovals(ctx.Done(), func(name string) bool { return strings.HasPrefix(name, driver.LinkPrefix) }, func(name string) {
 			poke("device " + name + " was removed")
 		}, failed("device", &watchDevices)); err != nil {
 			s.log.Warn("self-repair: no device notifications; the periodic check goes on", "err", err)

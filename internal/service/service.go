@@ -25,7 +25,7 @@ import (
 type Config struct {
 	Store store.Store
 	// Host is the namespace hostnet programs as the host.
-	Host *dataplane.Host
+	Host *dataplane.Linux
 	// Firewall applies hostnet's nftables table in the host namespace.
 	Firewall nft.Applier
 	// Drivers realise the network types, by type.

@@ -131,5 +131,24 @@ func Do(ns Handle, fn func() error) error {
 	return <-errc
 }
 
+// Identity returns the device and inode of the namespace h: what tells one
+// namespace from another, whatever path it was opened by.
+func Identity(h Handle) (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h), &st); err != nil {
+		return 0, 0, fmt.Errorf("stat namespace: %w", err)
+	}
+	return st.Dev, st.Ino, nil
+}
+
+// IdentityOf is Identity of the namespace at path.
+func IdentityOf(path string) (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, 0, fmt.Errorf("stat namespace %s: %w", path, err)
+	}
+	return st.Dev, st.Ino, nil
+}
+
 // Current returns a handle to the calling thread's namespace.
 func Current() (Handle, error) { return vnetns.Get() }

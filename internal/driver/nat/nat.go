@@ -23,7 +23,7 @@ const DefaultMTU = 1500
 
 // Driver is the NAT driver.
 type Driver struct {
-	Host *dataplane.Host
+	Host *dataplane.Linux
 
 	mu      sync.Mutex
 	bridges map[string]int // bridge name -> ifindex, learnt by EnsureNetwork
@@ -32,7 +32,7 @@ type Driver struct {
 var _ driver.Driver = (*Driver)(nil)
 
 // New returns the NAT driver programming host.
-func New(host *dataplane.Host) *Driver {
+func New(host *dataplane.Linux) *Driver {
 	return &Driver{Host: host, bridges: map[string]int{}}
 }
 
