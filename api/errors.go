@@ -30,6 +30,7 @@ const (
 	CodeInternal             ErrorCode = 0x80004005 // E_FAIL
 	CodeResourceInUse        ErrorCode = 0x800700AA // HRESULT of ERROR_BUSY
 	CodeInvalidModifyRequest ErrorCode = 0x80070057 // E_INVALIDARG
+	CodeAccessDenied         ErrorCode = 0x80070005 // E_ACCESSDENIED
 )
 
 func (c ErrorCode) String() string { return fmt.Sprintf("0x%08X", uint32(c)) }
@@ -60,6 +61,11 @@ func Invalid(code ErrorCode, format string, args ...any) *Error {
 // Conflict reports a request that collides with existing state (HTTP 409).
 func Conflict(code ErrorCode, format string, args ...any) *Error {
 	return &Error{Code: code, Status: http.StatusConflict, Message: fmt.Sprintf(format, args...)}
+}
+
+// Forbidden is a 403: the caller may not do what it asks.
+func Forbidden(format string, args ...any) *Error {
+	return &Error{Code: CodeAccessDenied, Status: http.StatusForbidden, Message: fmt.Sprintf(format, args...)}
 }
 
 // NotFound reports a missing object (HTTP 404) of the given kind.

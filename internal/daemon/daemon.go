@@ -22,6 +22,7 @@ import (
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/nat"
 	"github.com/hostnet/hostnet/internal/policy"
+	"github.com/hostnet/hostnet/internal/reconcile"
 	"github.com/hostnet/hostnet/internal/server"
 	"github.com/hostnet/hostnet/internal/service"
 	"github.com/hostnet/hostnet/internal/store"
@@ -125,11 +126,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	svc := service.New(service.Config{
+	var svc *service.Service
+	rec := reconcile.New(reconcile.Config{Host: host, Logger: log,
+		Resync: func(ctx context.Context, reason string) error {
+			_, err := svc.Repair(ctx, reason)
+			return err
+		}})
+	defer rec.Close() // after the service, before the host
+	svc = service.New(service.Config{
 		Store:          st,
-		Host:           host,
-		Firewall:       fw,
-		Drivers:        map[api.NetworkType]driver.Driver{api.NAT: nat.New(host)},
+		Reconciler:     rec,
+		Drivers:        map[api.NetworkType]driver.Driver{api.NAT: nat.New()},
 		NetnsDir:       filepath.Join(cfg.RunDir, "netns"),
 		NetnsLinkDir:   cfg.NetnsLinkDir,
 		NetnsEtcDir:    cfg.NetnsEtcDir,
@@ -137,13 +144,13 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:         log,
 		Build:          cfg.Build,
 	})
-	defer svc.Close() // before the firewall and host it uses close
+	defer svc.Close() // before the reconciler and host it uses close
 	start := time.Now()
-	if _, err := svc.Reconcile(); err != nil {
+	if _, err := svc.Start(ctx); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	if cfg.DefaultNetwork {
-		n, err := svc.EnsureDefaultNetwork(cfg.DefaultSubnet)
+		n, err := svc.EnsureDefaultNetwork(ctx, cfg.DefaultSubnet)
 		if err != nil {
 			return fmt.Errorf("default network %q: %w", service.DefaultNetworkName, err)
 		}
@@ -172,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 		repaired := make(chan struct{})
 		go func() {
 			defer close(repaired)
-			svc.SelfRepair(repairCtx, cfg.RepairInterval)
+			rec.Run(repairCtx, cfg.RepairInterval)
 		}()
 		defer func() { stopRepair(); <-repaired }() // before the service, host and firewall close
 	}

@@ -146,13 +146,17 @@ func (h *Linux) ensureLinks(p *plan, fail failures) {
 	}
 	for _, a := range p.addrs {
 		if !s.done[a.Key()] {
-			fail.add(a.Key(), h.inNS(a.NS, func(r *rtnl) error { return r.linkRequest(a.Link, func(i int) error { return r.one(addrReq(i, a.Prefix)) }) }))
+			fail.add(a.Key(), h.inNS(a.NS, func(r *rtnl) error {
+				return r.linkRequest(a.Link, func(i int) error { return r.one(addrReq(i, a.Prefix)) })
+			}))
 		}
 	}
 	for _, rt := range p.routes {
 		if !s.done[rt.Key()] {
 			fail.add(rt.Key(), h.inNS(rt.NS, func(r *rtnl) error {
-				return r.linkRequest(rt.Link, func(i int) error { return r.one(routeReq(i, Route{Dst: rt.Dst, Gateway: rt.Gateway, Metric: rt.Metric})) })
+				return r.linkRequest(rt.Link, func(i int) error {
+					return r.one(routeReq(i, Route{Dst: rt.Dst, Gateway: rt.Gateway, Metric: rt.Metric}))
+				})
 			}))
 		}
 	}
@@ -776,4 +780,22 @@ func (h *Linux) Watch(ctx context.Context, changed func(reason string), failed f
 	return h.fw.WatchOthers(ctx.Done(), func(pid uint32, comm string) {
 		changed(fmt.Sprintf("process %q (pid %d) changed nftables", comm, pid))
 	}, failed)
+}
+
+// Identify implements Host.
+func (h *Linux) Identify(ctx context.Context, path string) (netmodel.NSID, error) {
+	if !netns.IsNamespace(path) {
+		return netmodel.NSID{}, fmt.Errorf("%s is not a network namespace: %w", path, ErrNamespaceGone)
+	}
+	dev, ino, err := netns.IdentityOf(path)
+	if err != nil {
+		return netmodel.NSID{}, fmt.Errorf("%s: %w", err, ErrNamespaceGone)
+	}
+	return netmodel.NSID{Dev: dev, Ino: ino}, nil
+}
+
+// Self implements Host.
+func (h *Linux) Self() netmodel.NSID {
+	dev, ino, _ := netns.Identity(h.ns)
+	return netmodel.NSID{Dev: dev, Ino: ino}
 }

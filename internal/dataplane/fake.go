@@ -461,7 +461,9 @@ func (f *Fake) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observa
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	o := netmodel.NewObservation()
-	f.observe(f.spaces[""], netmodel.Host, f.cfg.tagged, o)
+	if !q.OnlyAsked {
+		f.observe(f.spaces[""], netmodel.Host, f.cfg.tagged, o)
+	}
 	for _, ns := range q.LookInto {
 		if s, err := f.space(ns); err == nil {
 			f.observe(s, ns, nil, o)
@@ -490,6 +492,9 @@ func (f *Fake) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observa
 			file := netmodel.File{Path: path, Content: slices.Clone(b)}
 			o.Files[file.Key()] = file
 		}
+	}
+	if q.OnlyAsked {
+		return o, nil
 	}
 	for path := range f.spaces {
 		if path != "" && f.cfg.NetnsDir != "" && filepath.Dir(path) == filepath.Clean(f.cfg.NetnsDir) {
@@ -669,3 +674,17 @@ func indent(s string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Identify implements Host.
+func (f *Fake) Identify(ctx context.Context, path string) (netmodel.NSID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.spaces[path]
+	if s == nil || path == "" {
+		return netmodel.NSID{}, fmt.Errorf("%s is not a network namespace: %w", path, ErrNamespaceGone)
+	}
+	return s.id, nil
+}
+
+// Self implements Host: the fake host's identity.
+func (f *Fake) Self() netmodel.NSID { return netmodel.NSID{Dev: 4, Ino: 4026531840} }

@@ -54,6 +54,11 @@ type Host interface {
 	// HostPrefixes returns the host namespace's addresses and route
 	// destinations.
 	HostPrefixes(ctx context.Context) ([]netip.Prefix, error)
+	// Identify returns the identity of the network namespace at path, or
+	// an error wrapping ErrNamespaceGone when path is not one.
+	Identify(ctx context.Context, path string) (netmodel.NSID, error)
+	// Self is the identity of the host namespace.
+	Self() netmodel.NSID
 	// Watch calls changed, until ctx ends, when someone may have changed
 	// hostnet's objects: a tagged link was deleted, another process
 	// committed nftables changes. A subscription that fails calls failed
@@ -97,7 +102,7 @@ var ErrFirewallLayout = errors.New("firewall sets, maps and base chains change t
 
 // ErrNamespaceGone is returned for objects of a namespace that is not
 // there, or that is not the one its identity names.
-var ErrNamespaceGone = errors.New("network namespace is gone")
+var ErrNamespaceGone = netmodel.ErrNamespaceGone
 
 // ApplyError reports the objects Apply could not apply.
 type ApplyError struct {

@@ -8,12 +8,12 @@
 package dataplane
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/netmodel"
 )
 
 // RouteProtocol tags the routes hostnet installs (`ip route ... proto 104`),
@@ -71,7 +71,7 @@ type PortSpec struct {
 
 // ErrNameTaken is returned when a device name hostnet wants inside an
 // endpoint namespace is held by a device that is not hostnet's.
-var ErrNameTaken = errors.New("device name taken")
+var ErrNameTaken = netmodel.ErrNameTaken
 
 // LinkState is what Host.Links reports of a device.
 type LinkState struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -435,9 +436,8 @@ func (h *Linux) LinkNames(prefix string) ([]string, error) {
 	return names, nil
 }
 
-// ErrBridgeFull is returned when a bridge has no port left: a Linux bridge
-// has at most 1024 ports, the bridge itself included.
-var ErrBridgeFull = errors.New("the bridge has no free port (a Linux bridge has at most 1024 ports)")
+// ErrBridgeFull is returned when a bridge has no port left.
+var ErrBridgeFull = netmodel.ErrBridgeFull
 
 // EnsurePort makes the endpoint's veth pair exist and be configured as s
 // says. The fast path is three round trips: one request creates both

@@ -27,7 +27,10 @@ func (h *Linux) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observ
 	// The host's IDs of the namespaces are asked while the host is read:
 	// at a restart with thousands of endpoints both take time.
 	go func() { ids <- h.NamespaceIDs(paths) }()
-	err := h.observeLinks(h.nl, netmodel.Host, h.cfg.tagged, o)
+	var err error
+	if !q.OnlyAsked {
+		err = h.observeLinks(h.nl, netmodel.Host, h.cfg.tagged, o)
+	}
 	nsIDs := <-ids
 	if err != nil {
 		return nil, err
@@ -66,6 +69,9 @@ func (h *Linux) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observ
 			f := netmodel.File{Path: path, Content: b}
 			o.Files[f.Key()] = f
 		}
+	}
+	if q.OnlyAsked {
+		return o, nil
 	}
 	h.observeNamespaces(o)
 	h.portsMu.Lock()

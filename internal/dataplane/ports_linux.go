@@ -10,21 +10,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hostnet/hostnet/internal/netmodel"
 	"golang.org/x/sys/unix"
 )
 
 // PortInUseError says a host port is bound by something else.
-type PortInUseError struct {
-	Port   string // e.g. "8080/tcp"
-	Holder string // e.g. `process "nginx" (pid 1234)`, or "" when unknown
-}
-
-func (e *PortInUseError) Error() string {
-	if e.Holder == "" {
-		return fmt.Sprintf("port %s is already in use on the host", e.Port)
-	}
-	return fmt.Sprintf("port %s is already in use on the host by %s", e.Port, e.Holder)
-}
+type PortInUseError = netmodel.PortInUseError
 
 // PortReservation keeps a host port bound, so that no process of the host
 // can bind it while a mapping publishes it. It carries no traffic: the

@@ -1,21 +1,96 @@
-// Package driver defines how a network type is realised in the kernel. Each
-// network type is a Driver in its own subpackage; the service picks the
-// driver of a network by its type and never touches the kernel otherwise.
+// Package driver turns hostnet's objects into the kernel state they need.
+// Each network type is a Driver in a subpackage of its own. A driver only
+// plans: given a network (and an attached endpoint of it, and facts about
+// the host), it returns the desired objects (netmodel.Unit), which the
+// reconciler applies. Planning is pure and deterministic: the same input
+// gives the same unit, so plans are pinned by golden files, and a
+// restart, a repair and a request all go the same way.
 package driver
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/netip"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/netmodel"
 )
 
+// Network is a stored network as drivers see it.
+type Network struct {
+	ID   string
+	Name string
+	Spec *api.NetworkSpec
+	// ACLs are the network's NetworkACL rules: every endpoint's profile
+	// includes them.
+	ACLs []api.ACLSpec
+}
+
+// Endpoint is an attached endpoint as drivers see it.
+type Endpoint struct {
+	ID   string
+	Name string
+	// NS is the namespace it is attached to, Interface its device there.
+	NS        netmodel.NS
+	Interface string
+	MAC       net.HardwareAddr
+	Addrs     []netip.Prefix
+	// Routes are its own routes: its Routes field, then its SDNRoute
+	// policies. The routes of its network's subnets come on top.
+	Routes []api.RouteSpec
+	// LowMetric (EnableLowInterfaceMetric) gives its default routes
+	// metric N for ethN instead of 100+N.
+	LowMetric   bool
+	DisableICC  bool
+	Mappings    []api.PortMappingSpec
+	ACLs        []api.ACLSpec
+	OutboundNAT *api.OutboundNATSpec
+	// Quarantine says its stored policies could not be read: it is cut
+	// off (its firewall admits nothing) rather than let through.
+	Quarantine bool
+}
+
+// HostFacts are what drivers may need to know of the host.
+type HostFacts struct {
+	// Prefixes are the host's addresses and route destinations.
+	Prefixes []netip.Prefix
+}
+
+// Driver realises one network type by planning it.
+type Driver interface {
+	// Type is the network type the driver realises.
+	Type() api.NetworkType
+	// Validate checks the type's own rules for a network document that
+	// parsed. It is pure: nothing is stored or made yet.
+	Validate(spec *api.NetworkSpec) error
+	// NetworkDevice is the name of a network's switch device on the
+	// host, shown to clients ("" when the type has none).
+	NetworkDevice(networkID string) string
+	// EndpointDevice is the name of an endpoint's host-side device.
+	EndpointDevice(endpointID string) string
+	// PlanNetwork returns what a network needs in the kernel: its switch,
+	// the settings and firewall it relies on.
+	PlanNetwork(n *Network, facts HostFacts) *netmodel.Unit
+	// PlanEndpoint returns what an endpoint attached to a namespace needs:
+	// its NIC (both sides), addresses, routes, firewall, held host ports,
+	// and which of its flows may live on after a change.
+	PlanEndpoint(n *Network, ep *Endpoint, facts HostFacts) *netmodel.Unit
+}
+
+// Plan is the whole desired state of one network: its own unit, then one
+// per attached endpoint.
+func Plan(d Driver, n *Network, eps []*Endpoint, facts HostFacts) []*netmodel.Unit {
+	out := []*netmodel.Unit{d.PlanNetwork(n, facts)}
+	for _, ep := range eps {
+		out = append(out, d.PlanEndpoint(n, ep, facts))
+	}
+	return out
+}
+
 // Device name prefixes. Every device hostnet creates in the host namespace
-// starts with LinkPrefix, so reconciliation can tell its own devices from
+// starts with LinkPrefix, so a reconciler can tell its own devices from
 // everyone else's and remove only those no object claims.
 const (
 	LinkPrefix   = "hn"
@@ -23,75 +98,127 @@ const (
 	PortPrefix   = "hnv"
 )
 
-// BridgeName is the device name of a network's switch, derived from a
-// hash of its ID (so client-chosen IDs with a common prefix do not collide).
-func BridgeName(networkID string) string { return BridgePrefix + shortHash(networkID, 10) }
-
-// PortName is the device name of an endpoint's host-side port.
-func PortName(endpointID string) string { return PortPrefix + shortHash(endpointID, 12) }
-
-func shortHash(s string, n int) string {
+// ShortHash returns n hex digits of a hash of s: device names derived from
+// IDs (client-chosen IDs with a common prefix must not collide).
+func ShortHash(s string, n int) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])[:n]
 }
 
-// BridgeMAC is the stable MAC of a network's bridge.
-func BridgeMAC(networkID string) net.HardwareAddr {
-	h := sha256.Sum256([]byte("bridge/" + networkID))
+// StableMAC is a locally administered MAC derived from a seed.
+func StableMAC(seed string) net.HardwareAddr {
+	h := sha256.Sum256([]byte(seed))
 	return net.HardwareAddr{0x02, h[0], h[1], h[2], h[3], h[4]}
 }
 
-// Network is a network as a driver sees it.
-type Network struct {
-	ID     string
-	Name   string
-	Spec   *api.NetworkSpec
-	Bridge string // device name of the switch
-	MTU    int
+// EndpointRoutes returns the routes an endpoint gets inside its namespace,
+// for every subnet of n it has an address in: the subnet's routes, and a
+// default route through its gateway unless the subnet or the endpoint has
+// one of its own; then the endpoint's own routes. Default routes get
+// metric 100+N for device ethN (N with LowMetric), so that two endpoints
+// can share a namespace.
+func EndpointRoutes(n *Network, ep *Endpoint) []netmodel.Route {
+	metric := DefaultRouteMetric(ep.Interface, ep.LowMetric)
+	route := func(dst netip.Prefix, gw netip.Addr, m int) netmodel.Route {
+		return netmodel.Route{NS: ep.NS, Link: ep.Interface, Dst: dst, Gateway: gw, Metric: m}
+	}
+	ownDefault := map[bool]bool{} // by family: IPv4 true
+	for _, r := range ep.Routes {
+		if r.Dst.Bits() == 0 {
+			ownDefault[r.Dst.Addr().Is4()] = true
+		}
+	}
+	var out []netmodel.Route
+	for _, s := range n.Spec.Subnets {
+		hasAddr := false
+		for _, a := range ep.Addrs {
+			hasAddr = hasAddr || s.Prefix.Contains(a.Addr())
+		}
+		if !hasAddr {
+			continue
+		}
+		hasDefault := false
+		for _, r := range s.Routes {
+			if r.Dst.Bits() == 0 {
+				hasDefault = true
+				out = append(out, route(r.Dst, r.NextHop, metric))
+			} else {
+				out = append(out, route(r.Dst, r.NextHop, int(r.Metric)))
+			}
+		}
+		if !hasDefault && !ownDefault[s.Prefix.Addr().Is4()] {
+			out = append(out, route(netip.PrefixFrom(zeroAddr(s.Prefix.Addr()), 0), s.Gateway, metric))
+		}
+	}
+	for _, r := range ep.Routes {
+		out = append(out, route(r.Dst, r.NextHop, int(r.Metric)))
+	}
+	return out
 }
 
-// Endpoint is an endpoint as a driver sees it, attached to a namespace.
-type Endpoint struct {
-	ID       string
-	Network  *Network
-	HostName string // host-side device
-	Name     string // device inside the namespace
-	MAC      net.HardwareAddr
-	Addrs    []netip.Prefix
-	Routes   []dataplane.Route
-	// Hairpin: the endpoint publishes ports, so it may reach itself
-	// through them.
-	Hairpin bool
+// DefaultRouteMetric gives each NIC of a namespace its own metric: ethN
+// gets 100+N (N when low), other names 300 plus a hash of the name.
+func DefaultRouteMetric(ifName string, low bool) int {
+	base := 100
+	if low {
+		base = 0
+	}
+	var n int
+	if _, err := fmt.Sscanf(ifName, "eth%d", &n); err == nil && fmt.Sprintf("eth%d", n) == ifName && n < 100 {
+		return base + n
+	}
+	h := 0
+	for _, c := range ifName {
+		h = (h*31 + int(c)) % 9973
+	}
+	return base + 200 + h%700
 }
 
-// Driver realises one network type. All methods are idempotent: called
-// again with the same arguments they succeed and change nothing, and they
-// adopt kernel objects that are already right instead of recreating them
-// (so a daemon restart does not disturb traffic).
-type Driver interface {
-	// Type is the network type the driver realises.
-	Type() api.NetworkType
-	// Validate checks the type's own rules for a network document that
-	// parsed. It is pure: nothing is stored or created yet.
-	Validate(spec *api.NetworkSpec) error
-	// EnsureNetwork makes n's kernel objects exist and be right.
-	EnsureNetwork(n *Network) error
-	// DeleteNetwork removes n's kernel objects; objects already gone are
-	// not an error.
-	DeleteNetwork(n *Network) error
-	// Attach makes ep's virtual NIC exist inside the namespace ns, with its
-	// MAC, addresses and routes, and its switch port on the host.
-	Attach(ep *Endpoint, ns netns.Handle) error
-	// NetworkDrift lists how n's kernel objects differ from what
-	// EnsureNetwork makes, given the host's devices (Host.Links of
-	// LinkPrefix); nothing is changed. Empty when they agree.
-	NetworkDrift(n *Network, links map[string]dataplane.LinkState) []string
-	// PortDrift lists how the host side of ep's NIC differs from what
-	// Attach makes; nothing is changed.
-	PortDrift(ep *Endpoint, links map[string]dataplane.LinkState) []string
-	// Detach removes the virtual NICs of eps from the host and their
-	// namespaces, in one kernel batch when there are several (removing
-	// devices one by one costs each the same wait). A NIC already gone is
-	// not an error.
-	Detach(eps ...*Endpoint) error
+func zeroAddr(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+// Namespace is a namespace object as the planner sees it.
+type Namespace struct {
+	ID string
+	NS netmodel.NS
+	// Managed namespaces are made (and removed) by hostnet; others are a
+	// runtime's, wrapped.
+	Managed bool
+	// IPNetnsLink, when set, is the `ip netns` link to make to it.
+	IPNetnsLink string
+	// ResolvConf, when set, is where its resolv.conf is written, with
+	// Resolv as content.
+	ResolvConf string
+	Resolv     []byte
+}
+
+// PlanNamespace returns what a namespace needs, whatever its endpoints'
+// networks: a managed one exists with its loopback up, is linked for `ip
+// netns`, and has its resolv.conf (whose directory goes with it).
+func PlanNamespace(n *Namespace) *netmodel.Unit {
+	u := &netmodel.Unit{Owner: netmodel.NamespaceOwner(n.ID)}
+	if !n.Managed {
+		return u
+	}
+	u.Objects = append(u.Objects, netmodel.Namespace{NS: n.NS}, netmodel.Link{NS: n.NS, Name: "lo", Kind: netmodel.LinkLoopback, Up: true})
+	if n.IPNetnsLink != "" {
+		u.Objects = append(u.Objects, netmodel.Symlink{Path: n.IPNetnsLink, Target: n.NS.Path})
+	}
+	if n.ResolvConf != "" {
+		u.Objects = append(u.Objects, netmodel.File{Path: n.ResolvConf, Content: n.Resolv, Dir: dirOf(n.ResolvConf)})
+	}
+	return u
+}
+
+func dirOf(path string) string {
+	for i := len(path) - 1; i > 0; i-- {
+		if path[i] == '/' {
+			return path[:i]
+		}
+	}
+	return ""
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -185,6 +186,15 @@ func (u *Unit) String() string {
 		lines = append(lines, u.Flows.String())
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// SameUnit reports whether two units (either may be nil) want the same
+// objects, in the same order, and keep the same flows.
+func SameUnit(a, b *Unit) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Owner == b.Owner && reflect.DeepEqual(a.Objects, b.Objects) && a.Flows.Equal(b.Flows)
 }
 
 // Namespace is a network namespace hostnet creates and keeps (`ip netns

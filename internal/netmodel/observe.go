@@ -15,6 +15,8 @@ type Query struct {
 	// LookInto are namespaces read in full: their links, the addresses of
 	// those links and the routes hostnet tagged.
 	LookInto []NS
+	// OnlyAsked skips what is always read: only what the query names is.
+	OnlyAsked bool
 }
 
 // Observation is what the host holds of hostnet's objects and of the

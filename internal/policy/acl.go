@@ -38,6 +38,11 @@ func NewProfile(network, endpoint []api.ACLSpec) Profile {
 	return Profile{Rules: rules}
 }
 
+// Quarantine is the profile of an endpoint whose policies cannot be
+// read: it admits nothing, either way (replies to flows admitted before
+// pass, as they do for every profile). The firewall fails closed.
+func Quarantine() Profile { return Profile{Rules: []api.ACLSpec{}} }
+
 // Packet is the first packet of a flow, seen from the endpoint: Local is
 // the endpoint's address, Remote the other side's.
 type Packet struct {
@@ -127,6 +132,9 @@ func inPorts(list []api.PortRange, port uint16) bool {
 func (p Profile) chainName(dir api.ACLDirection) string {
 	if p.Default {
 		return "acl_default_" + strings.ToLower(string(dir))
+	}
+	if len(p.Rules) == 0 {
+		return "acl_deny_" + strings.ToLower(string(dir))
 	}
 	h := sha256.New()
 	for _, r := range p.Rules {
@@ -307,6 +315,37 @@ func protoText(ps []uint8) []string {
 		out[i] = strconv.Itoa(int(p))
 	}
 	return out
+}
+
+// Prefixes returns ps masked, sorted from the widest, without those
+// another one contains (duplicates included): an interval set refuses
+// overlapping elements, and a prefix inside another adds nothing.
+func Prefixes(ps []netip.Prefix) []netip.Prefix {
+	sorted := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		sorted[i] = p.Masked()
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Bits() < sorted[j].Bits() })
+	var kept []netip.Prefix
+	for _, p := range sorted {
+		covered := false
+		for _, k := range kept {
+			covered = covered || k.Contains(p.Addr())
+		}
+		if !covered {
+			kept = append(kept, p)
+		}
+	}
+	return kept
+}
+
+// PrefixElement renders a prefix as a set element: a single address
+// bare.
+func PrefixElement(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
 }
 
 // prefixText renders prefixes as set elements, dropping those another one

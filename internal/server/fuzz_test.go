@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,12 +18,12 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/nat"
+	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/reconcile"
 	"github.com/hostnet/hostnet/internal/service"
 	"github.com/hostnet/hostnet/internal/store"
-	"github.com/hostnet/hostnet/internal/testutil"
 )
 
 // The fuzz target below sends arbitrary requests (method, path, filter
@@ -33,20 +32,12 @@ import (
 // {"Success":false,"Error":"...","ErrorCode":N} with a message and a code,
 // never a 500; good input a JSON document.
 //
-// The service runs on an in-memory store, with no firewall and a NAT
-// driver that validates with the real driver's rules but realises nothing
-// (checkOnly). Its host namespace is a throwaway namespace when the test
-// runs as root (no route the target reaches uses it today; it is there so
-// that a route that reads the kernel cannot reach the root namespace), and
-// none otherwise. The requests that would reach the kernel's work are those
-// that passed every validation, and they stop there with a mark of their
-// own, which the target counts as accepted:
-//   - POST /networks: checkOnly refuses a valid network with errValid
-//     (status 418), before the service picks a subnet or stores anything;
-//   - POST /namespaces: creating a namespace fails at once, making the
-//     directory of its mount point (NetnsDir is under a regular file),
-//     before any unshare; the service answers that with a 500 naming the
-//     directory, the one 500 the target allows.
+// The service runs on an in-memory store and a reconciler over a fake host
+// (dataplane.Fake): nothing reaches a kernel. Networks are validated with
+// the real NAT driver's rules; a valid network document stops there with
+// a mark of its own (checkOnly refuses it with errValid, status 418, before
+// the service picks a subnet or stores anything), which the target counts
+// as accepted. Other valid documents are carried out on the fake host.
 //
 // Mutations go to a service whose store is emptied after each request, so
 // no endpoint or network exists for them to change: endpoint creation is
@@ -60,11 +51,7 @@ import (
 var errValid = &api.Error{Code: api.CodeRequestUnsupported, Status: http.StatusTeapot,
 	Message: "fuzz: the network is valid; it is not realised"}
 
-var errNoKernel = errors.New("fuzz: no kernel work")
-
-// checkOnly validates with the NAT driver and realises nothing. The
-// methods it does not override are the NAT driver's own, which compare and
-// report only (and whose host is nil: a kernel call would panic, not act).
+// checkOnly validates with the NAT driver and refuses what passes.
 type checkOnly struct{ driver.Driver }
 
 func (d checkOnly) Validate(spec *api.NetworkSpec) error {
@@ -74,31 +61,25 @@ func (d checkOnly) Validate(spec *api.NetworkSpec) error {
 	return errValid
 }
 
-func (checkOnly) EnsureNetwork(*driver.Network) error         { return errNoKernel }
-func (checkOnly) DeleteNetwork(*driver.Network) error         { return errNoKernel }
-func (checkOnly) Attach(*driver.Endpoint, netns.Handle) error { return errNoKernel }
-func (checkOnly) Detach(...*driver.Endpoint) error            { return errNoKernel }
+// wrappedNS is the namespace the read-only service wraps (on the fake host).
+const wrappedNS = "/proc/self/ns/net"
 
-// noKernel validates with the NAT driver and pretends to realise networks:
-// it lets the read-only service be seeded with a network.
-type noKernel struct{ driver.Driver }
-
-func (noKernel) EnsureNetwork(*driver.Network) error         { return nil }
-func (noKernel) DeleteNetwork(*driver.Network) error         { return nil }
-func (noKernel) Attach(*driver.Endpoint, netns.Handle) error { return errNoKernel }
-func (noKernel) Detach(...*driver.Endpoint) error            { return errNoKernel }
-
-// fuzzService returns a service on an empty in-memory store, with no
-// firewall, whose NAT networks drv handles.
-func fuzzService(host *dataplane.Linux, netnsDir string, drv driver.Driver) (*service.Service, store.Store) {
+// fuzzService returns a service on an empty in-memory store and a fake
+// host, whose NAT networks drv handles.
+func fuzzService(tb testing.TB, netnsDir string, drv driver.Driver) (*service.Service, store.Store) {
 	st := store.NewMemory()
+	host := dataplane.NewFake(dataplane.HostConfig{LinkPrefixes: []string{"hn"}, NetnsDir: netnsDir})
+	host.AddNamespace(wrappedNS, netmodel.NSID{Dev: 3, Ino: 3})
+	rec := reconcile.New(reconcile.Config{Host: host, Logger: slog.New(slog.DiscardHandler),
+		Resync: func(context.Context, string) error { return nil }})
+	tb.Cleanup(rec.Close)
 	return service.New(service.Config{
-		Store:    st,
-		Host:     host,
-		Drivers:  map[api.NetworkType]driver.Driver{api.NAT: drv},
-		NetnsDir: netnsDir,
-		Logger:   slog.New(slog.DiscardHandler),
-		Build:    "fuzz",
+		Store:      st,
+		Reconciler: rec,
+		Drivers:    map[api.NetworkType]driver.Driver{api.NAT: drv},
+		NetnsDir:   netnsDir,
+		Logger:     slog.New(slog.DiscardHandler),
+		Build:      "fuzz",
 	}), st
 }
 
@@ -109,11 +90,12 @@ const (
 )
 
 // seed gives svc a network "fuzznet", an endpoint "fuzzep" on it (not
-// attached) and, when this process's namespace can be named, a namespace
-// "fuzzns" wrapping it (which only records the path).
+// attached) and a namespace "fuzzns" wrapping a namespace of the fake
+// host.
 func seed(tb testing.TB, svc *service.Service) {
 	tb.Helper()
-	_, err := svc.CreateNetwork(api.Network{ID: fuzzNetworkID, Name: "fuzznet", Type: api.NAT,
+	ctx := context.Background()
+	_, err := svc.CreateNetwork(ctx, api.Network{ID: fuzzNetworkID, Name: "fuzznet", Type: api.NAT,
 		Ipams:    []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: "10.77.0.0/24"}}}},
 		Policies: []api.Policy{{Type: api.NetworkACL, Settings: json.RawMessage(`{"Action":"Block","Direction":"In","Protocols":"6","LocalPorts":"80","Priority":10}`)}},
 		Dns:      &api.DNS{Domain: "fuzz.test", ServerList: []string{"10.77.0.2"}},
@@ -121,17 +103,15 @@ func seed(tb testing.TB, svc *service.Service) {
 	if err != nil {
 		tb.Fatalf("seed network: %v", err)
 	}
-	_, err = svc.CreateEndpoint(api.Endpoint{ID: fuzzEndpointID, Name: "fuzzep", HostComputeNetwork: "fuzznet",
+	_, err = svc.CreateEndpoint(ctx, api.Endpoint{ID: fuzzEndpointID, Name: "fuzzep", HostComputeNetwork: "fuzznet",
 		IpConfigurations: []api.IPConfig{{IpAddress: "10.77.0.10"}}, MacAddress: "02-00-00-00-77-10",
 		Policies: []api.Policy{{Type: api.ACL, Settings: json.RawMessage(`{"Action":"Allow","Direction":"In","Protocols":"6","LocalPorts":"80,8080","Priority":100}`)}},
 	})
 	if err != nil {
 		tb.Fatalf("seed endpoint: %v", err)
 	}
-	if netns.IsNamespace("/proc/self/ns/net") {
-		if _, err := svc.CreateNamespace(api.Namespace{Name: "fuzzns", NetNamespacePath: "/proc/self/ns/net", Type: api.NamespaceHostDefault}); err != nil {
-			tb.Fatalf("seed namespace: %v", err)
-		}
+	if _, err := svc.CreateNamespace(ctx, api.Namespace{Name: "fuzzns", NetNamespacePath: wrappedNS, Type: api.NamespaceHostDefault}); err != nil {
+		tb.Fatalf("seed namespace: %v", err)
 	}
 }
 
@@ -167,21 +147,6 @@ func serve(tb testing.TB, svc *service.Service, dir string) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-// fuzzHost returns a host namespace for the services: a throwaway one when
-// the test runs as root, else none.
-func fuzzHost(tb testing.TB) *dataplane.Linux {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	path, _ := testutil.NewNS(tb, "fuzz-host")
-	h, err := dataplane.OpenLinux(path, dataplane.HostConfig{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(h.Close)
-	return h
-}
-
 // wipe empties a store.
 func wipe(t *testing.T, st store.Store) {
 	err := st.Update(func(tx store.Tx) error {
@@ -208,20 +173,14 @@ var fuzzMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, htt
 // FuzzServer sends one request to the server and checks the answer.
 func FuzzServer(f *testing.F) {
 	dir := f.TempDir()
-	notDir := filepath.Join(dir, "not-a-directory")
-	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
-		f.Fatal(err)
-	}
-	netnsDir := filepath.Join(notDir, "netns")
-	host := fuzzHost(f)
-
-	readSvc, _ := fuzzService(host, netnsDir, noKernel{nat.New(nil)})
+	netnsDir := filepath.Join(dir, "netns")
+	readSvc, _ := fuzzService(f, netnsDir, nat.New())
 	seed(f, readSvc)
 	if err := os.Mkdir(filepath.Join(dir, "read"), 0o755); err != nil {
 		f.Fatal(err)
 	}
 	readClient := serve(f, readSvc, filepath.Join(dir, "read"))
-	writeSvc, writeStore := fuzzService(host, netnsDir, checkOnly{nat.New(nil)})
+	writeSvc, writeStore := fuzzService(f, netnsDir, checkOnly{nat.New()})
 	if err := os.Mkdir(filepath.Join(dir, "write"), 0o755); err != nil {
 		f.Fatal(err)
 	}
@@ -258,12 +217,12 @@ func FuzzServer(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%s %s: read the answer: %v", method, u, err)
 		}
-		checkAnswer(t, req, body, resp, answer, notDir)
+		checkAnswer(t, req, body, resp, answer)
 	})
 }
 
 // checkAnswer checks the answer to req.
-func checkAnswer(t *testing.T, req *http.Request, reqBody []byte, resp *http.Response, body []byte, notDir string) {
+func checkAnswer(t *testing.T, req *http.Request, reqBody []byte, resp *http.Response, body []byte) {
 	t.Helper()
 	what := fmt.Sprintf("%s %s with body %q", req.Method, req.URL, reqBody)
 	status, ct := resp.StatusCode, resp.Header.Get("Content-Type")
@@ -298,12 +257,9 @@ func checkAnswer(t *testing.T, req *http.Request, reqBody []byte, resp *http.Res
 	}
 	switch {
 	case status == http.StatusBadRequest, status == http.StatusNotFound, status == http.StatusConflict,
-		status == http.StatusRequestEntityTooLarge:
+		status == http.StatusRequestEntityTooLarge, status == http.StatusForbidden:
 	case !head && status == errValid.Status && e.Error == errValid.Message:
 		// A valid network document.
-	case !head && status == http.StatusInternalServerError && req.Method == http.MethodPost && strings.Contains(e.Error, notDir):
-		// A valid namespace document: its creation failed at the kernel's
-		// stand-in (see the comment at the top).
 	default:
 		t.Fatalf("%s: answer %d: %s", what, status, body)
 	}

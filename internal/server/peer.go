@@ -21,7 +21,7 @@ import (
 
 // CodeAccessDenied is the HNS code of a caller the daemon does not admit
 // (E_ACCESSDENIED), answered with HTTP 403.
-const CodeAccessDenied api.ErrorCode = 0x80070005
+const CodeAccessDenied = api.CodeAccessDenied
 
 // Peer admission. The socket's mode (0600, or 0660 with a group) keeps
 // others from connecting at all; the daemon checks the caller's

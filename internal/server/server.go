@@ -61,7 +61,8 @@ type Timeouts struct {
 	ReadHeader time.Duration
 	// Read bounds reading a whole request, headers and body, from the
 	// same start. Default 15s. (It also ends the context of a request
-	// still running when it expires; no handler depends on that context.)
+	// still running when it expires: its kernel work stops, and its
+	// intent is rolled back.)
 	Read time.Duration
 	// Write bounds carrying out a request and writing its answer, from the
 	// end of its headers. Default 60s.
@@ -128,26 +129,32 @@ func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 	s.svc = svc
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, svc.Version()) })
 
-	mux.HandleFunc("GET /networks", s.list(func(f string) (any, error) { return svc.ListNetworks(f) }))
-	mux.HandleFunc("POST /networks", create(s, func(n api.Network) (any, error) { return svc.CreateNetwork(n) }))
-	mux.HandleFunc("GET /networks/{ref}", s.get(func(ref string) (any, error) { return svc.GetNetwork(ref) }))
-	mux.HandleFunc("PATCH /networks/{ref}", s.modify(func(ref string, m api.ModifyRequest) (any, error) { return svc.ModifyNetwork(ref, m) }))
+	mux.HandleFunc("GET /networks", s.list(func(ctx context.Context, f string) (any, error) { return svc.ListNetworks(ctx, f) }))
+	mux.HandleFunc("POST /networks", create(s, func(ctx context.Context, n api.Network) (any, error) { return svc.CreateNetwork(ctx, n) }))
+	mux.HandleFunc("GET /networks/{ref}", s.get(func(ctx context.Context, ref string) (any, error) { return svc.GetNetwork(ctx, ref) }))
+	mux.HandleFunc("PATCH /networks/{ref}", s.modify(func(ctx context.Context, ref string, m api.ModifyRequest) (any, error) {
+		return svc.ModifyNetwork(ctx, ref, m)
+	}))
 	mux.HandleFunc("DELETE /networks/{ref}", s.delete(svc.DeleteNetwork))
 
-	mux.HandleFunc("GET /endpoints", s.list(func(f string) (any, error) { return svc.ListEndpoints(f) }))
-	mux.HandleFunc("POST /endpoints", create(s, func(e api.Endpoint) (any, error) { return svc.CreateEndpoint(e) }))
-	mux.HandleFunc("GET /endpoints/{ref}", s.get(func(ref string) (any, error) { return svc.GetEndpoint(ref) }))
-	mux.HandleFunc("PATCH /endpoints/{ref}", s.modify(func(ref string, m api.ModifyRequest) (any, error) { return svc.ModifyEndpoint(ref, m) }))
+	mux.HandleFunc("GET /endpoints", s.list(func(ctx context.Context, f string) (any, error) { return svc.ListEndpoints(ctx, f) }))
+	mux.HandleFunc("POST /endpoints", create(s, func(ctx context.Context, e api.Endpoint) (any, error) { return svc.CreateEndpoint(ctx, e) }))
+	mux.HandleFunc("GET /endpoints/{ref}", s.get(func(ctx context.Context, ref string) (any, error) { return svc.GetEndpoint(ctx, ref) }))
+	mux.HandleFunc("PATCH /endpoints/{ref}", s.modify(func(ctx context.Context, ref string, m api.ModifyRequest) (any, error) {
+		return svc.ModifyEndpoint(ctx, ref, m)
+	}))
 	mux.HandleFunc("DELETE /endpoints/{ref}", s.delete(svc.DeleteEndpoint))
 
-	mux.HandleFunc("GET /namespaces", s.list(func(f string) (any, error) { return svc.ListNamespaces(f) }))
-	mux.HandleFunc("POST /namespaces", create(s, func(n api.Namespace) (any, error) { return svc.CreateNamespace(n) }))
-	mux.HandleFunc("GET /namespaces/{ref}", s.get(func(ref string) (any, error) { return svc.GetNamespace(ref) }))
-	mux.HandleFunc("PATCH /namespaces/{ref}", s.modify(func(ref string, m api.ModifyRequest) (any, error) { return svc.ModifyNamespace(ref, m) }))
+	mux.HandleFunc("GET /namespaces", s.list(func(ctx context.Context, f string) (any, error) { return svc.ListNamespaces(ctx, f) }))
+	mux.HandleFunc("POST /namespaces", create(s, func(ctx context.Context, n api.Namespace) (any, error) { return svc.CreateNamespace(ctx, n) }))
+	mux.HandleFunc("GET /namespaces/{ref}", s.get(func(ctx context.Context, ref string) (any, error) { return svc.GetNamespace(ctx, ref) }))
+	mux.HandleFunc("PATCH /namespaces/{ref}", s.modify(func(ctx context.Context, ref string, m api.ModifyRequest) (any, error) {
+		return svc.ModifyNamespace(ctx, ref, m)
+	}))
 	mux.HandleFunc("DELETE /namespaces/{ref}", s.delete(svc.DeleteNamespace))
 
 	mux.HandleFunc("GET /check", func(w http.ResponseWriter, r *http.Request) {
-		rep, err := svc.Check()
+		rep, err := svc.Check(s.ctx(r))
 		if err != nil {
 			replyError(w, err)
 			return
@@ -402,9 +409,18 @@ func decode(w http.ResponseWriter, r *http.Request, what string, v any) error {
 	return nil
 }
 
-func (s *Server) list(fn func(filter string) (any, error)) http.HandlerFunc {
+// ctx is a request's context, with its caller for the service.
+func (s *Server) ctx(r *http.Request) context.Context {
+	ctx := r.Context()
+	if ci := infoOf(r); ci != nil && ci.peer.known {
+		ctx = service.WithCaller(ctx, service.Caller{UID: ci.peer.uid, GID: ci.peer.gid, PID: ci.peer.pid})
+	}
+	return ctx
+}
+
+func (s *Server) list(fn func(ctx context.Context, filter string) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		out, err := fn(r.URL.Query().Get("filter"))
+		out, err := fn(s.ctx(r), r.URL.Query().Get("filter"))
 		if err != nil {
 			replyError(w, err)
 			return
@@ -413,14 +429,14 @@ func (s *Server) list(fn func(filter string) (any, error)) http.HandlerFunc {
 	}
 }
 
-func create[T any](s *Server, fn func(T) (any, error)) http.HandlerFunc {
+func create[T any](s *Server, fn func(context.Context, T) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var doc T
 		if err := decode(w, r, "the document", &doc); err != nil {
 			replyError(w, err)
 			return
 		}
-		out, err := fn(doc)
+		out, err := fn(s.ctx(r), doc)
 		if err != nil {
 			replyError(w, err)
 			return
@@ -429,9 +445,9 @@ func create[T any](s *Server, fn func(T) (any, error)) http.HandlerFunc {
 	}
 }
 
-func (s *Server) get(fn func(ref string) (any, error)) http.HandlerFunc {
+func (s *Server) get(fn func(ctx context.Context, ref string) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		out, err := fn(r.PathValue("ref"))
+		out, err := fn(s.ctx(r), r.PathValue("ref"))
 		if err != nil {
 			replyError(w, err)
 			return
@@ -440,14 +456,14 @@ func (s *Server) get(fn func(ref string) (any, error)) http.HandlerFunc {
 	}
 }
 
-func (s *Server) modify(fn func(ref string, m api.ModifyRequest) (any, error)) http.HandlerFunc {
+func (s *Server) modify(fn func(ctx context.Context, ref string, m api.ModifyRequest) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var m api.ModifyRequest
 		if err := decode(w, r, "the modify request", &m); err != nil {
 			replyError(w, err)
 			return
 		}
-		out, err := fn(r.PathValue("ref"), m)
+		out, err := fn(s.ctx(r), r.PathValue("ref"), m)
 		if err != nil {
 			replyError(w, err)
 			return
@@ -456,9 +472,9 @@ func (s *Server) modify(fn func(ref string, m api.ModifyRequest) (any, error)) h
 	}
 }
 
-func (s *Server) delete(fn func(ref string) error) http.HandlerFunc {
+func (s *Server) delete(fn func(ctx context.Context, ref string) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := fn(r.PathValue("ref")); err != nil {
+		if err := fn(s.ctx(r), r.PathValue("ref")); err != nil {
 			replyError(w, err)
 			return
 		}

@@ -1,6 +1,8 @@
 package service
 
 import (
+	"context"
+
 	"github.com/hostnet/hostnet/api"
 )
 
@@ -13,8 +15,8 @@ const DefaultNetworkName = "nat"
 // 172.16.0.0/12 that overlaps no address or route of the host (fixed
 // ranges collide with users' own networks, which is why Windows picks its
 // range this way).
-func (s *Service) EnsureDefaultNetwork(subnet string) (*api.Network, error) {
-	if n, err := s.GetNetwork(DefaultNetworkName); err == nil {
+func (s *Service) EnsureDefaultNetwork(ctx context.Context, subnet string) (*api.Network, error) {
+	if n, err := s.GetNetwork(ctx, DefaultNetworkName); err == nil {
 		return n, nil
 	} else if !api.IsNotFound(err) {
 		return nil, err
@@ -23,5 +25,5 @@ func (s *Service) EnsureDefaultNetwork(subnet string) (*api.Network, error) {
 	if subnet != "" {
 		n.Ipams = []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: subnet}}}}
 	}
-	return s.CreateNetwork(n)
+	return s.CreateNetwork(ctx, n)
 }

@@ -3,11 +3,9 @@ package service
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/hostnet/hostnet/api"
@@ -65,26 +63,16 @@ func hostDNS(path string) api.DNSSpec {
 	return d
 }
 
-// namespaceDNS merges the DNS of a namespace's endpoints in attach order:
-// each endpoint's own settings, else its network's, else the host's.
-func (s *Service) namespaceDNS(tx store.Tx, ns *namespaceRecord) api.DNSSpec {
-	return s.dnsOf(ns, func(id string) *endpointRecord {
-		var ep endpointRecord
-		if store.GetJSON(tx, store.Endpoints, id, &ep) != nil {
-			return nil
-		}
-		return &ep
-	}, func(ep *endpointRecord) *parsedNetwork {
-		pn, _ := networkOf(tx, &ep.Doc)
-		return pn
-	}, func() api.DNSSpec { return hostDNS(s.cfg.HostResolvConf) })
-}
-
-// dnsOf merges the DNS settings of the endpoints attached to ns: each
-// endpoint's own, else its network's, else the host's. The lookups return
-// nil for what is not there.
-func (s *Service) dnsOf(ns *namespaceRecord, endpoint func(id string) *endpointRecord,
-	network func(*endpointRecord) *parsedNetwork, host func() api.DNSSpec) api.DNSSpec {
+// resolvFrom renders the resolv.conf of a namespace from the DNS settings
+// of the endpoints attached to it, in attach order: each endpoint's own,
+// else its network's, else the host's. The lookups return nil for what is
+// not there. Empty when nothing is attached, or hostnet writes no file for
+// the namespace.
+func (s *Service) resolvFrom(ns *namespaceRecord, endpoint func(id string) *endpointRecord,
+	network func(*endpointRecord) *parsedNetwork, host func() api.DNSSpec) []byte {
+	if ns.ResolvConf == "" || len(attachedIDs(&ns.Doc)) == 0 {
+		return nil
+	}
 	var out api.DNSSpec
 	seen := map[netip.Addr]bool{}
 	useHost := false
@@ -112,7 +100,19 @@ func (s *Service) dnsOf(ns *namespaceRecord, endpoint func(id string) *endpointR
 	if useHost && len(out.Servers) == 0 {
 		mergeDNS(&out, host(), seen)
 	}
-	return out
+	return resolvConf(ns.Doc.ID, out)
+}
+
+// hostDNSOnce returns the host's DNS settings, read on first use.
+func (s *Service) hostDNSOnce() func() api.DNSSpec {
+	var host *api.DNSSpec
+	return func() api.DNSSpec {
+		if host == nil {
+			d := hostDNS(s.cfg.HostResolvConf)
+			host = &d
+		}
+		return *host
+	}
 }
 
 func mergeDNS(out *api.DNSSpec, d api.DNSSpec, seen map[netip.Addr]bool) {
@@ -133,75 +133,16 @@ func mergeDNS(out *api.DNSSpec, d api.DNSSpec, seen map[netip.Addr]bool) {
 	}
 }
 
-// resolvContent is a namespace's resolv.conf as tx sees it: empty when no
-// endpoint is attached.
+// resolvContent is a namespace's resolv.conf as tx sees it.
 func (s *Service) resolvContent(tx store.Tx, ns *namespaceRecord) []byte {
-	if ns.ResolvConf == "" || len(attachedIDs(&ns.Doc)) == 0 {
-		return nil
-	}
-	return resolvConf(ns.Doc.ID, s.namespaceDNS(tx, ns))
-}
-
-// writeResolvFile writes a namespace's resolv.conf in place. In place, not
-// by rename: processes that bind-mounted the file over their
-// /etc/resolv.conf (`ip netns exec`, `hostnet run`) then see the change,
-// and overwriting a file costs far less than creating one.
-func writeResolvFile(ns *namespaceRecord, content []byte) error {
-	if ns.ResolvConf == "" {
-		return nil
-	}
-	err := os.WriteFile(ns.ResolvConf, content, 0o644)
-	if errors.Is(err, os.ErrNotExist) {
-		// The directory is made with the namespace; make it again if it
-		// went missing.
-		if err := os.MkdirAll(filepath.Dir(ns.ResolvConf), 0o755); err != nil {
-			return err
+	return s.resolvFrom(ns, func(id string) *endpointRecord {
+		var ep endpointRecord
+		if store.GetJSON(tx, store.Endpoints, id, &ep) != nil {
+			return nil
 		}
-		err = os.WriteFile(ns.ResolvConf, content, 0o644)
-	}
-	return err
-}
-
-// writeResolvConf rewrites a namespace's resolv.conf from the store.
-func (s *Service) writeResolvConf(ns *namespaceRecord) error {
-	if ns.ResolvConf == "" {
-		return nil
-	}
-	var content []byte
-	if err := s.cfg.Store.View(func(tx store.Tx) error {
-		content = s.resolvContent(tx, ns)
-		return nil
-	}); err != nil {
-		return err
-	}
-	return writeResolvFile(ns, content)
-}
-
-// refreshNetworkDNS rewrites the resolv.conf of every namespace that holds
-// an endpoint of the network.
-func (s *Service) refreshNetworkDNS(networkID string) {
-	var nss []namespaceRecord
-	_ = s.cfg.Store.View(func(tx store.Tx) error {
-		eps, err := listEndpoints(tx)
-		if err != nil {
-			return err
-		}
-		done := map[string]bool{}
-		for _, e := range eps {
-			if e.Doc.HostComputeNetwork != networkID || e.Doc.HostComputeNamespace == "" || done[e.Doc.HostComputeNamespace] {
-				continue
-			}
-			done[e.Doc.HostComputeNamespace] = true
-			var ns namespaceRecord
-			if store.GetJSON(tx, store.Namespaces, e.Doc.HostComputeNamespace, &ns) == nil {
-				nss = append(nss, ns)
-			}
-		}
-		return nil
-	})
-	for i := range nss {
-		if err := s.writeResolvConf(&nss[i]); err != nil {
-			s.log.Warn("writing resolv.conf failed", "namespace", nss[i].Doc.ID, "err", err)
-		}
-	}
+		return &ep
+	}, func(ep *endpointRecord) *parsedNetwork {
+		pn, _ := networkOf(tx, &ep.Doc)
+		return pn
+	}, func() api.DNSSpec { return hostDNS(s.cfg.HostResolvConf) })
 }

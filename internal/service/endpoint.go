@@ -1,15 +1,15 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
-	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/ipam"
+	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/store"
 )
 
@@ -39,7 +39,7 @@ func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, *endpointPolicies, error
 // The endpoint's NIC is made when it is attached to a namespace: at once
 // when e names one in HostComputeNamespace (one request, one transaction),
 // else by a later modify request to a namespace.
-func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
+func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endpoint, error) {
 	spec, policies, err := checkEndpoint(&e)
 	if err != nil {
 		return nil, err
@@ -53,93 +53,111 @@ func (s *Service) CreateEndpoint(e api.Endpoint) (*api.Endpoint, error) {
 	if e.SchemaVersion == (api.SchemaVersion{}) {
 		e.SchemaVersion = api.SchemaVersion{Major: 2, Minor: 0}
 	}
-	e.HostInterfaceName = driver.PortName(e.ID)
 	nsRef, nsPath := e.HostComputeNamespace, e.NetNamespacePath
 	e.HostComputeNamespace, e.NetNamespacePath = "", ""
-	if nsPath != "" && !netns.IsNamespace(nsPath) {
-		return nil, api.Invalid(api.CodeInvalidNamespace, "invalid endpoint: field NetNamespacePath: %q is not a network namespace", nsPath)
+	var nsID netmodel.NSID
+	if nsPath != "" {
+		if nsID, err = s.wrappable(ctx, "invalid endpoint", nsPath); err != nil {
+			return nil, err
+		}
 	}
-	var nsBefore namespaceRecord
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var existing *api.Endpoint
-	var pn *parsedNetwork
-	rec := endpointRecord{}
-	unreserve := func() {}
-	times, txErr, kernelErr := s.updateOverlapped(func(tx store.Tx) (func() error, error) {
+	var rec endpointRecord
+	m := &mutation{}
+	err = s.mutate(ctx, m, func(tx store.Tx, m *mutation) error {
 		var nrec networkRecord
 		netID, err := lookup(tx, store.Networks, "network", e.HostComputeNetwork, &nrec)
 		if api.IsNotFound(err) {
-			return nil, api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNetwork: network %q not found", e.HostComputeNetwork)
+			return api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNetwork: network %q not found", e.HostComputeNetwork)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// A retried create (same ID, same name and network) is answered
 		// with what the first one made.
 		var old endpointRecord
 		if err := store.GetJSON(tx, store.Endpoints, e.ID, &old); err == nil {
 			if old.Doc.Name != e.Name || old.Doc.HostComputeNetwork != netID {
-				return nil, api.Conflict(api.CodeObjectAlreadyExists, "an endpoint with ID %s already exists (named %q, on network %s)",
+				return api.Conflict(api.CodeObjectAlreadyExists, "an endpoint with ID %s already exists (named %q, on network %s)",
 					e.ID, old.Doc.Name, old.Doc.HostComputeNetwork)
 			}
 			existing = &old.Doc
-			return nil, nil
+			return nil
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
+			return err
 		}
-		e.HostComputeNetwork = netID
-		if pn, err = parseStored(&nrec.Doc); err != nil {
-			return nil, err
+		ep := e
+		ep.HostComputeNetwork = netID
+		pn, err := parseStored(&nrec.Doc)
+		if err != nil {
+			return err
 		}
-		if err := claimName(tx, "endpoint", e.Name, e.ID); err != nil {
-			return nil, err
+		drv, err := s.driverFor(pn)
+		if err != nil {
+			return err
 		}
-		if err := allocate(tx, &e, spec, pn); err != nil {
-			return nil, err
+		ep.HostInterfaceName = drv.EndpointDevice(ep.ID)
+		if err := claimName(tx, "endpoint", ep.Name, ep.ID); err != nil {
+			return err
 		}
-		if err := claimPorts(tx, e.ID, policies.mappings); err != nil {
-			return nil, err
+		if err := allocate(tx, &ep, spec, pn); err != nil {
+			return err
 		}
-		if unreserve, err = s.reservePorts(policies.mappings); err != nil {
-			return nil, err
+		if err := claimPorts(tx, ep.ID, policies.mappings); err != nil {
+			return err
 		}
-		rec.Doc = e
-		var step func() error
+		rec = endpointRecord{Doc: ep}
+		owners := []netmodel.Owner{netmodel.EndpointOwner(ep.ID)}
+		var ns *namespaceRecord
 		if nsRef != "" {
-			ns, err := namespaceToAttach(tx, nsRef, nsPath)
-			if err != nil {
-				return nil, err
+			if ns, err = namespaceToAttach(tx, nsRef, nsPath, nsID); err != nil {
+				return err
 			}
-			nsBefore = *ns
+			owners = append(owners, netmodel.NamespaceOwner(ns.Doc.ID))
+		}
+		if err := m.touch(owners...); err != nil {
+			return err
+		}
+		if ns != nil {
+			if err := putNamespace(tx, ns); err != nil {
+				return err
+			}
 			if err := linkToNamespace(tx, &rec, ns); err != nil {
-				return nil, err
+				return err
 			}
-			step = s.attachStep(tx, &rec, pn, ns)
 		}
-		return step, store.PutJSON(tx, store.Endpoints, e.ID, rec)
+		m.undo = func(tx store.Tx) error { return forgetEndpoint(tx, &rec, pn) }
+		return store.PutJSON(tx, store.Endpoints, ep.ID, rec)
 	})
-	if err := s.settleAttach(txErr, kernelErr, times, &rec, pn, &nsBefore, func(tx store.Tx) error {
-		return forgetEndpoint(tx, &rec, pn)
-	}); err != nil {
-		if txErr != nil || kernelErr != nil {
-			unreserve()
-		}
+	if err != nil {
 		return nil, internal(err, "create endpoint %q", e.Name)
 	}
 	if existing != nil {
 		return existing, nil
 	}
-	s.log.Info("endpoint created", "endpoint", e.Name, "id", e.ID, "network", e.HostComputeNetwork, "addresses", e.IpConfigurations, "mac", e.MacAddress)
+	s.log.Info("endpoint created", "endpoint", rec.Doc.Name, "id", rec.Doc.ID, "network", rec.Doc.HostComputeNetwork,
+		"addresses", rec.Doc.IpConfigurations, "mac", rec.Doc.MacAddress)
+	s.logAttach(&rec, m)
 	return &rec.Doc, nil
+}
+
+// logAttach logs an attach, with where its time went.
+func (s *Service) logAttach(ep *endpointRecord, m *mutation) {
+	if ep.Doc.HostComputeNamespace == "" {
+		return
+	}
+	s.log.Info("endpoint attached", "endpoint", displayName(ep.Doc.Name, ep.Doc.ID), "namespace", ep.Doc.HostComputeNamespace,
+		"interface", ep.Doc.InterfaceName, "prepare", m.prepare, "commit", m.commit, "kernel", m.kernel)
 }
 
 // namespaceToAttach returns, inside tx, the namespace a new endpoint is
 // attached to: ref, which must wrap path when path is given; or, when no
 // namespace is named ref and path is given, a new one named ref wrapping
 // path, which goes with its last endpoint.
-func namespaceToAttach(tx store.Tx, ref, path string) (*namespaceRecord, error) {
+func namespaceToAttach(tx store.Tx, ref, path string, id netmodel.NSID) (*namespaceRecord, error) {
 	var ns namespaceRecord
 	_, err := lookup(tx, store.Namespaces, "namespace", ref, &ns)
 	switch {
@@ -154,14 +172,18 @@ func namespaceToAttach(tx store.Tx, ref, path string) (*namespaceRecord, error) 
 		return nil, api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNamespace: namespace %q not found", ref)
 	}
 	ns = namespaceRecord{Doc: api.Namespace{ID: uuid.NewString(), Name: ref, NetNamespacePath: path, Implicit: true,
-		SchemaVersion: api.SchemaVersion{Major: 2, Minor: 0}}}
+		SchemaVersion: api.SchemaVersion{Major: 2, Minor: 0}}, Identity: id}
 	if err := api.ParseNamespace(&api.Namespace{Name: ref, NetNamespacePath: path}); err != nil {
 		return nil, err
 	}
 	if err := claimName(tx, "namespace", ref, ns.Doc.ID); err != nil {
 		return nil, err
 	}
-	return &ns, store.PutJSON(tx, store.Namespaces, ns.Doc.ID, ns)
+	return &ns, nil
+}
+
+func putNamespace(tx store.Tx, ns *namespaceRecord) error {
+	return store.PutJSON(tx, store.Namespaces, ns.Doc.ID, ns)
 }
 
 // forgetEndpoint removes an endpoint from the store inside tx: its record,
@@ -303,7 +325,7 @@ func release(tx store.Tx, e *api.Endpoint, pn *parsedNetwork) error {
 }
 
 // GetEndpoint returns an endpoint by ID or name.
-func (s *Service) GetEndpoint(ref string) (*api.Endpoint, error) {
+func (s *Service) GetEndpoint(ctx context.Context, ref string) (*api.Endpoint, error) {
 	var rec endpointRecord
 	err := s.cfg.Store.View(func(tx store.Tx) error {
 		_, err := lookup(tx, store.Endpoints, "endpoint", ref, &rec)
@@ -316,7 +338,7 @@ func (s *Service) GetEndpoint(ref string) (*api.Endpoint, error) {
 }
 
 // ListEndpoints returns the endpoints that match the HNS filter document.
-func (s *Service) ListEndpoints(filter string) ([]api.Endpoint, error) {
+func (s *Service) ListEndpoints(ctx context.Context, filter string) ([]api.Endpoint, error) {
 	f, err := parseFilter("endpoint", filter)
 	if err != nil {
 		return nil, err
@@ -342,48 +364,41 @@ func (s *Service) ListEndpoints(filter string) ([]api.Endpoint, error) {
 
 // DeleteEndpoint removes an endpoint, detaching it first if it is attached,
 // and returns its addresses to the pools.
-func (s *Service) DeleteEndpoint(ref string) error {
+func (s *Service) DeleteEndpoint(ctx context.Context, ref string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rec endpointRecord
-	var pn *parsedNetwork
-	var ns *namespaceRecord
-	err := s.cfg.Store.Update(func(tx store.Tx) error {
+	err := s.mutate(ctx, &mutation{}, func(tx store.Tx, m *mutation) error {
+		m.bestEffort = true
 		id, err := lookup(tx, store.Endpoints, "endpoint", ref, &rec)
 		if err != nil {
 			return err
 		}
-		var nrec networkRecord
-		if err := store.GetJSON(tx, store.Networks, rec.Doc.HostComputeNetwork, &nrec); err != nil {
-			return fmt.Errorf("network %s of endpoint %s: %w", rec.Doc.HostComputeNetwork, id, err)
+		owners := []netmodel.Owner{netmodel.EndpointOwner(id)}
+		if rec.Doc.HostComputeNamespace != "" {
+			owners = append(owners, netmodel.NamespaceOwner(rec.Doc.HostComputeNamespace))
 		}
-		if pn, err = parseStored(&nrec.Doc); err != nil {
+		if err := m.touch(owners...); err != nil {
 			return err
 		}
-		if rec.Doc.HostComputeNamespace != "" {
-			ns = &namespaceRecord{}
-			if err := store.GetJSON(tx, store.Namespaces, rec.Doc.HostComputeNamespace, ns); err != nil {
-				return err
-			}
-			ns.Doc.Resources = withoutEndpoint(ns.Doc.Resources, id)
+		pn, err := networkOf(tx, &rec.Doc)
+		if err != nil {
+			return err
 		}
 		return forgetEndpoint(tx, &rec, pn)
 	})
 	if err != nil {
 		return internal(err, "delete endpoint %q", ref)
 	}
-	if ns != nil {
-		s.unrealiseAttachment(&rec, pn, ns)
-	}
-	s.releasePorts(endpointPoliciesOf(&rec.Doc).mappings)
 	s.log.Info("endpoint deleted", "endpoint", rec.Doc.Name, "id", rec.Doc.ID)
 	return nil
 }
 
 // ModifyEndpoint changes an endpoint's policies. An attached endpoint's
 // filters, published ports and routes follow at once, and its tracked
-// flows that the new policies deny end.
-func (s *Service) ModifyEndpoint(ref string, req api.ModifyRequest) (*api.Endpoint, error) {
+// flows that the new policies deny end (before the answer for a published
+// port that goes, as nothing else stops them).
+func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.ModifyRequest) (*api.Endpoint, error) {
 	if err := api.ResolveModify("endpoint", &req); err != nil {
 		return nil, err
 	}
@@ -397,113 +412,60 @@ func (s *Service) ModifyEndpoint(ref string, req api.ModifyRequest) (*api.Endpoi
 	for i := range pr.Policies {
 		pr.Policies[i].Type = api.ResolveEndpointPolicyType(pr.Policies[i].Type)
 	}
+	// The request's own policies are checked first, alone, so that an
+	// error names the request's index, not the merged list's.
+	if _, _, err := checkEndpoint(&api.Endpoint{Policies: pr.Policies}); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rec endpointRecord
-	if err := s.cfg.Store.View(func(tx store.Tx) error {
-		_, err := lookup(tx, store.Endpoints, "endpoint", ref, &rec)
-		return err
-	}); err != nil {
-		return nil, internal(err, "read endpoint %q", ref)
-	}
-	old := rec
-	probe := rec.Doc
-	probe.Policies = modifyPolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
-	probe.HostComputeNamespace, probe.HostInterfaceName, probe.NetNamespacePath = "", "", ""
-	_, newPolicies, err := checkEndpoint(&probe)
-	if err != nil {
-		return nil, err
-	}
-	rec.Doc.Policies = probe.Policies
-	oldMappings := endpointPoliciesOf(&old.Doc).mappings
-	added, removed := diffMappings(oldMappings, newPolicies.mappings)
-	unreserve := func() {}
-	err = s.cfg.Store.Update(func(tx store.Tx) error {
+	err := s.mutate(ctx, &mutation{}, func(tx store.Tx, m *mutation) error {
+		if _, err := lookup(tx, store.Endpoints, "endpoint", ref, &rec); err != nil {
+			return err
+		}
+		old := rec
+		probe := rec.Doc
+		probe.Policies = modifyPolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
+		probe.HostComputeNamespace, probe.HostInterfaceName, probe.NetNamespacePath = "", "", ""
+		_, newPolicies, err := checkEndpoint(&probe)
+		if err != nil {
+			return err
+		}
+		if err := m.touch(netmodel.EndpointOwner(rec.Doc.ID)); err != nil {
+			return err
+		}
+		rec.Doc.Policies = probe.Policies
+		oldMappings := endpointPoliciesOf(&old.Doc).mappings
 		if err := dropPorts(tx, oldMappings); err != nil {
 			return err
 		}
 		if err := claimPorts(tx, rec.Doc.ID, newPolicies.mappings); err != nil {
 			return err
 		}
-		var err error
-		if unreserve, err = s.reservePorts(added); err != nil {
-			return err
+		m.undo = func(tx store.Tx) error {
+			if err := dropPorts(tx, newPolicies.mappings); err != nil {
+				return err
+			}
+			if err := claimPorts(tx, old.Doc.ID, oldMappings); err != nil {
+				return err
+			}
+			return store.PutJSON(tx, store.Endpoints, old.Doc.ID, old)
 		}
 		return store.PutJSON(tx, store.Endpoints, rec.Doc.ID, rec)
 	})
 	if err != nil {
-		unreserve()
 		return nil, internal(err, "modify endpoint %q", ref)
-	}
-	s.releasePorts(removed)
-	if rec.Doc.HostComputeNamespace != "" {
-		if err := s.realisePolicies(&old, &rec); err != nil {
-			// Put the old policies back, in the store and in the kernel.
-			_ = s.cfg.Store.Update(func(tx store.Tx) error {
-				if err := dropPorts(tx, newPolicies.mappings); err != nil {
-					return err
-				}
-				if err := claimPorts(tx, old.Doc.ID, oldMappings); err != nil {
-					return err
-				}
-				return store.PutJSON(tx, store.Endpoints, old.Doc.ID, old)
-			})
-			_, _ = s.reservePorts(removed)
-			s.releasePorts(added)
-			_ = s.realisePolicies(&rec, &old)
-			return nil, internal(err, "apply policies of endpoint %q", ref)
-		}
 	}
 	return &rec.Doc, nil
 }
 
-// realisePolicies brings an attached endpoint's filters, published ports and
-// routes from before's policies to after's, and ends the flows after's deny.
-func (s *Service) realisePolicies(before, after *endpointRecord) error {
-	f := s.firewall()
-	prev, _ := f.Endpoint(after.Doc.ID)
-	next := firewallEndpoint(&after.Doc)
-	if err := s.patchFirewall(f.SetEndpoint(next)); err != nil {
-		s.resyncFirewall()
-		return err
+// endpointPoliciesOf parses a stored endpoint's policies (none when they do
+// not parse: see quarantined).
+func endpointPoliciesOf(e *api.Endpoint) *endpointPolicies {
+	ps, err := parseEndpointPolicies("stored endpoint "+e.ID, e.Policies)
+	if err != nil {
+		return &endpointPolicies{}
 	}
-	if nicChanged(before, after) {
-		if err := s.reattach(after); err != nil {
-			return err
-		}
-	}
-	n, _ := f.Network(after.Doc.HostComputeNetwork)
-	change := flowChange{before: prev, after: next, network: n}
-	if droppedMapping(prev, next) {
-		// Nothing but the connection tracker stands between a removed
-		// mapping and the flows it translates: they end before the reply.
-		s.endFlows([]flowChange{change})
-	} else {
-		s.endFlowsLater(change)
-	}
-	return nil
-}
-
-// diffMappings returns the mappings whose host ports b has and a has not
-// (added), and those a has and b has not (removed).
-func diffMappings(a, b []api.PortMappingSpec) (added, removed []api.PortMappingSpec) {
-	keys := func(ms []api.PortMappingSpec) map[string]bool {
-		out := map[string]bool{}
-		for _, m := range ms {
-			out[portKey(m)] = true
-		}
-		return out
-	}
-	ka, kb := keys(a), keys(b)
-	for _, m := range b {
-		if !ka[portKey(m)] {
-			added = append(added, m)
-		}
-	}
-	for _, m := range a {
-		if !kb[portKey(m)] {
-			removed = append(removed, m)
-		}
-	}
-	return added, removed
+	return ps
 }

@@ -1,16 +1,15 @@
 package service
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
-	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/store"
 )
 
@@ -21,7 +20,7 @@ func ipNetnsName(id string) string { return "hn-" + id }
 // CreateNamespace creates a Linux network namespace, bind-mounted under the
 // run directory, or, when n names an existing one by NetNamespacePath,
 // wraps it (hostnet then never removes it).
-func (s *Service) CreateNamespace(n api.Namespace) (*api.Namespace, error) {
+func (s *Service) CreateNamespace(ctx context.Context, n api.Namespace) (*api.Namespace, error) {
 	if err := api.ParseNamespace(&n); err != nil {
 		return nil, err
 	}
@@ -34,8 +33,8 @@ func (s *Service) CreateNamespace(n api.Namespace) (*api.Namespace, error) {
 	}
 	rec := namespaceRecord{Doc: n}
 	if n.NetNamespacePath != "" {
-		if !netns.IsNamespace(n.NetNamespacePath) {
-			return nil, api.Invalid(api.CodeInvalidNamespace, "invalid namespace: field NetNamespacePath: %q is not a network namespace", n.NetNamespacePath)
+		if rec.Identity, err = s.wrappable(ctx, "invalid namespace", n.NetNamespacePath); err != nil {
+			return nil, err
 		}
 	} else {
 		rec.Doc.Managed = true
@@ -48,7 +47,7 @@ func (s *Service) CreateNamespace(n api.Namespace) (*api.Namespace, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var existing *namespaceRecord
-	err = s.cfg.Store.Update(func(tx store.Tx) error {
+	err = s.mutate(ctx, &mutation{}, func(tx store.Tx, m *mutation) error {
 		var old namespaceRecord
 		if err := store.GetJSON(tx, store.Namespaces, n.ID, &old); err == nil {
 			existing = &old
@@ -56,13 +55,22 @@ func (s *Service) CreateNamespace(n api.Namespace) (*api.Namespace, error) {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if err := m.touch(netmodel.NamespaceOwner(n.ID)); err != nil {
+			return err
+		}
 		if err := claimName(tx, "namespace", n.Name, n.ID); err != nil {
 			return err
+		}
+		m.undo = func(tx store.Tx) error {
+			if err := dropName(tx, "namespace", n.Name); err != nil {
+				return err
+			}
+			return tx.Delete(store.Namespaces, n.ID)
 		}
 		return store.PutJSON(tx, store.Namespaces, n.ID, rec)
 	})
 	if err != nil {
-		return nil, internal(err, "store namespace")
+		return nil, internal(err, "create namespace")
 	}
 	if existing != nil {
 		cmp := rec.Doc
@@ -72,77 +80,33 @@ func (s *Service) CreateNamespace(n api.Namespace) (*api.Namespace, error) {
 		}
 		return nil, api.Conflict(api.CodeObjectAlreadyExists, "a namespace with ID %s already exists with other settings", n.ID)
 	}
-	if rec.Doc.Managed {
-		if err := s.realiseNamespace(&rec); err != nil {
-			s.removeNamespaceFiles(&rec)
-			_ = s.cfg.Store.Update(func(tx store.Tx) error {
-				if err := dropName(tx, "namespace", n.Name); err != nil {
-					return err
-				}
-				return tx.Delete(store.Namespaces, n.ID)
-			})
-			return nil, internal(err, "create namespace")
-		}
-	}
 	s.log.Info("namespace created", "id", n.ID, "path", rec.Doc.NetNamespacePath, "managed", rec.Doc.Managed)
 	return &rec.Doc, nil
 }
 
-// realiseNamespace makes a managed namespace exist, with loopback up, and
-// visible to `ip netns` when configured. An existing one is kept.
-func (s *Service) realiseNamespace(rec *namespaceRecord) error {
-	if _, err := dataplane.EnsureNamespace(rec.Doc.NetNamespacePath); err != nil {
-		return fmt.Errorf("namespace %s: %w", rec.Doc.ID, err)
+// wrappable checks that path may be wrapped as a namespace for the caller
+// and returns its identity: it must be a network namespace, not the host's
+// own, not one of hostnet's, and one the caller may act on (see
+// callerMayUse). owner names the document in errors.
+func (s *Service) wrappable(ctx context.Context, owner, path string) (netmodel.NSID, error) {
+	id, err := s.rec.Identify(ctx, path)
+	if err != nil {
+		return id, api.Invalid(api.CodeInvalidNamespace, "%s: field NetNamespacePath: %q is not a network namespace", owner, path)
 	}
-	return s.realiseNamespaceFiles(rec)
-}
-
-// realiseNamespaceFiles makes a namespace's files: its resolv.conf and its
-// link for `ip netns`.
-func (s *Service) realiseNamespaceFiles(rec *namespaceRecord) error {
-	path := rec.Doc.NetNamespacePath
-	if rec.ResolvConf != "" {
-		// Made now, so that attaching only overwrites a file.
-		if _, err := os.Stat(rec.ResolvConf); errors.Is(err, os.ErrNotExist) {
-			if err := s.writeResolvConf(rec); err != nil {
-				return fmt.Errorf("resolv.conf of namespace %s: %w", rec.Doc.ID, err)
-			}
-		}
+	if id == s.rec.HostID() {
+		return id, api.Invalid(api.CodeInvalidNamespace, "%s: field NetNamespacePath: %q is the host's own network namespace", owner, path)
 	}
-	if s.cfg.NetnsLinkDir != "" {
-		if err := os.MkdirAll(s.cfg.NetnsLinkDir, 0o755); err != nil {
-			return err
-		}
-		link := filepath.Join(s.cfg.NetnsLinkDir, ipNetnsName(rec.Doc.ID))
-		if target, err := os.Readlink(link); err != nil || target != path {
-			_ = os.Remove(link)
-			if err := os.Symlink(path, link); err != nil {
-				return fmt.Errorf("link namespace for ip netns: %w", err)
-			}
-		}
+	if rel, err := filepath.Rel(s.cfg.NetnsDir, path); err == nil && !strings.HasPrefix(rel, "..") {
+		return id, api.Invalid(api.CodeInvalidNamespace, "%s: field NetNamespacePath: %q is a namespace hostnet made: attach to its namespace object instead", owner, path)
 	}
-	return nil
-}
-
-// removeNamespaceFiles removes a managed namespace's mount, ip-netns link
-// and resolv.conf; what is already gone is skipped.
-func (s *Service) removeNamespaceFiles(rec *namespaceRecord) {
-	if !rec.Doc.Managed {
-		return
+	if err := callerMayUse(ctx, path); err != nil {
+		return id, api.Forbidden("%s: field NetNamespacePath: %v", owner, err)
 	}
-	if err := netns.Delete(rec.Doc.NetNamespacePath); err != nil {
-		s.log.Error("removing namespace failed", "id", rec.Doc.ID, "err", err)
-	}
-	if s.cfg.NetnsLinkDir != "" {
-		_ = os.Remove(filepath.Join(s.cfg.NetnsLinkDir, ipNetnsName(rec.Doc.ID)))
-	}
-	if rec.ResolvConf != "" {
-		_ = os.RemoveAll(filepath.Dir(rec.ResolvConf))
-	}
+	return id, nil
 }
 
 // GetNamespace returns a namespace by ID or name.
-func (s *Service) GetNamespace(ref string) (*api.Namespace, error) {
+func (s *Service) GetNamespace(ctx context.Context, ref string) (*api.Namespace, error) {
 	var rec namespaceRecord
 	err := s.cfg.Store.View(func(tx store.Tx) error {
 		_, err := lookup(tx, store.Namespaces, "namespace", ref, &rec)
@@ -179,7 +143,7 @@ func cloneExtra(e api.Extra) api.Extra {
 }
 
 // ListNamespaces returns the namespaces that match the HNS filter document.
-func (s *Service) ListNamespaces(filter string) ([]api.Namespace, error) {
+func (s *Service) ListNamespaces(ctx context.Context, filter string) ([]api.Namespace, error) {
 	f, err := parseFilter("namespace", filter)
 	if err != nil {
 		return nil, err
@@ -203,34 +167,35 @@ func (s *Service) ListNamespaces(filter string) ([]api.Namespace, error) {
 // DeleteNamespace detaches the namespace's endpoints (they remain, free to
 // attach elsewhere) and removes it; a namespace hostnet created is removed
 // from the kernel too.
-func (s *Service) DeleteNamespace(ref string) error {
+func (s *Service) DeleteNamespace(ctx context.Context, ref string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rec namespaceRecord
-	type detached struct {
-		ep endpointRecord
-		pn *parsedNetwork
-	}
-	var gone []detached
-	err := s.cfg.Store.Update(func(tx store.Tx) error {
+	var detached int
+	err := s.mutate(ctx, &mutation{}, func(tx store.Tx, m *mutation) error {
+		m.bestEffort = true
 		id, err := lookup(tx, store.Namespaces, "namespace", ref, &rec)
 		if err != nil {
 			return err
 		}
+		owners := []netmodel.Owner{netmodel.NamespaceOwner(id)}
+		for _, epID := range attachedIDs(&rec.Doc) {
+			owners = append(owners, netmodel.EndpointOwner(epID))
+		}
+		if err := m.touch(owners...); err != nil {
+			return err
+		}
+		detached = 0
 		for _, epID := range attachedIDs(&rec.Doc) {
 			var ep endpointRecord
 			if err := store.GetJSON(tx, store.Endpoints, epID, &ep); err != nil {
 				continue
 			}
-			pn, err := networkOf(tx, &ep.Doc)
-			if err != nil {
-				return err
-			}
-			gone = append(gone, detached{ep, pn})
 			clearAttachment(&ep)
 			if err := store.PutJSON(tx, store.Endpoints, epID, ep); err != nil {
 				return err
 			}
+			detached++
 		}
 		if err := dropName(tx, "namespace", rec.Doc.Name); err != nil {
 			return err
@@ -240,17 +205,12 @@ func (s *Service) DeleteNamespace(ref string) error {
 	if err != nil {
 		return internal(err, "delete namespace %q", ref)
 	}
-	for _, d := range gone {
-		s.detachKernel(&d.ep, d.pn)
-		s.forgetInFirewall(d.ep.Doc.ID)
-	}
-	s.removeNamespaceFiles(&rec)
-	s.log.Info("namespace deleted", "id", rec.Doc.ID, "detached", len(gone))
+	s.log.Info("namespace deleted", "id", rec.Doc.ID, "detached", detached)
 	return nil
 }
 
 // ModifyNamespace attaches or detaches an endpoint, or records a container.
-func (s *Service) ModifyNamespace(ref string, req api.ModifyRequest) (*api.Namespace, error) {
+func (s *Service) ModifyNamespace(ctx context.Context, ref string, req api.ModifyRequest) (*api.Namespace, error) {
 	if err := api.ResolveModify("namespace", &req); err != nil {
 		return nil, err
 	}
@@ -265,9 +225,9 @@ func (s *Service) ModifyNamespace(ref string, req api.ModifyRequest) (*api.Names
 		}
 		switch req.RequestType {
 		case api.RequestAdd:
-			return s.Attach(ref, er.EndpointId)
+			return s.Attach(ctx, ref, er.EndpointId)
 		case api.RequestRemove:
-			return s.Detach(ref, er.EndpointId)
+			return s.Detach(ctx, ref, er.EndpointId)
 		}
 		return nil, api.Unsupported("namespace modify request: RequestType %s of an endpoint is not supported (use Add or Remove)", req.RequestType)
 	case api.ResourceContainer:
@@ -349,100 +309,43 @@ func clearAttachment(ep *endpointRecord) {
 // Attach attaches an endpoint to a namespace: its NIC is created directly
 // inside the namespace with the endpoint's MAC, addresses and routes, and
 // the namespace's resolv.conf gets its DNS.
-func (s *Service) Attach(nsRef, epRef string) (*api.Namespace, error) {
+func (s *Service) Attach(ctx context.Context, nsRef, epRef string) (*api.Namespace, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var ns, nsBefore namespaceRecord
-	var ep, before endpointRecord
-	var pn *parsedNetwork
-	times, txErr, kernelErr := s.updateOverlapped(func(tx store.Tx) (func() error, error) {
+	var ns namespaceRecord
+	var ep endpointRecord
+	m := &mutation{}
+	err := s.mutate(ctx, m, func(tx store.Tx, m *mutation) error {
 		if _, err := lookup(tx, store.Namespaces, "namespace", nsRef, &ns); err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := lookup(tx, store.Endpoints, "endpoint", epRef, &ep); err != nil {
-			return nil, err
+			return err
 		}
-		before, nsBefore = ep, ns
+		before, nsBefore := ep, ns
 		if ep.Doc.HostComputeNamespace != "" {
-			return nil, api.Conflict(api.CodeEndpointAttached, "endpoint %q is already attached to namespace %s: detach it first",
+			return api.Conflict(api.CodeEndpointAttached, "endpoint %q is already attached to namespace %s: detach it first",
 				displayName(ep.Doc.Name, ep.Doc.ID), ep.Doc.HostComputeNamespace)
 		}
-		var err error
-		if pn, err = networkOf(tx, &ep.Doc); err != nil {
-			return nil, err
+		if err := m.touch(netmodel.EndpointOwner(ep.Doc.ID), netmodel.NamespaceOwner(ns.Doc.ID)); err != nil {
+			return err
 		}
 		if err := linkToNamespace(tx, &ep, &ns); err != nil {
-			return nil, err
-		}
-		if err := store.PutJSON(tx, store.Endpoints, ep.Doc.ID, ep); err != nil {
-			return nil, err
-		}
-		return s.attachStep(tx, &ep, pn, &ns), nil
-	})
-	if err := s.settleAttach(txErr, kernelErr, times, &ep, pn, &nsBefore, func(tx store.Tx) error {
-		if err := store.PutJSON(tx, store.Endpoints, before.Doc.ID, before); err != nil {
 			return err
 		}
-		return store.PutJSON(tx, store.Namespaces, nsBefore.Doc.ID, nsBefore)
-	}); err != nil {
+		m.undo = func(tx store.Tx) error {
+			if err := store.PutJSON(tx, store.Endpoints, before.Doc.ID, before); err != nil {
+				return err
+			}
+			return store.PutJSON(tx, store.Namespaces, nsBefore.Doc.ID, nsBefore)
+		}
+		return store.PutJSON(tx, store.Endpoints, ep.Doc.ID, ep)
+	})
+	if err != nil {
 		return nil, internal(err, "attach endpoint %q to namespace %q", epRef, nsRef)
 	}
+	s.logAttach(&ep, m)
 	return s.namespaceDoc(&ns), nil
-}
-
-// attachStep returns the kernel step of an attach decided in tx: the
-// endpoint's filters (so its NIC never carries a packet unfiltered), its
-// NIC, then the namespace's resolv.conf (its content computed now, from
-// what tx sees, the new attachment included).
-func (s *Service) attachStep(tx store.Tx, ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) func() error {
-	resolv := s.resolvContent(tx, ns)
-	patches := s.firewall().SetEndpoint(firewallEndpoint(&ep.Doc))
-	epc, nsc := *ep, *ns
-	return func() error {
-		if err := s.patchFirewall(patches); err != nil {
-			return internal(err, "attach endpoint %q", displayName(epc.Doc.Name, epc.Doc.ID))
-		}
-		if err := s.attachKernel(&epc, pn, &nsc); err != nil {
-			s.detachKernel(&epc, pn)
-			return err
-		}
-		if err := writeResolvFile(&nsc, resolv); err != nil {
-			s.log.Warn("writing resolv.conf failed", "namespace", nsc.Doc.ID, "err", err)
-		}
-		return nil
-	}
-}
-
-// settleAttach finishes an overlapped attach: when the kernel step failed,
-// the store is put back with revert; when the commit failed after the
-// kernel step succeeded, the NIC is removed again and the namespace's
-// resolv.conf rewritten as it was.
-func (s *Service) settleAttach(txErr, kernelErr error, times overlapTimes, ep *endpointRecord, pn *parsedNetwork, nsBefore *namespaceRecord, revert func(store.Tx) error) error {
-	switch {
-	case txErr != nil && times.Started && kernelErr == nil:
-		s.detachKernel(ep, pn)
-		if err := s.writeResolvConf(nsBefore); err != nil {
-			s.log.Warn("writing resolv.conf failed", "namespace", nsBefore.Doc.ID, "err", err)
-		}
-		s.resyncFirewall()
-		return txErr
-	case txErr != nil:
-		if times.Started {
-			s.resyncFirewall()
-		}
-		return txErr
-	case kernelErr != nil:
-		if err := s.cfg.Store.Update(revert); err != nil {
-			s.log.Error("reverting a failed attach in the store failed; reconciliation will retry", "endpoint", ep.Doc.ID, "err", err)
-		}
-		s.resyncFirewall()
-		return kernelErr
-	case !times.Started:
-		return nil
-	}
-	s.log.Info("endpoint attached", "endpoint", displayName(ep.Doc.Name, ep.Doc.ID), "namespace", ep.Doc.HostComputeNamespace,
-		"interface", ep.Doc.InterfaceName, "prepare", times.Prepare, "commit", times.Commit, "kernel", times.Kernel)
-	return nil
 }
 
 // linkToNamespace records ep as attached to ns inside tx: it picks the
@@ -473,79 +376,15 @@ func linkToNamespace(tx store.Tx, ep *endpointRecord, ns *namespaceRecord) error
 	return store.PutJSON(tx, store.Namespaces, ns.Doc.ID, *ns)
 }
 
-// attachKernel creates an attached endpoint's NIC.
-func (s *Service) attachKernel(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) error {
-	drv, ok := s.cfg.Drivers[pn.spec.Type]
-	if !ok {
-		return api.Unsupported("network type %s is not supported by this build", pn.spec.Type)
-	}
-	de, err := driverEndpoint(ep, pn)
-	if err != nil {
-		return err
-	}
-	s.awaitUnlink(de.HostName, ns.Doc.ID)
-	h, err := netns.Open(ns.Doc.NetNamespacePath)
-	if err != nil {
-		return api.Conflict(api.CodeInvalidNamespace, "namespace %s: its network namespace %s is gone", ns.Doc.ID, ns.Doc.NetNamespacePath)
-	}
-	defer h.Close()
-	if err := drv.Attach(de, h); err != nil {
-		name := displayName(ep.Doc.Name, ep.Doc.ID)
-		switch {
-		case errors.Is(err, dataplane.ErrBridgeFull):
-			return api.Conflict(api.CodeAddressesExhausted, "attach endpoint %q: network %q has as many endpoints attached as its bridge can take: %v",
-				name, displayName(pn.doc.Name, pn.doc.ID), err)
-		case errors.Is(err, dataplane.ErrNameTaken):
-			return api.Conflict(api.CodeObjectAlreadyExists, "attach endpoint %q: namespace %s already has a device named %s that is not hostnet's",
-				name, ns.Doc.ID, ep.Doc.InterfaceName)
-		}
-		return internal(err, "attach endpoint %q", name)
-	}
-	return nil
-}
-
-// reattach brings an attached endpoint's NIC to its current settings.
-func (s *Service) reattach(ep *endpointRecord) error {
-	var ns namespaceRecord
-	var pn *parsedNetwork
-	err := s.cfg.Store.View(func(tx store.Tx) error {
-		if err := store.GetJSON(tx, store.Namespaces, ep.Doc.HostComputeNamespace, &ns); err != nil {
-			return err
-		}
-		var err error
-		pn, err = networkOf(tx, &ep.Doc)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return s.attachKernel(ep, pn, &ns)
-}
-
-// detachKernel removes an endpoint's NIC; failures are logged, as the NIC
-// is unclaimed once the store says so and reconciliation removes it.
-func (s *Service) detachKernel(ep *endpointRecord, pn *parsedNetwork) {
-	drv, ok := s.cfg.Drivers[pn.spec.Type]
-	if !ok {
-		return
-	}
-	// Detaching needs only the host-side device, which does not depend on
-	// the (possibly already cleared) attachment.
-	de := &driver.Endpoint{ID: ep.Doc.ID, Network: pn.driverNetwork(), HostName: ep.Doc.HostInterfaceName}
-	if err := drv.Detach(de); err != nil {
-		s.log.Error("removing endpoint NIC failed; reconciliation will retry", "endpoint", ep.Doc.ID, "err", err)
-	}
-}
-
 // Detach detaches an endpoint from a namespace; the endpoint keeps its
 // addresses and can be attached again.
-func (s *Service) Detach(nsRef, epRef string) (*api.Namespace, error) {
+func (s *Service) Detach(ctx context.Context, nsRef, epRef string) (*api.Namespace, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ns namespaceRecord
 	var ep endpointRecord
-	var pn *parsedNetwork
-	err := s.cfg.Store.Update(func(tx store.Tx) error {
+	err := s.mutate(ctx, &mutation{}, func(tx store.Tx, m *mutation) error {
+		m.bestEffort = true
 		if _, err := lookup(tx, store.Namespaces, "namespace", nsRef, &ns); err != nil {
 			return err
 		}
@@ -556,8 +395,7 @@ func (s *Service) Detach(nsRef, epRef string) (*api.Namespace, error) {
 			return api.Conflict(api.CodeInvalidModifyRequest, "endpoint %q is not attached to namespace %s",
 				displayName(ep.Doc.Name, ep.Doc.ID), ns.Doc.ID)
 		}
-		var err error
-		if pn, err = networkOf(tx, &ep.Doc); err != nil {
+		if err := m.touch(netmodel.EndpointOwner(ep.Doc.ID), netmodel.NamespaceOwner(ns.Doc.ID)); err != nil {
 			return err
 		}
 		nsp, err := unlinkFromNamespace(tx, &ep)
@@ -570,7 +408,6 @@ func (s *Service) Detach(nsRef, epRef string) (*api.Namespace, error) {
 	if err != nil {
 		return nil, internal(err, "detach endpoint %q from namespace %q", epRef, nsRef)
 	}
-	s.unrealiseAttachment(&ep, pn, &ns)
 	s.log.Info("endpoint detached", "endpoint", displayName(ep.Doc.Name, ep.Doc.ID), "namespace", ns.Doc.ID)
 	return s.namespaceDoc(&ns), nil
 }
@@ -609,21 +446,4 @@ func unlinkFromNamespace(tx store.Tx, ep *endpointRecord) (*namespaceRecord, err
 	// The kernel NIC is named by what the endpoint was attached as.
 	clearAttachment(ep)
 	return &ns, nil
-}
-
-// unrealiseAttachment removes a detached endpoint's NIC and rewrites its
-// former namespace's resolv.conf.
-//
-// The firewall forgets the endpoint first, which cuts its port off (the
-// bridge table drops what a port it does not know sends); the device goes
-// in the background, since deleting a veth waits for several RCU grace
-// periods (about 15 ms here) and nothing depends on it any more. An attach
-// of the same device waits for it (awaitUnlink); a crash before it is gone
-// leaves an unclaimed device that reconciliation removes.
-func (s *Service) unrealiseAttachment(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) {
-	s.forgetInFirewall(ep.Doc.ID)
-	s.detachLater(ep, pn, ns.Doc.ID)
-	if err := s.writeResolvConf(ns); err != nil {
-		s.log.Warn("writing resolv.conf failed", "namespace", ns.Doc.ID, "err", err)
-	}
 }

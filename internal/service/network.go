@@ -8,6 +8,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/store"
 )
 
@@ -15,7 +16,7 @@ import (
 // without a subnet gets a free /20 of 172.16.0.0/12, as on Windows. When n
 // carries the ID of an existing network with the same content, the
 // existing network is returned (a retried create is harmless).
-func (s *Service) CreateNetwork(n api.Network) (*api.Network, error) {
+func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Network, error) {
 	spec, drv, err := s.checkNetwork(&n)
 	if err != nil {
 		return nil, err
@@ -27,13 +28,13 @@ func (s *Service) CreateNetwork(n api.Network) (*api.Network, error) {
 	if n.SchemaVersion == (api.SchemaVersion{}) {
 		n.SchemaVersion = api.SchemaVersion{Major: 2, Minor: 0}
 	}
-	n.BridgeName = driver.BridgeName(n.ID)
+	n.BridgeName = drv.NetworkDevice(n.ID)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
 	if len(spec.Subnets) == 0 && spec.Type == api.NAT {
-		p, err := s.pickSubnet()
+		p, err := s.pickSubnet(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -44,7 +45,8 @@ func (s *Service) CreateNetwork(n api.Network) (*api.Network, error) {
 	}
 
 	var existing *api.Network
-	err = s.cfg.Store.Update(func(tx store.Tx) error {
+	owner := netmodel.NetworkOwner(n.ID)
+	err = s.mutate(ctx, &mutation{}, func(tx store.Tx, m *mutation) error {
 		var old networkRecord
 		err := store.GetJSON(tx, store.Networks, n.ID, &old)
 		if err == nil {
@@ -54,33 +56,28 @@ func (s *Service) CreateNetwork(n api.Network) (*api.Network, error) {
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if err := m.touch(owner); err != nil {
+			return err
+		}
 		if err := claimName(tx, "network", n.Name, n.ID); err != nil {
 			return err
 		}
 		if err := checkOverlaps(tx, n.ID, spec); err != nil {
 			return err
 		}
-		return store.PutJSON(tx, store.Networks, n.ID, networkRecord{Doc: n})
-	})
-	if err != nil {
-		return nil, internal(err, "store network %q", n.Name)
-	}
-	if existing != nil {
-		return s.sameNetwork(existing, &n)
-	}
-
-	pn := &parsedNetwork{doc: &n, spec: spec}
-	if err := s.realiseNetwork(drv, pn); err != nil {
-		s.log.Error("network creation failed in the kernel, rolled back", "network", n.Name, "id", n.ID, "err", err)
-		_ = drv.DeleteNetwork(pn.driverNetwork())
-		rbErr := s.cfg.Store.Update(func(tx store.Tx) error {
+		m.undo = func(tx store.Tx) error {
 			if err := dropName(tx, "network", n.Name); err != nil {
 				return err
 			}
 			return tx.Delete(store.Networks, n.ID)
-		})
-		s.resyncFirewall()
-		return nil, internal(errors.Join(err, rbErr), "create network %q", n.Name)
+		}
+		return store.PutJSON(tx, store.Networks, n.ID, networkRecord{Doc: n})
+	})
+	if err != nil {
+		return nil, internal(err, "create network %q", n.Name)
+	}
+	if existing != nil {
+		return s.sameNetwork(existing, &n)
 	}
 	s.log.Info("network created", "network", n.Name, "id", n.ID, "type", n.Type, "bridge", n.BridgeName)
 	return &n, nil
@@ -158,20 +155,8 @@ func checkOverlaps(tx store.Tx, id string, spec *api.NetworkSpec) error {
 	return nil
 }
 
-// realiseNetwork brings the kernel to a stored network.
-func (s *Service) realiseNetwork(drv driver.Driver, pn *parsedNetwork) error {
-	if err := drv.EnsureNetwork(pn.driverNetwork()); err != nil {
-		return err
-	}
-	if err := s.patchFirewall(s.firewall().SetNetwork(firewallNetwork(pn))); err != nil {
-		s.resyncFirewall()
-		return err
-	}
-	return nil
-}
-
 // GetNetwork returns a network by ID or name.
-func (s *Service) GetNetwork(ref string) (*api.Network, error) {
+func (s *Service) GetNetwork(ctx context.Context, ref string) (*api.Network, error) {
 	var rec networkRecord
 	err := s.cfg.Store.View(func(tx store.Tx) error {
 		_, err := lookup(tx, store.Networks, "network", ref, &rec)
@@ -184,7 +169,7 @@ func (s *Service) GetNetwork(ref string) (*api.Network, error) {
 }
 
 // ListNetworks returns the networks that match the HNS filter document.
-func (s *Service) ListNetworks(filter string) ([]api.Network, error) {
+func (s *Service) ListNetworks(ctx context.Context, filter string) ([]api.Network, error) {
 	f, err := parseFilter("network", filter)
 	if err != nil {
 		return nil, err
@@ -206,16 +191,18 @@ func (s *Service) ListNetworks(filter string) ([]api.Network, error) {
 }
 
 // DeleteNetwork removes a network that has no endpoints left.
-func (s *Service) DeleteNetwork(ref string) error {
+func (s *Service) DeleteNetwork(ctx context.Context, ref string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var pn *parsedNetwork
-	err := s.cfg.Store.Update(func(tx store.Tx) error {
+	var doc api.Network
+	err := s.mutate(ctx, &mutation{}, func(tx store.Tx, m *mutation) error {
+		m.bestEffort = true
 		var rec networkRecord
 		id, err := lookup(tx, store.Networks, "network", ref, &rec)
 		if err != nil {
 			return err
 		}
+		doc = rec.Doc
 		eps, err := listEndpoints(tx)
 		if err != nil {
 			return err
@@ -230,66 +217,68 @@ func (s *Service) DeleteNetwork(ref string) error {
 			return api.Conflict(api.CodeNetworkHasEndpoints, "network %q still has %d endpoint(s) (%s): delete them first",
 				displayName(rec.Doc.Name, id), len(names), summarize(names))
 		}
-		if pn, err = parseStored(&rec.Doc); err != nil {
+		if err := m.touch(netmodel.NetworkOwner(id)); err != nil {
 			return err
 		}
-		return dropNetwork(tx, pn)
+		return dropNetwork(tx, &rec.Doc)
 	})
 	if err != nil {
 		return internal(err, "delete network %q", ref)
 	}
-	s.unrealiseNetwork(pn)
-	s.log.Info("network deleted", "network", pn.doc.Name, "id", pn.doc.ID)
+	s.log.Info("network deleted", "network", doc.Name, "id", doc.ID)
 	return nil
 }
 
-// dropNetwork forgets a network and its pools in the store.
-func dropNetwork(tx store.Tx, pn *parsedNetwork) error {
-	for _, p := range pn.pools() {
-		if err := p.Drop(tx); err != nil {
+// dropNetwork forgets a network and its pools in the store (a network
+// whose document no longer parses goes with the pools it can name).
+func dropNetwork(tx store.Tx, n *api.Network) error {
+	if pn, err := parseStored(n); err == nil {
+		for _, p := range pn.pools() {
+			if err := p.Drop(tx); err != nil {
+				return err
+			}
+		}
+		if err := pn.macPool().Drop(tx); err != nil {
 			return err
 		}
 	}
-	if err := pn.macPool().Drop(tx); err != nil {
+	if err := dropName(tx, "network", n.Name); err != nil {
 		return err
 	}
-	if err := dropName(tx, "network", pn.doc.Name); err != nil {
-		return err
-	}
-	return tx.Delete(store.Networks, pn.doc.ID)
+	return tx.Delete(store.Networks, n.ID)
 }
 
-// unrealiseNetwork removes a network's kernel objects after its intent is
-// gone. Failures are logged: the objects are tagged and unclaimed now, so
-// the next reconciliation removes them.
-func (s *Service) unrealiseNetwork(pn *parsedNetwork) {
-	if drv, ok := s.cfg.Drivers[pn.spec.Type]; ok {
-		if err := drv.DeleteNetwork(pn.driverNetwork()); err != nil {
-			s.log.Error("removing network from the kernel failed; reconciliation will retry", "network", pn.doc.Name, "err", err)
+// attachedTo lists, inside tx, the owners a network's change touches: its
+// attached endpoints and their namespaces (whose resolv.conf may follow
+// the network's DNS).
+func attachedTo(tx store.Tx, networkID string) ([]netmodel.Owner, error) {
+	eps, err := listEndpoints(tx)
+	if err != nil {
+		return nil, err
+	}
+	var owners []netmodel.Owner
+	seen := map[string]bool{}
+	for _, e := range eps {
+		if e.Doc.HostComputeNetwork != networkID || e.Doc.HostComputeNamespace == "" {
+			continue
+		}
+		owners = append(owners, netmodel.EndpointOwner(e.Doc.ID))
+		if !seen[e.Doc.HostComputeNamespace] {
+			seen[e.Doc.HostComputeNamespace] = true
+			owners = append(owners, netmodel.NamespaceOwner(e.Doc.HostComputeNamespace))
 		}
 	}
-	if err := s.patchFirewall(s.firewall().RemoveNetwork(pn.doc.ID)); err != nil {
-		s.log.Error("updating the firewall failed", "err", err)
-		s.resyncFirewall()
-	}
+	return owners, nil
 }
 
-// ModifyNetwork changes a network's policies or DNS settings.
-func (s *Service) ModifyNetwork(ref string, req api.ModifyRequest) (*api.Network, error) {
+// ModifyNetwork changes a network's policies or DNS settings; its
+// endpoints' filters and resolv.conf files follow, and their flows that
+// new ACLs deny end.
+func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyRequest) (*api.Network, error) {
 	if err := api.ResolveModify("network", &req); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var rec networkRecord
-	err := s.cfg.Store.View(func(tx store.Tx) error {
-		_, err := lookup(tx, store.Networks, "network", ref, &rec)
-		return err
-	})
-	if err != nil {
-		return nil, internal(err, "read network %q", ref)
-	}
-	n := rec.Doc
+	var change func(n *api.Network) error
 	switch req.ResourceType {
 	case api.ResourcePolicy:
 		var pr api.PolicyRequest
@@ -299,7 +288,10 @@ func (s *Service) ModifyNetwork(ref string, req api.ModifyRequest) (*api.Network
 		for i := range pr.Policies {
 			pr.Policies[i].Type = api.ResolveNetworkPolicyType(pr.Policies[i].Type)
 		}
-		n.Policies = modifyPolicies(n.Policies, req.RequestType, pr.Policies)
+		change = func(n *api.Network) error {
+			n.Policies = modifyPolicies(n.Policies, req.RequestType, pr.Policies)
+			return nil
+		}
 	case api.ResourceDNS:
 		if req.RequestType != api.RequestUpdate && req.RequestType != api.RequestAdd {
 			return nil, api.Unsupported("network modify request: RequestType %s of DNS is not supported (use Update)", req.RequestType)
@@ -308,38 +300,43 @@ func (s *Service) ModifyNetwork(ref string, req api.ModifyRequest) (*api.Network
 		if err := api.DecodeSettings(req.Settings, &d); err != nil {
 			return nil, api.Invalid(api.CodeInvalidNetwork, "invalid network modify request: field Settings: %v", err)
 		}
-		n.Dns = &d
+		change = func(n *api.Network) error {
+			n.Dns = &d
+			return nil
+		}
 	default:
 		return nil, api.Unsupported("network modify request: ResourceType %s is not supported on Linux", req.ResourceType)
 	}
-	spec, drv, err := s.checkNetwork(&n)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cfg.Store.Update(func(tx store.Tx) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n api.Network
+	err := s.mutate(ctx, &mutation{}, func(tx store.Tx, m *mutation) error {
+		var rec networkRecord
+		if _, err := lookup(tx, store.Networks, "network", ref, &rec); err != nil {
+			return err
+		}
+		old := rec.Doc
+		n = rec.Doc
+		if err := change(&n); err != nil {
+			return err
+		}
+		if _, _, err := s.checkNetwork(&n); err != nil {
+			return err
+		}
+		owners, err := attachedTo(tx, n.ID)
+		if err != nil {
+			return err
+		}
+		if err := m.touch(append([]netmodel.Owner{netmodel.NetworkOwner(n.ID)}, owners...)...); err != nil {
+			return err
+		}
+		m.undo = func(tx store.Tx) error { return store.PutJSON(tx, store.Networks, old.ID, networkRecord{Doc: old}) }
 		return store.PutJSON(tx, store.Networks, n.ID, networkRecord{Doc: n})
-	}); err != nil {
-		return nil, internal(err, "store network %q", n.Name)
-	}
-	before, _ := s.firewall().Network(n.ID)
-	if err := s.realiseNetwork(drv, &parsedNetwork{doc: &n, spec: spec}); err != nil {
-		return nil, internal(err, "apply network %q", n.Name)
-	}
-	if after, _ := s.firewall().Network(n.ID); req.ResourceType == api.ResourcePolicy && len(before.ACLs)+len(after.ACLs) > 0 {
-		// Network ACLs apply to every endpoint: end the flows they now deny.
-		s.endNetworkFlows(n.ID, after)
-	}
-	if req.ResourceType == api.ResourceDNS {
-		s.refreshNetworkDNS(n.ID)
+	})
+	if err != nil {
+		return nil, internal(err, "modify network %q", ref)
 	}
 	return &n, nil
-}
-
-func displayName(name, id string) string {
-	if name != "" {
-		return name
-	}
-	return id
 }
 
 func summarize(names []string) string {
@@ -351,8 +348,8 @@ func summarize(names []string) string {
 
 // pickSubnet chooses a /20 inside 172.16.0.0/12 that overlaps no address or
 // route of the host and no subnet of another network.
-func (s *Service) pickSubnet() (netip.Prefix, error) {
-	taken, err := s.cfg.Host.HostPrefixes(context.TODO())
+func (s *Service) pickSubnet(ctx context.Context) (netip.Prefix, error) {
+	taken, err := s.rec.HostPrefixes(ctx)
 	if err != nil {
 		return netip.Prefix{}, internal(err, "read the host's addresses")
 	}

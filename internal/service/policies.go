@@ -1,21 +1,16 @@
 package service
 
 import (
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
-	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/store"
 )
 
 // endpointPolicies is the parsed form of an endpoint's policies.
 type endpointPolicies struct {
-	routes   []dataplane.Route
+	routes   []api.RouteSpec
 	mappings []api.PortMappingSpec
 	acls     []api.ACLSpec
 	obnat    *api.OutboundNATSpec
@@ -35,7 +30,7 @@ func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, er
 		case api.SDNRoute:
 			r, err := parseSDNRoute(p.Settings)
 			if err != nil {
-				return nil, fmt.Errorf("%s: field Policies[%d]: %w", owner, i, err)
+				return nil, prefixError(fmt.Sprintf("%s: field Policies[%d]", owner, i), err)
 			}
 			out.routes = append(out.routes, r)
 		case api.PortMapping:
@@ -66,6 +61,17 @@ func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, er
 		}
 	}
 	return out, nil
+}
+
+// prefixError puts where in the document an error is before its message,
+// keeping its API code and status.
+func prefixError(where string, err error) error {
+	if e, ok := err.(*api.Error); ok {
+		c := *e
+		c.Message = where + ": " + e.Message
+		return &c
+	}
+	return fmt.Errorf("%s: %w", where, err)
 }
 
 // parseNetworkACLs returns a network's NetworkACL rules.
@@ -137,221 +143,4 @@ func dropPorts(tx store.Tx, ms []api.PortMappingSpec) error {
 		}
 	}
 	return nil
-}
-
-// reservePorts binds the host ports of mappings that are not bound yet, so
-// host processes cannot take them. On failure it releases what it bound
-// and answers a 409 naming the holder. The returned function releases
-// what this call bound (for undoing).
-func (s *Service) reservePorts(ms []api.PortMappingSpec) (undo func(), err error) {
-	var made []string
-	undo = func() {
-		for _, k := range made {
-			s.reserved[k].Release()
-			delete(s.reserved, k)
-		}
-	}
-	for _, m := range ms {
-		key := portKey(m)
-		if _, ok := s.reserved[key]; ok {
-			continue
-		}
-		r, err := s.cfg.Host.ReservePort(m.ProtocolName(), m.IPv6, m.VIP, m.ExternalPort)
-		if err != nil {
-			undo()
-			var inUse *dataplane.PortInUseError
-			if errors.As(err, &inUse) {
-				return func() {}, api.Conflict(api.CodePortAlreadyExists, "cannot publish %s: %v", m, err)
-			}
-			return func() {}, api.Invalid(api.CodeInvalidPolicy, "cannot publish %s: %v", m, err)
-		}
-		s.reserved[key] = r
-		made = append(made, key)
-	}
-	return undo, nil
-}
-
-// releasePorts unbinds the host ports of mappings.
-func (s *Service) releasePorts(ms []api.PortMappingSpec) {
-	for _, m := range ms {
-		key := portKey(m)
-		s.reserved[key].Release()
-		delete(s.reserved, key)
-	}
-}
-
-// endpointPoliciesOf parses a stored endpoint's policies.
-func endpointPoliciesOf(e *api.Endpoint) *endpointPolicies {
-	ps, err := parseEndpointPolicies("stored endpoint "+e.ID, e.Policies)
-	if err != nil {
-		return &endpointPolicies{}
-	}
-	return ps
-}
-
-// firewallNetwork is the compiler's view of a stored network.
-func firewallNetwork(pn *parsedNetwork) policy.Network {
-	n := policy.Network{ID: pn.doc.ID, Type: pn.spec.Type, Bridge: pn.doc.BridgeName}
-	for _, sub := range pn.spec.Subnets {
-		n.Subnets = append(n.Subnets, sub.Prefix)
-	}
-	n.ACLs, _ = parseNetworkACLs("stored network "+pn.doc.ID, pn.doc.Policies)
-	return n
-}
-
-// firewallEndpoint is the compiler's view of an attached endpoint.
-func firewallEndpoint(e *api.Endpoint) policy.Endpoint {
-	ps := endpointPoliciesOf(e)
-	fe := policy.Endpoint{
-		ID: e.ID, Network: e.HostComputeNetwork, Port: e.HostInterfaceName,
-		DisableICC: e.Flags&api.EndpointDisableICC != 0,
-		Mappings:   ps.mappings, ACLs: ps.acls, OutboundNAT: ps.obnat,
-	}
-	fe.MAC, _ = api.ParseMAC(e.MacAddress)
-	for _, p := range endpointAddrs(e) {
-		fe.Addrs = append(fe.Addrs, p.Addr())
-	}
-	return fe
-}
-
-// loadFirewall rebuilds the compiler's state from the store.
-func (s *Service) loadFirewall(tx store.Tx) error {
-	nets, err := listNetworks(tx)
-	if err != nil {
-		return err
-	}
-	eps, err := listEndpoints(tx)
-	if err != nil {
-		return err
-	}
-	s.buildFirewall(nets, eps)
-	return nil
-}
-
-// buildFirewall sets the compiler's state from the networks and endpoints
-// given (all of the store's).
-func (s *Service) buildFirewall(nets []networkRecord, eps []endpointRecord) {
-	st := policy.NewState()
-	for i := range nets {
-		pn, err := parseStored(&nets[i].Doc)
-		if err != nil {
-			continue
-		}
-		st.SetNetwork(firewallNetwork(pn))
-	}
-	for i := range eps {
-		if eps[i].Doc.HostComputeNamespace != "" {
-			st.SetEndpoint(firewallEndpoint(&eps[i].Doc))
-		}
-	}
-	s.fw = st
-}
-
-// firewall returns the compiler's state, loading it from the store the
-// first time.
-func (s *Service) firewall() *policy.State {
-	if s.fw == nil {
-		if err := s.cfg.Store.View(s.loadFirewall); err != nil {
-			s.log.Error("loading the firewall's state failed", "err", err)
-			s.fw = policy.NewState()
-		}
-	}
-	return s.fw
-}
-
-// applyFirewall applies the whole tables (at start: diffed against what
-// the kernel holds, so nothing is flushed).
-func (s *Service) applyFirewall() error {
-	if s.cfg.Firewall == nil {
-		return nil
-	}
-	if err := s.cfg.Firewall.ApplyAll(s.firewall().Tables()...); err != nil {
-		return fmt.Errorf("apply nftables tables: %w", err)
-	}
-	return nil
-}
-
-// patchFirewall applies the patches of one change, in one atomic batch.
-func (s *Service) patchFirewall(patches []nft.TablePatch) error {
-	if s.cfg.Firewall == nil || len(patches) == 0 {
-		return nil
-	}
-	if err := s.cfg.Firewall.Patch(patches...); err != nil {
-		return fmt.Errorf("update nftables tables: %w", err)
-	}
-	return nil
-}
-
-// resyncFirewall rebuilds the state from the store and applies it whole;
-// used after a failure left the state in doubt.
-func (s *Service) resyncFirewall() {
-	if err := s.cfg.Store.View(s.loadFirewall); err != nil {
-		s.log.Error("reloading the firewall's state failed", "err", err)
-		return
-	}
-	if err := s.applyFirewall(); err != nil {
-		s.log.Error("applying the firewall failed; reconciliation will retry", "err", err)
-	}
-}
-
-// nicChanged tells whether a change of policies from before to after
-// changes the endpoint's NIC: its routes (SDNRoute) or its port's hairpin
-// mode (on while it publishes ports). ACLs and the rest live in the
-// firewall only.
-func nicChanged(before, after *endpointRecord) bool {
-	b, a := endpointPoliciesOf(&before.Doc), endpointPoliciesOf(&after.Doc)
-	return !slices.Equal(b.routes, a.routes) || (len(b.mappings) > 0) != (len(a.mappings) > 0)
-}
-
-// droppedMapping tells whether after lacks a port mapping before had.
-func droppedMapping(before, after policy.Endpoint) bool {
-	kept := map[api.PortMappingSpec]bool{}
-	for _, m := range after.Mappings {
-		kept[m] = true
-	}
-	for _, m := range before.Mappings {
-		if !kept[m] {
-			return true
-		}
-	}
-	return false
-}
-
-// forgetInFirewall removes a detached endpoint from the firewall: its port
-// filters and published ports go, and the flows it had with them.
-func (s *Service) forgetInFirewall(id string) {
-	e, ok := s.firewall().Endpoint(id)
-	if !ok {
-		return
-	}
-	if err := s.patchFirewall(s.firewall().RemoveEndpoint(id)); err != nil {
-		s.log.Error("updating the firewall failed", "err", err)
-		s.resyncFirewall()
-	}
-	// Its published ports and ACLs are gone from the firewall; what is left
-	// of its flows is bookkeeping, which the address cursor of the IPAM
-	// keeps from meeting a new endpoint before it is done.
-	s.endFlowsLater(gone(e))
-}
-
-// endNetworkFlows ends, for every attached endpoint of a network, the flows
-// its network's new ACLs deny.
-func (s *Service) endNetworkFlows(networkID string, n policy.Network) {
-	var eps []api.Endpoint
-	_ = s.cfg.Store.View(func(tx store.Tx) error {
-		recs, err := listEndpoints(tx)
-		for _, r := range recs {
-			if r.Doc.HostComputeNetwork == networkID && r.Doc.HostComputeNamespace != "" {
-				eps = append(eps, r.Doc)
-			}
-		}
-		return err
-	})
-	var changes []flowChange
-	for i := range eps {
-		if e, ok := s.firewall().Endpoint(eps[i].ID); ok {
-			changes = append(changes, flowChange{before: e, after: e, network: n})
-		}
-	}
-	s.endFlowsLater(changes...)
 }

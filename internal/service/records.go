@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"reflect"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/ipam"
+	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/store"
 )
 
@@ -33,6 +31,15 @@ type namespaceRecord struct {
 	// ResolvConf is where hostnet writes the namespace's resolv.conf ("" if
 	// it writes none).
 	ResolvConf string `json:"ResolvConf,omitempty"`
+	// Identity is the identity of a wrapped namespace when it was wrapped:
+	// another namespace found at its path later (a reused /proc/PID) is
+	// not acted in. Zero for managed ones, and in older records.
+	Identity netmodel.NSID `json:"Identity,omitzero"`
+}
+
+// ns is the namespace a record stands for.
+func (n *namespaceRecord) ns() netmodel.NS {
+	return netmodel.NS{Path: n.Doc.NetNamespacePath, ID: n.Identity}
 }
 
 func listNetworks(tx store.Tx) ([]networkRecord, error) {
@@ -73,10 +80,6 @@ func parseStored(n *api.Network) (*parsedNetwork, error) {
 	return &parsedNetwork{doc: n, spec: spec}, nil
 }
 
-func (p *parsedNetwork) driverNetwork() *driver.Network {
-	return &driver.Network{ID: p.doc.ID, Name: p.doc.Name, Spec: p.spec, Bridge: p.doc.BridgeName}
-}
-
 func (p *parsedNetwork) pools() []ipam.Pool {
 	out := make([]ipam.Pool, len(p.spec.Subnets))
 	for i, s := range p.spec.Subnets {
@@ -102,122 +105,42 @@ func endpointAddrs(e *api.Endpoint) []netip.Prefix {
 	return out
 }
 
-// defaultRouteMetric gives each NIC of a namespace its own metric, so two
-// endpoints in one namespace can both have a default route: ethN gets
-// 100+N (N for EnableLowInterfaceMetric), other names 200 + a hash.
-func defaultRouteMetric(e *api.Endpoint, ifName string) int {
-	base := 100
-	if e.Flags&api.EndpointEnableLowInterfaceMetric != 0 {
-		base = 0
-	}
-	var n int
-	if _, err := fmt.Sscanf(ifName, "eth%d", &n); err == nil && fmt.Sprintf("eth%d", n) == ifName && n < 100 {
-		return base + n
-	}
-	h := 0
-	for _, c := range ifName {
-		h = (h*31 + int(c)) % 9973
-	}
-	return base + 200 + h%700
-}
-
-// driverEndpoint builds what a driver needs to attach e.
-func driverEndpoint(rec *endpointRecord, net *parsedNetwork) (*driver.Endpoint, error) {
-	e := &rec.Doc
-	mac, err := api.ParseMAC(e.MacAddress)
-	if err != nil {
-		return nil, fmt.Errorf("endpoint %s: %w", e.ID, err)
-	}
-	spec, err := api.ParseEndpoint(&api.Endpoint{Routes: e.Routes})
-	if err != nil {
-		return nil, fmt.Errorf("stored endpoint %s no longer parses: %w", e.ID, err)
-	}
-	de := &driver.Endpoint{
-		ID:       e.ID,
-		Network:  net.driverNetwork(),
-		HostName: e.HostInterfaceName,
-		Name:     e.InterfaceName,
-		MAC:      mac,
-		Addrs:    endpointAddrs(e),
-	}
-	metric := defaultRouteMetric(e, e.InterfaceName)
-	for _, s := range net.spec.Subnets {
-		hasAddr := false
-		for _, a := range de.Addrs {
-			hasAddr = hasAddr || s.Prefix.Contains(a.Addr())
-		}
-		if !hasAddr {
-			continue
-		}
-		hasDefault := false
-		for _, r := range s.Routes {
-			if r.Dst.Bits() == 0 {
-				hasDefault = true
-				de.Routes = append(de.Routes, dataplane.Route{Dst: r.Dst, Gateway: r.NextHop, Metric: metric})
-			} else {
-				de.Routes = append(de.Routes, dataplane.Route{Dst: r.Dst, Gateway: r.NextHop, Metric: int(r.Metric)})
-			}
-		}
-		if !hasDefault {
-			de.Routes = append(de.Routes, dataplane.Route{Dst: netip.PrefixFrom(zeroAddr(s.Prefix.Addr()), 0), Gateway: s.Gateway, Metric: metric})
-		}
-	}
-	for _, r := range spec.Routes {
-		de.Routes = append(de.Routes, dataplane.Route{Dst: r.Dst, Gateway: r.NextHop, Metric: int(r.Metric)})
-	}
-	ps := endpointPoliciesOf(e)
-	de.Routes = append(de.Routes, ps.routes...)
-	de.Hairpin = len(ps.mappings) > 0
-	return de, nil
-}
-
-func zeroAddr(a netip.Addr) netip.Addr {
-	if a.Is4() {
-		return netip.IPv4Unspecified()
-	}
-	return netip.IPv6Unspecified()
-}
-
-func parseSDNRoute(raw json.RawMessage) (dataplane.Route, error) {
+func parseSDNRoute(raw json.RawMessage) (api.RouteSpec, error) {
 	var s api.SDNRouteSettings
 	if err := api.DecodeSettings(raw, &s); err != nil {
-		return dataplane.Route{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: %v", err)
+		return api.RouteSpec{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: %v", err)
 	}
 	if s.NeedEncap {
-		return dataplane.Route{}, api.Unsupported("SDNRoute policy: field NeedEncap: encapsulated routes need an Overlay network, which this build does not support")
+		return api.RouteSpec{}, api.Unsupported("SDNRoute policy: field NeedEncap: encapsulated routes need an Overlay network, which this build does not support")
 	}
 	dst, err := api.ParsePrefix(s.DestinationPrefix)
 	if err != nil {
-		return dataplane.Route{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field DestinationPrefix: %v", err)
+		return api.RouteSpec{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field DestinationPrefix: %v", err)
 	}
-	r := dataplane.Route{Dst: dst}
+	r := api.RouteSpec{Dst: dst}
 	if s.NextHop != "" {
 		nh, err := api.ParseAddr(s.NextHop)
 		if err != nil {
-			return dataplane.Route{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field NextHop: %v", err)
+			return api.RouteSpec{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field NextHop: %v", err)
 		}
 		if nh.Is4() != dst.Addr().Is4() {
-			return dataplane.Route{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field NextHop: %s is not of the family of %s", nh, dst)
+			return api.RouteSpec{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field NextHop: %s is not of the family of %s", nh, dst)
 		}
-		r.Gateway = nh
+		r.NextHop = nh
 	}
 	return r, nil
 }
 
-// samePolicy reports whether two policies have the same type and the same
-// settings, whatever the key order or spacing of their JSON.
-func samePolicy(a, b api.Policy) bool {
-	if a.Type != b.Type {
-		return false
+// policyKey is a policy's identity for Add and Remove: its type and its
+// settings in canonical JSON (key order and spacing do not matter).
+// Settings that are not JSON keep their bytes.
+func policyKey(p api.Policy) string {
+	var v any
+	if err := json.Unmarshal(orEmpty(p.Settings), &v); err != nil {
+		return string(p.Type) + "\x00raw:" + string(p.Settings)
 	}
-	var va, vb any
-	if err := json.Unmarshal(orEmpty(a.Settings), &va); err != nil {
-		return bytes.Equal(a.Settings, b.Settings)
-	}
-	if err := json.Unmarshal(orEmpty(b.Settings), &vb); err != nil {
-		return false
-	}
-	return reflect.DeepEqual(va, vb)
+	b, _ := json.Marshal(v)
+	return string(p.Type) + "\x00" + string(b)
 }
 
 func orEmpty(b json.RawMessage) json.RawMessage {
@@ -230,28 +153,30 @@ func orEmpty(b json.RawMessage) json.RawMessage {
 // modifyPolicies applies a policy modify request to a policy list: Add
 // appends what is not there yet, Remove drops what matches (absent ones are
 // no error, so a retried request is harmless), Update replaces all policies
-// of the types it carries, Refresh changes nothing.
+// of the types it carries, Refresh changes nothing. Each policy is decoded
+// once: the cost is linear in the number of policies.
 func modifyPolicies(cur []api.Policy, req api.RequestType, in []api.Policy) []api.Policy {
 	out := append([]api.Policy(nil), cur...)
 	switch req {
 	case api.RequestAdd:
+		have := make(map[string]bool, len(out)+len(in))
+		for _, q := range out {
+			have[policyKey(q)] = true
+		}
 		for _, p := range in {
-			dup := false
-			for _, q := range out {
-				dup = dup || samePolicy(p, q)
-			}
-			if !dup {
+			if k := policyKey(p); !have[k] {
+				have[k] = true
 				out = append(out, p)
 			}
 		}
 	case api.RequestRemove:
+		drop := make(map[string]bool, len(in))
+		for _, p := range in {
+			drop[policyKey(p)] = true
+		}
 		kept := out[:0]
 		for _, q := range out {
-			drop := false
-			for _, p := range in {
-				drop = drop || samePolicy(p, q)
-			}
-			if !drop {
+			if !drop[policyKey(q)] {
 				kept = append(kept, q)
 			}
 		}

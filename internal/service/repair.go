@@ -2,104 +2,525 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/reconcile"
+	"github.com/hostnet/hostnet/internal/store"
 )
 
-// repairDelay is how long a notification waits before the check it
-// triggers, so that a burst of changes (hostnet's own deletions among
-// them) costs one check.
-const repairDelay = 500 * time.Millisecond
-
-// othersWatcher is the part of the firewall that reports changes other
-// processes make (nft.Kernel).
-type othersWatcher interface {
-	WatchOthers(done <-chan struct{}, changed func(pid uint32, comm string), failed func(error)) error
+// StartReport counts what a start did.
+type StartReport struct {
+	Owners               int // networks, endpoints and namespaces planned
+	DroppedNonPersistent int // networks dropped because they do not survive a restart
+	CollectedNamespaces  int // wrapped namespaces gone from the kernel, removed with their endpoints
+	Repaired             int // differences the start's pass found (and repaired)
+	Failures             int // owners that could not be applied
 }
 
-// SelfRepair checks the kernel against the stored intent every interval,
-// and half a second after one of hostnet's devices is deleted or another
-// process changes nftables, and repairs what drifted (see Repair), until
-// ctx ends. Notifications that cannot be subscribed to leave the periodic
-// check alone to find drift.
-func (s *Service) SelfRepair(ctx context.Context, interval time.Duration) {
-	trigger := make(chan string, 1)
-	poke := func(reason string) {
+// Start brings the kernel to the stored intent, as every start of the
+// daemon must: networks flagged EnableNonPersistent are dropped, wrapped
+// namespaces that are gone are forgotten with their endpoints, the
+// outbox's entries are carried out, and one full pass of the reconciler
+// adopts what is right (traffic keeps flowing), makes what is missing and
+// removes what carries hostnet's tags and no owner wants. What lives
+// inside namespaces is verified after the API is served (see
+// Report.Assumed): at a restart with thousands of endpoints, looking into
+// every namespace is most of the time.
+func (s *Service) Start(ctx context.Context) (StartReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rep StartReport
+	var phases []any
+	last := time.Now()
+	phase := func(name string) {
+		now := time.Now()
+		phases = append(phases, slog.Duration(name, now.Sub(last)))
+		last = now
+	}
+	var outboxKeys []string
+	var pending []outboxEntry
+	err := s.cfg.Store.Update(func(tx store.Tx) error {
+		var err error
+		if outboxKeys, pending, err = s.outbox.pending(tx); err != nil {
+			return err
+		}
+		rep.DroppedNonPersistent, err = s.dropNonPersistent(tx)
+		return err
+	})
+	if err != nil {
+		return rep, internal(err, "read the store")
+	}
+	n, err := s.forgetVanished(ctx, false)
+	if err != nil {
+		return rep, err
+	}
+	rep.CollectedNamespaces = n
+	phase("load")
+	var p *plan
+	if err := s.cfg.Store.View(func(tx store.Tx) (err error) { p, err = s.planAll(tx); return err }); err != nil {
+		return rep, internal(err, "read the store")
+	}
+	rep.Owners = len(p.units)
+	phase("plan")
+	r, err := s.rec.Sync(ctx, p.units, reconcile.SyncOptions{})
+	if err != nil {
+		return rep, internal(err, "reconcile the kernel")
+	}
+	rep.Repaired = len(r.Problems)
+	rep.Failures = len(r.Failed) + len(p.failed)
+	for o, err := range p.failed {
+		s.log.Error("start: an object cannot be planned", "object", o, "err", err)
+	}
+	for o, err := range r.Failed {
+		s.log.Error("start: an object could not be applied; it is retried", "object", o, "err", err)
+	}
+	for _, pr := range r.Problems {
+		s.log.Debug("start: put back", "object", pr.Object, "problem", pr.What)
+	}
+	phase("kernel")
+	s.redrive(ctx, p, pending)
+	if len(outboxKeys) > 0 {
+		if err := s.cfg.Store.Update(func(tx store.Tx) error {
+			for _, k := range outboxKeys {
+				if err := tx.Delete(store.Outbox, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			s.log.Warn("clearing the outbox failed; the next start carries it out again", "err", err)
+		}
+	}
+	phase("outbox")
+	if spaces := assumedSpaces(p, r.Assumed); len(spaces) > 0 {
+		s.background.Add(1)
+		go s.verifyLater(spaces)
+	}
+	s.log.Info("reconciled", "owners", rep.Owners, "dropped_non_persistent", rep.DroppedNonPersistent,
+		"collected_namespaces", rep.CollectedNamespaces, "repaired", rep.Repaired, "failures", rep.Failures, slog.Group("took", phases...))
+	return rep, nil
+}
+
+// redrive carries out what the outbox says a previous run may not have
+// done: files it made that go, and flows to judge again by what the
+// owners want now.
+func (s *Service) redrive(ctx context.Context, p *plan, entries []outboxEntry) {
+	var files []netmodel.File
+	guards := map[netmodel.Owner]*netmodel.FlowGuard{}
+	for _, u := range p.units {
+		if u.Flows != nil {
+			guards[u.Owner] = u.Flows
+		}
+	}
+	var flows []reconcile.FlowJob
+	for _, e := range entries {
+		files = append(files, e.RemoveFiles...)
+		for _, f := range e.Flows {
+			flows = append(flows, reconcile.FlowJob{Addrs: f.Addrs, Guard: guards[f.Owner]})
+		}
+	}
+	if len(files) > 0 {
+		s.rec.RemoveFiles(ctx, files)
+	}
+	if len(flows) > 0 {
+		s.rec.EndFlows(ctx, flows)
+	}
+}
+
+// assumedSpaces returns the namespaces where the owners a pass assumed in
+// place have objects.
+func assumedSpaces(p *plan, owners []netmodel.Owner) []netmodel.NS {
+	want := map[netmodel.Owner]bool{}
+	for _, o := range owners {
+		want[o] = true
+	}
+	seen := map[netmodel.NS]bool{}
+	var out []netmodel.NS
+	for _, u := range p.units {
+		if !want[u.Owner] {
+			continue
+		}
+		for _, o := range u.Objects {
+			if ns := o.Key().NS; !ns.IsHost() && !seen[ns] {
+				seen[ns] = true
+				out = append(out, ns)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// verifyLater looks inside the namespaces a start took as in place, and
+// repairs what was changed there while the daemon was down (an address,
+// a route, the device's state). It runs after the API is served, one
+// namespace at a time under the lock, so requests interleave with it;
+// Close stops it.
+func (s *Service) verifyLater(spaces []netmodel.NS) {
+	defer s.background.Done()
+	start := time.Now()
+	for _, ns := range spaces {
 		select {
-		case trigger <- reason:
+		case <-s.closing:
+			return
 		default:
 		}
+		if err := s.verify(ns); err != nil {
+			s.log.Warn("verifying a namespace after the restart", "namespace", ns.Path, "err", err)
+		}
 	}
-	// A subscription ends on an error: its socket overflowed (a burst of
-	// notifications, as when thousands of ports go at once), or it closed
-	// at shutdown. Unless shutting down, what it missed is checked for at
-	// once, and it is made again.
-	var watchDevices, watchFirewall func()
-	failed := func(what string, again *func()) func(error) {
-		return func(err error) {
-			if ctx.Err() != nil {
-				return
+	s.log.Info("verified the adopted namespaces from inside", "namespaces", len(spaces), "took", time.Since(start))
+}
+
+// verify plans the owners with objects in ns now and has the reconciler
+// look inside it.
+func (s *Service) verify(ns netmodel.NS) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var units []*netmodel.Unit
+	err := s.cfg.Store.View(func(tx store.Tx) error {
+		nss, err := listNamespaces(tx)
+		if err != nil {
+			return err
+		}
+		nets := map[string]*parsedNetwork{}
+		for i := range nss {
+			if nss[i].Doc.NetNamespacePath != ns.Path {
+				continue
 			}
-			s.log.Info("self-repair: notifications interrupted; checking now and subscribing again", "source", what, "err", err)
-			poke(what + " notifications were interrupted")
-			go func() {
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-					(*again)()
+			owners := []netmodel.Owner{netmodel.NamespaceOwner(nss[i].Doc.ID)}
+			for _, id := range attachedIDs(&nss[i].Doc) {
+				owners = append(owners, netmodel.EndpointOwner(id))
+			}
+			for _, o := range owners {
+				u, err := s.unitOf(tx, o, nets)
+				if err != nil {
+					return err
 				}
-			}()
-		}
-	}
-	watchDevices = func() {
-		if err := s.cfg.Host.WatchLinkRemovals(ctx.Done(), func(name string) bool { return strings.HasPrefix(name, driver.LinkPrefix) }, func(name string) {
-			poke("device " + name + " was removed")
-		}, failed("device", &watchDevices)); err != nil {
-			s.log.Warn("self-repair: no device notifications; the periodic check goes on", "err", err)
-		}
-	}
-	watchFirewall = func() {
-		w, ok := s.cfg.Firewall.(othersWatcher)
-		if !ok {
-			return
-		}
-		if err := w.WatchOthers(ctx.Done(), func(pid uint32, comm string) {
-			poke(fmt.Sprintf("process %q (pid %d) changed nftables", comm, pid))
-		}, failed("nftables", &watchFirewall)); err != nil {
-			s.log.Warn("self-repair: no nftables notifications; the periodic check goes on", "err", err)
-		}
-	}
-	watchDevices()
-	watchFirewall()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		reason := "periodic check"
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		case reason = <-trigger:
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(repairDelay):
+				if u != nil {
+					units = append(units, u)
+				}
 			}
 		}
-		n, err := s.Repair(reason)
-		switch {
-		case dataplane.IsDumpInterrupted(err):
-			// Devices are coming and going in numbers: look again soon.
-			s.log.Info("self-repair: devices kept changing during the check; checking again", "reason", reason)
-			poke(reason)
-		case err != nil:
-			s.log.Error("self-repair: check failed", "err", err)
-		case n > 0:
-			s.log.Info("self-repair: repaired", "problems", n, "reason", reason)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.rec.Verify(context.Background(), ns, units)
+}
+
+// dropNonPersistent forgets, inside tx, the networks that do not survive
+// a restart, with their endpoints (their addresses, names and published
+// ports); their kernel objects are then wanted by no one, and the pass
+// that follows removes them.
+func (s *Service) dropNonPersistent(tx store.Tx) (int, error) {
+	nets, err := listNetworks(tx)
+	if err != nil {
+		return 0, err
+	}
+	dropped := 0
+	for i := range nets {
+		n := &nets[i].Doc
+		if n.Flags&api.NetworkEnableNonPersistent == 0 {
+			continue
+		}
+		pn, err := parseStored(n)
+		if err != nil {
+			return dropped, err
+		}
+		eps, err := listEndpoints(tx)
+		if err != nil {
+			return dropped, err
+		}
+		for j := range eps {
+			if eps[j].Doc.HostComputeNetwork != n.ID {
+				continue
+			}
+			if err := forgetEndpoint(tx, &eps[j], pn); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return dropped, err
+			}
+		}
+		if err := dropNetwork(tx, n); err != nil {
+			return dropped, err
+		}
+		dropped++
+		s.event("Dropped", "Network "+displayName(n.Name, n.ID), "a non-persistent network does not survive a restart")
+	}
+	return dropped, nil
+}
+
+// forgetVanished removes the wrapped namespaces whose Linux namespace is
+// gone (a reboot, or a runtime that deleted it without detaching), with
+// their endpoints: their addresses, MACs and published ports go back to
+// the pools. Their NICs went with the namespace; the firewall follows
+// (apply: as a mutation; otherwise the caller's full pass does it). It
+// returns how many it removed. The caller holds s.mu.
+func (s *Service) forgetVanished(ctx context.Context, apply bool) (int, error) {
+	var wrapped []netmodel.NS
+	if err := s.cfg.Store.View(func(tx store.Tx) error {
+		nss, err := listNamespaces(tx)
+		for i := range nss {
+			if !nss[i].Doc.Managed {
+				wrapped = append(wrapped, nss[i].ns())
+			}
+		}
+		return err
+	}); err != nil {
+		return 0, internal(err, "read the store")
+	}
+	if len(wrapped) == 0 {
+		return 0, nil
+	}
+	present, err := s.rec.Present(ctx, wrapped)
+	if err != nil {
+		return 0, internal(err, "look for the namespaces of endpoints")
+	}
+	gone := map[netmodel.NS]bool{}
+	for _, ns := range wrapped {
+		if !present[ns] {
+			gone[ns] = true
 		}
 	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	type forgotten struct{ name, what string }
+	var list []forgotten
+	m := &mutation{}
+	decide := func(tx store.Tx, m *mutation) error {
+		m.bestEffort = true
+		list = nil
+		nss, err := listNamespaces(tx)
+		if err != nil {
+			return err
+		}
+		for i := range nss {
+			ns := &nss[i]
+			if ns.Doc.Managed || !gone[ns.ns()] {
+				continue
+			}
+			ids := attachedIDs(&ns.Doc)
+			owners := []netmodel.Owner{netmodel.NamespaceOwner(ns.Doc.ID)}
+			for _, id := range ids {
+				owners = append(owners, netmodel.EndpointOwner(id))
+			}
+			if err := m.touch(owners...); err != nil {
+				return err
+			}
+			for _, id := range ids {
+				var rec endpointRecord
+				if err := store.GetJSON(tx, store.Endpoints, id, &rec); errors.Is(err, store.ErrNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				pn, err := networkOf(tx, &rec.Doc)
+				if err != nil {
+					return err
+				}
+				if err := forgetEndpoint(tx, &rec, pn); err != nil {
+					return err
+				}
+				list = append(list, forgotten{"Endpoint " + displayName(rec.Doc.Name, rec.Doc.ID),
+					fmt.Sprintf("removed with its addresses %s: its network namespace is gone", addressList(&rec.Doc))})
+			}
+			// An implicit namespace went with its last endpoint.
+			if err := store.GetJSON(tx, store.Namespaces, ns.Doc.ID, &namespaceRecord{}); err == nil {
+				if err := dropName(tx, "namespace", ns.Doc.Name); err != nil {
+					return err
+				}
+				if err := tx.Delete(store.Namespaces, ns.Doc.ID); err != nil {
+					return err
+				}
+			}
+			list = append(list, forgotten{"Namespace " + displayName(ns.Doc.Name, ns.Doc.ID) + " (" + ns.Doc.NetNamespacePath + ")",
+				"removed: the network namespace it wrapped is gone"})
+		}
+		return nil
+	}
+	if apply {
+		err = s.mutate(ctx, m, decide)
+	} else {
+		err = s.cfg.Store.Update(func(tx store.Tx) error {
+			*m = mutation{s: s, tx: tx, before: map[netmodel.Owner]*netmodel.Unit{}, nets: map[string]*parsedNetwork{}}
+			return decide(tx, m)
+		})
+	}
+	if err != nil {
+		return 0, internal(err, "remove the endpoints of vanished namespaces")
+	}
+	for _, f := range list {
+		s.event("Collected", f.name, f.what)
+	}
+	return len(gone), nil
+}
+
+func addressList(e *api.Endpoint) string {
+	var out []string
+	for _, c := range e.IpConfigurations {
+		out = append(out, c.IpAddress)
+	}
+	return strings.Join(out, ", ")
+}
+
+// Check compares the kernel with the stored intent and reports every
+// difference, changing nothing (`hostnet doctor`): what a repair would put
+// back or remove, namespaces that are gone, objects whose last change
+// failed, and endpoints cut off because their stored policies cannot be
+// read.
+func (s *Service) Check(ctx context.Context) (*api.CheckReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var p *plan
+	if err := s.cfg.Store.View(func(tx store.Tx) (err error) { p, err = s.planAll(tx); return err }); err != nil {
+		return nil, internal(err, "check")
+	}
+	r, err := s.rec.Sync(ctx, p.units, reconcile.SyncOptions{DryRun: true})
+	if err != nil {
+		return nil, internal(err, "check")
+	}
+	problems := s.problems(p, r)
+	return &api.CheckReport{InSync: len(problems) == 0, Problems: problems}, nil
+}
+
+// problems words a pass's report for the API, naming each object.
+func (s *Service) problems(p *plan, r *reconcile.Report) []api.Problem {
+	var out []api.Problem
+	for _, pr := range r.Problems {
+		out = append(out, p.problem(pr.Owner, pr.Object, pr.What))
+	}
+	for _, ns := range r.Vanished {
+		out = append(out, api.Problem{Kind: "Namespace", Name: ns.Path, Problem: fmt.Sprintf("the network namespace it wraps, %s, is gone: its endpoints are to be removed", ns.Path)})
+	}
+	failed := s.rec.Failed()
+	for o, err := range p.failed {
+		failed[o] = err
+	}
+	owners := make([]string, 0, len(failed))
+	for o := range failed {
+		owners = append(owners, string(o))
+	}
+	sort.Strings(owners)
+	for _, o := range owners {
+		out = append(out, p.problem(netmodel.Owner(o), netmodel.Key{}, "failed: "+failed[netmodel.Owner(o)].Error()))
+	}
+	for _, ep := range p.eps {
+		if why := quarantined(&ep.Doc); why != "" {
+			out = append(out, api.Problem{Kind: "Endpoint", ID: ep.Doc.ID, Name: ep.Doc.Name,
+				Problem: "its stored policies cannot be read, so its firewall admits nothing: " + why})
+		}
+	}
+	return out
+}
+
+// problem names the object of a problem: its owner's API object, or, for
+// what no owner wants, the kernel object.
+func (p *plan) problem(owner netmodel.Owner, k netmodel.Key, what string) api.Problem {
+	kind, id := owner.Split()
+	switch kind {
+	case "network":
+		name := ""
+		if pn := p.nets[id]; pn != nil {
+			name = pn.doc.Name
+		}
+		return api.Problem{Kind: "Network", ID: id, Name: name, Problem: what}
+	case "endpoint":
+		name := ""
+		if ep := p.eps[id]; ep != nil {
+			name = ep.Doc.Name
+		}
+		return api.Problem{Kind: "Endpoint", ID: id, Name: name, Problem: what}
+	case "namespace":
+		name := ""
+		if ns := p.nss[id]; ns != nil {
+			name = ns.Doc.Name
+		}
+		return api.Problem{Kind: "Namespace", ID: id, Name: name, Problem: what}
+	}
+	if k.Kind >= netmodel.KindNftSet {
+		return api.Problem{Kind: "Firewall", Problem: what}
+	}
+	return api.Problem{Kind: "Device", Name: k.ID, Problem: what}
+}
+
+// Repair brings the kernel back to the stored intent when it has drifted
+// (someone deleted a bridge, a port, an nftables element or table by hand,
+// or a runtime deleted a network namespace without telling hostnet): the
+// reconciler's full pass. It records each repair as an event and returns
+// how many problems it found. It is what the reconciler's self-repair
+// loop runs.
+func (s *Service) Repair(ctx context.Context, reason string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	collected, err := s.forgetVanished(ctx, true)
+	if err != nil {
+		return 0, err
+	}
+	var p *plan
+	if err := s.cfg.Store.View(func(tx store.Tx) (err error) { p, err = s.planAll(tx); return err }); err != nil {
+		return 0, internal(err, "read the store")
+	}
+	r, err := s.rec.Sync(ctx, p.units, reconcile.SyncOptions{})
+	if err != nil {
+		return 0, err
+	}
+	for _, pr := range r.Problems {
+		ap := p.problem(pr.Owner, pr.Object, pr.What)
+		s.event("Repaired", problemObject(ap), ap.Problem)
+	}
+	for o, err := range r.Failed {
+		ap := p.problem(o, netmodel.Key{}, err.Error())
+		s.event("Failed", problemObject(ap), ap.Problem)
+	}
+	if n := len(r.Problems); n > 0 {
+		s.log.Warn("the kernel drifted from hostnet's intent; repaired", "reason", reason, "problems", n)
+	}
+	return len(r.Problems) + collected, nil
+}
+
+func problemObject(p api.Problem) string {
+	switch {
+	case p.Name != "" && p.ID != "":
+		return p.Kind + " " + p.Name + " (" + p.ID + ")"
+	case p.Name != "":
+		return p.Kind + " " + p.Name
+	case p.ID != "":
+		return p.Kind + " " + p.ID
+	}
+	return p.Kind
+}
+
+// events keeps the last things hostnet did on its own (GET /events).
+type events struct {
+	mu   sync.Mutex
+	list []api.Event
+}
+
+const maxEvents = 1000
+
+// event records an event and logs it.
+func (s *Service) event(kind, object, message string) {
+	s.log.Info("event", "kind", kind, "object", object, "message", message)
+	s.events.mu.Lock()
+	defer s.events.mu.Unlock()
+	s.events.list = append(s.events.list, api.Event{Time: time.Now().UTC(), Kind: kind, Object: object, Message: message})
+	if len(s.events.list) > maxEvents {
+		s.events.list = append([]api.Event(nil), s.events.list[len(s.events.list)-maxEvents:]...)
+	}
+}
+
+// Events returns the recorded events, oldest first.
+func (s *Service) Events() []api.Event {
+	s.events.mu.Lock()
+	defer s.events.mu.Unlock()
+	return append([]api.Event{}, s.events.list...)
 }

@@ -1,8 +1,11 @@
-// Package service is hostnet's orchestrator. Every mutation follows the
-// same order: validate (nothing changes on bad input) -> allocate and
-// persist the intent in one store transaction -> bring the kernel to the
-// intent -> on a kernel failure, undo both. On start, Reconcile brings the
-// kernel to the stored intent without flushing what is already right.
+// Package service is hostnet's orchestrator. Every mutation goes the same
+// way: validate (nothing changes on bad input) -> decide and record the
+// intent in one store transaction (names, addresses, records, and an
+// outbox entry of what must follow) -> plan the owners whose desired
+// state changed (drivers) -> apply the plans (the reconciler) -> answer.
+// A failure in the kernel rolls the intent back. The service knows no
+// kernel object: it knows records, pools and owners; drivers know
+// bridges, the reconciler the kernel.
 package service
 
 import (
@@ -10,24 +13,19 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
-	"github.com/hostnet/hostnet/internal/policy"
+	"github.com/hostnet/hostnet/internal/reconcile"
 	"github.com/hostnet/hostnet/internal/store"
 )
 
 // Config is what the service runs on.
 type Config struct {
 	Store store.Store
-	// Host is the namespace hostnet programs as the host.
-	Host *dataplane.Linux
-	// Firewall applies hostnet's nftables table in the host namespace.
-	Firewall nft.Applier
+	// Reconciler applies the desired state to the host.
+	Reconciler *reconcile.Reconciler
 	// Drivers realise the network types, by type.
 	Drivers map[api.NetworkType]driver.Driver
 
@@ -49,59 +47,45 @@ type Config struct {
 	Build string
 }
 
-// Service carries out API requests. Mutations are serialised by one lock:
-// the kernel work of an attach is a few hundred microseconds, and one
-// writer at a time keeps intent and kernel in step without lock ordering.
-// Reads go to the store and do not wait for mutations.
+// Service carries out API requests. Mutations are serialised by one lock,
+// from the decision to the kernel's answer, and so are full passes of the
+// reconciler: a pass plans from records no request is half way through.
+// Reads go to the store and do not wait.
 type Service struct {
 	cfg Config
 	log *slog.Logger
+	rec *reconcile.Reconciler
 	mu  sync.Mutex
-
-	// Guarded by mu:
-	reserved map[string]*dataplane.PortReservation // published host ports, by portKey
-	fw       *policy.State                         // the policy compiler, incrementally
 
 	events events // what hostnet did on its own, for GET /events
 
-	background sync.WaitGroup // flow cleanups and device deletions still running; Close waits
-	flowWake   chan struct{}  // closed by Close: walk now
+	outbox outbox // guarded by mu
 
-	unlinkMu      sync.Mutex               // guards the fields below
-	unlinking     map[string]chan struct{} // host-side devices being removed, closed when gone
-	unlinkQueue   []*unlink                // NICs waiting for the next batch
-	unlinkBatch   []*unlink                // the batch being removed
-	unlinkRunning bool                     // a goroutine is draining unlinkQueue
-
-	flowMu              sync.Mutex   // guards the fields below
-	flowQueue           []flowChange // changes whose flows are yet to be forgotten
-	flowFirst, flowLast time.Time    // when the first and last of them came
-	flowWalking         bool         // a goroutine is draining flowQueue
-	flowFlush           bool         // Close was called: no more waiting
+	background sync.WaitGroup // verification after a start; Close waits
+	closing    chan struct{}
+	closeOnce  sync.Once
 }
 
-// Close finishes the work requests left running in the background (the
-// removal of connections a policy change denies, without its usual delay,
-// and of the devices of detached endpoints).
-// The caller closes the Host and Firewall after.
-func (s *Service) Close() {
-	s.flowMu.Lock()
-	if !s.flowFlush {
-		s.flowFlush = true
-		close(s.flowWake)
-	}
-	s.flowMu.Unlock()
-	s.background.Wait()
-}
-
-// New returns a service over cfg. Call Reconcile before serving requests.
+// New returns a service over cfg. Call Start before serving requests.
 func New(cfg Config) *Service {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log, reserved: map[string]*dataplane.PortReservation{}, flowWake: make(chan struct{}),
-		unlinking: map[string]chan struct{}{}}
+	return &Service{cfg: cfg, log: log, rec: cfg.Reconciler, closing: make(chan struct{})}
+}
+
+// Close stops the work the service left running in the background and
+// records what the kernel has done (the outbox). The caller closes the
+// reconciler after.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.background.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.cfg.Store.Update(s.outbox.sweep); err != nil {
+		s.log.Warn("clearing the outbox failed; the next start does it", "err", err)
+	}
 }
 
 // Supported endpoint and network policy types: those this build realises.
@@ -139,54 +123,6 @@ func supported(list []api.PolicyType, t api.PolicyType) bool {
 		}
 	}
 	return false
-}
-
-// updateOverlapped runs fn in a store transaction. The kernel step fn
-// returns starts as soon as fn has decided the transaction's writes, and
-// runs while the store makes them durable: on this path the two fsyncs of
-// a commit cost about as much as the kernel work, so doing them one after
-// the other would double the latency of an attach. The caller acknowledges
-// only when both are done, so no acknowledged operation is lost; and if the
-// daemon dies in between, the kernel objects made for an operation that
-// never committed are tagged and claimed by nothing, so the next
-// reconciliation removes them.
-//
-// It returns where the time went, the transaction's error and the kernel
-// step's (nil when the step did not start). When the transaction fails
-// after the step ran, the caller undoes the step.
-func (s *Service) updateOverlapped(fn func(tx store.Tx) (step func() error, err error)) (t overlapTimes, txErr, stepErr error) {
-	var done chan error
-	start := time.Now()
-	var stepStart time.Time
-	txErr = s.cfg.Store.Update(func(tx store.Tx) error {
-		step, err := fn(tx)
-		if err != nil || step == nil {
-			return err
-		}
-		done = make(chan error, 1)
-		t.Started = true
-		stepStart = time.Now()
-		t.Prepare = stepStart.Sub(start)
-		go func() {
-			err := step()
-			t.Kernel = time.Since(stepStart)
-			done <- err
-		}()
-		return nil
-	})
-	if done != nil {
-		t.Commit = time.Since(stepStart)
-		stepErr = <-done
-	}
-	return t, txErr, stepErr
-}
-
-// overlapTimes says whether an overlapped operation's kernel step started,
-// and where its time went: deciding in the transaction, then the commit and
-// the kernel work side by side.
-type overlapTimes struct {
-	Started                 bool
-	Prepare, Commit, Kernel time.Duration
 }
 
 // normalizeID returns a client-supplied GUID in canonical form, or a new
@@ -289,4 +225,11 @@ func joinTypes(ts []api.PolicyType) string {
 func unsupportedPolicy(owner string, i int, t api.PolicyType, list []api.PolicyType) error {
 	return api.Unsupported("%s: field Policies[%d]: policy type %s is not supported by this build (supported: %s)",
 		owner, i, t, joinTypes(list))
+}
+
+func displayName(name, id string) string {
+	if name != "" {
+		return name
+	}
+	return id
 }

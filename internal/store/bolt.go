@@ -161,6 +161,10 @@ func openChecked(path string, existing bool) (db *bolt.DB, err error) {
 // documentBuckets hold JSON documents; the others raw values.
 var documentBuckets = map[string]bool{Networks: true, Endpoints: true, Namespaces: true}
 
+// laterBuckets came after the format's first version: a file without them
+// is sound (they are made at open).
+var laterBuckets = map[string]bool{Outbox: true}
+
 func checkTx(tx *bolt.Tx) error {
 	st, err := os.Stat(tx.DB().Path())
 	if err != nil {
@@ -175,6 +179,9 @@ func checkTx(tx *bolt.Tx) error {
 	}
 	for _, name := range Buckets {
 		b := tx.Bucket([]byte(name))
+		if b == nil && laterBuckets[name] {
+			continue
+		}
 		if b == nil {
 			return fmt.Errorf("bucket %q is missing", name)
 		}
@@ -269,6 +276,19 @@ func (s *Bolt) View(fn func(Tx) error) error {
 // Update implements Store.
 func (s *Bolt) Update(fn func(Tx) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+// UpdateEarly implements Store: bbolt runs fn once, so its decision is
+// final when fn returns; decided runs then, while the commit's writes and
+// fsyncs go on.
+func (s *Bolt) UpdateEarly(fn func(Tx) error, decided func()) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(boltTx{tx}); err != nil {
+			return err
+		}
+		decided()
+		return nil
+	})
 }
 
 // Close implements Store.

@@ -54,6 +54,17 @@ func (m *Memory) Update(fn func(Tx) error) error {
 	return nil
 }
 
+// UpdateEarly implements Store.
+func (m *Memory) UpdateEarly(fn func(Tx) error, decided func()) error {
+	return m.Update(func(tx Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		decided()
+		return nil
+	})
+}
+
 // Close implements Store.
 func (m *Memory) Close() error {
 	m.mu.Lock()

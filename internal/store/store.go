@@ -23,10 +23,11 @@ const (
 	IPAM       = "ipam"       // "<pool>/<address key>" -> owner
 	Meta       = "meta"       // store metadata, allocation cursors
 	Ports      = "ports"      // published host port "<proto><family>/<port>/<address or *>" -> endpoint ID
+	Outbox     = "outbox"     // sequence -> what must follow a decision beyond its records
 )
 
 // Buckets lists every bucket, for implementations that create them up front.
-var Buckets = []string{Networks, Endpoints, Namespaces, Names, IPAM, Meta, Ports}
+var Buckets = []string{Networks, Endpoints, Namespaces, Names, IPAM, Meta, Ports, Outbox}
 
 // ErrNotFound is returned by Get for a key that is not in the bucket.
 var ErrNotFound = errors.New("not found")
@@ -39,7 +40,19 @@ type Store interface {
 	// Update runs fn in a read-write transaction. When fn returns nil the
 	// transaction is committed durably before Update returns; when fn
 	// returns an error nothing it wrote is kept. Updates are serialised.
+	//
+	// fn only decides and records: it reads and writes records and
+	// nothing else (no kernel step, no socket, no change of state outside
+	// the transaction), for a store may run it more than once (one that
+	// retries on a conflict, as etcd's STM does).
 	Update(fn func(Tx) error) error
+	// UpdateEarly is Update that calls decided once fn's decision is
+	// final, possibly before it is durable: the caller may start work
+	// derived from what fn recorded while the commit is made durable, and
+	// waits for UpdateEarly's result before taking it as done (undoing
+	// that work if the commit fails). A store that retries fn calls
+	// decided after its commit. decided is not called when fn fails.
+	UpdateEarly(fn func(Tx) error, decided func()) error
 	// Close releases the store; further calls fail.
 	Close() error
 }

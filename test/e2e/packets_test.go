@@ -52,12 +52,6 @@ func reachTCP(t *testing.T, path, addr string) bool {
 	return settle(true, func() bool { return probeTCP(t, path, addr) })
 }
 
-// reachUDP is probeUDP expected to succeed (see settle).
-func reachUDP(t *testing.T, path, addr string) bool {
-	t.Helper()
-	return settle(true, func() bool { return probeUDP(t, path, addr) })
-}
-
 // probeUDP reports whether a UDP datagram from the namespace at path to
 // addr is answered.
 func probeUDP(t *testing.T, path, addr string) bool {

@@ -1,0 +1,199 @@
+package policy
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/netmodel"
+)
+
+// A HookPoint is where a driver's traffic can be filtered per endpoint:
+// a table, and the hooks a packet to or from an endpoint passes. Drivers
+// name the hook point their traffic meets; the compiler puts each
+// endpoint's ACL profile there.
+//
+// AddressHooks (the one drivers use today) dispatches by IP address in the
+// inet family's forward, input and output hooks: the packet's source
+// address finds the sender's Out rules, its destination address the
+// receiver's In rules (verdict maps to per-profile chains). It suits
+// drivers whose endpoint traffic crosses the host's IP layer (bridged
+// traffic with br_netfilter, routed traffic); anti-spoofing (AntiSpoof)
+// makes the address a sound key. A driver whose traffic never meets the
+// host's inet hooks (macvlan) needs a hook point of another kind.
+type HookPoint struct {
+	Family nft.Family
+	Table  string
+}
+
+// AddressHooks is the hook point of hostnet's inet table.
+var AddressHooks = HookPoint{Family: nft.FamilyInet, Table: TableName}
+
+func (h HookPoint) set(s *nft.Set) netmodel.Object {
+	return netmodel.NftSet{Family: h.Family, Table: h.Table, Set: s}
+}
+
+func (h HookPoint) dmap(m *nft.Map) netmodel.Object {
+	return netmodel.NftSet{Family: h.Family, Table: h.Table, Map: m}
+}
+
+func (h HookPoint) chain(c *nft.Chain) netmodel.Object {
+	return netmodel.NftChain{Family: h.Family, Table: h.Table, Chain: c}
+}
+
+func (h HookPoint) element(set, elem, value string) netmodel.Object {
+	return netmodel.NftElement{Family: h.Family, Table: h.Table, Set: set, Elem: elem, Value: value}
+}
+
+// Layout returns the hook point's fixed part: the dispatch maps and the
+// base chains that consult them. Replies to admitted flows and errors
+// about them pass; every other packet meets its sender's Out rules and its
+// receiver's In rules. Judging every packet of a flow, not only its first,
+// is what makes a new Block stop an established flow at once, without
+// waiting for its connection to be forgotten.
+func (h HookPoint) Layout() []netmodel.Object {
+	aclChain := func(name string, hook nft.Hook, dispatch ...nft.Rule) *nft.Chain {
+		rules := append([]nft.Rule{
+			rule("replies to admitted flows", nft.CtDirection("reply"), nft.Accept()),
+			rule("errors about admitted flows", nft.CtState("related"), nft.Accept()),
+		}, dispatch...)
+		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: nft.PriorityFilter - 10, Rules: rules}
+	}
+	sendersOut := []nft.Rule{
+		rule("the sender's Out rules (IPv4)", nft.VMap(nft.IPSaddr(), MapACLOut4)),
+		rule("the sender's Out rules (IPv6)", nft.VMap(nft.IP6Saddr(), MapACLOut6)),
+	}
+	receiversIn := []nft.Rule{
+		rule("the receiver's In rules (IPv4)", nft.VMap(nft.IPDaddr(), MapACLIn4)),
+		rule("the receiver's In rules (IPv6)", nft.VMap(nft.IP6Daddr(), MapACLIn6)),
+	}
+	return []netmodel.Object{
+		h.dmap(verdictMap(MapACLIn4, "the In rules of each endpoint, by its address", nft.KeyIPv4)),
+		h.dmap(verdictMap(MapACLIn6, "the In rules of each endpoint, by its address", nft.KeyIPv6)),
+		h.dmap(verdictMap(MapACLOut4, "the Out rules of each endpoint, by its address", nft.KeyIPv4)),
+		h.dmap(verdictMap(MapACLOut6, "the Out rules of each endpoint, by its address", nft.KeyIPv6)),
+		h.chain(aclChain("acl_forward", nft.HookForward, append(append([]nft.Rule(nil), sendersOut...), receiversIn...)...)),
+		h.chain(aclChain("acl_input", nft.HookInput, sendersOut...)),
+		h.chain(aclChain("acl_output", nft.HookOutput, receiversIn...)),
+	}
+}
+
+// Filter returns what filters one endpoint at the hook point: the chains
+// of its profile (its rules merged with its network's; shared by the
+// endpoints with the same rules) and the map elements that send its
+// addresses' packets to them. A quarantined endpoint (its stored policies
+// could not be read) gets a profile that admits nothing: the firewall
+// fails closed.
+func (h HookPoint) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quarantine bool) []netmodel.Object {
+	p := NewProfile(network, own)
+	if quarantine {
+		p = Quarantine()
+	}
+	in := p.chain(api.ACLIn)
+	out := []netmodel.Object{h.chain(in)}
+	var outChain *nft.Chain
+	if !p.Default {
+		outChain = p.chain(api.ACLOut)
+		out = append(out, h.chain(outChain))
+	}
+	for _, a := range addrs {
+		inMap, outMap := MapACLIn4, MapACLOut4
+		if a.Is6() {
+			inMap, outMap = MapACLIn6, MapACLOut6
+		}
+		out = append(out, h.element(inMap, a.String(), "jump "+in.Name))
+		if outChain != nil {
+			out = append(out, h.element(outMap, a.String(), "jump "+outChain.Name))
+		}
+	}
+	return out
+}
+
+// Admission returns the profile an endpoint's flows are judged by, as the
+// reconciler's flow guard wants it.
+func Admission(network, own []api.ACLSpec, quarantine bool) netmodel.Admission {
+	if quarantine {
+		return admission{Quarantine()}
+	}
+	return admission{NewProfile(network, own)}
+}
+
+type admission struct{ p Profile }
+
+func (a admission) Admits(pkt netmodel.FlowPacket) bool {
+	dir := api.ACLOut
+	if pkt.In {
+		dir = api.ACLIn
+	}
+	return a.p.Admits(Packet{Dir: dir, Proto: pkt.Proto, Local: pkt.Local, Remote: pkt.Remote, LocalPort: pkt.LocalPort, RemotePort: pkt.RemotePort})
+}
+
+func (a admission) String() string {
+	return a.p.chainName(api.ACLIn) + "/" + a.p.chainName(api.ACLOut)
+}
+
+// AntiSpoof is the bridge table that holds every endpoint to its own MAC
+// and addresses, at the ports of bridges: an inet table never sees ARP nor
+// the Ethernet source of a bridged frame. Ports whose names start with
+// PortPrefix and that it does not know send and receive nothing (an
+// endpoint being attached or detached).
+type AntiSpoof struct {
+	Table      string
+	PortPrefix string
+}
+
+func (a AntiSpoof) hooks() HookPoint { return HookPoint{Family: nft.FamilyBridge, Table: a.Table} }
+
+// Layout returns the table's fixed part.
+func (a AntiSpoof) Layout() []netmodel.Object {
+	h := a.hooks()
+	antispoof := &nft.Chain{Name: "antispoof", Rules: []nft.Rule{
+		rule("source MAC", nft.Concat(nft.Iifname(), nft.EtherSaddr()).NotInSet(SetPortMAC), nft.Drop()),
+		rule("ARP sender MAC", nft.EtherType().Eq("arp"), nft.Concat(nft.Iifname(), nft.ArpSaddrEther()).NotInSet(SetPortMAC), nft.Drop()),
+		rule("ARP sender address", nft.Concat(nft.Iifname(), nft.ArpSaddrIP()).NotInSet(SetPortV4), nft.Drop()),
+		rule("IPv4 source", nft.Concat(nft.Iifname(), nft.IPSaddr()).NotInSet(SetPortV4), nft.Drop()),
+		rule("IPv6 source", nft.IP6Saddr().Neq("fe80::/10"), nft.IP6Saddr().Neq("::"),
+			nft.Concat(nft.Iifname(), nft.IP6Saddr()).NotInSet(SetPortV6), nft.Drop()),
+		rule("neighbour advertisement target", nft.ICMPv6Type().Eq("nd-neighbor-advert"), nft.THRaw(64, nft.KeyIPv6).Neq("fe80::/10"),
+			nft.Concat(nft.Iifname(), nft.THRaw(64, nft.KeyIPv6)).NotInSet(SetPortV6), nft.Drop()),
+	}}
+	prerouting := &nft.Chain{
+		Name: "prerouting", Type: nft.ChainTypeFilter, Hook: nft.HookPrerouting, Priority: bridgePrioritySpoof,
+		Rules: []nft.Rule{
+			rule("a port of an endpoint being attached or detached sends nothing until hostnet knows it",
+				nft.Iifname().Eq(a.PortPrefix+"*"), nft.Iifname().NotInSet(SetPorts), nft.Drop()),
+			rule("what an endpoint sends must come from its own MAC and addresses",
+				nft.Iifname().InSet(SetPorts), nft.Jump("antispoof")),
+		},
+	}
+	// Nor does anything reach it: the bridge's own frames (from the host)
+	// pass the output hook, the others the forward hook.
+	unknownPort := func(name string, hook nft.Hook) *nft.Chain {
+		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: bridgePrioritySpoof, Rules: []nft.Rule{
+			rule("nothing reaches a port of an endpoint being attached or detached until hostnet knows it",
+				nft.Oifname().Eq(a.PortPrefix+"*"), nft.Oifname().NotInSet(SetPorts), nft.Drop()),
+		}}
+	}
+	return []netmodel.Object{
+		h.set(set(SetPorts, "host sides of endpoints", false, nft.KeyIfname)),
+		h.set(set(SetPortMAC, "the MAC each endpoint may send from", false, nft.KeyIfname, nft.KeyEther)),
+		h.set(set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv4)),
+		h.set(set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv6)),
+		h.chain(prerouting), h.chain(antispoof), h.chain(unknownPort("forward", nft.HookForward)), h.chain(unknownPort("output", nft.HookOutput)),
+	}
+}
+
+// Port returns what lets an endpoint's port send from its MAC and
+// addresses.
+func (a AntiSpoof) Port(port string, mac net.HardwareAddr, addrs []netip.Addr) []netmodel.Object {
+	h := a.hooks()
+	out := []netmodel.Object{h.element(SetPorts, port, "")}
+	if mac != nil {
+		out = append(out, h.element(SetPortMAC, port+" . "+mac.String(), ""))
+	}
+	for _, addr := range addrs {
+		out = append(out, h.element(pick(addr, SetPortV4, SetPortV6), port+" . "+addr.String(), ""))
+	}
+	return out
+}
