@@ -391,6 +391,11 @@ func (f *Fake) deleteLink(s *fakeNS, name string) {
 		return
 	}
 	delete(s.links, name)
+	for k := range s.sysctl {
+		if strings.HasPrefix(k, "net/ipv4/conf/"+name+"/") || strings.HasPrefix(k, "net/ipv6/conf/"+name+"/") {
+			delete(s.sysctl, k) // the link's settings go with it
+		}
+	}
 	for k, a := range s.addrs {
 		if a.Link == name {
 			delete(s.addrs, k)

@@ -105,6 +105,10 @@ func (r *Reconciler) Close() {
 	r.background.Wait()
 }
 
+// Wait waits for the background work under way: links being removed,
+// flows being forgotten.
+func (r *Reconciler) Wait() { r.background.Wait() }
+
 // OwnerError reports the owners whose objects could not be applied; the
 // other owners of the same call were applied.
 type OwnerError struct {
@@ -253,6 +257,7 @@ func (r *Reconciler) diffChange(c Change, d *diff) {
 			d.remove = append(d.remove, o)
 		}
 	}
+	d.remove = withoutUnlinked(d.remove, d.unlink)
 	var og, ng *netmodel.FlowGuard
 	if c.Old != nil {
 		og = c.Old.Flows
@@ -271,6 +276,42 @@ func (r *Reconciler) diffChange(c Change, d *diff) {
 			d.flowsLater = append(d.flowsLater, job)
 		}
 	}
+}
+
+// withoutUnlinked drops from remove what goes with the veths of unlink:
+// their other sides, and the addresses and routes on those. Removing them
+// one by one would cost what removing the pair costs (the kernel waits for
+// RCU grace periods), on the request's path.
+func withoutUnlinked(remove []netmodel.Object, unlink []netmodel.Link) []netmodel.Object {
+	if len(unlink) == 0 {
+		return remove
+	}
+	goes := map[netmodel.LinkRef]bool{}
+	for _, l := range unlink {
+		if l.Peer != nil {
+			goes[*l.Peer] = true
+		}
+	}
+	out := remove[:0]
+	for _, o := range remove {
+		var ref netmodel.LinkRef
+		switch o := o.(type) {
+		case netmodel.Link:
+			ref = netmodel.LinkRef{NS: o.NS, Name: o.Name}
+		case netmodel.Addr:
+			ref = netmodel.LinkRef{NS: o.NS, Name: o.Link}
+		case netmodel.Route:
+			ref = netmodel.LinkRef{NS: o.NS, Name: o.Link}
+		case netmodel.Neigh:
+			ref = netmodel.LinkRef{NS: o.NS, Name: o.Link}
+		case netmodel.FDB:
+			ref = netmodel.LinkRef{NS: o.NS, Name: o.Link}
+		}
+		if !goes[ref] {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // apply sends a diff to the host and records the outcome per owner.

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/store"
@@ -108,11 +110,36 @@ func (s *Service) hostDNSOnce() func() api.DNSSpec {
 	var host *api.DNSSpec
 	return func() api.DNSSpec {
 		if host == nil {
-			d := hostDNS(s.cfg.HostResolvConf)
+			d := s.hostResolv.get(s.cfg.HostResolvConf)
 			host = &d
 		}
 		return *host
 	}
+}
+
+// hostResolv caches the host's DNS settings while its resolv.conf keeps
+// its size and modification time: an attach plans a namespace's
+// resolv.conf twice, before and after.
+type hostResolv struct {
+	mu    sync.Mutex
+	size  int64
+	mtime time.Time
+	spec  api.DNSSpec
+	ok    bool
+}
+
+func (h *hostResolv) get(path string) api.DNSSpec {
+	st, err := os.Stat(path)
+	if err != nil {
+		return hostDNS(path)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ok && st.Size() == h.size && st.ModTime().Equal(h.mtime) {
+		return h.spec
+	}
+	h.spec, h.size, h.mtime, h.ok = hostDNS(path), st.Size(), st.ModTime(), true
+	return h.spec
 }
 
 func mergeDNS(out *api.DNSSpec, d api.DNSSpec, seen map[netip.Addr]bool) {
@@ -144,5 +171,5 @@ func (s *Service) resolvContent(tx store.Tx, ns *namespaceRecord) []byte {
 	}, func(ep *endpointRecord) *parsedNetwork {
 		pn, _ := networkOf(tx, &ep.Doc)
 		return pn
-	}, func() api.DNSSpec { return hostDNS(s.cfg.HostResolvConf) })
+	}, func() api.DNSSpec { return s.hostResolv.get(s.cfg.HostResolvConf) })
 }

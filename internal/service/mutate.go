@@ -28,6 +28,9 @@ type mutation struct {
 	// bestEffort: the kernel's failure does not undo the decision (a
 	// deletion stands; what the kernel keeps is removed by a later pass).
 	bestEffort bool
+	// networksChanged: the decision changed network records, so the
+	// networks read while planning before are read again after.
+	networksChanged bool
 
 	changes []reconcile.Change
 	// undo puts back, in a transaction, the records the decision changed:
@@ -67,7 +70,9 @@ func (m *mutation) touch(owners ...netmodel.Owner) error {
 // plan plans the touched owners again, after the decision, and records
 // the changes.
 func (m *mutation) plan() error {
-	m.nets = map[string]*parsedNetwork{} // the decision may have changed them
+	if m.networksChanged {
+		m.nets = map[string]*parsedNetwork{}
+	}
 	for _, o := range m.touched {
 		after, err := m.s.unitOf(m.tx, o, m.nets)
 		if err != nil {

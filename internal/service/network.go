@@ -59,6 +59,7 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 		if err := m.touch(owner); err != nil {
 			return err
 		}
+		m.networksChanged = true
 		if err := claimName(tx, "network", n.Name, n.ID); err != nil {
 			return err
 		}
@@ -220,6 +221,7 @@ func (s *Service) DeleteNetwork(ctx context.Context, ref string) error {
 		if err := m.touch(netmodel.NetworkOwner(id)); err != nil {
 			return err
 		}
+		m.networksChanged = true
 		return dropNetwork(tx, &rec.Doc)
 	})
 	if err != nil {
@@ -330,6 +332,7 @@ func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyR
 		if err := m.touch(append([]netmodel.Owner{netmodel.NetworkOwner(n.ID)}, owners...)...); err != nil {
 			return err
 		}
+		m.networksChanged = true
 		m.undo = func(tx store.Tx) error { return store.PutJSON(tx, store.Networks, old.ID, networkRecord{Doc: old}) }
 		return store.PutJSON(tx, store.Networks, n.ID, networkRecord{Doc: n})
 	})

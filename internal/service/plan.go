@@ -48,7 +48,11 @@ func (s *Service) networkUnit(pn *parsedNetwork) (*netmodel.Unit, error) {
 // any one holds the host ports its mappings publish, from its creation to
 // its deletion, so that no host process takes them meanwhile.
 func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) (*netmodel.Unit, error) {
-	ports := heldPorts(&ep.Doc)
+	policies, policiesErr := parseEndpointPolicies("stored endpoint "+ep.Doc.ID, ep.Doc.Policies)
+	var ports []netmodel.Object
+	if policiesErr == nil {
+		ports = heldPorts(policies.mappings)
+	}
 	if ep.Doc.HostComputeNamespace == "" || ns == nil {
 		if len(ports) == 0 {
 			return nil, nil
@@ -60,7 +64,7 @@ func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namesp
 		return nil, err
 	}
 	n, aclsOK := driverNetwork(pn)
-	de, err := driverEndpoint(ep, ns)
+	de, err := driverEndpoint(ep, ns, policies, policiesErr)
 	if err != nil {
 		return nil, err
 	}
@@ -75,9 +79,9 @@ func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namesp
 }
 
 // heldPorts are the host ports an endpoint's mappings hold.
-func heldPorts(e *api.Endpoint) []netmodel.Object {
+func heldPorts(mappings []api.PortMappingSpec) []netmodel.Object {
 	var out []netmodel.Object
-	for _, m := range endpointPoliciesOf(e).mappings {
+	for _, m := range mappings {
 		out = append(out, netmodel.Port{Proto: m.ProtocolName(), IPv6: m.IPv6, Addr: m.VIP, Port: m.ExternalPort})
 	}
 	return out
@@ -86,7 +90,7 @@ func heldPorts(e *api.Endpoint) []netmodel.Object {
 // driverEndpoint is an attached endpoint as drivers see it. Stored
 // policies that do not parse quarantine it: it gets a firewall that
 // admits nothing, never the default one that admits a lot.
-func driverEndpoint(rec *endpointRecord, ns *namespaceRecord) (*driver.Endpoint, error) {
+func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *endpointPolicies, policiesErr error) (*driver.Endpoint, error) {
 	e := &rec.Doc
 	mac, err := api.ParseMAC(e.MacAddress)
 	if err != nil {
@@ -103,8 +107,7 @@ func driverEndpoint(rec *endpointRecord, ns *namespaceRecord) (*driver.Endpoint,
 	} else {
 		de.Routes = spec.Routes
 	}
-	ps, err := parseEndpointPolicies("stored endpoint "+e.ID, e.Policies)
-	if err != nil {
+	if policiesErr != nil {
 		de.Quarantine = true
 		return de, nil
 	}

@@ -61,6 +61,8 @@ type Service struct {
 
 	outbox outbox // guarded by mu
 
+	hostResolv hostResolv // the host's DNS settings, cached
+
 	background sync.WaitGroup // verification after a start; Close waits
 	closing    chan struct{}
 	closeOnce  sync.Once
