@@ -39,6 +39,8 @@ type Fake struct {
 	failNext  map[netmodel.Key]error
 	applies   int
 	nextIndex int
+	watchers  []*fakeWatch
+	watches   int
 
 	// FW is the fake firewall.
 	FW *nft.Fake
@@ -609,8 +611,59 @@ func (f *Fake) HostPrefixes(ctx context.Context) ([]netip.Prefix, error) {
 	return slices.Clone(f.prefixes), nil
 }
 
-// Watch implements Host: the fake reports nothing.
-func (f *Fake) Watch(ctx context.Context, changed func(string), failed func(error)) error { return nil }
+// Watch implements Host: the fake reports what Notify and FailWatch say.
+func (f *Fake) Watch(ctx context.Context, changed func(string), failed func(error)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watches++
+	w := &fakeWatch{changed: changed, failed: failed}
+	f.watchers = append(f.watchers, w)
+	go func() {
+		<-ctx.Done()
+		f.dropWatch(w)
+	}()
+	return nil
+}
+
+type fakeWatch struct {
+	changed func(string)
+	failed  func(error)
+}
+
+func (f *Fake) dropWatch(w *fakeWatch) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watchers = slices.DeleteFunc(f.watchers, func(x *fakeWatch) bool { return x == w })
+}
+
+// Notify reports a change to the watchers, as the kernel would.
+func (f *Fake) Notify(reason string) {
+	f.mu.Lock()
+	ws := slices.Clone(f.watchers)
+	f.mu.Unlock()
+	for _, w := range ws {
+		w.changed(reason)
+	}
+}
+
+// FailWatch ends the subscriptions with err, as an overflowing socket
+// would.
+func (f *Fake) FailWatch(err error) {
+	f.mu.Lock()
+	ws := f.watchers
+	f.watchers = nil
+	f.mu.Unlock()
+	for _, w := range ws {
+		w.failed(err)
+	}
+}
+
+// Watches counts the subscriptions made.
+func (f *Fake) Watches() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.watches
+}
 
 // Dump renders the whole state: each namespace's links, addresses, routes
 // and sysctls, the files, symlinks and held ports, then the firewall.

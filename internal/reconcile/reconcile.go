@@ -330,8 +330,11 @@ func (r *Reconciler) apply(ctx context.Context, d *diff, changes []Change) error
 			}
 		}
 	}
-	r.awaitUnlinks(ensure)
-	err := r.host.Apply(ctx, ensure, remove)
+	var err error
+	if len(ensure)+len(remove) > 0 {
+		r.awaitUnlinks(ensure)
+		err = r.host.Apply(ctx, ensure, remove)
+	}
 	if err != nil {
 		for k, kerr := range dataplane.FailedKeys(err, append(keysOf(ensure), keysOf(remove)...)) {
 			if o, ok := d.owners[k]; ok {
