@@ -87,6 +87,11 @@ func Run(ctx context.Context, cfg Config) error {
 		defer pprof.StopCPUProfile()
 	}
 	raiseFileLimit(log)
+	unlock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if cfg.RestoreBackup {
 		aside, err := store.RestoreBackup(cfg.StateDir)
 		if err != nil {

@@ -40,11 +40,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/service"
-	"golang.org/x/sys/unix"
 )
 
 // MaxBodyBytes bounds a request body.
@@ -193,39 +193,76 @@ func newServer(h http.Handler, log *slog.Logger, opts Options) *Server {
 }
 
 // Listen opens the unix socket at path with the given mode, and group
-// gid unless it is negative, replacing a stale socket file that no daemon
-// answers on.
+// gid unless it is negative. What is at path already is replaced only
+// when it is a stale socket of this user's that no daemon answers on:
+// anything else (a file, a directory, a live socket, another user's
+// socket) is refused, and left as it is.
+//
+// The socket is made in a directory of its own that only this user can
+// enter, given its mode and group there, then renamed into place: it is
+// never reachable with looser permissions, and the process's umask (which
+// every thread shares) is not touched.
 func Listen(path string, mode os.FileMode, gid int) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
 	}
-	if _, err := os.Stat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("socket %s is in use: is another hostnetd running?", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
-		}
+	if err := removeStale(path); err != nil {
+		return nil, err
 	}
-	// Create the socket with no access for others from the start.
-	old := unix.Umask(0o177)
-	l, err := net.Listen("unix", path)
-	unix.Umask(old)
+	tmp, err := os.MkdirTemp(dir, ".hostnetd-socket-")
+	if err != nil {
+		return nil, fmt.Errorf("make the socket: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	made := filepath.Join(tmp, "s")
+	l, err := net.Listen("unix", made)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	fail := func(format string, args ...any) (net.Listener, error) {
+		l.Close()
+		return nil, fmt.Errorf(format, args...)
+	}
 	if gid >= 0 {
-		if err := os.Lchown(path, -1, gid); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("chown %s to group %d: %w", path, gid, err)
+		if err := os.Lchown(made, -1, gid); err != nil {
+			return fail("chown %s to group %d: %w", path, gid, err)
 		}
 	}
-	if err := os.Chmod(path, mode); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	if err := os.Chmod(made, mode); err != nil {
+		return fail("chmod %s: %w", path, err)
+	}
+	if err := os.Rename(made, path); err != nil {
+		return fail("put the socket at %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// removeStale removes a stale socket of this user's at path; anything
+// else at path is an error.
+func removeStale(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if st.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket (%s): hostnetd will not replace it", path, st.Mode().Type())
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is a socket of uid %d, not of hostnetd's user: hostnetd will not replace it", path, sys.Uid)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("socket %s is in use: is another hostnetd running?", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	return nil
 }
 
 // Serve serves on l until Shutdown, with at most MaxConnections

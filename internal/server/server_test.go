@@ -107,6 +107,52 @@ func TestListenModeAndGroup(t *testing.T) {
 	}
 }
 
+// Listen replaces a stale socket of its own user, and nothing else: a
+// regular file, a directory or a live socket at the path is refused and
+// left as it is.
+func TestListenReplacesOnlyAStaleSocket(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(file, 0o600, -1); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("a regular file at the path: %v", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "precious" {
+		t.Errorf("the file was changed: %q", b)
+	}
+	sub := filepath.Join(dir, "dir")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(sub, 0o600, -1); err == nil {
+		t.Error("a directory at the path was replaced")
+	}
+	path := filepath.Join(dir, "s.sock")
+	live, err := Listen(path, 0o600, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(path, 0o600, -1); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("a live socket at the path: %v", err)
+	}
+	live.Close() // stale now: the file stays, no one answers
+	again, err := Listen(path, 0o600, -1)
+	if err != nil {
+		t.Fatalf("a stale socket at the path: %v", err)
+	}
+	defer again.Close()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("the new socket does not answer: %v", err)
+	}
+	c.Close()
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Errorf("left in the directory: %v", entries)
+	}
+}
+
 func statGid(fi os.FileInfo) (int, bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
