@@ -132,94 +132,119 @@ func (c *Client) Version(ctx context.Context) (*api.VersionInfo, error) {
 	return &v, c.do(ctx, http.MethodGet, "/version", nil, nil, &v)
 }
 
+// resource is one kind of object of the API, under its path: the five
+// calls every kind answers.
+type resource[T any] struct {
+	c    *Client
+	path string
+}
+
+func (r resource[T]) create(ctx context.Context, doc *T) (*T, error) {
+	var out T
+	return &out, r.c.do(ctx, http.MethodPost, r.path, nil, doc, &out)
+}
+
+func (r resource[T]) get(ctx context.Context, ref string) (*T, error) {
+	var out T
+	return &out, r.c.do(ctx, http.MethodGet, r.path+"/"+escape(ref), nil, nil, &out)
+}
+
+func (r resource[T]) list(ctx context.Context, filter map[string]string) ([]T, error) {
+	var out []T
+	return out, r.c.do(ctx, http.MethodGet, r.path, filterQuery(filter), nil, &out)
+}
+
+func (r resource[T]) modify(ctx context.Context, ref string, req *api.ModifyRequest) (*T, error) {
+	var out T
+	return &out, r.c.do(ctx, http.MethodPatch, r.path+"/"+escape(ref), nil, req, &out)
+}
+
+func (r resource[T]) delete(ctx context.Context, ref string) error {
+	return r.c.do(ctx, http.MethodDelete, r.path+"/"+escape(ref), nil, nil, nil)
+}
+
+func (c *Client) networks() resource[api.Network]   { return resource[api.Network]{c, "/networks"} }
+func (c *Client) endpoints() resource[api.Endpoint] { return resource[api.Endpoint]{c, "/endpoints"} }
+func (c *Client) namespaces() resource[api.Namespace] {
+	return resource[api.Namespace]{c, "/namespaces"}
+}
+
 // CreateNetwork creates a network and returns it as stored.
 func (c *Client) CreateNetwork(ctx context.Context, n *api.Network) (*api.Network, error) {
-	var out api.Network
-	return &out, c.do(ctx, http.MethodPost, "/networks", nil, n, &out)
+	return c.networks().create(ctx, n)
 }
 
 // GetNetwork returns a network by ID or name.
 func (c *Client) GetNetwork(ctx context.Context, ref string) (*api.Network, error) {
-	var out api.Network
-	return &out, c.do(ctx, http.MethodGet, "/networks/"+escape(ref), nil, nil, &out)
+	return c.networks().get(ctx, ref)
 }
 
 // ListNetworks returns the networks matching an HNS filter (nil: all).
 func (c *Client) ListNetworks(ctx context.Context, filter map[string]string) ([]api.Network, error) {
-	var out []api.Network
-	return out, c.do(ctx, http.MethodGet, "/networks", filterQuery(filter), nil, &out)
+	return c.networks().list(ctx, filter)
 }
 
 // ModifyNetwork sends a modify request to a network.
 func (c *Client) ModifyNetwork(ctx context.Context, ref string, req *api.ModifyRequest) (*api.Network, error) {
-	var out api.Network
-	return &out, c.do(ctx, http.MethodPatch, "/networks/"+escape(ref), nil, req, &out)
+	return c.networks().modify(ctx, ref, req)
 }
 
 // DeleteNetwork deletes a network that has no endpoints.
 func (c *Client) DeleteNetwork(ctx context.Context, ref string) error {
-	return c.do(ctx, http.MethodDelete, "/networks/"+escape(ref), nil, nil, nil)
+	return c.networks().delete(ctx, ref)
 }
 
 // CreateEndpoint creates an endpoint on the network named by
 // e.HostComputeNetwork (an ID or a name).
 func (c *Client) CreateEndpoint(ctx context.Context, e *api.Endpoint) (*api.Endpoint, error) {
-	var out api.Endpoint
-	return &out, c.do(ctx, http.MethodPost, "/endpoints", nil, e, &out)
+	return c.endpoints().create(ctx, e)
 }
 
 // GetEndpoint returns an endpoint by ID or name.
 func (c *Client) GetEndpoint(ctx context.Context, ref string) (*api.Endpoint, error) {
-	var out api.Endpoint
-	return &out, c.do(ctx, http.MethodGet, "/endpoints/"+escape(ref), nil, nil, &out)
+	return c.endpoints().get(ctx, ref)
 }
 
 // ListEndpoints returns the endpoints matching an HNS filter (nil: all),
 // e.g. {"VirtualNetwork": networkID}.
 func (c *Client) ListEndpoints(ctx context.Context, filter map[string]string) ([]api.Endpoint, error) {
-	var out []api.Endpoint
-	return out, c.do(ctx, http.MethodGet, "/endpoints", filterQuery(filter), nil, &out)
+	return c.endpoints().list(ctx, filter)
 }
 
 // ModifyEndpoint sends a modify request to an endpoint.
 func (c *Client) ModifyEndpoint(ctx context.Context, ref string, req *api.ModifyRequest) (*api.Endpoint, error) {
-	var out api.Endpoint
-	return &out, c.do(ctx, http.MethodPatch, "/endpoints/"+escape(ref), nil, req, &out)
+	return c.endpoints().modify(ctx, ref, req)
 }
 
 // DeleteEndpoint deletes an endpoint, detaching it first if needed.
 func (c *Client) DeleteEndpoint(ctx context.Context, ref string) error {
-	return c.do(ctx, http.MethodDelete, "/endpoints/"+escape(ref), nil, nil, nil)
+	return c.endpoints().delete(ctx, ref)
 }
 
 // CreateNamespace creates a namespace (or wraps the one at
 // n.NetNamespacePath).
 func (c *Client) CreateNamespace(ctx context.Context, n *api.Namespace) (*api.Namespace, error) {
-	var out api.Namespace
-	return &out, c.do(ctx, http.MethodPost, "/namespaces", nil, n, &out)
+	return c.namespaces().create(ctx, n)
 }
 
 // GetNamespace returns a namespace by ID or name.
 func (c *Client) GetNamespace(ctx context.Context, ref string) (*api.Namespace, error) {
-	var out api.Namespace
-	return &out, c.do(ctx, http.MethodGet, "/namespaces/"+escape(ref), nil, nil, &out)
+	return c.namespaces().get(ctx, ref)
 }
 
 // ListNamespaces returns the namespaces matching an HNS filter (nil: all).
 func (c *Client) ListNamespaces(ctx context.Context, filter map[string]string) ([]api.Namespace, error) {
-	var out []api.Namespace
-	return out, c.do(ctx, http.MethodGet, "/namespaces", filterQuery(filter), nil, &out)
+	return c.namespaces().list(ctx, filter)
 }
 
 // ModifyNamespace sends a modify request to a namespace.
 func (c *Client) ModifyNamespace(ctx context.Context, ref string, req *api.ModifyRequest) (*api.Namespace, error) {
-	var out api.Namespace
-	return &out, c.do(ctx, http.MethodPatch, "/namespaces/"+escape(ref), nil, req, &out)
+	return c.namespaces().modify(ctx, ref, req)
 }
 
 // DeleteNamespace deletes a namespace, detaching its endpoints.
 func (c *Client) DeleteNamespace(ctx context.Context, ref string) error {
-	return c.do(ctx, http.MethodDelete, "/namespaces/"+escape(ref), nil, nil, nil)
+	return c.namespaces().delete(ctx, ref)
 }
 
 // Attach attaches an endpoint to a namespace.

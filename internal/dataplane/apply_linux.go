@@ -24,11 +24,11 @@ func (h *Linux) Apply(ctx context.Context, ensure, remove []netmodel.Object) err
 	fail := failures{}
 	add := sortObjects(ensure, fail)
 	del := sortObjects(remove, fail)
-	for _, n := range add.namespaces {
+	for _, n := range objectsOf[netmodel.Namespace](add, netmodel.KindNamespace) {
 		_, err := EnsureNamespace(n.NS.Path)
 		fail.add(n.Key(), err)
 	}
-	for _, p := range add.ports {
+	for _, p := range objectsOf[netmodel.Port](add, netmodel.KindPort) {
 		fail.add(p.Key(), h.holdPort(p))
 	}
 	if patches := netmodel.FirewallPatches(add.nft, del.nft); len(patches) > 0 {
@@ -42,16 +42,16 @@ func (h *Linux) Apply(ctx context.Context, ensure, remove []netmodel.Object) err
 		return err
 	}
 	h.ensureLinks(add, fail)
-	for _, s := range add.sysctls {
+	for _, s := range objectsOf[netmodel.Sysctl](add, netmodel.KindSysctl) {
 		fail.add(s.Key(), h.setSysctl(s))
 	}
-	for _, f := range add.files {
+	for _, f := range objectsOf[netmodel.File](add, netmodel.KindFile) {
 		fail.add(f.Key(), writeFile(f))
 	}
-	for _, s := range add.symlinks {
+	for _, s := range objectsOf[netmodel.Symlink](add, netmodel.KindSymlink) {
 		fail.add(s.Key(), ensureSymlink(s))
 	}
-	for _, t := range add.tc {
+	for _, t := range objectsOf[netmodel.TC](add, netmodel.KindTC) {
 		fail.add(t.Key(), fmt.Errorf("tc attachments are not supported by this build yet"))
 	}
 	if err := ctx.Err(); err != nil {
@@ -99,10 +99,10 @@ func (h *Linux) ensureLinks(p *plan, fail failures) {
 	for _, l := range p.links {
 		s.links[ref(l.NS, l.Name)] = l
 	}
-	for _, a := range p.addrs {
+	for _, a := range objectsOf[netmodel.Addr](p, netmodel.KindAddr) {
 		s.addrs[ref(a.NS, a.Link)] = append(s.addrs[ref(a.NS, a.Link)], a)
 	}
-	for _, r := range p.routes {
+	for _, r := range objectsOf[netmodel.Route](p, netmodel.KindRoute) {
 		s.routes[ref(r.NS, r.Link)] = append(s.routes[ref(r.NS, r.Link)], r)
 	}
 	var sealed []netmodel.Link
@@ -144,14 +144,14 @@ func (h *Linux) ensureLinks(p *plan, fail failures) {
 		}
 		s.done[l.Key()] = true
 	}
-	for _, a := range p.addrs {
+	for _, a := range objectsOf[netmodel.Addr](p, netmodel.KindAddr) {
 		if !s.done[a.Key()] {
 			fail.add(a.Key(), h.inNS(a.NS, func(r *rtnl) error {
 				return r.linkRequest(a.Link, func(i int) error { return r.one(addrReq(i, a.Prefix)) })
 			}))
 		}
 	}
-	for _, rt := range p.routes {
+	for _, rt := range objectsOf[netmodel.Route](p, netmodel.KindRoute) {
 		if !s.done[rt.Key()] {
 			fail.add(rt.Key(), h.inNS(rt.NS, func(r *rtnl) error {
 				return r.linkRequest(rt.Link, func(i int) error {
@@ -160,7 +160,7 @@ func (h *Linux) ensureLinks(p *plan, fail failures) {
 			}))
 		}
 	}
-	for _, n := range p.neighs {
+	for _, n := range objectsOf[netmodel.Neigh](p, netmodel.KindNeigh) {
 		fail.add(n.Key(), h.withHandle(n.NS, func(nh *netlink.Handle) error {
 			l, err := nh.LinkByName(n.Link)
 			if err != nil {
@@ -170,7 +170,7 @@ func (h *Linux) ensureLinks(p *plan, fail failures) {
 				State: netlink.NUD_PERMANENT, Family: family(n.IP)})
 		}))
 	}
-	for _, f := range p.fdb {
+	for _, f := range objectsOf[netmodel.FDB](p, netmodel.KindFDB) {
 		fail.add(f.Key(), h.withHandle(f.NS, func(nh *netlink.Handle) error {
 			l, err := nh.LinkByName(f.Link)
 			if err != nil {
@@ -600,7 +600,7 @@ func (h *Linux) releasePort(p netmodel.Port) {
 
 // removeObjects removes what p holds; what is gone already is fine.
 func (h *Linux) removeObjects(p *plan, fail failures) {
-	for _, port := range p.ports {
+	for _, port := range objectsOf[netmodel.Port](p, netmodel.KindPort) {
 		h.releasePort(port)
 	}
 	gone := map[netmodel.LinkRef]bool{}
@@ -646,7 +646,7 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 			h.bridgeIndex.Delete(name)
 		}
 	}
-	for _, a := range p.addrs {
+	for _, a := range objectsOf[netmodel.Addr](p, netmodel.KindAddr) {
 		if gone[ref(a.NS, a.Link)] {
 			continue
 		}
@@ -658,7 +658,7 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 			return nh.AddrDel(link, addrOf(a.Prefix))
 		})))
 	}
-	for _, r := range p.routes {
+	for _, r := range objectsOf[netmodel.Route](p, netmodel.KindRoute) {
 		if gone[ref(r.NS, r.Link)] {
 			continue
 		}
@@ -670,7 +670,7 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 			return nh.RouteDel(routeOf(link, Route{Dst: r.Dst, Gateway: r.Gateway, Metric: r.Metric}))
 		})))
 	}
-	for _, n := range p.neighs {
+	for _, n := range objectsOf[netmodel.Neigh](p, netmodel.KindNeigh) {
 		if gone[ref(n.NS, n.Link)] {
 			continue
 		}
@@ -682,7 +682,7 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 			return nh.NeighDel(&netlink.Neigh{LinkIndex: link.Attrs().Index, IP: n.IP.AsSlice(), Family: family(n.IP)})
 		})))
 	}
-	for _, f := range p.fdb {
+	for _, f := range objectsOf[netmodel.FDB](p, netmodel.KindFDB) {
 		if gone[ref(f.NS, f.Link)] {
 			continue
 		}
@@ -695,7 +695,7 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 				HardwareAddr: f.MAC, Flags: netlink.NTF_SELF})
 		})))
 	}
-	for _, f := range p.files {
+	for _, f := range objectsOf[netmodel.File](p, netmodel.KindFile) {
 		err := os.Remove(f.Path)
 		if errors.Is(err, os.ErrNotExist) {
 			err = nil
@@ -705,12 +705,12 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 		}
 		fail.add(f.Key(), err)
 	}
-	for _, s := range p.symlinks {
+	for _, s := range objectsOf[netmodel.Symlink](p, netmodel.KindSymlink) {
 		if target, err := os.Readlink(s.Path); err == nil && target == s.Target {
 			fail.add(s.Key(), os.Remove(s.Path))
 		}
 	}
-	for _, n := range p.namespaces {
+	for _, n := range objectsOf[netmodel.Namespace](p, netmodel.KindNamespace) {
 		fail.add(n.Key(), netns.Delete(n.NS.Path))
 	}
 }

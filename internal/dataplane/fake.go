@@ -201,12 +201,12 @@ func (f *Fake) Apply(ctx context.Context, ensure, remove []netmodel.Object) erro
 	skip := func(o netmodel.Object) bool { _, failed := fail[o.Key()]; return failed }
 	add := sortObjects(ensure, fail)
 	del := sortObjects(remove, fail)
-	for _, n := range add.namespaces {
+	for _, n := range objectsOf[netmodel.Namespace](add, netmodel.KindNamespace) {
 		if !skip(n) && f.spaces[n.NS.Path] == nil {
 			f.spaces[n.NS.Path] = f.newNS(n.NS.ID)
 		}
 	}
-	for _, p := range add.ports {
+	for _, p := range objectsOf[netmodel.Port](add, netmodel.KindPort) {
 		if skip(p) {
 			continue
 		}
@@ -239,17 +239,17 @@ func (f *Fake) Apply(ctx context.Context, ensure, remove []netmodel.Object) erro
 			fail.add(l.Key(), f.ensureLink(l, add))
 		}
 	}
-	for _, a := range add.addrs {
+	for _, a := range objectsOf[netmodel.Addr](add, netmodel.KindAddr) {
 		if !skip(a) {
 			fail.add(a.Key(), f.ensureAddr(a))
 		}
 	}
-	for _, r := range add.routes {
+	for _, r := range objectsOf[netmodel.Route](add, netmodel.KindRoute) {
 		if !skip(r) {
 			fail.add(r.Key(), f.ensureRoute(r))
 		}
 	}
-	for _, s := range add.sysctls {
+	for _, s := range objectsOf[netmodel.Sysctl](add, netmodel.KindSysctl) {
 		if skip(s) {
 			continue
 		}
@@ -259,23 +259,23 @@ func (f *Fake) Apply(ctx context.Context, ensure, remove []netmodel.Object) erro
 		}
 		fail.add(s.Key(), err)
 	}
-	for _, file := range add.files {
+	for _, file := range objectsOf[netmodel.File](add, netmodel.KindFile) {
 		if !skip(file) {
 			f.files[file.Path] = slices.Clone(file.Content)
 		}
 	}
-	for _, s := range add.symlinks {
+	for _, s := range objectsOf[netmodel.Symlink](add, netmodel.KindSymlink) {
 		if !skip(s) {
 			f.symlinks[s.Path] = s.Target
 		}
 	}
-	for _, o := range add.neighs {
+	for _, o := range objectsOf[netmodel.Neigh](add, netmodel.KindNeigh) {
 		fail.add(o.Key(), errors.New("the fake host keeps no neighbour entries"))
 	}
-	for _, o := range add.fdb {
+	for _, o := range objectsOf[netmodel.FDB](add, netmodel.KindFDB) {
 		fail.add(o.Key(), errors.New("the fake host keeps no fdb entries"))
 	}
-	for _, o := range add.tc {
+	for _, o := range objectsOf[netmodel.TC](add, netmodel.KindTC) {
 		fail.add(o.Key(), errors.New("tc attachments are not supported by this build yet"))
 	}
 	f.remove(del)
@@ -432,7 +432,7 @@ func (f *Fake) dropNS(path string) {
 }
 
 func (f *Fake) remove(p *plan) {
-	for _, port := range p.ports {
+	for _, port := range objectsOf[netmodel.Port](p, netmodel.KindPort) {
 		delete(f.ports, port.ID())
 	}
 	for _, l := range p.links {
@@ -440,25 +440,25 @@ func (f *Fake) remove(p *plan) {
 			f.deleteLink(s, l.Name)
 		}
 	}
-	for _, a := range p.addrs {
+	for _, a := range objectsOf[netmodel.Addr](p, netmodel.KindAddr) {
 		if s := f.spaces[a.NS.Path]; s != nil {
 			delete(s.addrs, a.Key())
 		}
 	}
-	for _, r := range p.routes {
+	for _, r := range objectsOf[netmodel.Route](p, netmodel.KindRoute) {
 		if s := f.spaces[r.NS.Path]; s != nil {
 			delete(s.routes, r.Key())
 		}
 	}
-	for _, file := range p.files {
+	for _, file := range objectsOf[netmodel.File](p, netmodel.KindFile) {
 		delete(f.files, file.Path)
 	}
-	for _, s := range p.symlinks {
+	for _, s := range objectsOf[netmodel.Symlink](p, netmodel.KindSymlink) {
 		if f.symlinks[s.Path] == s.Target {
 			delete(f.symlinks, s.Path)
 		}
 	}
-	for _, n := range p.namespaces {
+	for _, n := range objectsOf[netmodel.Namespace](p, netmodel.KindNamespace) {
 		f.dropNS(n.NS.Path)
 	}
 }

@@ -169,67 +169,42 @@ func FailedKeys(err error, all []netmodel.Key) map[netmodel.Key]error {
 	return out
 }
 
-// plan sorts what Apply is given by kind, in the order it is applied.
+// plan is what Apply is given, sorted by kind.
 type plan struct {
-	namespaces []netmodel.Namespace
-	ports      []netmodel.Port
-	nft        []netmodel.Object
-	links      []netmodel.Link
-	addrs      []netmodel.Addr
-	routes     []netmodel.Route
-	neighs     []netmodel.Neigh
-	fdb        []netmodel.FDB
-	sysctls    []netmodel.Sysctl
-	files      []netmodel.File
-	symlinks   []netmodel.Symlink
-	tc         []netmodel.TC
+	byKind map[netmodel.Kind][]netmodel.Object
+	links  []netmodel.Link   // bridges (masters) before their ports
+	nft    []netmodel.Object // firewall elements and regular chains
 }
 
 func sortObjects(objs []netmodel.Object, fail failures) *plan {
-	p := &plan{}
+	p := &plan{byKind: map[netmodel.Kind][]netmodel.Object{}}
 	for _, o := range objs {
-		switch o := o.(type) {
-		case netmodel.Namespace:
-			p.namespaces = append(p.namespaces, o)
-		case netmodel.Port:
-			p.ports = append(p.ports, o)
-		case netmodel.NftElement:
-			p.nft = append(p.nft, o)
-		case netmodel.NftChain:
-			if o.Chain.Hook != "" {
-				fail.add(o.Key(), ErrFirewallLayout)
-				continue
-			}
-			p.nft = append(p.nft, o)
-		case netmodel.NftSet:
+		k := o.Key().Kind
+		switch {
+		case k == netmodel.KindNftSet || (k == netmodel.KindNftChain && o.(netmodel.NftChain).Chain.Hook != ""):
 			fail.add(o.Key(), ErrFirewallLayout)
-		case netmodel.Link:
-			p.links = append(p.links, o)
-		case netmodel.Addr:
-			p.addrs = append(p.addrs, o)
-		case netmodel.Route:
-			p.routes = append(p.routes, o)
-		case netmodel.Neigh:
-			p.neighs = append(p.neighs, o)
-		case netmodel.FDB:
-			p.fdb = append(p.fdb, o)
-		case netmodel.Sysctl:
-			p.sysctls = append(p.sysctls, o)
-		case netmodel.File:
-			p.files = append(p.files, o)
-		case netmodel.Symlink:
-			p.symlinks = append(p.symlinks, o)
-		case netmodel.TC:
-			p.tc = append(p.tc, o)
+		case k >= netmodel.KindNftSet:
+			p.nft = append(p.nft, o)
 		default:
-			fail.add(o.Key(), fmt.Errorf("unknown object type %T", o))
+			p.byKind[k] = append(p.byKind[k], o)
 		}
 	}
-	// Bridges (masters) before the links that are their ports.
+	p.links = objectsOf[netmodel.Link](p, netmodel.KindLink)
 	sort.SliceStable(p.links, func(i, j int) bool {
 		return linkRank(p.links[i]) < linkRank(p.links[j])
 	})
 	return p
+}
+
+// objectsOf returns the objects of kind k, as their type.
+func objectsOf[T netmodel.Object](p *plan, k netmodel.Kind) []T {
+	out := make([]T, 0, len(p.byKind[k]))
+	for _, o := range p.byKind[k] {
+		if t, ok := o.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func linkRank(l netmodel.Link) int {

@@ -96,35 +96,35 @@ func FirewallPatches(ensure, remove []Object) []nft.TablePatch {
 		}
 		return p
 	}
-	for _, o := range ensure {
-		switch o := o.(type) {
-		case NftElement:
-			p := get(o.Family, o.Table)
-			if o.Value == "" {
-				p.AddElements[o.Set] = append(p.AddElements[o.Set], o.Elem)
-			} else {
-				if p.SetMapElements[o.Set] == nil {
-					p.SetMapElements[o.Set] = map[string]string{}
+	for _, side := range []struct {
+		objs []Object
+		add  bool
+	}{{ensure, true}, {remove, false}} {
+		for _, o := range side.objs {
+			switch o := o.(type) {
+			case NftElement:
+				p := get(o.Family, o.Table)
+				switch {
+				case o.Value == "" && side.add:
+					p.AddElements[o.Set] = append(p.AddElements[o.Set], o.Elem)
+				case o.Value == "":
+					p.DeleteElements[o.Set] = append(p.DeleteElements[o.Set], o.Elem)
+				case side.add:
+					if p.SetMapElements[o.Set] == nil {
+						p.SetMapElements[o.Set] = map[string]string{}
+					}
+					p.SetMapElements[o.Set][o.Elem] = o.Value
+				default:
+					p.DeleteMapElements[o.Set] = append(p.DeleteMapElements[o.Set], o.Elem)
 				}
-				p.SetMapElements[o.Set][o.Elem] = o.Value
+			case NftChain:
+				p := get(o.Family, o.Table)
+				if side.add {
+					p.AddChains = append(p.AddChains, o.Chain)
+				} else {
+					p.DeleteChains = append(p.DeleteChains, o.Chain.Name)
+				}
 			}
-		case NftChain:
-			p := get(o.Family, o.Table)
-			p.AddChains = append(p.AddChains, o.Chain)
-		}
-	}
-	for _, o := range remove {
-		switch o := o.(type) {
-		case NftElement:
-			p := get(o.Family, o.Table)
-			if o.Value == "" {
-				p.DeleteElements[o.Set] = append(p.DeleteElements[o.Set], o.Elem)
-			} else {
-				p.DeleteMapElements[o.Set] = append(p.DeleteMapElements[o.Set], o.Elem)
-			}
-		case NftChain:
-			p := get(o.Family, o.Table)
-			p.DeleteChains = append(p.DeleteChains, o.Chain.Name)
 		}
 	}
 	out := make([]nft.TablePatch, 0, len(order))

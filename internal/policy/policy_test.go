@@ -5,28 +5,11 @@ import (
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
 
 func mustACL(t testing.TB, action, dir, protocols, local, lports, remote, rports string, priority uint16) api.ACLSpec {
-	t.Helper()
-	a := api.ACLSpec{Action: api.ACLAction(action), Direction: api.ACLDirection(dir), Priority: priority}
-	var err error
-	if a.Protocols, err = api.ParseProtocols(protocols); err != nil {
-		t.Fatal(err)
-	}
-	if a.Local, err = api.ParseAddressList(local); err != nil {
-		t.Fatal(err)
-	}
-	if a.Remote, err = api.ParseAddressList(remote); err != nil {
-		t.Fatal(err)
-	}
-	if a.LocalPorts, err = api.ParsePortList(lports); err != nil {
-		t.Fatal(err)
-	}
-	if a.RemotePorts, err = api.ParsePortList(rports); err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return testutil.ACL(t, action, dir, protocols, local, lports, remote, rports, priority)
 }
 
 // The reference semantics of ACLs: priority, ties, defaults, directions.

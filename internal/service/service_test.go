@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,9 +20,8 @@ import (
 	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/reconcile"
 	"github.com/hostnet/hostnet/internal/store"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // lab is a service on an in-memory store and a fake host.
 type lab struct {
@@ -111,25 +109,7 @@ func (l *lab) dump() string {
 	return l.host.Dump()
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
+func golden(t *testing.T, name, got string) { testutil.Golden(t, name, got) }
 
 // check asserts that a full pass finds nothing to do: the incremental
 // changes left the host exactly as planning everything again says.

@@ -1,12 +1,9 @@
 package nat
 
 import (
-	"flag"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,47 +11,13 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
+func golden(t *testing.T, name, got string) { testutil.Golden(t, name, got) }
 
 func mustACL(t testing.TB, action, dir, protocols, local, lports, remote, rports string, priority uint16) api.ACLSpec {
-	t.Helper()
-	a := api.ACLSpec{Action: api.ACLAction(action), Direction: api.ACLDirection(dir), Priority: priority}
-	var err error
-	if a.Protocols, err = api.ParseProtocols(protocols); err != nil {
-		t.Fatal(err)
-	}
-	if a.Local, err = api.ParseAddressList(local); err != nil {
-		t.Fatal(err)
-	}
-	if a.Remote, err = api.ParseAddressList(remote); err != nil {
-		t.Fatal(err)
-	}
-	if a.LocalPorts, err = api.ParsePortList(lports); err != nil {
-		t.Fatal(err)
-	}
-	if a.RemotePorts, err = api.ParsePortList(rports); err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return testutil.ACL(t, action, dir, protocols, local, lports, remote, rports, priority)
 }
 
 func subnet(prefix string) api.SubnetSpec {
