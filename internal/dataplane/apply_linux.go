@@ -470,7 +470,14 @@ func (h *Linux) ensureOtherLink(l netmodel.Link) error {
 				return h.addMoved(l, link)
 			}
 		case netmodel.LinkTap:
-			link = &netlink.Tuntap{LinkAttrs: attrs, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_DEFAULTS}
+			// A tap is made through /dev/net/tun, in the namespace of the
+			// thread that opens it, not through a netlink socket: the
+			// request runs on a thread inside l.NS.
+			tap := &netlink.Tuntap{LinkAttrs: attrs, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_DEFAULTS}
+			if err := h.onThread(l.NS, func() error { return netlink.LinkAdd(tap) }); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("create tap %s: %w", l.Name, err)
+			}
+			return h.adoptLink(l)
 		case netmodel.LinkIFB:
 			link = &netlink.Ifb{LinkAttrs: attrs}
 		default:
@@ -481,6 +488,22 @@ func (h *Linux) ensureOtherLink(l netmodel.Link) error {
 		}
 		return h.adoptLink(l)
 	})
+}
+
+// onThread runs fn on an OS thread inside ns: for what is made by the
+// namespace of the calling thread rather than by a socket's.
+func (h *Linux) onThread(ns netmodel.NS, fn func() error) error {
+	if ns.IsHost() {
+		return h.thread.do(fn)
+	}
+	handle, owned, err := h.nsHandle(ns)
+	if err != nil {
+		return err
+	}
+	if owned {
+		defer handle.Close()
+	}
+	return netns.Do(handle, fn)
 }
 
 // addMoved creates link in its parent's namespace with the target

@@ -52,6 +52,7 @@ type fakeNS struct {
 	links  map[string]*fakeLink
 	addrs  map[netmodel.Key]netmodel.Addr
 	routes map[netmodel.Key]fakeRoute
+	others map[netmodel.Key]netmodel.Object // neighbour and FDB entries
 	sysctl map[string]string
 }
 
@@ -78,7 +79,7 @@ func NewFake(cfg HostConfig) *Fake {
 
 func (f *Fake) newNS(id netmodel.NSID) *fakeNS {
 	ns := &fakeNS{id: id, nsid: -1, links: map[string]*fakeLink{}, addrs: map[netmodel.Key]netmodel.Addr{},
-		routes: map[netmodel.Key]fakeRoute{}, sysctl: map[string]string{}}
+		routes: map[netmodel.Key]fakeRoute{}, others: map[netmodel.Key]netmodel.Object{}, sysctl: map[string]string{}}
 	ns.links["lo"] = &fakeLink{Link: netmodel.Link{Name: "lo", Kind: netmodel.LinkLoopback}, index: 1}
 	return ns
 }
@@ -270,10 +271,10 @@ func (f *Fake) Apply(ctx context.Context, ensure, remove []netmodel.Object) erro
 		}
 	}
 	for _, o := range objectsOf[netmodel.Neigh](add, netmodel.KindNeigh) {
-		fail.add(o.Key(), errors.New("the fake host keeps no neighbour entries"))
+		fail.add(o.Key(), f.ensureOnLink(o.NS, o.Link, o))
 	}
 	for _, o := range objectsOf[netmodel.FDB](add, netmodel.KindFDB) {
-		fail.add(o.Key(), errors.New("the fake host keeps no fdb entries"))
+		fail.add(o.Key(), f.ensureOnLink(o.NS, o.Link, o))
 	}
 	for _, o := range objectsOf[netmodel.TC](add, netmodel.KindTC) {
 		fail.add(o.Key(), errors.New("tc attachments are not supported by this build yet"))
@@ -344,6 +345,19 @@ func (f *Fake) ensureLink(l netmodel.Link, p *plan) error {
 
 func (f *Fake) index() int { f.nextIndex++; return f.nextIndex }
 
+// ensureOnLink keeps an entry of a link (a neighbour, an FDB entry).
+func (f *Fake) ensureOnLink(ns netmodel.NS, link string, o netmodel.Object) error {
+	s, err := f.space(ns)
+	if err != nil {
+		return err
+	}
+	if s.links[link] == nil {
+		return fmt.Errorf("%s: %w", o.Key(), unix.ENODEV)
+	}
+	s.others[o.Key()] = o
+	return nil
+}
+
 func (f *Fake) ensureAddr(a netmodel.Addr) error {
 	s, err := f.space(a.NS)
 	if err != nil {
@@ -408,6 +422,11 @@ func (f *Fake) deleteLink(s *fakeNS, name string) {
 			delete(s.routes, k)
 		}
 	}
+	for k := range s.others {
+		if strings.HasPrefix(k.ID, name+" ") {
+			delete(s.others, k)
+		}
+	}
 	for _, other := range s.links {
 		if other.Master == name {
 			other.Master = ""
@@ -448,6 +467,13 @@ func (f *Fake) remove(p *plan) {
 	for _, r := range objectsOf[netmodel.Route](p, netmodel.KindRoute) {
 		if s := f.spaces[r.NS.Path]; s != nil {
 			delete(s.routes, r.Key())
+		}
+	}
+	for _, k := range []netmodel.Kind{netmodel.KindNeigh, netmodel.KindFDB} {
+		for _, o := range p.byKind[k] {
+			if s := f.spaces[o.Key().NS.Path]; s != nil {
+				delete(s.others, o.Key())
+			}
 		}
 	}
 	for _, file := range objectsOf[netmodel.File](p, netmodel.KindFile) {
@@ -701,6 +727,9 @@ func (f *Fake) Dump() string {
 		}
 		for k, v := range s.sysctl {
 			lines = append(lines, "sysctl "+k+"="+v)
+		}
+		for _, o := range s.others {
+			lines = append(lines, o.String())
 		}
 		sort.Strings(lines)
 		for _, l := range lines {

@@ -15,6 +15,8 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/testutil"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // hostStep is one configuration a test applies, and what Observe must
@@ -257,5 +259,98 @@ func TestNamespaceIdentity(t *testing.T) {
 	}
 	if _, err := os.Stat(epPath); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The link kinds the drivers to come need, made, adopted and removed: a
+// macvlan in an endpoint's namespace on a parent of the host, a vxlan with
+// an FDB entry, a tap, an ifb, and a permanent neighbour entry.
+func TestOtherLinkKinds(t *testing.T) {
+	hostPath, hostNS := testutil.NewNS(t, "host")
+	epPath, _ := testutil.NewNS(t, "ep")
+	h, err := OpenLinux(hostPath, HostConfig{LinkPrefixes: []string{"hn"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// The uplink the macvlan and the vxlan sit on: a veth of the test's.
+	nh, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	if err := nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink0"}, PeerName: "uplink0p"}); err != nil {
+		t.Fatal(err)
+	}
+	up, _ := nh.LinkByName("uplink0")
+	if err := nh.LinkSetUp(up); err != nil {
+		t.Fatal(err)
+	}
+	if err := nh.AddrAdd(up, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("192.0.2.10"), Mask: net.CIDRMask(24, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	ep := netmodel.NS{Path: epPath}
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 0x33}
+	objs := []netmodel.Object{
+		netmodel.Link{NS: ep, Name: "eth0", Kind: netmodel.LinkMacvlan, MAC: mac, Up: true, MacvlanMode: "bridge",
+			Parent: &netmodel.LinkRef{Name: "uplink0"}},
+		netmodel.Addr{NS: ep, Link: "eth0", Prefix: netip.MustParsePrefix("192.0.2.20/24")},
+		netmodel.Link{Name: "hnvx1", Kind: netmodel.LinkVXLAN, Up: true, Parent: &netmodel.LinkRef{Name: "uplink0"},
+			VXLAN: &netmodel.VXLAN{VNI: 4096, Local: netip.MustParseAddr("192.0.2.10"), Port: 4789}},
+		netmodel.FDB{Link: "hnvx1", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0x44}, Dst: netip.MustParseAddr("192.0.2.11")},
+		netmodel.Neigh{Link: "uplink0", IP: netip.MustParseAddr("192.0.2.99"), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0x99}},
+		netmodel.Link{Name: "hntap1", Kind: netmodel.LinkTap, Up: true},
+		netmodel.Link{Name: "hnifb1", Kind: netmodel.LinkIFB, Up: true},
+	}
+	ctx := context.Background()
+	for i := 0; i < 2; i++ { // made, then adopted as they are
+		if err := h.Apply(ctx, objs, nil); err != nil {
+			t.Fatalf("apply %d: %v", i, err)
+		}
+	}
+	o, err := h.Observe(ctx, netmodel.Query{Namespaces: []netmodel.NS{ep}, LookInto: []netmodel.NS{ep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []netmodel.Link{objs[0].(netmodel.Link), objs[2].(netmodel.Link), objs[5].(netmodel.Link), objs[6].(netmodel.Link)} {
+		got, ok := o.Links[want.Key()]
+		if !ok || got.Kind != want.Kind || !got.Up {
+			t.Errorf("%s: observed %+v (present %v)", want.Key(), got.Link, ok)
+		}
+	}
+	if got := o.Links[objs[0].Key()]; got.MAC.String() != mac.String() {
+		t.Errorf("macvlan MAC %s, want %s", got.MAC, mac)
+	}
+	if _, ok := o.Addrs[objs[1].Key()]; !ok {
+		t.Error("the macvlan's address is missing")
+	}
+	vx, _ := nh.LinkByName("hnvx1")
+	fdb, _ := nh.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	found := false
+	for _, n := range fdb {
+		found = found || (n.HardwareAddr.String() == "02:00:00:00:00:44" && n.IP.String() == "192.0.2.11")
+	}
+	if !found {
+		t.Errorf("no FDB entry to 192.0.2.11: %v", fdb)
+	}
+	neighs, _ := nh.NeighList(up.Attrs().Index, unix.AF_INET)
+	found = false
+	for _, n := range neighs {
+		found = found || (n.IP.String() == "192.0.2.99" && n.State == netlink.NUD_PERMANENT)
+	}
+	if !found {
+		t.Errorf("no permanent neighbour 192.0.2.99: %v", neighs)
+	}
+	if err := h.Apply(ctx, nil, objs); err != nil {
+		t.Fatal(err)
+	}
+	o, err = h.Observe(ctx, netmodel.Query{LookInto: []netmodel.NS{ep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []netmodel.Key{objs[0].Key(), objs[2].Key(), objs[5].Key(), objs[6].Key()} {
+		if _, ok := o.Links[k]; ok {
+			t.Errorf("%s is still there", k)
+		}
 	}
 }
