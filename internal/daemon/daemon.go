@@ -132,9 +132,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	var svc *service.Service
+	var lastMutation atomic.Int64 // unix ns; the start's reconciliation counts as one
+	lastMutation.Store(time.Now().UnixNano())
 	rec := reconcile.New(reconcile.Config{Host: host, Logger: log,
 		Resync: func(ctx context.Context, reason string) error {
 			_, err := svc.Repair(ctx, reason)
+			// A full pass plans every owner: its garbage goes back to
+			// the system as a burst of mutations' does.
+			lastMutation.Store(time.Now().UnixNano())
 			return err
 		}})
 	defer rec.Close() // after the service, before the host
@@ -188,8 +193,6 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		defer func() { stopRepair(); <-repaired }() // before the service, host and firewall close
 	}
-	var lastMutation atomic.Int64 // unix ns; the start's reconciliation counts as one
-	lastMutation.Store(time.Now().UnixNano())
 	trimCtx, stopTrim := context.WithCancel(context.Background())
 	defer stopTrim()
 	go trimWhenIdle(trimCtx, &lastMutation, time.Second)

@@ -794,14 +794,14 @@ func (h *Linux) FirewallDrift(ctx context.Context, tables []*nft.Table) ([]strin
 func (h *Linux) HostPrefixes(ctx context.Context) ([]netip.Prefix, error) { return h.hostPrefixes() }
 
 // Watch implements Host.
-func (h *Linux) Watch(ctx context.Context, changed func(reason string), failed func(error)) error {
+func (h *Linux) Watch(ctx context.Context, changed func(Change), failed func(error)) error {
 	err := h.WatchLinkRemovals(ctx.Done(), func(name string) bool { return h.cfg.tagged(name) },
-		func(name string) { changed("device " + name + " was removed") }, failed)
+		func(name string) { changed(Change{Reason: "device " + name + " was removed", Link: name}) }, failed)
 	if err != nil {
 		return err
 	}
 	return h.fw.WatchOthers(ctx.Done(), func(pid uint32, comm string) {
-		changed(fmt.Sprintf("process %q (pid %d) changed nftables", comm, pid))
+		changed(Change{Reason: fmt.Sprintf("process %q (pid %d) changed nftables", comm, pid)})
 	}, failed)
 }
 

@@ -638,7 +638,7 @@ func (f *Fake) HostPrefixes(ctx context.Context) ([]netip.Prefix, error) {
 }
 
 // Watch implements Host: the fake reports what Notify and FailWatch say.
-func (f *Fake) Watch(ctx context.Context, changed func(string), failed func(error)) error {
+func (f *Fake) Watch(ctx context.Context, changed func(Change), failed func(error)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.watches++
@@ -652,7 +652,7 @@ func (f *Fake) Watch(ctx context.Context, changed func(string), failed func(erro
 }
 
 type fakeWatch struct {
-	changed func(string)
+	changed func(Change)
 	failed  func(error)
 }
 
@@ -663,12 +663,12 @@ func (f *Fake) dropWatch(w *fakeWatch) {
 }
 
 // Notify reports a change to the watchers, as the kernel would.
-func (f *Fake) Notify(reason string) {
+func (f *Fake) Notify(c Change) {
 	f.mu.Lock()
 	ws := slices.Clone(f.watchers)
 	f.mu.Unlock()
 	for _, w := range ws {
-		w.changed(reason)
+		w.changed(c)
 	}
 }
 

@@ -60,10 +60,18 @@ type Host interface {
 	// Self is the identity of the host namespace.
 	Self() netmodel.NSID
 	// Watch calls changed, until ctx ends, when someone may have changed
-	// hostnet's objects: a tagged link was deleted, another process
+	// hostnet's objects: a tagged link was deleted (hostnet's own
+	// deletions included: Change.Link names it), another process
 	// committed nftables changes. A subscription that fails calls failed
 	// and ends (the caller subscribes again).
-	Watch(ctx context.Context, changed func(reason string), failed func(error)) error
+	Watch(ctx context.Context, changed func(Change), failed func(error)) error
+}
+
+// Change is what Watch reports.
+type Change struct {
+	Reason string
+	// Link is the host link that was deleted, when that is the change.
+	Link string
 }
 
 // HostConfig holds the tags that tell hostnet's objects from others'.

@@ -70,6 +70,7 @@ type Reconciler struct {
 
 	unlinkMu      sync.Mutex
 	unlinking     map[string]chan struct{} // host links being removed, closed when gone
+	unlinked      map[string]time.Time     // host links removed lately, when
 	unlinkQueue   []*unlink
 	unlinkBatch   []*unlink
 	unlinkRunning bool
@@ -80,6 +81,38 @@ type Reconciler struct {
 	flowWalking         bool
 
 	retry chan struct{} // poked when an owner failed
+
+	prefetchMu sync.Mutex
+	prefetched chan prefetch // the host's observation the next Sync takes
+}
+
+type prefetch struct {
+	obs *netmodel.Observation
+	err error
+}
+
+// Prefetch starts reading what a full pass always reads of the host (its
+// tagged links and their addresses, hostnet's namespaces, its ports), so
+// that the next Sync takes it instead of waiting for it: a caller that
+// plans the desired state first (reading its store) overlaps the two.
+func (r *Reconciler) Prefetch(ctx context.Context) {
+	ch := make(chan prefetch, 1)
+	r.prefetchMu.Lock()
+	r.prefetched = ch
+	r.prefetchMu.Unlock()
+	go func() {
+		obs, err := r.host.Observe(ctx, netmodel.Query{})
+		ch <- prefetch{obs, err}
+	}()
+}
+
+// takePrefetch returns the prefetched observation, if any.
+func (r *Reconciler) takePrefetch() (<-chan prefetch, bool) {
+	r.prefetchMu.Lock()
+	defer r.prefetchMu.Unlock()
+	ch := r.prefetched
+	r.prefetched = nil
+	return ch, ch != nil
 }
 
 // New returns a Reconciler of cfg.Host.
@@ -89,7 +122,7 @@ func New(cfg Config) *Reconciler {
 		log = slog.Default()
 	}
 	return &Reconciler{cfg: cfg, host: cfg.Host, log: log, fw: newFirewall(), failed: map[netmodel.Owner]error{},
-		closing: make(chan struct{}), unlinking: map[string]chan struct{}{}, flowQueue: map[netip.Addr]*netmodel.FlowGuard{},
+		closing: make(chan struct{}), unlinking: map[string]chan struct{}{}, unlinked: map[string]time.Time{}, flowQueue: map[netip.Addr]*netmodel.FlowGuard{},
 		retry: make(chan struct{}, 1)}
 }
 
@@ -333,6 +366,7 @@ func (r *Reconciler) apply(ctx context.Context, d *diff, changes []Change) error
 	var err error
 	if len(ensure)+len(remove) > 0 {
 		r.awaitUnlinks(ensure)
+		r.noteRemoved(remove)
 		err = r.host.Apply(ctx, ensure, remove)
 	}
 	if err != nil {
@@ -421,7 +455,12 @@ func (r *Reconciler) Run(ctx context.Context, interval time.Duration) {
 	}
 	var watch func()
 	watch = func() {
-		err := r.host.Watch(ctx, poke, func(err error) {
+		err := r.host.Watch(ctx, func(c dataplane.Change) {
+			// The reconciler's own removals are no drift.
+			if c.Link == "" || !r.removedByUs(c.Link) {
+				poke(c.Reason)
+			}
+		}, func(err error) {
 			if ctx.Err() != nil {
 				return
 			}

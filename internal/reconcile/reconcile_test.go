@@ -211,7 +211,7 @@ func TestRunFollowsNotifications(t *testing.T) {
 		}
 	}
 	waitFor("subscription", func() bool { return host.Watches() == 1 })
-	host.Notify("device hnv1 was removed")
+	host.Notify(dataplane.Change{Reason: "device hnv1 was removed", Link: "hnv1"})
 	if got := <-reasons; got != "device hnv1 was removed" {
 		t.Errorf("pass for %q", got)
 	}

@@ -141,6 +141,7 @@ func (r *Reconciler) Sync(ctx context.Context, units []*netmodel.Unit, opts Sync
 		}
 	}
 	if len(p.ensure)+len(p.remove) > 0 {
+		r.noteRemoved(p.remove)
 		err := r.host.Apply(ctx, p.ensure, p.remove)
 		for k, kerr := range dataplane.FailedKeys(err, append(keysOf(p.ensure), keysOf(p.remove)...)) {
 			owner := p.owners[k]
@@ -190,9 +191,23 @@ func (p *pass) observe(ctx context.Context) error {
 		q.Namespaces = append(q.Namespaces, ns)
 	}
 	sort.Slice(q.Namespaces, func(i, j int) bool { return q.Namespaces[i].Path < q.Namespaces[j].Path })
-	obs, err := p.r.host.Observe(ctx, q)
-	if err != nil {
-		return err
+	var obs *netmodel.Observation
+	if pre, ok := p.r.takePrefetch(); ok {
+		q.OnlyAsked = true
+		asked, err := p.r.host.Observe(ctx, q)
+		if err != nil {
+			return err
+		}
+		got := <-pre
+		if got.err != nil {
+			return got.err
+		}
+		obs = merge(got.obs, asked)
+	} else {
+		var err error
+		if obs, err = p.r.host.Observe(ctx, q); err != nil {
+			return err
+		}
 	}
 	p.obs = obs
 	made := map[netmodel.NS]bool{}
@@ -215,6 +230,32 @@ func (p *pass) observe(ctx context.Context) error {
 	return nil
 }
 
+// merge adds what asked read to base (what is always read).
+func merge(base, asked *netmodel.Observation) *netmodel.Observation {
+	for k, v := range asked.Links {
+		base.Links[k] = v
+	}
+	for k, v := range asked.Addrs {
+		base.Addrs[k] = v
+	}
+	for k, v := range asked.Routes {
+		base.Routes[k] = v
+	}
+	for k, v := range asked.Sysctls {
+		base.Sysctls[k] = v
+	}
+	for k, v := range asked.Files {
+		base.Files[k] = v
+	}
+	for k, v := range asked.NSIDs {
+		base.NSIDs[k] = v
+	}
+	for k, v := range asked.LookedInto {
+		base.LookedInto[k] = v
+	}
+	return base
+}
+
 // compare goes over the desired objects, owner by owner.
 func (p *pass) compare() {
 	looked := p.obs.LookedInto
@@ -223,11 +264,13 @@ func (p *pass) compare() {
 			continue
 		}
 		// A sealed link found whole stands for its owner's objects in the
-		// namespaces not looked into.
-		sealedOK := false
+		// namespaces not looked into; an owner without one (a namespace's
+		// loopback, its files) is taken as in place while its namespace
+		// is there. Both are verified later, from inside (Verify).
+		sealedOK := true
 		for _, o := range u.Objects {
 			if l, ok := o.(netmodel.Link); ok && l.Seal && l.NS.IsHost() {
-				sealedOK = len(p.linkDiff(l)) == 0
+				sealedOK = sealedOK && len(p.linkDiff(l)) == 0
 			}
 		}
 		for _, o := range u.Objects {
@@ -241,6 +284,11 @@ func (p *pass) compare() {
 			ns := k.NS
 			if n, ok := o.(netmodel.Namespace); ok {
 				ns = n.NS
+				if p.fresh[ns] {
+					p.problem(u.Owner, k, "namespace %s is gone", ns.Path)
+					p.add(u.Owner, o)
+				}
+				continue
 			}
 			if l, ok := o.(netmodel.Link); ok && l.Peer != nil && p.gone[l.Peer.NS] {
 				continue
@@ -249,16 +297,13 @@ func (p *pass) compare() {
 			case p.gone[ns]:
 				continue
 			case p.fresh[ns] && !ns.IsHost():
-				if _, isNS := o.(netmodel.Namespace); isNS {
-					p.problem(u.Owner, k, "namespace %s is gone", ns.Path)
-				}
 				p.add(u.Owner, o)
 				continue
 			case !ns.IsHost() && !looked[ns]:
 				if sealedOK {
 					p.assume[u.Owner] = true
 				} else {
-					p.add(u.Owner, o) // unknown: ensure (idempotent)
+					p.add(u.Owner, o) // its sealed link is not whole: ensure (idempotent)
 				}
 				continue
 			}

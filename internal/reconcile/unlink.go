@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"time"
 
 	"github.com/hostnet/hostnet/internal/netmodel"
 )
@@ -58,14 +59,50 @@ func (r *Reconciler) unlinkAll() {
 			r.log.Error("removing endpoint NICs failed; the next full pass will retry", "count", len(objs), "err", err)
 		}
 		r.unlinkMu.Lock()
+		now := time.Now()
 		for _, u := range batch {
 			if r.unlinking[u.link.Name] == u.done {
 				delete(r.unlinking, u.link.Name)
 			}
+			r.unlinked[u.link.Name] = now
 			close(u.done)
+		}
+		for name, at := range r.unlinked {
+			if now.Sub(at) > unlinkedMemory {
+				delete(r.unlinked, name)
+			}
 		}
 		r.unlinkBatch = nil
 		r.unlinkMu.Unlock()
+	}
+}
+
+// unlinkedMemory is how long the reconciler remembers the links it
+// removed, to tell the host's reports of its own removals from drift.
+const unlinkedMemory = 10 * time.Second
+
+// removedByUs tells whether the host link name is being removed, or was
+// removed lately, by the reconciler itself.
+func (r *Reconciler) removedByUs(name string) bool {
+	r.unlinkMu.Lock()
+	defer r.unlinkMu.Unlock()
+	if _, ok := r.unlinking[name]; ok {
+		return true
+	}
+	at, ok := r.unlinked[name]
+	return ok && time.Since(at) < unlinkedMemory
+}
+
+// noteRemoved remembers the host links among objs as removed by the
+// reconciler (see removedByUs).
+func (r *Reconciler) noteRemoved(objs []netmodel.Object) {
+	r.unlinkMu.Lock()
+	defer r.unlinkMu.Unlock()
+	now := time.Now()
+	for _, o := range objs {
+		if l, ok := o.(netmodel.Link); ok && l.NS.IsHost() {
+			r.unlinked[l.Name] = now
+		}
 	}
 }
 

@@ -64,6 +64,9 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 	}
 	rep.CollectedNamespaces = n
 	phase("load")
+	// The host is read while the store is: both take time at a restart
+	// with thousands of endpoints.
+	s.rec.Prefetch(ctx)
 	var p *plan
 	if err := s.cfg.Store.View(func(tx store.Tx) (err error) { p, err = s.planAll(tx); return err }); err != nil {
 		return rep, internal(err, "read the store")
@@ -135,27 +138,38 @@ func (s *Service) redrive(ctx context.Context, p *plan, entries []outboxEntry) {
 	}
 }
 
+// spaceOwners is a namespace and the owners with objects in it.
+type spaceOwners struct {
+	ns     netmodel.NS
+	owners []netmodel.Owner
+}
+
 // assumedSpaces returns the namespaces where the owners a pass assumed in
-// place have objects.
-func assumedSpaces(p *plan, owners []netmodel.Owner) []netmodel.NS {
+// place have objects, each with every owner that has objects there.
+func assumedSpaces(p *plan, assumed []netmodel.Owner) []spaceOwners {
 	want := map[netmodel.Owner]bool{}
-	for _, o := range owners {
+	for _, o := range assumed {
 		want[o] = true
 	}
-	seen := map[netmodel.NS]bool{}
-	var out []netmodel.NS
+	byNS := map[netmodel.NS][]netmodel.Owner{}
+	verify := map[netmodel.NS]bool{}
 	for _, u := range p.units {
-		if !want[u.Owner] {
-			continue
-		}
+		seen := map[netmodel.NS]bool{}
 		for _, o := range u.Objects {
 			if ns := o.Key().NS; !ns.IsHost() && !seen[ns] {
 				seen[ns] = true
-				out = append(out, ns)
+				byNS[ns] = append(byNS[ns], u.Owner)
+				verify[ns] = verify[ns] || want[u.Owner]
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	var out []spaceOwners
+	for ns, owners := range byNS {
+		if verify[ns] {
+			out = append(out, spaceOwners{ns, owners})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ns.Path < out[j].ns.Path })
 	return out
 }
 
@@ -164,50 +178,58 @@ func assumedSpaces(p *plan, owners []netmodel.Owner) []netmodel.NS {
 // a route, the device's state). It runs after the API is served, one
 // namespace at a time under the lock, so requests interleave with it;
 // Close stops it.
-func (s *Service) verifyLater(spaces []netmodel.NS) {
+func (s *Service) verifyLater(spaces []spaceOwners) {
 	defer s.background.Done()
 	start := time.Now()
-	for _, ns := range spaces {
+	for _, sp := range spaces {
 		select {
 		case <-s.closing:
 			return
 		default:
 		}
-		if err := s.verify(ns); err != nil {
-			s.log.Warn("verifying a namespace after the restart", "namespace", ns.Path, "err", err)
+		if err := s.verify(sp.ns, sp.owners); err != nil {
+			s.log.Warn("verifying a namespace after the restart", "namespace", sp.ns.Path, "err", err)
 		}
 	}
 	s.log.Info("verified the adopted namespaces from inside", "namespaces", len(spaces), "took", time.Since(start))
 }
 
-// verify plans the owners with objects in ns now and has the reconciler
-// look inside it.
-func (s *Service) verify(ns netmodel.NS) error {
+// verify plans now the owners that had objects in ns at start, and has
+// the reconciler look inside it (an owner that left since has no unit,
+// one that came since was applied whole).
+func (s *Service) verify(ns netmodel.NS, owners []netmodel.Owner) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var units []*netmodel.Unit
 	err := s.cfg.Store.View(func(tx store.Tx) error {
-		nss, err := listNamespaces(tx)
-		if err != nil {
-			return err
+		// The endpoints attached to the namespace since the start are
+		// owners there too.
+		now := append([]netmodel.Owner(nil), owners...)
+		seen := map[netmodel.Owner]bool{}
+		for _, o := range owners {
+			seen[o] = true
 		}
-		nets := map[string]*parsedNetwork{}
-		for i := range nss {
-			if nss[i].Doc.NetNamespacePath != ns.Path {
+		for _, o := range owners {
+			kind, id := o.Split()
+			var ns namespaceRecord
+			if kind != "namespace" || store.GetJSON(tx, store.Namespaces, id, &ns) != nil {
 				continue
 			}
-			owners := []netmodel.Owner{netmodel.NamespaceOwner(nss[i].Doc.ID)}
-			for _, id := range attachedIDs(&nss[i].Doc) {
-				owners = append(owners, netmodel.EndpointOwner(id))
+			for _, epID := range attachedIDs(&ns.Doc) {
+				if eo := netmodel.EndpointOwner(epID); !seen[eo] {
+					seen[eo] = true
+					now = append(now, eo)
+				}
 			}
-			for _, o := range owners {
-				u, err := s.unitOf(tx, o, nets)
-				if err != nil {
-					return err
-				}
-				if u != nil {
-					units = append(units, u)
-				}
+		}
+		nets := map[string]*parsedNetwork{}
+		for _, o := range now {
+			u, err := s.unitOf(tx, o, nets)
+			if err != nil {
+				return err
+			}
+			if u != nil {
+				units = append(units, u)
 			}
 		}
 		return nil
