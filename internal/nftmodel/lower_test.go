@@ -1,0 +1,76 @@
+package nftmodel_test
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hostnet/hostnet/internal/nftmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel/nfttest"
+)
+
+// fresh plans the creation of tbl: the batch an applier sends to an empty
+// kernel.
+func fresh(t *testing.T, tbl *nftmodel.Table) *nftmodel.Batch {
+	t.Helper()
+	b := &nftmodel.Batch{}
+	b.Plan(nfttest.Compile(t, tbl), nil)
+	return b
+}
+
+// A map's elements survive the kernel's encoding (as a batch creates them,
+// as a reading of the kernel records them) and back.
+func TestMapElementRoundTrip(t *testing.T) {
+	tbl := nfttest.NAT()
+	want := nfttest.Compile(t, tbl).Table(nil)
+	got := nftmodel.NewState(tbl.Family, tbl.Name)
+	for _, s := range fresh(t, tbl).Steps {
+		if s.Kind != nftmodel.StepAddElements {
+			continue
+		}
+		m := nfttest.MapOf(tbl, s.Name)
+		var elems []nftmodel.SetElem
+		for _, g := range s.Elems {
+			elems = append(elems, g...)
+		}
+		got.ReadMap(s.Name, m.Key, m.Value, m.Verdict, m.Interval, elems)
+	}
+	if g, w := got.Table(nil).String(), want.String(); g != w {
+		t.Errorf("round trip:\n%s\nwant:\n%s", g, w)
+	}
+	// A concatenated value is padded like a concatenated key.
+	for _, s := range fresh(t, tbl).Steps {
+		if s.Kind == nftmodel.StepAddElements && s.Name == "pm4" {
+			if v := s.Elems[0][0].Val; !reflect.DeepEqual(v, []byte{10, 0, 0, 2, 0, 80, 0, 0}) { // tcp . 8080 (tcp sorts before udp)
+				t.Errorf("value of tcp . 8080 = %v", v)
+			}
+		}
+	}
+	// A verdict the model does not write makes the map unreadable: it is
+	// recreated.
+	bad := nftmodel.NewState(tbl.Family, tbl.Name)
+	bad.ReadMap("fwd", []nftmodel.KeyType{nftmodel.KeyIfname}, nil, true, false,
+		[]nftmodel.SetElem{{Key: make([]byte, 16), Verdict: &nftmodel.IRVerdict{Code: -1}}})
+	b := &nftmodel.Batch{}
+	if b.Plan(nfttest.Compile(t, tbl), bad); !strings.Contains(strings.Join(b.Ops(), ";"), "delete map fwd") {
+		t.Errorf("an unreadable map is not recreated: %q", b.Ops())
+	}
+}
+
+// Key types map to nft's data types and back.
+func TestDatatypes(t *testing.T) {
+	keys := []nftmodel.KeyType{nftmodel.KeyIfname, nftmodel.KeyIPv4, nftmodel.KeyInetService}
+	d := nftmodel.DatatypeOf(keys)
+	if d.Name != "ifname . ipv4_addr . inet_service" || d.Bytes != 16+4+4 || d.Magic != 41<<12|7<<6|13 {
+		t.Errorf("DatatypeOf = %+v", d)
+	}
+	if back, ok := nftmodel.KeysOf(d.Magic, d.Bytes); !ok || !reflect.DeepEqual(back, keys) {
+		t.Errorf("KeysOf = %v, %v", back, ok)
+	}
+	if _, ok := nftmodel.KeysOf(d.Magic, d.Bytes+4); ok {
+		t.Error("KeysOf accepted a wrong length")
+	}
+	if _, ok := nftmodel.KeysOf(19, 4); ok {
+		t.Error("KeysOf accepted mark, which the model does not know")
+	}
+}
