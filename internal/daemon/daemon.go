@@ -21,6 +21,7 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/nat"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/server"
 	"github.com/hostnet/hostnet/internal/service"
@@ -254,7 +255,7 @@ func orphans(host *dataplane.Host, fw *nft.Kernel) []string {
 			out = append(out, "device "+name)
 		}
 	}
-	for _, f := range []nft.Family{nft.FamilyInet, nft.FamilyBridge} {
+	for _, f := range []nftmodel.Family{nftmodel.FamilyInet, nftmodel.FamilyBridge} {
 		if ok, _ := fw.TableExists(f, policy.TableName); ok {
 			out = append(out, fmt.Sprintf("table %s %s", f, policy.TableName))
 		}

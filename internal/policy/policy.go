@@ -24,8 +24,8 @@ import (
 	"strconv"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // TableName is the name of hostnet's tables in the host namespace.
@@ -93,7 +93,7 @@ type Input struct {
 // Compile returns the desired tables for in: the inet one, then the bridge
 // one. It is State's materialisation of in; the service uses State to get
 // the same tables incrementally.
-func Compile(in Input) []*nft.Table {
+func Compile(in Input) []*nftmodel.Table {
 	s := NewState()
 	for _, n := range in.Networks {
 		s.SetNetwork(n)
@@ -104,47 +104,47 @@ func Compile(in Input) []*nft.Table {
 	return s.Tables()
 }
 
-func set(name, comment string, interval bool, keys ...nft.KeyType) *nft.Set {
-	return &nft.Set{Name: name, Key: keys, Interval: interval, Comment: comment}
+func set(name, comment string, interval bool, keys ...nftmodel.KeyType) *nftmodel.Set {
+	return &nftmodel.Set{Name: name, Key: keys, Interval: interval, Comment: comment}
 }
 
-func dataMap(name, comment string, key, value []nft.KeyType) *nft.Map {
-	return &nft.Map{Name: name, Key: key, Value: value, Elements: map[string]string{}, Comment: comment}
+func dataMap(name, comment string, key, value []nftmodel.KeyType) *nftmodel.Map {
+	return &nftmodel.Map{Name: name, Key: key, Value: value, Elements: map[string]string{}, Comment: comment}
 }
 
-func verdictMap(name, comment string, key nft.KeyType) *nft.Map {
-	return &nft.Map{Name: name, Key: []nft.KeyType{key}, Verdict: true, Elements: map[string]string{}, Comment: comment}
+func verdictMap(name, comment string, key nftmodel.KeyType) *nftmodel.Map {
+	return &nftmodel.Map{Name: name, Key: []nftmodel.KeyType{key}, Verdict: true, Elements: map[string]string{}, Comment: comment}
 }
 
-func rule(comment string, exprs ...nft.Expr) nft.Rule {
-	return nft.Rule{Comment: comment, Exprs: exprs}
+func rule(comment string, exprs ...nftmodel.Expr) nftmodel.Rule {
+	return nftmodel.Rule{Comment: comment, Exprs: exprs}
 }
 
 // inetSkeleton is the inet table without elements and without the
 // endpoints' ACL chains: what never changes.
-func inetSkeleton() *nft.Table {
-	proto := []nft.KeyType{nft.KeyInetProto, nft.KeyInetService}
-	to4 := []nft.KeyType{nft.KeyIPv4, nft.KeyInetService}
-	to6 := []nft.KeyType{nft.KeyIPv6, nft.KeyInetService}
-	guard := &nft.Chain{
-		Name: "guard", Type: nft.ChainTypeFilter, Hook: nft.HookPrerouting, Priority: nft.PriorityRaw,
-		Rules: []nft.Rule{
+func inetSkeleton() *nftmodel.Table {
+	proto := []nftmodel.KeyType{nftmodel.KeyInetProto, nftmodel.KeyInetService}
+	to4 := []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetService}
+	to6 := []nftmodel.KeyType{nftmodel.KeyIPv6, nftmodel.KeyInetService}
+	guard := &nftmodel.Chain{
+		Name: "guard", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookPrerouting, Priority: nftmodel.PriorityRaw,
+		Rules: []nftmodel.Rule{
 			rule("endpoints cannot reach the host's loopback (route_localnet is on for bridges)",
-				nft.Iifname().InSet(SetBridges), nft.IPDaddr().Eq("127.0.0.0/8"), nft.Drop()),
+				nftmodel.Iifname().InSet(SetBridges), nftmodel.IPDaddr().Eq("127.0.0.0/8"), nftmodel.Drop()),
 		},
 	}
-	publish := func(name string, hook nft.Hook) *nft.Chain {
-		return &nft.Chain{
-			Name: name, Type: nft.ChainTypeNAT, Hook: hook, Priority: nft.PriorityDstNAT,
-			Rules: []nft.Rule{
-				rule("published ports bound to one host address (IPv4)", nft.FibDaddrTypeLocal(),
-					nft.DNATMap(nft.Concat(nft.IPDaddr(), nft.L4Proto(), nft.THDport()), MapVIPPorts4)),
-				rule("published ports on every host address (IPv4)", nft.NFProto().Eq("ipv4"), nft.FibDaddrTypeLocal(),
-					nft.DNATMap(nft.Concat(nft.L4Proto(), nft.THDport()), MapPorts4)),
-				rule("published ports bound to one host address (IPv6)", nft.FibDaddrTypeLocal(),
-					nft.DNATMap(nft.Concat(nft.IP6Daddr(), nft.L4Proto(), nft.THDport()), MapVIPPorts6)),
-				rule("published ports on every host address (IPv6)", nft.NFProto().Eq("ipv6"), nft.FibDaddrTypeLocal(),
-					nft.DNATMap(nft.Concat(nft.L4Proto(), nft.THDport()), MapPorts6)),
+	publish := func(name string, hook nftmodel.Hook) *nftmodel.Chain {
+		return &nftmodel.Chain{
+			Name: name, Type: nftmodel.ChainTypeNAT, Hook: hook, Priority: nftmodel.PriorityDstNAT,
+			Rules: []nftmodel.Rule{
+				rule("published ports bound to one host address (IPv4)", nftmodel.FibDaddrTypeLocal(),
+					nftmodel.DNATMap(nftmodel.Concat(nftmodel.IPDaddr(), nftmodel.L4Proto(), nftmodel.THDport()), MapVIPPorts4)),
+				rule("published ports on every host address (IPv4)", nftmodel.NFProto().Eq("ipv4"), nftmodel.FibDaddrTypeLocal(),
+					nftmodel.DNATMap(nftmodel.Concat(nftmodel.L4Proto(), nftmodel.THDport()), MapPorts4)),
+				rule("published ports bound to one host address (IPv6)", nftmodel.FibDaddrTypeLocal(),
+					nftmodel.DNATMap(nftmodel.Concat(nftmodel.IP6Daddr(), nftmodel.L4Proto(), nftmodel.THDport()), MapVIPPorts6)),
+				rule("published ports on every host address (IPv6)", nftmodel.NFProto().Eq("ipv6"), nftmodel.FibDaddrTypeLocal(),
+					nftmodel.DNATMap(nftmodel.Concat(nftmodel.L4Proto(), nftmodel.THDport()), MapPorts6)),
 			},
 		}
 	}
@@ -153,79 +153,79 @@ func inetSkeleton() *nft.Table {
 	// and its receiver's In rules. Judging every packet of a flow, not only
 	// its first, is what makes a new Block stop an established flow at
 	// once, without waiting for its connection to be forgotten.
-	aclChain := func(name string, hook nft.Hook, dispatch ...nft.Rule) *nft.Chain {
-		rules := append([]nft.Rule{
-			rule("replies to admitted flows", nft.CtDirection("reply"), nft.Accept()),
-			rule("errors about admitted flows", nft.CtState("related"), nft.Accept()),
+	aclChain := func(name string, hook nftmodel.Hook, dispatch ...nftmodel.Rule) *nftmodel.Chain {
+		rules := append([]nftmodel.Rule{
+			rule("replies to admitted flows", nftmodel.CtDirection("reply"), nftmodel.Accept()),
+			rule("errors about admitted flows", nftmodel.CtState("related"), nftmodel.Accept()),
 		}, dispatch...)
-		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: nft.PriorityFilter - 10, Rules: rules}
+		return &nftmodel.Chain{Name: name, Type: nftmodel.ChainTypeFilter, Hook: hook, Priority: nftmodel.PriorityFilter - 10, Rules: rules}
 	}
-	sendersOut := []nft.Rule{
-		rule("the sender's Out rules (IPv4)", nft.VMap(nft.IPSaddr(), MapACLOut4)),
-		rule("the sender's Out rules (IPv6)", nft.VMap(nft.IP6Saddr(), MapACLOut6)),
+	sendersOut := []nftmodel.Rule{
+		rule("the sender's Out rules (IPv4)", nftmodel.VMap(nftmodel.IPSaddr(), MapACLOut4)),
+		rule("the sender's Out rules (IPv6)", nftmodel.VMap(nftmodel.IP6Saddr(), MapACLOut6)),
 	}
-	receiversIn := []nft.Rule{
-		rule("the receiver's In rules (IPv4)", nft.VMap(nft.IPDaddr(), MapACLIn4)),
-		rule("the receiver's In rules (IPv6)", nft.VMap(nft.IP6Daddr(), MapACLIn6)),
+	receiversIn := []nftmodel.Rule{
+		rule("the receiver's In rules (IPv4)", nftmodel.VMap(nftmodel.IPDaddr(), MapACLIn4)),
+		rule("the receiver's In rules (IPv6)", nftmodel.VMap(nftmodel.IP6Daddr(), MapACLIn6)),
 	}
-	forward := &nft.Chain{
-		Name: "forward", Type: nft.ChainTypeFilter, Hook: nft.HookForward, Priority: nft.PriorityFilter,
-		Rules: []nft.Rule{
-			rule("replies", nft.CtState("established", "related"), nft.Accept()),
-			rule("published ports", nft.CtStatus("dnat"), nft.Accept()),
-			rule("DisableICC: not to its peers (IPv4)", nft.Concat(nft.IPSaddr(), nft.IPDaddr()).InSet(SetNoICC4), nft.Drop()),
-			rule("DisableICC: not from its peers (IPv4)", nft.Concat(nft.IPDaddr(), nft.IPSaddr()).InSet(SetNoICC4), nft.Drop()),
-			rule("DisableICC: not to its peers (IPv6)", nft.Concat(nft.IP6Saddr(), nft.IP6Daddr()).InSet(SetNoICC6), nft.Drop()),
-			rule("DisableICC: not from its peers (IPv6)", nft.Concat(nft.IP6Daddr(), nft.IP6Saddr()).InSet(SetNoICC6), nft.Drop()),
-			rule("bridged within one network", nft.Concat(nft.Iifname(), nft.Oifname()).InSet(SetIntraBridge), nft.Accept()),
-			rule("networks are isolated from each other", nft.Iifname().InSet(SetBridges), nft.Oifname().InSet(SetBridges), nft.Drop()),
-			rule("the outside reaches NAT endpoints only through their published ports", nft.Oifname().InSet(SetNATBridges), nft.Drop()),
+	forward := &nftmodel.Chain{
+		Name: "forward", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookForward, Priority: nftmodel.PriorityFilter,
+		Rules: []nftmodel.Rule{
+			rule("replies", nftmodel.CtState("established", "related"), nftmodel.Accept()),
+			rule("published ports", nftmodel.CtStatus("dnat"), nftmodel.Accept()),
+			rule("DisableICC: not to its peers (IPv4)", nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.IPDaddr()).InSet(SetNoICC4), nftmodel.Drop()),
+			rule("DisableICC: not from its peers (IPv4)", nftmodel.Concat(nftmodel.IPDaddr(), nftmodel.IPSaddr()).InSet(SetNoICC4), nftmodel.Drop()),
+			rule("DisableICC: not to its peers (IPv6)", nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr()).InSet(SetNoICC6), nftmodel.Drop()),
+			rule("DisableICC: not from its peers (IPv6)", nftmodel.Concat(nftmodel.IP6Daddr(), nftmodel.IP6Saddr()).InSet(SetNoICC6), nftmodel.Drop()),
+			rule("bridged within one network", nftmodel.Concat(nftmodel.Iifname(), nftmodel.Oifname()).InSet(SetIntraBridge), nftmodel.Accept()),
+			rule("networks are isolated from each other", nftmodel.Iifname().InSet(SetBridges), nftmodel.Oifname().InSet(SetBridges), nftmodel.Drop()),
+			rule("the outside reaches NAT endpoints only through their published ports", nftmodel.Oifname().InSet(SetNATBridges), nftmodel.Drop()),
 		},
 	}
-	postrouting := &nft.Chain{
-		Name: "postrouting", Type: nft.ChainTypeNAT, Hook: nft.HookPostrouting, Priority: nft.PrioritySrcNAT,
-		Rules: []nft.Rule{
-			rule("the host's loopback to a published port", nft.CtStatus("dnat"), nft.IPSaddr().Eq("127.0.0.0/8"), nft.Masquerade()),
-			rule("an endpoint to a published port, back into a network (IPv4)", nft.CtStatus("dnat"), nft.IPSaddr().InSet(SetNATv4), nft.Oifname().InSet(SetBridges), nft.Masquerade()),
-			rule("an endpoint to a published port, back into a network (IPv6)", nft.CtStatus("dnat"), nft.IP6Saddr().InSet(SetNATv6), nft.Oifname().InSet(SetBridges), nft.Masquerade()),
-			rule("OutBoundNAT exceptions (IPv4)", nft.Concat(nft.IPSaddr(), nft.IPDaddr()).InSet(SetNATExcept4), nft.Accept()),
-			rule("OutBoundNAT exceptions (IPv6)", nft.Concat(nft.IP6Saddr(), nft.IP6Daddr()).InSet(SetNATExcept6), nft.Accept()),
-			rule("OutBoundNAT VirtualIP (IPv4)", nft.Oifname().NotInSet(SetBridges), nft.SNATMap(nft.IPSaddr(), MapSNAT4)),
-			rule("OutBoundNAT VirtualIP (IPv6)", nft.Oifname().NotInSet(SetBridges), nft.SNATMap(nft.IP6Saddr(), MapSNAT6)),
-			rule("NAT networks reach the outside behind the host (IPv4)", nft.IPSaddr().InSet(SetNATv4), nft.Oifname().NotInSet(SetBridges), nft.Masquerade()),
-			rule("NAT networks reach the outside behind the host (IPv6)", nft.IP6Saddr().InSet(SetNATv6), nft.Oifname().NotInSet(SetBridges), nft.Masquerade()),
+	postrouting := &nftmodel.Chain{
+		Name: "postrouting", Type: nftmodel.ChainTypeNAT, Hook: nftmodel.HookPostrouting, Priority: nftmodel.PrioritySrcNAT,
+		Rules: []nftmodel.Rule{
+			rule("the host's loopback to a published port", nftmodel.CtStatus("dnat"), nftmodel.IPSaddr().Eq("127.0.0.0/8"), nftmodel.Masquerade()),
+			rule("an endpoint to a published port, back into a network (IPv4)", nftmodel.CtStatus("dnat"), nftmodel.IPSaddr().InSet(SetNATv4), nftmodel.Oifname().InSet(SetBridges), nftmodel.Masquerade()),
+			rule("an endpoint to a published port, back into a network (IPv6)", nftmodel.CtStatus("dnat"), nftmodel.IP6Saddr().InSet(SetNATv6), nftmodel.Oifname().InSet(SetBridges), nftmodel.Masquerade()),
+			rule("OutBoundNAT exceptions (IPv4)", nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.IPDaddr()).InSet(SetNATExcept4), nftmodel.Accept()),
+			rule("OutBoundNAT exceptions (IPv6)", nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr()).InSet(SetNATExcept6), nftmodel.Accept()),
+			rule("OutBoundNAT VirtualIP (IPv4)", nftmodel.Oifname().NotInSet(SetBridges), nftmodel.SNATMap(nftmodel.IPSaddr(), MapSNAT4)),
+			rule("OutBoundNAT VirtualIP (IPv6)", nftmodel.Oifname().NotInSet(SetBridges), nftmodel.SNATMap(nftmodel.IP6Saddr(), MapSNAT6)),
+			rule("NAT networks reach the outside behind the host (IPv4)", nftmodel.IPSaddr().InSet(SetNATv4), nftmodel.Oifname().NotInSet(SetBridges), nftmodel.Masquerade()),
+			rule("NAT networks reach the outside behind the host (IPv6)", nftmodel.IP6Saddr().InSet(SetNATv6), nftmodel.Oifname().NotInSet(SetBridges), nftmodel.Masquerade()),
 		},
 	}
-	return &nft.Table{
+	return &nftmodel.Table{
 		Name: TableName,
-		Sets: []*nft.Set{
-			set(SetBridges, "bridges of hostnet networks", false, nft.KeyIfname),
-			set(SetNATBridges, "bridges of NAT networks", false, nft.KeyIfname),
-			set(SetIntraBridge, "traffic that stays within one network", false, nft.KeyIfname, nft.KeyIfname),
-			set(SetNATv4, "IPv4 subnets of NAT networks", true, nft.KeyIPv4),
-			set(SetNATv6, "IPv6 subnets of NAT networks", true, nft.KeyIPv6),
-			set(SetNATExcept4, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nft.KeyIPv4, nft.KeyIPv4),
-			set(SetNATExcept6, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nft.KeyIPv6, nft.KeyIPv6),
-			set(SetNoICC4, "DisableICC endpoint . its subnet: no traffic with its peers", true, nft.KeyIPv4, nft.KeyIPv4),
-			set(SetNoICC6, "DisableICC endpoint . its subnet: no traffic with its peers", true, nft.KeyIPv6, nft.KeyIPv6),
+		Sets: []*nftmodel.Set{
+			set(SetBridges, "bridges of hostnet networks", false, nftmodel.KeyIfname),
+			set(SetNATBridges, "bridges of NAT networks", false, nftmodel.KeyIfname),
+			set(SetIntraBridge, "traffic that stays within one network", false, nftmodel.KeyIfname, nftmodel.KeyIfname),
+			set(SetNATv4, "IPv4 subnets of NAT networks", true, nftmodel.KeyIPv4),
+			set(SetNATv6, "IPv6 subnets of NAT networks", true, nftmodel.KeyIPv6),
+			set(SetNATExcept4, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nftmodel.KeyIPv4, nftmodel.KeyIPv4),
+			set(SetNATExcept6, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nftmodel.KeyIPv6, nftmodel.KeyIPv6),
+			set(SetNoICC4, "DisableICC endpoint . its subnet: no traffic with its peers", true, nftmodel.KeyIPv4, nftmodel.KeyIPv4),
+			set(SetNoICC6, "DisableICC endpoint . its subnet: no traffic with its peers", true, nftmodel.KeyIPv6, nftmodel.KeyIPv6),
 		},
-		Maps: []*nft.Map{
+		Maps: []*nftmodel.Map{
 			dataMap(MapPorts4, "published ports on every address of the host", proto, to4),
 			dataMap(MapPorts6, "published ports on every address of the host", proto, to6),
-			dataMap(MapVIPPorts4, "published ports bound to one address of the host", append([]nft.KeyType{nft.KeyIPv4}, proto...), to4),
-			dataMap(MapVIPPorts6, "published ports bound to one address of the host", append([]nft.KeyType{nft.KeyIPv6}, proto...), to6),
-			dataMap(MapSNAT4, "OutBoundNAT VirtualIP of an endpoint", []nft.KeyType{nft.KeyIPv4}, []nft.KeyType{nft.KeyIPv4}),
-			dataMap(MapSNAT6, "OutBoundNAT VirtualIP of an endpoint", []nft.KeyType{nft.KeyIPv6}, []nft.KeyType{nft.KeyIPv6}),
-			verdictMap(MapACLIn4, "the In rules of each endpoint, by its address", nft.KeyIPv4),
-			verdictMap(MapACLIn6, "the In rules of each endpoint, by its address", nft.KeyIPv6),
-			verdictMap(MapACLOut4, "the Out rules of each endpoint, by its address", nft.KeyIPv4),
-			verdictMap(MapACLOut6, "the Out rules of each endpoint, by its address", nft.KeyIPv6),
+			dataMap(MapVIPPorts4, "published ports bound to one address of the host", append([]nftmodel.KeyType{nftmodel.KeyIPv4}, proto...), to4),
+			dataMap(MapVIPPorts6, "published ports bound to one address of the host", append([]nftmodel.KeyType{nftmodel.KeyIPv6}, proto...), to6),
+			dataMap(MapSNAT4, "OutBoundNAT VirtualIP of an endpoint", []nftmodel.KeyType{nftmodel.KeyIPv4}, []nftmodel.KeyType{nftmodel.KeyIPv4}),
+			dataMap(MapSNAT6, "OutBoundNAT VirtualIP of an endpoint", []nftmodel.KeyType{nftmodel.KeyIPv6}, []nftmodel.KeyType{nftmodel.KeyIPv6}),
+			verdictMap(MapACLIn4, "the In rules of each endpoint, by its address", nftmodel.KeyIPv4),
+			verdictMap(MapACLIn6, "the In rules of each endpoint, by its address", nftmodel.KeyIPv6),
+			verdictMap(MapACLOut4, "the Out rules of each endpoint, by its address", nftmodel.KeyIPv4),
+			verdictMap(MapACLOut6, "the Out rules of each endpoint, by its address", nftmodel.KeyIPv6),
 		},
-		Chains: []*nft.Chain{
-			guard, publish("publish", nft.HookPrerouting), publish("publish_local", nft.HookOutput),
-			aclChain("acl_forward", nft.HookForward, append(append([]nft.Rule(nil), sendersOut...), receiversIn...)...),
-			aclChain("acl_input", nft.HookInput, sendersOut...),
-			aclChain("acl_output", nft.HookOutput, receiversIn...),
+		Chains: []*nftmodel.Chain{
+			guard, publish("publish", nftmodel.HookPrerouting), publish("publish_local", nftmodel.HookOutput),
+			aclChain("acl_forward", nftmodel.HookForward, append(append([]nftmodel.Rule(nil), sendersOut...), receiversIn...)...),
+			aclChain("acl_input", nftmodel.HookInput, sendersOut...),
+			aclChain("acl_output", nftmodel.HookOutput, receiversIn...),
 			forward, postrouting,
 		},
 	}
@@ -237,17 +237,17 @@ func networkElements(n Network) *contribution {
 	if n.Bridge == "" {
 		return c
 	}
-	c.add(nft.FamilyInet, SetBridges, n.Bridge)
-	c.add(nft.FamilyInet, SetIntraBridge, n.Bridge+" . "+n.Bridge)
+	c.add(nftmodel.FamilyInet, SetBridges, n.Bridge)
+	c.add(nftmodel.FamilyInet, SetIntraBridge, n.Bridge+" . "+n.Bridge)
 	if n.Type != api.NAT {
 		return c
 	}
-	c.add(nft.FamilyInet, SetNATBridges, n.Bridge)
+	c.add(nftmodel.FamilyInet, SetNATBridges, n.Bridge)
 	for _, p := range n.Subnets {
 		if p.Addr().Is4() {
-			c.add(nft.FamilyInet, SetNATv4, p.Masked().String())
+			c.add(nftmodel.FamilyInet, SetNATv4, p.Masked().String())
 		} else {
-			c.add(nft.FamilyInet, SetNATv6, p.Masked().String())
+			c.add(nftmodel.FamilyInet, SetNATv6, p.Masked().String())
 		}
 	}
 	return c
@@ -255,7 +255,7 @@ func networkElements(n Network) *contribution {
 
 // endpointElements is what an attached endpoint adds to the tables, and
 // the ACL chains it jumps to (n is its network, nil if unknown).
-func endpointElements(e Endpoint, n *Network) (*contribution, []*nft.Chain) {
+func endpointElements(e Endpoint, n *Network) (*contribution, []*nftmodel.Chain) {
 	c := newContribution()
 	v4, v6 := firstAddrs(e.Addrs)
 	for _, m := range e.Mappings {
@@ -269,9 +269,9 @@ func endpointElements(e Endpoint, n *Network) (*contribution, []*nft.Chain) {
 		key := m.ProtocolName() + " . " + strconv.Itoa(int(m.ExternalPort))
 		value := dst.String() + " . " + strconv.Itoa(int(m.InternalPort))
 		if m.VIP.IsValid() {
-			c.put(nft.FamilyInet, vips, m.VIP.String()+" . "+key, value)
+			c.put(nftmodel.FamilyInet, vips, m.VIP.String()+" . "+key, value)
 		} else {
-			c.put(nft.FamilyInet, ports, key, value)
+			c.put(nftmodel.FamilyInet, ports, key, value)
 		}
 	}
 	var netACLs []api.ACLSpec
@@ -280,8 +280,8 @@ func endpointElements(e Endpoint, n *Network) (*contribution, []*nft.Chain) {
 	}
 	p := NewProfile(netACLs, e.ACLs)
 	in := p.chain(api.ACLIn)
-	chains := []*nft.Chain{in}
-	var out *nft.Chain
+	chains := []*nftmodel.Chain{in}
+	var out *nftmodel.Chain
 	if !p.Default {
 		out = p.chain(api.ACLOut)
 		chains = append(chains, out)
@@ -291,35 +291,35 @@ func endpointElements(e Endpoint, n *Network) (*contribution, []*nft.Chain) {
 		if a.Is6() {
 			inMap, outMap = MapACLIn6, MapACLOut6
 		}
-		c.put(nft.FamilyInet, inMap, a.String(), "jump "+in.Name)
+		c.put(nftmodel.FamilyInet, inMap, a.String(), "jump "+in.Name)
 		if out != nil {
-			c.put(nft.FamilyInet, outMap, a.String(), "jump "+out.Name)
+			c.put(nftmodel.FamilyInet, outMap, a.String(), "jump "+out.Name)
 		}
 		if n != nil && e.DisableICC {
 			for _, sub := range n.Subnets {
 				if sub.Addr().Is4() == a.Is4() {
-					c.add(nft.FamilyInet, pick(a, SetNoICC4, SetNoICC6), a.String()+" . "+sub.Masked().String())
+					c.add(nftmodel.FamilyInet, pick(a, SetNoICC4, SetNoICC6), a.String()+" . "+sub.Masked().String())
 				}
 			}
 		}
 		if o := e.OutboundNAT; o != nil {
 			for _, x := range o.Exceptions {
 				if a.Is4() == x.Addr().Is4() {
-					c.add(nft.FamilyInet, pick(a, SetNATExcept4, SetNATExcept6), a.String()+" . "+prefixText([]netip.Prefix{x})[0])
+					c.add(nftmodel.FamilyInet, pick(a, SetNATExcept4, SetNATExcept6), a.String()+" . "+prefixText([]netip.Prefix{x})[0])
 				}
 			}
 			if o.VirtualIP.IsValid() && o.VirtualIP.Is4() == a.Is4() {
-				c.put(nft.FamilyInet, pick(a, MapSNAT4, MapSNAT6), a.String(), o.VirtualIP.String())
+				c.put(nftmodel.FamilyInet, pick(a, MapSNAT4, MapSNAT6), a.String(), o.VirtualIP.String())
 			}
 		}
 	}
 	if e.Port != "" {
-		c.add(nft.FamilyBridge, SetPorts, e.Port)
+		c.add(nftmodel.FamilyBridge, SetPorts, e.Port)
 		if e.MAC != nil {
-			c.add(nft.FamilyBridge, SetPortMAC, e.Port+" . "+e.MAC.String())
+			c.add(nftmodel.FamilyBridge, SetPortMAC, e.Port+" . "+e.MAC.String())
 		}
 		for _, a := range e.Addrs {
-			c.add(nft.FamilyBridge, pick(a, SetPortV4, SetPortV6), e.Port+" . "+a.String())
+			c.add(nftmodel.FamilyBridge, pick(a, SetPortV4, SetPortV6), e.Port+" . "+a.String())
 		}
 	}
 	return c, chains
@@ -351,43 +351,43 @@ func firstAddrs(addrs []netip.Addr) (v4, v6 netip.Addr) {
 const bridgePrioritySpoof = -300
 
 // bridgeSkeleton is the bridge table without elements.
-func bridgeSkeleton() *nft.Table {
-	antispoof := &nft.Chain{Name: "antispoof", Rules: []nft.Rule{
-		rule("source MAC", nft.Concat(nft.Iifname(), nft.EtherSaddr()).NotInSet(SetPortMAC), nft.Drop()),
-		rule("ARP sender MAC", nft.EtherType().Eq("arp"), nft.Concat(nft.Iifname(), nft.ArpSaddrEther()).NotInSet(SetPortMAC), nft.Drop()),
-		rule("ARP sender address", nft.Concat(nft.Iifname(), nft.ArpSaddrIP()).NotInSet(SetPortV4), nft.Drop()),
-		rule("IPv4 source", nft.Concat(nft.Iifname(), nft.IPSaddr()).NotInSet(SetPortV4), nft.Drop()),
-		rule("IPv6 source", nft.IP6Saddr().Neq("fe80::/10"), nft.IP6Saddr().Neq("::"),
-			nft.Concat(nft.Iifname(), nft.IP6Saddr()).NotInSet(SetPortV6), nft.Drop()),
-		rule("neighbour advertisement target", nft.ICMPv6Type().Eq("nd-neighbor-advert"), nft.THRaw(64, nft.KeyIPv6).Neq("fe80::/10"),
-			nft.Concat(nft.Iifname(), nft.THRaw(64, nft.KeyIPv6)).NotInSet(SetPortV6), nft.Drop()),
+func bridgeSkeleton() *nftmodel.Table {
+	antispoof := &nftmodel.Chain{Name: "antispoof", Rules: []nftmodel.Rule{
+		rule("source MAC", nftmodel.Concat(nftmodel.Iifname(), nftmodel.EtherSaddr()).NotInSet(SetPortMAC), nftmodel.Drop()),
+		rule("ARP sender MAC", nftmodel.EtherType().Eq("arp"), nftmodel.Concat(nftmodel.Iifname(), nftmodel.ArpSaddrEther()).NotInSet(SetPortMAC), nftmodel.Drop()),
+		rule("ARP sender address", nftmodel.Concat(nftmodel.Iifname(), nftmodel.ArpSaddrIP()).NotInSet(SetPortV4), nftmodel.Drop()),
+		rule("IPv4 source", nftmodel.Concat(nftmodel.Iifname(), nftmodel.IPSaddr()).NotInSet(SetPortV4), nftmodel.Drop()),
+		rule("IPv6 source", nftmodel.IP6Saddr().Neq("fe80::/10"), nftmodel.IP6Saddr().Neq("::"),
+			nftmodel.Concat(nftmodel.Iifname(), nftmodel.IP6Saddr()).NotInSet(SetPortV6), nftmodel.Drop()),
+		rule("neighbour advertisement target", nftmodel.ICMPv6Type().Eq("nd-neighbor-advert"), nftmodel.THRaw(64, nftmodel.KeyIPv6).Neq("fe80::/10"),
+			nftmodel.Concat(nftmodel.Iifname(), nftmodel.THRaw(64, nftmodel.KeyIPv6)).NotInSet(SetPortV6), nftmodel.Drop()),
 	}}
-	prerouting := &nft.Chain{
-		Name: "prerouting", Type: nft.ChainTypeFilter, Hook: nft.HookPrerouting, Priority: bridgePrioritySpoof,
-		Rules: []nft.Rule{
+	prerouting := &nftmodel.Chain{
+		Name: "prerouting", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookPrerouting, Priority: bridgePrioritySpoof,
+		Rules: []nftmodel.Rule{
 			rule("a port of an endpoint being attached or detached sends nothing until hostnet knows it",
-				nft.Iifname().Eq(driver.PortPrefix+"*"), nft.Iifname().NotInSet(SetPorts), nft.Drop()),
+				nftmodel.Iifname().Eq(driver.PortPrefix+"*"), nftmodel.Iifname().NotInSet(SetPorts), nftmodel.Drop()),
 			rule("what an endpoint sends must come from its own MAC and addresses",
-				nft.Iifname().InSet(SetPorts), nft.Jump("antispoof")),
+				nftmodel.Iifname().InSet(SetPorts), nftmodel.Jump("antispoof")),
 		},
 	}
 	// Nor does anything reach it: the bridge's own frames (from the host)
 	// pass the output hook, the others the forward hook.
-	unknownPort := func(name string, hook nft.Hook) *nft.Chain {
-		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: bridgePrioritySpoof, Rules: []nft.Rule{
+	unknownPort := func(name string, hook nftmodel.Hook) *nftmodel.Chain {
+		return &nftmodel.Chain{Name: name, Type: nftmodel.ChainTypeFilter, Hook: hook, Priority: bridgePrioritySpoof, Rules: []nftmodel.Rule{
 			rule("nothing reaches a port of an endpoint being attached or detached until hostnet knows it",
-				nft.Oifname().Eq(driver.PortPrefix+"*"), nft.Oifname().NotInSet(SetPorts), nft.Drop()),
+				nftmodel.Oifname().Eq(driver.PortPrefix+"*"), nftmodel.Oifname().NotInSet(SetPorts), nftmodel.Drop()),
 		}}
 	}
-	return &nft.Table{
-		Family: nft.FamilyBridge,
+	return &nftmodel.Table{
+		Family: nftmodel.FamilyBridge,
 		Name:   TableName,
-		Sets: []*nft.Set{
-			set(SetPorts, "host sides of endpoints", false, nft.KeyIfname),
-			set(SetPortMAC, "the MAC each endpoint may send from", false, nft.KeyIfname, nft.KeyEther),
-			set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv4),
-			set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv6),
+		Sets: []*nftmodel.Set{
+			set(SetPorts, "host sides of endpoints", false, nftmodel.KeyIfname),
+			set(SetPortMAC, "the MAC each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyEther),
+			set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyIPv4),
+			set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyIPv6),
 		},
-		Chains: []*nft.Chain{prerouting, antispoof, unknownPort("forward", nft.HookForward), unknownPort("output", nft.HookOutput)},
+		Chains: []*nftmodel.Chain{prerouting, antispoof, unknownPort("forward", nftmodel.HookForward), unknownPort("output", nftmodel.HookOutput)},
 	}
 }

@@ -11,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/nftmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel/nfttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -109,20 +110,15 @@ func TestCompileIsDeterministicAndIdempotent(t *testing.T) {
 			t.Errorf("table %d depends on input order", i)
 		}
 	}
-	f := nft.NewFake()
-	for i := 0; i < 2; i++ {
-		for _, tb := range Compile(in) {
-			if err := f.Apply(tb); err != nil {
-				t.Fatal(err)
-			}
+	for i, tb := range Compile(in) {
+		b := &nftmodel.Batch{}
+		if b.Plan(nfttest.Compile(t, tb), nfttest.Compile(t, Compile(in)[i])); len(b.Steps) != 0 {
+			t.Errorf("applying table %s again: %q", tb.Key(), b.Ops())
 		}
-	}
-	if f.Changes() != 2 {
-		t.Errorf("applying the same tables twice made %d changes, want 2 (one per table)", f.Changes())
 	}
 }
 
-func countRules(tables []*nft.Table) (rules, elements int) {
+func countRules(tables []*nftmodel.Table) (rules, elements int) {
 	for _, tb := range tables {
 		for _, c := range tb.Chains {
 			rules += len(c.Rules)
@@ -233,13 +229,13 @@ func TestProfilesAreShared(t *testing.T) {
 func TestStatePatchesMatchCompile(t *testing.T) {
 	in := sample(t)
 	s := NewState()
-	f := nft.NewFake()
-	if err := f.ApplyAll(s.Tables()...); err != nil {
-		t.Fatal(err)
+	states := map[nftmodel.TableKey]*nftmodel.State{}
+	for _, tb := range s.Tables() {
+		states[tb.Key()] = nfttest.Compile(t, tb)
 	}
-	step := func(what string, patches []nft.TablePatch) {
+	step := func(what string, patches []nftmodel.TablePatch) {
 		t.Helper()
-		if err := f.Patch(patches...); err != nil {
+		if _, err := nftmodel.PatchAll(patches, states); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
@@ -259,12 +255,10 @@ func TestStatePatchesMatchCompile(t *testing.T) {
 	step("network b without ACLs", s.SetNetwork(netB))
 	step("plain removed", s.RemoveEndpoint("plain"))
 	final := Input{Networks: []Network{netB, in.Networks[1]}, Endpoints: []Endpoint{web, in.Endpoints[2]}}
-	want := nft.NewFake()
-	if err := want.ApplyAll(Compile(final)...); err != nil {
-		t.Fatal(err)
-	}
-	if got, exp := f.Dump(), want.Dump(); got != exp {
-		t.Errorf("patched tables differ from compiled ones:\n--- patched\n%s\n--- compiled\n%s", got, exp)
+	for _, tb := range Compile(final) {
+		if got, exp := states[tb.Key()].String(), nfttest.Compile(t, tb).String(); got != exp {
+			t.Errorf("patched table %s differs from the compiled one:\n--- patched\n%s\n--- compiled\n%s", tb.Key(), got, exp)
+		}
 	}
 
 	// One endpoint more among 1,000: the patch carries its elements only.

@@ -3,12 +3,12 @@ package policy
 import (
 	"sort"
 
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // elemRef names a set or map of one of the tables.
 type elemRef struct {
-	family nft.Family
+	family nftmodel.Family
 	name   string
 }
 
@@ -26,12 +26,12 @@ func newContribution() *contribution {
 	return &contribution{sets: map[elemRef][]string{}, maps: map[elemRef]map[string]string{}}
 }
 
-func (c *contribution) add(f nft.Family, set, element string) {
+func (c *contribution) add(f nftmodel.Family, set, element string) {
 	r := elemRef{f, set}
 	c.sets[r] = append(c.sets[r], element)
 }
 
-func (c *contribution) put(f nft.Family, m, key, value string) {
+func (c *contribution) put(f nftmodel.Family, m, key, value string) {
 	r := elemRef{f, m}
 	if c.maps[r] == nil {
 		c.maps[r] = map[string]string{}
@@ -50,8 +50,8 @@ type State struct {
 	eps    map[string]Endpoint
 	netC   map[string]*contribution
 	epC    map[string]*contribution
-	chains map[string]*nft.Chain // shared ACL chains, by name
-	refs   map[string]int        // how many endpoints jump to each
+	chains map[string]*nftmodel.Chain // shared ACL chains, by name
+	refs   map[string]int             // how many endpoints jump to each
 }
 
 // NewState returns an empty State.
@@ -59,7 +59,7 @@ func NewState() *State {
 	return &State{
 		nets: map[string]Network{}, eps: map[string]Endpoint{},
 		netC: map[string]*contribution{}, epC: map[string]*contribution{},
-		chains: map[string]*nft.Chain{}, refs: map[string]int{},
+		chains: map[string]*nftmodel.Chain{}, refs: map[string]int{},
 	}
 }
 
@@ -78,7 +78,7 @@ func (s *State) Endpoint(id string) (Endpoint, bool) {
 // SetNetwork adds or changes a network and returns the patches that bring
 // the tables along. Its endpoints are recompiled: their ACLs include the
 // network's, and DisableICC names its subnets.
-func (s *State) SetNetwork(n Network) []nft.TablePatch {
+func (s *State) SetNetwork(n Network) []nftmodel.TablePatch {
 	p := newPatcher()
 	c := networkElements(n)
 	p.diff(s.netC[n.ID], c)
@@ -92,7 +92,7 @@ func (s *State) SetNetwork(n Network) []nft.TablePatch {
 }
 
 // RemoveNetwork removes a network (its endpoints should be gone first).
-func (s *State) RemoveNetwork(id string) []nft.TablePatch {
+func (s *State) RemoveNetwork(id string) []nftmodel.TablePatch {
 	p := newPatcher()
 	p.diff(s.netC[id], nil)
 	delete(s.nets, id)
@@ -101,7 +101,7 @@ func (s *State) RemoveNetwork(id string) []nft.TablePatch {
 }
 
 // SetEndpoint adds or changes an attached endpoint.
-func (s *State) SetEndpoint(e Endpoint) []nft.TablePatch {
+func (s *State) SetEndpoint(e Endpoint) []nftmodel.TablePatch {
 	p := newPatcher()
 	s.setEndpoint(p, e)
 	return p.patches()
@@ -128,7 +128,7 @@ func (s *State) setEndpoint(p *patcher, e Endpoint) {
 }
 
 // RemoveEndpoint removes an endpoint (detached or deleted).
-func (s *State) RemoveEndpoint(id string) []nft.TablePatch {
+func (s *State) RemoveEndpoint(id string) []nftmodel.TablePatch {
 	p := newPatcher()
 	old := s.epC[id]
 	p.diff(old, nil)
@@ -142,10 +142,10 @@ func (s *State) RemoveEndpoint(id string) []nft.TablePatch {
 	return p.patches()
 }
 
-func (s *State) ref(p *patcher, ch *nft.Chain) {
+func (s *State) ref(p *patcher, ch *nftmodel.Chain) {
 	if s.refs[ch.Name] == 0 {
 		s.chains[ch.Name] = ch
-		p.patch(nft.FamilyInet).AddChains = append(p.patch(nft.FamilyInet).AddChains, ch)
+		p.patch(nftmodel.FamilyInet).AddChains = append(p.patch(nftmodel.FamilyInet).AddChains, ch)
 	}
 	s.refs[ch.Name]++
 }
@@ -157,7 +157,7 @@ func (s *State) unref(p *patcher, name string) {
 	}
 	delete(s.refs, name)
 	delete(s.chains, name)
-	tp := p.patch(nft.FamilyInet)
+	tp := p.patch(nftmodel.FamilyInet)
 	// A chain made and released within one patch needs neither.
 	for i, ch := range tp.AddChains {
 		if ch.Name == name {
@@ -178,8 +178,8 @@ func (s *State) sortedEndpoints() []Endpoint {
 }
 
 // Tables materialises the whole tables: the inet one, then the bridge one.
-func (s *State) Tables() []*nft.Table {
-	tables := map[nft.Family]*nft.Table{nft.FamilyInet: inetSkeleton(), nft.FamilyBridge: bridgeSkeleton()}
+func (s *State) Tables() []*nftmodel.Table {
+	tables := map[nftmodel.Family]*nftmodel.Table{nftmodel.FamilyInet: inetSkeleton(), nftmodel.FamilyBridge: bridgeSkeleton()}
 	fill := func(c *contribution) {
 		for r, els := range c.sets {
 			for _, set := range tables[r.family].Sets {
@@ -209,7 +209,7 @@ func (s *State) Tables() []*nft.Table {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	inet := tables[nft.FamilyInet]
+	inet := tables[nftmodel.FamilyInet]
 	for _, name := range names {
 		inet.Chains = append(inet.Chains, s.chains[name])
 	}
@@ -218,20 +218,20 @@ func (s *State) Tables() []*nft.Table {
 			sort.Strings(set.Elements)
 		}
 	}
-	return []*nft.Table{inet, tables[nft.FamilyBridge]}
+	return []*nftmodel.Table{inet, tables[nftmodel.FamilyBridge]}
 }
 
 // patcher gathers the changes of one State operation, per table.
 type patcher struct {
-	byFamily map[nft.Family]*nft.TablePatch
+	byFamily map[nftmodel.Family]*nftmodel.TablePatch
 }
 
-func newPatcher() *patcher { return &patcher{byFamily: map[nft.Family]*nft.TablePatch{}} }
+func newPatcher() *patcher { return &patcher{byFamily: map[nftmodel.Family]*nftmodel.TablePatch{}} }
 
-func (p *patcher) patch(f nft.Family) *nft.TablePatch {
+func (p *patcher) patch(f nftmodel.Family) *nftmodel.TablePatch {
 	tp, ok := p.byFamily[f]
 	if !ok {
-		tp = &nft.TablePatch{Family: f, Table: TableName,
+		tp = &nftmodel.TablePatch{Family: f, Table: TableName,
 			AddElements: map[string][]string{}, DeleteElements: map[string][]string{},
 			SetMapElements: map[string]map[string]string{}, DeleteMapElements: map[string][]string{}}
 		p.byFamily[f] = tp
@@ -297,9 +297,9 @@ func toSet(list []string) map[string]bool {
 
 // patches returns the gathered patches, inet first; tables nothing changed
 // in are left out.
-func (p *patcher) patches() []nft.TablePatch {
-	var out []nft.TablePatch
-	for _, f := range []nft.Family{nft.FamilyInet, nft.FamilyBridge} {
+func (p *patcher) patches() []nftmodel.TablePatch {
+	var out []nftmodel.TablePatch
+	for _, f := range []nftmodel.Family{nftmodel.FamilyInet, nftmodel.FamilyBridge} {
 		if tp, ok := p.byFamily[f]; ok && !tp.Empty() {
 			out = append(out, *tp)
 		}

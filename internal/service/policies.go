@@ -8,7 +8,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/store"
 )
@@ -272,7 +272,7 @@ func (s *Service) applyFirewall() error {
 }
 
 // patchFirewall applies the patches of one change, in one atomic batch.
-func (s *Service) patchFirewall(patches []nft.TablePatch) error {
+func (s *Service) patchFirewall(patches []nftmodel.TablePatch) error {
 	if s.cfg.Firewall == nil || len(patches) == 0 {
 		return nil
 	}
