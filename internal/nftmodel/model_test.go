@@ -1,34 +1,13 @@
 package nftmodel_test
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/nftmodel/nfttest"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 // Element order and set order in the input do not change the text.
 func TestStringIsCanonical(t *testing.T) {
@@ -74,7 +53,7 @@ func TestGolden(t *testing.T) {
 		if err := tbl.Validate(); err != nil {
 			t.Fatalf("%s: %v", tc.file, err)
 		}
-		golden(t, tc.file, tbl.String())
+		testutil.Golden(t, tc.file, tbl.String())
 		if tbl.Clone().String() != tbl.String() {
 			t.Errorf("%s: clone renders differently", tc.file)
 		}

@@ -1,38 +1,17 @@
 package policy
 
 import (
-	"flag"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/nftmodel/nfttest"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 func mustACL(t testing.TB, action, dir, protocols, local, lports, remote, rports string, priority uint16) api.ACLSpec {
 	t.Helper()
@@ -94,10 +73,10 @@ func TestCompileGolden(t *testing.T) {
 			t.Fatalf("%s table: %v", tb.Family, err)
 		}
 	}
-	golden(t, "inet.nft", tables[0].String())
-	golden(t, "bridge.nft", tables[1].String())
+	testutil.Golden(t, "inet.nft", tables[0].String())
+	testutil.Golden(t, "bridge.nft", tables[1].String())
 	empty := Compile(Input{})
-	golden(t, "empty.nft", empty[0].String()+"\n"+empty[1].String())
+	testutil.Golden(t, "empty.nft", empty[0].String()+"\n"+empty[1].String())
 }
 
 // The output does not depend on the order of the input, and applying it
