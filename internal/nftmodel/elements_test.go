@@ -124,10 +124,16 @@ func TestAnonSets(t *testing.T) {
 	if want := []string{"10.0.0.0-11.0.0.3", "192.168.0.1"}; err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("merged anon set = %q, %v; want %q", got, err, want)
 	}
-	// A concatenation with a range is a pipapo set (key and key end).
+	// A concatenation with a range is a pipapo set (key and key end)...
 	a, err = newAnonSet([]KeyType{KeyIPv4, KeyInetService}, []string{"10.0.0.0/24 . 80-90"})
 	if err != nil || !a.Def.Interval || !a.Def.Concat || len(a.Elems) != 1 || len(a.Elems[0].KeyEnd) != 8 {
 		t.Errorf("concat anon set = %+v, %v", a, err)
+	}
+	// ... which refuses an element whose first or last point lies in one
+	// added before it (in key order).
+	if _, err = newAnonSet([]KeyType{KeyIPv4, KeyInetService}, []string{"10.0.0.5 . 80", "10.0.0.0/24 . 0-1000"}); err == nil ||
+		!strings.Contains(err.Error(), `element "10.0.0.5 . 80" overlaps "10.0.0.0/24 . 0-1000"`) {
+		t.Errorf("clashing concat anon set: %v", err)
 	}
 	// Each rule gets its own set, with a batch-unique ID.
 	c, err := Compile(&Table{Name: "t", Chains: []*Chain{{Name: "c", Rules: []Rule{{Exprs: []Expr{
@@ -141,8 +147,9 @@ func TestAnonSets(t *testing.T) {
 	}
 }
 
-// The index finds the elements that keep the kernel from adding one to a
-// single-field interval set: any overlap.
+// The index finds the elements that keep the kernel from adding one: any
+// overlap in a single-field set; a first or last point inside an element
+// in a concatenation (checked against a real kernel in the dataplane).
 func TestClash(t *testing.T) {
 	parse := func(keys []KeyType, texts ...string) []element {
 		var out []element
@@ -155,7 +162,7 @@ func TestClash(t *testing.T) {
 		}
 		return out
 	}
-	v4 := []KeyType{KeyIPv4}
+	v4, svc := []KeyType{KeyIPv4}, []KeyType{KeyIPv4, KeyInetService}
 	for _, tc := range []struct {
 		keys      []KeyType
 		have, add string
@@ -167,8 +174,20 @@ func TestClash(t *testing.T) {
 		{v4, "10.0.0.0/24", "10.0.1.0/24", false},
 		{v4, "10.0.0.0/24", "9.255.255.0-10.0.0.0", true},
 		{v4, "10.0.0.0/24", "9.0.0.0-9.255.255.255", false},
+		{svc, "10.0.0.0/24 . 80-90", "10.0.0.128/25 . 85-100", true},
+		{svc, "10.0.0.0/24 . 80-90", "10.0.0.0/24 . 0-85", true},
+		{svc, "10.0.0.0/24 . 80-90", "10.0.0.100 . 70-100", false}, // crosses it, no point inside
+		{svc, "10.0.0.5 . 80", "10.0.0.0/24 . 0-1000", false},      // covers it
+		{svc, "10.0.0.0/24 . 0-1000", "10.0.0.5 . 80", true},
+		{svc, "10.0.0.0/24 . 80-90", "10.0.0.0/24 . 91-100", false},
+		{svc, "10.0.0.0/8 . 80", "10.255.0.1 . 80", true}, // found despite elements in between
 	} {
-		idx := newSortedElems(parse(tc.keys, "1.1.1.1", "192.168.0.0/16", tc.have))
+		// Elements around it, one inside the first field of the /8 case.
+		others := []string{"1.1.1.1", "192.168.0.0/16"}
+		if len(tc.keys) > 1 {
+			others = []string{"1.1.1.1 . 1", "10.1.0.0/16 . 1"}
+		}
+		idx := newSortedElems(parse(tc.keys, append(others, tc.have)...))
 		_, got := idx.clash(parse(tc.keys, tc.add)[0])
 		if got != tc.clash {
 			t.Errorf("%s + %s: clash %v, want %v", tc.have, tc.add, got, tc.clash)

@@ -25,8 +25,9 @@ import (
 //  3. AddElements and SetMapElements: additions and value updates (an
 //     element both removed and added by one patch ends up present), in
 //     key order. A verdict map value may jump to a chain of AddChains. An
-//     element that overlaps another of a single-field interval set is an
-//     error.
+//     element of an interval set that the kernel would refuse is an error
+//     (any overlap in a single-field set; in a concatenation, a first or
+//     last point that lies in an element of the set).
 //  4. DeleteChains: the chains are deleted; each must then be referenced
 //     by no rule and no verdict map element (one the same patch stopped
 //     referencing is fine).
@@ -461,8 +462,8 @@ func (r *PatchRun) additions(st *State, isMap bool, names []string, parse func(s
 }
 
 // addElements adds elements to the set (map) ss of st in key order, as
-// the batch sends them, refusing one that overlaps in a single-field
-// interval set, and returns those that were not there.
+// the batch sends them, refusing one the kernel would refuse, and returns
+// those that were not there.
 func (r *PatchRun) addElements(st *State, ss *setState, name string, adds []pending) ([]elem, error) {
 	sort.SliceStable(adds, func(i, j int) bool { return adds[i].e.key.compare(adds[j].e.key) < 0 })
 	var added []elem
@@ -470,7 +471,7 @@ func (r *PatchRun) addElements(st *State, ss *setState, name string, adds []pend
 		if _, ok := ss.elems[a.canon]; ok {
 			continue
 		}
-		if ss.interval && len(ss.keys) == 1 {
+		if ss.interval {
 			if other, clash := ss.index().clash(a.e.key); clash {
 				what := "element"
 				if ss.isMap {

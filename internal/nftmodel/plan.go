@@ -9,7 +9,12 @@ package nftmodel
 // sets and maps they use). So a chain is never deleted while a rule or a
 // map element still references it, and nothing is referenced before it
 // exists.
-func (b *Batch) Plan(want, have *State) {
+//
+// Every step is queued; the error, if any, says that the kernel would
+// refuse the batch: an element added to a concatenated interval set (or
+// map) whose first or last point lies in an element already there or
+// added before it (see Table.Validate).
+func (b *Batch) Plan(want, have *State) error {
 	if have == nil {
 		b.add(Step{Kind: StepAddTable}, "add table")
 		have = NewState(want.family, want.name)
@@ -37,6 +42,17 @@ func (b *Batch) Plan(want, have *State) {
 	}
 	setDel, setAdd := diffElems(want.sets, have.sets, setGone, nil)
 	mapDel, mapAdd := diffElems(want.maps, have.maps, mapGone, chainGone)
+	var clash error
+	for _, d := range []struct {
+		sets map[string]*setState
+		add  map[string][]elem
+	}{{want.sets, setAdd}, {want.maps, mapAdd}} {
+		for _, name := range sortedKeys(d.add) {
+			if err := checkAdditions(d.sets[name], name, d.add[name]); err != nil && clash == nil {
+				clash = err
+			}
+		}
+	}
 
 	for _, name := range sortedKeys(have.chains) {
 		if (refill[name] || chainGone[name]) && len(have.chains[name].rules) > 0 {
@@ -87,6 +103,7 @@ func (b *Batch) Plan(want, have *State) {
 		}
 		b.rules(name, want.chains[name].rules)
 	}
+	return clash
 }
 
 // goneSets returns the sets (or maps) of have that want does not keep:
@@ -132,6 +149,29 @@ func diffElems(want, have map[string]*setState, gone, chainGone map[string]bool)
 		}
 	}
 	return del, add
+}
+
+// checkAdditions reports the first of adds (in the order a batch sends
+// them) that the kernel would refuse to add to a concatenated interval set
+// holding the rest of st's elements. (Single-field interval sets hold no
+// overlaps: Compile refuses them.)
+func checkAdditions(st *setState, name string, adds []elem) error {
+	if !st.interval || len(st.keys) < 2 || len(adds) == 0 {
+		return nil
+	}
+	added := map[string]bool{}
+	keys := make([]element, len(adds))
+	for i, e := range sortedElements(adds) {
+		added[e.key.canonical(st.keys)] = true
+		keys[i] = e.key
+	}
+	var kept []element
+	for canon, e := range st.elems {
+		if !added[canon] {
+			kept = append(kept, e.key)
+		}
+	}
+	return clashIn(st, name, kept, keys)
 }
 
 // elements queues the addition (kind StepAddElements) or deletion of elems

@@ -425,15 +425,29 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// sortedElems keeps the keys of a single-field interval set (or map) in
-// key order, to find clashes by binary search.
+// sortedElems keeps the keys of an interval set (or map) in key order, to
+// find clashes by binary search.
 type sortedElems struct {
 	list []element
+	// width bounds hi-lo of the first field over the elements (it does not
+	// shrink on removal): an element holding a point starts at most width
+	// before it.
+	width []byte
 }
 
 func newSortedElems(list []element) *sortedElems {
 	sort.Slice(list, func(i, j int) bool { return list[i].compare(list[j]) < 0 })
-	return &sortedElems{list: list}
+	s := &sortedElems{list: list}
+	for _, e := range list {
+		s.widen(e)
+	}
+	return s
+}
+
+func (s *sortedElems) widen(e element) {
+	if w := sub(e[0].hi, e[0].lo); s.width == nil || bytes.Compare(w, s.width) > 0 {
+		s.width = w
+	}
 }
 
 // search returns the position of the first element not before e.
@@ -441,15 +455,50 @@ func (s *sortedElems) search(e element) int {
 	return sort.Search(len(s.list), func(i int) bool { return s.list[i].compare(e) >= 0 })
 }
 
-// clash returns an element that keeps the kernel from adding e, if any:
-// the rbtree of a single-field interval set refuses any overlap.
+// clash returns an element that keeps the kernel from adding e, if any.
+// The rbtree of a single-field interval set refuses any overlap; the
+// pipapo set of a concatenation refuses an element whose first or last
+// point lies in an element it holds (it accepts one that covers another,
+// or crosses it: the order of additions matters).
 func (s *sortedElems) clash(e element) (element, bool) {
-	i := s.search(e)
-	if i > 0 && bytes.Compare(s.list[i-1][0].hi, e[0].lo) >= 0 {
-		return s.list[i-1], true
+	if len(e) == 1 {
+		i := s.search(e)
+		if i > 0 && bytes.Compare(s.list[i-1][0].hi, e[0].lo) >= 0 {
+			return s.list[i-1], true
+		}
+		if i < len(s.list) && bytes.Compare(s.list[i][0].lo, e[0].hi) <= 0 {
+			return s.list[i], true
+		}
+		return nil, false
 	}
-	if i < len(s.list) && bytes.Compare(s.list[i][0].lo, e[0].hi) <= 0 {
-		return s.list[i], true
+	for _, hi := range []bool{false, true} {
+		if x, ok := s.holding(e, hi); ok {
+			return x, true
+		}
+	}
+	return nil, false
+}
+
+// holding returns an element that holds the first (or, with hi, the last)
+// point of e.
+func (s *sortedElems) holding(e element, hi bool) (element, bool) {
+	p := make([][]byte, len(e))
+	for i, v := range e {
+		p[i] = v.lo
+		if hi {
+			p[i] = v.hi
+		}
+	}
+	from := sub(p[0], s.width)
+	i := sort.Search(len(s.list), func(i int) bool { return bytes.Compare(s.list[i][0].lo, from) >= 0 })
+	for ; i < len(s.list) && bytes.Compare(s.list[i][0].lo, p[0]) <= 0; i++ {
+		x, in := s.list[i], true
+		for f := range x {
+			in = in && bytes.Compare(x[f].lo, p[f]) <= 0 && bytes.Compare(p[f], x[f].hi) <= 0
+		}
+		if in {
+			return x, true
+		}
 	}
 	return nil, false
 }
@@ -459,6 +508,7 @@ func (s *sortedElems) insert(e element) {
 	s.list = append(s.list, nil)
 	copy(s.list[i+1:], s.list[i:])
 	s.list[i] = e
+	s.widen(e)
 }
 
 func (s *sortedElems) remove(e element) {
@@ -466,4 +516,37 @@ func (s *sortedElems) remove(e element) {
 	if i < len(s.list) && s.list[i].compare(e) == 0 {
 		s.list = append(s.list[:i], s.list[i+1:]...)
 	}
+}
+
+// sub returns a-b of two big-endian numbers of one length, 0 when b > a.
+func sub(a, b []byte) []byte {
+	out := make([]byte, len(a))
+	if len(b) != len(a) || bytes.Compare(a, b) <= 0 {
+		return out
+	}
+	borrow := 0
+	for i := len(a) - 1; i >= 0; i-- {
+		d := int(a[i]) - int(b[i]) - borrow
+		borrow = 0
+		if d < 0 {
+			d += 256
+			borrow = 1
+		}
+		out[i] = byte(d)
+	}
+	return out
+}
+
+// clashIn adds elems (in key order, as a batch sends them) to an index of
+// the elements a set keeps and returns an error naming the first element
+// the kernel would refuse.
+func clashIn(st *setState, name string, kept []element, elems []element) error {
+	idx := newSortedElems(kept)
+	for _, e := range elems {
+		if other, clash := idx.clash(e); clash {
+			return fmt.Errorf("%s %s: element %q overlaps %q", st.kind(), name, e.canonical(st.keys), other.canonical(st.keys))
+		}
+		idx.insert(e)
+	}
+	return nil
 }

@@ -32,6 +32,11 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // chains, nat statements, fib or meta nfproto in a bridge table; no
 // link-layer fields in an inet table), references to sets, maps and
 // chains. The error names the table object and the offending value.
+//
+// Whether the elements of a concatenated interval set clash depends on
+// what the set holds already (the kernel refuses an element whose first or
+// last point lies in one it holds, and accepts one that covers another):
+// appliers check it when they plan the change (Batch.Plan, PatchAll).
 func (t *Table) Validate() error {
 	_, err := Compile(t)
 	return err
@@ -385,7 +390,8 @@ func compileRule(r Rule, ctx *ruleCtx) (ruleState, error) {
 // newAnonSet parses the elements of an anonymous set of key type keys.
 // The set is an interval set when any element is a prefix or range. As
 // nft does for anonymous sets, duplicates are collapsed and overlapping
-// intervals of a single-field set merged.
+// intervals of a single-field set merged; concatenated intervals the
+// kernel would refuse (see sortedElems.clash) are an error.
 func newAnonSet(keys []KeyType, texts []string) (AnonSet, error) {
 	if len(texts) == 0 {
 		return AnonSet{}, errors.New("no elements")
@@ -412,7 +418,8 @@ func newAnonSet(keys []KeyType, texts []string) (AnonSet, error) {
 	}
 	st := &setState{keys: keys, interval: interval, elems: elems}
 	sorted := newSortedElems(st.keyList()).list
-	if interval && len(keys) == 1 {
+	switch {
+	case interval && len(keys) == 1:
 		merged := sorted[:1]
 		for _, e := range sorted[1:] {
 			last := merged[len(merged)-1]
@@ -425,6 +432,10 @@ func newAnonSet(keys []KeyType, texts []string) (AnonSet, error) {
 			}
 		}
 		sorted = merged
+	case interval:
+		if err := clashIn(st, "anonymous", nil, sorted); err != nil {
+			return AnonSet{}, err
+		}
 	}
 	def := st.def("__set%d")
 	def.Anonymous, def.Constant = true, true

@@ -91,8 +91,8 @@ func TestCompileIsDeterministicAndIdempotent(t *testing.T) {
 	}
 	for i, tb := range Compile(in) {
 		b := &nftmodel.Batch{}
-		if b.Plan(nfttest.Compile(t, tb), nfttest.Compile(t, Compile(in)[i])); len(b.Steps) != 0 {
-			t.Errorf("applying table %s again: %q", tb.Key(), b.Ops())
+		if err := b.Plan(nfttest.Compile(t, tb), nfttest.Compile(t, Compile(in)[i])); err != nil || len(b.Steps) != 0 {
+			t.Errorf("applying table %s again: %q, %v", tb.Key(), b.Ops(), err)
 		}
 	}
 }

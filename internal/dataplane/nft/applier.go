@@ -12,6 +12,7 @@ package nft
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/hostnet/hostnet/internal/nftmodel"
@@ -33,9 +34,9 @@ type Applier interface {
 	ApplyAll(tables ...*nftmodel.Table) error
 	// Patch applies incremental changes to tables the applier holds (see TablePatch), all of them
 	// in one atomic netlink batch, in time proportional to the patches rather than to the tables.
-	// An invalid patch (unknown table, set, map or chain; bad element text; an overlapping
-	// interval; a chain deleted while still referenced) is an error naming the patch and the
-	// object, and nothing changes.
+	// An invalid patch (unknown table, set, map or chain; bad element text; an interval element
+	// the kernel would refuse; a chain deleted while still referenced) is an error naming the
+	// patch and the object, and nothing changes.
 	Patch(patches ...nftmodel.TablePatch) error
 	// Delete removes the inet table name; a table that is absent is not an error.
 	Delete(name string) error
@@ -55,14 +56,18 @@ var ErrMapsUnsupported = errors.New("maps are not supported by the appliers yet"
 
 // plan returns the batch that brings each table from haves[i] (nil:
 // absent) to wants[i], for ApplyAll and Drift. Both appliers plan with it,
-// so that a change the Fake accepts is one the Kernel sends.
-func plan(wants, haves []*nftmodel.State, named bool) *nftmodel.Batch {
-	b := &nftmodel.Batch{}
+// so that a change the Fake accepts is one the Kernel sends. refused is
+// the first reason the kernel would refuse the batch (an interval element
+// that clashes with the set's), if any; the batch holds every step anyway.
+func plan(wants, haves []*nftmodel.State, named bool) (b *nftmodel.Batch, refused error) {
+	b = &nftmodel.Batch{}
 	for i, want := range wants {
 		b.Section(want.Key(), named)
-		b.Plan(want, haves[i])
+		if err := b.Plan(want, haves[i]); err != nil && refused == nil {
+			refused = fmt.Errorf("table %s: %w", want.Key(), err)
+		}
 	}
-	return b
+	return b, refused
 }
 
 // tableKeys returns the keys of states.

@@ -13,7 +13,8 @@ import (
 // (family, name), the content of the table: the last table applied, as
 // changed by the patches since. Apply, ApplyAll and Patch validate and
 // plan as the Kernel does (with nftmodel), and refuse what the Kernel
-// refuses before sending; they change nothing on error. They also compute the batch the
+// refuses before sending, including interval elements the kernel would
+// refuse; they change nothing on error. They also compute the batch the
 // Kernel would send (LastOps), so tests can check that a change touches
 // only what it should. Patch costs what it costs the Kernel in Go: time
 // proportional to the patch.
@@ -51,8 +52,8 @@ func NewFake() *Fake {
 func (f *Fake) Apply(t *nftmodel.Table) error { return f.ApplyAll(t) }
 
 // ApplyAll stores deep copies of the tables, all or none: an invalid
-// table, or two with the same family and name, is an error and leaves the
-// Fake unchanged. LastOps then describes
+// table, two with the same family and name, or a change the kernel would
+// refuse is an error and leaves the Fake unchanged. LastOps then describes
 // the one batch the Kernel would send for all of them (each op prefixed
 // with "FAMILY NAME: " when there are several tables).
 func (f *Fake) ApplyAll(tables ...*nftmodel.Table) error {
@@ -66,7 +67,10 @@ func (f *Fake) ApplyAll(tables ...*nftmodel.Table) error {
 	if err != nil {
 		return fmt.Errorf("apply %w", err)
 	}
-	b := plan(wants, f.states(tableKeys(wants)), len(wants) > 1)
+	b, refused := plan(wants, f.states(tableKeys(wants)), len(wants) > 1)
+	if refused != nil {
+		return fmt.Errorf("apply %w", refused)
+	}
 	changed := false
 	for i, t := range tables {
 		old, ok := f.tables[t.Key()]
@@ -107,7 +111,7 @@ func (f *Fake) Drift(tables ...*nftmodel.Table) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("drift of %w", err)
 	}
-	b := plan(wants, f.states(tableKeys(wants)), true)
+	b, _ := plan(wants, f.states(tableKeys(wants)), true)
 	return b.Ops(), nil
 }
 

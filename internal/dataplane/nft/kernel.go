@@ -166,8 +166,9 @@ func (k *Kernel) Apply(t *nftmodel.Table) error { return k.ApplyAll(t) }
 
 // ApplyAll makes each kernel table equal to its desired content, as
 // Apply does, in one atomic netlink batch for all of them: either every
-// table changes or none does. Invalid tables, or two tables with the same
-// family and name, are refused before anything is sent. If a batch
+// table changes or none does. Invalid tables, two tables with the same
+// family and name, or a change the kernel would refuse (an interval
+// element that clashes) are refused before anything is sent. If a batch
 // built from the cached state fails, the Kernel rereads the tables and
 // tries once more (a batch that fails changes nothing).
 func (k *Kernel) ApplyAll(tables ...*nftmodel.Table) error {
@@ -185,7 +186,11 @@ func (k *Kernel) ApplyAll(tables ...*nftmodel.Table) error {
 	}
 	return k.commit(change{op: "apply", what: what, keys: keys,
 		build: func(haves []*nftmodel.State) (*nftmodel.Batch, []*nftmodel.State, func(), error) {
-			return plan(wants, haves, len(wants) > 1), wants, nil, nil
+			b, refused := plan(wants, haves, len(wants) > 1)
+			if refused != nil {
+				return nil, nil, nil, fmt.Errorf("apply %w", refused)
+			}
+			return b, wants, nil, nil
 		}})
 }
 
@@ -195,8 +200,8 @@ func (k *Kernel) ApplyAll(tables ...*nftmodel.Table) error {
 //
 // Each patch is validated against the Kernel's cache of its table: an
 // unknown table, set, map or chain, an element text that is not valid for
-// the key or value type, an overlapping interval, a chain that exists
-// already, or the deletion of a chain still referenced
+// the key or value type, an interval element the kernel would refuse, a
+// chain that exists already, or the deletion of a chain still referenced
 // after the patch is an error naming the patch and the object, and nothing
 // is sent. A table the Kernel has not cached (never applied by it, or
 // after Resync) is read from the kernel first, once. The time spent in Go
@@ -338,7 +343,7 @@ func (k *Kernel) Drift(tables ...*nftmodel.Table) ([]string, error) {
 			return nil, fmt.Errorf("drift of table %s: read: %w", want.Key(), err)
 		}
 	}
-	b := plan(wants, haves, true)
+	b, _ := plan(wants, haves, true) // a table the kernel would refuse to take still differs
 	for key := range drifted(b) {
 		delete(k.known, key)
 	}

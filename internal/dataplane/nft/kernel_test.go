@@ -74,7 +74,9 @@ func adopted(t *testing.T, fresh func() *nftmodel.Table) (netns.Handle, *Kernel,
 func created(t *testing.T, tbl *nftmodel.Table) []nftmodel.Step {
 	t.Helper()
 	b := &nftmodel.Batch{}
-	b.Plan(nfttest.Compile(t, tbl), nil)
+	if err := b.Plan(nfttest.Compile(t, tbl), nil); err != nil {
+		t.Fatal(err)
+	}
 	return b.Steps
 }
 
@@ -128,8 +130,8 @@ func checkKernel(t *testing.T, k *Kernel, tbl *nftmodel.Table) {
 	}
 	// A fresh reading yields an empty plan.
 	b := &nftmodel.Batch{}
-	if b.Plan(want, got); len(b.Steps) != 0 {
-		t.Errorf("plan against a fresh reading is not empty: %q", b.Ops())
+	if err := b.Plan(want, got); err != nil || len(b.Steps) != 0 {
+		t.Errorf("plan against a fresh reading is not empty: %q, %v", b.Ops(), err)
 	}
 }
 
