@@ -122,6 +122,10 @@ func THDport() Field {
 // bytes, KeyEther). Bridge tables only.
 func EtherSaddr() Field { return linkField("ether saddr", KeyEther, 0, PayloadLinkHeader, 6) }
 
+// EtherDaddr is `ether daddr`, the destination MAC address of the frame (6
+// bytes, KeyEther). Bridge tables only.
+func EtherDaddr() Field { return linkField("ether daddr", KeyEther, 0, PayloadLinkHeader, 0) }
+
 // EtherType is `ether type`, the EtherType of the frame (KeyEtherType;
 // literals ip, ip6, arp, vlan or a number such as 0x88cc). Bridge tables
 // only. Matching it equal to ip, ip6 or arp satisfies the implicit
@@ -531,6 +535,57 @@ func (m FibMatch) lower(c *ruleCtx) ([]IRExpr, error) {
 		IRFib{Dest: Reg1, Flags: FibDAddr, Result: FibResultAddrType},
 		IRCmp{Op: op, Reg: Reg1, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
 	}, nil
+}
+
+// PayloadSetStmt rewrites a field of the frame to a constant: `ether
+// saddr set 02:00:00:00:00:01` (MAC rewrite). Only link-layer header
+// fields can be written, so only in bridge tables: a network or transport
+// header field would need its checksums updated, which the model does not
+// lower.
+type PayloadSetStmt struct {
+	Field Field
+	Value string // in Match.Value syntax, a single value
+}
+
+// SetPayload returns `FIELD set VALUE`.
+func SetPayload(f Field, value string) PayloadSetStmt { return PayloadSetStmt{Field: f, Value: value} }
+
+// String returns e.g. "ether saddr set 02:00:00:00:00:01".
+func (s PayloadSetStmt) String() string {
+	arg := s.Value
+	if len(s.Field.parts) == 1 {
+		k := s.Field.parts[0].key
+		if v, err := k.parseValue(s.Value, modeSingle); err == nil {
+			arg = k.nftText(v)
+		}
+	}
+	return s.Field.String() + " set " + arg
+}
+
+func (s PayloadSetStmt) clone() Expr {
+	s.Field = s.Field.clone()
+	return s
+}
+
+func (s PayloadSetStmt) lower(c *ruleCtx) ([]IRExpr, error) {
+	if len(s.Field.parts) != 1 {
+		return nil, fmt.Errorf("%s: only a single field can be set", s)
+	}
+	p := s.Field.parts[0]
+	if p.kind != loadPayload || p.base != PayloadLinkHeader {
+		return nil, fmt.Errorf("%s: only link-layer header fields can be set (others need checksum updates)", s)
+	}
+	deps, err := c.dependencies(s.Field.parts, s)
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.key.parseValue(s.Value, modeSingle)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s, err)
+	}
+	return append(deps,
+		IRImmediate{Dest: Reg1, Data: p.key.wire(v.lo)},
+		IRPayloadWrite{Source: Reg1, Base: p.base, Offset: p.offset, Len: uint32(p.key.Size())}), nil
 }
 
 // VMapStmt looks Field up in a verdict map and applies the verdict it maps

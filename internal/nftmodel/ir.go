@@ -120,6 +120,15 @@ type IRPayload struct {
 	Dest   Register
 }
 
+// IRPayloadWrite writes Len bytes of Source at Offset of a header
+// (`payload` with a source register), without checksum update.
+type IRPayloadWrite struct {
+	Base   PayloadBase
+	Offset uint32
+	Len    uint32
+	Source Register
+}
+
 // IRCmp compares a register with Data (`cmp`).
 type IRCmp struct {
 	Op   CmpOp
@@ -190,6 +199,12 @@ type IRReject struct {
 // IRCounter counts packets and bytes (`counter`).
 type IRCounter struct{}
 
+// IRImmediate loads Data into Dest (`immediate` with data).
+type IRImmediate struct {
+	Dest Register
+	Data []byte
+}
+
 // IRVerdict ends the rule with a verdict (`immediate` into the verdict
 // register); Chain is the target of a jump or goto.
 type IRVerdict struct {
@@ -197,19 +212,21 @@ type IRVerdict struct {
 	Chain string
 }
 
-func (IRMeta) irExpr()    {}
-func (IRPayload) irExpr() {}
-func (IRCmp) irExpr()     {}
-func (IRBitwise) irExpr() {}
-func (IRCt) irExpr()      {}
-func (IRRange) irExpr()   {}
-func (IRLookup) irExpr()  {}
-func (IRNAT) irExpr()     {}
-func (IRMasq) irExpr()    {}
-func (IRFib) irExpr()     {}
-func (IRReject) irExpr()  {}
-func (IRCounter) irExpr() {}
-func (IRVerdict) irExpr() {}
+func (IRMeta) irExpr()         {}
+func (IRPayload) irExpr()      {}
+func (IRPayloadWrite) irExpr() {}
+func (IRCmp) irExpr()          {}
+func (IRBitwise) irExpr()      {}
+func (IRCt) irExpr()           {}
+func (IRRange) irExpr()        {}
+func (IRLookup) irExpr()       {}
+func (IRNAT) irExpr()          {}
+func (IRMasq) irExpr()         {}
+func (IRFib) irExpr()          {}
+func (IRReject) irExpr()       {}
+func (IRCounter) irExpr()      {}
+func (IRImmediate) irExpr()    {}
+func (IRVerdict) irExpr()      {}
 
 // Datatype is the data type of a set's keys or a map's values as the
 // kernel records it: nft's name (" . "-joined for a concatenation), the

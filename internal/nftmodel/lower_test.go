@@ -20,6 +20,18 @@ func fresh(t *testing.T, tbl *nftmodel.Table) *nftmodel.Batch {
 	return b
 }
 
+// ruleIR returns the IR of rule i of chain.
+func ruleIR(t *testing.T, tbl *nftmodel.Table, chain string, i int) []nftmodel.IRExpr {
+	t.Helper()
+	for _, s := range fresh(t, tbl).Steps {
+		if s.Kind == nftmodel.StepAddRules && s.Name == chain {
+			return s.Rules[i].Exprs
+		}
+	}
+	t.Fatalf("no rules of chain %s", chain)
+	return nil
+}
+
 // A map's elements survive the kernel's encoding (as a batch creates them,
 // as a reading of the kernel records them) and back.
 func TestMapElementRoundTrip(t *testing.T) {
@@ -73,6 +85,47 @@ func TestDatatypes(t *testing.T) {
 	}
 	if _, ok := nftmodel.KeysOf(19, 4); ok {
 		t.Error("KeysOf accepted mark, which the model does not know")
+	}
+}
+
+// The MAC rewrite statement: its text, its IR, and what the model
+// refuses of it.
+func TestMACRewrite(t *testing.T) {
+	for _, tc := range []struct {
+		e    nftmodel.Expr
+		want string
+	}{
+		{nftmodel.SetPayload(nftmodel.EtherSaddr(), "02:00:00:00:00:AB"), "ether saddr set 02:00:00:00:00:ab"},
+		{nftmodel.SetPayload(nftmodel.EtherDaddr(), "02:00:00:00:00:01"), "ether daddr set 02:00:00:00:00:01"},
+	} {
+		if got := tc.e.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+	mac := nfttest.OneRule(nftmodel.FamilyBridge, nftmodel.ChainTypeFilter, nftmodel.HookPostrouting,
+		nftmodel.EtherSaddr().Eq("02:00:00:00:00:02"), nftmodel.SetPayload(nftmodel.EtherSaddr(), "02:00:00:00:00:01"), nftmodel.Accept())
+	ir := ruleIR(t, mac, "c", 0)
+	if want := []nftmodel.IRExpr{
+		nftmodel.IRImmediate{Dest: nftmodel.Reg1, Data: []byte{2, 0, 0, 0, 0, 1}},
+		nftmodel.IRPayloadWrite{Source: nftmodel.Reg1, Base: nftmodel.PayloadLinkHeader, Offset: 6, Len: 6},
+	}; !reflect.DeepEqual(ir[2:4], want) {
+		t.Errorf("ether saddr set: %#v", ir)
+	}
+	for _, tc := range []struct {
+		name string
+		tbl  *nftmodel.Table
+		want string
+	}{
+		{"set in inet", nfttest.OneRule(nftmodel.FamilyInet, "", "", nftmodel.SetPayload(nftmodel.EtherSaddr(), "02:00:00:00:00:01")),
+			"ether saddr is only valid in a bridge table"},
+		{"set an IP field", nfttest.OneRule(nftmodel.FamilyBridge, "", "", nftmodel.SetPayload(nftmodel.IPSaddr(), "10.0.0.1")),
+			"only link-layer header fields can be set"},
+		{"set a bad MAC", nfttest.OneRule(nftmodel.FamilyBridge, "", "", nftmodel.SetPayload(nftmodel.EtherSaddr(), "02:00")),
+			`"02:00" is not an Ethernet address`},
+	} {
+		if err := tc.tbl.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate() = %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }
 

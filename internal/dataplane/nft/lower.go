@@ -26,6 +26,9 @@ func kernelExpr(e nftmodel.IRExpr) (expr.Any, error) {
 		return &expr.Meta{Key: expr.MetaKey(x.Key), Register: uint32(x.Dest)}, nil
 	case nftmodel.IRPayload:
 		return &expr.Payload{DestRegister: uint32(x.Dest), Base: expr.PayloadBase(x.Base), Offset: x.Offset, Len: x.Len}, nil
+	case nftmodel.IRPayloadWrite:
+		return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: uint32(x.Source), Base: expr.PayloadBase(x.Base),
+			Offset: x.Offset, Len: x.Len}, nil
 	case nftmodel.IRCmp:
 		return &expr.Cmp{Op: expr.CmpOp(x.Op), Register: uint32(x.Reg), Data: x.Data}, nil
 	case nftmodel.IRBitwise:
@@ -51,6 +54,8 @@ func kernelExpr(e nftmodel.IRExpr) (expr.Any, error) {
 		return &expr.Reject{Type: x.Type, Code: x.Code}, nil
 	case nftmodel.IRCounter:
 		return &expr.Counter{}, nil
+	case nftmodel.IRImmediate:
+		return &expr.Immediate{Register: uint32(x.Dest), Data: x.Data}, nil
 	case nftmodel.IRVerdict:
 		return kernelVerdict(x), nil
 	}

@@ -171,9 +171,9 @@ func TestVerdictRoundTrip(t *testing.T) {
 
 // Every IR expression has a translation (the model may use any of them).
 func TestEveryIRTranslates(t *testing.T) {
-	for _, e := range []nftmodel.IRExpr{nftmodel.IRMeta{}, nftmodel.IRPayload{}, nftmodel.IRCmp{},
+	for _, e := range []nftmodel.IRExpr{nftmodel.IRMeta{}, nftmodel.IRPayload{}, nftmodel.IRPayloadWrite{}, nftmodel.IRCmp{},
 		nftmodel.IRBitwise{}, nftmodel.IRCt{}, nftmodel.IRRange{}, nftmodel.IRLookup{}, nftmodel.IRNAT{}, nftmodel.IRMasq{},
-		nftmodel.IRFib{}, nftmodel.IRReject{}, nftmodel.IRCounter{}, nftmodel.IRVerdict{},
+		nftmodel.IRFib{}, nftmodel.IRReject{}, nftmodel.IRCounter{}, nftmodel.IRImmediate{}, nftmodel.IRVerdict{},
 	} {
 		if _, err := kernelExpr(e); err != nil {
 			t.Error(err)
