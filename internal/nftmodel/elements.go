@@ -2,6 +2,7 @@ package nftmodel
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -15,7 +16,9 @@ import (
 // value is one field of an element or of a literal match: the inclusive
 // range [lo, hi] of encoded (network order, unpadded) values; lo == hi for a
 // single value. wild marks an interface-name prefix ("hnbr-*"), where lo
-// holds the prefix bytes only.
+// holds the prefix bytes only. Host-order types (KeyInteger) are held in
+// network order too, so that byte order is numeric order; they are
+// converted where they meet the kernel (wire).
 type value struct {
 	lo, hi []byte
 	wild   bool
@@ -116,6 +119,7 @@ var numberParsers = map[KeyType]func(string) (uint64, error){
 		}
 		return strconv.ParseUint(s, 10, 8)
 	},
+	KeyInteger: func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 32) },
 }
 
 // parseValue parses the text of one field of type k.
@@ -335,7 +339,7 @@ func (k KeyType) formatOne(b []byte) string {
 			return name
 		}
 		return strconv.Itoa(int(b[0]))
-	case KeyInetService, KeyInetProto, KeyEtherType, KeyICMPv6Type:
+	case KeyInetService, KeyInetProto, KeyEtherType, KeyICMPv6Type, KeyInteger:
 		var n uint64
 		for _, c := range b {
 			n = n<<8 | uint64(c)
@@ -370,13 +374,19 @@ func (k KeyType) nftText(v value) string {
 }
 
 // wire converts an encoded value of type k to the bytes the kernel
-// compares (a copy).
+// compares (host order for host-order types; a copy).
 func (k KeyType) wire(b []byte) []byte {
+	if keyInfos[k].hostOrder && len(b) == 4 {
+		return binary.NativeEndian.AppendUint32(nil, binary.BigEndian.Uint32(b))
+	}
 	return append([]byte(nil), b...)
 }
 
 // unwire is the inverse of wire.
 func (k KeyType) unwire(b []byte) []byte {
+	if keyInfos[k].hostOrder && len(b) == 4 {
+		return binary.BigEndian.AppendUint32(nil, binary.NativeEndian.Uint32(b))
+	}
 	return append([]byte(nil), b...)
 }
 

@@ -1,6 +1,7 @@
 package nftmodel
 
 import (
+	"encoding/binary"
 	"reflect"
 	"strings"
 	"testing"
@@ -37,6 +38,8 @@ func TestElementRoundTrip(t *testing.T) {
 		{[]KeyType{KeyICMPv6Type}, false, "200", "200"},
 		{[]KeyType{KeyIfname, KeyEther}, false, "hnv1 . 02:00:00:00:00:01", "hnv1 . 02:00:00:00:00:01"},
 		{[]KeyType{KeyIfname, KeyEther}, false, `"hnv1" . 02:00:00:00:00:01`, `hnv1 . 02:00:00:00:00:01`},
+		{[]KeyType{KeyInteger}, false, "4294967295", "4294967295"},
+		{[]KeyType{KeyInteger, KeyIPv4}, false, "1 . 10.0.0.1", "1 . 10.0.0.1"},
 	} {
 		e, err := parseElement(tc.keys, tc.in, modeFor(tc.interval))
 		if err != nil {
@@ -64,6 +67,12 @@ func TestElementRoundTrip(t *testing.T) {
 	if k := e.lower([]KeyType{KeyIfname, KeyEther}, false)[0].Key; len(k) != 24 || k[16] != 2 || k[21] != 1 || k[22] != 0 || k[23] != 0 {
 		t.Errorf("ifname . ether_addr key = %x", k)
 	}
+	// An integer (what numgen and jhash produce) is in host order in the
+	// kernel, in numeric order in the model.
+	e, _ = parseElement([]KeyType{KeyInteger}, "258", modeSingle)
+	if k := e.lower([]KeyType{KeyInteger}, false)[0].Key; binary.NativeEndian.Uint32(k) != 258 {
+		t.Errorf("integer key = %x", k)
+	}
 }
 
 func TestRuleIDChangesWithBody(t *testing.T) {
@@ -84,7 +93,7 @@ func TestRuleIDChangesWithBody(t *testing.T) {
 func TestCloneIsDeep(t *testing.T) {
 	a := &Table{Name: "t", Sets: []*Set{{Name: "s", Key: []KeyType{KeyIPv4}, Elements: []string{"10.0.0.1"}}},
 		Chains: []*Chain{{Name: "c", Rules: []Rule{{Comment: "r", Exprs: []Expr{
-			IPSaddr().InSet("s"), DNATMap(Concat(IPSaddr(), THSport()), "m"), Accept()}}}}}}
+			IPSaddr().InSet("s"), DNATMap(JHash(Concat(IPSaddr(), THSport()), 2, 0), "m"), Accept()}}}}}}
 	b := a.Clone()
 	if a.String() != b.String() {
 		t.Fatal("clone renders differently")
@@ -92,7 +101,7 @@ func TestCloneIsDeep(t *testing.T) {
 	a.Sets[0].Elements[0] = "172.16.0.1"
 	a.Chains[0].Rules[0].Comment = "changed"
 	a.Chains[0].Rules[0].Exprs[0].(Match).Field.parts[0].text = "mutated"
-	a.Chains[0].Rules[0].Exprs[1].(NATMapStmt).Key.parts[1].text = "mutated"
+	a.Chains[0].Rules[0].Exprs[1].(NATMapStmt).Key.parts[0].inputs[0].text = "mutated"
 	if a.String() == b.String() || strings.Contains(b.String(), "mutated") || strings.Contains(b.String(), "172.16") {
 		t.Errorf("mutating the original changed the clone:\n%s", b)
 	}

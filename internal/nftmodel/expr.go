@@ -30,8 +30,9 @@ type Expr interface {
 // further expression (verdicts, NAT, reject).
 type terminal interface{ terminal() bool }
 
-// Field is a value of the packet or its metadata that a rule can match:
-// one selector (e.g. `ip saddr`) or a concatenation of several.
+// Field is a value of the packet, its metadata or the kernel's arithmetic
+// that a rule can match or look up: one selector (e.g. `ip saddr`,
+// `numgen random mod 2`) or a concatenation of several.
 type Field struct {
 	parts []selector
 }
@@ -42,6 +43,8 @@ type loadKind int
 const (
 	loadMeta    loadKind = iota // meta expression
 	loadPayload                 // payload load
+	loadNumgen                  // number generator
+	loadHash                    // hash of other selectors
 )
 
 // selector is one loadable value.
@@ -55,8 +58,15 @@ type selector struct {
 	meta    MetaKey // loadMeta
 	base    PayloadBase
 	offset  uint32
-	err     string // why the selector cannot be used (e.g. a THRaw offset not on a byte)
+	numgen  NumgenType // loadNumgen
+	modulus uint32     // loadNumgen, loadHash
+	seed    uint32     // loadHash
+	inputs  []selector // loadHash
+	err     string     // why the selector cannot be used (e.g. a THRaw offset not on a byte)
 }
+
+// inputKeys returns the key types of a hash's inputs.
+func (p selector) inputKeys() []KeyType { return Field{parts: p.inputs}.Key() }
 
 func metaField(text string, key KeyType, mk MetaKey) Field {
 	return Field{parts: []selector{{text: text, key: key, kind: loadMeta, meta: mk}}}
@@ -173,6 +183,48 @@ func THRaw(offsetBits int, key KeyType) Field {
 	return f
 }
 
+// NumgenRandom is `numgen random mod N`: a random number from 0 to N-1 for
+// each packet (KeyInteger), e.g. the key of a load-balancing map.
+func NumgenRandom(modulus uint32) Field {
+	return numgenField("random", NumgenTypeRandom, modulus)
+}
+
+// NumgenInc is `numgen inc mod N`: 0, 1, ..., N-1, 0, ... for successive
+// packets (KeyInteger).
+func NumgenInc(modulus uint32) Field { return numgenField("inc", NumgenTypeInc, modulus) }
+
+func numgenField(kind string, typ NumgenType, modulus uint32) Field {
+	p := selector{text: fmt.Sprintf("numgen %s mod %d", kind, modulus), key: KeyInteger, kind: loadNumgen, numgen: typ, modulus: modulus}
+	if modulus == 0 {
+		p.err = "modulus 0"
+	}
+	return Field{parts: []selector{p}}
+}
+
+// JHash is `jhash INPUT mod N seed S`: a Jenkins hash of input (packet or
+// meta fields, possibly concatenated) from 0 to N-1 (KeyInteger), e.g.
+// `jhash ip saddr . th sport mod 2` to spread flows over N backends. A
+// zero seed lets the kernel pick a random one when it creates the rule.
+func JHash(input Field, modulus, seed uint32) Field {
+	t := "jhash " + input.String() + fmt.Sprintf(" mod %d", modulus)
+	if seed != 0 {
+		t += fmt.Sprintf(" seed 0x%x", seed)
+	}
+	p := selector{text: t, key: KeyInteger, kind: loadHash, modulus: modulus, seed: seed, inputs: input.clone().parts}
+	switch {
+	case modulus == 0:
+		p.err = "modulus 0"
+	case len(input.parts) == 0:
+		p.err = "no input"
+	}
+	for _, in := range input.parts {
+		if in.kind == loadNumgen || in.kind == loadHash {
+			p.err = "the input must be packet or meta fields"
+		}
+	}
+	return Field{parts: []selector{p}}
+}
+
 // Concat joins fields into one concatenated value, e.g.
 // Concat(Iifname(), Oifname()) is `iifname . oifname`. Each field occupies
 // a multiple of 4 bytes; the whole may not exceed 64 bytes.
@@ -204,7 +256,13 @@ func (f Field) Key() []KeyType {
 
 // clone returns a deep copy of f.
 func (f Field) clone() Field {
-	return Field{parts: append([]selector(nil), f.parts...)}
+	parts := append([]selector(nil), f.parts...)
+	for i := range parts {
+		if parts[i].inputs != nil {
+			parts[i].inputs = Field{parts: parts[i].inputs}.clone().parts
+		}
+	}
+	return Field{parts: parts}
 }
 
 // Op is the operator of a Match.
@@ -316,6 +374,9 @@ func (m Match) lower(c *ruleCtx) ([]IRExpr, error) {
 		v, err := k.parseValue(m.Value, modeLiteral)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.Field, err)
+		}
+		if keyInfos[k].hostOrder && !v.single() {
+			return nil, fmt.Errorf("%s: a range of %s values can only be matched against a set", m, k)
 		}
 		op := CmpEq
 		if m.Op == OpNeq {
@@ -646,7 +707,8 @@ const (
 // not in the map is left alone and goes on to the next rule. Inet tables
 // only; dnat in nat chains on hooks prerouting or output, snat on
 // postrouting or input. The rule implicitly matches the map's family
-// (`meta nfproto`).
+// (`meta nfproto`). The key may be computed: `dnat to numgen random mod 2
+// map @backends` spreads connections over the map's values.
 type NATMapStmt struct {
 	Kind NATKind
 	Key  Field

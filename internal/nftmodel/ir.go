@@ -51,6 +51,8 @@ type (
 	NetProto    byte
 	FibFlags    uint32 // NFTA_FIB_F_*: the input of a fib lookup
 	FibResult   uint32 // NFT_FIB_RESULT_*: what a fib lookup returns
+	NumgenType  uint32 // NFT_NG_*: how numgen generates
+	HashType    uint32 // NFT_HASH_*: the hash function of a hash expression
 	VerdictCode int32  // NF_ACCEPT, NF_DROP, NFT_JUMP, NFT_GOTO, NFT_RETURN
 )
 
@@ -88,6 +90,11 @@ const (
 
 	RejectICMPX          = 2 // NFT_REJECT_ICMPX_UNREACH, the type of IRReject
 	RejectICMPXPortUnrch = 1 // NFT_REJECT_ICMPX_PORT_UNREACH, its code
+
+	NumgenTypeInc    NumgenType = 0 // NFT_NG_INCREMENTAL
+	NumgenTypeRandom NumgenType = 1 // NFT_NG_RANDOM
+
+	HashJenkins HashType = 0 // NFT_HASH_JENKINS
 
 	CodeDrop   VerdictCode = 0  // NF_DROP
 	CodeAccept VerdictCode = 1  // NF_ACCEPT
@@ -212,6 +219,25 @@ type IRVerdict struct {
 	Chain string
 }
 
+// IRNumgen loads a generated number, 0 to Modulus-1 (plus Offset), into
+// Dest (`numgen`).
+type IRNumgen struct {
+	Type    NumgenType
+	Modulus uint32
+	Offset  uint32
+	Dest    Register
+}
+
+// IRHash hashes Len bytes from Source into a number, 0 to Modulus-1 (plus
+// Offset), in Dest (`hash`). A zero Seed is not sent: the kernel then
+// picks a random one.
+type IRHash struct {
+	Type         HashType
+	Source, Dest Register
+	Len, Modulus uint32
+	Seed, Offset uint32
+}
+
 func (IRMeta) irExpr()         {}
 func (IRPayload) irExpr()      {}
 func (IRPayloadWrite) irExpr() {}
@@ -227,6 +253,8 @@ func (IRReject) irExpr()       {}
 func (IRCounter) irExpr()      {}
 func (IRImmediate) irExpr()    {}
 func (IRVerdict) irExpr()      {}
+func (IRNumgen) irExpr()       {}
+func (IRHash) irExpr()         {}
 
 // Datatype is the data type of a set's keys or a map's values as the
 // kernel records it: nft's name (" . "-joined for a concatenation), the
@@ -295,7 +323,7 @@ type SetDef struct {
 	IsMap     bool
 	Data      Datatype // the values of a map (VerdictDatatype for a verdict map)
 	// KeyHostOrder records the key's byte order as host order in the set's
-	// userdata (as nft does for ifname keys); it only changes
+	// userdata (as nft does for ifname and integer keys); it only changes
 	// how `nft list` prints elements.
 	KeyHostOrder bool
 	Comment      string

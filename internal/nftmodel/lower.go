@@ -113,7 +113,7 @@ func (c *ruleCtx) load(f Field, what fmt.Stringer) ([]IRExpr, error) {
 	return append(deps, loads...), nil
 }
 
-// dependencies checks the selectors against the
+// dependencies checks the selectors (and the inputs of hashes) against the
 // table and returns their implicit dependencies.
 func (c *ruleCtx) dependencies(parts []selector, what fmt.Stringer) ([]IRExpr, error) {
 	var out []IRExpr
@@ -127,6 +127,14 @@ func (c *ruleCtx) dependencies(parts []selector, what fmt.Stringer) ([]IRExpr, e
 			return nil, fmt.Errorf("%s: %s is only valid in a bridge table", what, p.text)
 		case p.kind == loadMeta && p.meta == MetaNFProto && c.family == FamilyBridge:
 			return nil, fmt.Errorf("%s: meta nfproto never matches in a bridge table (use ether type)", what)
+		}
+		if p.kind == loadHash {
+			dep, err := c.dependencies(p.inputs, what)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, dep...)
+			continue
 		}
 		dep, err := c.requireNet(p.nfproto, what)
 		if err != nil {
@@ -142,7 +150,9 @@ func (c *ruleCtx) dependencies(parts []selector, what fmt.Stringer) ([]IRExpr, e
 }
 
 // loadAt returns the loads of parts into the registers from byte offset
-// start of the register file on, laid out as a concatenation.
+// start of the register file on, laid out as a concatenation. A hash
+// loads its inputs from its own offset on, then hashes them into it: the
+// parts after it are loaded afterwards, over the inputs.
 func loadAt(parts []selector, start int, what fmt.Stringer) ([]IRExpr, error) {
 	keys := make([]KeyType, len(parts))
 	for i, p := range parts {
@@ -160,6 +170,16 @@ func loadAt(parts []selector, start int, what fmt.Stringer) ([]IRExpr, error) {
 			out = append(out, IRPayload{Dest: reg, Base: p.base, Offset: p.offset, Len: uint32(p.key.Size())})
 		case loadMeta:
 			out = append(out, IRMeta{Key: p.meta, Dest: reg})
+		case loadNumgen:
+			out = append(out, IRNumgen{Type: p.numgen, Modulus: p.modulus, Dest: reg})
+		case loadHash:
+			in, err := loadAt(p.inputs, off, what)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, in...)
+			out = append(out, IRHash{Type: HashJenkins, Source: reg, Dest: reg, Len: uint32(keyLen(p.inputKeys())),
+				Modulus: p.modulus, Seed: p.seed})
 		}
 		off += pad4(p.key.Size())
 	}

@@ -1,6 +1,7 @@
 package nftmodel_test
 
 import (
+	"encoding/binary"
 	"reflect"
 	"strings"
 	"testing"
@@ -122,6 +123,83 @@ func TestMACRewrite(t *testing.T) {
 			"only link-layer header fields can be set"},
 		{"set a bad MAC", nfttest.OneRule(nftmodel.FamilyBridge, "", "", nftmodel.SetPayload(nftmodel.EtherSaddr(), "02:00")),
 			`"02:00" is not an Ethernet address`},
+	} {
+		if err := tc.tbl.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate() = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// The expressions of load balancing, numgen and jhash, as map keys: their
+// text, their IR, and what the model refuses of them.
+func TestBalance(t *testing.T) {
+	for _, tc := range []struct {
+		e    nftmodel.Expr
+		want string
+	}{
+		{nftmodel.NumgenRandom(2).Eq("1"), "numgen random mod 2 1"},
+		{nftmodel.DNATMap(nftmodel.NumgenRandom(2), "lb"), "dnat to numgen random mod 2 map @lb"},
+		{nftmodel.DNATMap(nftmodel.NumgenInc(3), "lb"), "dnat to numgen inc mod 3 map @lb"},
+		{nftmodel.VMap(nftmodel.JHash(nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.THSport()), 4, 0xbeef), "pick"),
+			"jhash ip saddr . th sport mod 4 seed 0xbeef vmap @pick"},
+		{nftmodel.Concat(nftmodel.JHash(nftmodel.IPSaddr(), 2, 0), nftmodel.THDport()).InSet("s"), "jhash ip saddr mod 2 . th dport @s"},
+	} {
+		if got := tc.e.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+	lb := &nftmodel.Table{Name: "t",
+		Maps: []*nftmodel.Map{{Name: "lb", Key: []nftmodel.KeyType{nftmodel.KeyInteger}, Value: []nftmodel.KeyType{nftmodel.KeyIPv4},
+			Elements: map[string]string{"0": "10.0.0.1", "1": "10.0.0.2"}}},
+		Chains: []*nftmodel.Chain{{Name: "c", Type: nftmodel.ChainTypeNAT, Hook: nftmodel.HookPrerouting, Priority: nftmodel.PriorityDstNAT, Rules: []nftmodel.Rule{
+			{Exprs: []nftmodel.Expr{nftmodel.DNATMap(nftmodel.NumgenRandom(2), "lb")}},
+			{Exprs: []nftmodel.Expr{nftmodel.L4Proto().Eq("tcp"), nftmodel.DNATMap(nftmodel.JHash(nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.THSport()), 2, 0), "lb")}},
+		}}}}
+	if got, want := ruleIR(t, lb, "c", 0), []nftmodel.IRExpr{
+		nftmodel.IRMeta{Key: nftmodel.MetaNFProto, Dest: nftmodel.Reg1},
+		nftmodel.IRCmp{Op: nftmodel.CmpEq, Reg: nftmodel.Reg1, Data: []byte{2}},
+		nftmodel.IRNumgen{Type: nftmodel.NumgenTypeRandom, Modulus: 2, Dest: nftmodel.Reg1},
+		nftmodel.IRLookup{Source: nftmodel.Reg1, Set: "lb", Dest: nftmodel.Reg1, HasDest: true},
+		nftmodel.IRNAT{Type: nftmodel.NATTypeDst, Family: nftmodel.NetProtoIPv4, AddrMin: nftmodel.Reg1, AddrMax: nftmodel.Reg1},
+	}; !reflect.DeepEqual(got, want) {
+		t.Errorf("dnat to numgen:\n%#v\nwant\n%#v", got, want)
+	}
+	// jhash loads its inputs where its value goes, as a concatenation,
+	// and hashes their 8 bytes.
+	got := ruleIR(t, lb, "c", 1)
+	if want := []nftmodel.IRExpr{
+		nftmodel.IRPayload{Base: nftmodel.PayloadNetworkHeader, Offset: 12, Len: 4, Dest: nftmodel.Reg1},
+		nftmodel.IRPayload{Base: nftmodel.PayloadTransportHeader, Offset: 0, Len: 2, Dest: nftmodel.Reg32(1)},
+		nftmodel.IRHash{Type: nftmodel.HashJenkins, Source: nftmodel.Reg1, Dest: nftmodel.Reg1, Len: 8, Modulus: 2},
+	}; !reflect.DeepEqual(got[4:7], want) {
+		t.Errorf("jhash:\n%#v", got)
+	}
+	// Map keys of numgen are host-order integers.
+	for _, s := range fresh(t, lb).Steps {
+		if s.Kind == nftmodel.StepAddElements && binary.NativeEndian.Uint32(s.Elems[1][0].Key) != 1 {
+			t.Errorf("key of 1: %x", s.Elems[1][0].Key)
+		}
+		if s.Kind == nftmodel.StepAddSet && (s.Set.Key.Name != "integer" || s.Set.Key.Bytes != 4 || !s.Set.KeyHostOrder) {
+			t.Errorf("map lb: %+v", s.Set)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		tbl  *nftmodel.Table
+		want string
+	}{
+		{"modulus 0", nfttest.OneRule(nftmodel.FamilyInet, "", "", nftmodel.NumgenRandom(0).Eq("0"), nftmodel.Accept()), "numgen random mod 0: modulus 0"},
+		{"hash of a hash", nfttest.OneRule(nftmodel.FamilyInet, "", "", nftmodel.JHash(nftmodel.NumgenInc(2), 2, 0).Eq("0"), nftmodel.Accept()),
+			"the input must be packet or meta fields"},
+		{"integer range", nfttest.OneRule(nftmodel.FamilyInet, "", "", nftmodel.NumgenInc(4).Eq("0-1"), nftmodel.Accept()),
+			"a range of integer values can only be matched against a set"},
+		{"integer interval", &nftmodel.Table{Name: "t", Sets: []*nftmodel.Set{{Name: "s", Key: []nftmodel.KeyType{nftmodel.KeyInteger}, Interval: true}}},
+			"key type integer cannot be an interval"},
+		{"hash inputs beyond the registers", nfttest.OneRule(nftmodel.FamilyInet, "", "",
+			nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr(), nftmodel.IP6Saddr(), nftmodel.JHash(nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr()), 2, 0)).InAnon(
+				"::1 . ::1 . ::1 . 1"), nftmodel.Accept()),
+			"concatenation of 80 bytes exceeds 64"},
 	} {
 		if err := tc.tbl.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Validate() = %v, want %q", tc.name, err, tc.want)

@@ -115,9 +115,9 @@ func (s *setState) def(name string) *SetDef {
 }
 
 // hostOrderKey tells whether nft records a key's byte order as host order
-// (an interface name).
+// (an interface name, or a number of the kernel's own).
 func hostOrderKey(keys []KeyType) bool {
-	return len(keys) == 1 && keys[0] == KeyIfname
+	return len(keys) == 1 && (keys[0] == KeyIfname || keyInfos[keys[0]].hostOrder)
 }
 
 // lower encodes an element for the kernel: its key as for a set, with the

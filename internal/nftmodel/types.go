@@ -98,6 +98,10 @@ const (
 	KeyEther               // Ethernet address, 6 bytes, e.g. 02:00:00:00:00:01 ("ether_addr")
 	KeyEtherType           // EtherType, 2 bytes big endian: ip, ip6, arp, vlan or 0x88cc ("ether_type")
 	KeyICMPv6Type          // ICMPv6 type, 1 byte: nd-neighbor-solicit, ... or a number ("icmpv6_type")
+	// KeyInteger is a 32-bit number in host byte order ("integer"): what
+	// numgen and jhash produce, so the key type of the maps they look up.
+	// Elements are decimal numbers; it cannot be an interval.
+	KeyInteger
 )
 
 // keyInfo is what nft and the kernel know of a key type.
@@ -105,6 +109,9 @@ type keyInfo struct {
 	name  string // nft's name of the datatype
 	size  int    // bytes a value occupies (before padding)
 	magic uint32 // nft's datatype number, recorded by the kernel as the set's key type
+	// hostOrder: values are host-endian in registers and keys (they come
+	// from the kernel's own arithmetic, not from packets).
+	hostOrder bool
 }
 
 // keyInfos are nft's datatypes (src/datatype.h of nftables).
@@ -118,6 +125,7 @@ var keyInfos = map[KeyType]keyInfo{
 	KeyEther:       {name: "ether_addr", size: 6, magic: 9},
 	KeyEtherType:   {name: "ether_type", size: 2, magic: 10},
 	KeyICMPv6Type:  {name: "icmpv6_type", size: 1, magic: 29},
+	KeyInteger:     {name: "integer", size: 4, magic: 4, hostOrder: true},
 }
 
 // String returns the nft name of the type, e.g. "ipv4_addr".

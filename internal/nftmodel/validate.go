@@ -210,7 +210,7 @@ func checkKey(keys []KeyType) error {
 // ranges.
 func checkIntervalKey(keys []KeyType) error {
 	for _, k := range keys {
-		if k == KeyIfname || k == KeyNFProto {
+		if k == KeyIfname || k == KeyNFProto || keyInfos[k].hostOrder {
 			return fmt.Errorf("key type %s cannot be an interval", k)
 		}
 	}

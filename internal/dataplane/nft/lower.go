@@ -58,6 +58,11 @@ func kernelExpr(e nftmodel.IRExpr) (expr.Any, error) {
 		return &expr.Immediate{Register: uint32(x.Dest), Data: x.Data}, nil
 	case nftmodel.IRVerdict:
 		return kernelVerdict(x), nil
+	case nftmodel.IRNumgen:
+		return &expr.Numgen{Register: uint32(x.Dest), Modulus: x.Modulus, Type: uint32(x.Type), Offset: x.Offset}, nil
+	case nftmodel.IRHash:
+		return &expr.Hash{SourceRegister: uint32(x.Source), DestRegister: uint32(x.Dest), Length: x.Len, Modulus: x.Modulus,
+			Seed: x.Seed, Offset: x.Offset, Type: expr.HashType(x.Type)}, nil
 	}
 	return nil, fmt.Errorf("no translation of %T", e)
 }
