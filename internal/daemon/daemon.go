@@ -21,6 +21,7 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/nat"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/reconcile"
 	"github.com/hostnet/hostnet/internal/server"
@@ -116,7 +117,7 @@ func Run(ctx context.Context, cfg Config) error {
 		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
 		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
 		NetnsLinkDir: cfg.NetnsLinkDir,
-		Tables:       []dataplane.TableName{{Family: nft.FamilyInet, Name: policy.TableName}, {Family: nft.FamilyBridge, Name: policy.TableName}},
+		Tables:       []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}},
 	})
 	if err != nil {
 		return fmt.Errorf("open host namespace: %w", err)
@@ -270,7 +271,7 @@ func orphans(host *dataplane.Linux, fw *nft.Kernel) []string {
 			out = append(out, "device "+name)
 		}
 	}
-	for _, f := range []nft.Family{nft.FamilyInet, nft.FamilyBridge} {
+	for _, f := range []nftmodel.Family{nftmodel.FamilyInet, nftmodel.FamilyBridge} {
 		if ok, _ := fw.TableExists(f, policy.TableName); ok {
 			out = append(out, fmt.Sprintf("table %s %s", f, policy.TableName))
 		}

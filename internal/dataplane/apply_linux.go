@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -749,7 +749,7 @@ func ignoreGone(err error) error {
 }
 
 // SyncFirewall implements Host.
-func (h *Linux) SyncFirewall(ctx context.Context, tables []*nft.Table) error {
+func (h *Linux) SyncFirewall(ctx context.Context, tables []*nftmodel.Table) error {
 	if err := h.fw.ApplyAll(tables...); err != nil {
 		return fmt.Errorf("apply nftables tables: %w", err)
 	}
@@ -768,7 +768,7 @@ func (h *Linux) SyncFirewall(ctx context.Context, tables []*nft.Table) error {
 }
 
 // FirewallDrift implements Host.
-func (h *Linux) FirewallDrift(ctx context.Context, tables []*nft.Table) ([]string, error) {
+func (h *Linux) FirewallDrift(ctx context.Context, tables []*nftmodel.Table) ([]string, error) {
 	ops, err := h.fw.Drift(tables...)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/testutil"
 	"github.com/mdlayher/netlink"
 	vnl "github.com/vishvananda/netlink"
@@ -46,9 +47,9 @@ func trackLoopback(t *testing.T, ns netns.Handle) {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	err = k.Apply(&nft.Table{Name: "cttest", Chains: []*nft.Chain{{
-		Name: "out", Type: nft.ChainTypeFilter, Hook: nft.HookOutput, Priority: nft.PriorityFilter,
-		Rules: []nft.Rule{{Comment: "track", Exprs: []nft.Expr{nft.CtState("established"), nft.Accept()}}},
+	err = k.Apply(&nftmodel.Table{Name: "cttest", Chains: []*nftmodel.Chain{{
+		Name: "out", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookOutput, Priority: nftmodel.PriorityFilter,
+		Rules: []nftmodel.Rule{{Comment: "track", Exprs: []nftmodel.Expr{nftmodel.CtState("established"), nftmodel.Accept()}}},
 	}}})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"golang.org/x/sys/unix"
 )
 
@@ -574,7 +575,7 @@ func (f *Fake) observe(s *fakeNS, ns netmodel.NS, keep func(string) bool, o *net
 }
 
 // SyncFirewall implements Host.
-func (f *Fake) SyncFirewall(ctx context.Context, tables []*nft.Table) error {
+func (f *Fake) SyncFirewall(ctx context.Context, tables []*nftmodel.Table) error {
 	if err := f.FW.ApplyAll(tables...); err != nil {
 		return err
 	}
@@ -593,7 +594,7 @@ func (f *Fake) SyncFirewall(ctx context.Context, tables []*nft.Table) error {
 }
 
 // FirewallDrift implements Host.
-func (f *Fake) FirewallDrift(ctx context.Context, tables []*nft.Table) ([]string, error) {
+func (f *Fake) FirewallDrift(ctx context.Context, tables []*nftmodel.Table) ([]string, error) {
 	ops, err := f.FW.Drift(tables...)
 	if err != nil {
 		return nil, err

@@ -8,8 +8,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // Host is the kernel of one host, as hostnet programs it: the namespace it
@@ -43,10 +43,10 @@ type Host interface {
 	// SyncFirewall makes hostnet's nftables tables exactly tables, in one
 	// atomic batch, by difference (live flows are untouched): a table of
 	// hostnet's that tables lacks is deleted.
-	SyncFirewall(ctx context.Context, tables []*nft.Table) error
+	SyncFirewall(ctx context.Context, tables []*nftmodel.Table) error
 	// FirewallDrift describes how hostnet's tables differ from tables
 	// (what SyncFirewall would send), reading the kernel afresh.
-	FirewallDrift(ctx context.Context, tables []*nft.Table) ([]string, error)
+	FirewallDrift(ctx context.Context, tables []*nftmodel.Table) ([]string, error)
 	// DeleteFlows makes the connection tracker forget every flow match
 	// selects (`conntrack -D`), in one walk of its table, and says how
 	// many it removed.
@@ -90,7 +90,7 @@ type HostConfig struct {
 
 // TableName names an nftables table.
 type TableName struct {
-	Family nft.Family
+	Family nftmodel.Family
 	Name   string
 }
 

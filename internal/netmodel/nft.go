@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // The pieces of hostnet's nftables tables. A table exists while one of its
@@ -17,10 +17,10 @@ import (
 // NftSet is a named set or map of a table (exactly one of Set and Map is
 // set), declared without elements: its elements are NftElement objects.
 type NftSet struct {
-	Family nft.Family
+	Family nftmodel.Family
 	Table  string
-	Set    *nft.Set
-	Map    *nft.Map
+	Set    *nftmodel.Set
+	Map    *nftmodel.Map
 }
 
 // Name is the set's or map's name.
@@ -44,9 +44,9 @@ func (s NftSet) String() string {
 
 // NftChain is a chain of a table, base or regular, with its rules.
 type NftChain struct {
-	Family nft.Family
+	Family nftmodel.Family
 	Table  string
-	Chain  *nft.Chain
+	Chain  *nftmodel.Chain
 }
 
 func (c NftChain) Key() Key {
@@ -58,10 +58,10 @@ func (c NftChain) String() string {
 }
 
 // NftElement is an element of a set, or a key and its value in a map, in
-// the text syntax of nft.Set.Elements and nft.Map.Elements (canonical, so
+// the text syntax of nftmodel.Set.Elements and nftmodel.Map.Elements (canonical, so
 // that one element has one key).
 type NftElement struct {
-	Family nft.Family
+	Family nftmodel.Family
 	Table  string
 	Set    string
 	Elem   string
@@ -82,14 +82,14 @@ func (e NftElement) String() string {
 // FirewallPatches turns changes of firewall elements and regular chains
 // into patches, one per table: what ensure adds (or, for a map key, sets)
 // and what remove deletes. Other objects are ignored.
-func FirewallPatches(ensure, remove []Object) []nft.TablePatch {
-	byTable := map[tableRef]*nft.TablePatch{}
+func FirewallPatches(ensure, remove []Object) []nftmodel.TablePatch {
+	byTable := map[tableRef]*nftmodel.TablePatch{}
 	var order []tableRef
-	get := func(f nft.Family, table string) *nft.TablePatch {
+	get := func(f nftmodel.Family, table string) *nftmodel.TablePatch {
 		ref := tableRef{f, table}
 		p, ok := byTable[ref]
 		if !ok {
-			p = &nft.TablePatch{Family: f, Table: table, AddElements: map[string][]string{}, DeleteElements: map[string][]string{},
+			p = &nftmodel.TablePatch{Family: f, Table: table, AddElements: map[string][]string{}, DeleteElements: map[string][]string{},
 				SetMapElements: map[string]map[string]string{}, DeleteMapElements: map[string][]string{}}
 			byTable[ref] = p
 			order = append(order, ref)
@@ -127,7 +127,7 @@ func FirewallPatches(ensure, remove []Object) []nft.TablePatch {
 			}
 		}
 	}
-	out := make([]nft.TablePatch, 0, len(order))
+	out := make([]nftmodel.TablePatch, 0, len(order))
 	for _, ref := range order {
 		if p := byTable[ref]; !p.Empty() {
 			out = append(out, *p)
@@ -137,28 +137,28 @@ func FirewallPatches(ensure, remove []Object) []nft.TablePatch {
 }
 
 type tableRef struct {
-	family nft.Family
+	family nftmodel.Family
 	name   string
 }
 
 // hookOrder is the order base chains are listed in, by hook.
-var hookOrder = map[nft.Hook]int{nft.HookPrerouting: 0, nft.HookInput: 1, nft.HookForward: 2, nft.HookOutput: 3, nft.HookPostrouting: 4}
+var hookOrder = map[nftmodel.Hook]int{nftmodel.HookPrerouting: 0, nftmodel.HookInput: 1, nftmodel.HookForward: 2, nftmodel.HookOutput: 3, nftmodel.HookPostrouting: 4}
 
 // ComposeTables builds the whole tables the firewall objects among objs
 // make: sets and maps with their elements, base chains by hook and
 // priority, then regular chains by name. Inet tables come before bridge
 // ones. An element of a set or map that no NftSet declares is an error.
-func ComposeTables(objs []Object) ([]*nft.Table, error) {
-	tables := map[tableRef]*nft.Table{}
-	sets := map[tableRef]map[string]*nft.Set{}
-	maps := map[tableRef]map[string]*nft.Map{}
-	table := func(f nft.Family, name string) *nft.Table {
+func ComposeTables(objs []Object) ([]*nftmodel.Table, error) {
+	tables := map[tableRef]*nftmodel.Table{}
+	sets := map[tableRef]map[string]*nftmodel.Set{}
+	maps := map[tableRef]map[string]*nftmodel.Map{}
+	table := func(f nftmodel.Family, name string) *nftmodel.Table {
 		ref := tableRef{f, name}
 		t, ok := tables[ref]
 		if !ok {
-			t = &nft.Table{Family: f, Name: name}
+			t = &nftmodel.Table{Family: f, Name: name}
 			tables[ref] = t
-			sets[ref], maps[ref] = map[string]*nft.Set{}, map[string]*nft.Map{}
+			sets[ref], maps[ref] = map[string]*nftmodel.Set{}, map[string]*nftmodel.Map{}
 		}
 		return t
 	}
@@ -202,12 +202,12 @@ func ComposeTables(objs []Object) ([]*nft.Table, error) {
 	refs := make([]tableRef, 0, len(tables))
 	for ref, t := range tables {
 		refs = append(refs, ref)
-		slices.SortFunc(t.Sets, func(a, b *nft.Set) int { return strings.Compare(a.Name, b.Name) })
-		slices.SortFunc(t.Maps, func(a, b *nft.Map) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(t.Sets, func(a, b *nftmodel.Set) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(t.Maps, func(a, b *nftmodel.Map) int { return strings.Compare(a.Name, b.Name) })
 		for _, s := range t.Sets {
 			slices.Sort(s.Elements)
 		}
-		slices.SortStableFunc(t.Chains, func(a, b *nft.Chain) int {
+		slices.SortStableFunc(t.Chains, func(a, b *nftmodel.Chain) int {
 			if (a.Hook == "") != (b.Hook == "") {
 				if a.Hook != "" {
 					return -1
@@ -231,7 +231,7 @@ func ComposeTables(objs []Object) ([]*nft.Table, error) {
 		}
 		return strings.Compare(a.name, b.name)
 	})
-	out := make([]*nft.Table, len(refs))
+	out := make([]*nftmodel.Table, len(refs))
 	for i, ref := range refs {
 		out[i] = tables[ref]
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // Profile is the firewall of one endpoint: its own ACL rules merged with
@@ -148,13 +148,13 @@ func (p Profile) chainName(dir api.ACLDirection) string {
 // chain compiles the profile's rules of one direction into a regular
 // chain, jumped to from a verdict map keyed by the endpoint's address: it
 // returns to let a packet on and drops what the profile denies.
-func (p Profile) chain(dir api.ACLDirection) *nft.Chain {
-	c := &nft.Chain{Name: p.chainName(dir)}
+func (p Profile) chain(dir api.ACLDirection) *nftmodel.Chain {
+	c := &nftmodel.Chain{Name: p.chainName(dir)}
 	// What an ACL does not govern: IPv6 neighbour discovery. (Replies to
 	// admitted flows are accepted before the dispatch to this chain.)
 	c.Rules = append(c.Rules,
-		nft.Rule{Comment: "neighbour discovery is not filtered", Exprs: []nft.Expr{
-			nft.ICMPv6Type().Eq("133-137"), nft.Return()}},
+		nftmodel.Rule{Comment: "neighbour discovery is not filtered", Exprs: []nftmodel.Expr{
+			nftmodel.ICMPv6Type().Eq("133-137"), nftmodel.Return()}},
 	)
 	if p.Default {
 		if dir == api.ACLIn {
@@ -163,8 +163,8 @@ func (p Profile) chain(dir api.ACLDirection) *nft.Chain {
 				protos = append(protos, strconv.Itoa(int(proto)))
 			}
 			c.Rules = append(c.Rules,
-				nft.Rule{Comment: "firewall defaults: unsolicited TCP, UDP, ICMP and IGMP in", Exprs: []nft.Expr{nft.L4Proto().InAnon(protos...), nft.Return()}},
-				nft.Rule{Comment: "firewall defaults: no other protocol in", Exprs: []nft.Expr{nft.Drop()}})
+				nftmodel.Rule{Comment: "firewall defaults: unsolicited TCP, UDP, ICMP and IGMP in", Exprs: []nftmodel.Expr{nftmodel.L4Proto().InAnon(protos...), nftmodel.Return()}},
+				nftmodel.Rule{Comment: "firewall defaults: no other protocol in", Exprs: []nftmodel.Expr{nftmodel.Drop()}})
 		}
 		return c
 	}
@@ -183,10 +183,10 @@ func (p Profile) chain(dir api.ACLDirection) *nft.Chain {
 			if len(lowered) > 1 {
 				comment += fmt.Sprintf(" (%d/%d)", i+1, len(lowered))
 			}
-			c.Rules = append(c.Rules, nft.Rule{Comment: comment, Exprs: exprs})
+			c.Rules = append(c.Rules, nftmodel.Rule{Comment: comment, Exprs: exprs})
 		}
 	}
-	c.Rules = append(c.Rules, nft.Rule{Comment: "default deny once an endpoint has a rule", Exprs: []nft.Expr{nft.Drop()}})
+	c.Rules = append(c.Rules, nftmodel.Rule{Comment: "default deny once an endpoint has a rule", Exprs: []nftmodel.Expr{nftmodel.Drop()}})
 	return c
 }
 
@@ -202,7 +202,7 @@ const maxExpansion = 32
 // Anonymous sets cost the kernel dearly at scale: it names each one by
 // scanning the table's sets, so a table with thousands of them makes every
 // commit slow.
-func lowerACL(r api.ACLSpec) [][]nft.Expr {
+func lowerACL(r api.ACLSpec) [][]nftmodel.Expr {
 	local4, local6 := splitFamilies(r.Local)
 	remote4, remote6 := splitFamilies(r.Remote)
 	families := []struct {
@@ -210,14 +210,14 @@ func lowerACL(r api.ACLSpec) [][]nft.Expr {
 		local, remote []netip.Prefix
 	}{{false, local4, remote4}, {true, local6, remote6}}
 	anyAddr := r.Local == nil && r.Remote == nil
-	var out [][]nft.Expr
+	var out [][]nftmodel.Expr
 	for _, f := range families {
 		if !anyAddr && ((r.Local != nil && f.local == nil) || (r.Remote != nil && f.remote == nil)) {
 			continue
 		}
 		// Each dimension is the list of values a field may take.
 		type dimension struct {
-			field  nft.Field
+			field  nftmodel.Field
 			values []string
 		}
 		var dims []dimension
@@ -226,7 +226,7 @@ func lowerACL(r api.ACLSpec) [][]nft.Expr {
 			protos = []uint8{api.ProtoTCP, api.ProtoUDP}
 		}
 		if protos != nil {
-			dims = append(dims, dimension{nft.L4Proto(), protoText(protos)})
+			dims = append(dims, dimension{nftmodel.L4Proto(), protoText(protos)})
 		}
 		localAddr, remoteAddr := addrFields(r.Direction, f.v6)
 		if f.local != nil {
@@ -235,7 +235,7 @@ func lowerACL(r api.ACLSpec) [][]nft.Expr {
 		if f.remote != nil {
 			dims = append(dims, dimension{remoteAddr, prefixText(f.remote)})
 		}
-		localPort, remotePort := nft.THDport(), nft.THSport()
+		localPort, remotePort := nftmodel.THDport(), nftmodel.THSport()
 		if r.Direction == api.ACLOut {
 			localPort, remotePort = remotePort, localPort
 		}
@@ -245,16 +245,16 @@ func lowerACL(r api.ACLSpec) [][]nft.Expr {
 		if r.RemotePorts != nil {
 			dims = append(dims, dimension{remotePort, portText(r.RemotePorts)})
 		}
-		verdict := nft.Expr(nft.Drop())
+		verdict := nftmodel.Expr(nftmodel.Drop())
 		if r.Action == api.ACLAllow {
-			verdict = nft.Return()
+			verdict = nftmodel.Return()
 		}
 		total := 1
 		for _, d := range dims {
 			total *= len(d.values)
 		}
 		if total > maxExpansion {
-			var exprs []nft.Expr
+			var exprs []nftmodel.Expr
 			for _, d := range dims {
 				if len(d.values) == 1 {
 					exprs = append(exprs, d.field.Eq(d.values[0]))
@@ -264,12 +264,12 @@ func lowerACL(r api.ACLSpec) [][]nft.Expr {
 			}
 			out = append(out, append(exprs, verdict))
 		} else {
-			combos := [][]nft.Expr{nil}
+			combos := [][]nftmodel.Expr{nil}
 			for _, d := range dims {
-				var next [][]nft.Expr
+				var next [][]nftmodel.Expr
 				for _, c := range combos {
 					for _, v := range d.values {
-						next = append(next, append(append([]nft.Expr(nil), c...), d.field.Eq(v)))
+						next = append(next, append(append([]nftmodel.Expr(nil), c...), d.field.Eq(v)))
 					}
 				}
 				combos = next
@@ -287,10 +287,10 @@ func lowerACL(r api.ACLSpec) [][]nft.Expr {
 
 // addrFields returns the fields of the endpoint's own address and of the
 // other side's for a direction: In packets go to the endpoint.
-func addrFields(dir api.ACLDirection, v6 bool) (local, remote nft.Field) {
-	src, dst := nft.IPSaddr(), nft.IPDaddr()
+func addrFields(dir api.ACLDirection, v6 bool) (local, remote nftmodel.Field) {
+	src, dst := nftmodel.IPSaddr(), nftmodel.IPDaddr()
 	if v6 {
-		src, dst = nft.IP6Saddr(), nft.IP6Daddr()
+		src, dst = nftmodel.IP6Saddr(), nftmodel.IP6Daddr()
 	}
 	if dir == api.ACLIn {
 		return dst, src

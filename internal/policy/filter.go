@@ -5,8 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // A HookPoint is where a driver's traffic can be filtered per endpoint:
@@ -23,22 +23,22 @@ import (
 // makes the address a sound key. A driver whose traffic never meets the
 // host's inet hooks (macvlan) needs a hook point of another kind.
 type HookPoint struct {
-	Family nft.Family
+	Family nftmodel.Family
 	Table  string
 }
 
 // AddressHooks is the hook point of hostnet's inet table.
-var AddressHooks = HookPoint{Family: nft.FamilyInet, Table: TableName}
+var AddressHooks = HookPoint{Family: nftmodel.FamilyInet, Table: TableName}
 
-func (h HookPoint) set(s *nft.Set) netmodel.Object {
+func (h HookPoint) set(s *nftmodel.Set) netmodel.Object {
 	return netmodel.NftSet{Family: h.Family, Table: h.Table, Set: s}
 }
 
-func (h HookPoint) dmap(m *nft.Map) netmodel.Object {
+func (h HookPoint) dmap(m *nftmodel.Map) netmodel.Object {
 	return netmodel.NftSet{Family: h.Family, Table: h.Table, Map: m}
 }
 
-func (h HookPoint) chain(c *nft.Chain) netmodel.Object {
+func (h HookPoint) chain(c *nftmodel.Chain) netmodel.Object {
 	return netmodel.NftChain{Family: h.Family, Table: h.Table, Chain: c}
 }
 
@@ -53,29 +53,29 @@ func (h HookPoint) element(set, elem, value string) netmodel.Object {
 // is what makes a new Block stop an established flow at once, without
 // waiting for its connection to be forgotten.
 func (h HookPoint) Layout() []netmodel.Object {
-	aclChain := func(name string, hook nft.Hook, dispatch ...nft.Rule) *nft.Chain {
-		rules := append([]nft.Rule{
-			rule("replies to admitted flows", nft.CtDirection("reply"), nft.Accept()),
-			rule("errors about admitted flows", nft.CtState("related"), nft.Accept()),
+	aclChain := func(name string, hook nftmodel.Hook, dispatch ...nftmodel.Rule) *nftmodel.Chain {
+		rules := append([]nftmodel.Rule{
+			rule("replies to admitted flows", nftmodel.CtDirection("reply"), nftmodel.Accept()),
+			rule("errors about admitted flows", nftmodel.CtState("related"), nftmodel.Accept()),
 		}, dispatch...)
-		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: nft.PriorityFilter - 10, Rules: rules}
+		return &nftmodel.Chain{Name: name, Type: nftmodel.ChainTypeFilter, Hook: hook, Priority: nftmodel.PriorityFilter - 10, Rules: rules}
 	}
-	sendersOut := []nft.Rule{
-		rule("the sender's Out rules (IPv4)", nft.VMap(nft.IPSaddr(), MapACLOut4)),
-		rule("the sender's Out rules (IPv6)", nft.VMap(nft.IP6Saddr(), MapACLOut6)),
+	sendersOut := []nftmodel.Rule{
+		rule("the sender's Out rules (IPv4)", nftmodel.VMap(nftmodel.IPSaddr(), MapACLOut4)),
+		rule("the sender's Out rules (IPv6)", nftmodel.VMap(nftmodel.IP6Saddr(), MapACLOut6)),
 	}
-	receiversIn := []nft.Rule{
-		rule("the receiver's In rules (IPv4)", nft.VMap(nft.IPDaddr(), MapACLIn4)),
-		rule("the receiver's In rules (IPv6)", nft.VMap(nft.IP6Daddr(), MapACLIn6)),
+	receiversIn := []nftmodel.Rule{
+		rule("the receiver's In rules (IPv4)", nftmodel.VMap(nftmodel.IPDaddr(), MapACLIn4)),
+		rule("the receiver's In rules (IPv6)", nftmodel.VMap(nftmodel.IP6Daddr(), MapACLIn6)),
 	}
 	return []netmodel.Object{
-		h.dmap(verdictMap(MapACLIn4, "the In rules of each endpoint, by its address", nft.KeyIPv4)),
-		h.dmap(verdictMap(MapACLIn6, "the In rules of each endpoint, by its address", nft.KeyIPv6)),
-		h.dmap(verdictMap(MapACLOut4, "the Out rules of each endpoint, by its address", nft.KeyIPv4)),
-		h.dmap(verdictMap(MapACLOut6, "the Out rules of each endpoint, by its address", nft.KeyIPv6)),
-		h.chain(aclChain("acl_forward", nft.HookForward, append(append([]nft.Rule(nil), sendersOut...), receiversIn...)...)),
-		h.chain(aclChain("acl_input", nft.HookInput, sendersOut...)),
-		h.chain(aclChain("acl_output", nft.HookOutput, receiversIn...)),
+		h.dmap(verdictMap(MapACLIn4, "the In rules of each endpoint, by its address", nftmodel.KeyIPv4)),
+		h.dmap(verdictMap(MapACLIn6, "the In rules of each endpoint, by its address", nftmodel.KeyIPv6)),
+		h.dmap(verdictMap(MapACLOut4, "the Out rules of each endpoint, by its address", nftmodel.KeyIPv4)),
+		h.dmap(verdictMap(MapACLOut6, "the Out rules of each endpoint, by its address", nftmodel.KeyIPv6)),
+		h.chain(aclChain("acl_forward", nftmodel.HookForward, append(append([]nftmodel.Rule(nil), sendersOut...), receiversIn...)...)),
+		h.chain(aclChain("acl_input", nftmodel.HookInput, sendersOut...)),
+		h.chain(aclChain("acl_output", nftmodel.HookOutput, receiversIn...)),
 	}
 }
 
@@ -92,7 +92,7 @@ func (h HookPoint) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quaran
 	}
 	in := p.chain(api.ACLIn)
 	out := []netmodel.Object{h.chain(in)}
-	var outChain *nft.Chain
+	var outChain *nftmodel.Chain
 	if !p.Default {
 		outChain = p.chain(api.ACLOut)
 		out = append(out, h.chain(outChain))
@@ -143,44 +143,44 @@ type AntiSpoof struct {
 	PortPrefix string
 }
 
-func (a AntiSpoof) hooks() HookPoint { return HookPoint{Family: nft.FamilyBridge, Table: a.Table} }
+func (a AntiSpoof) hooks() HookPoint { return HookPoint{Family: nftmodel.FamilyBridge, Table: a.Table} }
 
 // Layout returns the table's fixed part.
 func (a AntiSpoof) Layout() []netmodel.Object {
 	h := a.hooks()
-	antispoof := &nft.Chain{Name: "antispoof", Rules: []nft.Rule{
-		rule("source MAC", nft.Concat(nft.Iifname(), nft.EtherSaddr()).NotInSet(SetPortMAC), nft.Drop()),
-		rule("ARP sender MAC", nft.EtherType().Eq("arp"), nft.Concat(nft.Iifname(), nft.ArpSaddrEther()).NotInSet(SetPortMAC), nft.Drop()),
-		rule("ARP sender address", nft.Concat(nft.Iifname(), nft.ArpSaddrIP()).NotInSet(SetPortV4), nft.Drop()),
-		rule("IPv4 source", nft.Concat(nft.Iifname(), nft.IPSaddr()).NotInSet(SetPortV4), nft.Drop()),
-		rule("IPv6 source", nft.IP6Saddr().Neq("fe80::/10"), nft.IP6Saddr().Neq("::"),
-			nft.Concat(nft.Iifname(), nft.IP6Saddr()).NotInSet(SetPortV6), nft.Drop()),
-		rule("neighbour advertisement target", nft.ICMPv6Type().Eq("nd-neighbor-advert"), nft.THRaw(64, nft.KeyIPv6).Neq("fe80::/10"),
-			nft.Concat(nft.Iifname(), nft.THRaw(64, nft.KeyIPv6)).NotInSet(SetPortV6), nft.Drop()),
+	antispoof := &nftmodel.Chain{Name: "antispoof", Rules: []nftmodel.Rule{
+		rule("source MAC", nftmodel.Concat(nftmodel.Iifname(), nftmodel.EtherSaddr()).NotInSet(SetPortMAC), nftmodel.Drop()),
+		rule("ARP sender MAC", nftmodel.EtherType().Eq("arp"), nftmodel.Concat(nftmodel.Iifname(), nftmodel.ArpSaddrEther()).NotInSet(SetPortMAC), nftmodel.Drop()),
+		rule("ARP sender address", nftmodel.Concat(nftmodel.Iifname(), nftmodel.ArpSaddrIP()).NotInSet(SetPortV4), nftmodel.Drop()),
+		rule("IPv4 source", nftmodel.Concat(nftmodel.Iifname(), nftmodel.IPSaddr()).NotInSet(SetPortV4), nftmodel.Drop()),
+		rule("IPv6 source", nftmodel.IP6Saddr().Neq("fe80::/10"), nftmodel.IP6Saddr().Neq("::"),
+			nftmodel.Concat(nftmodel.Iifname(), nftmodel.IP6Saddr()).NotInSet(SetPortV6), nftmodel.Drop()),
+		rule("neighbour advertisement target", nftmodel.ICMPv6Type().Eq("nd-neighbor-advert"), nftmodel.THRaw(64, nftmodel.KeyIPv6).Neq("fe80::/10"),
+			nftmodel.Concat(nftmodel.Iifname(), nftmodel.THRaw(64, nftmodel.KeyIPv6)).NotInSet(SetPortV6), nftmodel.Drop()),
 	}}
-	prerouting := &nft.Chain{
-		Name: "prerouting", Type: nft.ChainTypeFilter, Hook: nft.HookPrerouting, Priority: bridgePrioritySpoof,
-		Rules: []nft.Rule{
+	prerouting := &nftmodel.Chain{
+		Name: "prerouting", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookPrerouting, Priority: bridgePrioritySpoof,
+		Rules: []nftmodel.Rule{
 			rule("a port of an endpoint being attached or detached sends nothing until hostnet knows it",
-				nft.Iifname().Eq(a.PortPrefix+"*"), nft.Iifname().NotInSet(SetPorts), nft.Drop()),
+				nftmodel.Iifname().Eq(a.PortPrefix+"*"), nftmodel.Iifname().NotInSet(SetPorts), nftmodel.Drop()),
 			rule("what an endpoint sends must come from its own MAC and addresses",
-				nft.Iifname().InSet(SetPorts), nft.Jump("antispoof")),
+				nftmodel.Iifname().InSet(SetPorts), nftmodel.Jump("antispoof")),
 		},
 	}
 	// Nor does anything reach it: the bridge's own frames (from the host)
 	// pass the output hook, the others the forward hook.
-	unknownPort := func(name string, hook nft.Hook) *nft.Chain {
-		return &nft.Chain{Name: name, Type: nft.ChainTypeFilter, Hook: hook, Priority: bridgePrioritySpoof, Rules: []nft.Rule{
+	unknownPort := func(name string, hook nftmodel.Hook) *nftmodel.Chain {
+		return &nftmodel.Chain{Name: name, Type: nftmodel.ChainTypeFilter, Hook: hook, Priority: bridgePrioritySpoof, Rules: []nftmodel.Rule{
 			rule("nothing reaches a port of an endpoint being attached or detached until hostnet knows it",
-				nft.Oifname().Eq(a.PortPrefix+"*"), nft.Oifname().NotInSet(SetPorts), nft.Drop()),
+				nftmodel.Oifname().Eq(a.PortPrefix+"*"), nftmodel.Oifname().NotInSet(SetPorts), nftmodel.Drop()),
 		}}
 	}
 	return []netmodel.Object{
-		h.set(set(SetPorts, "host sides of endpoints", false, nft.KeyIfname)),
-		h.set(set(SetPortMAC, "the MAC each endpoint may send from", false, nft.KeyIfname, nft.KeyEther)),
-		h.set(set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv4)),
-		h.set(set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nft.KeyIfname, nft.KeyIPv6)),
-		h.chain(prerouting), h.chain(antispoof), h.chain(unknownPort("forward", nft.HookForward)), h.chain(unknownPort("output", nft.HookOutput)),
+		h.set(set(SetPorts, "host sides of endpoints", false, nftmodel.KeyIfname)),
+		h.set(set(SetPortMAC, "the MAC each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyEther)),
+		h.set(set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyIPv4)),
+		h.set(set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyIPv6)),
+		h.chain(prerouting), h.chain(antispoof), h.chain(unknownPort("forward", nftmodel.HookForward)), h.chain(unknownPort("output", nftmodel.HookOutput)),
 	}
 }
 

@@ -21,7 +21,7 @@ package policy
 import (
 	"net/netip"
 
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // TableName is the name of hostnet's tables in the host namespace.
@@ -43,16 +43,16 @@ const (
 	SetPortV6  = "endpoint_v6"    // port . an IPv6 address of the endpoint
 )
 
-func set(name, comment string, interval bool, keys ...nft.KeyType) *nft.Set {
-	return &nft.Set{Name: name, Key: keys, Interval: interval, Comment: comment}
+func set(name, comment string, interval bool, keys ...nftmodel.KeyType) *nftmodel.Set {
+	return &nftmodel.Set{Name: name, Key: keys, Interval: interval, Comment: comment}
 }
 
-func verdictMap(name, comment string, key nft.KeyType) *nft.Map {
-	return &nft.Map{Name: name, Key: []nft.KeyType{key}, Verdict: true, Comment: comment}
+func verdictMap(name, comment string, key nftmodel.KeyType) *nftmodel.Map {
+	return &nftmodel.Map{Name: name, Key: []nftmodel.KeyType{key}, Verdict: true, Comment: comment}
 }
 
-func rule(comment string, exprs ...nft.Expr) nft.Rule {
-	return nft.Rule{Comment: comment, Exprs: exprs}
+func rule(comment string, exprs ...nftmodel.Expr) nftmodel.Rule {
+	return nftmodel.Rule{Comment: comment, Exprs: exprs}
 }
 
 // pick returns v4 for an IPv4 address, else v6.

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // firewall is the desired content of hostnet's nftables tables: the
@@ -20,7 +20,7 @@ type firewall struct {
 }
 
 type setRef struct {
-	family nft.Family
+	family nftmodel.Family
 	table  string
 	set    string
 }
@@ -69,7 +69,7 @@ func (f *firewall) objects() []netmodel.Object {
 }
 
 // tables composes the whole tables.
-func (f *firewall) tables() ([]*nft.Table, error) {
+func (f *firewall) tables() ([]*nftmodel.Table, error) {
 	return netmodel.ComposeTables(f.objects())
 }
 

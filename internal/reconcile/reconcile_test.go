@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 const table = "t"
 
-var tables = []dataplane.TableName{{Family: nft.FamilyInet, Name: table}}
+var tables = []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: table}}
 
 func newTest(t *testing.T) (*Reconciler, *dataplane.Fake) {
 	host := dataplane.NewFake(dataplane.HostConfig{LinkPrefixes: []string{"hn"}, NetnsDir: "/run/netns-test", Tables: tables})
@@ -31,9 +31,9 @@ func newTest(t *testing.T) (*Reconciler, *dataplane.Fake) {
 // use it.
 func testLayout() []netmodel.Object {
 	return []netmodel.Object{
-		netmodel.NftSet{Table: table, Set: &nft.Set{Name: "s", Key: []nft.KeyType{nft.KeyIfname}}},
-		netmodel.NftChain{Table: table, Chain: &nft.Chain{Name: "c", Type: nft.ChainTypeFilter, Hook: nft.HookForward,
-			Rules: []nft.Rule{{Comment: "r", Exprs: []nft.Expr{nft.Iifname().InSet("s"), nft.Accept()}}}}},
+		netmodel.NftSet{Table: table, Set: &nftmodel.Set{Name: "s", Key: []nftmodel.KeyType{nftmodel.KeyIfname}}},
+		netmodel.NftChain{Table: table, Chain: &nftmodel.Chain{Name: "c", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookForward,
+			Rules: []nftmodel.Rule{{Comment: "r", Exprs: []nftmodel.Expr{nftmodel.Iifname().InSet("s"), nftmodel.Accept()}}}}},
 	}
 }
 

@@ -13,10 +13,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/nat"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/reconcile"
 	"github.com/hostnet/hostnet/internal/store"
@@ -48,7 +48,7 @@ func newLab(t testing.TB) *lab {
 	l := &lab{t: t, dir: dir, st: store.NewMemory()}
 	l.host = dataplane.NewFake(dataplane.HostConfig{LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
 		NetnsDir: labNetnsDir, NetnsLinkDir: labLinkDir,
-		Tables: []dataplane.TableName{{Family: nft.FamilyInet, Name: policy.TableName}, {Family: nft.FamilyBridge, Name: policy.TableName}}})
+		Tables: []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}}})
 	l.rec = reconcile.New(reconcile.Config{Host: l.host, Logger: slog.New(slog.DiscardHandler),
 		Resync: func(ctx context.Context, reason string) error { _, err := l.svc.Repair(ctx, reason); return err }})
 	l.svc = New(Config{Store: l.st, Reconciler: l.rec, Drivers: map[api.NetworkType]driver.Driver{api.NAT: nat.New()},

@@ -24,7 +24,10 @@ const BackupFile = BoltFile + ".bak"
 // formatKey marks a database as hostnet's, in the Meta bucket.
 const (
 	formatKey   = "format"
-	formatValue = "hostnet-store/1"
+	formatValue = "hostnet-store/2"
+	// formatV1 is the format before the outbox: its files lack the
+	// buckets that came after it (laterBuckets), which opening adds.
+	formatV1 = "hostnet-store/1"
 )
 
 // Bolt is the embedded Store: one bbolt file in the state directory. bbolt
@@ -161,8 +164,8 @@ func openChecked(path string, existing bool) (db *bolt.DB, err error) {
 // documentBuckets hold JSON documents; the others raw values.
 var documentBuckets = map[string]bool{Networks: true, Endpoints: true, Namespaces: true}
 
-// laterBuckets came after the format's first version: a file without them
-// is sound (they are made at open).
+// laterBuckets came after the format's first version: a file of that
+// version without them is sound (they are made at open).
 var laterBuckets = map[string]bool{Outbox: true}
 
 func checkTx(tx *bolt.Tx) error {
@@ -174,12 +177,17 @@ func checkTx(tx *bolt.Tx) error {
 		return fmt.Errorf("truncated: %d bytes, its data reaches %d", st.Size(), tx.Size())
 	}
 	meta := tx.Bucket([]byte(Meta))
-	if meta == nil || !bytes.Equal(meta.Get([]byte(formatKey)), []byte(formatValue)) {
+	var mark []byte
+	if meta != nil {
+		mark = meta.Get([]byte(formatKey))
+	}
+	v1 := bytes.Equal(mark, []byte(formatV1))
+	if !v1 && !bytes.Equal(mark, []byte(formatValue)) {
 		return fmt.Errorf("no %q mark: not a hostnet state file", formatValue)
 	}
 	for _, name := range Buckets {
 		b := tx.Bucket([]byte(name))
-		if b == nil && laterBuckets[name] {
+		if b == nil && v1 && laterBuckets[name] {
 			continue
 		}
 		if b == nil {

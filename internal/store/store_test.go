@@ -290,3 +290,30 @@ func TestBoltRandomDamage(t *testing.T) {
 	}
 	t.Logf("%d of 300 damaged files refused", found)
 }
+
+// A state file of the format before the outbox (hostnet-store/1, without
+// its bucket) opens, and is brought to the current format.
+func TestBoltOpensTheFirstFormat(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte(Outbox)); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte(Meta)).Put([]byte(formatKey), []byte(formatV1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = OpenBolt(dir)
+	if err != nil {
+		t.Fatalf("a first-format file: %v", err)
+	}
+	defer s.Close()
+	if err := s.Update(func(tx Tx) error { return tx.Put(Outbox, "1", []byte("{}")) }); err != nil {
+		t.Errorf("the outbox was not added: %v", err)
+	}
+}

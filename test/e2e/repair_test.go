@@ -9,6 +9,7 @@ import (
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // damage is one kind of hand-made harm to hostnet's kernel state.
@@ -32,7 +33,7 @@ var damages = []damage{
 		k := e.nftKernel(t)
 		defer k.Close()
 		// The element that lets b's address be its source on its port.
-		if err := k.Patch(nft.TablePatch{Family: nft.FamilyBridge, Table: "hostnet",
+		if err := k.Patch(nftmodel.TablePatch{Family: nftmodel.FamilyBridge, Table: "hostnet",
 			DeleteElements: map[string][]string{"endpoint_v4": {b.Endpoint.HostInterfaceName + " . " + b.Addr.String()}}}); err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,21 @@
+// Package nft brings hostnet's nftables tables in a network namespace to
+// the content that internal/nftmodel describes: Kernel, which diffs
+// against what the kernel holds and sends the difference in one atomic
+// netlink batch (or an incremental TablePatch, in time proportional to the
+// patch), translating the model's lowered form 1:1 into
+// github.com/google/nftables; and Fake, an in-memory stand-in for unit
+// tests with the same semantics (both plan with the model, so they refuse
+// and send the same things).
+//
+// The package never runs the nft or iptables binaries.
 package nft
 
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // Applier brings hostnet's tables in one network namespace to a desired
@@ -15,23 +28,24 @@ type Applier interface {
 	// and maps are not touched).
 	// Idempotent: applying the same table twice sends nothing the second time (or nothing that changes state).
 	// On error the kernel is unchanged (the batch is atomic).
-	Apply(t *Table) error
+	Apply(t *nftmodel.Table) error
 	// ApplyAll is Apply for several tables (of any families) in one atomic netlink batch: every
 	// table changes or none does. Two tables with the same family and name are an error.
-	ApplyAll(tables ...*Table) error
+	ApplyAll(tables ...*nftmodel.Table) error
 	// Patch applies incremental changes to tables the applier holds (see TablePatch), all of them
 	// in one atomic netlink batch, in time proportional to the patches rather than to the tables.
-	// An invalid patch (unknown table, set, map or chain; bad element text; a chain deleted while
-	// still referenced) is an error naming the patch and the object, and nothing changes.
-	Patch(patches ...TablePatch) error
+	// An invalid patch (unknown table, set, map or chain; bad element text; an interval element
+	// the kernel would refuse; a chain deleted while still referenced) is an error naming the
+	// patch and the object, and nothing changes.
+	Patch(patches ...nftmodel.TablePatch) error
 	// Delete removes the inet table name; a table that is absent is not an error.
 	Delete(name string) error
 	// DeleteTable removes the table (family, name); a table that is absent is not an error.
-	DeleteTable(family Family, name string) error
+	DeleteTable(family nftmodel.Family, name string) error
 	// Drift describes how the tables differ from their desired content: the operations
 	// ApplyAll would send, none when they agree. It reads the actual tables afresh (never a
 	// cache, so that changes made by others show) and changes nothing.
-	Drift(tables ...*Table) ([]string, error)
+	Drift(tables ...*nftmodel.Table) ([]string, error)
 }
 
 // ErrMapsUnsupported was returned by Apply for a table with maps, before
@@ -40,31 +54,45 @@ type Applier interface {
 // Deprecated: both appliers program maps; nothing returns this error.
 var ErrMapsUnsupported = errors.New("maps are not supported by the appliers yet")
 
-// checkApplicable validates t and returns its compiled form. Both
-// appliers use it so that a table the Fake accepts is one the Kernel
-// accepts too.
-func checkApplicable(t *Table) (*compiled, error) {
-	return compile(t)
+// plan returns the batch that brings each table from haves[i] (nil:
+// absent) to wants[i], for ApplyAll and Drift. Both appliers plan with it,
+// so that a change the Fake accepts is one the Kernel sends. refused is
+// the first reason the kernel would refuse the batch (an interval element
+// that clashes with the set's), if any; the batch holds every step anyway.
+func plan(wants, haves []*nftmodel.State, named bool) (b *nftmodel.Batch, refused error) {
+	b = &nftmodel.Batch{}
+	for i, want := range wants {
+		b.Section(want.Key(), named)
+		if err := b.Plan(want, haves[i]); err != nil && refused == nil {
+			refused = fmt.Errorf("table %s: %w", want.Key(), err)
+		}
+	}
+	return b, refused
 }
 
-// checkTables validates the tables given to ApplyAll or Drift (each one
-// applicable, no two with the same family and name; op names the call in
-// errors) and returns their compiled forms and keys, in order.
-func checkTables(op string, tables []*Table) ([]*compiled, []tableKey, error) {
-	wants := make([]*compiled, len(tables))
-	keys := make([]tableKey, len(tables))
-	seen := map[tableKey]bool{}
-	for i, t := range tables {
-		want, err := checkApplicable(t)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s table %s: %w", op, tableName(t), err)
-		}
-		key := tableKey{t.Family, t.Name}
-		if seen[key] {
-			return nil, nil, fmt.Errorf("%s table %s: given twice", op, key)
-		}
-		seen[key] = true
-		wants[i], keys[i] = want, key
+// tableKeys returns the keys of states.
+func tableKeys(states []*nftmodel.State) []nftmodel.TableKey {
+	keys := make([]nftmodel.TableKey, len(states))
+	for i, st := range states {
+		keys[i] = st.Key()
 	}
-	return wants, keys, nil
+	return keys
+}
+
+// drifted returns the tables that a Drift batch changes.
+func drifted(b *nftmodel.Batch) map[nftmodel.TableKey]bool {
+	out := map[nftmodel.TableKey]bool{}
+	for _, s := range b.Steps {
+		out[s.Table] = true
+	}
+	return out
+}
+
+// joinKeys renders table keys for errors: "hostnet, bridge hostnet".
+func joinKeys(keys []nftmodel.TableKey) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = k.String()
+	}
+	return strings.Join(s, ", ")
 }

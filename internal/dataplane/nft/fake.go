@@ -5,18 +5,22 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/hostnet/hostnet/internal/nftmodel"
 )
 
 // Fake is an in-memory Applier for unit tests. It holds, under each
 // (family, name), the content of the table: the last table applied, as
-// changed by the patches since. Apply, ApplyAll and Patch validate as the
-// Kernel does and change nothing on error. They also compute the batch
-// the Kernel would send (LastOps), so tests can check that a change
-// touches only what it should. Patch costs what it costs the Kernel in Go:
-// time proportional to the patch.
+// changed by the patches since. Apply, ApplyAll and Patch validate and
+// plan as the Kernel does (with nftmodel), and refuse what the Kernel
+// refuses before sending, including interval elements the kernel would
+// refuse; they change nothing on error. They also compute the batch the
+// Kernel would send (LastOps), so tests can check that a change touches
+// only what it should. Patch costs what it costs the Kernel in Go: time
+// proportional to the patch.
 type Fake struct {
 	mu      sync.Mutex
-	tables  map[tableKey]*fakeTable
+	tables  map[nftmodel.TableKey]*fakeTable
 	changes int
 	applies int
 	failErr error
@@ -25,92 +29,90 @@ type Fake struct {
 
 // fakeTable is one table of the Fake.
 type fakeTable struct {
-	state *compiled // validated content, element indexes (as the Kernel's cache)
+	state *nftmodel.State // validated content, element indexes (as the Kernel's cache)
 	// applied is a deep copy of the table last applied, while no patch
 	// changed it; nil after a patch (the table is then rendered from state
 	// and chains).
-	applied *Table
-	chains  map[string]*Chain // deep copies of the chains' definitions
-	order   []string          // chain names in the order of the last Apply
-	patched map[string]bool   // chains created by patches since the last Apply
+	applied *nftmodel.Table
+	chains  map[string]*nftmodel.Chain // deep copies of the chains' definitions
+	order   []string                   // chain names in the order of the last Apply
+	patched map[string]bool            // chains created by patches since the last Apply
 }
 
 var _ Applier = (*Fake)(nil)
 
 // NewFake returns an empty Fake.
 func NewFake() *Fake {
-	return &Fake{tables: map[tableKey]*fakeTable{}}
+	return &Fake{tables: map[nftmodel.TableKey]*fakeTable{}}
 }
 
 // Apply stores a deep copy of t. An invalid table (or one the Kernel
 // applier would refuse) is an error and leaves the Fake unchanged. It is
 // ApplyAll with one table.
-func (f *Fake) Apply(t *Table) error { return f.ApplyAll(t) }
+func (f *Fake) Apply(t *nftmodel.Table) error { return f.ApplyAll(t) }
 
 // ApplyAll stores deep copies of the tables, all or none: an invalid
-// table, or two with the same family and name, is an error and leaves the
-// Fake unchanged. LastOps then describes the one batch the Kernel would
-// send for all of them (each op prefixed with "FAMILY NAME: " when there
-// are several tables).
-func (f *Fake) ApplyAll(tables ...*Table) error {
+// table, two with the same family and name, or a change the kernel would
+// refuse is an error and leaves the Fake unchanged. LastOps then describes
+// the one batch the Kernel would send for all of them (each op prefixed
+// with "FAMILY NAME: " when there are several tables).
+func (f *Fake) ApplyAll(tables ...*nftmodel.Table) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies++
 	if err := f.takeFailure(); err != nil {
 		return err
 	}
-	wants, _, err := checkTables("apply", tables)
+	wants, err := nftmodel.CompileAll(tables...)
 	if err != nil {
-		return err
+		return fmt.Errorf("apply %w", err)
 	}
-	b := &batch{}
+	b, refused := plan(wants, f.states(tableKeys(wants)), len(wants) > 1)
+	if refused != nil {
+		return fmt.Errorf("apply %w", refused)
+	}
 	changed := false
 	for i, t := range tables {
-		key := tableKey{t.Family, t.Name}
-		var have *compiled
-		old, ok := f.tables[key]
-		if ok {
-			have = old.state
-		}
-		b.section(key, len(tables) > 1)
-		plan(b, wants[i], have)
+		old, ok := f.tables[t.Key()]
 		if !ok || old.render() != t.String() {
 			changed = true
 		}
 		c := t.Clone()
-		ft := &fakeTable{state: wants[i], applied: c, chains: make(map[string]*Chain, len(c.Chains)), patched: map[string]bool{}}
+		ft := &fakeTable{state: wants[i], applied: c, chains: make(map[string]*nftmodel.Chain, len(c.Chains)), patched: map[string]bool{}}
 		for _, ch := range c.Chains {
 			ft.chains[ch.Name] = ch
 			ft.order = append(ft.order, ch.Name)
 		}
-		f.tables[key] = ft
+		f.tables[t.Key()] = ft
 	}
-	f.lastOps = b.ops
+	f.lastOps = b.Ops()
 	if changed {
 		f.changes++
 	}
 	return nil
 }
 
+// states returns the states of the tables keys (nil for an absent one).
+func (f *Fake) states(keys []nftmodel.TableKey) []*nftmodel.State {
+	out := make([]*nftmodel.State, len(keys))
+	for i, key := range keys {
+		if ft, ok := f.tables[key]; ok {
+			out[i] = ft.state
+		}
+	}
+	return out
+}
+
 // Drift implements Applier against the Fake's tables.
-func (f *Fake) Drift(tables ...*Table) ([]string, error) {
+func (f *Fake) Drift(tables ...*nftmodel.Table) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	wants, keys, err := checkTables("drift of", tables)
+	wants, err := nftmodel.CompileAll(tables...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("drift of %w", err)
 	}
-	b := &batch{}
-	for i, want := range wants {
-		key := keys[i]
-		var have *compiled
-		if old, ok := f.tables[key]; ok {
-			have = old.state
-		}
-		b.section(key, true)
-		plan(b, want, have)
-	}
-	return b.ops, nil
+	b, _ := plan(wants, f.states(tableKeys(wants)), true)
+	return b.Ops(), nil
 }
 
 // Patch applies incremental changes with the Kernel's semantics and
@@ -126,40 +128,29 @@ func (f *Fake) Drift(tables ...*Table) ([]string, error) {
 // merged into that trailing run of regular chains in name order (as a
 // compiler that emits its fixed chains first, then per-endpoint chains
 // sorted by name, does). A replaced chain keeps its place.
-func (f *Fake) Patch(patches ...TablePatch) error {
+func (f *Fake) Patch(patches ...nftmodel.TablePatch) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.takeFailure(); err != nil {
 		return err
 	}
-	keys, err := checkPatches(patches)
+	keys, err := nftmodel.PatchTables(patches)
 	if err != nil || len(keys) == 0 {
-		return err
+		return wrapPatch(err)
 	}
-	for _, key := range keys {
-		if f.tables[key] == nil {
-			return fmt.Errorf("patch: table %s does not exist (apply it first)", key)
-		}
+	run, err := nftmodel.PatchAll(patches, patchStates(keys, f.states(keys)))
+	if err != nil {
+		return wrapPatch(err)
 	}
-	run := &patchRun{b: &batch{}, multiple: len(keys) > 1}
-	for i, p := range patches {
-		if p.Empty() {
-			continue
-		}
-		if err := run.apply(i, p, f.tables[p.key()].state); err != nil {
-			run.rollback()
-			return fmt.Errorf("patch: %w", err)
-		}
-	}
-	for _, pc := range run.added {
-		ft := f.tables[pc.key]
-		for _, name := range pc.deleted {
+	for _, pr := range run.Results() {
+		ft := f.tables[pr.Table]
+		for _, name := range pr.Deleted {
 			delete(ft.chains, name)
 			delete(ft.patched, name)
 		}
-		for _, ch := range pc.added {
+		for _, ch := range pr.Added {
 			ft.chains[ch.Name] = ch
-			if !pc.replaced[ch.Name] {
+			if !pr.Replaced[ch.Name] {
 				ft.patched[ch.Name] = true
 			}
 		}
@@ -167,8 +158,8 @@ func (f *Fake) Patch(patches ...TablePatch) error {
 	for _, key := range keys {
 		f.tables[key].applied = nil
 	}
-	f.lastOps = run.b.ops
-	if len(run.b.ops) > 0 {
+	f.lastOps = run.Batch().Ops()
+	if len(f.lastOps) > 0 {
 		f.changes++
 	}
 	return nil
@@ -183,7 +174,7 @@ func (ft *fakeTable) render() string {
 }
 
 // table returns a deep copy of the table.
-func (ft *fakeTable) table() *Table {
+func (ft *fakeTable) table() *nftmodel.Table {
 	if ft.applied != nil {
 		return ft.applied.Clone()
 	}
@@ -192,26 +183,7 @@ func (ft *fakeTable) table() *Table {
 
 // materialize builds the Table that the state and chains describe (see
 // Patch for the order of chains); with deep, chains are copies.
-func (ft *fakeTable) materialize(deep bool) *Table {
-	st := ft.state
-	t := &Table{Family: st.family, Name: st.name}
-	for _, name := range sortedKeys(st.sets) {
-		ss := st.sets[name]
-		t.Sets = append(t.Sets, &Set{Name: name, Key: append([]KeyType(nil), ss.keys...), Interval: ss.interval,
-			Comment: ss.comment, Elements: sortedKeys(ss.elems)})
-	}
-	for _, name := range sortedKeys(st.maps) {
-		ms := st.maps[name]
-		m := &Map{Name: name, Key: append([]KeyType(nil), ms.keys...), Verdict: ms.verdict, Interval: ms.interval,
-			Comment: ms.comment, Elements: make(map[string]string, len(ms.elems))}
-		if !ms.verdict {
-			m.Value = append([]KeyType(nil), ms.vals...)
-		}
-		for canon, me := range ms.elems {
-			m.Elements[canon] = me.text
-		}
-		t.Maps = append(t.Maps, m)
-	}
+func (ft *fakeTable) materialize(deep bool) *nftmodel.Table {
 	var kept []string
 	for _, name := range ft.order {
 		if _, ok := ft.chains[name]; ok && !ft.patched[name] {
@@ -219,10 +191,10 @@ func (ft *fakeTable) materialize(deep bool) *Table {
 		}
 	}
 	tail := len(kept)
-	for tail > 0 && !ft.chains[kept[tail-1]].base() {
+	for tail > 0 && !ft.chains[kept[tail-1]].IsBase() {
 		tail--
 	}
-	added := sortedKeys(ft.patched)
+	added := sortedNames(ft.patched)
 	names := append([]string(nil), kept[:tail]...)
 	i, j := tail, 0
 	for i < len(kept) || j < len(added) {
@@ -234,28 +206,37 @@ func (ft *fakeTable) materialize(deep bool) *Table {
 			j++
 		}
 	}
-	for _, name := range names {
-		ch := ft.chains[name]
+	chains := make([]*nftmodel.Chain, len(names))
+	for i, name := range names {
+		chains[i] = ft.chains[name]
 		if deep {
-			ch = cloneChain(ch)
+			chains[i] = chains[i].Clone()
 		}
-		t.Chains = append(t.Chains, ch)
 	}
-	return t
+	return ft.state.Table(chains)
+}
+
+func sortedNames(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Delete removes the inet table name; an absent table is not an error.
-func (f *Fake) Delete(name string) error { return f.DeleteTable(FamilyInet, name) }
+func (f *Fake) Delete(name string) error { return f.DeleteTable(nftmodel.FamilyInet, name) }
 
 // DeleteTable removes the table (family, name); an absent table is not an
 // error.
-func (f *Fake) DeleteTable(family Family, name string) error {
+func (f *Fake) DeleteTable(family nftmodel.Family, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.takeFailure(); err != nil {
 		return err
 	}
-	key := tableKey{family, name}
+	key := nftmodel.TableKey{Family: family, Name: name}
 	f.lastOps = nil
 	if _, ok := f.tables[key]; ok {
 		delete(f.tables, key)
@@ -280,16 +261,16 @@ func (f *Fake) takeFailure() error {
 }
 
 // sortedTableKeys returns the keys sorted by name, then family.
-func (f *Fake) sortedTableKeys() []tableKey {
-	keys := make([]tableKey, 0, len(f.tables))
+func (f *Fake) sortedTableKeys() []nftmodel.TableKey {
+	keys := make([]nftmodel.TableKey, 0, len(f.tables))
 	for k := range f.tables {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].name != keys[j].name {
-			return keys[i].name < keys[j].name
+		if keys[i].Name != keys[j].Name {
+			return keys[i].Name < keys[j].Name
 		}
-		return keys[i].family < keys[j].family
+		return keys[i].Family < keys[j].Family
 	})
 	return keys
 }
@@ -309,14 +290,14 @@ func (f *Fake) Dump() string {
 }
 
 // Table returns a deep copy of the inet table name, or nil when absent.
-func (f *Fake) Table(name string) *Table { return f.FamilyTable(FamilyInet, name) }
+func (f *Fake) Table(name string) *nftmodel.Table { return f.FamilyTable(nftmodel.FamilyInet, name) }
 
 // FamilyTable returns a deep copy of the table (family, name), or nil when
 // absent.
-func (f *Fake) FamilyTable(family Family, name string) *Table {
+func (f *Fake) FamilyTable(family nftmodel.Family, name string) *nftmodel.Table {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ft := f.tables[tableKey{family, name}]
+	ft := f.tables[nftmodel.TableKey{Family: family, Name: name}]
 	if ft == nil {
 		return nil
 	}
@@ -349,11 +330,4 @@ func (f *Fake) Applies() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.applies
-}
-
-func tableName(t *Table) string {
-	if t == nil {
-		return "<nil>"
-	}
-	return tableKey{t.Family, t.Name}.String()
 }

@@ -4,15 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
-	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +35,9 @@ import (
 // one batch (nftables commits a netlink batch atomically, whatever tables
 // it touches).
 //
+// What the Kernel sends is planned by nftmodel (Batch.Plan, PatchAll) and
+// translated here one step, one expression at a time.
+//
 // The Kernel trusts what it applied last: if something else changes the
 // table, call Resync, or an Apply that finds nothing to do sends nothing.
 // (A batch that fails, e.g. because of such a change, is retried once after
@@ -46,10 +45,12 @@ import (
 //
 // Kernel is safe for concurrent use; calls are serialized.
 type Kernel struct {
-	mu    sync.Mutex
-	fd    int // our duplicate of the namespace fd
-	conn  *nftables.Conn
-	known map[tableKey]*compiled // per table: what the kernel holds; nil = absent. No entry = unknown.
+	mu   sync.Mutex
+	fd   int // our duplicate of the namespace fd
+	conn *nftables.Conn
+	// known holds, per table, what the kernel holds; nil = absent. No
+	// entry = unknown.
+	known map[nftmodel.TableKey]*nftmodel.State
 	// batches is the lasting netlink socket that batches are sent on
 	// (nil: open one at the next batch). Closing an nfnetlink socket
 	// waits for the kernel to finish releasing what the last transactions
@@ -59,21 +60,6 @@ type Kernel struct {
 	batches *nftables.Conn
 
 	lastBatch []string // what the last Apply, ApplyAll, Patch or Delete sent (for tests and debugging)
-}
-
-// tableKey identifies a table in a namespace.
-type tableKey struct {
-	family Family
-	name   string
-}
-
-// String returns the name of an inet table, "bridge NAME" otherwise (the
-// form errors use).
-func (k tableKey) String() string {
-	if k.family == FamilyInet {
-		return k.name
-	}
-	return k.family.String() + " " + k.name
 }
 
 var _ Applier = (*Kernel)(nil)
@@ -102,7 +88,7 @@ func NewKernel(nsFd int) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new nftables applier: dup namespace fd: %w", err)
 	}
-	k := &Kernel{fd: fd, known: map[tableKey]*compiled{}}
+	k := &Kernel{fd: fd, known: map[nftmodel.TableKey]*nftmodel.State{}}
 	if k.conn, err = k.newConn(); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("new nftables applier: %w", err)
@@ -171,120 +157,41 @@ func (k *Kernel) Close() error {
 func (k *Kernel) Resync() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.known = map[tableKey]*compiled{}
+	k.known = map[nftmodel.TableKey]*nftmodel.State{}
 }
 
 // Apply makes the kernel table (t.Family, t.Name) equal to t (see
 // Applier). It is ApplyAll with one table.
-func (k *Kernel) Apply(t *Table) error { return k.ApplyAll(t) }
+func (k *Kernel) Apply(t *nftmodel.Table) error { return k.ApplyAll(t) }
 
 // ApplyAll makes each kernel table equal to its desired content, as
 // Apply does, in one atomic netlink batch for all of them: either every
-// table changes or none does. Invalid tables, or two tables with the same
-// family and name, are refused before anything is sent. If a batch built
-// from the cached state fails, the Kernel rereads the tables and tries
-// once more (a batch that fails changes nothing).
-func (k *Kernel) ApplyAll(tables ...*Table) error {
+// table changes or none does. Invalid tables, two tables with the same
+// family and name, or a change the kernel would refuse (an interval
+// element that clashes) are refused before anything is sent. If a batch
+// built from the cached state fails, the Kernel rereads the tables and
+// tries once more (a batch that fails changes nothing).
+func (k *Kernel) ApplyAll(tables ...*nftmodel.Table) error {
 	if len(tables) == 0 {
 		return nil
 	}
-	wants, keys, err := checkTables("apply", tables)
+	wants, err := nftmodel.CompileAll(tables...)
 	if err != nil {
-		return err
+		return fmt.Errorf("apply %w", err)
 	}
+	keys := tableKeys(wants)
 	what := "table " + keys[0].String()
 	if len(keys) > 1 {
 		what = "tables " + joinKeys(keys)
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.fd <= 0 {
-		return fmt.Errorf("apply %s: %w", what, errClosed)
-	}
-	haves := make([]*compiled, len(keys))
-	cachedAny := false
-	for i, key := range keys {
-		var ok bool
-		if haves[i], ok = k.known[key]; ok {
-			cachedAny = true
-		} else if haves[i], err = k.read(key); err != nil {
-			return fmt.Errorf("apply %s: read table %s: %w", what, key, err)
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		b, err := k.newBatch(keys[0])
-		if err != nil {
-			return fmt.Errorf("apply %s: %w", what, err)
-		}
-		defer b.release()
-		for i := range keys {
-			b.section(keys[i], len(keys) > 1)
-			plan(b, wants[i], haves[i])
-		}
-		k.lastBatch = b.ops
-		if len(b.ops) == 0 {
-			err = nil
-		} else {
-			err = b.flush()
-		}
-		if err == nil {
-			for i, key := range keys {
-				k.known[key] = wants[i]
+	return k.commit(change{op: "apply", what: what, keys: keys,
+		build: func(haves []*nftmodel.State) (*nftmodel.Batch, []*nftmodel.State, func(), error) {
+			b, refused := plan(wants, haves, len(wants) > 1)
+			if refused != nil {
+				return nil, nil, nil, fmt.Errorf("apply %w", refused)
 			}
-			return nil
-		}
-		for _, key := range keys {
-			delete(k.known, key)
-		}
-		if !cachedAny || attempt > 0 {
-			return fmt.Errorf("apply %s: %w", what, err)
-		}
-		// The cache may be stale: reread and retry once.
-		for i, key := range keys {
-			if haves[i], err = k.read(key); err != nil {
-				return fmt.Errorf("apply %s: read table %s: %w", what, key, err)
-			}
-		}
-	}
-}
-
-// TableExists tells whether the table (family, name) exists in the
-// kernel (`nft list table FAMILY NAME` succeeds).
-func (k *Kernel) TableExists(f Family, name string) (bool, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.exists(tableKey{f, name})
-}
-
-// Drift implements Applier: `nft list table` of each table, compared with
-// its desired content. A table that differs from what the Kernel last
-// applied is also dropped from its cache, so that the next change rereads
-// it rather than build on a state someone else changed.
-func (k *Kernel) Drift(tables ...*Table) ([]string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.fd <= 0 {
-		return nil, errClosed
-	}
-	wants, keys, err := checkTables("drift of", tables)
-	if err != nil {
-		return nil, err
-	}
-	b := &batch{}
-	for i, want := range wants {
-		key := keys[i]
-		have, err := k.read(key)
-		if err != nil {
-			return nil, fmt.Errorf("drift of table %s: read: %w", key, err)
-		}
-		b.section(key, true)
-		n := len(b.ops)
-		plan(b, want, have)
-		if len(b.ops) > n {
-			delete(k.known, key)
-		}
-	}
-	return b.ops, nil
+			return b, wants, nil, nil
+		}})
 }
 
 // Patch applies incremental changes to tables the Kernel holds (see
@@ -293,142 +200,170 @@ func (k *Kernel) Drift(tables ...*Table) ([]string, error) {
 //
 // Each patch is validated against the Kernel's cache of its table: an
 // unknown table, set, map or chain, an element text that is not valid for
-// the key or value type, an overlapping interval, a chain that exists
-// already, or the deletion of a chain still referenced after the patch is
-// an error naming the patch and the object, and nothing is sent. A table
-// the Kernel has not cached (never applied by it, or after Resync) is
-// read from the kernel first, once. The time spent in Go is proportional
-// to the size of the patches: no table is re-rendered, re-validated or
-// diffed.
+// the key or value type, an interval element the kernel would refuse, a
+// chain that exists already, or the deletion of a chain still referenced
+// after the patch is an error naming the patch and the object, and nothing
+// is sent. A table the Kernel has not cached (never applied by it, or
+// after Resync) is read from the kernel first, once. The time spent in Go
+// is proportional to the size of the patches: no table is re-rendered,
+// re-validated or diffed.
 //
 // The cache changes only when the kernel accepts the batch. If it refuses
 // a batch built from the cache, the Kernel rereads the tables and tries
 // once more; on a second refusal the error describes the batch (the
 // kernel does not say which message failed) and neither the kernel nor
 // the cache has changed.
-func (k *Kernel) Patch(patches ...TablePatch) error {
-	keys, err := checkPatches(patches)
+func (k *Kernel) Patch(patches ...nftmodel.TablePatch) error {
+	keys, err := nftmodel.PatchTables(patches)
 	if err != nil || len(keys) == 0 {
-		return err
+		return wrapPatch(err)
 	}
+	return k.commit(change{op: "patch", what: joinKeys(keys), keys: keys,
+		build: func(haves []*nftmodel.State) (*nftmodel.Batch, []*nftmodel.State, func(), error) {
+			run, err := nftmodel.PatchAll(patches, patchStates(keys, haves))
+			if err != nil {
+				return nil, nil, nil, wrapPatch(err)
+			}
+			return run.Batch(), haves, run.Rollback, nil
+		}})
+}
+
+// patchStates indexes the states of the tables a patch changes (nil for
+// an absent one).
+func patchStates(keys []nftmodel.TableKey, haves []*nftmodel.State) map[nftmodel.TableKey]*nftmodel.State {
+	states := make(map[nftmodel.TableKey]*nftmodel.State, len(keys))
+	for i, key := range keys {
+		states[key] = haves[i]
+	}
+	return states
+}
+
+// wrapPatch prefixes an error of Patch (nil stays nil).
+func wrapPatch(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("patch: %w", err)
+}
+
+// change is one atomic change of tables of the namespace (see commit).
+type change struct {
+	op   string // "apply", "patch": how errors start
+	what string // the tables, for errors
+	keys []nftmodel.TableKey
+	// build queues the batch against haves (the tables' states, in the
+	// order of keys; nil for an absent table) and returns the states the
+	// tables hold once the kernel accepts it; undo, if not nil, restores
+	// haves after the kernel refuses it. An error refuses the change.
+	build func(haves []*nftmodel.State) (b *nftmodel.Batch, after []*nftmodel.State, undo func(), err error)
+}
+
+// commit makes a change: it builds the batch against the cached states
+// (tables not cached are read first), sends it, and caches the result. If
+// the kernel refuses a batch built from the cache (which may be stale), it
+// rereads the tables and builds and sends it once more. A refused batch
+// changes nothing; the cache then holds the states just read.
+func (k *Kernel) commit(c change) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fd <= 0 {
-		return fmt.Errorf("patch: %w", errClosed)
+		return fmt.Errorf("%s %s: %w", c.op, c.what, errClosed)
 	}
-	states := make(map[tableKey]*compiled, len(keys))
-	cachedAny := false
+	haves := make([]*nftmodel.State, len(c.keys))
+	cached := false
+	for i, key := range c.keys {
+		if st, ok := k.known[key]; ok {
+			haves[i], cached = st, true
+		} else if err := k.reread(c, haves, i); err != nil {
+			return err
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		for _, key := range keys {
-			if attempt == 0 {
-				if st, ok := k.known[key]; ok {
-					if st == nil {
-						return fmt.Errorf("patch: table %s does not exist (apply it first)", key)
-					}
-					states[key] = st
-					cachedAny = true
-					continue
-				}
-			}
-			st, err := k.read(key)
-			if err != nil {
-				return fmt.Errorf("patch: read table %s: %w", key, err)
-			}
-			if st == nil {
-				k.known[key] = nil
-				return fmt.Errorf("patch: table %s does not exist (apply it first)", key)
-			}
-			states[key] = st
-		}
-		b, err := k.newBatch(keys[0])
+		b, after, undo, err := c.build(haves)
 		if err != nil {
-			return fmt.Errorf("patch: %w", err)
+			return err
 		}
-		defer b.release()
-		run := &patchRun{b: b, multiple: len(keys) > 1}
-		for i, p := range patches {
-			if p.Empty() {
-				continue
-			}
-			if err := run.apply(i, p, states[p.key()]); err != nil {
-				run.rollback()
-				return fmt.Errorf("patch: %w", err)
-			}
-		}
-		k.lastBatch = b.ops
-		if len(b.ops) == 0 {
-			err = nil
-		} else {
-			err = b.flush()
-		}
-		if err == nil {
-			for _, key := range keys {
-				k.known[key] = states[key]
+		k.lastBatch = b.Ops()
+		if err = k.send(b); err == nil {
+			for i, key := range c.keys {
+				k.known[key] = after[i]
 			}
 			return nil
 		}
-		run.rollback()
-		if !cachedAny || attempt > 0 {
-			// The states were just read (and are rolled back): they are
-			// what the kernel holds.
-			for _, key := range keys {
-				k.known[key] = states[key]
+		if undo != nil {
+			undo()
+		}
+		if !cached || attempt > 0 {
+			return fmt.Errorf("%s %s: %w", c.op, c.what, err)
+		}
+		for i := range c.keys {
+			if err := k.reread(c, haves, i); err != nil {
+				return err
 			}
-			return fmt.Errorf("patch %s: %w", joinKeys(keys), err)
-		}
-		for _, key := range keys {
-			delete(k.known, key) // the cache may be stale: reread and retry once
 		}
 	}
 }
 
-// checkPatches returns the distinct tables of the patches that change
-// something, in order; a patch naming an invalid family or table name is
-// an error.
-func checkPatches(patches []TablePatch) ([]tableKey, error) {
-	var keys []tableKey
-	seen := map[tableKey]bool{}
-	for i, p := range patches {
-		if p.Empty() {
-			continue
-		}
-		if !p.Family.valid() {
-			return nil, fmt.Errorf("patch: patch %d (table %s): invalid family %d", i, p.Table, int(p.Family))
-		}
-		if !nameRE.MatchString(p.Table) {
-			return nil, fmt.Errorf("patch: patch %d: invalid table name %q", i, p.Table)
-		}
-		if !seen[p.key()] {
-			seen[p.key()] = true
-			keys = append(keys, p.key())
-		}
+// reread reads table i of a change into haves and the cache.
+func (k *Kernel) reread(c change, haves []*nftmodel.State, i int) error {
+	st, err := k.read(c.keys[i])
+	if err != nil {
+		delete(k.known, c.keys[i])
+		return fmt.Errorf("%s %s: read table %s: %w", c.op, c.what, c.keys[i], err)
 	}
-	return keys, nil
+	haves[i], k.known[c.keys[i]] = st, st
+	return nil
 }
 
-// joinKeys renders table keys for errors: "hostnet, bridge hostnet".
-func joinKeys(keys []tableKey) string {
-	s := make([]string, len(keys))
-	for i, k := range keys {
-		s[i] = k.String()
+// TableExists tells whether the table (family, name) exists in the
+// kernel (`nft list table FAMILY NAME` succeeds).
+func (k *Kernel) TableExists(f nftmodel.Family, name string) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.exists(nftmodel.TableKey{Family: f, Name: name})
+}
+
+// Drift implements Applier: `nft list table` of each table, compared with
+// its desired content. A table that differs from what the Kernel last
+// applied is also dropped from its cache, so that the next change rereads
+// it rather than build on a state someone else changed.
+func (k *Kernel) Drift(tables ...*nftmodel.Table) ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fd <= 0 {
+		return nil, errClosed
 	}
-	return strings.Join(s, ", ")
+	wants, err := nftmodel.CompileAll(tables...)
+	if err != nil {
+		return nil, fmt.Errorf("drift of %w", err)
+	}
+	haves := make([]*nftmodel.State, len(wants))
+	for i, want := range wants {
+		if haves[i], err = k.read(want.Key()); err != nil {
+			return nil, fmt.Errorf("drift of table %s: read: %w", want.Key(), err)
+		}
+	}
+	b, _ := plan(wants, haves, true) // a table the kernel would refuse to take still differs
+	for key := range drifted(b) {
+		delete(k.known, key)
+	}
+	return b.Ops(), nil
 }
 
 // Delete removes the inet table name from the namespace; an absent table
 // is not an error.
-func (k *Kernel) Delete(name string) error { return k.DeleteTable(FamilyInet, name) }
+func (k *Kernel) Delete(name string) error { return k.DeleteTable(nftmodel.FamilyInet, name) }
 
 // DeleteTable removes the table (family, name) from the namespace; an
 // absent table is not an error.
-func (k *Kernel) DeleteTable(family Family, name string) error {
-	key := tableKey{family, name}
+func (k *Kernel) DeleteTable(family nftmodel.Family, name string) error {
+	key := nftmodel.TableKey{Family: family, Name: name}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fd <= 0 {
 		return fmt.Errorf("delete table %s: %w", key, errClosed)
 	}
-	if !family.valid() {
+	if !family.Valid() {
 		return fmt.Errorf("delete table %s: invalid family", key)
 	}
 	k.lastBatch = nil
@@ -437,15 +372,13 @@ func (k *Kernel) DeleteTable(family Family, name string) error {
 		return fmt.Errorf("delete table %s: %w", key, err)
 	}
 	if exists {
-		b, err := k.newBatch(key)
+		conn, err := k.batchConn()
 		if err != nil {
 			return fmt.Errorf("delete table %s: %w", key, err)
 		}
-		defer b.release()
-		b.op("delete table")
-		b.conn.DelTable(b.table)
-		k.lastBatch = b.ops
-		if err := b.flush(); err != nil {
+		conn.DelTable(kernelTable(key))
+		k.lastBatch = []string{"delete table"}
+		if err := k.flush(conn, k.lastBatch, family == nftmodel.FamilyBridge); err != nil {
 			delete(k.known, key)
 			return fmt.Errorf("delete table %s: %w", key, err)
 		}
@@ -454,13 +387,13 @@ func (k *Kernel) DeleteTable(family Family, name string) error {
 	return nil
 }
 
-func (k *Kernel) exists(key tableKey) (bool, error) {
-	tables, err := k.conn.ListTablesOfFamily(key.family.kernel())
+func (k *Kernel) exists(key nftmodel.TableKey) (bool, error) {
+	tables, err := k.conn.ListTablesOfFamily(kernelTable(key).Family)
 	if err != nil {
 		return false, fmt.Errorf("list tables: %w", err)
 	}
 	for _, t := range tables {
-		if t.Name == key.name {
+		if t.Name == key.Name {
 			return true, nil
 		}
 	}
@@ -468,16 +401,16 @@ func (k *Kernel) exists(key tableKey) (bool, error) {
 }
 
 // read returns what the kernel holds of the table, nil if absent. Sets and
-// maps of types hostnet does not model come back with nil keys, chains on
+// maps of types hostnet does not model come back without keys, chains on
 // unknown hooks with a hook that matches nothing, so that both are
 // replaced.
-func (k *Kernel) read(key tableKey) (*compiled, error) {
+func (k *Kernel) read(key nftmodel.TableKey) (*nftmodel.State, error) {
 	exists, err := k.exists(key)
 	if err != nil || !exists {
 		return nil, err
 	}
-	tbl := &nftables.Table{Name: key.name, Family: key.family.kernel()}
-	c := newCompiled(key.family, key.name)
+	tbl := kernelTable(key)
+	st := nftmodel.NewState(key.Family, key.Name)
 	sets, err := k.listSets(tbl)
 	if err != nil {
 		return nil, fmt.Errorf("list sets: %w", err)
@@ -487,51 +420,29 @@ func (k *Kernel) read(key tableKey) (*compiled, error) {
 			continue
 		}
 		interval := s.flags&unix.NFT_SET_INTERVAL != 0
-		ks := &nftables.Set{Table: tbl, Name: s.name}
-		if s.flags&unix.NFT_SET_MAP != 0 {
-			ms := &mapState{interval: interval, elems: map[string]mapElem{}}
-			c.maps[s.name] = ms
-			keys, ok := keysFromMagic(s.keyType, s.keyLen)
-			if !ok {
-				continue
-			}
-			var vals []KeyType
-			if s.dataType != unix.NFT_DATA_VERDICT {
-				if vals, ok = keysFromMagic(s.dataType, s.dataLen); !ok {
-					continue
-				}
-			}
-			kel, err := k.conn.GetSetElements(ks)
+		isMap := s.flags&unix.NFT_SET_MAP != 0
+		verdict := isMap && s.dataType == unix.NFT_DATA_VERDICT
+		keys, known := nftmodel.KeysOf(s.keyType, s.keyLen)
+		var vals []nftmodel.KeyType
+		if isMap && !verdict {
+			var ok bool
+			vals, ok = nftmodel.KeysOf(s.dataType, s.dataLen)
+			known = known && ok
+		}
+		var elems []nftmodel.SetElem
+		if known {
+			kel, err := k.conn.GetSetElements(&nftables.Set{Table: tbl, Name: s.name})
 			if err != nil {
-				return nil, fmt.Errorf("list elements of map %s: %w", s.name, err)
+				return nil, fmt.Errorf("list elements of %s %s: %w", setKind(isMap), s.name, err)
 			}
-			elems, err := decodeMapElements(keys, vals, interval, kel)
-			if err != nil {
-				continue // unreadable: leave keys nil so the map is recreated
-			}
-			ms.keys, ms.vals, ms.verdict = keys, vals, vals == nil
-			for _, e := range elems {
-				ms.elems[e.key.canonical(keys)] = e
-			}
-			continue
+			elems = modelElems(kel, verdict)
+		} else {
+			keys = nil // not modelled: recreated
 		}
-		st := &setState{interval: interval, elems: map[string]element{}}
-		c.sets[s.name] = st
-		keys, ok := keysFromMagic(s.keyType, s.keyLen)
-		if !ok {
-			continue
-		}
-		kel, err := k.conn.GetSetElements(ks)
-		if err != nil {
-			return nil, fmt.Errorf("list elements of set %s: %w", s.name, err)
-		}
-		elems, err := decodeElements(keys, interval, kel)
-		if err != nil {
-			continue // unreadable: leave keys nil so the set is recreated
-		}
-		st.keys = keys
-		for _, e := range elems {
-			st.elems[e.canonical(keys)] = e
+		if isMap {
+			st.ReadMap(s.name, keys, vals, verdict, interval, elems)
+		} else {
+			st.ReadSet(s.name, keys, interval, elems)
 		}
 	}
 	chains, err := k.conn.ListChainsOfTableFamily(tbl.Family)
@@ -539,47 +450,27 @@ func (k *Kernel) read(key tableKey) (*compiled, error) {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
 	for _, ch := range chains {
-		if ch.Table == nil || ch.Table.Name != key.name {
+		if ch.Table == nil || ch.Table.Name != key.Name {
 			continue
-		}
-		cs := &chainState{typ: ChainType(ch.Type)}
-		if ch.Hooknum != nil {
-			h, ok := hookByNum(*ch.Hooknum)
-			if !ok {
-				h = Hook(fmt.Sprintf("hook%d", *ch.Hooknum))
-			}
-			cs.hook = h
-			if ch.Priority != nil {
-				cs.prio = int(*ch.Priority)
-			}
-			cs.policy = VerdictAccept
-			if ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
-				cs.policy = VerdictDrop
-			}
 		}
 		rules, err := k.conn.GetRules(tbl, ch)
 		if err != nil {
 			return nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
 		}
-		for _, r := range rules {
-			rs := ruleState{}
-			rs.id, _ = userdata.GetString(r.UserData, userdata.TypeComment)
-			for _, e := range r.Exprs {
-				switch e := e.(type) {
-				case *expr.Lookup:
-					rs.refSets = append(rs.refSets, e.SetName)
-				case *expr.Verdict:
-					if e.Chain != "" {
-						rs.refChains = append(rs.refChains, e.Chain)
-					}
-				}
-			}
-			cs.rules = append(cs.rules, rs)
+		read := make([]nftmodel.ReadRule, len(rules))
+		for i, r := range rules {
+			read[i] = modelRule(r)
 		}
-		c.chains[ch.Name] = cs
+		st.ReadChain(modelChain(ch), read)
 	}
-	c.countRefs()
-	return c, nil
+	return st, nil
+}
+
+func setKind(isMap bool) string {
+	if isMap {
+		return "map"
+	}
+	return "set"
 }
 
 // setInfo is what the kernel says of a set or map.
@@ -626,22 +517,18 @@ func (k *Kernel) listSets(t *nftables.Table) ([]setInfo, error) {
 		ad.ByteOrder = binary.BigEndian
 		var s setInfo
 		var table string
+		numbers := map[uint16]*uint32{unix.NFTA_SET_FLAGS: &s.flags, unix.NFTA_SET_KEY_TYPE: &s.keyType,
+			unix.NFTA_SET_KEY_LEN: &s.keyLen, unix.NFTA_SET_DATA_TYPE: &s.dataType, unix.NFTA_SET_DATA_LEN: &s.dataLen}
 		for ad.Next() {
 			switch ad.Type() {
 			case unix.NFTA_SET_TABLE:
 				table = ad.String()
 			case unix.NFTA_SET_NAME:
 				s.name = ad.String()
-			case unix.NFTA_SET_FLAGS:
-				s.flags = ad.Uint32()
-			case unix.NFTA_SET_KEY_TYPE:
-				s.keyType = ad.Uint32()
-			case unix.NFTA_SET_KEY_LEN:
-				s.keyLen = ad.Uint32()
-			case unix.NFTA_SET_DATA_TYPE:
-				s.dataType = ad.Uint32()
-			case unix.NFTA_SET_DATA_LEN:
-				s.dataLen = ad.Uint32()
+			default:
+				if n, ok := numbers[ad.Type()]; ok {
+					*n = ad.Uint32()
+				}
 			}
 		}
 		if err := ad.Err(); err != nil {
@@ -654,87 +541,137 @@ func (k *Kernel) listSets(t *nftables.Table) ([]setInfo, error) {
 	return out, nil
 }
 
-// batch accumulates the messages of one transaction on the Kernel's
-// lasting batch connection (which is replaced if the batch is abandoned or
-// fails, so that its messages and replies never mix with the next batch's),
-// and a description of each (for errors, tests and debugging). A batch
-// without a connection (the Fake's) only records the descriptions.
-//
-// A batch may span several tables: section switches the table that the
-// following messages address.
-type batch struct {
-	owner  *Kernel // whose lasting connection conn is (nil for the Fake's)
-	sent   bool    // flushed successfully
-	conn   *nftables.Conn
-	table  *nftables.Table
-	prefix string // "FAMILY NAME: " before each op when the batch spans several tables
-	bridge bool   // a section addresses a bridge table
-	ops    []string
-	err    error
-}
-
-// newBatch returns a batch on the Kernel's lasting connection, addressing
-// table key. The caller must release it.
-func (k *Kernel) newBatch(key tableKey) (*batch, error) {
+// send translates the batch and sends it on the lasting batch
+// connection; nothing for an empty batch. On error the kernel has applied
+// none of it.
+func (k *Kernel) send(b *nftmodel.Batch) error {
+	if len(b.Steps) == 0 {
+		return nil
+	}
 	conn, err := k.batchConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	b := &batch{owner: k, conn: conn}
-	b.section(key, false)
-	return b, nil
+	bridge := false
+	for _, s := range b.Steps {
+		bridge = bridge || s.Table.Family == nftmodel.FamilyBridge
+	}
+	if err := queue(conn, b); err != nil {
+		k.dropBatchConn(conn) // the queued messages die with the connection
+		return err
+	}
+	return k.flush(conn, b.Ops(), bridge)
 }
 
-// release abandons a batch that was not sent: its queued messages must
-// not go out with the next batch, so the connection is replaced.
-func (b *batch) release() {
-	if b.owner != nil && !b.sent && len(b.ops) > 0 {
-		b.owner.dropBatchConn(b.conn)
-	}
-}
-
-// section makes the following messages address the table key; with named,
-// their descriptions start with the table's family and name.
-func (b *batch) section(key tableKey, named bool) {
-	b.table = &nftables.Table{Name: key.name, Family: key.family.kernel()}
-	b.prefix = ""
-	if named {
-		b.prefix = key.family.String() + " " + key.name + ": "
-	}
-	if key.family == FamilyBridge {
-		b.bridge = true
-	}
-}
-
-func (b *batch) op(format string, args ...any) {
-	b.ops = append(b.ops, b.prefix+fmt.Sprintf(format, args...))
-}
-
-func (b *batch) fail(err error) {
-	if b.err == nil {
-		b.err = err
-	}
-}
-
-// flush sends the batch; on error the kernel has applied none of it (and
-// the connection, which may hold unread replies, is replaced).
-func (b *batch) flush() error {
-	if b.err != nil {
-		b.release() // the queued messages die with the connection
-		return b.err
-	}
-	if err := b.conn.Flush(); err != nil {
-		if b.owner != nil {
-			b.owner.dropBatchConn(b.conn)
-		}
+// flush sends the messages queued on the batch connection conn; on error
+// the kernel has applied none of them (and the connection, which may hold
+// unread replies, is replaced).
+func (k *Kernel) flush(conn *nftables.Conn, ops []string, bridge bool) error {
+	if err := conn.Flush(); err != nil {
+		k.dropBatchConn(conn)
 		hint := ""
-		if b.bridge && errors.Is(err, unix.EPROTO) {
+		if bridge && errors.Is(err, unix.EPROTO) {
 			hint = " (ct expressions in a bridge table need nf_conntrack_bridge, which this kernel lacks)"
 		}
-		return fmt.Errorf("kernel refused the batch (%s)%s: %w", summarize(b.ops), hint, err)
+		return fmt.Errorf("kernel refused the batch (%s)%s: %w", summarize(ops), hint, err)
 	}
-	b.sent = true
 	return nil
+}
+
+// queue translates the steps of b into messages on conn.
+func queue(conn *nftables.Conn, b *nftmodel.Batch) error {
+	tables := map[nftmodel.TableKey]*nftables.Table{}
+	for _, s := range b.Steps {
+		t := tables[s.Table]
+		if t == nil {
+			t = kernelTable(s.Table)
+			tables[s.Table] = t
+		}
+		switch s.Kind {
+		case nftmodel.StepAddTable:
+			conn.AddTable(t)
+		case nftmodel.StepFlushChain:
+			conn.FlushChain(&nftables.Chain{Name: s.Name, Table: t})
+		case nftmodel.StepDeleteChain:
+			conn.DelChain(&nftables.Chain{Name: s.Name, Table: t})
+		case nftmodel.StepAddChain:
+			conn.AddChain(kernelChain(t, s.Chain))
+		case nftmodel.StepDeleteSet:
+			conn.DelSet(&nftables.Set{Name: s.Name, Table: t})
+		case nftmodel.StepAddSet:
+			if err := conn.AddSet(kernelSet(t, s.Set), nil); err != nil {
+				return fmt.Errorf("%s %s: %w", setKind(s.Set.IsMap), s.Name, err)
+			}
+		case nftmodel.StepAddElements, nftmodel.StepDeleteElements:
+			if err := sendElements(conn, &nftables.Set{Name: s.Name, Table: t}, s); err != nil {
+				return err
+			}
+		case nftmodel.StepAddRules:
+			if err := addRules(conn, t, s); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s: unknown step kind %d", s.Desc, s.Kind)
+		}
+	}
+	return nil
+}
+
+// addRules queues the rules of a step, each after its anonymous sets.
+func addRules(conn *nftables.Conn, t *nftables.Table, s nftmodel.Step) error {
+	for _, r := range s.Rules {
+		for _, a := range r.Anon {
+			if err := conn.AddSet(kernelSet(t, &a.Def), kernelElems(a.Elems)); err != nil {
+				return fmt.Errorf("chain %s: rule %q: anonymous set: %w", s.Name, r.ID, err)
+			}
+		}
+		kr, err := kernelRule(t, s.Name, r)
+		if err != nil {
+			return fmt.Errorf("chain %s: rule %q: %w", s.Name, r.ID, err)
+		}
+		conn.AddRule(kr)
+	}
+	return nil
+}
+
+// sendElements queues the elements of a step in messages small enough
+// for netlink's 16-bit attribute lengths, never splitting the kernel
+// elements of one model element.
+func sendElements(conn *nftables.Conn, set *nftables.Set, s nftmodel.Step) error {
+	const chunkBytes = 32 << 10
+	var chunk []nftables.SetElement
+	size := 0
+	send := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		var err error
+		if s.Kind == nftmodel.StepAddElements {
+			err = conn.SetAddElements(set, chunk)
+		} else {
+			err = conn.SetDeleteElements(set, chunk)
+		}
+		chunk, size = nil, 0
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Desc, err)
+		}
+		return nil
+	}
+	for _, group := range s.Elems {
+		for _, x := range group {
+			size += 48 + len(x.Key) + len(x.KeyEnd) + len(x.Val)
+			if x.Verdict != nil {
+				size += len(x.Verdict.Chain)
+			}
+		}
+		chunk = append(chunk, kernelElems(group)...)
+		if size >= chunkBytes {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	return send()
 }
 
 func summarize(ops []string) string {
@@ -743,420 +680,6 @@ func summarize(ops []string) string {
 		return strings.Join(ops, "; ")
 	}
 	return strings.Join(ops[:max], "; ") + fmt.Sprintf("; and %d more", len(ops)-max)
-}
-
-var setIDs atomic.Uint32
-
-// The batch's messages. Without a connection they do nothing.
-
-func (b *batch) addTable() {
-	if b.conn != nil {
-		b.conn.AddTable(b.table)
-	}
-}
-
-func (b *batch) flushChain(name string) {
-	if b.conn != nil {
-		b.conn.FlushChain(&nftables.Chain{Name: name, Table: b.table})
-	}
-}
-
-func (b *batch) delChain(name string) {
-	if b.conn != nil {
-		b.conn.DelChain(&nftables.Chain{Name: name, Table: b.table})
-	}
-}
-
-func (b *batch) addChain(c *nftables.Chain) {
-	if b.conn != nil {
-		b.conn.AddChain(c)
-	}
-}
-
-func (b *batch) delSet(name string) {
-	if b.conn != nil {
-		b.conn.DelSet(&nftables.Set{Name: name, Table: b.table})
-	}
-}
-
-func (b *batch) addSet(kind, name string, s *nftables.Set) {
-	if b.conn == nil {
-		return
-	}
-	if err := b.conn.AddSet(s, nil); err != nil {
-		b.fail(fmt.Errorf("%s %s: %w", kind, name, err))
-	}
-}
-
-func (b *batch) addRule(chain string, r ruleState) {
-	if b.conn == nil {
-		return
-	}
-	for _, a := range r.anon {
-		s := a.set
-		s.Table = b.table
-		if err := b.conn.AddSet(&s, a.elems); err != nil {
-			b.fail(fmt.Errorf("chain %s: rule %q: anonymous set: %w", chain, r.id, err))
-		}
-	}
-	b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: &nftables.Chain{Name: chain, Table: b.table}, Exprs: r.exprs, UserData: r.userdata})
-}
-
-// plan queues on b the messages that turn have (nil: no table) into want.
-// Order inside the batch: flush chains that change or go; delete the map
-// elements that go, change value, or jump to a chain that goes; delete
-// maps; delete chains; delete sets; delete set elements; create sets and
-// add their elements; create maps; create chains (and update policies);
-// add map elements (after the chains they jump to); add rules (after the
-// sets and maps they use). So a chain is never deleted while a rule or a
-// map element still references it, and nothing is referenced before it
-// exists.
-func plan(b *batch, want, have *compiled) {
-	if have == nil {
-		b.op("add table")
-		b.addTable()
-		have = newCompiled(want.family, want.name)
-	}
-	setGone := map[string]bool{}
-	for name, hs := range have.sets {
-		if ws, ok := want.sets[name]; !ok || !hs.sameShape(ws) {
-			setGone[name] = true
-		}
-	}
-	mapGone := map[string]bool{}
-	for name, hm := range have.maps {
-		if wm, ok := want.maps[name]; !ok || !hm.sameShape(wm) {
-			mapGone[name] = true
-		}
-	}
-	chainGone := map[string]bool{}
-	for name, hc := range have.chains {
-		if wc, ok := want.chains[name]; !ok || !hc.sameShape(wc) {
-			chainGone[name] = true
-		}
-	}
-	lookupGone := map[string]bool{} // sets and maps that rules must stop using
-	for name := range setGone {
-		lookupGone[name] = true
-	}
-	for name := range mapGone {
-		lookupGone[name] = true
-	}
-	refill := map[string]bool{}
-	for name, hc := range have.chains {
-		if !chainGone[name] && (!sameRules(hc.rules, want.chains[name].rules) || refsGone(hc.rules, lookupGone, chainGone)) {
-			refill[name] = true
-		}
-	}
-	// Elements of kept maps to delete and to add.
-	mapDel, mapAdd := map[string][]mapElem{}, map[string][]mapElem{}
-	for _, name := range sortedKeys(want.maps) {
-		wm := want.maps[name]
-		hm, ok := have.maps[name]
-		if !ok || mapGone[name] {
-			mapAdd[name] = mapElemValues(wm.elems)
-			continue
-		}
-		for canon, he := range hm.elems {
-			we, keep := wm.elems[canon]
-			retarget := hm.verdict && chainGone[he.verdict.Chain]
-			if !keep || we.text != he.text || retarget {
-				mapDel[name] = append(mapDel[name], he)
-			}
-			if keep && (we.text != he.text || retarget) {
-				mapAdd[name] = append(mapAdd[name], we)
-			}
-		}
-		for canon, we := range wm.elems {
-			if _, had := hm.elems[canon]; !had {
-				mapAdd[name] = append(mapAdd[name], we)
-			}
-		}
-	}
-
-	for _, name := range sortedKeys(have.chains) {
-		if (refill[name] || chainGone[name]) && len(have.chains[name].rules) > 0 {
-			b.op("flush chain %s", name)
-			b.flushChain(name)
-		}
-	}
-	for _, name := range sortedKeys(mapDel) {
-		b.mapElements(false, name, have.maps[name], mapDel[name])
-	}
-	for _, name := range sortedKeys(have.maps) {
-		if mapGone[name] {
-			b.op("delete map %s", name)
-			b.delSet(name)
-		}
-	}
-	for _, name := range sortedKeys(have.chains) {
-		if chainGone[name] {
-			b.op("delete chain %s", name)
-			b.delChain(name)
-		}
-	}
-	for _, name := range sortedKeys(have.sets) {
-		if setGone[name] {
-			b.op("delete set %s", name)
-			b.delSet(name)
-		}
-	}
-	for _, name := range sortedKeys(want.sets) {
-		hs, ok := have.sets[name]
-		if !ok || setGone[name] {
-			continue
-		}
-		var del []element
-		for canon, e := range hs.elems {
-			if _, keep := want.sets[name].elems[canon]; !keep {
-				del = append(del, e)
-			}
-		}
-		b.elements(false, name, want.sets[name], del)
-	}
-	for _, name := range sortedKeys(want.sets) {
-		if _, ok := have.sets[name]; ok && !setGone[name] {
-			continue
-		}
-		ws := want.sets[name]
-		b.op("add set %s", name)
-		b.addSet("set", name, kernelSet(b.table, name, ws))
-		b.elements(true, name, ws, mapValues(ws.elems))
-	}
-	for _, name := range sortedKeys(want.sets) {
-		hs, ok := have.sets[name]
-		if !ok || setGone[name] {
-			continue
-		}
-		var add []element
-		for canon, e := range want.sets[name].elems {
-			if _, had := hs.elems[canon]; !had {
-				add = append(add, e)
-			}
-		}
-		b.elements(true, name, want.sets[name], add)
-	}
-	for _, name := range sortedKeys(want.maps) {
-		if _, ok := have.maps[name]; ok && !mapGone[name] {
-			continue
-		}
-		b.op("add map %s", name)
-		b.addSet("map", name, kernelMap(b.table, name, want.maps[name]))
-	}
-	for _, name := range want.chainOrder {
-		wc := want.chains[name]
-		hc, had := have.chains[name]
-		switch {
-		case !had || chainGone[name]:
-			b.op("add chain %s", name)
-		case wc.hook != "" && hc.policy != wc.policy:
-			b.op("set policy of chain %s to %s", name, wc.policy)
-		default:
-			continue
-		}
-		b.addChain(kernelChain(b.table, name, wc))
-	}
-	for _, name := range sortedKeys(mapAdd) {
-		b.mapElements(true, name, want.maps[name], mapAdd[name])
-	}
-	for _, name := range want.chainOrder {
-		_, had := have.chains[name]
-		if had && !chainGone[name] && !refill[name] {
-			continue
-		}
-		rules := want.chains[name].rules
-		if len(rules) > 0 {
-			b.op("add %d rules to chain %s", len(rules), name)
-		}
-		for _, r := range rules {
-			b.addRule(name, r)
-		}
-	}
-}
-
-// elements queues the addition (or deletion) of elems to the set.
-func (b *batch) elements(add bool, name string, s *setState, elems []element) {
-	if len(elems) == 0 {
-		return
-	}
-	sort.Slice(elems, func(i, j int) bool { return elems[i].compare(elems[j]) < 0 })
-	groups := make([][]nftables.SetElement, len(elems))
-	for i, e := range elems {
-		groups[i] = e.kernelElements(s.interval)
-	}
-	b.sendElements(add, "set", name, groups)
-}
-
-// mapElements queues the addition (or deletion) of elems to the map.
-func (b *batch) mapElements(add bool, name string, m *mapState, elems []mapElem) {
-	if len(elems) == 0 {
-		return
-	}
-	sort.Slice(elems, func(i, j int) bool { return elems[i].key.compare(elems[j].key) < 0 })
-	groups := make([][]nftables.SetElement, len(elems))
-	for i, e := range elems {
-		groups[i] = e.kernelElements(m.interval, m.verdict)
-	}
-	b.sendElements(add, "map", name, groups)
-}
-
-// sendElements queues groups of kernel elements (one group per element)
-// in messages small enough for netlink's 16-bit attribute lengths.
-func (b *batch) sendElements(add bool, kind, name string, groups [][]nftables.SetElement) {
-	verb, prep := "delete", "from"
-	if add {
-		verb, prep = "add", "to"
-	}
-	b.op("%s %d elements %s %s %s", verb, len(groups), prep, kind, name)
-	if b.conn == nil {
-		return
-	}
-	ks := &nftables.Set{Name: name, Table: b.table}
-	const chunkBytes = 32 << 10
-	var chunk []nftables.SetElement
-	size := 0
-	send := func() {
-		if len(chunk) == 0 {
-			return
-		}
-		var err error
-		if add {
-			err = b.conn.SetAddElements(ks, chunk)
-		} else {
-			err = b.conn.SetDeleteElements(ks, chunk)
-		}
-		if err != nil {
-			b.fail(fmt.Errorf("%s elements %s %s %s: %w", verb, prep, kind, name, err))
-		}
-		chunk, size = nil, 0
-	}
-	for _, kel := range groups {
-		for _, x := range kel {
-			size += 48 + len(x.Key) + len(x.KeyEnd) + len(x.Val)
-			if x.VerdictData != nil {
-				size += len(x.VerdictData.Chain)
-			}
-		}
-		chunk = append(chunk, kel...)
-		if size >= chunkBytes {
-			send()
-		}
-	}
-	send()
-}
-
-// kernelSet describes a new set for google/nftables.
-func kernelSet(t *nftables.Table, name string, s *setState) *nftables.Set {
-	ks := &nftables.Set{
-		Table:    t,
-		Name:     name,
-		ID:       setIDs.Add(1),
-		Interval: s.interval,
-		Comment:  s.comment,
-		KeyType:  datatype(s.keys),
-	}
-	ks.Concatenation = len(s.keys) > 1
-	ks.KeyByteOrder = keyByteOrder(s.keys)
-	return ks
-}
-
-// keyByteOrder is the byte order nft records for a key type (it only
-// affects how `nft list` shows elements).
-func keyByteOrder(keys []KeyType) binaryutil.ByteOrder {
-	if len(keys) == 1 && keys[0] == KeyIfname {
-		return binaryutil.NativeEndian
-	}
-	return binaryutil.BigEndian
-}
-
-// kernelMap describes a new map for google/nftables.
-func kernelMap(t *nftables.Table, name string, m *mapState) *nftables.Set {
-	ks := &nftables.Set{
-		Table:         t,
-		Name:          name,
-		ID:            setIDs.Add(1),
-		IsMap:         true,
-		Interval:      m.interval,
-		Comment:       m.comment,
-		KeyType:       datatype(m.keys),
-		Concatenation: len(m.keys) > 1,
-		KeyByteOrder:  keyByteOrder(m.keys),
-		DataType:      nftables.TypeVerdict,
-	}
-	if !m.verdict {
-		ks.DataType = datatype(m.vals)
-	}
-	return ks
-}
-
-// kernelChain describes a chain for google/nftables.
-func kernelChain(t *nftables.Table, name string, c *chainState) *nftables.Chain {
-	kc := &nftables.Chain{Name: name, Table: t}
-	if c.hook == "" {
-		return kc
-	}
-	kc.Type = nftables.ChainType(c.typ)
-	kc.Hooknum = nftables.ChainHookRef(hookNums[c.hook])
-	kc.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(c.prio))
-	p := nftables.ChainPolicyAccept
-	if c.policy == VerdictDrop {
-		p = nftables.ChainPolicyDrop
-	}
-	kc.Policy = &p
-	return kc
-}
-
-func sameRules(a, b []ruleState) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].id != b[i].id {
-			return false
-		}
-	}
-	return true
-}
-
-func refsGone(rules []ruleState, sets, chains map[string]bool) bool {
-	for _, r := range rules {
-		for _, s := range r.refSets {
-			if sets[s] {
-				return true
-			}
-		}
-		for _, c := range r.refChains {
-			if chains[c] {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func mapElemValues(m map[string]mapElem) []mapElem {
-	out := make([]mapElem, 0, len(m))
-	for _, e := range m {
-		out = append(out, e)
-	}
-	return out
-}
-
-func mapValues(m map[string]element) []element {
-	out := make([]element, 0, len(m))
-	for _, e := range m {
-		out = append(out, e)
-	}
-	return out
 }
 
 // errClosed reports use after Close.

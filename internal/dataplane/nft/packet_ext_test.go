@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/nftmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel/nfttest"
 	"github.com/vishvananda/netlink"
 )
 
@@ -114,19 +116,19 @@ func routed(t *testing.T) (c, r, s netns.Handle) {
 
 // publishTable is R's table: published ports through DNAT maps, keyed by
 // protocol and port (any host address) or by address, protocol and port.
-func publishTable() *Table {
-	return &Table{
+func publishTable() *nftmodel.Table {
+	return &nftmodel.Table{
 		Name: "hostnet",
-		Maps: []*Map{
-			{Name: "pm", Key: []KeyType{KeyInetProto, KeyInetService}, Value: []KeyType{KeyIPv4, KeyInetService}},
-			{Name: "pm6", Key: []KeyType{KeyInetProto, KeyInetService}, Value: []KeyType{KeyIPv6, KeyInetService}},
-			{Name: "pm4_vip", Key: []KeyType{KeyIPv4, KeyInetProto, KeyInetService}, Value: []KeyType{KeyIPv4, KeyInetService}},
+		Maps: []*nftmodel.Map{
+			{Name: "pm", Key: []nftmodel.KeyType{nftmodel.KeyInetProto, nftmodel.KeyInetService}, Value: []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetService}},
+			{Name: "pm6", Key: []nftmodel.KeyType{nftmodel.KeyInetProto, nftmodel.KeyInetService}, Value: []nftmodel.KeyType{nftmodel.KeyIPv6, nftmodel.KeyInetService}},
+			{Name: "pm4_vip", Key: []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetProto, nftmodel.KeyInetService}, Value: []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetService}},
 		},
-		Chains: []*Chain{
-			{Name: "publish", Type: ChainTypeNAT, Hook: HookPrerouting, Priority: PriorityDstNAT, Rules: []Rule{
-				{Comment: "vip", Exprs: []Expr{FibDaddrTypeLocal(), DNATMap(Concat(IPDaddr(), L4Proto(), THDport()), "pm4_vip")}},
-				{Comment: "any4", Exprs: []Expr{FibDaddrTypeLocal(), DNATMap(Concat(L4Proto(), THDport()), "pm")}},
-				{Comment: "any6", Exprs: []Expr{FibDaddrTypeLocal(), DNATMap(Concat(L4Proto(), THDport()), "pm6")}},
+		Chains: []*nftmodel.Chain{
+			{Name: "publish", Type: nftmodel.ChainTypeNAT, Hook: nftmodel.HookPrerouting, Priority: nftmodel.PriorityDstNAT, Rules: []nftmodel.Rule{
+				{Comment: "vip", Exprs: []nftmodel.Expr{nftmodel.FibDaddrTypeLocal(), nftmodel.DNATMap(nftmodel.Concat(nftmodel.IPDaddr(), nftmodel.L4Proto(), nftmodel.THDport()), "pm4_vip")}},
+				{Comment: "any4", Exprs: []nftmodel.Expr{nftmodel.FibDaddrTypeLocal(), nftmodel.DNATMap(nftmodel.Concat(nftmodel.L4Proto(), nftmodel.THDport()), "pm")}},
+				{Comment: "any6", Exprs: []nftmodel.Expr{nftmodel.FibDaddrTypeLocal(), nftmodel.DNATMap(nftmodel.Concat(nftmodel.L4Proto(), nftmodel.THDport()), "pm6")}},
 			}},
 		},
 	}
@@ -184,9 +186,9 @@ func TestPacketCtStatusDNAT(t *testing.T) {
 	k := newKernel(t, r)
 	tbl := publishTable()
 	tbl.Maps[0].Elements = map[string]string{"tcp . 8080": "10.81.2.2 . 80"}
-	tbl.Chains = append(tbl.Chains, &Chain{
-		Name: "forward", Type: ChainTypeFilter, Hook: HookForward, Priority: PriorityFilter, Policy: VerdictDrop,
-		Rules: []Rule{{Comment: "published", Exprs: []Expr{CtStatus("dnat"), Counter(), Accept()}}},
+	tbl.Chains = append(tbl.Chains, &nftmodel.Chain{
+		Name: "forward", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookForward, Priority: nftmodel.PriorityFilter, Policy: nftmodel.VerdictDrop,
+		Rules: []nftmodel.Rule{{Comment: "published", Exprs: []nftmodel.Expr{nftmodel.CtStatus("dnat"), nftmodel.Counter(), nftmodel.Accept()}}},
 	})
 	mustApply(t, k, tbl, nil)
 
@@ -198,12 +200,12 @@ func TestPacketCtStatusDNAT(t *testing.T) {
 
 	// Let non-DNATed traffic through too, and source-NAT C's address for it
 	// to an address R does not even own (S routes replies to R).
-	tbl.Maps = append(tbl.Maps, &Map{Name: "obnat", Key: []KeyType{KeyIPv4}, Value: []KeyType{KeyIPv4},
+	tbl.Maps = append(tbl.Maps, &nftmodel.Map{Name: "obnat", Key: []nftmodel.KeyType{nftmodel.KeyIPv4}, Value: []nftmodel.KeyType{nftmodel.KeyIPv4},
 		Elements: map[string]string{"10.81.1.2": "10.81.7.7"}})
-	fwd := chainOf(tbl, "forward")
-	fwd.Rules = append(fwd.Rules, Rule{Comment: "not dnat", Exprs: []Expr{CtStatusMatch{Flags: []string{"dnat"}, Negate: true}, Accept()}})
-	tbl.Chains = append(tbl.Chains, &Chain{Name: "postrouting", Type: ChainTypeNAT, Hook: HookPostrouting, Priority: PrioritySrcNAT,
-		Rules: []Rule{{Comment: "obnat", Exprs: []Expr{Oifname().Eq("rs"), SNATMap(IPSaddr(), "obnat")}}}})
+	fwd := nfttest.ChainOf(tbl, "forward")
+	fwd.Rules = append(fwd.Rules, nftmodel.Rule{Comment: "not dnat", Exprs: []nftmodel.Expr{nftmodel.CtStatus("dnat").Not(), nftmodel.Accept()}})
+	tbl.Chains = append(tbl.Chains, &nftmodel.Chain{Name: "postrouting", Type: nftmodel.ChainTypeNAT, Hook: nftmodel.HookPostrouting, Priority: nftmodel.PrioritySrcNAT,
+		Rules: []nftmodel.Rule{{Comment: "obnat", Exprs: []nftmodel.Expr{nftmodel.Oifname().Eq("rs"), nftmodel.SNATMap(nftmodel.IPSaddr(), "obnat")}}}})
 	mustApply(t, k, tbl, nil)
 	expectTCP(t, c, "10.81.2.2:80", "10.81.2.2:80 from 10.81.7.7:")
 	// A published connection is rewritten both ways.
@@ -260,44 +262,24 @@ func setMAC(t *testing.T, ns netns.Handle, mac string) {
 	}
 }
 
-// expectUDP sends payload from A to dst and checks whether c gets it;
-// a dropped payload is followed by a marker that must be the next thing
-// c gets (send marks with a function that is known to pass).
-func expectUDP(t *testing.T, from netns.Handle, src string, c *net.UDPConn, dst, payload string, pass bool, marker func()) {
-	t.Helper()
-	sendUDP(t, from, src, dst, payload)
-	if pass {
-		if got := recvUDP(t, c, 3*time.Second); got != payload {
-			t.Errorf("%s -> %s: %q did not arrive (got %q)", src, dst, payload, got)
-		}
-		return
-	}
-	if got := recvUDP(t, c, 500*time.Millisecond); got != "" {
-		t.Errorf("%s -> %s: %q was not dropped (got %q)", src, dst, payload, got)
-	}
-	if marker != nil {
-		marker()
-	}
-}
-
 // TestPacketBridge: a bridge table in X with a forward chain at priority
 // 100 drops frames whose (input port, source MAC) is not in a set, and
 // sends frames for B's port through a verdict map to a chain that drops
 // UDP to port 9.
 func TestPacketBridge(t *testing.T) {
 	x, a, b := bridged(t)
-	tbl := &Table{
-		Family: FamilyBridge,
+	tbl := &nftmodel.Table{
+		Family: nftmodel.FamilyBridge,
 		Name:   "hostnet",
-		Sets:   []*Set{{Name: "macs", Key: []KeyType{KeyIfname, KeyEther}, Elements: []string{"pa . " + macA, `"pb" . ` + macB}}},
-		Maps:   []*Map{{Name: "in", Key: []KeyType{KeyIfname}, Verdict: true, Elements: map[string]string{"pb": "jump deny_in"}}},
-		Chains: []*Chain{
-			{Name: "forward", Type: ChainTypeFilter, Hook: HookForward, Priority: 100, Rules: []Rule{
-				{Comment: "source mac", Exprs: []Expr{Concat(Iifname(), EtherSaddr()).NotInSet("macs"), Counter(), Drop()}},
-				{Comment: "in", Exprs: []Expr{VMap(Oifname(), "in")}},
+		Sets:   []*nftmodel.Set{{Name: "macs", Key: []nftmodel.KeyType{nftmodel.KeyIfname, nftmodel.KeyEther}, Elements: []string{"pa . " + macA, `"pb" . ` + macB}}},
+		Maps:   []*nftmodel.Map{{Name: "in", Key: []nftmodel.KeyType{nftmodel.KeyIfname}, Verdict: true, Elements: map[string]string{"pb": "jump deny_in"}}},
+		Chains: []*nftmodel.Chain{
+			{Name: "forward", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookForward, Priority: 100, Rules: []nftmodel.Rule{
+				{Comment: "source mac", Exprs: []nftmodel.Expr{nftmodel.Concat(nftmodel.Iifname(), nftmodel.EtherSaddr()).NotInSet("macs"), nftmodel.Counter(), nftmodel.Drop()}},
+				{Comment: "in", Exprs: []nftmodel.Expr{nftmodel.VMap(nftmodel.Oifname(), "in")}},
 			}},
-			{Name: "deny_in", Rules: []Rule{
-				{Comment: "discard", Exprs: []Expr{L4Proto().Eq("udp"), THDport().Eq("9"), Counter(), Drop()}},
+			{Name: "deny_in", Rules: []nftmodel.Rule{
+				{Comment: "discard", Exprs: []nftmodel.Expr{nftmodel.L4Proto().Eq("udp"), nftmodel.THDport().Eq("9"), nftmodel.Counter(), nftmodel.Drop()}},
 			}},
 		},
 	}
@@ -319,7 +301,7 @@ func TestPacketBridge(t *testing.T) {
 	if got := recvUDP(t, at9, 200*time.Millisecond); got != "" {
 		t.Errorf("port 9 got %q late", got)
 	}
-	if got := familyPackets(t, k, FamilyBridge, "hostnet", "deny_in"); !reflect.DeepEqual(got, []uint64{1}) {
+	if got := familyPackets(t, k, nftmodel.FamilyBridge, "hostnet", "deny_in"); !reflect.DeepEqual(got, []uint64{1}) {
 		t.Errorf("deny_in counter = %v, want [1]", got)
 	}
 
@@ -337,10 +319,10 @@ func TestPacketBridge(t *testing.T) {
 	if err := ha.NeighAdd(&netlink.Neigh{LinkIndex: eth0.Attrs().Index, IP: net.ParseIP("10.82.0.2"), HardwareAddr: hwB, State: netlink.NUD_PERMANENT}); err != nil {
 		t.Fatal(err)
 	}
-	before := familyPackets(t, k, FamilyBridge, "hostnet", "forward")[0]
+	before := familyPackets(t, k, nftmodel.FamilyBridge, "hostnet", "forward")[0]
 	expectUDP(t, a, "10.82.0.1", at10, "10.82.0.2:10", "from a new mac", false, nil)
 	// (A also sends IPv6 neighbour discovery from its new MAC.)
-	if got := familyPackets(t, k, FamilyBridge, "hostnet", "forward")[0]; got <= before {
+	if got := familyPackets(t, k, nftmodel.FamilyBridge, "hostnet", "forward")[0]; got <= before {
 		t.Errorf("source mac counter went from %d to %d, want drops", before, got)
 	}
 	// Admit the new MAC: A's frames pass again, and the dropped payload
@@ -350,7 +332,7 @@ func TestPacketBridge(t *testing.T) {
 	pass10("admitted")()
 
 	// Re-point B's port at a chain that lets everything in: port 9 works.
-	tbl.Chains = append(tbl.Chains, &Chain{Name: "allow_in", Rules: []Rule{{Comment: "all", Exprs: []Expr{Accept()}}}})
+	tbl.Chains = append(tbl.Chains, &nftmodel.Chain{Name: "allow_in", Rules: []nftmodel.Rule{{Comment: "all", Exprs: []nftmodel.Expr{nftmodel.Accept()}}}})
 	tbl.Maps[0].Elements["pb"] = "jump allow_in"
 	mustApply(t, k, tbl, []string{"delete 1 elements from map in", "add chain allow_in", "add 1 elements to map in", "add 1 rules to chain allow_in"})
 	expectUDP(t, a, "10.82.0.1", at9, "10.82.0.2:9", "to 9 allowed", true, nil)

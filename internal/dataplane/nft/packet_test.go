@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -135,23 +136,29 @@ func expectFlow(t *testing.T, ns netns.Handle, markerSrc, src string, c *net.UDP
 }
 
 // TestPacketInputDrop installs, in namespace B, an input chain that drops
-// packets whose source address is in an interval set, and sends UDP from
-// namespace A with source addresses inside and outside the set.
+// packets whose source address is in an interval set, or whose source
+// address and destination port are in a concatenated interval set (a
+// prefix and a port range: multi-field intervals), and sends UDP from
+// namespace A with source addresses and ports inside and outside the sets.
 func TestPacketInputDrop(t *testing.T) {
 	a, b := newNS(t), newNS(t)
 	veth(t, a, b, "a0", "b0")
-	addrs(t, a, "a0", "10.77.0.1/24", "10.77.0.5/24", "fd77::1/64", "fd77::5/64")
+	addrs(t, a, "a0", "10.77.0.1/24", "10.77.0.5/24", "10.77.0.9/24", "fd77::1/64", "fd77::5/64")
 	addrs(t, b, "b0", "10.77.0.10/24", "fd77::10/64")
 
-	tbl := &Table{
+	tbl := &nftmodel.Table{
 		Name: "hostnet",
-		Sets: []*Set{
-			{Name: "blocked_v4", Key: []KeyType{KeyIPv4}, Interval: true, Elements: []string{"10.77.0.4/30", "10.77.0.100-10.77.0.200"}},
-			{Name: "blocked_v6", Key: []KeyType{KeyIPv6}, Interval: true, Elements: []string{"fd77::4/126"}},
+		Sets: []*nftmodel.Set{
+			{Name: "blocked_v4", Key: []nftmodel.KeyType{nftmodel.KeyIPv4}, Interval: true, Elements: []string{"10.77.0.4/30", "10.77.0.100-10.77.0.200"}},
+			{Name: "blocked_v6", Key: []nftmodel.KeyType{nftmodel.KeyIPv6}, Interval: true, Elements: []string{"fd77::4/126"}},
+			{Name: "blocked_svc", Key: []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetService}, Interval: true,
+				Elements: []string{"10.77.0.8/30 . 9000-9999"}},
 		},
-		Chains: []*Chain{{Name: "input", Type: ChainTypeFilter, Hook: HookInput, Priority: PriorityFilter, Rules: []Rule{
-			{Comment: "block v4", Exprs: []Expr{IPSaddr().InSet("blocked_v4"), Counter(), Drop()}},
-			{Comment: "block v6", Exprs: []Expr{IP6Saddr().InSet("blocked_v6"), Counter(), Drop()}},
+		Chains: []*nftmodel.Chain{{Name: "input", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookInput, Priority: nftmodel.PriorityFilter, Rules: []nftmodel.Rule{
+			{Comment: "block v4", Exprs: []nftmodel.Expr{nftmodel.IPSaddr().InSet("blocked_v4"), nftmodel.Counter(), nftmodel.Drop()}},
+			{Comment: "block v6", Exprs: []nftmodel.Expr{nftmodel.IP6Saddr().InSet("blocked_v6"), nftmodel.Counter(), nftmodel.Drop()}},
+			{Comment: "block services", Exprs: []nftmodel.Expr{nftmodel.L4Proto().Eq("udp"),
+				nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.THDport()).InSet("blocked_svc"), nftmodel.Counter(), nftmodel.Drop()}},
 		}}},
 	}
 	k := newKernel(t, b)
@@ -159,21 +166,30 @@ func TestPacketInputDrop(t *testing.T) {
 
 	c4 := listenUDP(t, b, "10.77.0.10:9999")
 	c6 := listenUDP(t, b, "[fd77::10]:9999")
+	at8888 := listenUDP(t, b, "10.77.0.10:8888")
 	expectFlow(t, a, "10.77.0.1", "10.77.0.1", c4, "10.77.0.10:9999", "v4 outside the set", true)
 	expectFlow(t, a, "10.77.0.1", "10.77.0.5", c4, "10.77.0.10:9999", "v4 inside the set", false)
 	expectFlow(t, a, "fd77::1", "fd77::1", c6, "[fd77::10]:9999", "v6 outside the set", true)
 	expectFlow(t, a, "fd77::1", "fd77::5", c6, "[fd77::10]:9999", "v6 inside the set", false)
+	expectFlow(t, a, "10.77.0.1", "10.77.0.9", c4, "10.77.0.10:9999", "address and port inside", false)
+	expectFlow(t, a, "10.77.0.1", "10.77.0.9", at8888, "10.77.0.10:8888", "port outside", true)
 
-	if got := packets(t, k, "hostnet", "input"); !reflect.DeepEqual(got, []uint64{1, 1}) {
-		t.Errorf("drop counters = %v, want [1 1]", got)
+	if got := packets(t, k, "hostnet", "input"); !reflect.DeepEqual(got, []uint64{1, 1, 1}) {
+		t.Errorf("drop counters = %v, want [1 1 1]", got)
 	}
 
-	// Remove the elements: the same sources now pass.
+	// Remove the elements: the same sources now pass. A patch adds a
+	// second service interval, ports 8000-8888 from 10.77.0.9.
 	tbl.Sets[0].Elements = []string{"10.77.0.100-10.77.0.200"}
 	tbl.Sets[1].Elements = nil
 	mustApply(t, k, tbl, []string{"delete 1 elements from set blocked_v4", "delete 1 elements from set blocked_v6"})
 	expectFlow(t, a, "10.77.0.1", "10.77.0.5", c4, "10.77.0.10:9999", "v4 no longer blocked", true)
 	expectFlow(t, a, "fd77::1", "fd77::5", c6, "[fd77::10]:9999", "v6 no longer blocked", true)
+	if err := k.Patch(nftmodel.TablePatch{Table: "hostnet", AddElements: map[string][]string{"blocked_svc": {"10.77.0.9 . 8000-8888"}}}); err != nil {
+		t.Fatal(err)
+	}
+	expectFlow(t, a, "10.77.0.1", "10.77.0.9", at8888, "10.77.0.10:8888", "port now inside", false)
+	expectFlow(t, a, "10.77.0.1", "10.77.0.5", at8888, "10.77.0.10:8888", "address outside", true)
 }
 
 // TestPacketForwardConcat routes between A and B through R, whose forward
@@ -196,11 +212,11 @@ func TestPacketForwardConcat(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tbl := &Table{
+	tbl := &nftmodel.Table{
 		Name: "hostnet",
-		Sets: []*Set{{Name: "pairs", Key: []KeyType{KeyIfname, KeyIfname}, Elements: []string{"ra . rb", "rb . rb"}}},
-		Chains: []*Chain{{Name: "forward", Type: ChainTypeFilter, Hook: HookForward, Priority: PriorityFilter, Policy: VerdictDrop, Rules: []Rule{
-			{Comment: "allowed pairs", Exprs: []Expr{Concat(Iifname(), Oifname()).InSet("pairs"), Accept()}},
+		Sets: []*nftmodel.Set{{Name: "pairs", Key: []nftmodel.KeyType{nftmodel.KeyIfname, nftmodel.KeyIfname}, Elements: []string{"ra . rb", "rb . rb"}}},
+		Chains: []*nftmodel.Chain{{Name: "forward", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookForward, Priority: nftmodel.PriorityFilter, Policy: nftmodel.VerdictDrop, Rules: []nftmodel.Rule{
+			{Comment: "allowed pairs", Exprs: []nftmodel.Expr{nftmodel.Concat(nftmodel.Iifname(), nftmodel.Oifname()).InSet("pairs"), nftmodel.Accept()}},
 		}}},
 	}
 	k := newKernel(t, r)
@@ -223,23 +239,34 @@ func TestPacketForwardConcat(t *testing.T) {
 // chain), resolve neighbours first and catch a payload that arrives late.
 func expectFlowVia(t *testing.T, router netns.Handle, routerSrc string, from netns.Handle, src string, c *net.UDPConn, dst, payload string, pass bool) {
 	t.Helper()
-	sendUDP(t, router, routerSrc, dst, "before")
-	if got := recvUDP(t, c, 3*time.Second); got != "before" {
-		t.Fatalf("marker to %s: got %q", dst, got)
+	marker := func(m string) func() {
+		return func() {
+			sendUDP(t, router, routerSrc, dst, m)
+			if got := recvUDP(t, c, 3*time.Second); got != m {
+				t.Fatalf("marker %q to %s: got %q", m, dst, got)
+			}
+		}
 	}
+	marker("before")()
+	expectUDP(t, from, src, c, dst, payload, pass, marker("after"))
+}
+
+// expectUDP sends payload from src inside from to dst and checks whether
+// c gets it; a dropped payload is followed by marker, if any, which must
+// then be the next thing c gets (a late payload would come before it).
+func expectUDP(t *testing.T, from netns.Handle, src string, c *net.UDPConn, dst, payload string, pass bool, marker func()) {
+	t.Helper()
 	sendUDP(t, from, src, dst, payload)
 	if pass {
 		if got := recvUDP(t, c, 3*time.Second); got != payload {
-			t.Errorf("%s -> %s: %q was not forwarded (got %q)", src, dst, payload, got)
+			t.Errorf("%s -> %s: %q did not arrive (got %q)", src, dst, payload, got)
 		}
 		return
 	}
 	if got := recvUDP(t, c, 500*time.Millisecond); got != "" {
 		t.Errorf("%s -> %s: %q was not dropped (got %q)", src, dst, payload, got)
 	}
-	// A late payload would arrive before this marker.
-	sendUDP(t, router, routerSrc, dst, "after")
-	if got := recvUDP(t, c, 3*time.Second); got != "after" {
-		t.Errorf("%s -> %s: %q was not dropped (got %q)", src, dst, payload, got)
+	if marker != nil {
+		marker()
 	}
 }

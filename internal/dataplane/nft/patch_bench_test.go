@@ -6,42 +6,43 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/testutil"
 )
 
 // benchTable is a table of the size hostnet has with 1,000 endpoints:
 // 1,000 regular chains (one per endpoint), 10,000 set elements (10 per
 // endpoint) and 5,500 map elements.
-func benchTable(endpoints int) *Table {
-	t := &Table{
+func benchTable(endpoints int) *nftmodel.Table {
+	t := &nftmodel.Table{
 		Name: "hostnet",
-		Sets: []*Set{
-			{Name: "ports", Key: []KeyType{KeyIfname}},
-			{Name: "port_mac", Key: []KeyType{KeyIfname, KeyEther}},
-			{Name: "port_v4", Key: []KeyType{KeyIfname, KeyIPv4}},
-			{Name: "noicc4", Key: []KeyType{KeyIPv4, KeyIPv4}, Interval: true},
-			{Name: "svc4", Key: []KeyType{KeyIPv4, KeyInetProto, KeyInetService}},
+		Sets: []*nftmodel.Set{
+			{Name: "ports", Key: []nftmodel.KeyType{nftmodel.KeyIfname}},
+			{Name: "port_mac", Key: []nftmodel.KeyType{nftmodel.KeyIfname, nftmodel.KeyEther}},
+			{Name: "port_v4", Key: []nftmodel.KeyType{nftmodel.KeyIfname, nftmodel.KeyIPv4}},
+			{Name: "noicc4", Key: []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyIPv4}, Interval: true},
+			{Name: "svc4", Key: []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetProto, nftmodel.KeyInetService}},
 		},
-		Maps: []*Map{
-			{Name: "acl_in4", Key: []KeyType{KeyIPv4}, Verdict: true, Elements: map[string]string{}},
-			{Name: "acl_out4", Key: []KeyType{KeyIPv4}, Verdict: true, Elements: map[string]string{}},
-			{Name: "pm4", Key: []KeyType{KeyInetProto, KeyInetService}, Value: []KeyType{KeyIPv4, KeyInetService}, Elements: map[string]string{}},
-			{Name: "snat4", Key: []KeyType{KeyIPv4}, Value: []KeyType{KeyIPv4}, Elements: map[string]string{}},
-			{Name: "src4", Key: []KeyType{KeyIPv4}, Value: []KeyType{KeyIPv4}, Elements: map[string]string{}},
-			{Name: "dst4", Key: []KeyType{KeyIPv4}, Value: []KeyType{KeyIPv4}, Elements: map[string]string{}},
+		Maps: []*nftmodel.Map{
+			{Name: "acl_in4", Key: []nftmodel.KeyType{nftmodel.KeyIPv4}, Verdict: true, Elements: map[string]string{}},
+			{Name: "acl_out4", Key: []nftmodel.KeyType{nftmodel.KeyIPv4}, Verdict: true, Elements: map[string]string{}},
+			{Name: "pm4", Key: []nftmodel.KeyType{nftmodel.KeyInetProto, nftmodel.KeyInetService}, Value: []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetService}, Elements: map[string]string{}},
+			{Name: "snat4", Key: []nftmodel.KeyType{nftmodel.KeyIPv4}, Value: []nftmodel.KeyType{nftmodel.KeyIPv4}, Elements: map[string]string{}},
+			{Name: "src4", Key: []nftmodel.KeyType{nftmodel.KeyIPv4}, Value: []nftmodel.KeyType{nftmodel.KeyIPv4}, Elements: map[string]string{}},
+			{Name: "dst4", Key: []nftmodel.KeyType{nftmodel.KeyIPv4}, Value: []nftmodel.KeyType{nftmodel.KeyIPv4}, Elements: map[string]string{}},
 		},
-		Chains: []*Chain{
-			{Name: "forward", Type: ChainTypeFilter, Hook: HookForward, Priority: PriorityFilter, Rules: []Rule{
-				{Comment: "replies", Exprs: []Expr{CtState("established", "related"), Accept()}},
-				{Comment: "isolation", Exprs: []Expr{Concat(IPSaddr(), IPDaddr()).InSet("noicc4"), Drop()}},
-				{Comment: "out", Exprs: []Expr{VMap(IPSaddr(), "acl_out4")}},
-				{Comment: "in", Exprs: []Expr{VMap(IPDaddr(), "acl_in4")}},
+		Chains: []*nftmodel.Chain{
+			{Name: "forward", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookForward, Priority: nftmodel.PriorityFilter, Rules: []nftmodel.Rule{
+				{Comment: "replies", Exprs: []nftmodel.Expr{nftmodel.CtState("established", "related"), nftmodel.Accept()}},
+				{Comment: "isolation", Exprs: []nftmodel.Expr{nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.IPDaddr()).InSet("noicc4"), nftmodel.Drop()}},
+				{Comment: "out", Exprs: []nftmodel.Expr{nftmodel.VMap(nftmodel.IPSaddr(), "acl_out4")}},
+				{Comment: "in", Exprs: []nftmodel.Expr{nftmodel.VMap(nftmodel.IPDaddr(), "acl_in4")}},
 			}},
-			{Name: "publish", Type: ChainTypeNAT, Hook: HookPrerouting, Priority: PriorityDstNAT, Rules: []Rule{
-				{Comment: "ports", Exprs: []Expr{FibDaddrTypeLocal(), DNATMap(Concat(L4Proto(), THDport()), "pm4")}},
+			{Name: "publish", Type: nftmodel.ChainTypeNAT, Hook: nftmodel.HookPrerouting, Priority: nftmodel.PriorityDstNAT, Rules: []nftmodel.Rule{
+				{Comment: "ports", Exprs: []nftmodel.Expr{nftmodel.FibDaddrTypeLocal(), nftmodel.DNATMap(nftmodel.Concat(nftmodel.L4Proto(), nftmodel.THDport()), "pm4")}},
 			}},
-			{Name: "postrouting", Type: ChainTypeNAT, Hook: HookPostrouting, Priority: PrioritySrcNAT, Rules: []Rule{
-				{Comment: "snat", Exprs: []Expr{Oifname().NotInSet("ports"), SNATMap(IPSaddr(), "snat4")}},
+			{Name: "postrouting", Type: nftmodel.ChainTypeNAT, Hook: nftmodel.HookPostrouting, Priority: nftmodel.PrioritySrcNAT, Rules: []nftmodel.Rule{
+				{Comment: "snat", Exprs: []nftmodel.Expr{nftmodel.Oifname().NotInSet("ports"), nftmodel.SNATMap(nftmodel.IPSaddr(), "snat4")}},
 			}},
 		},
 	}
@@ -73,16 +74,16 @@ func benchTable(endpoints int) *Table {
 
 // benchEndpoint is the patch that adds endpoint i: 4 set elements, 5 map
 // elements (6 when i is odd: outbound NAT) and its chain.
-func benchEndpoint(i int) TablePatch {
+func benchEndpoint(i int) nftmodel.TablePatch {
 	ip := fmt.Sprintf("10.%d.%d.%d", 1+i/65536, i/256%256, i%256)
 	port := fmt.Sprintf("hnv%d", i)
 	chain := fmt.Sprintf("acl_%05d", i)
-	p := TablePatch{
+	p := nftmodel.TablePatch{
 		Table: "hostnet",
-		AddChains: []*Chain{{Name: chain, Rules: []Rule{
-			{Comment: "web", Exprs: []Expr{L4Proto().Eq("tcp"), THDport().InAnon("80", "443"), Accept()}},
-			{Comment: "dns", Exprs: []Expr{L4Proto().Eq("udp"), THDport().Eq("53"), IPSaddr().Eq("10.0.0.0/8"), Accept()}},
-			{Comment: "deny", Exprs: []Expr{Counter(), Drop()}},
+		AddChains: []*nftmodel.Chain{{Name: chain, Rules: []nftmodel.Rule{
+			{Comment: "web", Exprs: []nftmodel.Expr{nftmodel.L4Proto().Eq("tcp"), nftmodel.THDport().InAnon("80", "443"), nftmodel.Accept()}},
+			{Comment: "dns", Exprs: []nftmodel.Expr{nftmodel.L4Proto().Eq("udp"), nftmodel.THDport().Eq("53"), nftmodel.IPSaddr().Eq("10.0.0.0/8"), nftmodel.Accept()}},
+			{Comment: "deny", Exprs: []nftmodel.Expr{nftmodel.Counter(), nftmodel.Drop()}},
 		}}},
 		AddElements: map[string][]string{
 			"ports":    {port},
@@ -105,8 +106,8 @@ func benchEndpoint(i int) TablePatch {
 }
 
 // removal returns the patch that undoes p (an endpoint's addition).
-func removal(p TablePatch) TablePatch {
-	r := TablePatch{Family: p.Family, Table: p.Table, DeleteElements: p.AddElements, DeleteMapElements: map[string][]string{}}
+func removal(p nftmodel.TablePatch) nftmodel.TablePatch {
+	r := nftmodel.TablePatch{Family: p.Family, Table: p.Table, DeleteElements: p.AddElements, DeleteMapElements: map[string][]string{}}
 	for _, c := range p.AddChains {
 		r.DeleteChains = append(r.DeleteChains, c.Name)
 	}
@@ -134,6 +135,16 @@ func benchKernel(b *testing.B) *Kernel {
 	return k
 }
 
+// applied applies tbl with a, then starts timing (and counting
+// allocations).
+func applied(b *testing.B, a Applier, tbl *nftmodel.Table) {
+	if err := a.Apply(tbl); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+}
+
 // BenchmarkPatch adds and removes one endpoint (a chain, 4 set elements,
 // 6 map elements) to a table of 1,000 endpoints (10,000 elements, 1,000
 // regular chains). One op is two patches: the addition and the removal.
@@ -143,11 +154,7 @@ func BenchmarkPatch(b *testing.B) {
 	add := benchEndpoint(endpoints)
 	del := removal(add)
 	run := func(b *testing.B, a Applier) {
-		if err := a.Apply(tbl); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
+		applied(b, a, tbl)
 		for i := 0; i < b.N; i++ {
 			if err := a.Patch(add); err != nil {
 				b.Fatal(err)
@@ -173,11 +180,7 @@ func BenchmarkPatch(b *testing.B) {
 func BenchmarkApplyUnchanged(b *testing.B) {
 	tbl := benchTable(1000)
 	run := func(b *testing.B, a Applier) {
-		if err := a.Apply(tbl); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
+		applied(b, a, tbl)
 		for i := 0; i < b.N; i++ {
 			if err := a.Apply(tbl); err != nil {
 				b.Fatal(err)
@@ -188,7 +191,7 @@ func BenchmarkApplyUnchanged(b *testing.B) {
 	b.Run("compile", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := compile(tbl); err != nil {
+			if _, err := nftmodel.Compile(tbl); err != nil {
 				b.Fatal(err)
 			}
 		}

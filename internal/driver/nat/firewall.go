@@ -1,8 +1,8 @@
 package nat
 
 import (
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/policy"
 )
 
@@ -26,98 +26,98 @@ const (
 )
 
 func el(set, elem string) netmodel.Object {
-	return netmodel.NftElement{Family: nft.FamilyInet, Table: policy.TableName, Set: set, Elem: elem}
+	return netmodel.NftElement{Family: nftmodel.FamilyInet, Table: policy.TableName, Set: set, Elem: elem}
 }
 
 func put(m, key, value string) netmodel.Object {
-	return netmodel.NftElement{Family: nft.FamilyInet, Table: policy.TableName, Set: m, Elem: key, Value: value}
+	return netmodel.NftElement{Family: nftmodel.FamilyInet, Table: policy.TableName, Set: m, Elem: key, Value: value}
 }
 
-func rule(comment string, exprs ...nft.Expr) nft.Rule {
-	return nft.Rule{Comment: comment, Exprs: exprs}
+func rule(comment string, exprs ...nftmodel.Expr) nftmodel.Rule {
+	return nftmodel.Rule{Comment: comment, Exprs: exprs}
 }
 
 // layout is what NAT networks add to the inet table, whatever their
 // number: fixed chains over sets and maps, so that the rules a packet
 // meets do not grow with networks, endpoints or published ports.
 func layout() []netmodel.Object {
-	proto := []nft.KeyType{nft.KeyInetProto, nft.KeyInetService}
-	to4 := []nft.KeyType{nft.KeyIPv4, nft.KeyInetService}
-	to6 := []nft.KeyType{nft.KeyIPv6, nft.KeyInetService}
-	guard := &nft.Chain{
-		Name: "guard", Type: nft.ChainTypeFilter, Hook: nft.HookPrerouting, Priority: nft.PriorityRaw,
-		Rules: []nft.Rule{
+	proto := []nftmodel.KeyType{nftmodel.KeyInetProto, nftmodel.KeyInetService}
+	to4 := []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetService}
+	to6 := []nftmodel.KeyType{nftmodel.KeyIPv6, nftmodel.KeyInetService}
+	guard := &nftmodel.Chain{
+		Name: "guard", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookPrerouting, Priority: nftmodel.PriorityRaw,
+		Rules: []nftmodel.Rule{
 			rule("endpoints cannot reach the host's loopback (route_localnet is on for bridges)",
-				nft.Iifname().InSet(SetBridges), nft.IPDaddr().Eq("127.0.0.0/8"), nft.Drop()),
+				nftmodel.Iifname().InSet(SetBridges), nftmodel.IPDaddr().Eq("127.0.0.0/8"), nftmodel.Drop()),
 		},
 	}
-	publish := func(name string, hook nft.Hook) *nft.Chain {
-		return &nft.Chain{
-			Name: name, Type: nft.ChainTypeNAT, Hook: hook, Priority: nft.PriorityDstNAT,
-			Rules: []nft.Rule{
-				rule("published ports bound to one host address (IPv4)", nft.FibDaddrTypeLocal(),
-					nft.DNATMap(nft.Concat(nft.IPDaddr(), nft.L4Proto(), nft.THDport()), MapVIPPorts4)),
-				rule("published ports on every host address (IPv4)", nft.NFProto().Eq("ipv4"), nft.FibDaddrTypeLocal(),
-					nft.DNATMap(nft.Concat(nft.L4Proto(), nft.THDport()), MapPorts4)),
-				rule("published ports bound to one host address (IPv6)", nft.FibDaddrTypeLocal(),
-					nft.DNATMap(nft.Concat(nft.IP6Daddr(), nft.L4Proto(), nft.THDport()), MapVIPPorts6)),
-				rule("published ports on every host address (IPv6)", nft.NFProto().Eq("ipv6"), nft.FibDaddrTypeLocal(),
-					nft.DNATMap(nft.Concat(nft.L4Proto(), nft.THDport()), MapPorts6)),
+	publish := func(name string, hook nftmodel.Hook) *nftmodel.Chain {
+		return &nftmodel.Chain{
+			Name: name, Type: nftmodel.ChainTypeNAT, Hook: hook, Priority: nftmodel.PriorityDstNAT,
+			Rules: []nftmodel.Rule{
+				rule("published ports bound to one host address (IPv4)", nftmodel.FibDaddrTypeLocal(),
+					nftmodel.DNATMap(nftmodel.Concat(nftmodel.IPDaddr(), nftmodel.L4Proto(), nftmodel.THDport()), MapVIPPorts4)),
+				rule("published ports on every host address (IPv4)", nftmodel.NFProto().Eq("ipv4"), nftmodel.FibDaddrTypeLocal(),
+					nftmodel.DNATMap(nftmodel.Concat(nftmodel.L4Proto(), nftmodel.THDport()), MapPorts4)),
+				rule("published ports bound to one host address (IPv6)", nftmodel.FibDaddrTypeLocal(),
+					nftmodel.DNATMap(nftmodel.Concat(nftmodel.IP6Daddr(), nftmodel.L4Proto(), nftmodel.THDport()), MapVIPPorts6)),
+				rule("published ports on every host address (IPv6)", nftmodel.NFProto().Eq("ipv6"), nftmodel.FibDaddrTypeLocal(),
+					nftmodel.DNATMap(nftmodel.Concat(nftmodel.L4Proto(), nftmodel.THDport()), MapPorts6)),
 			},
 		}
 	}
-	forward := &nft.Chain{
-		Name: "forward", Type: nft.ChainTypeFilter, Hook: nft.HookForward, Priority: nft.PriorityFilter,
-		Rules: []nft.Rule{
-			rule("replies", nft.CtState("established", "related"), nft.Accept()),
-			rule("published ports", nft.CtStatus("dnat"), nft.Accept()),
-			rule("DisableICC: not to its peers (IPv4)", nft.Concat(nft.IPSaddr(), nft.IPDaddr()).InSet(SetNoICC4), nft.Drop()),
-			rule("DisableICC: not from its peers (IPv4)", nft.Concat(nft.IPDaddr(), nft.IPSaddr()).InSet(SetNoICC4), nft.Drop()),
-			rule("DisableICC: not to its peers (IPv6)", nft.Concat(nft.IP6Saddr(), nft.IP6Daddr()).InSet(SetNoICC6), nft.Drop()),
-			rule("DisableICC: not from its peers (IPv6)", nft.Concat(nft.IP6Daddr(), nft.IP6Saddr()).InSet(SetNoICC6), nft.Drop()),
-			rule("bridged within one network", nft.Concat(nft.Iifname(), nft.Oifname()).InSet(SetIntraBridge), nft.Accept()),
-			rule("networks are isolated from each other", nft.Iifname().InSet(SetBridges), nft.Oifname().InSet(SetBridges), nft.Drop()),
-			rule("the outside reaches NAT endpoints only through their published ports", nft.Oifname().InSet(SetNATBridges), nft.Drop()),
+	forward := &nftmodel.Chain{
+		Name: "forward", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookForward, Priority: nftmodel.PriorityFilter,
+		Rules: []nftmodel.Rule{
+			rule("replies", nftmodel.CtState("established", "related"), nftmodel.Accept()),
+			rule("published ports", nftmodel.CtStatus("dnat"), nftmodel.Accept()),
+			rule("DisableICC: not to its peers (IPv4)", nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.IPDaddr()).InSet(SetNoICC4), nftmodel.Drop()),
+			rule("DisableICC: not from its peers (IPv4)", nftmodel.Concat(nftmodel.IPDaddr(), nftmodel.IPSaddr()).InSet(SetNoICC4), nftmodel.Drop()),
+			rule("DisableICC: not to its peers (IPv6)", nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr()).InSet(SetNoICC6), nftmodel.Drop()),
+			rule("DisableICC: not from its peers (IPv6)", nftmodel.Concat(nftmodel.IP6Daddr(), nftmodel.IP6Saddr()).InSet(SetNoICC6), nftmodel.Drop()),
+			rule("bridged within one network", nftmodel.Concat(nftmodel.Iifname(), nftmodel.Oifname()).InSet(SetIntraBridge), nftmodel.Accept()),
+			rule("networks are isolated from each other", nftmodel.Iifname().InSet(SetBridges), nftmodel.Oifname().InSet(SetBridges), nftmodel.Drop()),
+			rule("the outside reaches NAT endpoints only through their published ports", nftmodel.Oifname().InSet(SetNATBridges), nftmodel.Drop()),
 		},
 	}
-	postrouting := &nft.Chain{
-		Name: "postrouting", Type: nft.ChainTypeNAT, Hook: nft.HookPostrouting, Priority: nft.PrioritySrcNAT,
-		Rules: []nft.Rule{
-			rule("the host's loopback to a published port", nft.CtStatus("dnat"), nft.IPSaddr().Eq("127.0.0.0/8"), nft.Masquerade()),
-			rule("an endpoint to a published port, back into a network (IPv4)", nft.CtStatus("dnat"), nft.IPSaddr().InSet(SetNATv4), nft.Oifname().InSet(SetBridges), nft.Masquerade()),
-			rule("an endpoint to a published port, back into a network (IPv6)", nft.CtStatus("dnat"), nft.IP6Saddr().InSet(SetNATv6), nft.Oifname().InSet(SetBridges), nft.Masquerade()),
-			rule("OutBoundNAT exceptions (IPv4)", nft.Concat(nft.IPSaddr(), nft.IPDaddr()).InSet(SetNATExcept4), nft.Accept()),
-			rule("OutBoundNAT exceptions (IPv6)", nft.Concat(nft.IP6Saddr(), nft.IP6Daddr()).InSet(SetNATExcept6), nft.Accept()),
-			rule("OutBoundNAT VirtualIP (IPv4)", nft.Oifname().NotInSet(SetBridges), nft.SNATMap(nft.IPSaddr(), MapSNAT4)),
-			rule("OutBoundNAT VirtualIP (IPv6)", nft.Oifname().NotInSet(SetBridges), nft.SNATMap(nft.IP6Saddr(), MapSNAT6)),
-			rule("NAT networks reach the outside behind the host (IPv4)", nft.IPSaddr().InSet(SetNATv4), nft.Oifname().NotInSet(SetBridges), nft.Masquerade()),
-			rule("NAT networks reach the outside behind the host (IPv6)", nft.IP6Saddr().InSet(SetNATv6), nft.Oifname().NotInSet(SetBridges), nft.Masquerade()),
+	postrouting := &nftmodel.Chain{
+		Name: "postrouting", Type: nftmodel.ChainTypeNAT, Hook: nftmodel.HookPostrouting, Priority: nftmodel.PrioritySrcNAT,
+		Rules: []nftmodel.Rule{
+			rule("the host's loopback to a published port", nftmodel.CtStatus("dnat"), nftmodel.IPSaddr().Eq("127.0.0.0/8"), nftmodel.Masquerade()),
+			rule("an endpoint to a published port, back into a network (IPv4)", nftmodel.CtStatus("dnat"), nftmodel.IPSaddr().InSet(SetNATv4), nftmodel.Oifname().InSet(SetBridges), nftmodel.Masquerade()),
+			rule("an endpoint to a published port, back into a network (IPv6)", nftmodel.CtStatus("dnat"), nftmodel.IP6Saddr().InSet(SetNATv6), nftmodel.Oifname().InSet(SetBridges), nftmodel.Masquerade()),
+			rule("OutBoundNAT exceptions (IPv4)", nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.IPDaddr()).InSet(SetNATExcept4), nftmodel.Accept()),
+			rule("OutBoundNAT exceptions (IPv6)", nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr()).InSet(SetNATExcept6), nftmodel.Accept()),
+			rule("OutBoundNAT VirtualIP (IPv4)", nftmodel.Oifname().NotInSet(SetBridges), nftmodel.SNATMap(nftmodel.IPSaddr(), MapSNAT4)),
+			rule("OutBoundNAT VirtualIP (IPv6)", nftmodel.Oifname().NotInSet(SetBridges), nftmodel.SNATMap(nftmodel.IP6Saddr(), MapSNAT6)),
+			rule("NAT networks reach the outside behind the host (IPv4)", nftmodel.IPSaddr().InSet(SetNATv4), nftmodel.Oifname().NotInSet(SetBridges), nftmodel.Masquerade()),
+			rule("NAT networks reach the outside behind the host (IPv6)", nftmodel.IP6Saddr().InSet(SetNATv6), nftmodel.Oifname().NotInSet(SetBridges), nftmodel.Masquerade()),
 		},
 	}
-	set := func(name, comment string, interval bool, keys ...nft.KeyType) netmodel.Object {
-		return netmodel.NftSet{Table: policy.TableName, Set: &nft.Set{Name: name, Key: keys, Interval: interval, Comment: comment}}
+	set := func(name, comment string, interval bool, keys ...nftmodel.KeyType) netmodel.Object {
+		return netmodel.NftSet{Table: policy.TableName, Set: &nftmodel.Set{Name: name, Key: keys, Interval: interval, Comment: comment}}
 	}
-	dmap := func(name, comment string, key, value []nft.KeyType) netmodel.Object {
-		return netmodel.NftSet{Table: policy.TableName, Map: &nft.Map{Name: name, Key: key, Value: value, Comment: comment}}
+	dmap := func(name, comment string, key, value []nftmodel.KeyType) netmodel.Object {
+		return netmodel.NftSet{Table: policy.TableName, Map: &nftmodel.Map{Name: name, Key: key, Value: value, Comment: comment}}
 	}
-	chain := func(c *nft.Chain) netmodel.Object { return netmodel.NftChain{Table: policy.TableName, Chain: c} }
+	chain := func(c *nftmodel.Chain) netmodel.Object { return netmodel.NftChain{Table: policy.TableName, Chain: c} }
 	return []netmodel.Object{
-		set(SetBridges, "bridges of hostnet networks", false, nft.KeyIfname),
-		set(SetNATBridges, "bridges of NAT networks", false, nft.KeyIfname),
-		set(SetIntraBridge, "traffic that stays within one network", false, nft.KeyIfname, nft.KeyIfname),
-		set(SetNATv4, "IPv4 subnets of NAT networks", true, nft.KeyIPv4),
-		set(SetNATv6, "IPv6 subnets of NAT networks", true, nft.KeyIPv6),
-		set(SetNATExcept4, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nft.KeyIPv4, nft.KeyIPv4),
-		set(SetNATExcept6, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nft.KeyIPv6, nft.KeyIPv6),
-		set(SetNoICC4, "DisableICC endpoint . its subnet: no traffic with its peers", true, nft.KeyIPv4, nft.KeyIPv4),
-		set(SetNoICC6, "DisableICC endpoint . its subnet: no traffic with its peers", true, nft.KeyIPv6, nft.KeyIPv6),
+		set(SetBridges, "bridges of hostnet networks", false, nftmodel.KeyIfname),
+		set(SetNATBridges, "bridges of NAT networks", false, nftmodel.KeyIfname),
+		set(SetIntraBridge, "traffic that stays within one network", false, nftmodel.KeyIfname, nftmodel.KeyIfname),
+		set(SetNATv4, "IPv4 subnets of NAT networks", true, nftmodel.KeyIPv4),
+		set(SetNATv6, "IPv6 subnets of NAT networks", true, nftmodel.KeyIPv6),
+		set(SetNATExcept4, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nftmodel.KeyIPv4, nftmodel.KeyIPv4),
+		set(SetNATExcept6, "endpoint . destination not masqueraded (OutBoundNAT exceptions)", true, nftmodel.KeyIPv6, nftmodel.KeyIPv6),
+		set(SetNoICC4, "DisableICC endpoint . its subnet: no traffic with its peers", true, nftmodel.KeyIPv4, nftmodel.KeyIPv4),
+		set(SetNoICC6, "DisableICC endpoint . its subnet: no traffic with its peers", true, nftmodel.KeyIPv6, nftmodel.KeyIPv6),
 		dmap(MapPorts4, "published ports on every address of the host", proto, to4),
 		dmap(MapPorts6, "published ports on every address of the host", proto, to6),
-		dmap(MapVIPPorts4, "published ports bound to one address of the host", append([]nft.KeyType{nft.KeyIPv4}, proto...), to4),
-		dmap(MapVIPPorts6, "published ports bound to one address of the host", append([]nft.KeyType{nft.KeyIPv6}, proto...), to6),
-		dmap(MapSNAT4, "OutBoundNAT VirtualIP of an endpoint", []nft.KeyType{nft.KeyIPv4}, []nft.KeyType{nft.KeyIPv4}),
-		dmap(MapSNAT6, "OutBoundNAT VirtualIP of an endpoint", []nft.KeyType{nft.KeyIPv6}, []nft.KeyType{nft.KeyIPv6}),
-		chain(guard), chain(publish("publish", nft.HookPrerouting)), chain(publish("publish_local", nft.HookOutput)),
+		dmap(MapVIPPorts4, "published ports bound to one address of the host", append([]nftmodel.KeyType{nftmodel.KeyIPv4}, proto...), to4),
+		dmap(MapVIPPorts6, "published ports bound to one address of the host", append([]nftmodel.KeyType{nftmodel.KeyIPv6}, proto...), to6),
+		dmap(MapSNAT4, "OutBoundNAT VirtualIP of an endpoint", []nftmodel.KeyType{nftmodel.KeyIPv4}, []nftmodel.KeyType{nftmodel.KeyIPv4}),
+		dmap(MapSNAT6, "OutBoundNAT VirtualIP of an endpoint", []nftmodel.KeyType{nftmodel.KeyIPv6}, []nftmodel.KeyType{nftmodel.KeyIPv6}),
+		chain(guard), chain(publish("publish", nftmodel.HookPrerouting)), chain(publish("publish_local", nftmodel.HookOutput)),
 		chain(forward), chain(postrouting),
 	}
 }

@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/testutil"
 )
 
@@ -63,7 +63,7 @@ func planAll(nets []*driver.Network, eps map[string][]*driver.Endpoint) []*netmo
 	return out
 }
 
-func firewallOf(t testing.TB, units []*netmodel.Unit) []*nft.Table {
+func firewallOf(t testing.TB, units []*netmodel.Unit) []*nftmodel.Table {
 	t.Helper()
 	var objs []netmodel.Object
 	seen := map[netmodel.Key]bool{}
@@ -115,7 +115,7 @@ func TestPlanIsDeterministic(t *testing.T) {
 	}
 }
 
-func countRules(tables []*nft.Table) (rules, elements int) {
+func countRules(tables []*nftmodel.Table) (rules, elements int) {
 	for _, tb := range tables {
 		for _, c := range tb.Chains {
 			rules += len(c.Rules)

@@ -1,4 +1,4 @@
-package nft
+package nftmodel
 
 import (
 	"sort"
@@ -75,7 +75,7 @@ func (t *Table) String() string {
 	for _, c := range t.Chains {
 		block()
 		b.WriteString("\tchain " + c.Name + " {\n")
-		if c.base() {
+		if c.IsBase() {
 			b.WriteString("\t\ttype " + string(c.Type) + " hook " + string(c.Hook) +
 				" priority " + priorityText(t.Family, c.Hook, c.Priority) + "; policy " + string(c.policy()) + ";\n")
 		}
@@ -112,10 +112,7 @@ func renderElements(keys []KeyType, interval bool, texts []string) []string {
 // sortElements sorts element texts by value (unparseable ones last, by
 // text) and returns them with their nft renderings.
 func sortElements(keys []KeyType, interval bool, texts []string) (sorted, rendered []string) {
-	mode := modeSingle
-	if interval {
-		mode = modeInterval
-	}
+	mode := modeFor(interval)
 	type item struct {
 		e          element
 		text, nftx string
@@ -173,4 +170,40 @@ func priorityText(f Family, h Hook, p int) string {
 		}
 	}
 	return strconv.Itoa(p)
+}
+
+// contextual is implemented by Exprs whose text depends on the table (a
+// NAT map statement shows the family of its map's values).
+type contextual interface {
+	textIn(maps map[string]*Map) string
+}
+
+// exprsText renders a rule's expressions; maps (which may be nil) are the
+// table's maps by name.
+func exprsText(es []Expr, maps map[string]*Map) string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		switch e := e.(type) {
+		case nil:
+			s[i] = "<nil>"
+		case contextual:
+			s[i] = e.textIn(maps)
+		default:
+			s[i] = e.String()
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+// mapsByName indexes maps by name (the first of a duplicated name wins).
+func mapsByName(ms []*Map) map[string]*Map {
+	out := make(map[string]*Map, len(ms))
+	for _, m := range ms {
+		if m != nil {
+			if _, dup := out[m.Name]; !dup {
+				out[m.Name] = m
+			}
+		}
+	}
+	return out
 }

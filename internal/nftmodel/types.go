@@ -1,35 +1,51 @@
-// Package nft is hostnet's model of its nftables tables in a network
-// namespace (one per family: inet, and bridge for what crosses bridge
-// ports): a pure description of the desired content (sets, maps, chains
-// and rules), a deterministic rendering of it in nft syntax, validation,
-// and Appliers that bring a namespace's tables to that content — Kernel,
-// which diffs against what the kernel holds and sends the difference in
-// one atomic netlink batch, or sends an incremental TablePatch in time
-// proportional to the patch, and Fake, an in-memory stand-in for unit
-// tests with the same semantics.
+// Package nftmodel is hostnet's model of its nftables tables: a pure
+// description of the desired content of a table (sets, maps, chains and
+// rules), a deterministic rendering of it in nft syntax, validation, and
+// its lowering to a small intermediate representation of the kernel's
+// objects and expressions (see ir.go) that an applier translates 1:1 into
+// netlink messages.
 //
-// The package never runs the nft or iptables binaries.
-package nft
+// The package touches no kernel and imports no netlink library. It also
+// holds what appliers share beyond one table: the compiled form of a
+// table (State) that they diff (Plan) and patch (TablePatch, PatchRun),
+// so that an in-memory applier and the kernel one refuse and send the
+// same things.
+package nftmodel
 
 import (
 	"fmt"
 	"strings"
-
-	"github.com/google/nftables"
-	"golang.org/x/sys/unix"
 )
 
 // Table is the desired content of one hostnet table.
 //
-// A Table is a plain value: build it, Validate it, hand it to an Applier.
-// Appliers do not keep references to it (Fake keeps a deep copy). Appliers
-// key tables by (Family, Name): an inet and a bridge table may share a name.
+// A Table is a plain value: build it, Validate it, hand it to an applier.
+// Appliers do not keep references to it. They key tables by (Family,
+// Name): an inet and a bridge table may share a name.
 type Table struct {
 	Family Family   // FamilyInet (the zero value) or FamilyBridge
 	Name   string   // e.g. "hostnet"
 	Sets   []*Set   // named sets; rendered sorted by name
 	Maps   []*Map   // named maps (data and verdict maps); rendered sorted by name
 	Chains []*Chain // rendered in this order
+}
+
+// Key returns the key appliers know the table by.
+func (t *Table) Key() TableKey { return TableKey{t.Family, t.Name} }
+
+// TableKey identifies a table in a network namespace.
+type TableKey struct {
+	Family Family
+	Name   string
+}
+
+// String returns the name of an inet table, "bridge NAME" otherwise (the
+// form errors use).
+func (k TableKey) String() string {
+	if k.Family == FamilyInet {
+		return k.Name
+	}
+	return k.Family.String() + " " + k.Name
 }
 
 // Family is the nftables family of a table.
@@ -63,15 +79,8 @@ func (f Family) String() string {
 	return fmt.Sprintf("family(%d)", int(f))
 }
 
-func (f Family) valid() bool { return f == FamilyInet || f == FamilyBridge }
-
-// kernel returns the google/nftables family.
-func (f Family) kernel() nftables.TableFamily {
-	if f == FamilyBridge {
-		return nftables.TableFamilyBridge
-	}
-	return nftables.TableFamilyINet
-}
+// Valid reports whether f is one of the modelled families.
+func (f Family) Valid() bool { return f == FamilyInet || f == FamilyBridge }
 
 // KeyType is the data type of one field of a set key (or of a match).
 type KeyType int
@@ -89,80 +98,50 @@ const (
 	KeyEther               // Ethernet address, 6 bytes, e.g. 02:00:00:00:00:01 ("ether_addr")
 	KeyEtherType           // EtherType, 2 bytes big endian: ip, ip6, arp, vlan or 0x88cc ("ether_type")
 	KeyICMPv6Type          // ICMPv6 type, 1 byte: nd-neighbor-solicit, ... or a number ("icmpv6_type")
+	// KeyInteger is a 32-bit number in host byte order ("integer"): what
+	// numgen and jhash produce, so the key type of the maps they look up.
+	// Elements are decimal numbers; it cannot be an interval.
+	KeyInteger
 )
+
+// keyInfo is what nft and the kernel know of a key type.
+type keyInfo struct {
+	name  string // nft's name of the datatype
+	size  int    // bytes a value occupies (before padding)
+	magic uint32 // nft's datatype number, recorded by the kernel as the set's key type
+	// hostOrder: values are host-endian in registers and keys (they come
+	// from the kernel's own arithmetic, not from packets).
+	hostOrder bool
+}
+
+// keyInfos are nft's datatypes (src/datatype.h of nftables).
+var keyInfos = map[KeyType]keyInfo{
+	KeyIfname:      {name: "ifname", size: 16, magic: 41},
+	KeyIPv4:        {name: "ipv4_addr", size: 4, magic: 7},
+	KeyIPv6:        {name: "ipv6_addr", size: 16, magic: 8},
+	KeyInetService: {name: "inet_service", size: 2, magic: 13},
+	KeyInetProto:   {name: "inet_proto", size: 1, magic: 12},
+	KeyNFProto:     {name: "nf_proto", size: 1, magic: 2},
+	KeyEther:       {name: "ether_addr", size: 6, magic: 9},
+	KeyEtherType:   {name: "ether_type", size: 2, magic: 10},
+	KeyICMPv6Type:  {name: "icmpv6_type", size: 1, magic: 29},
+	KeyInteger:     {name: "integer", size: 4, magic: 4, hostOrder: true},
+}
 
 // String returns the nft name of the type, e.g. "ipv4_addr".
 func (k KeyType) String() string {
-	if d, ok := keyDatatypes[k]; ok {
-		return d.Name
+	if d, ok := keyInfos[k]; ok {
+		return d.name
 	}
 	return fmt.Sprintf("keytype(%d)", int(k))
 }
 
-// size is the number of bytes a value of k occupies (before padding).
-func (k KeyType) size() int {
-	if d, ok := keyDatatypes[k]; ok {
-		return int(d.Bytes)
-	}
-	return 0
-}
+// Size is the number of bytes a value of k occupies (before padding); 0
+// for an invalid type.
+func (k KeyType) Size() int { return keyInfos[k].size }
 
-// valid reports whether k is one of the defined key types.
-func (k KeyType) valid() bool { _, ok := keyDatatypes[k]; return ok }
-
-var keyDatatypes = map[KeyType]nftables.SetDatatype{
-	KeyIfname:      nftables.TypeIFName,
-	KeyIPv4:        nftables.TypeIPAddr,
-	KeyIPv6:        nftables.TypeIP6Addr,
-	KeyInetService: nftables.TypeInetService,
-	KeyInetProto:   nftables.TypeInetProto,
-	KeyNFProto:     nftables.TypeNFProto,
-	KeyEther:       nftables.TypeEtherAddr,
-	KeyEtherType:   nftables.TypeEtherType,
-	KeyICMPv6Type:  nftables.TypeICMP6Type,
-}
-
-// keyTypeByMagic maps nft datatype numbers back to KeyTypes (reading the
-// kernel).
-var keyTypeByMagic = func() map[uint32]KeyType {
-	m := make(map[uint32]KeyType, len(keyDatatypes))
-	for k, d := range keyDatatypes {
-		m[d.GetNFTMagic()] = k
-	}
-	return m
-}()
-
-// datatype returns the google/nftables datatype of a (possibly
-// concatenated) key or value.
-func datatype(keys []KeyType) nftables.SetDatatype {
-	if len(keys) == 1 {
-		return keyDatatypes[keys[0]]
-	}
-	types := make([]nftables.SetDatatype, len(keys))
-	for i, k := range keys {
-		types[i] = keyDatatypes[k]
-	}
-	return nftables.MustConcatSetType(types...)
-}
-
-// keysFromMagic decodes a (possibly concatenated) nft datatype number of
-// a key of n bytes; false when a part is not a modelled type or the
-// length does not match.
-func keysFromMagic(magic uint32, n uint32) ([]KeyType, bool) {
-	var keys []KeyType
-	for magic != 0 {
-		k, ok := keyTypeByMagic[magic&nftables.SetConcatTypeMask]
-		if !ok {
-			return nil, false
-		}
-		keys = append([]KeyType{k}, keys...)
-		magic >>= nftables.SetConcatTypeBits
-	}
-	if len(keys) == 0 || keyLen(keys) != int(n) {
-		return nil, false
-	}
-	return keys, true
-}
+// Valid reports whether k is one of the defined key types.
+func (k KeyType) Valid() bool { _, ok := keyInfos[k]; return ok }
 
 // keyString renders a (possibly concatenated) key type, e.g. "ifname . ifname".
 func keyString(keys []KeyType) string {
@@ -180,11 +159,11 @@ func pad4(n int) int { return (n + 3) &^ 3 }
 // own size; a concatenation pads every field to 4 bytes.
 func keyLen(keys []KeyType) int {
 	if len(keys) == 1 {
-		return keys[0].size()
+		return keys[0].Size()
 	}
 	n := 0
 	for _, k := range keys {
-		n += pad4(k.size())
+		n += pad4(k.Size())
 	}
 	return n
 }
@@ -201,7 +180,8 @@ type Set struct {
 	// Elements in text form: "hnbr-1", "10.0.0.1", "10.0.0.0/24", "fd00::/64",
 	// "10.0.0.1-10.0.0.9", "hnbr-1 . hnbr-2", "80", "8000-8080", "tcp".
 	// Prefixes and ranges need Interval. Order does not matter; an element
-	// may appear once, and intervals must not overlap.
+	// may appear once, and intervals must not overlap (see Table.Validate
+	// for concatenations).
 	Elements []string
 	// Comment is shown by `nft list`. It is written when the set is created;
 	// changing only the comment of an existing set does not recreate it.
@@ -257,15 +237,26 @@ const (
 	HookPostrouting Hook = "postrouting"
 )
 
-var hookNums = map[Hook]nftables.ChainHook{
-	HookPrerouting:  unix.NF_INET_PRE_ROUTING,
-	HookInput:       unix.NF_INET_LOCAL_IN,
-	HookForward:     unix.NF_INET_FORWARD,
-	HookOutput:      unix.NF_INET_LOCAL_OUT,
-	HookPostrouting: unix.NF_INET_POST_ROUTING,
+// hookNums are the kernel's numbers of the hooks (NF_INET_*, which the
+// bridge family shares).
+var hookNums = map[Hook]uint32{
+	HookPrerouting:  0,
+	HookInput:       1,
+	HookForward:     2,
+	HookOutput:      3,
+	HookPostrouting: 4,
 }
 
-func hookByNum(n nftables.ChainHook) (Hook, bool) {
+// Number returns the kernel's number of the hook (NF_INET_PRE_ROUTING,
+// ...); false for a hook the model does not know.
+func (h Hook) Number() (uint32, bool) {
+	n, ok := hookNums[h]
+	return n, ok
+}
+
+// HookByNumber returns the hook the kernel numbers n; false for a hook the
+// model does not know.
+func HookByNumber(n uint32) (Hook, bool) {
 	for h, v := range hookNums {
 		if v == n {
 			return h, true
@@ -317,8 +308,8 @@ type Chain struct {
 	Rules    []Rule
 }
 
-// base reports whether c is a base chain.
-func (c *Chain) base() bool { return c.Hook != "" }
+// IsBase reports whether c is a base chain.
+func (c *Chain) IsBase() bool { return c.Hook != "" }
 
 // policy returns the effective policy of a base chain.
 func (c *Chain) policy() Verdict {
@@ -363,13 +354,13 @@ func (t *Table) Clone() *Table {
 		c.Maps = append(c.Maps, &cm)
 	}
 	for _, ch := range t.Chains {
-		c.Chains = append(c.Chains, cloneChain(ch))
+		c.Chains = append(c.Chains, ch.Clone())
 	}
 	return c
 }
 
-// cloneChain returns a deep copy of ch (nil for nil).
-func cloneChain(ch *Chain) *Chain {
+// Clone returns a deep copy of ch (nil for nil).
+func (ch *Chain) Clone() *Chain {
 	if ch == nil {
 		return nil
 	}

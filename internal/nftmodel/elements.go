@@ -1,4 +1,4 @@
-package nft
+package nftmodel
 
 import (
 	"bytes"
@@ -11,17 +11,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // value is one field of an element or of a literal match: the inclusive
 // range [lo, hi] of encoded (network order, unpadded) values; lo == hi for a
 // single value. wild marks an interface-name prefix ("hnbr-*"), where lo
-// holds the prefix bytes only.
+// holds the prefix bytes only. Host-order types (KeyInteger) are held in
+// network order too, so that byte order is numeric order; they are
+// converted where they meet the kernel (wire).
 type value struct {
 	lo, hi []byte
 	wild   bool
@@ -38,11 +35,21 @@ const (
 	modeLiteral                   // also prefixes, ranges, ifname wildcards (match literal)
 )
 
+// modeFor is the parse mode of the elements of a set with or without the
+// interval flag.
+func modeFor(interval bool) parseMode {
+	if interval {
+		return modeInterval
+	}
+	return modeSingle
+}
+
+// ifNameSize is IFNAMSIZ: an interface name and its NUL.
+const ifNameSize = 16
+
 var protoNames = map[string]byte{
-	"icmp": unix.IPPROTO_ICMP, "igmp": unix.IPPROTO_IGMP, "tcp": unix.IPPROTO_TCP,
-	"udp": unix.IPPROTO_UDP, "gre": unix.IPPROTO_GRE, "esp": unix.IPPROTO_ESP,
-	"ah": unix.IPPROTO_AH, "icmpv6": unix.IPPROTO_ICMPV6, "sctp": unix.IPPROTO_SCTP,
-	"udplite": unix.IPPROTO_UDPLITE,
+	"icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,
+	"icmpv6": 58, "sctp": 132, "udplite": 136,
 }
 
 var protoByNum = func() map[byte]string {
@@ -53,15 +60,20 @@ var protoByNum = func() map[byte]string {
 	return m
 }()
 
-var nfprotoNames = map[string]byte{"ipv4": unix.NFPROTO_IPV4, "ipv6": unix.NFPROTO_IPV6}
+var nfprotoNames = map[string]byte{"ipv4": byte(NetProtoIPv4), "ipv6": byte(NetProtoIPv6)}
 
 // protoAliases are other names nft accepts for protocol numbers.
-var protoAliases = map[string]byte{"ipv6-icmp": unix.IPPROTO_ICMPV6}
+var protoAliases = map[string]byte{"ipv6-icmp": 58}
+
+// EtherTypes of the implicit dependencies (ETH_P_*).
+const (
+	ethPIP   = 0x0800
+	ethPIPv6 = 0x86dd
+	ethPARP  = 0x0806
+)
 
 // etherTypeNames are the EtherType literals (nft's names).
-var etherTypeNames = map[string]uint16{
-	"ip": unix.ETH_P_IP, "ip6": unix.ETH_P_IPV6, "arp": unix.ETH_P_ARP, "vlan": unix.ETH_P_8021Q,
-}
+var etherTypeNames = map[string]uint16{"ip": ethPIP, "ip6": ethPIPv6, "arp": ethPARP, "vlan": 0x8100}
 
 // icmpv6TypeNames are the ICMPv6 type literals (nft's names).
 var icmpv6TypeNames = map[string]byte{
@@ -83,47 +95,49 @@ func nameOf[N comparable](names map[string]N, n N) (string, bool) {
 	return "", false
 }
 
+// numberParsers parse the numeric key types: a name or a number.
+var numberParsers = map[KeyType]func(string) (uint64, error){
+	KeyInetService: func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 16) },
+	KeyInetProto: func(s string) (uint64, error) {
+		if p, ok := protoNames[s]; ok {
+			return uint64(p), nil
+		}
+		if p, ok := protoAliases[s]; ok {
+			return uint64(p), nil
+		}
+		return strconv.ParseUint(s, 10, 8)
+	},
+	KeyEtherType: func(s string) (uint64, error) {
+		if p, ok := etherTypeNames[s]; ok {
+			return uint64(p), nil
+		}
+		return strconv.ParseUint(s, 0, 16)
+	},
+	KeyICMPv6Type: func(s string) (uint64, error) {
+		if p, ok := icmpv6TypeNames[s]; ok {
+			return uint64(p), nil
+		}
+		return strconv.ParseUint(s, 10, 8)
+	},
+	KeyInteger: func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 32) },
+}
+
 // parseValue parses the text of one field of type k.
 func (k KeyType) parseValue(text string, mode parseMode) (value, error) {
 	if text == "" {
 		return value{}, errors.New("empty value")
 	}
 	ranges := mode != modeSingle
+	if num, ok := numberParsers[k]; ok {
+		return parseNumRange(text, ranges, k.Size(), num)
+	}
 	switch k {
 	case KeyIfname:
 		return parseIfname(text, mode == modeLiteral)
 	case KeyIPv4, KeyIPv6:
 		return parseAddr(k, text, ranges)
-	case KeyInetService:
-		return parseNumRange(text, ranges, 2, func(s string) (uint64, error) {
-			return strconv.ParseUint(s, 10, 16)
-		})
-	case KeyInetProto:
-		return parseNumRange(text, ranges, 1, func(s string) (uint64, error) {
-			if p, ok := protoNames[s]; ok {
-				return uint64(p), nil
-			}
-			if p, ok := protoAliases[s]; ok {
-				return uint64(p), nil
-			}
-			return strconv.ParseUint(s, 10, 8)
-		})
-	case KeyEtherType:
-		return parseNumRange(text, ranges, 2, func(s string) (uint64, error) {
-			if p, ok := etherTypeNames[s]; ok {
-				return uint64(p), nil
-			}
-			return strconv.ParseUint(s, 0, 16)
-		})
-	case KeyICMPv6Type:
-		return parseNumRange(text, ranges, 1, func(s string) (uint64, error) {
-			if p, ok := icmpv6TypeNames[s]; ok {
-				return uint64(p), nil
-			}
-			return strconv.ParseUint(s, 10, 8)
-		})
 	case KeyEther:
-		return parseEther(text, ranges)
+		return parseRange(text, ranges, parseMAC)
 	case KeyNFProto:
 		p, ok := nfprotoNames[text]
 		if !ok {
@@ -147,8 +161,8 @@ func parseIfname(text string, wildcard bool) (value, error) {
 	if wildcard && strings.HasSuffix(text, "*") {
 		name, wild = strings.TrimSuffix(text, "*"), true
 	}
-	if len(name) > unix.IFNAMSIZ-1 {
-		return value{}, fmt.Errorf("interface name %q longer than %d bytes", text, unix.IFNAMSIZ-1)
+	if len(name) > ifNameSize-1 {
+		return value{}, fmt.Errorf("interface name %q longer than %d bytes", text, ifNameSize-1)
 	}
 	if strings.ContainsAny(name, "\"*/: \t\n\x00") || (!wild && name == "") {
 		return value{}, fmt.Errorf("invalid interface name %q", text)
@@ -156,25 +170,23 @@ func parseIfname(text string, wildcard bool) (value, error) {
 	if wild {
 		return value{lo: []byte(name), wild: true}, nil
 	}
-	b := make([]byte, unix.IFNAMSIZ)
+	b := make([]byte, ifNameSize)
 	copy(b, name)
 	return value{lo: b, hi: b}, nil
 }
 
+// parseAddr parses an address, a prefix or (with ranges) "LO-HI".
 func parseAddr(k KeyType, text string, ranges bool) (value, error) {
 	want := "IPv4"
 	if k == KeyIPv6 {
 		want = "IPv6"
 	}
-	addr := func(s string) (netip.Addr, error) {
+	addr := func(s string) ([]byte, error) {
 		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return a, fmt.Errorf("%q is not an %s address", s, want)
+		if err != nil || a.Zone() != "" || (k == KeyIPv4) != a.Is4() {
+			return nil, fmt.Errorf("%q is not an %s address", s, want)
 		}
-		if a.Zone() != "" || (k == KeyIPv4) != a.Is4() {
-			return a, fmt.Errorf("%q is not an %s address", s, want)
-		}
-		return a, nil
+		return a.AsSlice(), nil
 	}
 	if i := strings.IndexByte(text, '/'); i >= 0 {
 		p, err := netip.ParsePrefix(text)
@@ -193,63 +205,50 @@ func parseAddr(k KeyType, text string, ranges bool) (value, error) {
 		}
 		return value{lo: lo.AsSlice(), hi: hi.AsSlice()}, nil
 	}
-	if i := strings.IndexByte(text, '-'); i >= 0 {
-		lo, err := addr(text[:i])
-		if err != nil {
-			return value{}, err
-		}
-		hi, err := addr(text[i+1:])
-		if err != nil {
-			return value{}, err
-		}
-		if hi.Less(lo) {
-			return value{}, fmt.Errorf("range %q ends before it starts", text)
-		}
-		if !ranges && lo != hi {
-			return value{}, fmt.Errorf("range %q needs an interval set", text)
-		}
-		return value{lo: lo.AsSlice(), hi: hi.AsSlice()}, nil
-	}
-	a, err := addr(text)
-	if err != nil {
-		return value{}, err
-	}
-	b := a.AsSlice() // lo and hi may share: values are never modified in place
-	return value{lo: b, hi: b}, nil
+	return parseRange(text, ranges, addr)
 }
 
-// parseEther parses a colon-separated 6-byte MAC address, or (with ranges)
-// a range of two.
-func parseEther(text string, ranges bool) (value, error) {
-	mac := func(s string) ([]byte, error) {
-		hw, err := net.ParseMAC(s)
-		if err != nil || len(hw) != 6 || strings.Count(s, ":") != 5 {
-			return nil, fmt.Errorf("%q is not an Ethernet address", s)
-		}
-		return hw, nil
+// parseMAC parses a colon-separated 6-byte MAC address.
+func parseMAC(s string) ([]byte, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 || strings.Count(s, ":") != 5 {
+		return nil, fmt.Errorf("%q is not an Ethernet address", s)
 	}
-	if i := strings.IndexByte(text, '-'); i >= 0 {
-		lo, err := mac(text[:i])
+	return hw, nil
+}
+
+// parseRange parses one value with one, or (with ranges) "LO-HI" split at
+// the first dash (the values contain none).
+func parseRange(text string, ranges bool, one func(string) ([]byte, error)) (value, error) {
+	i := strings.IndexByte(text, '-')
+	if i < 0 {
+		b, err := one(text)
 		if err != nil {
 			return value{}, err
 		}
-		hi, err := mac(text[i+1:])
-		if err != nil {
-			return value{}, err
-		}
-		if bytes.Compare(hi, lo) < 0 {
-			return value{}, fmt.Errorf("range %q ends before it starts", text)
-		}
-		if !ranges && !bytes.Equal(lo, hi) {
-			return value{}, fmt.Errorf("range %q needs an interval set", text)
-		}
-		return value{lo: lo, hi: hi}, nil
+		return value{lo: b, hi: b}, nil // lo and hi may share: values are never modified in place
 	}
-	b, err := mac(text)
+	lo, err := one(text[:i])
 	if err != nil {
 		return value{}, err
 	}
-	return value{lo: b, hi: b}, nil
+	hi, err := one(text[i+1:])
+	if err != nil {
+		return value{}, err
+	}
+	return checkRange(text, ranges, lo, hi)
+}
+
+// checkRange returns the range [lo, hi] of text, refusing one that ends
+// before it starts or (without ranges) is more than one value.
+func checkRange(text string, ranges bool, lo, hi []byte) (value, error) {
+	if bytes.Compare(hi, lo) < 0 {
+		return value{}, fmt.Errorf("range %q ends before it starts", text)
+	}
+	if !ranges && !bytes.Equal(lo, hi) {
+		return value{}, fmt.Errorf("range %q needs an interval set", text)
+	}
+	return value{lo: lo, hi: hi}, nil
 }
 
 // prefixRange returns the first and last address of p (p is masked).
@@ -294,13 +293,7 @@ func parseNumRange(text string, ranges bool, size int, num func(string) (uint64,
 			}
 			continue
 		}
-		if bytes.Compare(hi, lo) < 0 {
-			return value{}, fmt.Errorf("range %q ends before it starts", text)
-		}
-		if !ranges && !bytes.Equal(lo, hi) {
-			return value{}, fmt.Errorf("range %q needs an interval set", text)
-		}
-		return value{lo: lo, hi: hi}, nil
+		return checkRange(text, ranges, lo, hi)
 	}
 	return value{}, err
 }
@@ -308,67 +301,67 @@ func parseNumRange(text string, ranges bool, size int, num func(string) (uint64,
 // format returns the canonical text of v (the form Set.Elements accepts and
 // the form rendering and kernel read-back produce).
 func (k KeyType) format(v value) string {
+	one := func(b []byte) string { return k.formatOne(b) }
 	switch k {
 	case KeyIfname:
 		if v.wild {
 			return string(v.lo) + "*"
 		}
-		return string(bytes.TrimRight(v.lo, "\x00"))
+		return one(v.lo)
 	case KeyIPv4, KeyIPv6:
 		lo, _ := netip.AddrFromSlice(v.lo)
-		hi, _ := netip.AddrFromSlice(v.hi)
-		if lo == hi {
-			return lo.String()
-		}
-		if isPrefix(v) {
+		if isPrefix(v) && !bytes.Equal(v.lo, v.hi) {
 			host := 0
 			for i := range v.lo {
 				host += bits.OnesCount8(v.lo[i] ^ v.hi[i])
 			}
 			return netip.PrefixFrom(lo, lo.BitLen()-host).String()
 		}
-		return lo.String() + "-" + hi.String()
-	case KeyInetService, KeyInetProto, KeyEtherType, KeyICMPv6Type:
-		f := func(b []byte) string {
-			var n uint64
-			for _, c := range b {
-				n = n<<8 | uint64(c)
-			}
-			switch k {
-			case KeyInetProto:
-				if name, ok := protoByNum[byte(n)]; ok {
-					return name
-				}
-			case KeyEtherType:
-				if name, ok := nameOf(etherTypeNames, uint16(n)); ok {
-					return name
-				}
-				return fmt.Sprintf("0x%04x", n)
-			case KeyICMPv6Type:
-				if name, ok := nameOf(icmpv6TypeNames, byte(n)); ok {
-					return name
-				}
-			}
-			return strconv.FormatUint(n, 10)
-		}
-		if bytes.Equal(v.lo, v.hi) {
-			return f(v.lo)
-		}
-		return f(v.lo) + "-" + f(v.hi)
-	case KeyEther:
-		if bytes.Equal(v.lo, v.hi) {
-			return net.HardwareAddr(v.lo).String()
-		}
-		return net.HardwareAddr(v.lo).String() + "-" + net.HardwareAddr(v.hi).String()
-	case KeyNFProto:
-		for n, p := range nfprotoNames {
-			if len(v.lo) == 1 && v.lo[0] == p {
-				return n
-			}
-		}
-		return strconv.Itoa(int(v.lo[0]))
 	}
-	return fmt.Sprintf("%x-%x", v.lo, v.hi)
+	if bytes.Equal(v.lo, v.hi) {
+		return one(v.lo)
+	}
+	return one(v.lo) + "-" + one(v.hi)
+}
+
+// formatOne returns the canonical text of one encoded value of type k.
+func (k KeyType) formatOne(b []byte) string {
+	switch k {
+	case KeyIfname:
+		return string(bytes.TrimRight(b, "\x00"))
+	case KeyIPv4, KeyIPv6:
+		a, _ := netip.AddrFromSlice(b)
+		return a.String()
+	case KeyEther:
+		return net.HardwareAddr(b).String()
+	case KeyNFProto:
+		if name, ok := nameOf(nfprotoNames, b[0]); ok {
+			return name
+		}
+		return strconv.Itoa(int(b[0]))
+	case KeyInetService, KeyInetProto, KeyEtherType, KeyICMPv6Type, KeyInteger:
+		var n uint64
+		for _, c := range b {
+			n = n<<8 | uint64(c)
+		}
+		switch k {
+		case KeyInetProto:
+			if name, ok := protoByNum[byte(n)]; ok {
+				return name
+			}
+		case KeyEtherType:
+			if name, ok := nameOf(etherTypeNames, uint16(n)); ok {
+				return name
+			}
+			return fmt.Sprintf("0x%04x", n)
+		case KeyICMPv6Type:
+			if name, ok := nameOf(icmpv6TypeNames, byte(n)); ok {
+				return name
+			}
+		}
+		return strconv.FormatUint(n, 10)
+	}
+	return fmt.Sprintf("%x", b)
 }
 
 // nftText renders v as nft prints it (interface names quoted).
@@ -378,6 +371,42 @@ func (k KeyType) nftText(v value) string {
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+// wire converts an encoded value of type k to the bytes the kernel
+// compares (host order for host-order types; a copy).
+func (k KeyType) wire(b []byte) []byte {
+	if keyInfos[k].hostOrder && len(b) == 4 {
+		return binary.NativeEndian.AppendUint32(nil, binary.BigEndian.Uint32(b))
+	}
+	return append([]byte(nil), b...)
+}
+
+// unwire is the inverse of wire.
+func (k KeyType) unwire(b []byte) []byte {
+	if keyInfos[k].hostOrder && len(b) == 4 {
+		return binary.BigEndian.AppendUint32(nil, binary.NativeEndian.Uint32(b))
+	}
+	return append([]byte(nil), b...)
+}
+
+// isPrefix reports whether [lo, hi] is exactly a bit prefix (lo has zeros
+// where hi has ones, and the ones are a contiguous suffix).
+func isPrefix(v value) bool {
+	seenHost := false
+	for i := range v.lo {
+		for b := 7; b >= 0; b-- {
+			l, h := v.lo[i]>>b&1, v.hi[i]>>b&1
+			switch {
+			case l == h && !seenHost:
+			case l == 0 && h == 1:
+				seenHost = true
+			default:
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // element is one parsed set element: one value per key field.
@@ -428,7 +457,8 @@ func (e element) nftText(keys []KeyType) string {
 	return strings.Join(s, " . ")
 }
 
-// compare orders elements by their encoded start, then end.
+// compare orders elements by their encoded start, then end (the order in
+// which appliers send them).
 func (e element) compare(o element) int {
 	for i := range e {
 		if c := bytes.Compare(e[i].lo, o[i].lo); c != 0 {
@@ -443,42 +473,39 @@ func (e element) compare(o element) int {
 	return 0
 }
 
-// concatBytes joins one side of each field, padding each to 4 bytes when
-// there is more than one field (the register layout of a concatenation).
-func concatBytes(e element, hi bool) []byte {
-	if len(e) == 1 {
-		if hi {
-			return append([]byte(nil), e[0].hi...)
-		}
-		return append([]byte(nil), e[0].lo...)
-	}
+// wireKey joins one side of each field as the kernel holds it, padding
+// each to 4 bytes when there is more than one field (the register layout
+// of a concatenation).
+func (e element) wireKey(keys []KeyType, hi bool) []byte {
 	var b []byte
-	for _, v := range e {
+	for i, v := range e {
 		x := v.lo
 		if hi {
 			x = v.hi
 		}
-		b = append(b, x...)
-		b = append(b, make([]byte, pad4(len(x))-len(x))...)
+		b = append(b, keys[i].wire(x)...)
+		if len(e) > 1 {
+			b = append(b, make([]byte, pad4(len(x))-len(x))...)
+		}
 	}
 	return b
 }
 
-// kernelElements encodes e for the kernel. A plain set element is its key.
-// A single-field interval is a start element and, unless it runs to the
+// lower encodes e for the kernel. A plain set element is its key. A
+// single-field interval is a start element and, unless it runs to the
 // largest value, an end element holding last+1 with the interval-end flag
 // (the rbtree representation). A concatenated interval is one element with
 // a key and an inclusive key end (the pipapo representation).
-func (e element) kernelElements(interval bool) []nftables.SetElement {
+func (e element) lower(keys []KeyType, interval bool) []SetElem {
 	switch {
 	case !interval:
-		return []nftables.SetElement{{Key: concatBytes(e, false)}}
+		return []SetElem{{Key: e.wireKey(keys, false)}}
 	case len(e) > 1:
-		return []nftables.SetElement{{Key: concatBytes(e, false), KeyEnd: concatBytes(e, true)}}
+		return []SetElem{{Key: e.wireKey(keys, false), KeyEnd: e.wireKey(keys, true)}}
 	}
-	out := []nftables.SetElement{{Key: append([]byte(nil), e[0].lo...)}}
+	out := []SetElem{{Key: e.wireKey(keys, false)}}
 	if next, ok := increment(e[0].hi); ok {
-		out = append(out, nftables.SetElement{Key: next, IntervalEnd: true})
+		out = append(out, SetElem{Key: next, IntervalEnd: true})
 	}
 	return out
 }
@@ -507,36 +534,16 @@ func decrement(b []byte) []byte {
 	return n
 }
 
-// splitKey cuts a kernel key into one value per field.
+// splitKey cuts a kernel key into one encoded value per field.
 func splitKey(keys []KeyType, key []byte) ([][]byte, error) {
-	if len(keys) == 1 {
-		if len(key) != keys[0].size() {
-			return nil, fmt.Errorf("key of %d bytes, want %d", len(key), keys[0].size())
-		}
-		return [][]byte{key}, nil
-	}
 	if len(key) != keyLen(keys) {
 		return nil, fmt.Errorf("key of %d bytes, want %d", len(key), keyLen(keys))
 	}
 	out := make([][]byte, len(keys))
 	off := 0
 	for i, k := range keys {
-		out[i] = key[off : off+k.size()]
-		off += pad4(k.size())
-	}
-	return out, nil
-}
-
-// decodeElements turns the elements the kernel lists for a set back into
-// parsed elements (the inverse of kernelElements).
-func decodeElements(keys []KeyType, interval bool, kel []nftables.SetElement) ([]element, error) {
-	ds, err := decodeWithSource(keys, interval, kel)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]element, len(ds))
-	for i, d := range ds {
-		out[i] = d.e
+		out[i] = k.unwire(key[off : off+k.Size()])
+		off += pad4(k.Size())
 	}
 	return out, nil
 }
@@ -545,10 +552,12 @@ func decodeElements(keys []KeyType, interval bool, kel []nftables.SetElement) ([
 // one that carries a map element's value).
 type decoded struct {
 	e   element
-	src nftables.SetElement
+	src SetElem
 }
 
-func decodeWithSource(keys []KeyType, interval bool, kel []nftables.SetElement) ([]decoded, error) {
+// decodeElements turns the elements the kernel lists for a set back into
+// parsed elements (the inverse of element.lower).
+func decodeElements(keys []KeyType, interval bool, kel []SetElem) ([]decoded, error) {
 	var out []decoded
 	if !interval || len(keys) > 1 {
 		for _, ke := range kel {
@@ -564,7 +573,7 @@ func decodeWithSource(keys []KeyType, interval bool, kel []nftables.SetElement) 
 			}
 			e := make(element, len(keys))
 			for i := range keys {
-				e[i] = value{lo: clone(lo[i]), hi: clone(hi[i])}
+				e[i] = value{lo: lo[i], hi: hi[i]}
 			}
 			out = append(out, decoded{e, ke})
 		}
@@ -573,8 +582,8 @@ func decodeWithSource(keys []KeyType, interval bool, kel []nftables.SetElement) 
 	// rbtree: sort by key, interval ends before starts of the same key (a
 	// range ending where the next starts), then pair each start with the
 	// end that follows it; a start without one runs to the largest value.
-	size := keys[0].size()
-	sorted := append([]nftables.SetElement(nil), kel...)
+	size := keys[0].Size()
+	sorted := append([]SetElem(nil), kel...)
 	sort.SliceStable(sorted, func(i, j int) bool {
 		if c := bytes.Compare(sorted[i].Key, sorted[j].Key); c != 0 {
 			return c < 0
@@ -594,95 +603,7 @@ func decodeWithSource(keys []KeyType, interval bool, kel []nftables.SetElement) 
 			hi = decrement(sorted[i+1].Key)
 			i++
 		}
-		out = append(out, decoded{element{{lo: clone(s.Key), hi: hi}}, s})
+		out = append(out, decoded{element{{lo: append([]byte(nil), s.Key...), hi: hi}}, s})
 	}
 	return out, nil
 }
-
-// mapElem is one parsed map element.
-type mapElem struct {
-	key     element
-	val     element     // the value of a data map element
-	verdict VerdictStmt // the value of a verdict map element
-	text    string      // canonical value text: "10.0.0.2 . 80", "jump acl_a1"
-}
-
-// kernelElements encodes a map element: its key as for a set, with the
-// value on the (start) element.
-func (me mapElem) kernelElements(interval, verdict bool) []nftables.SetElement {
-	kel := me.key.kernelElements(interval)
-	if verdict {
-		kel[0].VerdictData = &expr.Verdict{Kind: verdictKinds[me.verdict.Verdict], Chain: me.verdict.Chain}
-	} else {
-		kel[0].Val = concatBytes(me.val, false)
-	}
-	return kel
-}
-
-// decodeMapElements turns the elements the kernel lists for a map back
-// into parsed elements (vals is nil for a verdict map).
-func decodeMapElements(keys, vals []KeyType, interval bool, kel []nftables.SetElement) ([]mapElem, error) {
-	ds, err := decodeWithSource(keys, interval, kel)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]mapElem, len(ds))
-	for i, d := range ds {
-		me := mapElem{key: d.e}
-		if vals == nil {
-			if me.verdict, err = decodeVerdict(d.src.Val); err != nil {
-				return nil, fmt.Errorf("element %s: %w", d.e.canonical(keys), err)
-			}
-			me.text = me.verdict.String()
-		} else {
-			parts, err := splitKey(vals, d.src.Val)
-			if err != nil {
-				return nil, fmt.Errorf("element %s: value: %w", d.e.canonical(keys), err)
-			}
-			me.val = make(element, len(vals))
-			for j := range vals {
-				me.val[j] = value{lo: clone(parts[j]), hi: clone(parts[j])}
-			}
-			me.text = me.val.canonical(vals)
-		}
-		out[i] = me
-	}
-	return out, nil
-}
-
-// decodeVerdict parses the verdict data of a verdict map element as
-// google/nftables returns it: the attributes nested in NFTA_DATA_VERDICT.
-func decodeVerdict(b []byte) (VerdictStmt, error) {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return VerdictStmt{}, fmt.Errorf("verdict: %w", err)
-	}
-	ad.ByteOrder = binary.BigEndian
-	var (
-		code  int32
-		chain string
-		seen  bool
-	)
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_VERDICT_CODE:
-			code, seen = int32(ad.Uint32()), true
-		case unix.NFTA_VERDICT_CHAIN:
-			chain = ad.String()
-		}
-	}
-	if err := ad.Err(); err != nil {
-		return VerdictStmt{}, fmt.Errorf("verdict: %w", err)
-	}
-	if !seen {
-		return VerdictStmt{}, errors.New("verdict without a code")
-	}
-	for v, k := range verdictKinds {
-		if int32(k) == code {
-			return VerdictStmt{Verdict: v, Chain: chain}, nil
-		}
-	}
-	return VerdictStmt{}, fmt.Errorf("unknown verdict code %d", code)
-}
-
-func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -1,4 +1,4 @@
-package nft
+package nftmodel
 
 import (
 	"encoding/binary"
@@ -6,22 +6,22 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/google/nftables/expr"
-	"golang.org/x/sys/unix"
 )
 
 // Expr is one expression of a rule: a match or a statement.
 //
 // Every Expr renders itself in nft syntax (as `nft list ruleset` prints it)
-// and lowers itself to google/nftables expressions. The set is closed to
-// other packages (the lowering method is unexported) and grows here.
+// and lowers itself to IR expressions, checking itself against the table.
+// The set is closed to other packages (the lowering method is unexported)
+// and grows here: a new expression is a type in this file and, if it needs
+// a kernel expression hostnet does not use yet, an IR type in ir.go and its
+// translation in the dataplane.
 type Expr interface {
 	// String returns the expression in nft syntax.
 	String() string
-	// lower appends the kernel expressions of the Expr, checking it against
-	// the table (set and chain references, value syntax) through c.
-	lower(c *ruleCtx) ([]expr.Any, error)
+	// lower returns the IR of the Expr, checking it against the table (set
+	// and chain references, value syntax) through c.
+	lower(c *ruleCtx) ([]IRExpr, error)
 	// clone returns a deep copy.
 	clone() Expr
 }
@@ -30,146 +30,130 @@ type Expr interface {
 // further expression (verdicts, NAT, reject).
 type terminal interface{ terminal() bool }
 
-// ruleCtx carries what lowering needs to know about the table and the rule
-// lowered so far.
-type ruleCtx struct {
-	family Family
-	sets   map[string]*Set
-	maps   map[string]*Map
-	chains map[string]*Chain
-	// findChain, when set, replaces chains (a patch looks chains up in the
-	// applier's state rather than in a Table).
-	findChain func(name string) (*Chain, bool)
-	chain     *Chain // the chain the rule is in
-
-	nfproto byte // network protocol the rule is known to be restricted to (NFPROTO_*)
-	l4proto byte // transport protocol the rule is known to be restricted to
-
-	refSets   []string   // named sets and maps the rule looks up
-	refChains []string   // chains the rule jumps or goes to
-	anon      []*anonSet // anonymous sets the rule looks up, sent with it
-}
-
-// text is a string as a fmt.Stringer.
-type text string
-
-func (t text) String() string { return string(t) }
-
-// lookupChain returns the chain name of the table.
-func (c *ruleCtx) lookupChain(name string) (*Chain, bool) {
-	if c.findChain != nil {
-		return c.findChain(name)
-	}
-	ch, ok := c.chains[name]
-	return ch, ok
-}
-
-// Field is a value of the packet or its metadata that a rule can match:
-// one selector (e.g. `ip saddr`) or a concatenation of several.
+// Field is a value of the packet, its metadata or the kernel's arithmetic
+// that a rule can match or look up: one selector (e.g. `ip saddr`,
+// `numgen random mod 2`) or a concatenation of several.
 type Field struct {
 	parts []selector
 }
 
+// loadKind says how a selector's value reaches its register.
+type loadKind int
+
+const (
+	loadMeta    loadKind = iota // meta expression
+	loadPayload                 // payload load
+	loadNumgen                  // number generator
+	loadHash                    // hash of other selectors
+)
+
 // selector is one loadable value.
 type selector struct {
-	text    string       // nft text, e.g. "iifname", "ip saddr"
-	key     KeyType      // its data type
-	nfproto byte         // implied network protocol (NFPROTO_IPV4, _IPV6, _ARP), 0 for none
-	l4proto byte         // implied transport protocol (meta l4proto), 0 for none
-	link    bool         // a link-layer field: valid in bridge tables only
-	meta    expr.MetaKey // meta key, when payload is false
-	payload bool         // load from the packet instead of meta
-	base    expr.PayloadBase
+	text    string   // nft text, e.g. "iifname", "ip saddr"
+	key     KeyType  // its data type
+	nfproto NetProto // implied network protocol, 0 for none
+	l4proto byte     // implied transport protocol (meta l4proto), 0 for none
+	link    bool     // a link-layer field: valid in bridge tables only
+	kind    loadKind
+	meta    MetaKey // loadMeta
+	base    PayloadBase
 	offset  uint32
-	err     string // why the selector cannot be used (e.g. a THRaw offset not on a byte)
+	numgen  NumgenType // loadNumgen
+	modulus uint32     // loadNumgen, loadHash
+	seed    uint32     // loadHash
+	inputs  []selector // loadHash
+	err     string     // why the selector cannot be used (e.g. a THRaw offset not on a byte)
 }
 
-func metaField(text string, key KeyType, mk expr.MetaKey) Field {
-	return Field{parts: []selector{{text: text, key: key, meta: mk}}}
+// inputKeys returns the key types of a hash's inputs.
+func (p selector) inputKeys() []KeyType { return Field{parts: p.inputs}.Key() }
+
+func metaField(text string, key KeyType, mk MetaKey) Field {
+	return Field{parts: []selector{{text: text, key: key, kind: loadMeta, meta: mk}}}
 }
 
-func payloadField(text string, key KeyType, nfproto byte, base expr.PayloadBase, off uint32) Field {
-	return Field{parts: []selector{{text: text, key: key, nfproto: nfproto, payload: true, base: base, offset: off}}}
+func payloadField(text string, key KeyType, nfproto NetProto, base PayloadBase, off uint32) Field {
+	return Field{parts: []selector{{text: text, key: key, nfproto: nfproto, kind: loadPayload, base: base, offset: off}}}
+}
+
+// linkField is a payload field of the link-layer header: bridge tables
+// only.
+func linkField(text string, key KeyType, nfproto NetProto, base PayloadBase, off uint32) Field {
+	f := payloadField(text, key, nfproto, base, off)
+	f.parts[0].link = true
+	return f
 }
 
 // Iifname is `meta iifname`, the input interface name.
-func Iifname() Field { return metaField("iifname", KeyIfname, expr.MetaKeyIIFNAME) }
+func Iifname() Field { return metaField("iifname", KeyIfname, MetaIIFName) }
 
 // Oifname is `meta oifname`, the output interface name.
-func Oifname() Field { return metaField("oifname", KeyIfname, expr.MetaKeyOIFNAME) }
+func Oifname() Field { return metaField("oifname", KeyIfname, MetaOIFName) }
 
 // NFProto is `meta nfproto`, the network family (ipv4 or ipv6).
-func NFProto() Field { return metaField("meta nfproto", KeyNFProto, expr.MetaKeyNFPROTO) }
+func NFProto() Field { return metaField("meta nfproto", KeyNFProto, MetaNFProto) }
 
 // L4Proto is `meta l4proto`, the transport protocol (e.g. tcp, udp, 47).
-func L4Proto() Field { return metaField("meta l4proto", KeyInetProto, expr.MetaKeyL4PROTO) }
+func L4Proto() Field { return metaField("meta l4proto", KeyInetProto, MetaL4Proto) }
 
 // IPSaddr is `ip saddr`; it implies `meta nfproto ipv4`.
 func IPSaddr() Field {
-	return payloadField("ip saddr", KeyIPv4, unix.NFPROTO_IPV4, expr.PayloadBaseNetworkHeader, 12)
+	return payloadField("ip saddr", KeyIPv4, NetProtoIPv4, PayloadNetworkHeader, 12)
 }
 
 // IPDaddr is `ip daddr`; it implies `meta nfproto ipv4`.
 func IPDaddr() Field {
-	return payloadField("ip daddr", KeyIPv4, unix.NFPROTO_IPV4, expr.PayloadBaseNetworkHeader, 16)
+	return payloadField("ip daddr", KeyIPv4, NetProtoIPv4, PayloadNetworkHeader, 16)
 }
 
 // IP6Saddr is `ip6 saddr`; it implies `meta nfproto ipv6`.
 func IP6Saddr() Field {
-	return payloadField("ip6 saddr", KeyIPv6, unix.NFPROTO_IPV6, expr.PayloadBaseNetworkHeader, 8)
+	return payloadField("ip6 saddr", KeyIPv6, NetProtoIPv6, PayloadNetworkHeader, 8)
 }
 
 // IP6Daddr is `ip6 daddr`; it implies `meta nfproto ipv6`.
 func IP6Daddr() Field {
-	return payloadField("ip6 daddr", KeyIPv6, unix.NFPROTO_IPV6, expr.PayloadBaseNetworkHeader, 24)
+	return payloadField("ip6 daddr", KeyIPv6, NetProtoIPv6, PayloadNetworkHeader, 24)
 }
 
 // THSport is `th sport`, the source port of the transport header. Like nft,
 // it adds no protocol check: combine it with L4Proto for tcp/udp.
 func THSport() Field {
-	return payloadField("th sport", KeyInetService, 0, expr.PayloadBaseTransportHeader, 0)
+	return payloadField("th sport", KeyInetService, 0, PayloadTransportHeader, 0)
 }
 
 // THDport is `th dport`, the destination port of the transport header (see
 // THSport).
 func THDport() Field {
-	return payloadField("th dport", KeyInetService, 0, expr.PayloadBaseTransportHeader, 2)
+	return payloadField("th dport", KeyInetService, 0, PayloadTransportHeader, 2)
 }
 
 // EtherSaddr is `ether saddr`, the source MAC address of the frame (6
 // bytes, KeyEther). Bridge tables only.
-func EtherSaddr() Field {
-	f := payloadField("ether saddr", KeyEther, 0, expr.PayloadBaseLLHeader, 6)
-	f.parts[0].link = true
-	return f
-}
+func EtherSaddr() Field { return linkField("ether saddr", KeyEther, 0, PayloadLinkHeader, 6) }
+
+// EtherDaddr is `ether daddr`, the destination MAC address of the frame (6
+// bytes, KeyEther). Bridge tables only.
+func EtherDaddr() Field { return linkField("ether daddr", KeyEther, 0, PayloadLinkHeader, 0) }
 
 // EtherType is `ether type`, the EtherType of the frame (KeyEtherType;
 // literals ip, ip6, arp, vlan or a number such as 0x88cc). Bridge tables
 // only. Matching it equal to ip, ip6 or arp satisfies the implicit
 // dependency of later IPv4, IPv6 or ARP fields of the rule.
-func EtherType() Field {
-	f := payloadField("ether type", KeyEtherType, 0, expr.PayloadBaseLLHeader, 12)
-	f.parts[0].link = true
-	return f
-}
+func EtherType() Field { return linkField("ether type", KeyEtherType, 0, PayloadLinkHeader, 12) }
 
 // ArpSaddrEther is `arp saddr ether`, the sender hardware address of an
 // (Ethernet/IPv4) ARP packet: offset 8 of the ARP header, 6 bytes. Bridge
 // tables only; it implies `ether type arp`.
 func ArpSaddrEther() Field {
-	f := payloadField("arp saddr ether", KeyEther, unix.NFPROTO_ARP, expr.PayloadBaseNetworkHeader, 8)
-	f.parts[0].link = true
-	return f
+	return linkField("arp saddr ether", KeyEther, NetProtoARP, PayloadNetworkHeader, 8)
 }
 
 // ArpSaddrIP is `arp saddr ip`, the sender protocol address of an
 // (Ethernet/IPv4) ARP packet: offset 14 of the ARP header, 4 bytes. Bridge
 // tables only; it implies `ether type arp`.
 func ArpSaddrIP() Field {
-	f := payloadField("arp saddr ip", KeyIPv4, unix.NFPROTO_ARP, expr.PayloadBaseNetworkHeader, 14)
-	f.parts[0].link = true
-	return f
+	return linkField("arp saddr ip", KeyIPv4, NetProtoARP, PayloadNetworkHeader, 14)
 }
 
 // ICMPv6Type is `icmpv6 type` (KeyICMPv6Type: nd-neighbor-solicit,
@@ -177,26 +161,68 @@ func ArpSaddrIP() Field {
 // echo-request, ... or a number). It implies IPv6 (`meta nfproto ipv6`,
 // or `ether type ip6` in a bridge table) and `meta l4proto ipv6-icmp`.
 func ICMPv6Type() Field {
-	f := payloadField("icmpv6 type", KeyICMPv6Type, unix.NFPROTO_IPV6, expr.PayloadBaseTransportHeader, 0)
-	f.parts[0].l4proto = unix.IPPROTO_ICMPV6
+	f := payloadField("icmpv6 type", KeyICMPv6Type, NetProtoIPv6, PayloadTransportHeader, 0)
+	f.parts[0].l4proto = protoNames["icmpv6"]
 	return f
 }
 
 // THRaw is a raw load from the transport header, `@th,OFFSET,LEN`:
-// key.size() bytes at offsetBits (a multiple of 8), typed as key. E.g. the
+// key.Size() bytes at offsetBits (a multiple of 8), typed as key. E.g. the
 // target address of an ICMPv6 neighbour solicitation or advertisement is
 // THRaw(64, KeyIPv6), `@th,64,128`. Like THDport, it adds no protocol
 // check.
 func THRaw(offsetBits int, key KeyType) Field {
-	text := fmt.Sprintf("@th,%d,%d", offsetBits, key.size()*8)
-	f := payloadField(text, key, 0, expr.PayloadBaseTransportHeader, uint32(max(offsetBits, 0)/8))
+	text := fmt.Sprintf("@th,%d,%d", offsetBits, key.Size()*8)
+	f := payloadField(text, key, 0, PayloadTransportHeader, uint32(max(offsetBits, 0)/8))
 	switch {
-	case !key.valid():
+	case !key.Valid():
 		f.parts[0].err = fmt.Sprintf("invalid key type %d", int(key))
 	case offsetBits < 0 || offsetBits%8 != 0:
 		f.parts[0].err = fmt.Sprintf("offset %d is not a non-negative multiple of 8 bits", offsetBits)
 	}
 	return f
+}
+
+// NumgenRandom is `numgen random mod N`: a random number from 0 to N-1 for
+// each packet (KeyInteger), e.g. the key of a load-balancing map.
+func NumgenRandom(modulus uint32) Field {
+	return numgenField("random", NumgenTypeRandom, modulus)
+}
+
+// NumgenInc is `numgen inc mod N`: 0, 1, ..., N-1, 0, ... for successive
+// packets (KeyInteger).
+func NumgenInc(modulus uint32) Field { return numgenField("inc", NumgenTypeInc, modulus) }
+
+func numgenField(kind string, typ NumgenType, modulus uint32) Field {
+	p := selector{text: fmt.Sprintf("numgen %s mod %d", kind, modulus), key: KeyInteger, kind: loadNumgen, numgen: typ, modulus: modulus}
+	if modulus == 0 {
+		p.err = "modulus 0"
+	}
+	return Field{parts: []selector{p}}
+}
+
+// JHash is `jhash INPUT mod N seed S`: a Jenkins hash of input (packet or
+// meta fields, possibly concatenated) from 0 to N-1 (KeyInteger), e.g.
+// `jhash ip saddr . th sport mod 2` to spread flows over N backends. A
+// zero seed lets the kernel pick a random one when it creates the rule.
+func JHash(input Field, modulus, seed uint32) Field {
+	t := "jhash " + input.String() + fmt.Sprintf(" mod %d", modulus)
+	if seed != 0 {
+		t += fmt.Sprintf(" seed 0x%x", seed)
+	}
+	p := selector{text: t, key: KeyInteger, kind: loadHash, modulus: modulus, seed: seed, inputs: input.clone().parts}
+	switch {
+	case modulus == 0:
+		p.err = "modulus 0"
+	case len(input.parts) == 0:
+		p.err = "no input"
+	}
+	for _, in := range input.parts {
+		if in.kind == loadNumgen || in.kind == loadHash {
+			p.err = "the input must be packet or meta fields"
+		}
+	}
+	return Field{parts: []selector{p}}
 }
 
 // Concat joins fields into one concatenated value, e.g.
@@ -226,6 +252,17 @@ func (f Field) Key() []KeyType {
 		k[i] = p.key
 	}
 	return k
+}
+
+// clone returns a deep copy of f.
+func (f Field) clone() Field {
+	parts := append([]selector(nil), f.parts...)
+	for i := range parts {
+		if parts[i].inputs != nil {
+			parts[i].inputs = Field{parts: parts[i].inputs}.clone().parts
+		}
+	}
+	return Field{parts: parts}
 }
 
 // Op is the operator of a Match.
@@ -282,6 +319,14 @@ func (f Field) NotInAnon(elements ...string) Match {
 	return Match{Field: f, Op: OpNotInAnon, Elements: append([]string(nil), elements...)}
 }
 
+// negation is the text of a negated operator.
+func negation(neg bool) string {
+	if neg {
+		return "!= "
+	}
+	return ""
+}
+
 // String returns the match in nft syntax, e.g. `ip saddr @nat_v4` or
 // `oifname != "hnbr-1"`.
 func (m Match) String() string {
@@ -295,19 +340,13 @@ func (m Match) String() string {
 				arg = k.nftText(v)
 			}
 		}
-		if m.Op == OpNeq {
-			op = "!= "
-		}
+		op = negation(m.Op == OpNeq)
 	case OpIn, OpNotIn:
 		arg = "@" + m.Set
-		if m.Op == OpNotIn {
-			op = "!= "
-		}
+		op = negation(m.Op == OpNotIn)
 	case OpInAnon, OpNotInAnon:
 		arg = "{ " + strings.Join(renderElements(m.Field.Key(), true, m.Elements), ", ") + " }"
-		if m.Op == OpNotInAnon {
-			op = "!= "
-		}
+		op = negation(m.Op == OpNotInAnon)
 	default:
 		op = fmt.Sprintf("op(%d) ", int(m.Op))
 	}
@@ -315,122 +354,12 @@ func (m Match) String() string {
 }
 
 func (m Match) clone() Expr {
-	m.Field.parts = append([]selector(nil), m.Field.parts...)
+	m.Field = m.Field.clone()
 	m.Elements = append([]string(nil), m.Elements...)
 	return m
 }
 
-// regAt returns the register that holds byte offset off of a
-// concatenation starting at register 1: 16-byte registers where aligned,
-// 4-byte registers otherwise (both address the same storage).
-func regAt(off int) uint32 {
-	if off%16 == 0 {
-		return uint32(unix.NFT_REG_1 + off/16)
-	}
-	return uint32(unix.NFT_REG32_00 + off/4)
-}
-
-// netNames names the network protocols of implicit dependencies.
-var netNames = map[byte]string{unix.NFPROTO_IPV4: "ipv4", unix.NFPROTO_IPV6: "ipv6", unix.NFPROTO_ARP: "arp"}
-
-// etherTypeOf is the EtherType that a network protocol implies in a bridge
-// table, and the reverse.
-var etherTypeOf = map[byte]uint16{unix.NFPROTO_IPV4: unix.ETH_P_IP, unix.NFPROTO_IPV6: unix.ETH_P_IPV6, unix.NFPROTO_ARP: unix.ETH_P_ARP}
-
-// requireNet returns the implicit dependency on network protocol proto
-// (NFPROTO_*), as nft adds it: `meta nfproto` in an inet table, `ether
-// type` in a bridge table; nothing when the rule already established it.
-func (c *ruleCtx) requireNet(proto byte, what fmt.Stringer) ([]expr.Any, error) {
-	if proto == 0 || c.nfproto == proto {
-		return nil, nil
-	}
-	if c.nfproto != 0 {
-		return nil, fmt.Errorf("%s: rule mixes %s and %s matches", what, netNames[c.nfproto], netNames[proto])
-	}
-	c.nfproto = proto
-	if c.family == FamilyBridge {
-		et := make([]byte, 2)
-		binary.BigEndian.PutUint16(et, etherTypeOf[proto])
-		return []expr.Any{
-			&expr.Payload{DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseLLHeader, Offset: 12, Len: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: et},
-		}, nil
-	}
-	if proto == unix.NFPROTO_ARP {
-		return nil, fmt.Errorf("%s: arp fields are only valid in a bridge table", what)
-	}
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: unix.NFT_REG_1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{proto}},
-	}, nil
-}
-
-// requireL4 returns the implicit dependency `meta l4proto PROTO`, unless
-// the rule already established it.
-func (c *ruleCtx) requireL4(proto byte, what fmt.Stringer) ([]expr.Any, error) {
-	if proto == 0 || c.l4proto == proto {
-		return nil, nil
-	}
-	if c.l4proto != 0 {
-		return nil, fmt.Errorf("%s: rule mixes meta l4proto %s and %s", what,
-			KeyInetProto.format(value{lo: []byte{c.l4proto}, hi: []byte{c.l4proto}}),
-			KeyInetProto.format(value{lo: []byte{proto}, hi: []byte{proto}}))
-	}
-	c.l4proto = proto
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{proto}},
-	}, nil
-}
-
-// load returns the loads of f into registers from 1 on (each field of a
-// concatenation padded to 4 bytes), preceded by the implicit dependencies
-// of its selectors that the rule has not established yet. what names the
-// expression in errors (rendered only for an error).
-func (c *ruleCtx) load(f Field, what fmt.Stringer) ([]expr.Any, error) {
-	if len(f.parts) == 0 {
-		return nil, errors.New("match without a field")
-	}
-	keys := f.Key()
-	if keyLen(keys) > maxKeyLen {
-		return nil, fmt.Errorf("%s: concatenation of %d bytes exceeds %d", f, keyLen(keys), maxKeyLen)
-	}
-	var out []expr.Any
-	for _, p := range f.parts {
-		switch {
-		case p.err != "":
-			return nil, fmt.Errorf("%s: %s: %s", what, p.text, p.err)
-		case !p.key.valid():
-			return nil, fmt.Errorf("%s: %s: invalid key type %d", what, p.text, int(p.key))
-		case p.link && c.family != FamilyBridge:
-			return nil, fmt.Errorf("%s: %s is only valid in a bridge table", what, p.text)
-		case !p.payload && p.meta == expr.MetaKeyNFPROTO && c.family == FamilyBridge:
-			return nil, fmt.Errorf("%s: meta nfproto never matches in a bridge table (use ether type)", what)
-		}
-		dep, err := c.requireNet(p.nfproto, what)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, dep...)
-		if dep, err = c.requireL4(p.l4proto, what); err != nil {
-			return nil, err
-		}
-		out = append(out, dep...)
-	}
-	off := 0
-	for _, p := range f.parts {
-		reg := regAt(off)
-		if p.payload {
-			out = append(out, &expr.Payload{DestRegister: reg, Base: p.base, Offset: p.offset, Len: uint32(p.key.size())})
-		} else {
-			out = append(out, &expr.Meta{Key: p.meta, Register: reg})
-		}
-		off += pad4(p.key.size())
-	}
-	return out, nil
-}
-
-func (m Match) lower(c *ruleCtx) ([]expr.Any, error) {
+func (m Match) lower(c *ruleCtx) ([]IRExpr, error) {
 	out, err := c.load(m.Field, m)
 	if err != nil {
 		return nil, err
@@ -446,16 +375,19 @@ func (m Match) lower(c *ruleCtx) ([]expr.Any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.Field, err)
 		}
-		op := expr.CmpOpEq
+		if keyInfos[k].hostOrder && !v.single() {
+			return nil, fmt.Errorf("%s: a range of %s values can only be matched against a set", m, k)
+		}
+		op := CmpEq
 		if m.Op == OpNeq {
-			op = expr.CmpOpNeq
+			op = CmpNeq
 		}
 		switch {
 		case v.wild:
-			out = append(out, &expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: v.lo})
+			out = append(out, IRCmp{Op: op, Reg: Reg1, Data: v.lo})
 		case v.single():
-			out = append(out, &expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: v.lo})
-			if op == expr.CmpOpEq {
+			out = append(out, IRCmp{Op: op, Reg: Reg1, Data: k.wire(v.lo)})
+			if op == CmpEq {
 				c.established(parts[0], v.lo)
 			}
 		case isPrefix(v):
@@ -464,10 +396,10 @@ func (m Match) lower(c *ruleCtx) ([]expr.Any, error) {
 				mask[i] = ^(v.lo[i] ^ v.hi[i])
 			}
 			out = append(out,
-				&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: uint32(len(mask)), Mask: mask, Xor: make([]byte, len(mask))},
-				&expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: v.lo})
+				IRBitwise{Source: Reg1, Dest: Reg1, Len: uint32(len(mask)), Mask: mask, Xor: make([]byte, len(mask))},
+				IRCmp{Op: op, Reg: Reg1, Data: v.lo})
 		default:
-			out = append(out, &expr.Range{Op: op, Register: unix.NFT_REG_1, FromData: v.lo, ToData: v.hi})
+			out = append(out, IRRange{Op: op, Reg: Reg1, From: v.lo, To: v.hi})
 		}
 	case OpIn, OpNotIn:
 		s, ok := c.sets[m.Set]
@@ -480,7 +412,7 @@ func (m Match) lower(c *ruleCtx) ([]expr.Any, error) {
 		if keyString(s.Key) != keyString(keys) {
 			return nil, fmt.Errorf("%s: set %q has type %s, field has type %s", m, m.Set, keyString(s.Key), keyString(keys))
 		}
-		out = append(out, &expr.Lookup{SourceRegister: unix.NFT_REG_1, SetName: m.Set, Invert: m.Op == OpNotIn})
+		out = append(out, IRLookup{Source: Reg1, Set: m.Set, Invert: m.Op == OpNotIn})
 		c.refSets = append(c.refSets, m.Set)
 	case OpInAnon, OpNotInAnon:
 		a, err := newAnonSet(keys, m.Elements)
@@ -488,225 +420,119 @@ func (m Match) lower(c *ruleCtx) ([]expr.Any, error) {
 			return nil, fmt.Errorf("%s: anonymous set: %w", m.Field, err)
 		}
 		c.anon = append(c.anon, a)
-		out = append(out, &expr.Lookup{SourceRegister: unix.NFT_REG_1, SetName: a.set.Name, SetID: a.set.ID, Invert: m.Op == OpNotInAnon})
+		out = append(out, IRLookup{Source: Reg1, Set: a.Def.Name, SetID: a.Def.ID, Invert: m.Op == OpNotInAnon})
 	default:
 		return nil, fmt.Errorf("%s: unknown operator %d", m.Field, int(m.Op))
 	}
 	return out, nil
 }
 
-// established records what an equality match on p with value b restricts
-// the rule to: `meta nfproto ipv4`, `ether type ip6`, `meta l4proto tcp`
-// make later implicit dependencies on the same protocol redundant.
-func (c *ruleCtx) established(p selector, b []byte) {
-	switch {
-	case p.key == KeyNFProto:
-		c.nfproto = b[0]
-	case p.key == KeyEtherType && p.payload && p.base == expr.PayloadBaseLLHeader && p.offset == 12:
-		et := binary.BigEndian.Uint16(b)
-		for proto, t := range etherTypeOf {
-			if t == et {
-				c.nfproto = proto
-			}
-		}
-	case p.key == KeyInetProto && !p.payload && p.meta == expr.MetaKeyL4PROTO:
-		c.l4proto = b[0]
-	}
+// ctBits names the bits of a conntrack bitmask key.
+type ctBits struct {
+	word  string   // "state", "status": the nft keyword after "ct"
+	unit  string   // what one bit is called in errors: "state", "flag"
+	names []string // bit i is names[i]
 }
 
-// isPrefix reports whether [lo, hi] is exactly a bit prefix (lo has zeros
-// where hi has ones, and the ones are a contiguous suffix).
-func isPrefix(v value) bool {
-	seenHost := false
-	for i := range v.lo {
-		for b := 7; b >= 0; b-- {
-			l, h := v.lo[i]>>b&1, v.hi[i]>>b&1
-			switch {
-			case l == h && !seenHost:
-			case l == 0 && h == 1:
-				seenHost = true
-			default:
-				return false
-			}
-		}
-	}
-	return true
+// ctBitmasks are the conntrack keys that are bitmasks.
+var ctBitmasks = map[CtKey]ctBits{
+	// The ct states, as nft names them, in bit order (NF_CT_STATE_INVALID_BIT
+	// is bit 0, then IP_CT_ESTABLISHED, IP_CT_RELATED, IP_CT_NEW;
+	// NF_CT_STATE_UNTRACKED_BIT is bit 6).
+	CtKeyState: {word: "state", unit: "state", names: []string{"invalid", "established", "related", "new", "", "", "untracked"}},
+	// The ct status bits (IPS_*), as nft names them.
+	CtKeyStatus: {word: "status", unit: "flag", names: []string{"expected", "seen-reply", "assured", "confirmed", "snat", "dnat"}},
 }
 
-// ct states, as nft names them, in bit order.
-var ctStates = []struct {
-	name string
-	bit  uint32
-}{
-	{"invalid", expr.CtStateBitINVALID},
-	{"established", expr.CtStateBitESTABLISHED},
-	{"related", expr.CtStateBitRELATED},
-	{"new", expr.CtStateBitNEW},
-	{"untracked", expr.CtStateBitUNTRACKED},
-}
-
-// CtStateMatch matches the conntrack state of the packet: any of States
-// (or none of them when Negate). In a bridge table it needs
-// nf_conntrack_bridge (see FamilyBridge).
-type CtStateMatch struct {
-	States []string // invalid, established, related, new, untracked
+// CtMatch matches bits of the packet's connection: its conntrack state
+// (Key CtKeyState, see CtState) or status (CtKeyStatus, see CtStatus). It
+// matches when any of Bits is set (none of them when Negate). In a bridge
+// table it needs nf_conntrack_bridge (see FamilyBridge).
+type CtMatch struct {
+	Key    CtKey
+	Bits   []string // states or status flags, by nft name
 	Negate bool
 }
 
-// CtState matches packets whose conntrack state is any of states, e.g.
-// CtState("established", "related").
-func CtState(states ...string) CtStateMatch { return CtStateMatch{States: states} }
+// CtState matches packets whose conntrack state is any of states (invalid,
+// established, related, new, untracked), e.g. CtState("established",
+// "related").
+func CtState(states ...string) CtMatch { return CtMatch{Key: CtKeyState, Bits: states} }
 
-func (m CtStateMatch) mask() (uint32, error) {
-	var mask uint32
-	for _, s := range m.States {
-		found := false
-		for _, cs := range ctStates {
-			if cs.name == s {
-				mask |= cs.bit
-				found = true
-			}
-		}
-		if !found {
-			return 0, fmt.Errorf("unknown ct state %q", s)
-		}
-	}
-	if mask == 0 {
-		return 0, errors.New("ct state without a state")
-	}
-	return mask, nil
+// CtStatus matches packets whose connection has any of the status flags
+// set (expected, seen-reply, assured, confirmed, snat, dnat), e.g.
+// CtStatus("dnat") is `ct status dnat`: a connection whose destination was
+// rewritten by DNAT (both directions of it).
+func CtStatus(flags ...string) CtMatch {
+	return CtMatch{Key: CtKeyStatus, Bits: append([]string(nil), flags...)}
 }
 
-// String returns e.g. "ct state established,related" (states in nft's order).
-func (m CtStateMatch) String() string {
-	var names []string
-	if mask, err := m.mask(); err == nil {
-		for _, cs := range ctStates {
-			if mask&cs.bit != 0 {
-				names = append(names, cs.name)
-			}
-		}
-	} else {
-		names = m.States
-	}
-	op := ""
-	if m.Negate {
-		op = "!= "
-	}
-	return "ct state " + op + strings.Join(names, ",")
-}
-
-func (m CtStateMatch) lower(*ruleCtx) ([]expr.Any, error) {
-	mask, err := m.mask()
-	if err != nil {
-		return nil, err
-	}
-	op := expr.CmpOpNeq
-	if m.Negate {
-		op = expr.CmpOpEq
-	}
-	mb := make([]byte, 4)
-	binary.NativeEndian.PutUint32(mb, mask)
-	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATE, Register: unix.NFT_REG_1},
-		&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 4, Mask: mb, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: make([]byte, 4)},
-	}, nil
-}
-
-func (m CtStateMatch) clone() Expr {
-	m.States = append([]string(nil), m.States...)
+// Not returns the negated match: none of the bits set.
+func (m CtMatch) Not() CtMatch {
+	m.Negate = !m.Negate
 	return m
 }
 
-// ct status bits, as nft names them, in bit order.
-var ctStatuses = []struct {
-	name string
-	bit  uint32
-}{
-	{"expected", 1 << 0},
-	{"seen-reply", 1 << 1},
-	{"assured", 1 << 2},
-	{"confirmed", 1 << 3},
-	{"snat", 1 << 4},
-	{"dnat", 1 << 5},
+// word returns the nft keyword of the key, e.g. "state".
+func (m CtMatch) word() string {
+	if b, ok := ctBitmasks[m.Key]; ok {
+		return b.word
+	}
+	return fmt.Sprintf("key(%d)", int(m.Key))
 }
 
-// CtStatusMatch matches the conntrack status bits of the packet's
-// connection: any of Flags set (none of them when Negate). In a bridge
-// table it needs nf_conntrack_bridge (see FamilyBridge).
-type CtStatusMatch struct {
-	Flags  []string // dnat, snat, confirmed, assured, seen-reply, expected
-	Negate bool
-}
-
-// CtStatus matches packets whose connection has any of flags set, e.g.
-// CtStatus("dnat") is `ct status dnat`: a connection whose destination was
-// rewritten by DNAT (both directions of it).
-func CtStatus(flags ...string) CtStatusMatch {
-	return CtStatusMatch{Flags: append([]string(nil), flags...)}
-}
-
-func (m CtStatusMatch) mask() (uint32, error) {
+func (m CtMatch) mask() (uint32, error) {
+	b, ok := ctBitmasks[m.Key]
+	if !ok {
+		return 0, fmt.Errorf("ct %s is not a bitmask", m.word())
+	}
 	var mask uint32
-	for _, f := range m.Flags {
-		found := false
-		for _, cs := range ctStatuses {
-			if cs.name == f {
-				mask |= cs.bit
-				found = true
-			}
+	for _, s := range m.Bits {
+		i := slices.Index(b.names, s)
+		if i < 0 || s == "" {
+			return 0, fmt.Errorf("unknown ct %s %q", b.word, s)
 		}
-		if !found {
-			return 0, fmt.Errorf("unknown ct status %q", f)
-		}
+		mask |= 1 << i
 	}
 	if mask == 0 {
-		return 0, errors.New("ct status without a flag")
+		return 0, fmt.Errorf("ct %s without a %s", b.word, b.unit)
 	}
 	return mask, nil
 }
 
-// String returns e.g. "ct status dnat" or "ct status != snat,dnat" (flags
-// in bit order).
-func (m CtStatusMatch) String() string {
-	var names []string
+// String returns e.g. "ct state established,related" or "ct status !=
+// snat,dnat" (bits in nft's order).
+func (m CtMatch) String() string {
+	names := m.Bits
 	if mask, err := m.mask(); err == nil {
-		for _, cs := range ctStatuses {
-			if mask&cs.bit != 0 {
-				names = append(names, cs.name)
+		names = nil
+		for i, n := range ctBitmasks[m.Key].names {
+			if mask&(1<<i) != 0 {
+				names = append(names, n)
 			}
 		}
-	} else {
-		names = m.Flags
 	}
-	op := ""
-	if m.Negate {
-		op = "!= "
-	}
-	return "ct status " + op + strings.Join(names, ",")
+	return "ct " + m.word() + " " + negation(m.Negate) + strings.Join(names, ",")
 }
 
-func (m CtStatusMatch) lower(*ruleCtx) ([]expr.Any, error) {
+func (m CtMatch) lower(*ruleCtx) ([]IRExpr, error) {
 	mask, err := m.mask()
 	if err != nil {
 		return nil, err
 	}
-	op := expr.CmpOpNeq
+	op := CmpNeq
 	if m.Negate {
-		op = expr.CmpOpEq
+		op = CmpEq
 	}
-	mb := make([]byte, 4)
-	binary.NativeEndian.PutUint32(mb, mask)
-	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATUS, Register: unix.NFT_REG_1},
-		&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 4, Mask: mb, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: make([]byte, 4)},
+	return []IRExpr{
+		IRCt{Key: m.Key, Dest: Reg1},
+		IRBitwise{Source: Reg1, Dest: Reg1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, mask), Xor: make([]byte, 4)},
+		IRCmp{Op: op, Reg: Reg1, Data: make([]byte, 4)},
 	}, nil
 }
 
-func (m CtStatusMatch) clone() Expr {
-	m.Flags = append([]string(nil), m.Flags...)
+func (m CtMatch) clone() Expr {
+	m.Bits = append([]string(nil), m.Bits...)
 	return m
 }
 
@@ -730,14 +556,14 @@ func (m CtDirectionMatch) String() string {
 	return "ct direction original"
 }
 
-func (m CtDirectionMatch) lower(*ruleCtx) ([]expr.Any, error) {
+func (m CtDirectionMatch) lower(*ruleCtx) ([]IRExpr, error) {
 	dir := byte(0) // IP_CT_DIR_ORIGINAL
 	if m.Reply {
 		dir = 1 // IP_CT_DIR_REPLY
 	}
-	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: unix.NFT_REG_1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{dir}},
+	return []IRExpr{
+		IRCt{Key: CtKeyDirection, Dest: Reg1},
+		IRCmp{Op: CmpEq, Reg: Reg1, Data: []byte{dir}},
 	}, nil
 }
 
@@ -754,29 +580,73 @@ type FibMatch struct {
 func FibDaddrTypeLocal() FibMatch { return FibMatch{} }
 
 // String returns "fib daddr type local" or "fib daddr type != local".
-func (m FibMatch) String() string {
-	if m.Negate {
-		return "fib daddr type != local"
-	}
-	return "fib daddr type local"
-}
+func (m FibMatch) String() string { return "fib daddr type " + negation(m.Negate) + "local" }
 
 func (m FibMatch) clone() Expr { return m }
 
-func (m FibMatch) lower(c *ruleCtx) ([]expr.Any, error) {
+func (m FibMatch) lower(c *ruleCtx) ([]IRExpr, error) {
 	if c.family != FamilyInet {
 		return nil, fmt.Errorf("%s is not valid in a %s table", m, c.family)
 	}
-	op := expr.CmpOpEq
+	op := CmpEq
 	if m.Negate {
-		op = expr.CmpOpNeq
+		op = CmpNeq
 	}
-	local := make([]byte, 4)
-	binary.NativeEndian.PutUint32(local, unix.RTN_LOCAL)
-	return []expr.Any{
-		&expr.Fib{Register: unix.NFT_REG_1, FlagDADDR: true, ResultADDRTYPE: true},
-		&expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: local},
+	return []IRExpr{
+		IRFib{Dest: Reg1, Flags: FibDAddr, Result: FibResultAddrType},
+		IRCmp{Op: op, Reg: Reg1, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
 	}, nil
+}
+
+// PayloadSetStmt rewrites a field of the frame to a constant: `ether
+// saddr set 02:00:00:00:00:01` (MAC rewrite). Only link-layer header
+// fields can be written, so only in bridge tables: a network or transport
+// header field would need its checksums updated, which the model does not
+// lower.
+type PayloadSetStmt struct {
+	Field Field
+	Value string // in Match.Value syntax, a single value
+}
+
+// SetPayload returns `FIELD set VALUE`.
+func SetPayload(f Field, value string) PayloadSetStmt { return PayloadSetStmt{Field: f, Value: value} }
+
+// String returns e.g. "ether saddr set 02:00:00:00:00:01".
+func (s PayloadSetStmt) String() string {
+	arg := s.Value
+	if len(s.Field.parts) == 1 {
+		k := s.Field.parts[0].key
+		if v, err := k.parseValue(s.Value, modeSingle); err == nil {
+			arg = k.nftText(v)
+		}
+	}
+	return s.Field.String() + " set " + arg
+}
+
+func (s PayloadSetStmt) clone() Expr {
+	s.Field = s.Field.clone()
+	return s
+}
+
+func (s PayloadSetStmt) lower(c *ruleCtx) ([]IRExpr, error) {
+	if len(s.Field.parts) != 1 {
+		return nil, fmt.Errorf("%s: only a single field can be set", s)
+	}
+	p := s.Field.parts[0]
+	if p.kind != loadPayload || p.base != PayloadLinkHeader {
+		return nil, fmt.Errorf("%s: only link-layer header fields can be set (others need checksum updates)", s)
+	}
+	deps, err := c.dependencies(s.Field.parts, s)
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.key.parseValue(s.Value, modeSingle)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s, err)
+	}
+	return append(deps,
+		IRImmediate{Dest: Reg1, Data: p.key.wire(v.lo)},
+		IRPayloadWrite{Source: Reg1, Base: p.base, Offset: p.offset, Len: uint32(p.key.Size())}), nil
 }
 
 // VMapStmt looks Field up in a verdict map and applies the verdict it maps
@@ -797,11 +667,11 @@ func (v VMapStmt) String() string { return v.Field.String() + " vmap @" + v.Map 
 func (VMapStmt) terminal() bool { return true }
 
 func (v VMapStmt) clone() Expr {
-	v.Field.parts = append([]selector(nil), v.Field.parts...)
+	v.Field = v.Field.clone()
 	return v
 }
 
-func (v VMapStmt) lower(c *ruleCtx) ([]expr.Any, error) {
+func (v VMapStmt) lower(c *ruleCtx) ([]IRExpr, error) {
 	m, ok := c.maps[v.Map]
 	if !ok {
 		return nil, fmt.Errorf("%s: unknown map %q", v, v.Map)
@@ -817,7 +687,7 @@ func (v VMapStmt) lower(c *ruleCtx) ([]expr.Any, error) {
 		return nil, err
 	}
 	c.refSets = append(c.refSets, v.Map)
-	return append(out, &expr.Lookup{SourceRegister: unix.NFT_REG_1, SetName: v.Map, DestRegister: unix.NFT_REG_VERDICT, IsDestRegSet: true}), nil
+	return append(out, IRLookup{Source: Reg1, Set: v.Map, Dest: RegVerdict, HasDest: true}), nil
 }
 
 // NATKind is the kind of a NAT map statement.
@@ -837,7 +707,8 @@ const (
 // not in the map is left alone and goes on to the next rule. Inet tables
 // only; dnat in nat chains on hooks prerouting or output, snat on
 // postrouting or input. The rule implicitly matches the map's family
-// (`meta nfproto`).
+// (`meta nfproto`). The key may be computed: `dnat to numgen random mod 2
+// map @backends` spreads connections over the map's values.
 type NATMapStmt struct {
 	Kind NATKind
 	Key  Field
@@ -882,26 +753,26 @@ func (n NATMapStmt) textIn(maps map[string]*Map) string {
 func (NATMapStmt) terminal() bool { return true }
 
 func (n NATMapStmt) clone() Expr {
-	n.Key.parts = append([]selector(nil), n.Key.parts...)
+	n.Key = n.Key.clone()
 	return n
 }
 
-func (n NATMapStmt) lower(c *ruleCtx) ([]expr.Any, error) {
+func (n NATMapStmt) lower(c *ruleCtx) ([]IRExpr, error) {
 	what := n.textIn(c.maps)
-	var natType expr.NATType
+	var natType NATType
 	var hooks []Hook
 	switch n.Kind {
 	case NATDst:
-		natType, hooks = expr.NATTypeDestNAT, []Hook{HookPrerouting, HookOutput}
+		natType, hooks = NATTypeDst, []Hook{HookPrerouting, HookOutput}
 	case NATSrc:
-		natType, hooks = expr.NATTypeSourceNAT, []Hook{HookPostrouting, HookInput}
+		natType, hooks = NATTypeSrc, []Hook{HookPostrouting, HookInput}
 	default:
 		return nil, fmt.Errorf("%s: unknown nat kind %q", what, n.Kind)
 	}
 	if c.family != FamilyInet {
 		return nil, fmt.Errorf("%s: nat is not valid in a %s table", what, c.family)
 	}
-	if c.chain != nil && c.chain.base() && (c.chain.Type != ChainTypeNAT || !slices.Contains(hooks, c.chain.Hook)) {
+	if c.chain != nil && c.chain.IsBase() && (c.chain.Type != ChainTypeNAT || !slices.Contains(hooks, c.chain.Hook)) {
 		return nil, fmt.Errorf("%s: %s is only valid in a nat chain on hook %s or %s", what, n.Kind, hooks[0], hooks[1])
 	}
 	m, ok := c.maps[n.Map]
@@ -914,12 +785,12 @@ func (n NATMapStmt) lower(c *ruleCtx) ([]expr.Any, error) {
 	if keyString(m.Key) != keyString(n.Key.Key()) {
 		return nil, fmt.Errorf("%s: map %q has key type %s, key has type %s", what, n.Map, keyString(m.Key), keyString(n.Key.Key()))
 	}
-	var family byte
+	var family NetProto
 	switch {
 	case len(m.Value) >= 1 && m.Value[0] == KeyIPv4:
-		family = unix.NFPROTO_IPV4
+		family = NetProtoIPv4
 	case len(m.Value) >= 1 && m.Value[0] == KeyIPv6:
-		family = unix.NFPROTO_IPV6
+		family = NetProtoIPv6
 	}
 	withPort := len(m.Value) == 2 && m.Value[1] == KeyInetService
 	if family == 0 || (len(m.Value) != 1 && !withPort) {
@@ -940,15 +811,13 @@ func (n NATMapStmt) lower(c *ruleCtx) ([]expr.Any, error) {
 	// register after the (padded) address.
 	// One address (and port), not a range: max = min, as the kernel
 	// records it anyway.
-	nat := &expr.NAT{Type: natType, Family: uint32(family), RegAddrMin: unix.NFT_REG_1, RegAddrMax: unix.NFT_REG_1}
+	nat := IRNAT{Type: natType, Family: family, AddrMin: Reg1, AddrMax: Reg1}
 	if withPort {
-		nat.RegProtoMin = regAt(pad4(m.Value[0].size()))
-		nat.RegProtoMax = nat.RegProtoMin
+		nat.ProtoMin = regAt(pad4(m.Value[0].Size()))
+		nat.ProtoMax = nat.ProtoMin
 		nat.Specified = true
 	}
-	return append(out,
-		&expr.Lookup{SourceRegister: unix.NFT_REG_1, SetName: n.Map, DestRegister: unix.NFT_REG_1, IsDestRegSet: true},
-		nat), nil
+	return append(out, IRLookup{Source: Reg1, Set: n.Map, Dest: Reg1, HasDest: true}, nat), nil
 }
 
 // CounterStmt counts packets and bytes (`counter`).
@@ -958,9 +827,9 @@ type CounterStmt struct{}
 func Counter() CounterStmt { return CounterStmt{} }
 
 // String returns "counter".
-func (CounterStmt) String() string                     { return "counter" }
-func (CounterStmt) lower(*ruleCtx) ([]expr.Any, error) { return []expr.Any{&expr.Counter{}}, nil }
-func (s CounterStmt) clone() Expr                      { return s }
+func (CounterStmt) String() string                   { return "counter" }
+func (CounterStmt) lower(*ruleCtx) ([]IRExpr, error) { return []IRExpr{IRCounter{}}, nil }
+func (s CounterStmt) clone() Expr                    { return s }
 
 // MasqueradeStmt rewrites the source address to the output interface's
 // (`masquerade`). Only valid in a nat chain on hook postrouting.
@@ -973,14 +842,14 @@ func Masquerade() MasqueradeStmt { return MasqueradeStmt{} }
 func (MasqueradeStmt) String() string { return "masquerade" }
 func (MasqueradeStmt) terminal() bool { return true }
 func (s MasqueradeStmt) clone() Expr  { return s }
-func (MasqueradeStmt) lower(c *ruleCtx) ([]expr.Any, error) {
+func (MasqueradeStmt) lower(c *ruleCtx) ([]IRExpr, error) {
 	if c.family != FamilyInet {
 		return nil, fmt.Errorf("masquerade is not valid in a %s table", c.family)
 	}
-	if c.chain != nil && c.chain.base() && (c.chain.Type != ChainTypeNAT || c.chain.Hook != HookPostrouting) {
+	if c.chain != nil && c.chain.IsBase() && (c.chain.Type != ChainTypeNAT || c.chain.Hook != HookPostrouting) {
 		return nil, errors.New("masquerade is only valid in a nat chain on hook postrouting")
 	}
-	return []expr.Any{&expr.Masq{}}, nil
+	return []IRExpr{IRMasq{}}, nil
 }
 
 // RejectStmt drops the packet and answers with an ICMP (or ICMPv6)
@@ -994,8 +863,8 @@ func Reject() RejectStmt { return RejectStmt{} }
 func (RejectStmt) String() string { return "reject" }
 func (RejectStmt) terminal() bool { return true }
 func (s RejectStmt) clone() Expr  { return s }
-func (RejectStmt) lower(*ruleCtx) ([]expr.Any, error) {
-	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}}, nil
+func (RejectStmt) lower(*ruleCtx) ([]IRExpr, error) {
+	return []IRExpr{IRReject{Type: RejectICMPX, Code: RejectICMPXPortUnrch}}, nil
 }
 
 // VerdictStmt ends the rule with a verdict: accept, drop, return, or jump
@@ -1031,35 +900,29 @@ func (v VerdictStmt) String() string {
 func (VerdictStmt) terminal() bool { return true }
 func (v VerdictStmt) clone() Expr  { return v }
 
-var verdictKinds = map[Verdict]expr.VerdictKind{
-	VerdictAccept: expr.VerdictAccept,
-	VerdictDrop:   expr.VerdictDrop,
-	VerdictReturn: expr.VerdictReturn,
-	VerdictJump:   expr.VerdictJump,
-	VerdictGoto:   expr.VerdictGoto,
-}
+// ir returns the verdict as the kernel encodes it (v is valid).
+func (v VerdictStmt) ir() IRVerdict { return IRVerdict{Code: verdictCodes[v.Verdict], Chain: v.Chain} }
 
-func (v VerdictStmt) lower(c *ruleCtx) ([]expr.Any, error) {
-	kind, ok := verdictKinds[v.Verdict]
-	if !ok {
+func (v VerdictStmt) lower(c *ruleCtx) ([]IRExpr, error) {
+	if _, ok := verdictCodes[v.Verdict]; !ok {
 		return nil, fmt.Errorf("unknown verdict %q", v.Verdict)
 	}
 	if v.Verdict != VerdictJump && v.Verdict != VerdictGoto {
 		if v.Chain != "" {
 			return nil, fmt.Errorf("verdict %s takes no chain", v.Verdict)
 		}
-		return []expr.Any{&expr.Verdict{Kind: kind}}, nil
+		return []IRExpr{v.ir()}, nil
 	}
 	target, ok := c.lookupChain(v.Chain)
 	if !ok {
 		return nil, fmt.Errorf("%s: unknown chain %q", v, v.Chain)
 	}
-	if target.base() {
+	if target.IsBase() {
 		return nil, fmt.Errorf("%s: chain %q is a base chain", v, v.Chain)
 	}
 	if c.chain != nil && target.Name == c.chain.Name {
 		return nil, fmt.Errorf("%s: chain jumps to itself", v)
 	}
 	c.refChains = append(c.refChains, v.Chain)
-	return []expr.Any{&expr.Verdict{Kind: kind, Chain: v.Chain}}, nil
+	return []IRExpr{v.ir()}, nil
 }
