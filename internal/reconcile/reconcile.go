@@ -202,6 +202,10 @@ type diff struct {
 	failed         map[netmodel.Owner]error
 	flowsNow       []FlowJob
 	flowsLater     []FlowJob
+	// undo puts back what the diff recorded of each firewall object,
+	// newest last: run for the objects the host did not take, so that
+	// what the reconciler holds follows what the kernel holds.
+	undo map[netmodel.Key][]func()
 }
 
 // FlowJob is a judgement of tracked flows: the flows of Addrs that Guard
@@ -231,7 +235,7 @@ func index(u *netmodel.Unit) map[netmodel.Key]netmodel.Object {
 func (r *Reconciler) Apply(ctx context.Context, changes ...Change) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := &diff{owners: map[netmodel.Key]netmodel.Owner{}, failed: map[netmodel.Owner]error{}}
+	d := &diff{owners: map[netmodel.Key]netmodel.Owner{}, failed: map[netmodel.Owner]error{}, undo: map[netmodel.Key][]func(){}}
 	for _, c := range changes {
 		r.diffChange(c, d)
 	}
@@ -245,10 +249,13 @@ func (r *Reconciler) diffChange(c Change, d *diff) {
 			k := o.Key()
 			d.owners[k] = c.Owner
 			if netmodel.Shared(o) {
-				changed, err := r.fw.want(c.Owner, o)
+				changed, undo, err := r.fw.want(c.Owner, o)
 				if err != nil {
 					d.failed[c.Owner] = err
-				} else if changed {
+					continue
+				}
+				d.undo[k] = append(d.undo[k], undo)
+				if changed {
 					d.ensure = append(d.ensure, o)
 					d.layout = d.layout || layout(o)
 				}
@@ -258,7 +265,7 @@ func (r *Reconciler) diffChange(c Change, d *diff) {
 				continue
 			}
 			if e, ok := o.(netmodel.NftElement); ok {
-				r.fw.setElement(e, true)
+				d.undo[k] = append(d.undo[k], r.fw.setElement(e, true))
 			}
 			d.ensure = append(d.ensure, o)
 		}
@@ -273,14 +280,16 @@ func (r *Reconciler) diffChange(c Change, d *diff) {
 				continue
 			}
 			if netmodel.Shared(o) {
-				if gone, last := r.fw.release(c.Owner, k); last {
+				gone, last, undo := r.fw.release(c.Owner, k)
+				d.undo[k] = append(d.undo[k], undo)
+				if last {
 					d.remove = append(d.remove, gone)
 					d.layout = d.layout || layout(gone)
 				}
 				continue
 			}
 			if e, ok := o.(netmodel.NftElement); ok {
-				r.fw.setElement(e, false)
+				d.undo[k] = append(d.undo[k], r.fw.setElement(e, false))
 			}
 			if l, ok := o.(netmodel.Link); ok && l.NS.IsHost() && l.Kind == netmodel.LinkVeth {
 				d.unlink = append(d.unlink, l)
@@ -361,6 +370,10 @@ func (r *Reconciler) apply(ctx context.Context, d *diff, changes []Change) error
 					d.failed[o] = err
 				}
 			}
+			// The batch is atomic: the kernel holds the firewall as it was.
+			for k := range d.undo {
+				d.undoKey(k)
+			}
 		}
 	}
 	var err error
@@ -371,6 +384,7 @@ func (r *Reconciler) apply(ctx context.Context, d *diff, changes []Change) error
 	}
 	if err != nil {
 		for k, kerr := range dataplane.FailedKeys(err, append(keysOf(ensure), keysOf(remove)...)) {
+			d.undoKey(k)
 			if o, ok := d.owners[k]; ok {
 				if _, seen := d.failed[o]; !seen {
 					d.failed[o] = fmt.Errorf("%s: %w", k, kerr)
@@ -404,6 +418,15 @@ func (r *Reconciler) apply(ctx context.Context, d *diff, changes []Change) error
 	// what the next try of the owners' changes does not.
 	r.pokeRetry()
 	return &OwnerError{Failed: d.failed}
+}
+
+// undoKey puts back what the diff recorded of the object with key k.
+func (d *diff) undoKey(k netmodel.Key) {
+	undo := d.undo[k]
+	for i := len(undo) - 1; i >= 0; i-- {
+		undo[i]()
+	}
+	delete(d.undo, k)
 }
 
 func keysOf(objs []netmodel.Object) []netmodel.Key {

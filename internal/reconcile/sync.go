@@ -89,7 +89,7 @@ func (r *Reconciler) Sync(ctx context.Context, units []*netmodel.Unit, opts Sync
 		for _, o := range u.Objects {
 			k := o.Key()
 			if netmodel.Shared(o) {
-				if _, err := fw.want(u.Owner, o); err != nil {
+				if _, _, err := fw.want(u.Owner, o); err != nil {
 					p.rep.Failed[u.Owner] = err
 					p.problem(u.Owner, k, "%v", err)
 					continue

@@ -309,3 +309,75 @@ func BenchmarkAttach(b *testing.B) {
 		}
 	}
 }
+
+// Every mutation that the kernel refuses leaves the intent and the host as
+// they were: a policy change of an endpoint, of a network, a namespace's
+// creation.
+func TestEveryRefusedMutationRollsBack(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	ep, _ := l.attached("blue", "web", mapping(6, 8080, 80))
+	addr := ep.IpConfigurations[0].IpAddress
+	cases := []struct {
+		name string
+		fail netmodel.Key // an object the change makes
+		do   func() error
+	}{
+		{"endpoint policies", netmodel.Port{Proto: "tcp", Port: 9090}.Key(), func() error {
+			_, err := l.svc.ModifyEndpoint(ctx, "web", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
+				Settings: json.RawMessage(`{"Policies":[{"Type":"PortMapping","Settings":{"Protocol":6,"ExternalPort":9090,"InternalPort":90}}]}`)})
+			return err
+		}},
+		// The network's ACLs change its endpoint's profile: the element
+		// that sends the endpoint's address to it.
+		{"network policies", netmodel.NftElement{Table: policy.TableName, Set: policy.MapACLIn4, Elem: addr}.Key(), func() error {
+			_, err := l.svc.ModifyNetwork(ctx, "blue", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
+				Settings: json.RawMessage(`{"Policies":[{"Type":"NetworkACL","Settings":{"Action":"Block","Direction":"In","Protocols":"17","Priority":10}}]}`)})
+			return err
+		}},
+		{"namespace", netmodel.Namespace{NS: netmodel.NS{Path: labNetnsDir + "/" + fixedID("new-ns")}}.Key(), func() error {
+			_, err := l.svc.CreateNamespace(ctx, api.Namespace{ID: fixedID("new-ns"), Name: "new-ns"})
+			return err
+		}},
+	}
+	for _, c := range cases {
+		before, recBefore := l.dump(), records(t, l.st)
+		l.host.FailNext(c.fail, fmt.Errorf("injected"))
+		if err := c.do(); err == nil {
+			t.Errorf("%s: the kernel's refusal was not reported", c.name)
+			continue
+		}
+		if after := l.dump(); after != before {
+			t.Errorf("%s: the host changed:\n%s\nwas\n%s", c.name, after, before)
+		}
+		if after := records(t, l.st); after != recBefore {
+			t.Errorf("%s: the records changed:\n%s\nwere\n%s", c.name, after, recBefore)
+		}
+		l.check()
+	}
+}
+
+// records renders the store's records (not the outbox, which a change
+// writes and the next one sweeps).
+func records(t *testing.T, st store.Store) string {
+	var b strings.Builder
+	err := st.View(func(tx store.Tx) error {
+		for _, bucket := range store.Buckets {
+			if bucket == store.Outbox {
+				continue
+			}
+			if err := tx.ForEach(bucket, "", func(k string, v []byte) error {
+				fmt.Fprintf(&b, "%s/%s=%s\n", bucket, k, v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
