@@ -512,6 +512,9 @@ func (f *Fake) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observa
 	for _, ns := range q.Namespaces {
 		if s, err := f.space(ns); err == nil {
 			o.NSIDs[ns] = s.nsid
+			if q.NoIDs {
+				o.NSIDs[ns] = -1
+			}
 		}
 	}
 	for _, k := range q.Sysctls {

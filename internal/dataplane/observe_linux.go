@@ -26,7 +26,17 @@ func (h *Linux) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observ
 	}
 	// The host's IDs of the namespaces are asked while the host is read:
 	// at a restart with thousands of endpoints both take time.
-	go func() { ids <- h.NamespaceIDs(paths) }()
+	go func() {
+		if q.NoIDs {
+			none := make([]int, len(paths))
+			for i := range none {
+				none[i] = -1
+			}
+			ids <- none
+			return
+		}
+		ids <- h.NamespaceIDs(paths)
+	}()
 	var err error
 	if !q.OnlyAsked {
 		err = h.observeLinks(h.nl, netmodel.Host, h.cfg.tagged, o)

@@ -17,6 +17,9 @@ type Query struct {
 	LookInto []NS
 	// OnlyAsked skips what is always read: only what the query names is.
 	OnlyAsked bool
+	// NoIDs checks the presence of Namespaces without asking their IDs
+	// (NSIDs then says -1 for each present one).
+	NoIDs bool
 }
 
 // Observation is what the host holds of hostnet's objects and of the

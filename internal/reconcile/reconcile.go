@@ -60,8 +60,11 @@ type Reconciler struct {
 	host dataplane.Host
 	log  *slog.Logger
 
-	mu     sync.Mutex // serialises changes
-	fw     *firewall
+	mu sync.Mutex // serialises changes
+	fw *firewall
+	// held are each owner's objects in the host namespace (firewall
+	// aside), as last applied: what Check compares with the host.
+	held   map[netmodel.Owner][]netmodel.Object
 	failed map[netmodel.Owner]error // owners whose last change failed
 
 	background sync.WaitGroup
@@ -121,7 +124,7 @@ func New(cfg Config) *Reconciler {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Reconciler{cfg: cfg, host: cfg.Host, log: log, fw: newFirewall(), failed: map[netmodel.Owner]error{},
+	return &Reconciler{cfg: cfg, host: cfg.Host, log: log, fw: newFirewall(), held: map[netmodel.Owner][]netmodel.Object{}, failed: map[netmodel.Owner]error{},
 		closing: make(chan struct{}), unlinking: map[string]chan struct{}{}, unlinked: map[string]time.Time{}, flowQueue: map[netip.Addr]*netmodel.FlowGuard{},
 		retry: make(chan struct{}, 1)}
 }
@@ -243,6 +246,11 @@ func (r *Reconciler) Apply(ctx context.Context, changes ...Change) error {
 }
 
 func (r *Reconciler) diffChange(c Change, d *diff) {
+	if c.New == nil {
+		delete(r.held, c.Owner)
+	} else {
+		r.held[c.Owner] = hostSide(c.New)
+	}
 	old, cur := index(c.Old), index(c.New)
 	if c.New != nil {
 		for _, o := range c.New.Objects {

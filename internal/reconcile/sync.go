@@ -20,6 +20,11 @@ type SyncOptions struct {
 	// namespaces are taken as in place when their owner's sealed link is
 	// (Report.Assumed), and applied otherwise.
 	LookInto []netmodel.NS
+	// Shallow checks that namespaces are there without asking the host's
+	// IDs of them: a veth's other side is only checked to be in another
+	// namespace (Check, which runs every few seconds, saves opening every
+	// endpoint's namespace).
+	Shallow bool
 }
 
 // Problem is one way the kernel differs from the desired state.
@@ -79,15 +84,58 @@ func (p *pass) problem(owner netmodel.Owner, k netmodel.Key, format string, args
 func (r *Reconciler) Sync(ctx context.Context, units []*netmodel.Unit, opts SyncOptions) (*Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.pass(ctx, units, newFirewall(), opts)
+}
+
+// Check is the light check of the self-repair loop: it compares with the
+// host what the reconciler holds (each owner's objects in the host
+// namespace, and the firewall), without anything planned again, and
+// changes nothing. It sees what a full pass sees of the host side: a
+// missing or changed link, address, sysctl, file or held port, a
+// namespace gone, a tagged object no owner wants, the firewall; not what
+// lives inside the endpoints' namespaces. When it reports a problem, the
+// caller runs a full pass (Sync) to repair.
+func (r *Reconciler) Check(ctx context.Context) (*Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	units := make([]*netmodel.Unit, 0, len(r.held))
+	for o, objs := range r.held {
+		units = append(units, &netmodel.Unit{Owner: o, Objects: objs})
+	}
+	return r.pass(ctx, units, r.fw, SyncOptions{DryRun: true, Shallow: true})
+}
+
+// hostSide returns the objects of u in the host namespace, firewall
+// aside: what Check compares.
+func hostSide(u *netmodel.Unit) []netmodel.Object {
+	if u == nil {
+		return nil
+	}
+	var out []netmodel.Object
+	for _, o := range u.Objects {
+		if k := o.Key(); k.NS.IsHost() && k.Kind < netmodel.KindNftSet {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// pass compares units with the host and, unless opts.DryRun, repairs. fw
+// is the firewall's desired content: composed from the units (a full
+// pass), or held (Check). The caller holds r.mu.
+func (r *Reconciler) pass(ctx context.Context, units []*netmodel.Unit, fw *firewall, opts SyncOptions) (*Report, error) {
+	held := fw == r.fw
 	p := &pass{r: r, opts: opts, rep: &Report{Failed: map[netmodel.Owner]error{}}, want: map[netmodel.Key]wanted{}, units: units,
 		fresh: map[netmodel.NS]bool{}, gone: map[netmodel.NS]bool{}, assume: map[netmodel.Owner]bool{}, owners: map[netmodel.Key]netmodel.Owner{}}
-	fw := newFirewall()
 	for _, u := range units {
 		if u == nil {
 			continue
 		}
 		for _, o := range u.Objects {
 			k := o.Key()
+			if held && k.Kind >= netmodel.KindNftSet {
+				continue
+			}
 			if netmodel.Shared(o) {
 				if _, _, err := fw.want(u.Owner, o); err != nil {
 					p.rep.Failed[u.Owner] = err
@@ -130,6 +178,12 @@ func (r *Reconciler) Sync(ctx context.Context, units []*netmodel.Unit, opts Sync
 		return p.rep, nil
 	}
 	r.fw = fw
+	r.held = make(map[netmodel.Owner][]netmodel.Object, len(units))
+	for _, u := range units {
+		if u != nil {
+			r.held[u.Owner] = hostSide(u)
+		}
+	}
 	if len(ops) > 0 {
 		if err := r.host.SyncFirewall(ctx, tables); err != nil {
 			// The firewall holds every owner's filters: none is applied.
@@ -167,7 +221,7 @@ func (r *Reconciler) Sync(ctx context.Context, units []*netmodel.Unit, opts Sync
 // observe reads the host: what is always read, the namespaces, sysctls
 // and files the desired state names, and the namespaces to look into.
 func (p *pass) observe(ctx context.Context) error {
-	q := netmodel.Query{LookInto: p.opts.LookInto}
+	q := netmodel.Query{LookInto: p.opts.LookInto, NoIDs: p.opts.Shallow}
 	spaces := map[netmodel.NS]bool{}
 	for _, w := range p.want {
 		k := w.obj.Key()
@@ -428,7 +482,11 @@ func (p *pass) linkDiff(l netmodel.Link) []string {
 		out = append(out, fmt.Sprintf("%s has MAC %s, not %s", noun, have.MAC, l.MAC))
 	}
 	if l.Kind == netmodel.LinkVeth && l.Peer != nil && l.NS.IsHost() && !l.Peer.NS.IsHost() {
-		if id, ok := p.obs.NSIDs[l.Peer.NS]; !ok || id < 0 || have.PeerNSID != id {
+		id, ok := p.obs.NSIDs[l.Peer.NS]
+		if p.opts.Shallow && ok {
+			id = have.PeerNSID // the host's IDs were not asked: any other namespace will do
+		}
+		if !ok || id < 0 || have.PeerNSID != id {
 			out = append(out, fmt.Sprintf("%s has no peer in %s", noun, l.Peer.NS.Path))
 		}
 	}

@@ -483,6 +483,10 @@ func (p *plan) problem(owner netmodel.Owner, k netmodel.Key, what string) api.Pr
 func (s *Service) Repair(ctx context.Context, reason string) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The light check first: nothing is planned when nothing drifted.
+	if quick, err := s.rec.Check(ctx); err == nil && quick.InSync() && len(s.rec.Failed()) == 0 {
+		return 0, nil
+	}
 	collected, err := s.forgetVanished(ctx, true)
 	if err != nil {
 		return 0, err

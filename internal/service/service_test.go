@@ -381,3 +381,28 @@ func records(t *testing.T, st store.Store) string {
 	}
 	return b.String()
 }
+
+// BenchmarkFullPass measures a full pass of the reconciler (the periodic
+// self-repair check) over 2,000 attached endpoints on the fake host: it
+// plans every owner and compares it with what the host reports.
+func BenchmarkFullPass(b *testing.B) {
+	l := newLab(b)
+	ctx := context.Background()
+	l.network("blue", "10.64.0.0/12")
+	for i := 0; i < 2000; i++ {
+		ns, err := l.svc.CreateNamespace(ctx, api.Namespace{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := l.svc.CreateEndpoint(ctx, api.Endpoint{HostComputeNetwork: "blue", HostComputeNamespace: ns.ID,
+			Policies: []api.Policy{mapping(6, 10000+i, 80), acl("Allow", "In", "80", 100)}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if n, err := l.svc.Repair(ctx, "bench"); err != nil || n != 0 {
+			b.Fatalf("repair: %d problems, %v", n, err)
+		}
+	}
+}
