@@ -104,8 +104,7 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 	}
 	phase("outbox")
 	if spaces := assumedSpaces(p, r.Assumed); len(spaces) > 0 {
-		s.background.Add(1)
-		go s.verifyLater(spaces)
+		s.verifyInBackground(spaces, "after the restart")
 	}
 	s.log.Info("reconciled", "owners", rep.Owners, "dropped_non_persistent", rep.DroppedNonPersistent,
 		"collected_namespaces", rep.CollectedNamespaces, "repaired", rep.Repaired, "failures", rep.Failures, slog.Group("took", phases...))
@@ -173,13 +172,31 @@ func assumedSpaces(p *plan, assumed []netmodel.Owner) []spaceOwners {
 	return out
 }
 
-// verifyLater looks inside the namespaces a start took as in place, and
-// repairs what was changed there while the daemon was down (an address,
-// a route, the device's state). It runs after the API is served, one
+// verifyInBackground looks inside the namespaces a pass took as in place
+// (a start, or a full pass of self-repair), and repairs what was changed
+// there (an address, a route, the device's state) while the daemon was
+// down or since the last look. It runs after the API is served, one
 // namespace at a time under the lock, so requests interleave with it;
 // Close stops it.
-func (s *Service) verifyLater(spaces []spaceOwners) {
+//
+// The caller holds mu. While a verification runs, another is not
+// started: spaces are dropped, and a later full pass takes them up.
+func (s *Service) verifyInBackground(spaces []spaceOwners, why string) {
+	if s.verifying {
+		return
+	}
+	s.verifying = true
+	s.background.Add(1)
+	go s.verifyLater(spaces, why)
+}
+
+func (s *Service) verifyLater(spaces []spaceOwners, why string) {
 	defer s.background.Done()
+	defer func() {
+		s.mu.Lock()
+		s.verifying = false
+		s.mu.Unlock()
+	}()
 	start := time.Now()
 	for _, sp := range spaces {
 		select {
@@ -188,10 +205,30 @@ func (s *Service) verifyLater(spaces []spaceOwners) {
 		default:
 		}
 		if err := s.verify(sp.ns, sp.owners); err != nil {
-			s.log.Warn("verifying a namespace after the restart", "namespace", sp.ns.Path, "err", err)
+			s.log.Warn("verifying a namespace "+why, "namespace", sp.ns.Path, "err", err)
 		}
 	}
-	s.log.Info("verified the adopted namespaces from inside", "namespaces", len(spaces), "took", time.Since(start))
+	s.log.Info("verified namespaces from inside "+why, "namespaces", len(spaces), "took", time.Since(start))
+}
+
+// verifyBatch is how many namespaces a full pass of self-repair looks
+// into, in turn: every namespace is looked into once in
+// len(namespaces)/verifyBatch full passes.
+const verifyBatch = 200
+
+// nextBatch returns the verifyBatch namespaces after s.verifiedUpTo in
+// path order, going round, and moves the cursor; spaces are sorted.
+func (s *Service) nextBatch(spaces []spaceOwners) []spaceOwners {
+	if len(spaces) <= verifyBatch {
+		return spaces
+	}
+	i := sort.Search(len(spaces), func(i int) bool { return spaces[i].ns.Path > s.verifiedUpTo })
+	out := make([]spaceOwners, 0, verifyBatch)
+	for n := 0; n < verifyBatch; n++ {
+		out = append(out, spaces[(i+n)%len(spaces)])
+	}
+	s.verifiedUpTo = out[len(out)-1].ns.Path
+	return out
 }
 
 // verify plans now the owners that had objects in ns at start, and has
@@ -484,9 +521,15 @@ func (s *Service) Repair(ctx context.Context, reason string) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The light check first: nothing is planned when nothing drifted.
-	if quick, err := s.rec.Check(ctx); err == nil && quick.InSync() && len(s.rec.Failed()) == 0 {
-		return 0, nil
+	// It does not look inside containers' namespaces, so one check in
+	// fullPassEvery is a full pass.
+	if s.lightChecks < fullPassEvery-1 {
+		if quick, err := s.rec.Check(ctx); err == nil && quick.InSync() && len(s.rec.Failed()) == 0 {
+			s.lightChecks++
+			return 0, nil
+		}
 	}
+	s.lightChecks = 0
 	collected, err := s.forgetVanished(ctx, true)
 	if err != nil {
 		return 0, err
@@ -507,11 +550,19 @@ func (s *Service) Repair(ctx context.Context, reason string) (int, error) {
 		ap := p.problem(o, netmodel.Key{}, err.Error())
 		s.event("Failed", problemObject(ap), ap.Problem)
 	}
+	if spaces := assumedSpaces(p, r.Assumed); len(spaces) > 0 {
+		s.verifyInBackground(s.nextBatch(spaces), "in self-repair")
+	}
 	if n := len(r.Problems); n > 0 {
 		s.log.Warn("the kernel drifted from hostnet's intent; repaired", "reason", reason, "problems", n)
 	}
 	return len(r.Problems) + collected, nil
 }
+
+// fullPassEvery is how often a check is a full pass rather than a light
+// one: with the daemon's 10 s interval, a route deleted by hand inside a
+// container's namespace comes back within a minute.
+const fullPassEvery = 6
 
 func problemObject(p api.Problem) string {
 	switch {

@@ -61,6 +61,15 @@ type Service struct {
 
 	outbox outbox // guarded by mu
 
+	// lightChecks counts the light checks in a row that found nothing;
+	// every fullPassEvery-th check is a full pass (guarded by mu).
+	lightChecks int
+	// verifying is set while namespaces are looked into in the
+	// background; verifiedUpTo is the path of the last namespace a full
+	// pass had looked into, where the next one goes on (guarded by mu).
+	verifying    bool
+	verifiedUpTo string
+
 	hostResolv hostResolv // the host's DNS settings, cached
 
 	background sync.WaitGroup // verification after a start; Close waits

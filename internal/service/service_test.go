@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -243,6 +244,31 @@ func TestRepairPutsBack(t *testing.T) {
 	}
 }
 
+// The light check does not look inside containers' namespaces: an
+// address deleted there comes back at the next full pass, at most
+// fullPassEvery checks later.
+func TestDriftInsideANamespaceIsRepairedByAFullPass(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	ep, ns := l.attached("blue", "web")
+	want := l.dump()
+	prefix := netip.MustParsePrefix(ep.IpConfigurations[0].IpAddress + "/24")
+	l.host.DeleteAddr(netmodel.Addr{NS: netmodel.NS{Path: labNetnsDir + "/" + ns.ID}, Link: "eth0", Prefix: prefix})
+	if l.dump() == want {
+		t.Fatal("the address was not deleted")
+	}
+	for i := 0; i < fullPassEvery && l.dump() != want; i++ {
+		if _, err := l.svc.Repair(ctx, "test"); err != nil {
+			t.Fatal(err)
+		}
+		l.svc.background.Wait()
+	}
+	if got := l.dump(); got != want {
+		t.Errorf("after %d checks:\n%s\nwant\n%s", fullPassEvery, got, want)
+	}
+}
+
 // A wrapped namespace that vanishes takes its endpoints with it, and their
 // addresses go back to the pool.
 func TestVanishedNamespaceIsCollected(t *testing.T) {
@@ -403,6 +429,26 @@ func BenchmarkFullPass(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if n, err := l.svc.Repair(ctx, "bench"); err != nil || n != 0 {
 			b.Fatalf("repair: %d problems, %v", n, err)
+		}
+	}
+}
+
+// A full pass looks into verifyBatch namespaces, in turn, going round.
+func TestFullPassesLookIntoNamespacesInTurn(t *testing.T) {
+	s := &Service{}
+	var spaces []spaceOwners
+	for i := range verifyBatch*2 + verifyBatch/2 {
+		spaces = append(spaces, spaceOwners{ns: netmodel.NS{Path: fmt.Sprintf("/ns/%04d", i)}})
+	}
+	seen := map[string]int{}
+	for range 5 {
+		for _, sp := range s.nextBatch(spaces) {
+			seen[sp.ns.Path]++
+		}
+	}
+	for _, sp := range spaces {
+		if seen[sp.ns.Path] != 2 {
+			t.Fatalf("%s looked into %d times in 5 passes over 2.5 batches, want 2", sp.ns.Path, seen[sp.ns.Path])
 		}
 	}
 }
