@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -38,26 +39,25 @@ import (
 //     MaxNetworkRoutes subnet routes, which every endpoint receives, so an
 //     attach sends at most 64 + 64 + 2 (default routes) routes.
 const (
-	MaxNameLen              = 256
-	MaxVerbatimDepth        = 32
-	MaxVerbatimBytes        = 64 << 10 // all verbatim values of a document together, policy Settings aside
-	MaxPolicies             = 256      // per network, per endpoint, per modify request
-	MaxSubnetPolicies       = 16       // per subnet
-	MaxPolicySettingsBytes  = 64 << 10 // one policy's Settings
-	MaxSubnets              = 16       // per network, over all its Ipams
-	MaxMacRanges            = 64
-	MaxNetworkRoutes        = 64 // subnet Routes of a network, all subnets together
-	MaxEndpointRoutes       = 64 // an endpoint's Routes plus its SDNRoute policies
-	MaxIPConfigurations     = 16
-	MaxOutboundNATExcept    = 256 // OutBoundNAT exceptions after splitting comma lists
-	MaxDNSEntries           = 32  // ServerList (after splitting comma lists), Search, Options each
-	MaxDNSEntryLen          = 255
-	MaxNamespaceResources   = 1024
-	MaxPathLen              = 4096 // NetNamespacePath (PATH_MAX)
-	MaxListEntries          = 1024 // entries of an ACL's address, port or protocol list
-	MaxACLIDLen             = 48   // see ParseACL
-	MaxInterfaceNameLen     = 15   // IFNAMSIZ - 1
-	maxPolicyRequestEntries = MaxPolicies
+	MaxNameLen             = 256
+	MaxVerbatimDepth       = 32
+	MaxVerbatimBytes       = 64 << 10 // all verbatim values of a document together, policy Settings aside
+	MaxPolicies            = 256      // per network, per endpoint, per modify request
+	MaxSubnetPolicies      = 16       // per subnet
+	MaxPolicySettingsBytes = 64 << 10 // one policy's Settings
+	MaxSubnets             = 16       // per network, over all its Ipams
+	MaxMacRanges           = 64
+	MaxNetworkRoutes       = 64 // subnet Routes of a network, all subnets together
+	MaxEndpointRoutes      = 64 // an endpoint's Routes plus its SDNRoute policies
+	MaxIPConfigurations    = 16
+	MaxOutboundNATExcept   = 256 // OutBoundNAT exceptions after splitting comma lists
+	MaxDNSEntries          = 32  // ServerList (after splitting comma lists), Search, Options each
+	MaxDNSEntryLen         = 255
+	MaxNamespaceResources  = 1024
+	MaxPathLen             = 4096 // NetNamespacePath (PATH_MAX)
+	MaxListEntries         = 1024 // entries of an ACL's address, port or protocol list
+	MaxACLIDLen            = 48   // see ParseACL
+	MaxInterfaceNameLen    = 15   // IFNAMSIZ - 1
 )
 
 // checkName validates the name of a network, endpoint or namespace.
@@ -124,7 +124,8 @@ func (b *verbatimBudget) check(raw []byte) error {
 // checkExtra bounds the unknown fields of a document, naming the first at
 // fault.
 func (b *verbatimBudget) checkExtra(extra Extra) (string, error) {
-	for k, v := range extra {
+	for _, k := range extra.keys() {
+		v := extra[k]
 		if len(k) > MaxNameLen {
 			return fmt.Sprintf("%.40q...", k), fmt.Errorf("unknown field name is %d bytes long (at most %d)", len(k), MaxNameLen)
 		}
@@ -134,6 +135,17 @@ func (b *verbatimBudget) checkExtra(extra Extra) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// keys returns the unknown fields' names in order, so that the same
+// document always gets the same message.
+func (e Extra) keys() []string {
+	keys := make([]string, 0, len(e))
+	for k := range e {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // checkSettings bounds a policy's Settings.

@@ -413,8 +413,10 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 			return nil, invalidEndpoint("NetNamespacePath", "%v", err)
 		}
 	}
-	if len(e.HostComputeNamespace) > MaxNameLen+len("urn:uuid:") {
-		return nil, invalidEndpoint("HostComputeNamespace", "is %d bytes long: no namespace has such an ID or name", len(e.HostComputeNamespace))
+	for _, ref := range []struct{ field, v string }{{"HostComputeNetwork", e.HostComputeNetwork}, {"HostComputeNamespace", e.HostComputeNamespace}} {
+		if len(ref.v) > MaxNameLen {
+			return nil, invalidEndpoint(ref.field, "is %d bytes long: no object has such an ID or name", len(ref.v))
+		}
 	}
 	if e.InterfaceName != "" {
 		if err := ValidInterfaceName(e.InterfaceName); err != nil {
@@ -581,9 +583,9 @@ func ParseNamespace(n *Namespace) error {
 	if n.Implicit {
 		return fail("Implicit", "is read-only")
 	}
-	for k, v := range n.Extra {
+	for _, k := range n.Extra.keys() {
 		if strings.EqualFold(k, "ResolvConfPath") {
-			return fail(k, "is read-only: hostnet reports where it writes the namespace's resolv.conf (got %s)", truncate(v, 80))
+			return fail(k, "is read-only: hostnet reports where it writes the namespace's resolv.conf (got %s)", truncate(n.Extra[k], 80))
 		}
 	}
 	var budget verbatimBudget
@@ -632,9 +634,9 @@ func ResolveModify(kind string, req *ModifyRequest) error {
 		// Bounded before the service merges the request with the stored
 		// policies; a request that does not decode is refused there.
 		var pr struct{ Policies []json.RawMessage }
-		if json.Unmarshal(req.Settings, &pr) == nil && len(pr.Policies) > maxPolicyRequestEntries {
+		if json.Unmarshal(req.Settings, &pr) == nil && len(pr.Policies) > MaxPolicies {
 			return Invalid(CodeInvalidPolicy, "invalid %s modify request: field Settings.Policies: %d policies (at most %d)",
-				kind, len(pr.Policies), maxPolicyRequestEntries)
+				kind, len(pr.Policies), MaxPolicies)
 		}
 	}
 	return nil
