@@ -738,6 +738,11 @@ func (f *fuzzer) poison(problem string, culprit *request, afterRestart bool) {
 	k := len(hist)
 	if culprit == nil || afterRestart {
 		k = f.bisect(hist, sig)
+		// A refused request changes nothing: the cause is the last
+		// request before it that was accepted (or failed half-way).
+		for k > 1 && hist[k-1].Status >= 400 && hist[k-1].Status < 500 {
+			k--
+		}
 	}
 	if k > 0 {
 		c := hist[k-1].Req
@@ -774,6 +779,7 @@ func (f *fuzzer) bisect(hist []sent, sig string) int {
 // shows, right after the last request or after a restart.
 func (f *fuzzer) reproduces(hist []sent, sig string, restart bool) bool {
 	f.replays++
+	defer func(n int) { f.restarts = n }(f.restarts) // a replay's restart is not the run's
 	env, err := newEnv(baseDir)
 	if err != nil {
 		f.t.Logf("replay: new host: %v", err)
@@ -898,7 +904,8 @@ var (
 	reGUID = regexp.MustCompile(`(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 	reDev  = regexp.MustCompile(`\bhn[a-z]{1,3}[0-9a-f]{6,}\b`)
 	reIPv4 = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(/\d+)?\b`)
-	reNum  = regexp.MustCompile(`\b\d{3,}\b`)
+	reNum  = regexp.MustCompile(`\d+`)
+	reProt = regexp.MustCompile(`\b(tcp|udp)\b`)
 	reName = regexp.MustCompile(`"(net|ep|ns|hcs|hcsep|c|rule-)\d+"`)
 	rePath = regexp.MustCompile(`/tmp/\S+`)
 	reLong = regexp.MustCompile(`<x\d+>`)
@@ -938,6 +945,7 @@ func normalize(s string) string {
 	s = rePath.ReplaceAllString(s, "<path>")
 	s = reLong.ReplaceAllString(s, "<long>")
 	s = reNum.ReplaceAllString(s, "<n>")
+	s = reProt.ReplaceAllString(s, "<proto>")
 	if len(s) > 300 {
 		s = s[:300]
 	}

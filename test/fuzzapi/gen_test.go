@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/url"
+	"sort"
 	"strings"
 
 	"github.com/google/uuid"
@@ -511,7 +512,7 @@ type slot struct {
 func slots(v any, parent string, depth int, out *[]slot) {
 	switch x := v.(type) {
 	case map[string]any:
-		for k := range x {
+		for _, k := range sortedKeys(x) {
 			k := k
 			*out = append(*out, slot{key: k, depth: depth + 1, get: func() any { return x[k] }, set: func(n any) { x[k] = n }, del: func() { delete(x, k) }})
 			slots(x[k], k, depth+1, out)
@@ -523,6 +524,17 @@ func slots(v any, parent string, depth int, out *[]slot) {
 			slots(x[i], parent+"[]", depth+1, out)
 		}
 	}
+}
+
+// sortedKeys returns the keys of m in order: map order is random, and a
+// seed must give the same run.
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // jsonMaxDepth is encoding/json's limit: a document nested deeper does
@@ -648,10 +660,11 @@ func (g *gen) mutateOnce(doc *any) string {
 	default:
 		if o, ok := old.(map[string]any); ok {
 			// A key in another case (encoding/json folds case).
-			for k, v := range o {
+			if keys := sortedKeys(o); len(keys) > 0 {
+				k := keys[g.pick(len(keys))]
+				v := o[k]
 				delete(o, k)
 				o[strings.ToLower(k)] = v
-				break
 			}
 			return "lower-case a key of " + s.key
 		}
@@ -712,9 +725,10 @@ func (g *gen) dictionary(k string) (any, bool) {
 	case "Flags", "PrefixLength", "NamespaceId":
 		return poisonFlags[g.pick(len(poisonFlags))], true
 	case "Type", "ResourceType", "RequestType", "Action", "Direction", "RuleType":
-		return []any{"NAT", "nat", "Transparent", "Overlay", 0, 1, 2, 4, 5, 11, 13, 99, "networkacl", "NetworkACL", "acl", "ACL",
+		enums := []any{"NAT", "nat", "Transparent", "Overlay", 0, 1, 2, 4, 5, 11, 13, 99, "networkacl", "NetworkACL", "acl", "ACL",
 			"outboundnat", "SDNRoute", "PortMapping", "QOS", "Container", "Endpoint", "Policy", "DNS", "Add", "Remove", "Update",
-			"Refresh", "Allow", "Block", "In", "Out", "Host", "Switch", "Guest", "GuestDefault", ""}[g.pick(37)], true
+			"Refresh", "Allow", "Block", "In", "Out", "Host", "Switch", "Guest", "GuestDefault", ""}
+		return enums[g.pick(len(enums))], true
 	case "Id":
 		return one([]string{`a"b`, strings.Repeat("i", 200), "tab\tid", "id\nx", g.guid(), "{" + g.guid() + "}", "é", ""}), true
 	case "Protocols", "LocalPorts", "RemotePorts", "LocalAddresses", "RemoteAddresses":
@@ -835,8 +849,30 @@ func (g *gen) weirdPath(p string) string {
 	return p[:i+1] + url.PathEscape(s)
 }
 
-// refresh rebuilds the model from the daemon's lists.
+// refresh rebuilds the model from the daemon's lists, keeping the order
+// in which the fuzzer learnt of the objects (the lists come in ID order,
+// and the daemon picks random IDs: the order decides what the generator
+// picks, so a seed gives the same run).
 func (m *model) refresh(nets []api.Network, eps []api.Endpoint, nss []api.Namespace) {
+	rank := map[string]int{}
+	for i, n := range m.nets {
+		rank[n.ID] = i
+	}
+	for i, e := range m.eps {
+		rank[e.ID] = i
+	}
+	for i, n := range m.nss {
+		rank[n.ID] = i
+	}
+	order := func(id string) int {
+		if r, ok := rank[id]; ok {
+			return r
+		}
+		return len(rank) // new ones last, in list order
+	}
+	sort.SliceStable(nets, func(i, j int) bool { return order(nets[i].ID) < order(nets[j].ID) })
+	sort.SliceStable(eps, func(i, j int) bool { return order(eps[i].ID) < order(eps[j].ID) })
+	sort.SliceStable(nss, func(i, j int) bool { return order(nss[i].ID) < order(nss[j].ID) })
 	m.nets, m.eps, m.nss = nil, nil, nil
 	for i := range nets {
 		if nets[i].ID != m.probe {
