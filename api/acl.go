@@ -1,11 +1,14 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ACL actions, directions and rule types, by name or number as HNS sends
@@ -74,33 +77,29 @@ var protocolNames = map[string]uint8{"icmp": ProtoICMP, "igmp": ProtoIGMP, "tcp"
 // ("6", "1,58"; names tcp, udp, icmp, icmpv6, igmp are accepted too). An
 // empty list, "*", "any" or 256 mean any protocol (nil).
 func ParseProtocols(s string) ([]uint8, error) {
-	var out []uint8
+	var seen [256]bool
 	for _, part := range splitList(s) {
 		switch strings.ToLower(part) {
 		case "*", "any", "256":
 			return nil, nil
 		}
 		if n, ok := protocolNames[strings.ToLower(part)]; ok {
-			out = appendUnique(out, n)
+			seen[n] = true
 			continue
 		}
 		n, err := strconv.ParseUint(part, 10, 16)
 		if err != nil || n > 255 {
 			return nil, fmt.Errorf("%q is not a protocol number (0-255, or 256 for any)", part)
 		}
-		out = appendUnique(out, uint8(n))
+		seen[n] = true
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
-}
-
-func appendUnique(s []uint8, v uint8) []uint8 {
-	for _, x := range s {
-		if x == v {
-			return s
+	var out []uint8
+	for n, ok := range seen {
+		if ok {
+			out = append(out, uint8(n))
 		}
 	}
-	return append(s, v)
+	return out, nil
 }
 
 func splitList(s string) []string {
@@ -167,12 +166,49 @@ func invalidPolicy(owner string, index int, typ PolicyType, format string, args 
 	return Invalid(CodeInvalidPolicy, "invalid %s: field Policies[%d] (%s): %s", owner, index, typ, fmt.Sprintf(format, args...))
 }
 
+// checkACLID bounds an ACL's Id. The policy compiler names each nftables
+// rule of an ACL after it, in a comment of the form
+//
+//	"<In|Out> <n>: <Allow|Block> priority <0-65535> id <Id> (<i>/<k>)"
+//
+// and nftables keeps at most maxCommentLen (100) bytes of it, with a hash
+// appended, within its 128-byte limit. With the rule number n below 100,000
+// and an expansion into at most 64 rules, everything but the Id takes at
+// most 43 bytes, so an Id of MaxACLIDLen (48) bytes always fits, with
+// room to spare. A double quote or a control character would end or break
+// the comment as nft prints it; both are refused.
+func checkACLID(id string) error {
+	if len(id) > MaxACLIDLen {
+		return fmt.Errorf("%.20q... is %d bytes long (at most %d: it names the rule's nftables comment)", id, len(id), MaxACLIDLen)
+	}
+	if !utf8.ValidString(id) {
+		return fmt.Errorf("%q is not valid UTF-8", id)
+	}
+	for _, r := range id {
+		if r == '"' || !unicode.IsPrint(r) {
+			return fmt.Errorf("%q has a double quote or a character that is not printable (%U)", id, r)
+		}
+	}
+	return nil
+}
+
 // ParseACL validates the Settings of an ACL (or NetworkACL) policy; owner
 // and index name the policy in errors ("invalid endpoint", 3).
 func ParseACL(owner string, index int, typ PolicyType, p Policy) (ACLSpec, error) {
 	var s ACLSettings
 	if err := DecodeSettings(p.Settings, &s); err != nil {
 		return ACLSpec{}, invalidPolicy(owner, index, typ, "%v", err)
+	}
+	if err := checkACLID(s.Id); err != nil {
+		return ACLSpec{}, invalidPolicy(owner, index, typ, "field Id: %v", err)
+	}
+	for _, l := range []struct {
+		name, v string
+	}{{"Protocols", string(s.Protocols)}, {"LocalAddresses", s.LocalAddresses}, {"RemoteAddresses", s.RemoteAddresses},
+		{"LocalPorts", string(s.LocalPorts)}, {"RemotePorts", string(s.RemotePorts)}} {
+		if n := splitCount(l.v); n > MaxListEntries {
+			return ACLSpec{}, invalidPolicy(owner, index, typ, "field %s: %d entries (at most %d)", l.name, n, MaxListEntries)
+		}
 	}
 	spec := ACLSpec{ID: s.Id, Priority: s.Priority}
 	spec.Action = ACLAction(aclActions.resolveText(string(s.Action)))
@@ -311,32 +347,140 @@ type OutboundNATSpec struct {
 	Exceptions []netip.Prefix
 }
 
-// ParseOutboundNAT validates the Settings of an OutBoundNAT policy.
+// ParseOutboundNAT validates the Settings of an OutBoundNAT policy. The
+// VirtualIP must be a unicast address a host could own. The exceptions
+// come back in canonical form, as the firewall holds them: each prefix
+// masked, sorted, duplicates dropped ("10.0.0.1" and "10.0.0.1/32" are
+// one), and a prefix inside another dropped (10.1.0.0/16 goes when
+// 10.0.0.0/8 is there: the wider one already exempts it). ParseEndpoint
+// writes that list back into the document's Settings when it differs from
+// what the client sent.
 func ParseOutboundNAT(owner string, index int, p Policy) (OutboundNATSpec, error) {
+	spec, _, err := parseOutboundNAT(owner, index, p)
+	return spec, err
+}
+
+// parseOutboundNAT validates an OutBoundNAT policy and returns, besides
+// its spec, its Settings in canonical form, or nil when the client's are
+// already (keeping them as sent, so a later Remove of the same policy
+// matches what is stored).
+func parseOutboundNAT(owner string, index int, p Policy) (OutboundNATSpec, json.RawMessage, error) {
 	var s OutboundNATSettings
 	if err := DecodeSettings(p.Settings, &s); err != nil {
-		return OutboundNATSpec{}, invalidPolicy(owner, index, OutBoundNAT, "%v", err)
+		return OutboundNATSpec{}, nil, invalidPolicy(owner, index, OutBoundNAT, "%v", err)
 	}
 	var spec OutboundNATSpec
+	rewrite := false
 	if s.VirtualIP != "" {
 		a, err := ParseAddr(s.VirtualIP)
 		if err != nil {
-			return spec, invalidPolicy(owner, index, OutBoundNAT, "field VirtualIP: %v", err)
+			return spec, nil, invalidPolicy(owner, index, OutBoundNAT, "field VirtualIP: %v", err)
+		}
+		if err := checkUnicastAddr(a); err != nil {
+			return spec, nil, invalidPolicy(owner, index, OutBoundNAT, "field VirtualIP: %v: traffic cannot be translated to it", err)
 		}
 		spec.VirtualIP = a
-	}
-	for i, e := range s.Exceptions {
-		ps, err := ParseAddressList(e)
-		if err != nil {
-			return spec, invalidPolicy(owner, index, OutBoundNAT, "field Exceptions[%d]: %v", i, err)
+		if a.String() != s.VirtualIP {
+			s.VirtualIP, rewrite = a.String(), true
 		}
-		spec.Exceptions = append(spec.Exceptions, ps...)
+	}
+	n := 0
+	for _, e := range s.Exceptions {
+		n += splitCount(e)
+	}
+	if n > MaxOutboundNATExcept {
+		return spec, nil, invalidPolicy(owner, index, OutBoundNAT, "field Exceptions: %d prefixes (at most %d)", n, MaxOutboundNATExcept)
+	}
+	type exception struct {
+		prefix netip.Prefix
+		text   string // as the client wrote it, when that is canonical
+	}
+	var all []exception
+	for i, e := range s.Exceptions {
+		parts := splitList(e)
+		if len(parts) != 1 || parts[0] != e {
+			rewrite = true // a list, or spaces, in one entry
+		}
+		for _, part := range parts {
+			ps, err := ParseAddressList(part)
+			if err != nil {
+				return spec, nil, invalidPolicy(owner, index, OutBoundNAT, "field Exceptions[%d]: %v", i, err)
+			}
+			if ps == nil {
+				return spec, nil, invalidPolicy(owner, index, OutBoundNAT, "field Exceptions[%d]: %q would exempt every destination (leave out OutBoundNAT instead)", i, part)
+			}
+			if strings.Contains(part, "/") {
+				if ps[0].String() != part {
+					part, rewrite = ps[0].String(), true // host bits set, or another spelling
+				}
+			} else if a, err := netip.ParseAddr(part); err != nil || a.String() != part {
+				part, rewrite = ps[0].Addr().String(), true
+			}
+			all = append(all, exception{ps[0], part})
+		}
+	}
+	kept := mergePrefixes(len(all), func(i int) netip.Prefix { return all[i].prefix })
+	if len(kept) != len(all) {
+		rewrite = true
+	}
+	for _, i := range kept {
+		spec.Exceptions = append(spec.Exceptions, all[i].prefix)
 	}
 	if len(s.Destinations) > 0 {
-		return spec, Unsupported("invalid %s: field Policies[%d] (OutBoundNAT): field Destinations is not supported by this build (use Exceptions)", owner, index)
+		return spec, nil, Unsupported("invalid %s: field Policies[%d] (OutBoundNAT): field Destinations is not supported by this build (use Exceptions)", owner, index)
 	}
 	if s.Flags != 0 {
-		return spec, Unsupported("invalid %s: field Policies[%d] (OutBoundNAT): field Flags %#x is not supported by this build", owner, index, s.Flags)
+		return spec, nil, Unsupported("invalid %s: field Policies[%d] (OutBoundNAT): field Flags %#x is not supported by this build", owner, index, s.Flags)
 	}
-	return spec, nil
+	if !rewrite {
+		return spec, nil, nil
+	}
+	// The kept exceptions in the client's order, each as it was written.
+	keep := make([]bool, len(all))
+	for _, i := range kept {
+		keep[i] = true
+	}
+	s.Exceptions = s.Exceptions[:0:0]
+	for i, e := range all {
+		if keep[i] {
+			s.Exceptions = append(s.Exceptions, e.text)
+		}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return spec, nil, InternalError(err, "encode OutBoundNAT settings")
+	}
+	return spec, b, nil
+}
+
+// mergePrefixes returns the indexes of the prefixes to keep out of n
+// (prefix(i) gives the i-th, masked), in the order of the prefixes they
+// keep (by family, then address, then length): of equal prefixes the first,
+// and no prefix inside another kept one. O(n log n): sorted by address and
+// then by length, a prefix is covered exactly when the last kept one
+// contains it (kept prefixes are disjoint and in order).
+func mergePrefixes(n int, prefix func(int) netip.Prefix) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		pa, pb := prefix(idx[a]), prefix(idx[b])
+		if c := pa.Addr().Compare(pb.Addr()); c != 0 {
+			return c < 0
+		}
+		return pa.Bits() < pb.Bits()
+	})
+	var kept []int
+	for _, i := range idx {
+		p := prefix(i)
+		if len(kept) > 0 {
+			last := prefix(kept[len(kept)-1])
+			if last.Addr().BitLen() == p.Addr().BitLen() && last.Contains(p.Addr()) {
+				continue
+			}
+		}
+		kept = append(kept, i)
+	}
+	return kept
 }

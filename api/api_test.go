@@ -77,12 +77,14 @@ func TestParseNetworkErrorsNameFieldAndValue(t *testing.T) {
 
 func TestParseNetworkGateway(t *testing.T) {
 	var n Network
-	_ = json.Unmarshal([]byte(`{"Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24"},{"IpAddressPrefix":"fd00::/64","Routes":[{"DestinationPrefix":"::/0","NextHop":"fd00::fe"}],"Flags":1}]}]}`), &n)
+	// DoNotReserveGatewayAddress only where the gateway is not hostnet's
+	// own bridge (see TestF9SubnetFlagsKeepTheBridgeAddress).
+	_ = json.Unmarshal([]byte(`{"Type":"Transparent","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24"},{"IpAddressPrefix":"fd00::/64","Routes":[{"DestinationPrefix":"::/0","NextHop":"fd00::fe"}],"Flags":1}]}]}`), &n)
 	spec, err := ParseNetwork(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if spec.Type != NAT || spec.Subnets[0].Gateway.String() != "10.0.0.1" || !spec.Subnets[0].ReserveGateway {
+	if spec.Type != Transparent || spec.Subnets[0].Gateway.String() != "10.0.0.1" || !spec.Subnets[0].ReserveGateway {
 		t.Errorf("first subnet: %+v", spec.Subnets[0])
 	}
 	if spec.Subnets[1].Gateway.String() != "fd00::fe" || spec.Subnets[1].ReserveGateway {

@@ -13,7 +13,12 @@ package api
 //   - what is accepted survives a round trip: encoding the decoded value
 //     and decoding it again gives an equivalent value, which validates the
 //     same way. The service relies on this: it stores documents as JSON and
-//     validates them again when it reads them back (parseStored).
+//     validates them again when it reads them back (parseStored);
+//   - what is accepted is storable (issue 22, F1): the document, wrapped
+//     in a record as the store keeps it, decodes again;
+//   - validation leaves the document in canonical form (policy types as
+//     names, OutBoundNAT exceptions merged): validating that form again
+//     changes nothing and gives the same result.
 //
 // The parsers of addresses, lists and MACs return plain errors, which the
 // validators wrap into *Error values naming the field; for them the
@@ -205,10 +210,36 @@ func FuzzNetwork(f *testing.F) {
 		if err != nil {
 			return
 		}
+		checkStored(t, "network", &n, spec, func(v *Network) (any, error) { return ParseNetwork(v) })
 		for i, p := range spec.Policies {
 			checkPolicy(t, "invalid network", i, p)
 		}
 	})
+}
+
+// checkStored checks what validation accepted and left in doc: it is
+// storable, and in canonical form (parse validates it again).
+func checkStored[T any](t *testing.T, what string, doc *T, spec any, parse func(*T) (any, error)) {
+	t.Helper()
+	b, err := json.Marshal(struct{ Doc *T }{doc})
+	if err != nil {
+		t.Fatalf("accepted %s does not encode: %v", what, err)
+	}
+	var rec struct{ Doc *T }
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatalf("accepted %s is not storable: its record %.200s does not decode: %v", what, b, err)
+	}
+	again, err := parse(rec.Doc)
+	if err != nil {
+		t.Fatalf("accepted %s, as stored, no longer validates: %v", what, err)
+	}
+	if spec != nil && !equivalent(spec, again) {
+		t.Fatalf("accepted %s validates differently as stored:\n%#v\n%#v", what, spec, again)
+	}
+	b2, _ := json.Marshal(struct{ Doc *T }{rec.Doc})
+	if !sameJSON(b, b2) {
+		t.Fatalf("%s is not left canonical: %s, then %s", what, b, b2)
+	}
 }
 
 // FuzzEndpoint decodes and validates an endpoint document as POST
@@ -229,6 +260,7 @@ func FuzzEndpoint(f *testing.F) {
 		if err != nil {
 			return
 		}
+		checkStored(t, "endpoint", &e, spec, func(v *Endpoint) (any, error) { return ParseEndpoint(v) })
 		// Each policy of a known type is validated by its own parser (the
 		// service does so for the types it supports).
 		for i, p := range spec.Policies {
@@ -269,6 +301,9 @@ func FuzzNamespace(f *testing.F) {
 		}
 		err2 := ParseNamespace(n2)
 		sameOutcome(t, "ParseNamespace", nil, err, nil, err2)
+		if err == nil {
+			checkStored(t, "namespace", &n, nil, func(v *Namespace) (any, error) { return nil, ParseNamespace(v) })
+		}
 	})
 }
 
@@ -411,6 +446,20 @@ func FuzzOutboundNAT(f *testing.F) {
 		if err != nil {
 			checkRejection(t, "ParseOutboundNAT", err)
 			return
+		}
+		// The exceptions are canonical: masked, and no two overlap (a
+		// named nftables set refuses duplicates, F3); the canonical
+		// settings validate to the same and are canonical themselves.
+		for i, p := range spec.Exceptions {
+			if p != p.Masked() || (i > 0 && spec.Exceptions[i-1].Overlaps(p)) {
+				t.Fatalf("exceptions %v are not canonical", spec.Exceptions)
+			}
+		}
+		if _, canonical, _ := parseOutboundNAT("endpoint", 0, Policy{Type: OutBoundNAT, Settings: settings}); canonical != nil {
+			spec2, again, err := parseOutboundNAT("endpoint", 0, Policy{Type: OutBoundNAT, Settings: canonical})
+			if err != nil || again != nil || !equivalent(spec, spec2) {
+				t.Fatalf("canonical settings %s: %v, rewritten again as %s, spec %v (want %v)", canonical, err, again, spec2, spec)
+			}
 		}
 		var s OutboundNATSettings
 		if err := DecodeSettings(settings, &s); err != nil {

@@ -7,8 +7,10 @@ import (
 	"strings"
 )
 
-// ParseMAC parses a unicast MAC address written with dashes
-// (00-15-5D-52-C0-00, the HNS form) or colons.
+// ParseMAC parses a 48-bit MAC address written with dashes
+// (00-15-5D-52-C0-00, the HNS form) or colons. It does not judge the
+// address: the validators refuse the all-zero and multicast ones where a
+// NIC's address is meant.
 func ParseMAC(s string) (net.HardwareAddr, error) {
 	t := strings.ReplaceAll(s, "-", ":")
 	mac, err := net.ParseMAC(t)
@@ -69,15 +71,23 @@ func ParseAddr(s string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
-// ValidInterfaceName reports whether name can name a Linux network device.
+// ValidInterfaceName reports whether the kernel keeps name as given for a
+// network device: 1 to 15 bytes (IFNAMSIZ), not "." or "..", no '/', ':'
+// or whitespace (the kernel's dev_valid_name), and no '%', which the
+// kernel reads as a pattern to fill in ("eth%d" becomes eth0, eth1, ...:
+// the device would not have the name hostnet recorded). hostnet keeps to
+// printable ASCII.
 func ValidInterfaceName(name string) error {
-	if name == "" || len(name) > 15 {
-		return fmt.Errorf("%q must be 1 to 15 characters", name)
+	if name == "" || len(name) > MaxInterfaceNameLen {
+		return fmt.Errorf("%q must be 1 to %d characters", name, MaxInterfaceNameLen)
 	}
 	if name == "." || name == ".." {
 		return fmt.Errorf("%q is not a device name", name)
 	}
 	for _, r := range name {
+		if r == '%' {
+			return fmt.Errorf("%q has a '%%', which the kernel replaces with a number when it names a device", name)
+		}
 		if r == '/' || r == ':' || r <= ' ' || r > '~' {
 			return fmt.Errorf("%q has a character not allowed in a device name", name)
 		}

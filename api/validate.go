@@ -70,6 +70,11 @@ func CheckSchemaVersion(v SchemaVersion) error {
 // ParseNetwork validates n and returns its parsed form. It checks the
 // document on its own; what depends on other objects or on the build
 // (overlaps, supported types) is checked by the service.
+//
+// ParseNetwork also puts n in its canonical form, in place, so that what
+// the service stores is what it enforces: policy types given as numbers
+// or in another case become their names (a NetworkACL sent as "Type":11
+// is stored as "NetworkACL", and so enforced, removed and updated as one).
 func ParseNetwork(n *Network) (*NetworkSpec, error) {
 	if err := CheckSchemaVersion(n.SchemaVersion); err != nil {
 		return nil, err
@@ -82,16 +87,47 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 		return nil, Invalid(CodeInvalidNetworkType, "invalid network: field Type: unknown network type %q (want one of %s)",
 			string(n.Type), strings.Join(networkTypes.names, ", "))
 	}
-	if n.Name != "" && strings.ContainsAny(n.Name, "/\x00") {
-		return nil, invalidNetwork("Name", "%q must not contain '/'", n.Name)
+	if n.Name != "" {
+		if err := checkName(n.Name); err != nil {
+			return nil, invalidNetwork("Name", "%v", err)
+		}
+	}
+	if n.Flags&NetworkDisableHostPort != 0 {
+		return nil, Unsupported("invalid network: field Flags: DisableHostPort (1024) is not supported by this build")
+	}
+	if unknown := n.Flags &^ (NetworkEnableNonPersistent | NetworkDisableHostPort); unknown != 0 {
+		return nil, invalidNetwork("Flags", "unknown flags %#x (known: EnableNonPersistent 8)", uint32(unknown))
+	}
+	var budget verbatimBudget
+	if err := budget.check(n.Health); err != nil {
+		return nil, invalidNetwork("Health", "%v", err)
+	}
+	if k, err := budget.checkExtra(n.Extra); err != nil {
+		return nil, invalidNetwork(k, "%v", err)
+	}
+	if len(n.Policies) > MaxPolicies {
+		return nil, invalidNetwork("Policies", "%d policies (at most %d)", len(n.Policies), MaxPolicies)
+	}
+	subnets, routes := 0, 0
+	for _, ipam := range n.Ipams {
+		subnets += len(ipam.Subnets)
+		for _, s := range ipam.Subnets {
+			routes += len(s.Routes)
+		}
+	}
+	if len(n.Ipams) > MaxSubnets || subnets > MaxSubnets {
+		return nil, invalidNetwork("Ipams", "%d subnets in %d Ipams (at most %d)", subnets, len(n.Ipams), MaxSubnets)
+	}
+	if routes > MaxNetworkRoutes {
+		return nil, invalidNetwork("Ipams", "%d subnet routes (at most %d over all subnets: every endpoint receives them, in one netlink batch)", routes, MaxNetworkRoutes)
 	}
 	for i, ipam := range n.Ipams {
 		field := fmt.Sprintf("Ipams[%d]", i)
 		if ipam.Type != "" && !strings.EqualFold(ipam.Type, "Static") && !strings.EqualFold(ipam.Type, "DHCP") {
 			return nil, invalidNetwork(field+".Type", "unknown IPAM type %q (want Static or DHCP)", ipam.Type)
 		}
-		for j, s := range ipam.Subnets {
-			sub, err := parseSubnet(fmt.Sprintf("%s.Subnets[%d]", field, j), s)
+		for j := range ipam.Subnets {
+			sub, err := parseSubnet(fmt.Sprintf("%s.Subnets[%d]", field, j), &ipam.Subnets[j], spec.Type)
 			if err != nil {
 				return nil, err
 			}
@@ -104,22 +140,14 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 		}
 	}
 	if n.MacPool != nil {
+		if len(n.MacPool.Ranges) > MaxMacRanges {
+			return nil, invalidNetwork("MacPool.Ranges", "%d ranges (at most %d)", len(n.MacPool.Ranges), MaxMacRanges)
+		}
 		for i, r := range n.MacPool.Ranges {
 			field := fmt.Sprintf("MacPool.Ranges[%d]", i)
-			start, err := ParseMAC(r.StartMacAddress)
+			rs, err := parseMacRange(field, r)
 			if err != nil {
-				return nil, invalidNetwork(field+".StartMacAddress", "%v", err)
-			}
-			end, err := ParseMAC(r.EndMacAddress)
-			if err != nil {
-				return nil, invalidNetwork(field+".EndMacAddress", "%v", err)
-			}
-			if start[0]&1 != 0 || end[0]&1 != 0 {
-				return nil, invalidNetwork(field, "%s-%s is a multicast range", FormatMAC(start), FormatMAC(end))
-			}
-			rs := MacRangeSpec{Start: MACToUint64(start), End: MACToUint64(end)}
-			if rs.Start > rs.End {
-				return nil, invalidNetwork(field, "start %s is after end %s", FormatMAC(start), FormatMAC(end))
+				return nil, err
 			}
 			spec.MacRanges = append(spec.MacRanges, rs)
 		}
@@ -129,25 +157,67 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 		return nil, err
 	}
 	spec.DNS = dns
-	for i, p := range n.Policies {
+	for i := range n.Policies {
+		p := &n.Policies[i]
 		p.Type = p.Type.resolve(networkPolicyTypes)
 		if !networkPolicyTypes.known(string(p.Type)) {
 			return nil, Invalid(CodeInvalidPolicyType, "invalid network: field Policies[%d].Type: unknown network policy type %q", i, string(p.Type))
 		}
-		spec.Policies = append(spec.Policies, p)
+		if err := checkSettings(p.Settings); err != nil {
+			return nil, invalidPolicy("network", i, p.Type, "%v", err)
+		}
+		spec.Policies = append(spec.Policies, *p)
 	}
 	return spec, nil
 }
 
-func parseSubnet(field string, s Subnet) (SubnetSpec, error) {
+// parseMacRange validates a MacPool range: both ends unicast and not zero,
+// in order, and every address between them unicast too. The multicast bit
+// is the low bit of the first octet, so a range of unicast ends stays
+// unicast exactly when both ends share their first octet.
+func parseMacRange(field string, r MacRange) (MacRangeSpec, error) {
+	start, err := ParseMAC(r.StartMacAddress)
+	if err != nil {
+		return MacRangeSpec{}, invalidNetwork(field+".StartMacAddress", "%v", err)
+	}
+	end, err := ParseMAC(r.EndMacAddress)
+	if err != nil {
+		return MacRangeSpec{}, invalidNetwork(field+".EndMacAddress", "%v", err)
+	}
+	if start[0]&1 != 0 || end[0]&1 != 0 {
+		return MacRangeSpec{}, invalidNetwork(field, "%s-%s is a multicast range", FormatMAC(start), FormatMAC(end))
+	}
+	rs := MacRangeSpec{Start: MACToUint64(start), End: MACToUint64(end)}
+	if rs.Start > rs.End {
+		return MacRangeSpec{}, invalidNetwork(field, "start %s is after end %s", FormatMAC(start), FormatMAC(end))
+	}
+	if rs.Start == 0 {
+		return MacRangeSpec{}, invalidNetwork(field+".StartMacAddress", "%s is the all-zero address, which no endpoint may have", FormatMAC(start))
+	}
+	if start[0] != end[0] {
+		return MacRangeSpec{}, invalidNetwork(field, "%s-%s crosses multicast addresses (%02X-00-00-00-00-00 and up): both ends must share their first octet", FormatMAC(start), FormatMAC(end), start[0]|1)
+	}
+	return rs, nil
+}
+
+// SubnetFlagsKnown are the subnet flags of the HNS schema.
+const SubnetFlagsKnown = SubnetDoNotReserveGatewayAddress
+
+func parseSubnet(field string, s *Subnet, typ NetworkType) (SubnetSpec, error) {
 	p, err := ParsePrefix(s.IpAddressPrefix)
 	if err != nil {
+		return SubnetSpec{}, invalidNetwork(field+".IpAddressPrefix", "%v", err)
+	}
+	if err := checkUsableSubnet(p); err != nil {
 		return SubnetSpec{}, invalidNetwork(field+".IpAddressPrefix", "%v", err)
 	}
 	// The gateway and at least one endpoint must fit, with the network and
 	// broadcast addresses of IPv4 set aside.
 	if (p.Addr().Is4() && p.Bits() > 30) || (p.Addr().Is6() && p.Bits() > 126) {
 		return SubnetSpec{}, invalidNetwork(field+".IpAddressPrefix", "subnet %s is too small (at most /30 for IPv4, /126 for IPv6)", p)
+	}
+	if unknown := s.Flags &^ SubnetFlagsKnown; unknown != 0 {
+		return SubnetSpec{}, invalidNetwork(field+".Flags", "unknown flags %#x (known: DoNotReserveGatewayAddress 1)", uint32(unknown))
 	}
 	sub := SubnetSpec{Prefix: p, Range: p, ReserveGateway: s.Flags&SubnetDoNotReserveGatewayAddress == 0}
 	if s.IpRange != "" {
@@ -183,12 +253,22 @@ func parseSubnet(field string, s Subnet) (SubnetSpec, error) {
 	if !sub.Gateway.IsValid() {
 		sub.Gateway = p.Addr().Next()
 	}
-	for i, pol := range s.Policies {
+	if !sub.ReserveGateway && typ == NAT {
+		return SubnetSpec{}, invalidNetwork(field+".Flags", "DoNotReserveGatewayAddress (1) would hand the gateway %s to an endpoint, but on a NAT network it is the address of the network's own bridge", sub.Gateway)
+	}
+	if len(s.Policies) > MaxSubnetPolicies {
+		return SubnetSpec{}, invalidNetwork(field+".Policies", "%d policies (at most %d)", len(s.Policies), MaxSubnetPolicies)
+	}
+	for i := range s.Policies {
+		pol := &s.Policies[i]
 		pol.Type = pol.Type.resolve(subnetPolicyTypes)
 		if !subnetPolicyTypes.known(string(pol.Type)) {
 			return SubnetSpec{}, Invalid(CodeInvalidPolicyType, "invalid network: field %s.Policies[%d].Type: unknown subnet policy type %q", field, i, string(pol.Type))
 		}
-		sub.Policies = append(sub.Policies, pol)
+		if err := checkSettings(pol.Settings); err != nil {
+			return SubnetSpec{}, invalidNetwork(fmt.Sprintf("%s.Policies[%d]", field, i), "%v", err)
+		}
+		sub.Policies = append(sub.Policies, *pol)
 	}
 	return sub, nil
 }
@@ -246,6 +326,18 @@ func parseDNS(field string, d *DNS, fail errorFunc) (DNSSpec, error) {
 	if spec.Domain == "" {
 		spec.Domain = d.Suffix
 	}
+	servers := 0
+	for _, s := range d.ServerList {
+		servers += splitCount(s)
+	}
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"ServerList", servers}, {"Search", len(d.Search)}, {"Options", len(d.Options)}} {
+		if l.n > MaxDNSEntries {
+			return DNSSpec{}, fail(field+"."+l.name, "%d entries (at most %d)", l.n, MaxDNSEntries)
+		}
+	}
 	for i, s := range d.ServerList {
 		// Windows clients sometimes send a comma-separated list in one entry.
 		for _, part := range strings.Split(s, ",") {
@@ -259,9 +351,22 @@ func parseDNS(field string, d *DNS, fail errorFunc) (DNSSpec, error) {
 			spec.Servers = append(spec.Servers, a)
 		}
 	}
-	for i, s := range append(append([]string{spec.Domain}, d.Search...), d.Options...) {
-		if strings.ContainsAny(s, "\n\r\x00") {
-			return DNSSpec{}, fail(field, "entry %d (%q) has a line break", i, s)
+	for _, f := range []struct {
+		name string
+		v    string
+	}{{"Domain", d.Domain}, {"Suffix", d.Suffix}} {
+		if err := checkDNSEntry(f.v, false); err != nil {
+			return DNSSpec{}, fail(field+"."+f.name, "%v", err)
+		}
+	}
+	for i, s := range d.Search {
+		if err := checkDNSEntry(s, false); err != nil {
+			return DNSSpec{}, fail(fmt.Sprintf("%s.Search[%d]", field, i), "%v", err)
+		}
+	}
+	for i, s := range d.Options {
+		if err := checkDNSEntry(s, true); err != nil {
+			return DNSSpec{}, fail(fmt.Sprintf("%s.Options[%d]", field, i), "%v", err)
 		}
 	}
 	return spec, nil
@@ -278,13 +383,24 @@ type EndpointSpec struct {
 	Policies []Policy
 }
 
+// EndpointFlagsKnown are the endpoint flags of the HNS schema.
+const EndpointFlagsKnown = EndpointRemote | EndpointDisableICC | EndpointEnableLowInterfaceMetric | EndpointEnableDHCP
+
 // ParseEndpoint validates e and returns its parsed form.
+//
+// ParseEndpoint also puts e in its canonical form, in place, so that what
+// the service stores is what it enforces: policy types become their names,
+// and an OutBoundNAT policy's Settings list its exceptions as the firewall
+// holds them (masked, duplicates and prefixes covered by another dropped;
+// see ParseOutboundNAT), when that differs from what the client sent.
 func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 	if err := CheckSchemaVersion(e.SchemaVersion); err != nil {
 		return nil, err
 	}
-	if e.Name != "" && strings.ContainsAny(e.Name, "/\x00") {
-		return nil, invalidEndpoint("Name", "%q must not contain '/'", e.Name)
+	if e.Name != "" {
+		if err := checkName(e.Name); err != nil {
+			return nil, invalidEndpoint("Name", "%v", err)
+		}
 	}
 	if e.HostInterfaceName != "" {
 		return nil, invalidEndpoint("HostInterfaceName", "is read-only (got %q)", e.HostInterfaceName)
@@ -293,8 +409,13 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 		if e.HostComputeNamespace == "" {
 			return nil, invalidEndpoint("NetNamespacePath", "needs HostComputeNamespace, the namespace to attach to (found, or created wrapping %q)", e.NetNamespacePath)
 		}
-		if !filepath.IsAbs(e.NetNamespacePath) {
-			return nil, invalidEndpoint("NetNamespacePath", "%q is not an absolute path", e.NetNamespacePath)
+		if err := checkPath(e.NetNamespacePath); err != nil {
+			return nil, invalidEndpoint("NetNamespacePath", "%v", err)
+		}
+	}
+	for _, ref := range []struct{ field, v string }{{"HostComputeNetwork", e.HostComputeNetwork}, {"HostComputeNamespace", e.HostComputeNamespace}} {
+		if len(ref.v) > MaxNameLen {
+			return nil, invalidEndpoint(ref.field, "is %d bytes long: no object has such an ID or name", len(ref.v))
 		}
 	}
 	if e.InterfaceName != "" {
@@ -305,7 +426,24 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 			return nil, invalidEndpoint("InterfaceName", "%q is the loopback device", e.InterfaceName)
 		}
 	}
+	if unknown := e.Flags &^ EndpointFlagsKnown; unknown != 0 {
+		return nil, invalidEndpoint("Flags", "unknown flags %#x (known: RemoteEndpoint 1, DisableICC 2, EnableLowInterfaceMetric 8, EnableDhcp 32)", uint32(unknown))
+	}
+	var budget verbatimBudget
+	if err := budget.check(e.Health); err != nil {
+		return nil, invalidEndpoint("Health", "%v", err)
+	}
+	if k, err := budget.checkExtra(e.Extra); err != nil {
+		return nil, invalidEndpoint(k, "%v", err)
+	}
+	if len(e.IpConfigurations) > MaxIPConfigurations {
+		return nil, invalidEndpoint("IpConfigurations", "%d addresses (at most %d)", len(e.IpConfigurations), MaxIPConfigurations)
+	}
+	if len(e.Policies) > MaxPolicies {
+		return nil, invalidEndpoint("Policies", "%d policies (at most %d)", len(e.Policies), MaxPolicies)
+	}
 	spec := &EndpointSpec{}
+	seen := make(map[netip.Addr]bool, len(e.IpConfigurations))
 	for i, c := range e.IpConfigurations {
 		field := fmt.Sprintf("IpConfigurations[%d]", i)
 		a, err := ParseAddr(c.IpAddress)
@@ -319,11 +457,10 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 		if int(c.PrefixLength) > max {
 			return nil, invalidEndpoint(field+".PrefixLength", "%d is longer than %d", c.PrefixLength, max)
 		}
-		for _, prev := range spec.Addrs {
-			if prev.Addr() == a {
-				return nil, Invalid(CodeInvalidIP, "invalid endpoint: field %s.IpAddress: %s is listed twice", field, a)
-			}
+		if seen[a] {
+			return nil, Invalid(CodeInvalidIP, "invalid endpoint: field %s.IpAddress: %s is listed twice", field, a)
 		}
+		seen[a] = true
 		spec.Addrs = append(spec.Addrs, netip.PrefixFrom(a, int(c.PrefixLength)))
 	}
 	if e.MacAddress != "" {
@@ -331,10 +468,21 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 		if err != nil {
 			return nil, invalidEndpoint("MacAddress", "%v", err)
 		}
-		if mac[0]&1 != 0 {
-			return nil, invalidEndpoint("MacAddress", "%s is a multicast address", e.MacAddress)
+		if err := checkUnicastMAC(mac); err != nil {
+			return nil, invalidEndpoint("MacAddress", "%v", err)
 		}
 		spec.MAC = mac
+	}
+	sdnRoutes := 0
+	for i := range e.Policies {
+		t := e.Policies[i].Type.resolve(endpointPolicyTypes)
+		if t == SDNRoute {
+			sdnRoutes++
+		}
+	}
+	if n := len(e.Routes) + sdnRoutes; n > MaxEndpointRoutes {
+		return nil, invalidEndpoint("Routes", "%d routes and %d SDNRoute policies make %d routes (at most %d together: an attach programs them in one netlink batch)",
+			len(e.Routes), sdnRoutes, n, MaxEndpointRoutes)
 	}
 	for i, r := range e.Routes {
 		rs, err := parseRoute(fmt.Sprintf("Routes[%d]", i), r, invalidEndpoint)
@@ -348,14 +496,64 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 		return nil, err
 	}
 	spec.DNS = dns
-	for i, p := range e.Policies {
+	for i := range e.Policies {
+		p := &e.Policies[i]
 		p.Type = p.Type.resolve(endpointPolicyTypes)
 		if !endpointPolicyTypes.known(string(p.Type)) {
 			return nil, Invalid(CodeInvalidPolicyType, "invalid endpoint: field Policies[%d].Type: unknown endpoint policy type %q", i, string(p.Type))
 		}
-		spec.Policies = append(spec.Policies, p)
+		if err := checkSettings(p.Settings); err != nil {
+			return nil, invalidPolicy("endpoint", i, p.Type, "%v", err)
+		}
+		if p.Type == OutBoundNAT {
+			o, canonical, err := parseOutboundNAT("endpoint", i, *p)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkVIPFamily(i, o.VirtualIP, spec.Addrs); err != nil {
+				return nil, err
+			}
+			if canonical != nil {
+				p.Settings = canonical
+			}
+		}
+		spec.Policies = append(spec.Policies, *p)
 	}
 	return spec, nil
+}
+
+// checkVIPFamily refuses an OutBoundNAT VirtualIP of a family none of the
+// endpoint's addresses has: nothing of the endpoint would ever be
+// translated to it. Only the addresses the document lists are known here
+// (static ones at creation, all of them once allocated).
+func checkVIPFamily(index int, vip netip.Addr, addrs []netip.Prefix) error {
+	if !vip.IsValid() || len(addrs) == 0 {
+		return nil
+	}
+	for _, a := range addrs {
+		if a.Addr().Is4() == vip.Is4() {
+			return nil
+		}
+	}
+	fam := "IPv6"
+	if vip.Is4() {
+		fam = "IPv4"
+	}
+	return invalidPolicy("endpoint", index, OutBoundNAT, "field VirtualIP: %s is an %s address, but the endpoint has no %s address (IpConfigurations)", vip, fam, fam)
+}
+
+// checkPath validates a path to a Linux namespace.
+func checkPath(p string) error {
+	if len(p) > MaxPathLen {
+		return fmt.Errorf("is %d bytes long (at most %d)", len(p), MaxPathLen)
+	}
+	if strings.IndexByte(p, 0) >= 0 {
+		return fmt.Errorf("%q has a NUL byte", p)
+	}
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("%q is not an absolute path", p)
+	}
+	return nil
 }
 
 // ParseNamespace validates a namespace document sent for creation.
@@ -370,18 +568,32 @@ func ParseNamespace(n *Namespace) error {
 		return fail("Type", "unknown namespace type %q (want Host, HostDefault, Guest or GuestDefault)", string(n.Type))
 	}
 	if n.Name != "" {
-		if strings.ContainsAny(n.Name, "/\x00") || n.Name == "." || n.Name == ".." {
-			return fail("Name", "%q must not contain '/'", n.Name)
+		if err := checkName(n.Name); err != nil {
+			return fail("Name", "%v", err)
 		}
 	}
-	if n.NetNamespacePath != "" && !filepath.IsAbs(n.NetNamespacePath) {
-		return fail("NetNamespacePath", "%q is not an absolute path", n.NetNamespacePath)
+	if n.NetNamespacePath != "" {
+		if err := checkPath(n.NetNamespacePath); err != nil {
+			return fail("NetNamespacePath", "%v", err)
+		}
 	}
 	if n.Managed {
 		return fail("Managed", "is read-only")
 	}
 	if n.Implicit {
 		return fail("Implicit", "is read-only")
+	}
+	for _, k := range n.Extra.keys() {
+		if strings.EqualFold(k, "ResolvConfPath") {
+			return fail(k, "is read-only: hostnet reports where it writes the namespace's resolv.conf (got %s)", truncate(n.Extra[k], 80))
+		}
+	}
+	var budget verbatimBudget
+	if k, err := budget.checkExtra(n.Extra); err != nil {
+		return fail(k, "%v", err)
+	}
+	if len(n.Resources) > MaxNamespaceResources {
+		return fail("Resources", "%d resources (at most %d)", len(n.Resources), MaxNamespaceResources)
 	}
 	for i, r := range n.Resources {
 		if r.Type == NamespaceResourceEndpoint {
@@ -390,8 +602,19 @@ func ParseNamespace(n *Namespace) error {
 		if r.Type != NamespaceResourceContainer {
 			return fail(fmt.Sprintf("Resources[%d].Type", i), "unknown resource type %q (want Container)", string(r.Type))
 		}
+		if err := budget.check(r.Data); err != nil {
+			return fail(fmt.Sprintf("Resources[%d].Data", i), "%v", err)
+		}
 	}
 	return nil
+}
+
+// truncate quotes at most n bytes of b for a message.
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
 }
 
 // ResolveModify checks a modify request sent to an object of the given kind
@@ -406,6 +629,15 @@ func ResolveModify(kind string, req *ModifyRequest) error {
 	if !requestTypes.known(string(req.RequestType)) {
 		return Invalid(CodeInvalidModifyRequest, "invalid %s modify request: field RequestType: %q is not one of %s",
 			kind, string(req.RequestType), strings.Join(requestTypes.names, ", "))
+	}
+	if req.ResourceType == ResourcePolicy {
+		// Bounded before the service merges the request with the stored
+		// policies; a request that does not decode is refused there.
+		var pr struct{ Policies []json.RawMessage }
+		if json.Unmarshal(req.Settings, &pr) == nil && len(pr.Policies) > MaxPolicies {
+			return Invalid(CodeInvalidPolicy, "invalid %s modify request: field Settings.Policies: %d policies (at most %d)",
+				kind, len(pr.Policies), MaxPolicies)
+		}
 	}
 	return nil
 }
