@@ -99,6 +99,12 @@ type Network struct {
 	// BridgeName (read-only, a hostnet extension) is the Linux device that
 	// realises the network's switch.
 	BridgeName string `json:"BridgeName,omitempty"`
+	// AllowHostOverlap (a hostnet extension) lets a NAT network's subnet
+	// overlap an address or a route of the host: an isolated subnet that
+	// shadows part of the host's. Without it such a subnet is refused.
+	// Even with it, the gateway may not be a host address, and the
+	// host's addresses inside the subnet are never handed to endpoints.
+	AllowHostOverlap bool `json:"AllowHostOverlap,omitempty"`
 
 	Extra Extra `json:"-"`
 }

@@ -790,8 +790,10 @@ func (h *Linux) FirewallDrift(ctx context.Context, tables []*nftmodel.Table) ([]
 	return ops, nil
 }
 
-// HostPrefixes implements Host.
-func (h *Linux) HostPrefixes(ctx context.Context) ([]netip.Prefix, error) { return h.hostPrefixes() }
+// HostAddressing implements Host.
+func (h *Linux) HostAddressing(ctx context.Context) (netmodel.HostAddressing, error) {
+	return h.hostAddressing()
+}
 
 // Watch implements Host.
 func (h *Linux) Watch(ctx context.Context, changed func(Change), failed func(error)) error {

@@ -29,19 +29,19 @@ import (
 type Fake struct {
 	cfg HostConfig
 
-	mu        sync.Mutex
-	spaces    map[string]*fakeNS // by path; "" is the host
-	files     map[string][]byte
-	symlinks  map[string]string
-	ports     map[string]bool
-	taken     map[string]string // ports held by other processes: ID -> holder
-	flows     []netmodel.Flow
-	prefixes  []netip.Prefix
-	failNext  map[netmodel.Key]error
-	applies   int
-	nextIndex int
-	watchers  []*fakeWatch
-	watches   int
+	mu         sync.Mutex
+	spaces     map[string]*fakeNS // by path; "" is the host
+	files      map[string][]byte
+	symlinks   map[string]string
+	ports      map[string]bool
+	taken      map[string]string // ports held by other processes: ID -> holder
+	flows      []netmodel.Flow
+	addressing netmodel.HostAddressing
+	failNext   map[netmodel.Key]error
+	applies    int
+	nextIndex  int
+	watchers   []*fakeWatch
+	watches    int
 
 	// FW is the fake firewall.
 	FW *nft.Fake
@@ -108,11 +108,11 @@ func (f *Fake) TakePort(id, holder string) {
 	f.taken[id] = holder
 }
 
-// SetHostPrefixes sets what HostPrefixes answers.
-func (f *Fake) SetHostPrefixes(ps ...netip.Prefix) {
+// SetHostAddressing sets what HostAddressing answers.
+func (f *Fake) SetHostAddressing(h netmodel.HostAddressing) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.prefixes = ps
+	f.addressing = h
 }
 
 // AddFlows adds flows to the fake connection tracker.
@@ -634,11 +634,11 @@ func (f *Fake) DeleteFlows(ctx context.Context, match func(netmodel.Flow) bool) 
 	return n, nil
 }
 
-// HostPrefixes implements Host.
-func (f *Fake) HostPrefixes(ctx context.Context) ([]netip.Prefix, error) {
+// HostAddressing implements Host.
+func (f *Fake) HostAddressing(ctx context.Context) (netmodel.HostAddressing, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.prefixes), nil
+	return netmodel.HostAddressing{Addrs: slices.Clone(f.addressing.Addrs), Routes: slices.Clone(f.addressing.Routes)}, nil
 }
 
 // Watch implements Host: the fake reports what Notify and FailWatch say.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sort"
 	"strings"
 
@@ -51,9 +50,9 @@ type Host interface {
 	// selects (`conntrack -D`), in one walk of its table, and says how
 	// many it removed.
 	DeleteFlows(ctx context.Context, match func(netmodel.Flow) bool) (int, error)
-	// HostPrefixes returns the host namespace's addresses and route
-	// destinations.
-	HostPrefixes(ctx context.Context) ([]netip.Prefix, error)
+	// HostAddressing returns the host namespace's addresses and route
+	// destinations, apart from those on hostnet's devices.
+	HostAddressing(ctx context.Context) (netmodel.HostAddressing, error)
 	// Identify returns the identity of the network namespace at path, or
 	// an error wrapping ErrNamespaceGone when path is not one.
 	Identify(ctx context.Context, path string) (netmodel.NSID, error)

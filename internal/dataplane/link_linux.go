@@ -790,24 +790,40 @@ func (h *Linux) SetSysctl(key, value string) error {
 	return h.thread.do(func() error { return writeSysctl(key, value) })
 }
 
-// hostPrefixes returns the addresses and route destinations of the host
-// namespace, for picking a subnet that collides with none of them.
-func (h *Linux) hostPrefixes() ([]netip.Prefix, error) {
-	var out []netip.Prefix
+// hostAddressing returns the addresses and route destinations of the
+// host namespace (`ip addr; ip route show table all`), for subnets that
+// collide with none of them. What is on hostnet's own devices is left
+// out, and so is the local table, which only repeats the addresses.
+func (h *Linux) hostAddressing() (netmodel.HostAddressing, error) {
+	var out netmodel.HostAddressing
+	links, err := consistent(h.nl.LinkList)
+	if err != nil {
+		return out, fmt.Errorf("list devices: %w", err)
+	}
+	ours := map[int]bool{}
+	for _, l := range links {
+		if h.cfg.tagged(l.Attrs().Name) {
+			ours[l.Attrs().Index] = true
+		}
+	}
 	addrs, err := consistent(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
+		return out, fmt.Errorf("list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		out = append(out, prefixOf(a.IPNet).Masked())
+		if !ours[a.LinkIndex] {
+			out.Addrs = append(out.Addrs, prefixOf(a.IPNet))
+		}
 	}
-	routes, err := h.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := consistent(func() ([]netlink.Route, error) {
+		return h.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
+		return out, fmt.Errorf("list routes: %w", err)
 	}
 	for _, r := range routes {
-		if r.Dst != nil {
-			out = append(out, prefixOf(r.Dst).Masked())
+		if r.Dst != nil && r.Table != unix.RT_TABLE_LOCAL && !ours[r.LinkIndex] {
+			out.Routes = append(out.Routes, prefixOf(r.Dst).Masked())
 		}
 	}
 	return out, nil

@@ -563,9 +563,10 @@ func sortedOwners(m map[netmodel.Owner]bool) []netmodel.Owner {
 	return out
 }
 
-// HostPrefixes returns the host's addresses and route destinations.
-func (r *Reconciler) HostPrefixes(ctx context.Context) ([]netip.Prefix, error) {
-	return r.host.HostPrefixes(ctx)
+// HostAddressing returns the host's addresses and route destinations,
+// apart from those on hostnet's devices.
+func (r *Reconciler) HostAddressing(ctx context.Context) (netmodel.HostAddressing, error) {
+	return r.host.HostAddressing(ctx)
 }
 
 // Identify returns the identity of the network namespace at path; the

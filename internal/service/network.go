@@ -8,6 +8,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/ipam"
 	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/store"
 )
@@ -29,6 +30,17 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 		n.SchemaVersion = api.SchemaVersion{Major: 2, Minor: 0}
 	}
 	n.BridgeName = drv.NetworkDevice(n.ID)
+
+	var hostAddrs []netip.Addr
+	if len(spec.Subnets) > 0 && spec.Type == api.NAT {
+		host, err := s.rec.HostAddressing(ctx)
+		if err != nil {
+			return nil, internal(err, "read the host's addresses")
+		}
+		if hostAddrs, err = checkHostClashes(&n, spec, host); err != nil {
+			return nil, err
+		}
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -64,6 +76,9 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 			return err
 		}
 		if err := checkOverlaps(tx, n.ID, spec); err != nil {
+			return err
+		}
+		if err := reserveHostAddrs(tx, &parsedNetwork{doc: &n, spec: spec}, hostAddrs); err != nil {
 			return err
 		}
 		m.undo = func(tx store.Tx) error {
@@ -155,6 +170,61 @@ func checkOverlaps(tx store.Tx, id string, spec *api.NetworkSpec) error {
 	}
 	return nil
 }
+
+// checkHostClashes refuses a NAT network whose subnets overlap an address
+// or a route of the host (its bridge would take the host's address, an
+// endpoint the host's gateway), unless the document allows it. When it
+// does, it returns the host's addresses inside the subnets, for the pools
+// to hold; a gateway that is one of them is refused all the same.
+func checkHostClashes(n *api.Network, spec *api.NetworkSpec, host netmodel.HostAddressing) ([]netip.Addr, error) {
+	var inside []netip.Addr
+	for i, sub := range spec.Subnets {
+		clashes := host.Clashes(sub.Prefix)
+		if len(clashes) == 0 {
+			continue
+		}
+		if !n.AllowHostOverlap {
+			what := make([]string, len(clashes))
+			for j, c := range clashes {
+				what[j] = c.String()
+			}
+			return nil, api.Invalid(api.CodeInvalidNetwork,
+				"invalid network: field IpAddressPrefix of subnet %d: %s overlaps %s; choose another subnet, or set AllowHostOverlap (hostnet network create --allow-host-overlap) for an isolated subnet that shadows the host's",
+				i, sub.Prefix, summarize(what))
+		}
+		for _, c := range clashes {
+			if c.Route || !sub.Prefix.Contains(c.Prefix.Addr()) {
+				continue
+			}
+			if a := c.Prefix.Addr(); a == sub.Gateway {
+				return nil, api.Invalid(api.CodeInvalidNetwork,
+					"invalid network: subnet %d (%s): its gateway %s is an address of the host; name another gateway in the subnet's default route", i, sub.Prefix, a)
+			}
+			inside = append(inside, c.Prefix.Addr())
+		}
+	}
+	return inside, nil
+}
+
+// reserveHostAddrs holds the host's addresses inside the network's pools,
+// so that no endpoint is handed one.
+func reserveHostAddrs(tx store.Tx, p *parsedNetwork, addrs []netip.Addr) error {
+	for _, a := range addrs {
+		for _, pool := range p.pools() {
+			if !pool.Subnet.Contains(a) {
+				continue
+			}
+			var inUse *ipam.InUseError
+			if err := pool.Reserve(tx, a, hostHolder); err != nil && !errors.As(err, &inUse) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// hostHolder is the holder of the host's addresses in a pool.
+const hostHolder = "the host"
 
 // GetNetwork returns a network by ID or name.
 func (s *Service) GetNetwork(ctx context.Context, ref string) (*api.Network, error) {
@@ -352,10 +422,11 @@ func summarize(names []string) string {
 // pickSubnet chooses a /20 inside 172.16.0.0/12 that overlaps no address or
 // route of the host and no subnet of another network.
 func (s *Service) pickSubnet(ctx context.Context) (netip.Prefix, error) {
-	taken, err := s.rec.HostPrefixes(ctx)
+	host, err := s.rec.HostAddressing(ctx)
 	if err != nil {
 		return netip.Prefix{}, internal(err, "read the host's addresses")
 	}
+	taken := host.Prefixes()
 	err = s.cfg.Store.View(func(tx store.Tx) error {
 		nets, err := listNetworks(tx)
 		for _, n := range nets {
