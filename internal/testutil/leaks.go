@@ -40,7 +40,7 @@ func Leaks(scope string) []string {
 		if tables, err := c.ListTables(); err == nil {
 			for _, t := range tables {
 				if strings.Contains(t.Name, "hostnet") {
-					out = append(out, "nftables table "+t.Name)
+					out = append(out, "nftables table "+familyName(t.Family)+" "+t.Name)
 				}
 			}
 		}
@@ -64,6 +64,25 @@ func Leaks(scope string) []string {
 		out = append(out, fmt.Sprintf("mount %s (%s)", m.point, m.fstype))
 	}
 	return out
+}
+
+// familyName is how nft(8) names a table family.
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	case nftables.TableFamilyARP:
+		return "arp"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
+	}
+	return fmt.Sprintf("family-%d", f)
 }
 
 func under(path, dir string) bool {

@@ -10,8 +10,8 @@ import (
 // that were there before (a running hostnetd's, a crashed run's) are not,
 // nor are those that went away.
 func TestSnapshotAdded(t *testing.T) {
-	before := Snapshot{"device hnbr0123456789": true, "nftables table hostnet": true, "mount /run/hostnet/netns/a (nsfs)": true}
-	now := []string{"nftables table hostnet", "device hnbr0123456789", "mount /tmp/run/h1/host.ns (nsfs)", "device hnv000000000001"}
+	before := Snapshot{"device hnbr0123456789": true, "nftables table inet hostnet": true, "mount /run/hostnet/netns/a (nsfs)": true}
+	now := []string{"nftables table inet hostnet", "device hnbr0123456789", "mount /tmp/run/h1/host.ns (nsfs)", "device hnv000000000001"}
 	want := []string{"device hnv000000000001", "mount /tmp/run/h1/host.ns (nsfs)"}
 	if got := before.Added(now); !reflect.DeepEqual(got, want) {
 		t.Errorf("added %q, want %q", got, want)

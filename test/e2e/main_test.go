@@ -30,6 +30,10 @@ var (
 // namespaces by `hostnet run` (see runHelper).
 const helperEnv = "HOSTNET_E2E_HELPER"
 
+// binDirEnv names a directory holding hostnetd, hostnet and cni-bin/
+// already built: the suite then builds nothing.
+const binDirEnv = "HOSTNET_E2E_BIN_DIR"
+
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(runHelper(mode, os.Args[1:]))
@@ -50,7 +54,11 @@ func run(m *testing.M) int {
 	// A race-enabled program sleeps a second before it exits, to let late
 	// reports in: the CNI plugin runs as one short process per operation.
 	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	if os.Geteuid() == 0 {
+	if dir := os.Getenv(binDirEnv); dir != "" && os.Geteuid() == 0 {
+		// A run of the suite started by the suite (TestSuiteOnAUsedHost)
+		// uses the binaries its parent built.
+		hostnetdBin, hostnetBin, cniBinDir = filepath.Join(dir, "hostnetd"), filepath.Join(dir, "hostnet"), filepath.Join(dir, "cni-bin")
+	} else if os.Geteuid() == 0 {
 		hostnetdBin = filepath.Join(baseDir, "hostnetd")
 		hostnetBin = filepath.Join(baseDir, "hostnet")
 		args := []string{"build", "-o", baseDir}
@@ -108,6 +116,8 @@ func runHelper(mode string, args []string) int {
 	case "exit":
 		n, _ := strconv.Atoi(args[0])
 		return n
+	case "usedhost":
+		return usedHost(args)
 	}
 	fmt.Fprintf(os.Stderr, "unknown helper mode %q (%s)\n", mode, strings.Join(args, " "))
 	return 2
