@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
@@ -203,5 +207,38 @@ func TestRunPublishAndPolicyVerbs(t *testing.T) {
 	}
 	if len(got.Policies) != 1 || got.Policies[0].Type != api.PortMapping || !strings.Contains(string(got.Policies[0].Settings), `"ExternalPort":9090`) {
 		t.Errorf("endpoint create -p: policies %+v", got.Policies)
+	}
+}
+
+// A user who is neither root nor in the socket's group is told to use sudo
+// or to join the group, not asked whether the daemon runs.
+func TestCLINotRootSaysSudo(t *testing.T) {
+	pub := hostilePublicDir(t)
+	bin := filepath.Join(pub, "hostnet")
+	b, err := os.ReadFile(hostnetBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := NewTopology(t)
+	e.Socket = filepath.Join(pub, "cli.sock")
+	e.Start()
+	cmd := exec.Command(bin, "--socket", e.Socket, "network", "ls")
+	cmd.Env = append(cleanEnv(), "TMPDIR=/tmp")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("hostnet as nobody: %v\n%s", err, out)
+	}
+	for _, want := range []string{"cannot reach hostnetd at " + e.Socket + ": permission denied", "use sudo", "--socket-group"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("hostnet as nobody says %q, want %q in it", out, want)
+		}
+	}
+	if strings.Contains(string(out), "is it running") {
+		t.Errorf("hostnet as nobody asks whether the daemon runs: %q", out)
 	}
 }
