@@ -8,6 +8,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,6 +90,8 @@ func run(m *testing.M) int {
 //	talk NETWORK ADDR   send "hello" and print the server's answer
 //	cat FILE            print a file (the resolv.conf the command sees)
 //	exit N              exit with code N
+//	httpget URL         print the status line of a HEAD request (curl -sI)
+//	httpserve PORT      serve files over HTTP (python3 -m http.server)
 func runHelper(mode string, args []string) int {
 	switch mode {
 	case "talk":
@@ -118,6 +121,22 @@ func runHelper(mode string, args []string) int {
 		return n
 	case "usedhost":
 		return usedHost(args)
+	case "httpget": // URL: print the status line, as curl -sI does
+		c := &http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Head(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 7
+		}
+		resp.Body.Close()
+		fmt.Printf("%s %s\n", resp.Proto, resp.Status)
+		return 0
+	case "httpserve": // PORT: serve the working directory, as python3 -m http.server does
+		if err := http.ListenAndServe(":"+args[0], http.FileServer(http.Dir("."))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
 	}
 	fmt.Fprintf(os.Stderr, "unknown helper mode %q (%s)\n", mode, strings.Join(args, " "))
 	return 2
