@@ -251,6 +251,10 @@ func newRoot(streams IO, newClient ClientFactory) (*cobra.Command, *app) {
 	// so that the tree (man pages, completion) is whole from the start.
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	root.InitDefaultVersionFlag()
+	if f := root.Flags().Lookup("version"); f != nil {
+		f.Usage = "print hostnet's version and build, and exit ('hostnet version' asks the daemon too)"
+	}
 	return root, a
 }
 
