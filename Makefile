@@ -5,29 +5,81 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run install-cni chaos test check lint unit e2e bench bench-attach bench-program bench-datapath clean
+.PHONY: all build run try man install install-cni chaos test check lint unit e2e bench bench-attach bench-program bench-datapath clean
+
+# The version the binaries report (hostnet --version, hostnetd --version,
+# GET /version's Build) and the man pages carry.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION) -X github.com/hostnet/hostnet/internal/cli.buildVersion=$(VERSION)
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # Build and run the daemon with its embedded defaults (as root): socket
 # /run/hostnet/hostnet.sock, state in /var/lib/hostnet, default network "nat".
+# This programs the real host; `make try` does not.
 run: build
 	$(BIN)/hostnetd
 
-# Install the CNI plugin where container runtimes look for plugins.
-CNI_BIN_DIR ?= /opt/cni/bin
+# Try hostnet without touching the host (as root): hostnetd in a throwaway
+# network namespace with a fake outside, and a shell there; everything goes
+# when the shell exits (scripts/try.sh).
+try: build
+	HOSTNET_TRY_BIN=$(abspath $(BIN)) scripts/try.sh
+
+# The man pages, generated from the command tree: hostnet(1) and one page
+# per subcommand, hostnetd(8).
+MAN_OUT ?= docs/man
+man:
+	$(GO) run ./internal/mangen -version '$(VERSION)' -o $(MAN_OUT)
+
+# Install everything under DESTDIR and PREFIX (as root for the real thing):
+# hostnet and hostnetd, the CNI plugin where runtimes look for it, the
+# systemd unit, the man pages and the shell completions. Then:
+#   systemctl daemon-reload && systemctl enable --now hostnetd
+PREFIX           ?= /usr/local
+BINDIR           ?= $(PREFIX)/bin
+MANDIR           ?= $(PREFIX)/share/man
+DATADIR          ?= $(PREFIX)/share
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+CNI_BIN_DIR      ?= /opt/cni/bin
+install: build
+	$(MAKE) man MAN_OUT=$(BIN)/man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(SYSTEMD_UNIT_DIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions \
+	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 0755 $(BIN)/hostnet $(BIN)/hostnetd $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BIN)/hostnet-cni $(DESTDIR)$(CNI_BIN_DIR)/
+	sed 's|@BINDIR@|$(BINDIR)|g' packaging/hostnetd.service > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/hostnetd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/hostnetd.service
+	install -m 0644 $(BIN)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(BIN)/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	$(BIN)/hostnet completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/hostnet
+	$(BIN)/hostnet completion zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_hostnet
+	$(BIN)/hostnet completion fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/hostnet.fish
+	@echo "installed; start the daemon with: systemctl daemon-reload && systemctl enable --now hostnetd"
+
+# Install the CNI plugin alone where container runtimes look for plugins.
 install-cni:
 	$(GO) build -o $(DESTDIR)$(CNI_BIN_DIR)/hostnet-cni ./cmd/hostnet-cni
 
 # Everything CI runs: formatting, vet, staticcheck, the whole suite under the
 # race detector (unit and end-to-end tests, which need root), then the leak
-# check: no namespace, device, mount or nftables table of hostnet's is left.
+# check: no namespace, device, mount or nftables table of hostnet's is left
+# that was not there before the suite started (a hostnetd of the host's own,
+# leftovers of a crashed run are not the suite's). The suite's temporary
+# files, namespaces included, live in a directory of its own, so that other
+# runs going on at the same time are not judged either.
 test: lint
-	$(GO) test -race -count=1 ./...
-	$(GO) run ./test/leakcheck
+	@set -e; run=$$(mktemp -d "$${TMPDIR:-/tmp}/hostnet-test.XXXXXX"); chmod 0755 "$$run"; \
+	$(GO) run ./test/leakcheck -snapshot "$$run/before.json" -scope "$$run"; \
+	status=0; TMPDIR="$$run" $(GO) test -race -count=1 ./... || status=$$?; \
+	$(GO) run ./test/leakcheck -compare "$$run/before.json" -scope "$$run" || status=1; \
+	if [ $$status = 0 ]; then rm -rf "$$run"; else echo "test files kept in $$run"; fi; \
+	exit $$status
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

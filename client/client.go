@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"syscall"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
@@ -55,7 +56,17 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
+	if e.PermissionDenied() {
+		return fmt.Sprintf("cannot reach hostnetd at %s: permission denied: its socket is for root and for the members of the group "+
+			"hostnetd was started with (--socket-group); use sudo, or ask for that group (%v)", e.Socket, e.Err)
+	}
 	return fmt.Sprintf("cannot reach hostnetd at %s: is it running? (%v)", e.Socket, e.Err)
+}
+
+// PermissionDenied reports whether the socket, or a directory on its way,
+// refused the caller.
+func (e *UnreachableError) PermissionDenied() bool {
+	return errors.Is(e.Err, syscall.EACCES) || errors.Is(e.Err, syscall.EPERM)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
@@ -87,12 +88,35 @@ func TestACLPolicies(t *testing.T) {
 	}
 }
 
-// policyMux answers the policy commands of an endpoint and a network.
+// policyMux answers the policy commands of an endpoint and a network. The
+// endpoint keeps its policies as the daemon does: Add appends those not
+// there yet, Remove drops those that match.
 func policyMux() *http.ServeMux {
 	mux := networksMux()
+	var mu sync.Mutex
 	ep := api.Endpoint{ID: "0a0b0c0d-1111-4222-8333-444444444444", Name: "web", HostComputeNetwork: testNetworks[0].ID}
-	mux.HandleFunc("GET /endpoints/{ref}", func(w http.ResponseWriter, r *http.Request) { answer(w, 200, ep) })
-	mux.HandleFunc("PATCH /endpoints/{ref}", func(w http.ResponseWriter, r *http.Request) { answer(w, 200, ep) })
+	mux.HandleFunc("GET /endpoints/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		answer(w, 200, ep)
+	})
+	mux.HandleFunc("PATCH /endpoints/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		var req api.ModifyRequest
+		var pr api.PolicyRequest
+		if json.NewDecoder(r.Body).Decode(&req) != nil || json.Unmarshal(req.Settings, &pr) != nil {
+			answerError(w, 400, api.CodeInvalidJSON, "bad request")
+			return
+		}
+		switch req.RequestType {
+		case api.RequestAdd:
+			ep.Policies = append(ep.Policies, policyDiff(pr.Policies, ep.Policies)...)
+		case api.RequestRemove:
+			ep.Policies = policyDiff(ep.Policies, pr.Policies)
+		}
+		answer(w, 200, ep)
+	})
 	mux.HandleFunc("PATCH /networks/{ref}", func(w http.ResponseWriter, r *http.Request) { answer(w, 200, testNetworks[0]) })
 	return mux
 }
@@ -116,8 +140,9 @@ func TestPolicyAddFlags(t *testing.T) {
 	}
 
 	// rm sends the same documents, so that they match what add stored.
-	if _, errOut, code := runCLI(t, d.socket, "", "endpoint", "policy", "rm", "web", "-p", "8080:80"); code != 0 {
-		t.Fatalf("rm: code %d, stderr %q", code, errOut)
+	out, errOut, code := runCLI(t, d.socket, "", "endpoint", "policy", "rm", "web", "-p", "8080:80")
+	if code != 0 || out != "endpoint web: removed PortMapping 0.0.0.0:8080->80/tcp\n" {
+		t.Fatalf("rm: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	var rm request
 	for _, q := range d.requests() {

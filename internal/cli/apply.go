@@ -179,7 +179,7 @@ func newApplyCommand(a *app) *cobra.Command {
 					return fmt.Errorf("%s %s: %w", d.kind, name, err)
 				}
 				results = append(results, res.doc)
-				if a.jsonOutput() {
+				if a.structured() {
 					continue
 				}
 				if res.created {
@@ -188,8 +188,8 @@ func newApplyCommand(a *app) *cobra.Command {
 					fmt.Fprintf(a.io.Out, "%s %s unchanged\n", d.kind, name)
 				}
 			}
-			if a.jsonOutput() {
-				return writeJSON(a.io.Out, results)
+			if a.structured() {
+				return a.render(results, nil)
 			}
 			return nil
 		},

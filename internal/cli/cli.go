@@ -17,9 +17,11 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/client"
 )
 
@@ -37,12 +39,6 @@ type ClientFactory func(socket string) *client.Client
 // SocketEnv names the environment variable that overrides the default socket.
 const SocketEnv = "HOSTNET_SOCKET"
 
-// The output formats of --format.
-const (
-	formatTable = "table"
-	formatJSON  = "json"
-)
-
 // annotationErrorCode on a command sets the exit code of its failures
 // (run fails with 125, like docker run).
 const annotationErrorCode = "hostnet.exit-code-on-error"
@@ -52,12 +48,17 @@ type app struct {
 	io        IO
 	newClient ClientFactory
 	socket    string
-	format    string
+	output    string // -o/--output
+	format    string // --format
+	// Settled by resolveOutput: the output mode ("" for the command's
+	// default), or the --format template.
+	mode      string
+	tmpl      *template.Template
+	tmplTable bool
+	tmplText  string
 }
 
 func (a *app) client() *client.Client { return a.newClient(a.socket) }
-
-func (a *app) jsonOutput() bool { return a.format == formatJSON }
 
 // ExitError ends hostnet with Code. Err, when set, is reported on stderr
 // first; when nil, the failure has already been reported.
@@ -130,6 +131,28 @@ func report(w io.Writer, err error) {
 	}
 }
 
+// report writes err on stderr: as a JSON document under -o json, else
+// as ErrorMessage words it.
+func (a *app) report(err error) {
+	if ErrorMessage(err) == "" {
+		return
+	}
+	if a.wantsJSONErrors() {
+		_ = writeJSON(a.io.Err, errorDocument(err, ExitCode(err)))
+		return
+	}
+	report(a.io.Err, err)
+}
+
+// daemonErrorCode is the HNS error code the daemon answered err with.
+func daemonErrorCode(err error) (uint32, bool) {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return uint32(e.Code), true
+	}
+	return 0, false
+}
+
 // Run runs hostnet with args (without the program name) and returns its
 // exit status.
 func Run(args []string, streams IO, newClient ClientFactory) int {
@@ -138,13 +161,12 @@ func Run(args []string, streams IO, newClient ClientFactory) int {
 
 // RunContext is Run with a context for the daemon calls.
 func RunContext(ctx context.Context, args []string, streams IO, newClient ClientFactory) int {
-	root := NewRootCommand(streams, newClient)
+	root, a := newRoot(streams, newClient)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
-	report(streams.Err, err)
 	code := ExitCode(err)
 	var e *ExitError
 	if !errors.As(err, &e) && cmd != nil {
@@ -152,12 +174,22 @@ func RunContext(ctx context.Context, args []string, streams IO, newClient Client
 			code = c
 		}
 	}
+	if a.wantsJSONErrors() && ErrorMessage(err) != "" {
+		_ = writeJSON(a.io.Err, errorDocument(err, code))
+	} else {
+		report(a.io.Err, err)
+	}
 	return code
 }
 
 // NewRootCommand builds the hostnet command tree writing to streams and
 // talking to the daemon through clients made by newClient.
 func NewRootCommand(streams IO, newClient ClientFactory) *cobra.Command {
+	root, _ := newRoot(streams, newClient)
+	return root
+}
+
+func newRoot(streams IO, newClient ClientFactory) (*cobra.Command, *app) {
 	if streams.In == nil {
 		streams.In = strings.NewReader("")
 	}
@@ -176,29 +208,33 @@ func NewRootCommand(streams IO, newClient ClientFactory) *cobra.Command {
 		Use:   "hostnet",
 		Short: "Manage hostnet networks, endpoints and namespaces",
 		Long: "hostnet manages the virtual networks, endpoints and network namespaces of hostnetd,\n" +
-			"a host networking service for Linux containers that speaks the HNS v2 (HCN) schema.",
+			"a host networking service for Linux containers that speaks the HNS v2 (HCN) schema.\n\n" +
+			"hostnetd's socket is for root, and for the members of the group hostnetd was started\n" +
+			"with (--socket-group); run hostnet with sudo otherwise.",
+		Version:       clientVersion().String(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			switch a.format {
-			case formatTable, formatJSON:
-				return nil
+			if err := a.resolveOutput(); err != nil {
+				return &usageError{cmd: cmd, err: err}
 			}
-			return &usageError{cmd: cmd, err: fmt.Errorf("invalid --format %q (want table or json)", a.format)}
+			return nil
 		},
 	}
+	root.SetVersionTemplate("hostnet version {{.Version}}\n")
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{cmd: c, err: err} })
-	root.CompletionOptions.HiddenDefaultCmd = true
 
 	socket := os.Getenv(SocketEnv)
 	if socket == "" {
 		socket = client.DefaultSocket
 	}
 	root.PersistentFlags().StringVar(&a.socket, "socket", socket, "hostnetd's unix socket (env "+SocketEnv+")")
-	root.PersistentFlags().StringVar(&a.format, "format", formatTable, "output format: table or json")
+	root.PersistentFlags().StringVar(&a.output, "output", "", outputUsage)
+	root.PersistentFlags().StringVar(&a.format, "format", "", formatUsage)
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputModes, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(
 		newVersionCommand(a),
@@ -211,7 +247,15 @@ func NewRootCommand(streams IO, newClient ClientFactory) *cobra.Command {
 		newDoctorCommand(a),
 		newEventsCommand(a),
 	)
-	return root
+	// The help and completion commands are made at Execute; make them now,
+	// so that the tree (man pages, completion) is whole from the start.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	root.InitDefaultVersionFlag()
+	if f := root.Flags().Lookup("version"); f != nil {
+		f.Usage = "print hostnet's version and build, and exit ('hostnet version' asks the daemon too)"
+	}
+	return root, a
 }
 
 // newGroupCommand builds a command that only holds subcommands: alone it

@@ -110,6 +110,9 @@ var testNetworks = []api.Network{
 
 func networksMux() *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, 200, api.VersionInfo{Version: api.APIVersion, Supported: api.Supported{NetworkTypes: []api.NetworkType{api.NAT, api.L2Bridge}}})
+	})
 	mux.HandleFunc("GET /networks", func(w http.ResponseWriter, r *http.Request) { answer(w, 200, testNetworks) })
 	mux.HandleFunc("GET /networks/{ref}", func(w http.ResponseWriter, r *http.Request) {
 		for _, n := range testNetworks {
@@ -286,7 +289,9 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"network", "rm"}, "Error: \"hostnet network rm\" requires at least 1 argument\nSee 'hostnet network rm --help'.\n", 1},
 		{[]string{"network", "ls", "--bogus"}, "Error: unknown flag: --bogus\nSee 'hostnet network ls --help'.\n", 1},
-		{[]string{"--format", "yaml", "network", "ls"}, "Error: invalid --format \"yaml\" (want table or json)\nSee 'hostnet network ls --help'.\n", 1},
+		{[]string{"network", "ls", "-o", "xml"}, "Error: invalid --output \"xml\" (want table, wide, json, yaml)\nSee 'hostnet network ls --help'.\n", 1},
+		{[]string{"network", "ls", "--format", "{{.Name"}, "Error: invalid --format template: template: format:1: unclosed action\nSee 'hostnet network ls --help'.\n", 1},
+		{[]string{"network", "ls", "-o", "table", "--format", "{{.Name}}"}, "Error: give -o/--output or --format, not both\nSee 'hostnet network ls --help'.\n", 1},
 		{[]string{"run", "--bogus", "true"}, "Error: unknown flag: --bogus\nSee 'hostnet run --help'.\n", 125},
 		{[]string{"network", "create", "-o", "com.docker.network.driver.mtu=1400", "n"}, "Error: option com.docker.network.driver.mtu is not supported yet\n", 1},
 	} {

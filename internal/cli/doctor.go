@@ -3,11 +3,13 @@ package cli
 import (
 	"fmt"
 
+	"github.com/hostnet/hostnet/api"
+
 	"github.com/spf13/cobra"
 )
 
 func newDoctorCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	return a.addOutputFlag(&cobra.Command{
 		Use:     "doctor",
 		Aliases: []string{"check"},
 		Short:   "Report how the kernel differs from hostnet's intent, changing nothing",
@@ -21,49 +23,60 @@ func newDoctorCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				if err := writeJSON(a.io.Out, rep); err != nil {
+			err = a.render(rep, func(wide bool) error {
+				if rep.InSync {
+					_, err := fmt.Fprintln(a.io.Out, "in sync: the kernel holds what hostnet intends")
 					return err
 				}
-			} else if rep.InSync {
-				fmt.Fprintln(a.io.Out, "in sync: the kernel holds what hostnet intends")
-			} else {
 				rows := make([][]string, 0, len(rep.Problems))
 				for _, p := range rep.Problems {
-					rows = append(rows, []string{p.Kind, orDash(p.Name), orDash(shortID(p.ID)), p.Problem})
+					id := p.ID
+					if !wide {
+						id = shortID(id)
+					}
+					rows = append(rows, []string{p.Kind, orDash(p.Name), orDash(id), p.Problem})
 				}
-				if err := writeTable(a.io.Out, []string{"KIND", "NAME", "ID", "PROBLEM"}, rows); err != nil {
-					return err
-				}
+				return writeTable(a.io.Out, []string{"KIND", "NAME", "ID", "PROBLEM"}, rows)
+			})
+			if err != nil {
+				return err
 			}
 			if !rep.InSync {
 				return &ExitError{Code: 1}
 			}
 			return nil
 		},
-	}
+	})
 }
 
+// eventTimeLayout is how events show their time: local, with the zone's
+// offset, so that times read across machines and logs compare.
+const eventTimeLayout = "2006-01-02 15:04:05 -07:00"
+
 func newEventsCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	return a.addOutputFlag(&cobra.Command{
 		Use:   "events",
 		Short: "List what hostnetd did on its own lately: repairs, collected endpoints, dropped networks",
-		Args:  exactArgs(0),
+		Long: "List what hostnetd did on its own lately: repairs, collected endpoints, dropped networks.\n" +
+			"Times are local, with the zone's offset from UTC (-o json: RFC 3339).",
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			evs, err := a.client().Events(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return writeJSON(a.io.Out, evs)
+			if evs == nil {
+				evs = []api.Event{}
 			}
-			rows := make([][]string, 0, len(evs))
-			for _, ev := range evs {
-				rows = append(rows, []string{ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Kind, orDash(ev.Object), ev.Message})
-			}
-			return writeTable(a.io.Out, []string{"TIME", "KIND", "OBJECT", "MESSAGE"}, rows)
+			return a.render(evs, func(bool) error {
+				rows := make([][]string, 0, len(evs))
+				for _, ev := range evs {
+					rows = append(rows, []string{ev.Time.Local().Format(eventTimeLayout), ev.Kind, orDash(ev.Object), ev.Message})
+				}
+				return writeTable(a.io.Out, []string{"TIME", "KIND", "OBJECT", "MESSAGE"}, rows)
+			})
 		},
-	}
+	})
 }
 
 func orDash(s string) string {

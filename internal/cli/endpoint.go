@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"sort"
 	"strings"
@@ -101,13 +102,17 @@ func endpointAddresses(e *api.Endpoint) string {
 	return strings.Join(out, ",")
 }
 
-var endpointHeader = []string{"ENDPOINT ID", "NAME", "NETWORK", "IP ADDRESSES", "MAC", "NAMESPACE"}
+var (
+	endpointHeader     = []string{"ENDPOINT ID", "NAME", "NETWORK", "IP ADDRESSES", "MAC", "NAMESPACE"}
+	endpointWideHeader = append(append([]string(nil), endpointHeader...), "HOST INTERFACE", "INTERFACE", "POLICIES")
+)
 
 // endpointRows renders endpoints as rows of the `endpoint ls` table;
-// networkNames maps network IDs to names.
-func endpointRows(eps []api.Endpoint, networkNames map[string]string, noTrunc bool) [][]string {
+// networkNames maps network IDs to names. wide adds the devices and the
+// policy types, and shows whole IDs.
+func endpointRows(eps []api.Endpoint, networkNames map[string]string, noTrunc, wide bool) [][]string {
 	trunc := shortID
-	if noTrunc {
+	if noTrunc || wide {
 		trunc = func(s string) string { return s }
 	}
 	rows := make([][]string, 0, len(eps))
@@ -117,9 +122,33 @@ func endpointRows(eps []api.Endpoint, networkNames map[string]string, noTrunc bo
 		if network == "" {
 			network = trunc(e.HostComputeNetwork)
 		}
-		rows = append(rows, []string{trunc(e.ID), e.Name, network, endpointAddresses(e), e.MacAddress, trunc(e.HostComputeNamespace)})
+		row := []string{trunc(e.ID), e.Name, network, endpointAddresses(e), e.MacAddress, trunc(e.HostComputeNamespace)}
+		if wide {
+			row = append(row, orDash(e.HostInterfaceName), orDash(e.InterfaceName), policyTypes(e.Policies))
+		}
+		rows = append(rows, row)
 	}
 	return rows
+}
+
+// writeEndpoints writes the `endpoint ls` table, with the names of the
+// endpoints' networks.
+func writeEndpoints(ctx context.Context, w io.Writer, c *client.Client, eps []api.Endpoint, noTrunc, wide bool) error {
+	names := map[string]string{}
+	if len(eps) > 0 {
+		nets, err := c.ListNetworks(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, n := range nets {
+			names[strings.ToLower(n.ID)] = n.Name
+		}
+	}
+	header := endpointHeader
+	if wide {
+		header = endpointWideHeader
+	}
+	return writeTable(w, header, endpointRows(eps, names, noTrunc, wide))
 }
 
 func newEndpointCommand(a *app) *cobra.Command {
@@ -129,6 +158,12 @@ func newEndpointCommand(a *app) *cobra.Command {
 		newEndpointLsCommand(a),
 		newInspectCommand(a, kindEndpoint, "ENDPOINT", func(ctx context.Context, c *client.Client, ref string) (any, error) {
 			return c.GetEndpoint(ctx, ref)
+		}, func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+			eps := make([]api.Endpoint, len(docs))
+			for i, d := range docs {
+				eps[i] = *d.(*api.Endpoint)
+			}
+			return writeEndpoints(ctx, a.io.Out, c, eps, false, wide)
 		}),
 		newRmCommand(a, kindEndpoint, "ENDPOINT", "Remove one or more endpoints (detached first)", func(ctx context.Context, c *client.Client, ref string) error {
 			return c.DeleteEndpoint(ctx, ref)
@@ -166,15 +201,15 @@ func newEndpointCreateCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return writeJSON(a.io.Out, e)
-			}
-			_, err = fmt.Fprintln(a.io.Out, e.ID)
-			return err
+			return a.render(e, func(bool) error {
+				_, err := fmt.Fprintln(a.io.Out, e.ID)
+				return err
+			})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.network, "network", "", "network of the endpoint (name or ID)")
+	_ = cmd.RegisterFlagCompletionFunc("network", a.completeRefs(kindNetwork))
 	f.StringArrayVar(&o.ips, "ip", nil, "static address, IP or IP/PREFIXLEN (repeatable)")
 	f.StringVar(&o.mac, "mac", "", "MAC address (00-15-5D-52-C0-00 or with colons)")
 	f.StringArrayVar(&o.dns, "dns", nil, "DNS server (repeatable)")
@@ -215,31 +250,19 @@ func newEndpointLsCommand(a *app) *cobra.Command {
 				return err
 			}
 			sort.SliceStable(eps, func(i, j int) bool { return eps[i].Name < eps[j].Name })
-			switch {
-			case quiet:
+			if quiet {
 				for _, e := range eps {
 					fmt.Fprintln(a.io.Out, e.ID)
 				}
 				return nil
-			case a.jsonOutput():
-				if eps == nil {
-					eps = []api.Endpoint{}
-				}
-				return writeJSON(a.io.Out, eps)
 			}
-			names := map[string]string{}
-			if len(eps) > 0 {
-				nets, err := c.ListNetworks(ctx, nil)
-				if err != nil {
-					return err
-				}
-				for _, n := range nets {
-					names[strings.ToLower(n.ID)] = n.Name
-				}
+			if eps == nil {
+				eps = []api.Endpoint{}
 			}
-			return writeTable(a.io.Out, endpointHeader, endpointRows(eps, names, noTrunc))
+			return a.render(eps, func(wide bool) error { return writeEndpoints(ctx, a.io.Out, c, eps, noTrunc, wide) })
 		},
 	}
+	a.addOutputFlag(cmd)
 	cmd.Flags().StringVar(&network, "network", "", "only the endpoints of this network")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print endpoint IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 
@@ -12,7 +13,10 @@ import (
 	"github.com/hostnet/hostnet/client"
 )
 
-var namespaceHeader = []string{"NAMESPACE ID", "NAME", "PATH", "MANAGED", "ENDPOINTS"}
+var (
+	namespaceHeader     = []string{"NAMESPACE ID", "NAME", "PATH", "MANAGED", "ENDPOINTS"}
+	namespaceWideHeader = append(append([]string(nil), namespaceHeader...), "TYPE", "RESOLV.CONF")
+)
 
 // namespaceEndpoints counts the endpoints attached to n.
 func namespaceEndpoints(n *api.Namespace) int {
@@ -25,18 +29,32 @@ func namespaceEndpoints(n *api.Namespace) int {
 	return count
 }
 
-// namespaceRows renders namespaces as rows of the `namespace ls` table.
-func namespaceRows(nss []api.Namespace, noTrunc bool) [][]string {
+// namespaceRows renders namespaces as rows of the `namespace ls` table;
+// wide adds the type and the resolv.conf, and shows whole IDs.
+func namespaceRows(nss []api.Namespace, noTrunc, wide bool) [][]string {
 	rows := make([][]string, 0, len(nss))
 	for i := range nss {
 		n := &nss[i]
 		id := n.ID
-		if !noTrunc {
+		if !noTrunc && !wide {
 			id = shortID(id)
 		}
-		rows = append(rows, []string{id, n.Name, n.NetNamespacePath, strconv.FormatBool(n.Managed), strconv.Itoa(namespaceEndpoints(n))})
+		row := []string{id, n.Name, n.NetNamespacePath, strconv.FormatBool(n.Managed), strconv.Itoa(namespaceEndpoints(n))}
+		if wide {
+			row = append(row, orDash(string(n.Type)), orDash(resolvConfPath(n)))
+		}
+		rows = append(rows, row)
 	}
 	return rows
+}
+
+// writeNamespaces writes the `namespace ls` table.
+func writeNamespaces(w io.Writer, nss []api.Namespace, noTrunc, wide bool) error {
+	header := namespaceHeader
+	if wide {
+		header = namespaceWideHeader
+	}
+	return writeTable(w, header, namespaceRows(nss, noTrunc, wide))
 }
 
 func newNamespaceCommand(a *app) *cobra.Command {
@@ -46,6 +64,12 @@ func newNamespaceCommand(a *app) *cobra.Command {
 		newNamespaceLsCommand(a),
 		newInspectCommand(a, kindNamespace, "NAMESPACE", func(ctx context.Context, c *client.Client, ref string) (any, error) {
 			return c.GetNamespace(ctx, ref)
+		}, func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+			nss := make([]api.Namespace, len(docs))
+			for i, d := range docs {
+				nss[i] = *d.(*api.Namespace)
+			}
+			return writeNamespaces(a.io.Out, nss, false, wide)
 		}),
 		newRmCommand(a, kindNamespace, "NAMESPACE", "Remove one or more namespaces (their endpoints are detached)", func(ctx context.Context, c *client.Client, ref string) error {
 			return c.DeleteNamespace(ctx, ref)
@@ -59,25 +83,31 @@ func newNamespaceCommand(a *app) *cobra.Command {
 func newNamespaceCreateCommand(a *app) *cobra.Command {
 	var name, path string
 	cmd := &cobra.Command{
-		Use:   "create [--name NAME] [--path PATH]",
+		Use:   "create [OPTIONS] [NAME]",
 		Short: "Create a network namespace, or wrap an existing one",
-		Long: "Create a network namespace and print its ID. With --path, the namespace at PATH\n" +
-			"(a bind mount, /proc/PID/ns/net) is wrapped instead and left in place on removal.",
-		Args: exactArgs(0),
+		Long: "Create a network namespace, named NAME if given, and print its ID. With --path, the\n" +
+			"namespace at PATH (a bind mount, /proc/PID/ns/net) is wrapped instead and left in place\n" +
+			"on removal.",
+		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				if name != "" && name != args[0] {
+					return &usageError{cmd: cmd, err: fmt.Errorf("two names given: --name %s and %s", name, args[0])}
+				}
+				name = args[0]
+			}
 			doc := &api.Namespace{Name: name, NetNamespacePath: path, SchemaVersion: api.SchemaVersion{Major: 2, Minor: 0}}
 			n, err := a.client().CreateNamespace(cmd.Context(), doc)
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return writeJSON(a.io.Out, n)
-			}
-			_, err = fmt.Fprintln(a.io.Out, n.ID)
-			return err
+			return a.render(n, func(bool) error {
+				_, err := fmt.Fprintln(a.io.Out, n.ID)
+				return err
+			})
 		},
 	}
-	cmd.Flags().StringVar(&name, "name", "", "namespace name")
+	cmd.Flags().StringVar(&name, "name", "", "namespace name (the same as NAME)")
 	cmd.Flags().StringVar(&path, "path", "", "existing network namespace to wrap")
 	return cmd
 }
@@ -95,21 +125,19 @@ func newNamespaceLsCommand(a *app) *cobra.Command {
 				return err
 			}
 			sort.SliceStable(nss, func(i, j int) bool { return nss[i].Name < nss[j].Name })
-			switch {
-			case quiet:
+			if quiet {
 				for _, n := range nss {
 					fmt.Fprintln(a.io.Out, n.ID)
 				}
 				return nil
-			case a.jsonOutput():
-				if nss == nil {
-					nss = []api.Namespace{}
-				}
-				return writeJSON(a.io.Out, nss)
 			}
-			return writeTable(a.io.Out, namespaceHeader, namespaceRows(nss, noTrunc))
+			if nss == nil {
+				nss = []api.Namespace{}
+			}
+			return a.render(nss, func(wide bool) error { return writeNamespaces(a.io.Out, nss, noTrunc, wide) })
 		},
 	}
+	a.addOutputFlag(cmd)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print namespace IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
 	return cmd
@@ -125,6 +153,12 @@ func newNamespaceAttachCommand(a *app, attach bool) *cobra.Command {
 		Use:   verb + " NAMESPACE ENDPOINT",
 		Short: short,
 		Args:  exactArgs(2),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return a.completeRefs(kindNamespace)(cmd, args, toComplete)
+			}
+			return a.completeRefs(kindEndpoint)(cmd, args, toComplete)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			c := a.client()
@@ -145,10 +179,14 @@ func newNamespaceAttachCommand(a *app, attach bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return writeJSON(a.io.Out, n)
-			}
-			return nil
+			return a.render(n, func(bool) error {
+				if attach {
+					_, err = fmt.Fprintf(a.io.Out, "endpoint %s attached to namespace %s\n", args[1], args[0])
+				} else {
+					_, err = fmt.Fprintf(a.io.Out, "endpoint %s detached from namespace %s\n", args[1], args[0])
+				}
+				return err
+			})
 		},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,11 +48,68 @@ func driverType(driver string) (api.NetworkType, error) {
 			return t, nil
 		}
 	}
-	names := make([]string, len(networkTypes))
-	for i, t := range networkTypes {
-		names[i] = strings.ToLower(string(t))
+	return "", fmt.Errorf("unknown driver %q (the HNS network types are %s)", driver, strings.Join(lowerTypes(networkTypes), ", "))
+}
+
+// lowerTypes writes network types as drivers are named, in lower case.
+func lowerTypes(ts []api.NetworkType) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = strings.ToLower(string(t))
 	}
-	return "", fmt.Errorf("unknown driver %q (want one of %s)", driver, strings.Join(names, ", "))
+	return out
+}
+
+// notBuilt lists, as drivers, the HNS network types a daemon that supports
+// supported does not have yet.
+func notBuilt(supported []api.NetworkType) []string {
+	var out []api.NetworkType
+	for _, t := range networkTypes {
+		found := false
+		for _, s := range supported {
+			found = found || strings.EqualFold(string(s), string(t))
+		}
+		if !found {
+			out = append(out, t)
+		}
+	}
+	return lowerTypes(out)
+}
+
+// checkDriver refuses a network type the daemon does not support: known to
+// HNS, but not built yet.
+func checkDriver(typ api.NetworkType, v *api.VersionInfo) error {
+	for _, t := range v.Supported.NetworkTypes {
+		if strings.EqualFold(string(t), string(typ)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("driver %q is not built yet: this hostnetd supports %s (not built yet: %s)",
+		strings.ToLower(string(typ)), strings.Join(lowerTypes(v.Supported.NetworkTypes), ", "), strings.Join(notBuilt(v.Supported.NetworkTypes), ", "))
+}
+
+// driverUsage is the help of --driver; with the daemon's answer, it names
+// what it supports and what is not built yet.
+func driverUsage(v *api.VersionInfo) string {
+	if v == nil {
+		return "network type: nat, or another the daemon supports ('hostnet version' lists them)"
+	}
+	return fmt.Sprintf("network type: %s (not built yet: %s)", strings.Join(lowerTypes(v.Supported.NetworkTypes), ", "), strings.Join(notBuilt(v.Supported.NetworkTypes), ", "))
+}
+
+// daemonVersion asks the daemon what it supports, briefly: for help texts
+// and completion, which must not hang on a daemon that does not answer.
+func (a *app) daemonVersion(ctx context.Context) *api.VersionInfo {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	v, err := a.client().Version(ctx)
+	if err != nil {
+		return nil
+	}
+	return v
 }
 
 // networkCreateOptions are the flags of `network create`.
@@ -377,25 +435,74 @@ func networkSubnets(n *api.Network) []string {
 	return out
 }
 
-// networkRows renders networks as rows of the `network ls` table.
-func networkRows(nets []api.Network, noTrunc bool) [][]string {
+// networkGateways lists the next hops of the default routes of n's subnets.
+func networkGateways(n *api.Network) []string {
+	var out []string
+	for _, ipam := range n.Ipams {
+		for _, s := range ipam.Subnets {
+			for _, r := range s.Routes {
+				if r.NextHop != "" && (r.DestinationPrefix == "0.0.0.0/0" || r.DestinationPrefix == "::/0") {
+					out = append(out, r.NextHop)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// policyTypes lists the types of pols, each once, in order.
+func policyTypes(pols []api.Policy) string {
+	var out []string
+	seen := map[api.PolicyType]bool{}
+	for _, p := range pols {
+		if !seen[p.Type] {
+			seen[p.Type] = true
+			out = append(out, string(p.Type))
+		}
+	}
+	return orDash(strings.Join(out, ","))
+}
+
+// networkRows renders networks as rows of the `network ls` table; wide
+// adds the gateways, DNS servers and policy types, and shows whole IDs.
+func networkRows(nets []api.Network, noTrunc, wide bool) [][]string {
 	rows := make([][]string, 0, len(nets))
 	for i := range nets {
 		n := &nets[i]
 		id := n.ID
-		if !noTrunc {
+		if !noTrunc && !wide {
 			id = shortID(id)
 		}
 		typ := string(n.Type)
 		if typ == "" {
 			typ = string(api.NAT)
 		}
-		rows = append(rows, []string{id, n.Name, typ, strings.Join(networkSubnets(n), ","), n.BridgeName})
+		row := []string{id, n.Name, typ, strings.Join(networkSubnets(n), ","), n.BridgeName}
+		if wide {
+			var dns []string
+			if n.Dns != nil {
+				dns = n.Dns.ServerList
+			}
+			row = append(row, orDash(strings.Join(networkGateways(n), ",")), orDash(strings.Join(dns, ",")), policyTypes(n.Policies))
+		}
+		rows = append(rows, row)
 	}
 	return rows
 }
 
-var networkHeader = []string{"NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"}
+var (
+	networkHeader     = []string{"NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"}
+	networkWideHeader = append(append([]string(nil), networkHeader...), "GATEWAY", "DNS", "POLICIES")
+)
+
+// writeNetworks writes the `network ls` table.
+func writeNetworks(w io.Writer, nets []api.Network, noTrunc, wide bool) error {
+	header := networkHeader
+	if wide {
+		header = networkWideHeader
+	}
+	return writeTable(w, header, networkRows(nets, noTrunc, wide))
+}
 
 func newNetworkCommand(a *app) *cobra.Command {
 	cmd := newGroupCommand("network", "Manage networks")
@@ -404,6 +511,12 @@ func newNetworkCommand(a *app) *cobra.Command {
 		newNetworkLsCommand(a),
 		newInspectCommand(a, kindNetwork, "NETWORK", func(ctx context.Context, c *client.Client, ref string) (any, error) {
 			return c.GetNetwork(ctx, ref)
+		}, func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+			nets := make([]api.Network, len(docs))
+			for i, d := range docs {
+				nets[i] = *d.(*api.Network)
+			}
+			return writeNetworks(a.io.Out, nets, false, wide)
 		}),
 		newRmCommand(a, kindNetwork, "NETWORK", "Remove one or more networks", func(ctx context.Context, c *client.Client, ref string) error {
 			return c.DeleteNetwork(ctx, ref)
@@ -430,19 +543,41 @@ func newNetworkCreateCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := a.client().CreateNetwork(cmd.Context(), doc)
+			c := a.client()
+			v, err := c.Version(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return writeJSON(a.io.Out, n)
+			if err := checkDriver(doc.Type, v); err != nil {
+				return err
 			}
-			_, err = fmt.Fprintln(a.io.Out, n.ID)
-			return err
+			n, err := c.CreateNetwork(cmd.Context(), doc)
+			if err != nil {
+				return err
+			}
+			return a.render(n, func(bool) error {
+				_, err := fmt.Fprintln(a.io.Out, n.ID)
+				return err
+			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.driver, "driver", "d", "nat", "network type: nat, transparent, l2bridge, l2tunnel, overlay, ics, private, internal")
+	f.StringVarP(&o.driver, "driver", "d", "nat", driverUsage(nil))
+	// The drivers the daemon supports, in help and completion.
+	defaultHelp := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		if v := a.daemonVersion(c.Context()); v != nil {
+			c.Flags().Lookup("driver").Usage = driverUsage(v)
+		}
+		defaultHelp(c, args)
+	})
+	_ = cmd.RegisterFlagCompletionFunc("driver", func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		types := []string{"nat"}
+		if v := a.daemonVersion(c.Context()); v != nil {
+			types = lowerTypes(v.Supported.NetworkTypes)
+		}
+		return types, cobra.ShellCompDirectiveNoFileComp
+	})
 	f.StringArrayVar(&o.subnets, "subnet", nil, "subnet in CIDR form (one IPv4 and one IPv6 at most)")
 	f.StringArrayVar(&o.gateways, "gateway", nil, "gateway of the subnet of its address family")
 	f.StringArrayVar(&o.ipRanges, "ip-range", nil, "allocate addresses from this sub-range of the subnet of its family")
@@ -473,31 +608,30 @@ func newNetworkLsCommand(a *app) *cobra.Command {
 				return err
 			}
 			sort.SliceStable(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
-			switch {
-			case quiet:
+			if quiet {
 				for _, n := range nets {
 					fmt.Fprintln(a.io.Out, n.ID)
 				}
 				return nil
-			case a.jsonOutput():
-				if nets == nil {
-					nets = []api.Network{}
-				}
-				return writeJSON(a.io.Out, nets)
 			}
-			return writeTable(a.io.Out, networkHeader, networkRows(nets, noTrunc))
+			if nets == nil {
+				nets = []api.Network{}
+			}
+			return a.render(nets, func(wide bool) error { return writeNetworks(a.io.Out, nets, noTrunc, wide) })
 		},
 	}
+	a.addOutputFlag(cmd)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print network IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter key=value (keys: id, name, type or driver)")
 	return cmd
 }
 
-// inspect prints the documents get finds as a JSON array; references it
-// cannot find are reported and make the command fail, after the others are
-// printed (as docker inspect does).
-func (a *app) inspect(refs []string, get func(ref string) (any, error)) error {
+// inspect prints the documents get finds, as a JSON array unless another
+// output is chosen (table and wide: the rows of the ls table); references
+// it cannot find are reported and make the command fail, after the others
+// are printed (as docker inspect does).
+func (a *app) inspect(refs []string, get func(ref string) (any, error), table func(docs []any, wide bool) error) error {
 	docs := []any{}
 	var failed bool
 	for _, ref := range refs {
@@ -506,13 +640,19 @@ func (a *app) inspect(refs []string, get func(ref string) (any, error)) error {
 			if isUnreachable(err) {
 				return err
 			}
-			report(a.io.Err, err)
+			a.report(err)
 			failed = true
 			continue
 		}
 		docs = append(docs, d)
 	}
-	if err := writeJSON(a.io.Out, docs); err != nil {
+	var err error
+	if a.outputChosen() {
+		err = a.render(docs, func(wide bool) error { return table(docs, wide) })
+	} else {
+		err = writeJSON(a.io.Out, docs)
+	}
+	if err != nil {
 		return err
 	}
 	if failed {
@@ -530,7 +670,7 @@ func (a *app) remove(refs []string, del func(ref string) error) error {
 			if isUnreachable(err) {
 				return err
 			}
-			report(a.io.Err, err)
+			a.report(err)
 			failed = true
 			continue
 		}

@@ -133,7 +133,7 @@ func TestBuildNetworkErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-d", "bridge", "n"}, `unknown driver "bridge" (want one of nat, ics, transparent, l2bridge, l2tunnel, overlay, private, internal)`},
+		{[]string{"-d", "bridge", "n"}, `unknown driver "bridge" (the HNS network types are nat, ics, transparent, l2bridge, l2tunnel, overlay, private, internal)`},
 		{[]string{}, "a network name is required (NAME or -o com.docker.network.windowsshim.networkname=NAME)"},
 		{[]string{"-o", "com.docker.network.bridge.name=x", "n"}, `unknown option "com.docker.network.bridge.name" (known: `},
 		{[]string{"-o", "novalue", "n"}, `invalid option "novalue": want key=value`},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -190,21 +191,45 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// What changed is told by comparing the policies before and
+				// after: the daemon ignores a policy added twice and one
+				// removed that is not there.
 				cl := a.client()
-				var doc any
+				var (
+					doc    any
+					before []api.Policy
+				)
 				err = withRef(cmd.Context(), cl, kind, args[0], func(ref string) (err error) {
+					if before, _, err = target.policies(cmd.Context(), cl, ref); err != nil {
+						return err
+					}
 					doc, err = target.modify(cmd.Context(), cl, ref, req)
 					return err
 				})
 				if err != nil {
 					return err
 				}
-				if a.jsonOutput() {
-					return writeJSON(a.io.Out, doc)
+				after := documentPolicies(doc)
+				changed := policyDiff(after, before) // added
+				if rt == api.RequestRemove {
+					changed = policyDiff(before, after)
+				}
+				if err := a.render(doc, func(bool) error {
+					return writePolicyChanges(a.io.Out, kind, args[0], rt, changed)
+				}); err != nil {
+					return err
+				}
+				switch {
+				case rt == api.RequestRemove && len(changed) == 0:
+					return fmt.Errorf("no policy of %s %s matches: nothing was removed (see 'hostnet %s policy ls %s')", kind, args[0], kind, args[0])
+				case rt == api.RequestRemove && len(changed) < len(pols):
+					return fmt.Errorf("%d of the %d policies given match no policy of %s %s (see 'hostnet %s policy ls %s')",
+						len(pols)-len(changed), len(pols), kind, args[0], kind, args[0])
 				}
 				return nil
 			},
 		}
+		c.ValidArgsFunction = a.completeRefs(kind)
 		f := c.Flags()
 		f.StringVar(&src.inline, "policy", "", "policy JSON (an object or an array)")
 		f.StringVarP(&src.file, "file", "f", "", "file holding the policy JSON (- for stdin)")
@@ -223,13 +248,14 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 		long += "\nThe endpoint's firewall rules are listed with its network's NetworkACL rules,\n" +
 			"as they are enforced together."
 	}
-	long += "\nWith --format json, the " + kind + "'s own policies as they are stored."
+	long += "\nWith -o json or -o yaml, the " + kind + "'s own policies as they are stored."
 	ls := &cobra.Command{
-		Use:     "ls " + obj,
-		Aliases: []string{"list"},
-		Short:   "List the policies of " + withArticle(kind),
-		Long:    long,
-		Args:    exactArgs(1),
+		Use:               "ls [OPTIONS] " + obj,
+		Aliases:           []string{"list"},
+		Short:             "List the policies of " + withArticle(kind),
+		Long:              long,
+		Args:              exactArgs(1),
+		ValidArgsFunction: a.completeRefs(kind),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			cl := a.client()
@@ -244,29 +270,132 @@ func newPolicyCommand(a *app, kind string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				if pols == nil {
-					pols = []api.Policy{}
-				}
-				return writeJSON(a.io.Out, pols)
+			if pols == nil {
+				pols = []api.Policy{}
 			}
-			var networkPols []api.Policy
-			if networkID != "" {
-				n, err := cl.GetNetwork(ctx, networkID)
-				switch {
-				case err == nil:
-					networkPols = n.Policies
-				case isUnreachable(err):
-					return err
-				default:
-					fmt.Fprintf(a.io.Err, "note: the NetworkACL rules of network %s are not shown: %v\n", networkID, err)
-				}
-			}
-			return writePolicyListing(a.io.Out, kind, pols, networkPols)
+			return a.render(pols, func(bool) error { return a.writePolicyTables(ctx, cl, kind, pols, networkID) })
 		},
 	}
+	a.addOutputFlag(ls)
 	cmd.AddCommand(modify("add", api.RequestAdd), rm, ls)
 	return cmd
+}
+
+// writePolicyTables writes the tables of `policy ls`, with the NetworkACL
+// rules of an endpoint's network (networkID).
+func (a *app) writePolicyTables(ctx context.Context, cl *client.Client, kind string, pols []api.Policy, networkID string) error {
+	var networkPols []api.Policy
+	if networkID != "" {
+		n, err := cl.GetNetwork(ctx, networkID)
+		switch {
+		case err == nil:
+			networkPols = n.Policies
+		case isUnreachable(err):
+			return err
+		default:
+			fmt.Fprintf(a.io.Err, "note: the NetworkACL rules of network %s are not shown: %v\n", networkID, err)
+		}
+	}
+	return writePolicyListing(a.io.Out, kind, pols, networkPols)
+}
+
+// documentPolicies returns the policies of a network or endpoint document.
+func documentPolicies(doc any) []api.Policy {
+	switch d := doc.(type) {
+	case *api.Endpoint:
+		return d.Policies
+	case *api.Network:
+		return d.Policies
+	}
+	return nil
+}
+
+// policyKey identifies a policy by its type and its settings, compacted.
+func policyKey(p api.Policy) string {
+	return string(p.Type) + " " + compactSettings(p.Settings)
+}
+
+// policyDiff lists the policies of a that b does not hold (as many times
+// as a holds them more often than b), in a's order.
+func policyDiff(a, b []api.Policy) []api.Policy {
+	count := map[string]int{}
+	for _, p := range b {
+		count[policyKey(p)]++
+	}
+	var out []api.Policy
+	for _, p := range a {
+		k := policyKey(p)
+		if count[k] > 0 {
+			count[k]--
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// writePolicyChanges writes one line per policy added to or removed from
+// the network or endpoint ref, as `policy add` and `policy rm` report them,
+// or a line saying nothing was added.
+func writePolicyChanges(w io.Writer, kind, ref string, rt api.RequestType, changed []api.Policy) error {
+	verb := "added"
+	if rt == api.RequestRemove {
+		verb = "removed"
+	}
+	if len(changed) == 0 {
+		if rt == api.RequestRemove {
+			return nil // the failure says it
+		}
+		_, err := fmt.Fprintf(w, "%s %s: already has these policies, nothing added\n", kind, ref)
+		return err
+	}
+	for _, p := range changed {
+		if _, err := fmt.Fprintf(w, "%s %s: %s %s\n", kind, ref, verb, policyText(kind, p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// policyText describes a policy on one line: firewall rules in --acl's
+// words, port mappings in --publish's, others as type and settings.
+func policyText(kind string, p api.Policy) string {
+	resolve := api.ResolveNetworkPolicyType
+	source := aclSourceNetwork
+	if kind == kindEndpoint {
+		resolve, source = api.ResolveEndpointPolicyType, aclSourceEndpoint
+	}
+	typ := resolve(p.Type)
+	switch {
+	case isACLType(typ):
+		if spec, err := api.ParseACL(source, 0, typ, p); err == nil {
+			return string(typ) + " " + aclText(spec)
+		}
+	case typ == api.PortMapping:
+		if m, err := api.ParsePortMapping(source, 0, p); err == nil {
+			return string(typ) + " " + publishedString(m)
+		}
+	}
+	return string(typ) + " " + compactSettings(p.Settings)
+}
+
+// aclText writes a firewall rule as --acl takes it.
+func aclText(spec api.ACLSpec) string {
+	words := []string{strings.ToLower(string(spec.Action)), strings.ToLower(string(spec.Direction))}
+	add := func(key, val string) {
+		if val != "" {
+			words = append(words, key, val)
+		}
+	}
+	if len(spec.Protocols) > 0 {
+		add("proto", protocolsCell(spec.Protocols))
+	}
+	add("local", addressesText(spec.Local))
+	add("lport", portsText(spec.LocalPorts))
+	add("remote", addressesText(spec.Remote))
+	add("rport", portsText(spec.RemotePorts))
+	words = append(words, "priority", strconv.Itoa(int(spec.Priority)))
+	return strings.Join(words, " ")
 }
 
 // withArticle is "an endpoint", "a network".

@@ -50,6 +50,47 @@ func listIDs(ctx context.Context, c *client.Client, kind string) ([]string, erro
 	return ids, nil
 }
 
+// listNames returns the names of the objects of kind (their IDs where they
+// have none).
+func listNames(ctx context.Context, c *client.Client, kind string) ([]string, error) {
+	var out []string
+	add := func(name, id string) {
+		if name == "" {
+			name = id
+		}
+		out = append(out, name)
+	}
+	switch kind {
+	case kindNetwork:
+		l, err := c.ListNetworks(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range l {
+			add(n.Name, n.ID)
+		}
+	case kindEndpoint:
+		l, err := c.ListEndpoints(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range l {
+			add(e.Name, e.ID)
+		}
+	case kindNamespace:
+		l, err := c.ListNamespaces(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range l {
+			add(n.Name, n.ID)
+		}
+	default:
+		return nil, fmt.Errorf("unknown object kind %q", kind)
+	}
+	return out, nil
+}
+
 // looksLikeIDPrefix reports whether ref could be the start of an ID, as
 // tables show them (the daemon itself resolves only whole IDs and names).
 func looksLikeIDPrefix(ref string) bool {

@@ -40,10 +40,10 @@ func TestEndpointRows(t *testing.T) {
 		{"0a0b0c0d-111", "web", "nat", "172.16.0.2/20,fd00::2/64", "00-15-5D-00-00-02", "99999999-888"},
 		{"0e0e0e0e-111", "", "77777777-000", "", "", ""},
 	}
-	if got := endpointRows(eps, names, false); !reflect.DeepEqual(got, want) {
+	if got := endpointRows(eps, names, false, false); !reflect.DeepEqual(got, want) {
 		t.Errorf("rows %q", got)
 	}
-	if got := endpointRows(eps, names, true); got[0][0] != eps[0].ID || got[0][5] != eps[0].HostComputeNamespace {
+	if got := endpointRows(eps, names, true, false); got[0][0] != eps[0].ID || got[0][5] != eps[0].HostComputeNamespace {
 		t.Errorf("--no-trunc rows %q", got)
 	}
 }
@@ -53,13 +53,13 @@ func TestNamespaceRows(t *testing.T) {
 	nss := []api.Namespace{{ID: "12345678-aaaa-4bbb-8ccc-dddddddddddd", Name: "web", NetNamespacePath: "/run/hostnet/netns/x", Managed: true,
 		Resources: []api.NamespaceResource{{Type: api.NamespaceResourceEndpoint, Data: ep}, {Type: api.NamespaceResourceContainer, Data: ep}, {Type: api.NamespaceResourceEndpoint, Data: ep}}}}
 	want := [][]string{{"12345678-aaa", "web", "/run/hostnet/netns/x", "true", "2"}}
-	if got := namespaceRows(nss, false); !reflect.DeepEqual(got, want) {
+	if got := namespaceRows(nss, false, false); !reflect.DeepEqual(got, want) {
 		t.Errorf("rows %q", got)
 	}
 }
 
 func TestNetworkRowsDefaultType(t *testing.T) {
-	got := networkRows([]api.Network{{ID: "abc", Name: "n"}}, false)
+	got := networkRows([]api.Network{{ID: "abc", Name: "n"}}, false, false)
 	if want := [][]string{{"abc", "n", "NAT", "", ""}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("rows %q", got)
 	}

@@ -125,12 +125,12 @@ type runObjects struct {
 func (a *app) removeRunObjects(ctx context.Context, c *client.Client, objs runObjects) {
 	if objs.endpoint != "" {
 		if err := c.DeleteEndpoint(ctx, objs.endpoint); err != nil && !api.IsNotFound(err) {
-			report(a.io.Err, fmt.Errorf("remove endpoint %s: %w", objs.endpoint, err))
+			a.report(fmt.Errorf("remove endpoint %s: %w", objs.endpoint, err))
 		}
 	}
 	if objs.namespace != "" {
 		if err := c.DeleteNamespace(ctx, objs.namespace); err != nil && !api.IsNotFound(err) {
-			report(a.io.Err, fmt.Errorf("remove namespace %s: %w", objs.namespace, err))
+			a.report(fmt.Errorf("remove namespace %s: %w", objs.namespace, err))
 		}
 	}
 }
@@ -218,7 +218,7 @@ wait:
 	code := exitStatus(child.ProcessState)
 	var exitErr *exec.ExitError
 	if waitErr != nil && !errors.As(waitErr, &exitErr) {
-		report(a.io.Err, fmt.Errorf("wait for %s: %w", argv[0], waitErr))
+		a.report(fmt.Errorf("wait for %s: %w", argv[0], waitErr))
 	}
 	if o.rm {
 		a.removeRunObjects(cleanupCtx, c, objs)

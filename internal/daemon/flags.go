@@ -40,22 +40,22 @@ func envBool(name string, def bool) bool {
 // fs is parsed. Logs go to stderr.
 func Flags(fs *flag.FlagSet) func() (Config, error) {
 	var cfg Config
-	fs.StringVar(&cfg.Socket, "socket", env("HOSTNET_SOCKET", DefaultSocket), "unix socket of the API (env HOSTNET_SOCKET)")
-	fs.StringVar(&cfg.StateDir, "state-dir", env("HOSTNET_STATE_DIR", DefaultStateDir), "directory of the state database (env HOSTNET_STATE_DIR)")
-	fs.StringVar(&cfg.RunDir, "run-dir", env("HOSTNET_RUN_DIR", DefaultRunDir), "directory of runtime state: namespace mounts (env HOSTNET_RUN_DIR)")
-	level := fs.String("log-level", env("HOSTNET_LOG_LEVEL", "info"), "debug, info, warn or error (env HOSTNET_LOG_LEVEL)")
-	fs.StringVar(&cfg.HostNetns, "host-netns", env("HOSTNET_HOST_NETNS", ""), "treat the network namespace at this path as the host and program nothing else; default: the daemon's own (env HOSTNET_HOST_NETNS)")
-	fs.StringVar(&cfg.NetnsLinkDir, "netns-link-dir", env("HOSTNET_NETNS_LINK_DIR", "/run/netns"), "link created namespaces here as hn-ID for `ip netns`; empty: don't (env HOSTNET_NETNS_LINK_DIR)")
-	fs.StringVar(&cfg.NetnsEtcDir, "netns-etc-dir", env("HOSTNET_NETNS_ETC_DIR", "/etc/netns"), "write each created namespace's resolv.conf as DIR/hn-ID/resolv.conf, for `ip netns exec` and `hostnet run`; empty: don't (env HOSTNET_NETNS_ETC_DIR)")
-	fs.StringVar(&cfg.HostResolvConf, "host-resolv-conf", env("HOSTNET_HOST_RESOLV_CONF", "/etc/resolv.conf"), "DNS servers for endpoints that set none (env HOSTNET_HOST_RESOLV_CONF)")
+	fs.StringVar(&cfg.Socket, "socket", env("HOSTNET_SOCKET", DefaultSocket), "`path` of the API's unix socket (env HOSTNET_SOCKET)")
+	fs.StringVar(&cfg.StateDir, "state-dir", env("HOSTNET_STATE_DIR", DefaultStateDir), "`directory` of the state database (env HOSTNET_STATE_DIR)")
+	fs.StringVar(&cfg.RunDir, "run-dir", env("HOSTNET_RUN_DIR", DefaultRunDir), "`directory` of runtime state: namespace mounts (env HOSTNET_RUN_DIR)")
+	level := fs.String("log-level", env("HOSTNET_LOG_LEVEL", "info"), "`level` of the log on stderr: debug, info, warn or error (env HOSTNET_LOG_LEVEL)")
+	fs.StringVar(&cfg.HostNetns, "host-netns", env("HOSTNET_HOST_NETNS", ""), "treat the network namespace at `path` as the host and program nothing else; default: the daemon's own (env HOSTNET_HOST_NETNS)")
+	fs.StringVar(&cfg.NetnsLinkDir, "netns-link-dir", env("HOSTNET_NETNS_LINK_DIR", "/run/netns"), "`directory` where created namespaces are linked as hn-ID, for 'ip netns'; empty: none (env HOSTNET_NETNS_LINK_DIR)")
+	fs.StringVar(&cfg.NetnsEtcDir, "netns-etc-dir", env("HOSTNET_NETNS_ETC_DIR", "/etc/netns"), "`directory` where each created namespace's resolv.conf is written, as DIR/hn-ID/resolv.conf, for 'ip netns exec' and 'hostnet run'; empty: none (env HOSTNET_NETNS_ETC_DIR)")
+	fs.StringVar(&cfg.HostResolvConf, "host-resolv-conf", env("HOSTNET_HOST_RESOLV_CONF", "/etc/resolv.conf"), "resolv.conf `file` whose DNS servers endpoints that set none get (env HOSTNET_HOST_RESOLV_CONF)")
 	fs.BoolVar(&cfg.DefaultNetwork, "default-network", envBool("HOSTNET_DEFAULT_NETWORK", true), "create the default NAT network \"nat\" when it does not exist (env HOSTNET_DEFAULT_NETWORK)")
-	fs.StringVar(&cfg.DefaultSubnet, "default-subnet", env("HOSTNET_DEFAULT_SUBNET", ""), "subnet of the default network; default: the first free /20 of 172.16.0.0/12 (env HOSTNET_DEFAULT_SUBNET)")
-	repair := fs.String("repair-interval", env("HOSTNET_REPAIR_INTERVAL", "10s"), "how often the kernel is checked against the intent and repaired, besides notifications of damage; 0: no self-repair (env HOSTNET_REPAIR_INTERVAL)")
+	fs.StringVar(&cfg.DefaultSubnet, "default-subnet", env("HOSTNET_DEFAULT_SUBNET", ""), "`prefix` of the default network; default: the first free /20 of 172.16.0.0/12 (env HOSTNET_DEFAULT_SUBNET)")
+	repair := fs.String("repair-interval", env("HOSTNET_REPAIR_INTERVAL", "10s"), "`duration` between checks of the kernel against the intent (and repairs), besides notifications of damage; 0: no self-repair (env HOSTNET_REPAIR_INTERVAL)")
 	fs.BoolVar(&cfg.RestoreBackup, "restore-backup", false, "put the state file's backup (taken at the last sound start) back before starting; the damaged file is kept aside")
 	fs.BoolVar(&cfg.ForgetKernelState, "forget-kernel-state", false, "with a new, empty state file, remove the hostnet objects the kernel holds (a lost state's) instead of refusing to start")
-	socketMode := fs.String("socket-mode", env("HOSTNET_SOCKET_MODE", ""), "permissions of the socket, octal; default 0600, or 0660 with -socket-group (env HOSTNET_SOCKET_MODE)")
+	socketMode := fs.String("socket-mode", env("HOSTNET_SOCKET_MODE", ""), "permissions of the socket, an `octal` mode; default 0600, or 0660 with -socket-group (env HOSTNET_SOCKET_MODE)")
 	fs.StringVar(&cfg.SocketGroup, "socket-group", env("HOSTNET_SOCKET_GROUP", ""), "`group` (name or gid) whose members may use the API besides root; it owns the socket (env HOSTNET_SOCKET_GROUP)")
-	maxConns := fs.String("max-connections", env("HOSTNET_MAX_CONNECTIONS", strconv.Itoa(server.DefaultMaxConnections)), "most API connections open at once; at the limit the one waiting longest for its client is closed (env HOSTNET_MAX_CONNECTIONS)")
+	maxConns := fs.String("max-connections", env("HOSTNET_MAX_CONNECTIONS", strconv.Itoa(server.DefaultMaxConnections)), "`number` of API connections open at once at most; at the limit the one waiting longest for its client is closed (env HOSTNET_MAX_CONNECTIONS)")
 	timeouts := []struct {
 		flag, env string
 		dst       *time.Duration
@@ -69,7 +69,7 @@ func Flags(fs *flag.FlagSet) func() (Config, error) {
 	}
 	timeoutFlags := make([]*string, len(timeouts))
 	for i, t := range timeouts {
-		timeoutFlags[i] = fs.String(t.flag, env(t.env, t.def.String()), fmt.Sprintf("%s (env %s)", t.usage, t.env))
+		timeoutFlags[i] = fs.String(t.flag, env(t.env, t.def.String()), fmt.Sprintf("%s, a `duration` (env %s)", t.usage, t.env))
 	}
 	return func() (Config, error) {
 		var lv slog.Level

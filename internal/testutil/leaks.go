@@ -1,13 +1,20 @@
 // Package testutil holds what hostnet's kernel tests share: throwaway
 // network namespaces, and the check that a suite left nothing behind in
 // the root namespace.
+//
+// The leak check compares against a snapshot taken before the run, so that
+// a host that already holds hostnet objects (a running hostnetd and its
+// bridge, namespaces and tables, leftovers of a crashed run) is not blamed
+// on the tests: only what the run added is reported.
 package testutil
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/google/nftables"
@@ -33,7 +40,7 @@ func Leaks(scope string) []string {
 		if tables, err := c.ListTables(); err == nil {
 			for _, t := range tables {
 				if strings.Contains(t.Name, "hostnet") {
-					out = append(out, "nftables table "+t.Name)
+					out = append(out, "nftables table "+familyName(t.Family)+" "+t.Name)
 				}
 			}
 		}
@@ -57,6 +64,25 @@ func Leaks(scope string) []string {
 		out = append(out, fmt.Sprintf("mount %s (%s)", m.point, m.fstype))
 	}
 	return out
+}
+
+// familyName is how nft(8) names a table family.
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	case nftables.TableFamilyARP:
+		return "arp"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
+	}
+	return fmt.Sprintf("family-%d", f)
 }
 
 func under(path, dir string) bool {
@@ -113,14 +139,76 @@ func UnmountUnder(dir string, unmount func(string) error) int {
 	return len(found)
 }
 
+// Snapshot is the set of hostnet's kernel objects present at one moment,
+// as Leaks words them.
+type Snapshot map[string]bool
+
+// TakeSnapshot records the hostnet objects present now (Leaks(scope)).
+func TakeSnapshot(scope string) Snapshot {
+	s := Snapshot{}
+	for _, o := range Leaks(scope) {
+		s[o] = true
+	}
+	return s
+}
+
+// Added lists, sorted, the objects of now that the snapshot does not hold.
+func (s Snapshot) Added(now []string) []string {
+	var out []string
+	for _, o := range now {
+		if !s[o] {
+			out = append(out, o)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Leaked lists the hostnet objects present now (Leaks(scope)) that were not
+// there when the snapshot was taken.
+func (s Snapshot) Leaked(scope string) []string { return s.Added(Leaks(scope)) }
+
+// Write saves the snapshot to a file, as a JSON array.
+func (s Snapshot) Write(path string) error {
+	list := make([]string, 0, len(s))
+	for o := range s {
+		list = append(list, o)
+	}
+	sort.Strings(list)
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadSnapshot reads a snapshot saved by Write.
+func ReadSnapshot(path string) (Snapshot, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	s := Snapshot{}
+	for _, o := range list {
+		s[o] = true
+	}
+	return s, nil
+}
+
 // CheckMain runs after a package's tests (from TestMain) and turns leaks
-// into a failing exit code; scope is the package's own temporary directory.
-func CheckMain(code int, scope string) int {
+// into a failing exit code: objects present now that before (taken before
+// the tests ran) does not hold. scope is the package's own temporary
+// directory, where every mount is the run's.
+func CheckMain(code int, scope string, before Snapshot) int {
 	if os.Geteuid() != 0 {
 		return code
 	}
-	if leaks := Leaks(scope); len(leaks) > 0 {
-		fmt.Fprintf(os.Stderr, "LEAK CHECK FAILED: the tests left kernel objects behind:\n  %s\n", strings.Join(leaks, "\n  "))
+	if leaks := before.Leaked(scope); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "LEAK CHECK FAILED: the tests left kernel objects behind (present now, not before they ran):\n  %s\n", strings.Join(leaks, "\n  "))
 		if code == 0 {
 			code = 1
 		}

@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
@@ -191,9 +195,15 @@ func TestRunPublishAndPolicyVerbs(t *testing.T) {
 	if !strings.Contains(ls, "8080") || block < 0 || allow < 0 || block > allow {
 		t.Errorf("policy ls: want the mapping, then the Block rule before the Allow ones:\n%s", ls)
 	}
-	e.MustCLI("endpoint", "policy", "rm", "site", "--acl", rule)
+	if out := e.MustCLI("endpoint", "policy", "rm", "site", "--acl", rule); out != "endpoint site: removed ACL "+rule+"\n" {
+		t.Errorf("policy rm printed %q", out)
+	}
 	if !reachTCP(t, e.ExtNS, hostAddr+":8080") {
 		t.Error("the published port does not answer once the Block rule is removed")
+	}
+	// Removing it again matches nothing: a failure that says so.
+	if r := e.CLI("endpoint", "policy", "rm", "site", "--acl", rule); r.Code != 1 || !strings.Contains(r.Stderr, "no policy of endpoint site matches: nothing was removed") {
+		t.Errorf("policy rm of a rule that is not there: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 
 	e.MustCLI("endpoint", "create", "--network", "nat", "-p", "9090:80/udp", "dns")
@@ -203,5 +213,72 @@ func TestRunPublishAndPolicyVerbs(t *testing.T) {
 	}
 	if len(got.Policies) != 1 || got.Policies[0].Type != api.PortMapping || !strings.Contains(string(got.Policies[0].Settings), `"ExternalPort":9090`) {
 		t.Errorf("endpoint create -p: policies %+v", got.Policies)
+	}
+}
+
+// A user who is neither root nor in the socket's group is told to use sudo
+// or to join the group, not asked whether the daemon runs.
+func TestCLINotRootSaysSudo(t *testing.T) {
+	pub := hostilePublicDir(t)
+	bin := filepath.Join(pub, "hostnet")
+	b, err := os.ReadFile(hostnetBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := NewTopology(t)
+	e.Socket = filepath.Join(pub, "cli.sock")
+	e.Start()
+	cmd := exec.Command(bin, "--socket", e.Socket, "network", "ls")
+	cmd.Env = append(cleanEnv(), "TMPDIR=/tmp")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("hostnet as nobody: %v\n%s", err, out)
+	}
+	for _, want := range []string{"cannot reach hostnetd at " + e.Socket + ": permission denied", "use sudo", "--socket-group"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("hostnet as nobody says %q, want %q in it", out, want)
+		}
+	}
+	if strings.Contains(string(out), "is it running") {
+		t.Errorf("hostnet as nobody asks whether the daemon runs: %q", out)
+	}
+}
+
+// Output formats, errors as JSON, and drivers that are not built, against
+// a real daemon.
+func TestCLIOutputFormats(t *testing.T) {
+	e := NewEnv(t)
+	if out := e.MustCLI("network", "ls", "-o", "yaml"); !strings.Contains(out, "- ID: ") || !strings.Contains(out, "  Name: nat\n") {
+		t.Errorf("network ls -o yaml:\n%s", out)
+	}
+	if out := e.MustCLI("network", "ls", "--format", "{{.Name}} {{.BridgeName}}"); !strings.HasPrefix(out, "nat hnbr") {
+		t.Errorf("network ls --format: %q", out)
+	}
+	if out := e.MustCLI("network", "ls", "-o", "wide"); !strings.Contains(out, "GATEWAY") {
+		t.Errorf("network ls -o wide:\n%s", out)
+	}
+	r := e.CLI("network", "inspect", "nope", "-o", "json")
+	var doc struct {
+		Success   bool
+		Error     string
+		ErrorCode uint32
+	}
+	if err := json.Unmarshal([]byte(r.Stderr), &doc); err != nil || r.Code != 1 || doc.Success || doc.ErrorCode != uint32(api.CodeElementNotFound) || !strings.Contains(doc.Error, "nope") {
+		t.Errorf("inspect of a missing network under -o json: exit %d, stderr %q (%v)", r.Code, r.Stderr, err)
+	}
+	r = e.CLI("network", "create", "-d", "l2bridge", "--subnet", "10.91.0.0/24", "l2")
+	if r.Code != 1 || !strings.Contains(r.Stderr, `driver "l2bridge" is not built yet: this hostnetd supports nat`) {
+		t.Errorf("network create -d l2bridge: exit %d, stderr %q", r.Code, r.Stderr)
+	}
+	if out := e.MustCLI("namespace", "create", "box"); len(strings.TrimSpace(out)) != 36 {
+		t.Errorf("namespace create box printed %q, want the ID", out)
+	}
+	if _, err := e.Client().GetNamespace(ctx, "box"); err != nil {
+		t.Errorf("namespace create NAME: %v", err)
 	}
 }

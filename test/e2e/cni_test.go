@@ -374,7 +374,7 @@ func (e *Env) cnitoolErr(confDir, capArgs string, args ...string) (string, error
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", script, varLib, cnitoolBin}, args...)...)
-	cmd.Env = append(os.Environ(), "NETCONFPATH="+confDir, "CNI_PATH="+cniBinDir, "CAP_ARGS="+capArgs)
+	cmd.Env = append(cleanEnv(), "NETCONFPATH="+confDir, "CNI_PATH="+cniBinDir, "CAP_ARGS="+capArgs)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

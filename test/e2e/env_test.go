@@ -167,6 +167,7 @@ func (e *Env) Start() {
 		"--log-level", "debug",
 	}, e.extra...)
 	e.cmd = exec.Command("nsenter", args...)
+	e.cmd.Env = cleanEnv()
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -256,6 +257,21 @@ func (e *Env) close() {
 	}
 }
 
+// cleanEnv is the test's environment without the HOSTNET_ variables of
+// the user running it (HOSTNET_SOCKET, HOSTNET_DEFAULT_SUBNET, ... are the
+// defaults of hostnetd's flags and of the CLI): a test's daemon and CLI are
+// configured by the test alone. The suite's own HOSTNET_E2E_ variables stay.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "HOSTNET_") && !strings.HasPrefix(kv, "HOSTNET_E2E_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
 // Client is an API client of the daemon.
 func (e *Env) Client() *client.Client { return client.New(e.Socket) }
 
@@ -275,7 +291,7 @@ func (e *Env) CLI(args ...string) CLIResult {
 func (e *Env) CLIEnv(env []string, args ...string) CLIResult {
 	e.t.Helper()
 	cmd := exec.Command(hostnetBin, append([]string{"--socket", e.Socket}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cleanEnv(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

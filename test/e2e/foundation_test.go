@@ -424,44 +424,88 @@ func TestDefaultNetworkAvoidsHostRanges(t *testing.T) {
 }
 
 // --host-netns alone decides what the daemon programs: run from another
-// namespace, it leaves that one untouched. The socket is 0600.
+// namespace, it leaves that one as it found it (devices, nftables tables,
+// forwarding sysctls: compared with what the namespace held before the
+// daemon started). The socket is 0600.
 func TestHostNetnsFlagProgramsOnlyThatNamespace(t *testing.T) {
+	t.Run("fresh namespace", func(t *testing.T) { testHostNetnsOnly(t, "") })
+	// The kernel copies the root namespace's ip_forward into every new
+	// namespace: on a host with forwarding on (any Docker host) the
+	// daemon's namespace starts with 1, which is not the daemon's doing.
+	t.Run("forwarding already on", func(t *testing.T) { testHostNetnsOnly(t, "1") })
+}
+
+// forwardingSysctls are the sysctls a host's daemon sets in the namespace it
+// programs, and must not set anywhere else.
+var forwardingSysctls = []string{"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv4/conf/all/route_localnet"}
+
+// netnsState describes what hostnetd could change in the namespace at path:
+// its devices, nftables tables and forwarding sysctls.
+func (e *Env) netnsState(t *testing.T, path string) string {
+	t.Helper()
+	var b strings.Builder
+	h := e.handle(path)
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		fmt.Fprintf(&b, "device %s\n", l.Attrs().Name)
+	}
+	In(t, path, func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		tables, err := c.ListTables()
+		if err != nil {
+			return err
+		}
+		for _, tb := range tables {
+			fmt.Fprintf(&b, "nftables table %s\n", tb.Name)
+		}
+		for _, s := range forwardingSysctls {
+			v, err := os.ReadFile("/proc/sys/" + s)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "%s=%s\n", s, strings.TrimSpace(string(v)))
+		}
+		return nil
+	})
+	return b.String()
+}
+
+// testHostNetnsOnly runs hostnetd in a namespace of its own (with
+// ip_forward set to forward first, unless empty) while it programs the
+// host namespace, and checks that its own namespace is as it was.
+func testHostNetnsOnly(t *testing.T, forward string) {
 	e := NewTopology(t)
 	e.DaemonNS = filepath.Join(e.Dir, "daemon.ns")
 	if err := netns.Create(e.DaemonNS); err != nil {
 		t.Fatal(err)
 	}
+	if forward != "" {
+		In(t, e.DaemonNS, func() error {
+			return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(forward), 0o644)
+		})
+	}
+	before := e.netnsState(t, e.DaemonNS)
 	e.Start()
 	a := e.AttachNew("nat", "a")
 	if got := e.addrsIn(a.Namespace.NetNamespacePath, "eth0"); len(got) != 1 {
 		t.Fatalf("endpoint NIC: %v", got)
 	}
-	d := e.handle(e.DaemonNS)
-	defer d.Close()
-	links, _ := d.LinkList()
-	if len(links) != 1 {
-		var names []string
-		for _, l := range links {
-			names = append(names, l.Attrs().Name)
-		}
-		t.Errorf("the daemon's own namespace got devices: %v", names)
-	}
 	if e.linkIndex("hnbr") == 0 {
 		t.Error("no bridge in the host namespace")
 	}
-	In(t, e.DaemonNS, func() error {
-		c, err := nftables.New()
-		if err != nil {
-			return err
-		}
-		if tables, _ := c.ListTables(); len(tables) != 0 {
-			t.Errorf("the daemon's own namespace got %d nftables tables", len(tables))
-		}
-		if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "0" {
-			t.Errorf("the daemon's own namespace got ip_forward=%s", b)
-		}
-		return nil
-	})
+	if after := e.netnsState(t, e.DaemonNS); after != before {
+		t.Errorf("the daemon's own namespace changed:\nbefore the daemon started:\n%s\nwith the daemon running:\n%s", before, after)
+	}
+	if host := e.netnsState(t, e.HostNS); !strings.Contains(host, "net/ipv4/ip_forward=1") || !strings.Contains(host, "nftables table hostnet") {
+		t.Errorf("the host namespace is not programmed:\n%s", host)
+	}
 	st, err := os.Stat(e.Socket)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode: %v, %v; want 0600", st.Mode(), err)

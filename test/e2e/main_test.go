@@ -1,12 +1,14 @@
 // Package e2e runs hostnet end to end: real daemons, each in a throwaway
 // "host" network namespace with an "external" namespace behind its uplink,
 // real packets. Nothing is created in the root namespace, and the suite
-// checks at the end that nothing of hostnet's was left behind.
+// checks at the end that nothing of hostnet's was left behind that was not
+// there before it started.
 package e2e
 
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,11 +31,18 @@ var (
 // namespaces by `hostnet run` (see runHelper).
 const helperEnv = "HOSTNET_E2E_HELPER"
 
+// binDirEnv names a directory holding hostnetd, hostnet and cni-bin/
+// already built: the suite then builds nothing.
+const binDirEnv = "HOSTNET_E2E_BIN_DIR"
+
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(runHelper(mode, os.Args[1:]))
 	}
-	os.Exit(testutil.CheckMain(run(m), baseDir))
+	// What the host holds before the run (a hostnetd of its own, leftovers
+	// of a crashed run) is not the tests' doing: only what is added counts.
+	before := testutil.TakeSnapshot("")
+	os.Exit(testutil.CheckMain(run(m), baseDir, before))
 }
 
 func run(m *testing.M) int {
@@ -46,7 +55,11 @@ func run(m *testing.M) int {
 	// A race-enabled program sleeps a second before it exits, to let late
 	// reports in: the CNI plugin runs as one short process per operation.
 	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	if os.Geteuid() == 0 {
+	if dir := os.Getenv(binDirEnv); dir != "" && os.Geteuid() == 0 {
+		// A run of the suite started by the suite (TestSuiteOnAUsedHost)
+		// uses the binaries its parent built.
+		hostnetdBin, hostnetBin, cniBinDir = filepath.Join(dir, "hostnetd"), filepath.Join(dir, "hostnet"), filepath.Join(dir, "cni-bin")
+	} else if os.Geteuid() == 0 {
 		hostnetdBin = filepath.Join(baseDir, "hostnetd")
 		hostnetBin = filepath.Join(baseDir, "hostnet")
 		args := []string{"build", "-o", baseDir}
@@ -77,6 +90,8 @@ func run(m *testing.M) int {
 //	talk NETWORK ADDR   send "hello" and print the server's answer
 //	cat FILE            print a file (the resolv.conf the command sees)
 //	exit N              exit with code N
+//	httpget URL         print the status line of a HEAD request (curl -sI)
+//	httpserve PORT      serve files over HTTP (python3 -m http.server)
 func runHelper(mode string, args []string) int {
 	switch mode {
 	case "talk":
@@ -104,6 +119,24 @@ func runHelper(mode string, args []string) int {
 	case "exit":
 		n, _ := strconv.Atoi(args[0])
 		return n
+	case "usedhost":
+		return usedHost(args)
+	case "httpget": // URL: print the status line, as curl -sI does
+		c := &http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Head(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 7
+		}
+		resp.Body.Close()
+		fmt.Printf("%s %s\n", resp.Proto, resp.Status)
+		return 0
+	case "httpserve": // PORT: serve the working directory, as python3 -m http.server does
+		if err := http.ListenAndServe(":"+args[0], http.FileServer(http.Dir("."))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
 	}
 	fmt.Fprintf(os.Stderr, "unknown helper mode %q (%s)\n", mode, strings.Join(args, " "))
 	return 2
