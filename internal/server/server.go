@@ -216,7 +216,7 @@ func Listen(path string, mode os.FileMode, gid int) (net.Listener, error) {
 	}
 	defer os.RemoveAll(tmp)
 	made := filepath.Join(tmp, "s")
-	l, err := net.Listen("unix", made)
+	l, err := listenUnix(tmp, "s")
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
@@ -237,6 +237,26 @@ func Listen(path string, mode os.FileMode, gid int) (net.Listener, error) {
 		return fail("put the socket at %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// maxSocketPath is the longest path bind(2) takes for a unix socket
+// (sun_path, less its terminating NUL).
+const maxSocketPath = 107
+
+// listenUnix listens on a unix socket named name in dir. A path too long
+// for bind(2) is reached through the directory's descriptor in
+// /proc/self/fd, which is short whatever the directory's depth.
+func listenUnix(dir, name string) (net.Listener, error) {
+	path := filepath.Join(dir, name)
+	if len(path) <= maxSocketPath {
+		return net.Listen("unix", path)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return net.Listen("unix", fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), name))
 }
 
 // removeStale removes a stale socket of this user's at path; anything

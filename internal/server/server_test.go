@@ -107,6 +107,38 @@ func TestListenModeAndGroup(t *testing.T) {
 	}
 }
 
+// A socket whose path bind(2) takes is made even when the directory
+// Listen makes it in first would be too deep for bind(2).
+func TestListenNearTheLengthLimit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, strings.Repeat("d", maxSocketPath-len(dir)-len("/s.sock")-1), "s.sock")
+	if len(path) > maxSocketPath {
+		t.Skipf("the temporary directory %s is too deep already", dir)
+	}
+	l, err := Listen(path, 0o600, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial %s: %v", path, err)
+	}
+	c.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket: %v %v", fi, err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("left in the directory: %v", entries)
+	}
+}
+
 // Listen replaces a stale socket of its own user, and nothing else: a
 // regular file, a directory or a live socket at the path is refused and
 // left as it is.
