@@ -121,6 +121,8 @@ type networkCreateOptions struct {
 	dns       []string
 	dnsSearch []string
 	opts      []string
+	// allowHostOverlap lets a subnet overlap the host's addresses and routes.
+	allowHostOverlap bool
 }
 
 // subnetDraft is a subnet being assembled from --subnet, --gateway and --ip-range.
@@ -224,6 +226,7 @@ func buildNetwork(o *networkCreateOptions, name string, notes io.Writer) (*api.N
 	if len(subnets) > 0 {
 		n.Ipams = []api.Ipam{{Type: "Static", Subnets: subnets}}
 	}
+	n.AllowHostOverlap = o.allowHostOverlap
 
 	dns := &api.DNS{}
 	servers := append([]string(nil), o.dns...)
@@ -584,6 +587,7 @@ func newNetworkCreateCommand(a *app) *cobra.Command {
 	f.StringArrayVar(&o.dns, "dns", nil, "DNS server of the network's endpoints")
 	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "DNS search domain")
 	f.StringArrayVarP(&o.opts, "opt", "o", nil, "driver option key=value")
+	f.BoolVar(&o.allowHostOverlap, "allow-host-overlap", false, "let the subnet overlap an address or route of the host (an isolated subnet that shadows the host's)")
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
@@ -184,13 +185,17 @@ func checkHostClashes(n *api.Network, spec *api.NetworkSpec, host netmodel.HostA
 			continue
 		}
 		if !n.AllowHostOverlap {
-			what := make([]string, len(clashes))
+			var what []string
 			for j, c := range clashes {
-				what[j] = c.String()
+				if j == 3 {
+					what = append(what, fmt.Sprintf("%d more", len(clashes)-j))
+					break
+				}
+				what = append(what, c.String())
 			}
 			return nil, api.Invalid(api.CodeInvalidNetwork,
 				"invalid network: field IpAddressPrefix of subnet %d: %s overlaps %s; choose another subnet, or set AllowHostOverlap (hostnet network create --allow-host-overlap) for an isolated subnet that shadows the host's",
-				i, sub.Prefix, summarize(what))
+				i, sub.Prefix, strings.Join(what, ", "))
 		}
 		for _, c := range clashes {
 			if c.Route || !sub.Prefix.Contains(c.Prefix.Addr()) {
