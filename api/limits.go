@@ -30,8 +30,9 @@ import (
 //   - Counts (policies, routes, subnets, exceptions, DNS entries) bound the
 //     work of a request and of every later request that merges with the
 //     stored document. Policies are at most MaxPolicies per document and
-//     per modify request: the service still compares a modify request's
-//     policies with the stored ones pairwise (F7).
+//     per modify request; a modify request is decoded and checked before
+//     the service's lock, and merged with the stored policies by key, in
+//     time linear in both (F7).
 //   - Routes: an attach programs the endpoint's routes in one netlink
 //     batch, and the kernel refused batches of about 250 routes with
 //     ENOBUFS (F10). An endpoint has at most MaxEndpointRoutes routes of

@@ -542,6 +542,25 @@ func checkVIPFamily(index int, vip netip.Addr, addrs []netip.Prefix) error {
 	return invalidPolicy("endpoint", index, OutBoundNAT, "field VirtualIP: %s is an %s address, but the endpoint has no %s address (IpConfigurations)", vip, fam, fam)
 }
 
+// CheckVIPFamilies refuses an OutBoundNAT VirtualIP of a family none of
+// addrs, the endpoint's addresses once allocated, has (ParseEndpoint knows
+// only the static ones). The policies are the endpoint's, parsed.
+func CheckVIPFamilies(policies []Policy, addrs []netip.Prefix) error {
+	for i, p := range policies {
+		if p.Type != OutBoundNAT {
+			continue
+		}
+		o, _, err := parseOutboundNAT("endpoint", i, p)
+		if err != nil {
+			return err
+		}
+		if err := checkVIPFamily(i, o.VirtualIP, addrs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkPath validates a path to a Linux namespace.
 func checkPath(p string) error {
 	if len(p) > MaxPathLen {

@@ -108,6 +108,14 @@ func (f *Fake) TakePort(id, holder string) {
 	f.taken[id] = holder
 }
 
+// Exit drops what the daemon's process holds, as its exit does: the
+// sockets that hold published ports.
+func (f *Fake) Exit() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.ports)
+}
+
 // SetHostAddressing sets what HostAddressing answers.
 func (f *Fake) SetHostAddressing(h netmodel.HostAddressing) {
 	f.mu.Lock()
@@ -210,6 +218,10 @@ func (f *Fake) Apply(ctx context.Context, ensure, remove []netmodel.Object) erro
 	}
 	for _, p := range objectsOf[netmodel.Port](add, netmodel.KindPort) {
 		if skip(p) {
+			continue
+		}
+		if p.Addr.IsValid() && !p.Addr.IsUnspecified() && !slices.ContainsFunc(f.addressing.Addrs, func(a netip.Prefix) bool { return a.Addr() == p.Addr }) {
+			fail.add(p.Key(), fmt.Errorf("port %d/%s on %s: %s is %w", p.Port, p.Proto, p.Addr, p.Addr, netmodel.ErrNotHostAddress))
 			continue
 		}
 		if holder, ok := f.taken[p.ID()]; ok {

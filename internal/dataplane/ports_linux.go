@@ -47,7 +47,7 @@ func (h *Linux) ReservePort(proto string, v6 bool, addr netip.Addr, port uint16)
 		return nil, &PortInUseError{Port: fmt.Sprintf("%d/%s", port, proto), Holder: h.portHolder(proto, v6, port)}
 	}
 	if errors.Is(err, unix.EADDRNOTAVAIL) {
-		return nil, fmt.Errorf("%s is not an address of the host: %w", addr, err)
+		return nil, fmt.Errorf("port %d/%s on %s: %s is %w", port, proto, addr, addr, netmodel.ErrNotHostAddress)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reserve port %d/%s: %w", port, proto, err)

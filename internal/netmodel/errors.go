@@ -17,7 +17,19 @@ var (
 	// ErrBridgeFull: a bridge has no port left (a Linux bridge has at most
 	// 1024 ports, the bridge itself included).
 	ErrBridgeFull = errors.New("the bridge has no free port (a Linux bridge has at most 1024 ports)")
+	// ErrNotHostAddress: a port is to be held on an address the host
+	// does not have (a published port's VirtualIP that was removed).
+	ErrNotHostAddress = errors.New("not an address of the host")
 )
+
+// IsHostCondition reports whether err is a condition of the host that
+// hostnet waits out rather than a fault of its own: a port another
+// process holds, an address the host lacks, a device name another
+// program took.
+func IsHostCondition(err error) bool {
+	var inUse *PortInUseError
+	return errors.As(err, &inUse) || errors.Is(err, ErrNotHostAddress) || errors.Is(err, ErrNameTaken)
+}
 
 // PortInUseError says a host port is bound by something else.
 type PortInUseError struct {

@@ -213,6 +213,7 @@ func allocate(tx store.Tx, e *api.Endpoint, spec *api.EndpointSpec, pn *parsedNe
 	pools := pn.pools()
 	covered := make([]bool, len(pools))
 	var configs []api.IPConfig
+	var allocated []netip.Prefix // every address, static or from a pool
 	for i, a := range spec.Addrs {
 		field := fmt.Sprintf("IpConfigurations[%d]", i)
 		k := -1
@@ -236,6 +237,7 @@ func allocate(tx store.Tx, e *api.Endpoint, spec *api.EndpointSpec, pn *parsedNe
 		}
 		covered[k] = true
 		configs = append(configs, api.IPConfig{IpAddress: a.Addr().String(), PrefixLength: uint8(pools[k].Subnet.Bits())})
+		allocated = append(allocated, netip.PrefixFrom(a.Addr(), pools[k].Subnet.Bits()))
 	}
 	for k, p := range pools {
 		if covered[k] {
@@ -249,8 +251,12 @@ func allocate(tx store.Tx, e *api.Endpoint, spec *api.EndpointSpec, pn *parsedNe
 			return err
 		}
 		configs = append(configs, api.IPConfig{IpAddress: a.String(), PrefixLength: uint8(p.Subnet.Bits())})
+		allocated = append(allocated, netip.PrefixFrom(a, p.Subnet.Bits()))
 	}
 	e.IpConfigurations = configs
+	if err := api.CheckVIPFamilies(e.Policies, allocated); err != nil {
+		return err
+	}
 
 	var seed netip.Addr
 	for _, c := range configs {

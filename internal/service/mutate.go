@@ -229,6 +229,8 @@ func kernelError(err error) error {
 		return api.Conflict(api.CodeAddressesExhausted, "the network has as many endpoints attached as its bridge can take: %v", err)
 	case errors.Is(err, netmodel.ErrNameTaken):
 		return api.Conflict(api.CodeObjectAlreadyExists, "the namespace already has a device of that name that is not hostnet's: %v", err)
+	case errors.Is(err, netmodel.ErrNotHostAddress):
+		return api.Invalid(api.CodeInvalidPolicy, "cannot publish the port: %v", err)
 	case errors.Is(err, netmodel.ErrNamespaceGone):
 		return api.Conflict(api.CodeInvalidNamespace, "the network namespace is gone: %v", err)
 	}

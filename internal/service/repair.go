@@ -83,6 +83,12 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 		s.log.Error("start: an object cannot be planned", "object", o, "err", err)
 	}
 	for o, err := range r.Failed {
+		if netmodel.IsHostCondition(err) {
+			// The host's doing (an address removed, a port taken): each
+			// start says so, but it is no fault of hostnet's.
+			s.log.Warn("start: an object waits for the host; it is retried", "object", o, "err", err)
+			continue
+		}
 		s.log.Error("start: an object could not be applied; it is retried", "object", o, "err", err)
 	}
 	for _, pr := range r.Problems {

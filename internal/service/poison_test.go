@@ -1,0 +1,106 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/driver/nat"
+	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/reconcile"
+)
+
+// restart replaces the lab's service and reconciler with new ones over the
+// same store and host, as a restart of the daemon does, and returns what
+// the new ones logged while starting.
+func (l *lab) restart() string {
+	l.t.Helper()
+	l.svc.Close()
+	l.rec.Close()
+	l.host.Exit()
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	l.rec = reconcile.New(reconcile.Config{Host: l.host, Logger: log,
+		Resync: func(ctx context.Context, reason string) error { _, err := l.svc.Repair(ctx, reason); return err }})
+	l.svc = New(Config{Store: l.st, Reconciler: l.rec, Drivers: map[api.NetworkType]driver.Driver{api.NAT: nat.New()},
+		NetnsDir: labNetnsDir, NetnsLinkDir: labLinkDir, NetnsEtcDir: labEtcDir, HostResolvConf: l.svc.cfg.HostResolvConf,
+		Logger: log})
+	if _, err := l.svc.Start(context.Background()); err != nil {
+		l.t.Fatal(err)
+	}
+	return logged.String()
+}
+
+// F11: a published port's VirtualIP that stops being a host address
+// logged level=ERROR at every start, worded as a port taken. It is the
+// host's condition: a warning that names the address, the endpoint marked
+// failed for doctor, and a 400 when a request asks for it.
+func TestF11VirtualIPNoLongerOnTheHost(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.host.SetHostAddressing(netmodel.HostAddressing{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.9/24")}})
+	l.network("blue", "10.7.0.0/24")
+	vip := func(addr string, port int) api.Policy {
+		return api.Policy{Type: api.PortMapping, Settings: json.RawMessage(`{"Protocol":6,"ExternalPort":` + fmt.Sprint(port) + `,"InternalPort":80,"VIP":"` + addr + `"}`)}
+	}
+	ep, _ := l.attached("blue", "web", vip("192.0.2.9", 8080))
+	l.check()
+
+	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "other", HostComputeNetwork: "blue", HostComputeNamespace: fixedID("web-ns"), Policies: []api.Policy{vip("192.0.2.10", 8081)}})
+	if e := api.AsError(err); e == nil || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "192.0.2.10 is not an address of the host") {
+		t.Errorf("publishing on an address the host lacks: %v", err)
+	}
+
+	l.host.SetHostAddressing(netmodel.HostAddressing{})
+	logged := l.restart()
+	if strings.Contains(logged, "level=ERROR") || strings.Contains(logged, "in use") {
+		t.Errorf("the start logged an error or a port in use:\n%s", logged)
+	}
+	if !strings.Contains(logged, "level=WARN") || !strings.Contains(logged, "192.0.2.9 is not an address of the host") {
+		t.Errorf("the start did not warn about the address:\n%s", logged)
+	}
+	rep, err := l.svc.Check(ctx)
+	l.must(err)
+	found := false
+	for _, p := range rep.Problems {
+		found = found || (p.ID == ep.ID && strings.Contains(p.Problem, "192.0.2.9 is not an address of the host"))
+	}
+	if !found {
+		t.Errorf("doctor does not name the endpoint: %+v", rep.Problems)
+	}
+
+	// The address comes back: the next pass holds the port.
+	l.host.SetHostAddressing(netmodel.HostAddressing{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.9/24")}})
+	if _, err := l.svc.Repair(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	l.check()
+}
+
+// F13: an OutBoundNAT VirtualIP of a family the endpoint has no address
+// of is refused, also when the addresses come from the pool.
+func TestF13VirtualIPOfAnotherFamily(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	before := l.dump()
+	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue",
+		Policies: []api.Policy{{Type: api.OutBoundNAT, Settings: json.RawMessage(`{"VirtualIP":"2001:db8::1"}`)}}})
+	if e := api.AsError(err); e == nil || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "VirtualIP") || !strings.Contains(e.Message, "2001:db8::1") {
+		t.Errorf("an IPv6 VirtualIP on an endpoint of an IPv4 network: %v", err)
+	}
+	if got := l.dump(); got != before {
+		t.Errorf("the refused endpoint changed the host:\n%s", got)
+	}
+	if eps, _ := l.svc.ListEndpoints(ctx, ""); len(eps) != 0 {
+		t.Errorf("the refused endpoint was stored: %+v", eps)
+	}
+}
