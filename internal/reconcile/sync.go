@@ -557,7 +557,8 @@ func (p *pass) prune() {
 func (r *Reconciler) Verify(ctx context.Context, ns netmodel.NS, units []*netmodel.Unit) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	obs, err := r.host.Observe(ctx, netmodel.Query{Namespaces: []netmodel.NS{ns}, LookInto: []netmodel.NS{ns}})
+	// Only the namespace is read: the host side was compared by the pass.
+	obs, err := r.host.Observe(ctx, netmodel.Query{Namespaces: []netmodel.NS{ns}, LookInto: []netmodel.NS{ns}, OnlyAsked: true, NoIDs: true})
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,10 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 	}
 	rep.Owners = len(p.units)
 	phase("plan")
-	r, err := s.rec.Sync(ctx, p.units, reconcile.SyncOptions{})
+	// Shallow: the host's IDs of thousands of namespaces are not asked
+	// before serving; a veth's other side is checked from inside its
+	// namespace by the verification that follows.
+	r, err := s.rec.Sync(ctx, p.units, reconcile.SyncOptions{Shallow: true})
 	if err != nil {
 		return rep, internal(err, "reconcile the kernel")
 	}
