@@ -209,6 +209,37 @@ func TestRefusedChangeRollsBack(t *testing.T) {
 	l.check()
 }
 
+// A mapping whose caller holds the host port (a runtime's, through CNI)
+// is published without a socket of hostnet's on the port, so the caller
+// can bind it; it still goes with its endpoint, and a second endpoint
+// still cannot publish the same port.
+func TestCallerHeldPortIsNotHeld(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	// The runtime has bound it already (a reload: conmon holds it).
+	l.host.TakePort("tcp4/8080/*", `process "conmon" (pid 42)`)
+	held := api.Policy{Type: api.PortMapping, Settings: json.RawMessage(`{"Protocol":6,"ExternalPort":8080,"InternalPort":80,"CallerHoldsHostPort":true}`)}
+	ep, _ := l.attached("blue", "web", held)
+	if d := l.dump(); strings.Contains(d, "port tcp4/8080") || !strings.Contains(d, "8080") {
+		t.Errorf("a caller-held port is held by hostnet, or not published:\n%s", d)
+	}
+	l.check()
+	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "other", HostComputeNetwork: "blue", Policies: []api.Policy{held}})
+	if api.CodeOf(err) != api.CodePortAlreadyExists && !api.IsConflict(err) {
+		t.Errorf("a second endpoint publishing the same caller-held port: %v, want a conflict", err)
+	}
+	l.must(l.svc.DeleteEndpoint(ctx, ep.ID))
+	if d := l.dump(); strings.Contains(d, "8080") {
+		t.Errorf("the mapping outlived its endpoint:\n%s", d)
+	}
+	// Held by hostnet, the same port is refused while a process has it.
+	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "own", HostComputeNetwork: "blue", Policies: []api.Policy{mapping(6, 8080, 80)}})
+	if api.CodeOf(err) != api.CodePortAlreadyExists || !strings.Contains(err.Error(), "conmon") {
+		t.Errorf("a port a process holds, published by hostnet: %v", err)
+	}
+}
+
 // Damage is found by a full pass and repaired; the repair is an event.
 func TestRepairPutsBack(t *testing.T) {
 	l := newLab(t)
