@@ -340,3 +340,44 @@ func BenchmarkAttach(b *testing.B) {
 		}
 	}
 }
+
+// Uninstall refuses while endpoints exist; forced, it leaves the host
+// with nothing of hostnet's (the sysctls excepted), and says what it
+// removed.
+func TestUninstall(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	l.attached("blue", "web", mapping(6, 8080, 80))
+	before := l.dump()
+	_, err := l.svc.Uninstall(ctx, false)
+	if api.CodeOf(err) != api.CodeResourceInUse || !strings.Contains(err.Error(), "web") {
+		t.Fatalf("uninstall with an endpoint: %v", err)
+	}
+	if after := l.dump(); after != before {
+		t.Errorf("a refused uninstall changed the host:\n%s", after)
+	}
+	rep, err := l.svc.Uninstall(ctx, true)
+	l.must(err)
+	if rep.Networks != 1 || rep.Endpoints != 1 || rep.Namespaces != 1 {
+		t.Errorf("counted %+v", rep)
+	}
+	removed := strings.Join(rep.Removed, "\n")
+	for _, want := range []string{"link hnbr", "link hnv", "namespace " + labNetnsDir, "port tcp4/8080/*", "table inet hostnet", "table bridge hostnet", "file " + labEtcDir + "/hn-"} {
+		if !strings.Contains(removed, want) {
+			t.Errorf("the report lacks %q:\n%s", want, removed)
+		}
+	}
+	// The fake keeps no files: its dump says they are gone.
+	if d := l.dump(); d != golden8(t) {
+		t.Errorf("left after the uninstall:\n%s", d)
+	}
+}
+
+func golden8(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join("testdata", "state-8-all-gone.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
