@@ -262,6 +262,9 @@ type PortMappingSpec struct {
 	ExternalPort uint16
 	VIP          netip.Addr // zero: every address of the host
 	IPv6         bool
+	// CallerHolds: the caller binds the host port or leaves it unbound;
+	// hostnet holds no socket on it (PortMappingSettings.CallerHoldsHostPort).
+	CallerHolds bool
 }
 
 // ProtocolName is "tcp" or "udp".
@@ -280,7 +283,8 @@ func ParsePortMapping(owner string, index int, p Policy) (PortMappingSpec, error
 	if err := DecodeSettings(p.Settings, &s); err != nil {
 		return PortMappingSpec{}, invalidPolicy(owner, index, PortMapping, "%v", err)
 	}
-	spec := PortMappingSpec{Protocol: ProtoTCP, InternalPort: s.InternalPort, ExternalPort: s.ExternalPort, IPv6: s.Flags&PortMappingIPv6 != 0}
+	spec := PortMappingSpec{Protocol: ProtoTCP, InternalPort: s.InternalPort, ExternalPort: s.ExternalPort, IPv6: s.Flags&PortMappingIPv6 != 0,
+		CallerHolds: s.CallerHoldsHostPort}
 	switch s.Protocol {
 	case 0, ProtoTCP:
 	case ProtoUDP:

@@ -125,3 +125,26 @@ func TestDecodeSettingsIsStrict(t *testing.T) {
 		t.Errorf("misspelt setting: %v", err)
 	}
 }
+
+// CallerHoldsHostPort, hostnet's extension of PortMapping, is a boolean:
+// it marks the mapping as one whose host port the caller holds, and
+// changes nothing else about it.
+func TestPortMappingCallerHoldsHostPort(t *testing.T) {
+	parse := func(settings string) (PortMappingSpec, error) {
+		return ParsePortMapping("endpoint", 0, Policy{Type: PortMapping, Settings: json.RawMessage(settings)})
+	}
+	held, err := parse(`{"Protocol":6,"InternalPort":80,"ExternalPort":8080,"CallerHoldsHostPort":true}`)
+	if err != nil || !held.CallerHolds {
+		t.Fatalf("a caller-held mapping: %+v, %v", held, err)
+	}
+	own, err := parse(`{"Protocol":6,"InternalPort":80,"ExternalPort":8080}`)
+	if err != nil || own.CallerHolds {
+		t.Fatalf("a mapping hostnet holds: %+v, %v", own, err)
+	}
+	if held.Key() != own.Key() || held.String() != own.String() {
+		t.Errorf("the host port differs: %s %s, %s %s", held.Key(), held, own.Key(), own)
+	}
+	if _, err := parse(`{"InternalPort":80,"CallerHoldsHostPort":"yes"}`); err == nil || !strings.Contains(err.Error(), "CallerHoldsHostPort") {
+		t.Errorf("a CallerHoldsHostPort that is not a boolean: %v", err)
+	}
+}

@@ -10,6 +10,15 @@ type PortMappingSettings struct {
 	ExternalPort uint16 `json:"ExternalPort,omitempty"`
 	VIP          string `json:"VIP,omitempty"`
 	Flags        uint32 `json:"Flags,omitempty"`
+	// CallerHoldsHostPort (a hostnet extension) says that the caller, a
+	// container runtime, takes care of the host port itself: it binds it
+	// (podman's conmon does, after CNI ADD) or leaves it to its cluster
+	// (nerdctl, Kubernetes' hostPort). hostnet then holds no socket on the
+	// port, so the caller's own bind succeeds, and it cannot tell whether
+	// a host process has the port: such a process's listener is shadowed
+	// by the mapping. The mapping still goes with its endpoint, and two
+	// endpoints still cannot publish the same host port.
+	CallerHoldsHostPort bool `json:"CallerHoldsHostPort,omitempty"`
 }
 
 // ACLSettings is a firewall rule of an endpoint (or, as NetworkACL, of every

@@ -36,9 +36,18 @@ const (
 // namespace under dir, with an external namespace behind an uplink when
 // withExt is set.
 func startDaemon(dir string, daemonCmd []string, withExt bool) (*benchDaemon, error) {
+	return startDaemonIn(dir, daemonCmd, withExt, "")
+}
+
+// startDaemonIn is startDaemon with the daemon in the mount namespace at
+// mountNS (a container runtime's sandbox) when that is set; a host
+// namespace made already (before the sandbox, to be seen in it) is used.
+func startDaemonIn(dir string, daemonCmd []string, withExt bool, mountNS string) (*benchDaemon, error) {
 	d := &benchDaemon{dir: dir, host: filepath.Join(dir, "host")}
-	if err := netns.Create(d.host); err != nil {
-		return nil, err
+	if !netns.IsNamespace(d.host) {
+		if err := netns.Create(d.host); err != nil {
+			return nil, err
+		}
 	}
 	if withExt {
 		d.ext = filepath.Join(dir, "ext")
@@ -54,7 +63,11 @@ func startDaemon(dir string, daemonCmd []string, withExt bool) (*benchDaemon, er
 		"--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--run-dir", filepath.Join(dir, "run"),
 		"--host-netns", d.host, "--netns-link-dir", "", "--netns-etc-dir", filepath.Join(dir, "etc"),
 		"--host-resolv-conf", "/dev/null", "--default-network=false", "--log-level", logLevel())
-	d.cmd = exec.Command("nsenter", append([]string{"--net=" + d.host, "--"}, args...)...)
+	enter := []string{"--net=" + d.host, "--"}
+	if mountNS != "" {
+		enter = append([]string{"--mount=" + mountNS}, enter...)
+	}
+	d.cmd = exec.Command("nsenter", append(enter, args...)...)
 	d.c = client.New(sock)
 	logPath := filepath.Join(dir, "hostnetd.log")
 	if p := os.Getenv("HOSTNET_BENCH_DAEMON_LOG"); p != "" {

@@ -274,5 +274,6 @@ func Suite() []Benchmark {
 		{"datapath", BenchDatapath},
 		{"program", BenchProgram},
 		{"scale", BenchScale},
+		{"podman", BenchPodman},
 	}
 }

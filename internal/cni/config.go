@@ -292,6 +292,9 @@ func (c *Config) endpointRequest(cniArgs string, dualStack bool) (*request, erro
 	if v := args["IP"]; v != "" && len(r.ips) == 0 {
 		r.ips = strings.Split(v, ",")
 	}
+	if r.ips, err = uniqueIPs(r.ips); err != nil {
+		return nil, err
+	}
 	if v := args["MAC"]; v != "" && r.mac == "" {
 		r.mac = v
 	}
@@ -312,6 +315,42 @@ func (c *Config) endpointRequest(cniArgs string, dualStack bool) (*request, erro
 		}
 	}
 	return r, nil
+}
+
+// uniqueIPs drops the repeats of an address from the requested ones, with
+// or without a prefix length ("10.88.0.5" and "10.88.0.5/16" are one):
+// `podman network reload` sends the container's address twice, as its
+// static address and as the one it had. The same address with two prefix
+// lengths is refused.
+func uniqueIPs(ips []string) ([]string, error) {
+	var out []string
+	seen := map[netip.Addr]int{} // the address's index in out
+	for _, s := range ips {
+		addr, bits, err := splitIP(s)
+		if err != nil {
+			return nil, err
+		}
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			return nil, configErr("ips", "%q is not IP or IP/PREFIXLEN", s)
+		}
+		a = a.Unmap()
+		i, dup := seen[a]
+		if !dup {
+			seen[a] = len(out)
+			out = append(out, s)
+			continue
+		}
+		_, had, _ := splitIP(out[i])
+		switch {
+		case bits == had || bits == 0:
+		case had == 0:
+			out[i] = s // keep the one that says its prefix length
+		default:
+			return nil, configErr("ips", "%s is asked for with prefix lengths %d and %d", a, had, bits)
+		}
+	}
+	return out, nil
 }
 
 // dns is the endpoint's DNS: the runtime's (the dns capability), else the
@@ -343,9 +382,13 @@ func parseCNIArgs(s string) (map[string]string, error) {
 	return out, nil
 }
 
+// portMappingPolicies are the PortMapping policies of a portMappings
+// element. The runtime holds their host ports (podman's conmon binds each
+// after ADD; containerd and Kubernetes leave them to the host), so hostnet
+// keeps no socket on them: one would make podman's bind fail.
 func portMappingPolicies(p PortMapping, dualStack bool) []api.Policy {
 	proto, _ := protocolNumber(p.Protocol)
-	s := api.PortMappingSettings{Protocol: proto, InternalPort: uint16(p.ContainerPort), ExternalPort: uint16(p.HostPort)}
+	s := api.PortMappingSettings{Protocol: proto, InternalPort: uint16(p.ContainerPort), ExternalPort: uint16(p.HostPort), CallerHoldsHostPort: true}
 	if p.HostIP != "" {
 		a, _ := netip.ParseAddr(p.HostIP)
 		if a.IsUnspecified() {

@@ -114,14 +114,48 @@ func TestPortMappingPolicies(t *testing.T) {
 		dualStack bool
 		want      string
 	}{
-		{PortMapping{HostPort: 8080, ContainerPort: 80}, false, `{"Protocol":6,"InternalPort":80,"ExternalPort":8080}`},
-		{PortMapping{HostPort: 8080, ContainerPort: 80}, true, `{"Protocol":6,"InternalPort":80,"ExternalPort":8080} {"Protocol":6,"InternalPort":80,"ExternalPort":8080,"Flags":2}`},
-		{PortMapping{HostPort: 53, ContainerPort: 53, Protocol: "UDP", HostIP: "127.0.0.1"}, true, `{"Protocol":17,"InternalPort":53,"ExternalPort":53,"VIP":"127.0.0.1"}`},
-		{PortMapping{HostPort: 53, ContainerPort: 53, HostIP: "::1"}, true, `{"Protocol":6,"InternalPort":53,"ExternalPort":53,"VIP":"::1","Flags":2}`},
-		{PortMapping{HostPort: 80, ContainerPort: 80, HostIP: "::"}, true, `{"Protocol":6,"InternalPort":80,"ExternalPort":80,"Flags":2}`},
+		{PortMapping{HostPort: 8080, ContainerPort: 80}, false, `{"Protocol":6,"InternalPort":80,"ExternalPort":8080,"CallerHoldsHostPort":true}`},
+		{PortMapping{HostPort: 8080, ContainerPort: 80}, true, `{"Protocol":6,"InternalPort":80,"ExternalPort":8080,"CallerHoldsHostPort":true} {"Protocol":6,"InternalPort":80,"ExternalPort":8080,"Flags":2,"CallerHoldsHostPort":true}`},
+		{PortMapping{HostPort: 53, ContainerPort: 53, Protocol: "UDP", HostIP: "127.0.0.1"}, true, `{"Protocol":17,"InternalPort":53,"ExternalPort":53,"VIP":"127.0.0.1","CallerHoldsHostPort":true}`},
+		{PortMapping{HostPort: 53, ContainerPort: 53, HostIP: "::1"}, true, `{"Protocol":6,"InternalPort":53,"ExternalPort":53,"VIP":"::1","Flags":2,"CallerHoldsHostPort":true}`},
+		{PortMapping{HostPort: 80, ContainerPort: 80, HostIP: "::"}, true, `{"Protocol":6,"InternalPort":80,"ExternalPort":80,"Flags":2,"CallerHoldsHostPort":true}`},
 	} {
 		if got := settings(portMappingPolicies(c.pm, c.dualStack)); got != c.want {
 			t.Errorf("%+v dual %v: %s, want %s", c.pm, c.dualStack, got, c.want)
+		}
+	}
+}
+
+// Repeated addresses collapse, wherever they come from (podman network
+// reload sends its static address twice); one address with two prefix
+// lengths is refused.
+func TestRepeatedIPsCollapse(t *testing.T) {
+	for _, c := range []struct {
+		conf, args string
+		want       string // the addresses asked for, or the error's field
+	}{
+		{`{"name":"n","runtimeConfig":{"ips":["10.88.0.60","10.88.0.60"]}}`, "", "10.88.0.60"},
+		{`{"name":"n","runtimeConfig":{"ips":["10.88.0.60","10.88.0.60/16","fd00::5","10.88.0.61"]}}`, "", "10.88.0.60/16 fd00::5 10.88.0.61"},
+		{`{"name":"n","runtimeConfig":{"ips":["10.88.0.60/16"]},"args":{"cni":{"ips":["10.88.0.60"]}}}`, "", "10.88.0.60/16"},
+		{`{"name":"n"}`, "IP=10.88.0.7,10.88.0.7", "10.88.0.7"},
+		{`{"name":"n","runtimeConfig":{"ips":["10.88.0.60/16","10.88.0.60/24"]}}`, "", "error ips"},
+		{`{"name":"n","runtimeConfig":{"ips":["10.88.0"]}}`, "", "error ips"},
+	} {
+		conf, err := ParseConfig([]byte(c.conf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := conf.endpointRequest(c.args, false)
+		var ce *ConfigError
+		switch {
+		case strings.HasPrefix(c.want, "error "):
+			if !errors.As(err, &ce) || ce.Field != strings.TrimPrefix(c.want, "error ") {
+				t.Errorf("%s: %v, want an error on field %s", c.conf, err, strings.TrimPrefix(c.want, "error "))
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.conf, err)
+		case strings.Join(req.ips, " ") != c.want:
+			t.Errorf("%s %s: asks for %v, want %s", c.conf, c.args, req.ips, c.want)
 		}
 	}
 }

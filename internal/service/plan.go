@@ -46,7 +46,8 @@ func (s *Service) networkUnit(pn *parsedNetwork) (*netmodel.Unit, error) {
 
 // endpointUnit plans an endpoint: an attached one as its driver says, and
 // any one holds the host ports its mappings publish, from its creation to
-// its deletion, so that no host process takes them meanwhile.
+// its deletion, so that no host process takes them meanwhile (except the
+// ports whose caller holds them, see heldPorts).
 func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) (*netmodel.Unit, error) {
 	policies, policiesErr := parseEndpointPolicies("stored endpoint "+ep.Doc.ID, ep.Doc.Policies)
 	var ports []netmodel.Object
@@ -78,10 +79,16 @@ func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namesp
 	return u, nil
 }
 
-// heldPorts are the host ports an endpoint's mappings hold.
+// heldPorts are the host ports an endpoint's mappings hold: all but those
+// the caller holds itself (a container runtime's, through CNI's
+// portMappings), which a socket of hostnet's would keep the caller from
+// binding.
 func heldPorts(mappings []api.PortMappingSpec) []netmodel.Object {
 	var out []netmodel.Object
 	for _, m := range mappings {
+		if m.CallerHolds {
+			continue
+		}
 		out = append(out, netmodel.Port{Proto: m.ProtocolName(), IPv6: m.IPv6, Addr: m.VIP, Port: m.ExternalPort})
 	}
 	return out

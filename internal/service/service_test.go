@@ -210,6 +210,37 @@ func TestRefusedChangeRollsBack(t *testing.T) {
 	l.check()
 }
 
+// A mapping whose caller holds the host port (a runtime's, through CNI)
+// is published without a socket of hostnet's on the port, so the caller
+// can bind it; it still goes with its endpoint, and a second endpoint
+// still cannot publish the same port.
+func TestCallerHeldPortIsNotHeld(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	// The runtime has bound it already (a reload: conmon holds it).
+	l.host.TakePort("tcp4/8080/*", `process "conmon" (pid 42)`)
+	held := api.Policy{Type: api.PortMapping, Settings: json.RawMessage(`{"Protocol":6,"ExternalPort":8080,"InternalPort":80,"CallerHoldsHostPort":true}`)}
+	ep, _ := l.attached("blue", "web", held)
+	if d := l.dump(); strings.Contains(d, "port tcp4/8080") || !strings.Contains(d, "8080") {
+		t.Errorf("a caller-held port is held by hostnet, or not published:\n%s", d)
+	}
+	l.check()
+	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "other", HostComputeNetwork: "blue", Policies: []api.Policy{held}})
+	if api.CodeOf(err) != api.CodePortAlreadyExists && !api.IsConflict(err) {
+		t.Errorf("a second endpoint publishing the same caller-held port: %v, want a conflict", err)
+	}
+	l.must(l.svc.DeleteEndpoint(ctx, ep.ID))
+	if d := l.dump(); strings.Contains(d, "8080") {
+		t.Errorf("the mapping outlived its endpoint:\n%s", d)
+	}
+	// Held by hostnet, the same port is refused while a process has it.
+	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "own", HostComputeNetwork: "blue", Policies: []api.Policy{mapping(6, 8080, 80)}})
+	if api.CodeOf(err) != api.CodePortAlreadyExists || !strings.Contains(err.Error(), "conmon") {
+		t.Errorf("a port a process holds, published by hostnet: %v", err)
+	}
+}
+
 // Damage is found by a full pass and repaired; the repair is an event.
 func TestRepairPutsBack(t *testing.T) {
 	l := newLab(t)
@@ -451,4 +482,45 @@ func TestFullPassesLookIntoNamespacesInTurn(t *testing.T) {
 			t.Fatalf("%s looked into %d times in 5 passes over 2.5 batches, want 2", sp.ns.Path, seen[sp.ns.Path])
 		}
 	}
+}
+
+// Uninstall refuses while endpoints exist; forced, it leaves the host
+// with nothing of hostnet's (the sysctls excepted), and says what it
+// removed.
+func TestUninstall(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	l.attached("blue", "web", mapping(6, 8080, 80))
+	before := l.dump()
+	_, err := l.svc.Uninstall(ctx, false)
+	if api.CodeOf(err) != api.CodeResourceInUse || !strings.Contains(err.Error(), "web") {
+		t.Fatalf("uninstall with an endpoint: %v", err)
+	}
+	if after := l.dump(); after != before {
+		t.Errorf("a refused uninstall changed the host:\n%s", after)
+	}
+	rep, err := l.svc.Uninstall(ctx, true)
+	l.must(err)
+	if rep.Networks != 1 || rep.Endpoints != 1 || rep.Namespaces != 1 {
+		t.Errorf("counted %+v", rep)
+	}
+	removed := strings.Join(rep.Removed, "\n")
+	for _, want := range []string{"link hnbr", "link hnv", "namespace " + labNetnsDir, "port tcp4/8080/*", "table inet hostnet", "table bridge hostnet", "file " + labEtcDir + "/hn-"} {
+		if !strings.Contains(removed, want) {
+			t.Errorf("the report lacks %q:\n%s", want, removed)
+		}
+	}
+	// The fake keeps no files: its dump says they are gone.
+	if d := l.dump(); d != golden8(t) {
+		t.Errorf("left after the uninstall:\n%s", d)
+	}
+}
+
+func golden8(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join("testdata", "state-8-all-gone.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -52,6 +52,10 @@ type Env struct {
 	waited   chan struct{}
 	log      *os.File
 	extra    []string
+
+	// DaemonMountNS, when set before Start, is the mount namespace the
+	// daemon runs in (a container runtime's sandbox, see runtime_test.go).
+	DaemonMountNS string
 }
 
 // NewEnv builds the topology and starts hostnetd with extra flags.
@@ -166,6 +170,9 @@ func (e *Env) Start() {
 		"--host-resolv-conf", filepath.Join(e.Dir, "resolv.conf"),
 		"--log-level", "debug",
 	}, e.extra...)
+	if e.DaemonMountNS != "" {
+		args = append([]string{"--mount=" + e.DaemonMountNS}, args...)
+	}
 	e.cmd = exec.Command("nsenter", args...)
 	e.cmd.Env = cleanEnv()
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
