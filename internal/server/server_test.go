@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,12 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
 
 // testServer serves a stub API on a unix socket: GET /ok, and POST /echo,
@@ -29,18 +28,7 @@ type testServer struct {
 	srv  *Server
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
-}
-
-func startTestServer(t *testing.T, opts Options) (*testServer, *syncBuffer) {
+func startTestServer(t *testing.T, opts Options) (*testServer, *testutil.SyncBuffer) {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, "ok") })
@@ -52,7 +40,7 @@ func startTestServer(t *testing.T, opts Options) (*testServer, *syncBuffer) {
 		}
 		reply(w, http.StatusCreated, v)
 	})
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := newServer(mux, log, opts)
 	dir := t.TempDir()

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/hostnet/hostnet/internal/driver/nat"
 	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/reconcile"
+	"github.com/hostnet/hostnet/internal/testutil"
 )
 
 // restart replaces the lab's service and reconciler with new ones over the
@@ -26,7 +26,7 @@ func (l *lab) restart() string {
 	l.svc.Close()
 	l.rec.Close()
 	l.host.Exit()
-	var logged bytes.Buffer
+	var logged testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	l.rec = reconcile.New(reconcile.Config{Host: l.host, Logger: log,
 		Resync: func(ctx context.Context, reason string) error { _, err := l.svc.Repair(ctx, reason); return err }})

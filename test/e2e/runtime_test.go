@@ -580,14 +580,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	return n
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 func (n *nerdctl) run(args ...string) (string, error) {
 	return n.sb.run(n.args[0], append(n.args[1:], args...)...)
 }

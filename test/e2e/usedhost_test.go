@@ -107,6 +107,7 @@ type usedHostRun struct {
 	daemon                    *exec.Cmd
 }
 
+// tail returns the last n lines of s.
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {

@@ -390,22 +390,15 @@ func withFallback(t *testing.T, words []string, program, mode string, args ...st
 	return append(slices.Clone(words[:i+1]), append([]string{self}, args...)...), []string{helperEnv + "=" + mode}
 }
 
-// httpGet asks for / at addr (host:port) from inside the namespace at ns,
-// and returns the status code (0 when nothing answered). The connection is
-// made on a thread in the namespace, so no http.Transport (which dials from
-// goroutines of its own) is used.
-func httpGet(t *testing.T, ns, addr string) int {
+// httpStatus asks for / at addr (host:port) from inside the namespace at
+// ns (httpGet), and returns the status code (0 when nothing answered).
+func httpStatus(t *testing.T, ns, addr string) int {
 	t.Helper()
-	c, err := Dial(t, ns, "tcp", addr, 2*time.Second)
+	raw, err := httpGet(t, ns, addr)
 	if err != nil {
 		return 0
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\nHost: "+addr+"\r\n\r\n"); err != nil {
-		return 0
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
 	if err != nil {
 		return 0
 	}
@@ -467,7 +460,7 @@ func walkthroughSteps() map[string]func(*walkLab, readmeCommand) (string, bool) 
 			words, env := withFallback(l.t, c.words, "python3", "httpserve", "80")
 			l.start(words, env...)
 			l.waitAttached("site")
-			for deadline := time.Now().Add(20 * time.Second); httpGet(l.t, l.e.ExtNS, hostAddr+":8080") != http.StatusOK; {
+			for deadline := time.Now().Add(20 * time.Second); httpStatus(l.t, l.e.ExtNS, hostAddr+":8080") != http.StatusOK; {
 				if time.Now().After(deadline) {
 					l.t.Fatalf("the published port 8080 does not answer from outside")
 				}
@@ -479,7 +472,7 @@ func walkthroughSteps() map[string]func(*walkLab, readmeCommand) (string, bool) 
 			out := l.run(c.words)
 			// The outside (198.51.100.1) is not in 192.0.2.0/24: with its first
 			// rule the endpoint denies it.
-			if code := httpGet(l.t, l.e.ExtNS, hostAddr+":8080"); code != 0 {
+			if code := httpStatus(l.t, l.e.ExtNS, hostAddr+":8080"); code != 0 {
 				l.t.Errorf("the outside still reaches the published port behind the ACL (HTTP %d)", code)
 			}
 			return out, true
