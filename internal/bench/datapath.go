@@ -383,12 +383,13 @@ func runDatapath(p dpParams, daemonCmd []string, out io.Writer) (rows []Row, err
 	fmt.Fprintf(out, "  set up in %s; %d rounds, throughput %d s (%s), request/response %s each\n",
 		time.Since(t0).Round(100*time.Millisecond), p.Rounds, p.Secs, tool, p.RR)
 
-	// Fillers: other endpoints carrying the many mappings (1,000 each),
-	// on the same network and host. Their namespaces are made once and
+	// Fillers: other endpoints carrying the many mappings (as many as a
+	// document may hold, api.MaxPolicies, each), on the same network and
+	// host. Their namespaces are made once and
 	// kept: only the endpoints, and with them the mappings, come and go.
 	var fillerNS, fillerEPs []string
 	addFillers := func() error {
-		const per = 1000
+		const per = api.MaxPolicies
 		for k := 0; k*per < p.Mappings; k++ {
 			var ps []api.Policy
 			for i := k * per; i < min((k+1)*per, p.Mappings); i++ {
