@@ -456,11 +456,23 @@ func BenchmarkFullPass(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if n, err := l.svc.Repair(ctx, "bench"); err != nil || n != 0 {
-			b.Fatalf("repair: %d problems, %v", n, err)
+	for _, full := range []bool{false, true} {
+		name := "light"
+		if full {
+			name = "full"
 		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if full {
+					l.svc.lightChecks = fullPassEvery - 1
+				}
+				if n, err := l.svc.Repair(ctx, "bench"); err != nil || n != 0 {
+					b.Fatalf("repair: %d problems, %v", n, err)
+				}
+			}
+			l.svc.background.Wait()
+		})
 	}
 }
 
