@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -286,27 +287,13 @@ func (p *pass) observe(ctx context.Context) error {
 
 // merge adds what asked read to base (what is always read).
 func merge(base, asked *netmodel.Observation) *netmodel.Observation {
-	for k, v := range asked.Links {
-		base.Links[k] = v
-	}
-	for k, v := range asked.Addrs {
-		base.Addrs[k] = v
-	}
-	for k, v := range asked.Routes {
-		base.Routes[k] = v
-	}
-	for k, v := range asked.Sysctls {
-		base.Sysctls[k] = v
-	}
-	for k, v := range asked.Files {
-		base.Files[k] = v
-	}
-	for k, v := range asked.NSIDs {
-		base.NSIDs[k] = v
-	}
-	for k, v := range asked.LookedInto {
-		base.LookedInto[k] = v
-	}
+	maps.Copy(base.Links, asked.Links)
+	maps.Copy(base.Addrs, asked.Addrs)
+	maps.Copy(base.Routes, asked.Routes)
+	maps.Copy(base.Sysctls, asked.Sysctls)
+	maps.Copy(base.Files, asked.Files)
+	maps.Copy(base.NSIDs, asked.NSIDs)
+	maps.Copy(base.LookedInto, asked.LookedInto)
 	return base
 }
 
