@@ -163,7 +163,7 @@ func checkOverlaps(tx store.Tx, id string, spec *api.NetworkSpec) error {
 		for i, a := range spec.Subnets {
 			for _, b := range ospec.Subnets {
 				if a.Prefix.Overlaps(b.Prefix) {
-					return api.Conflict(api.CodeInvalidNetwork,
+					return api.Invalid(api.CodeInvalidNetwork,
 						"invalid network: subnet %d (%s) overlaps subnet %s of network %q (%s)", i, a.Prefix, b.Prefix, other.Doc.Name, other.Doc.ID)
 				}
 			}

@@ -260,7 +260,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		mention      []string // the message names the field and the value
 	}{
 		{"overlapping subnets", "POST", "/networks", net("ov", "10.90.0.128/25"),
-			409, api.CodeInvalidNetwork, []string{"10.90.0.128/25", "overlaps", "10.90.0.0/24", "base"}},
+			400, api.CodeInvalidNetwork, []string{"10.90.0.128/25", "overlaps", "10.90.0.0/24", "base"}},
 		{"malformed CIDR", "POST", "/networks", net("bad", "10.91.0/24"),
 			400, api.CodeInvalidNetwork, []string{"IpAddressPrefix", `"10.91.0/24"`}},
 		{"gateway outside the subnet", "POST", "/networks",
