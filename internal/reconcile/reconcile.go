@@ -66,6 +66,7 @@ type Reconciler struct {
 	// aside), as last applied: what Check compares with the host.
 	held   map[netmodel.Owner][]netmodel.Object
 	failed map[netmodel.Owner]error // owners whose last change failed
+	keep   Keep                     // what full passes keep of what no owner wants
 
 	background sync.WaitGroup
 	closing    chan struct{}
@@ -461,7 +462,7 @@ func (r *Reconciler) syncFirewall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.host.SyncFirewall(ctx, tables)
+	return r.syncTables(ctx, r.fw, tables)
 }
 
 func (r *Reconciler) pokeRetry() {
