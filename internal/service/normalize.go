@@ -66,9 +66,11 @@ func normaliseEndpoint(e *api.Endpoint) (string, error) {
 }
 
 // normaliseNamespace validates a stored namespace (see normaliseNetwork).
-// Its read-only fields (Managed, Implicit) and the endpoints attached to
-// it, which only hostnet records, are left out of the validation; an
-// attached endpoint's resource must name it.
+// Its read-only fields (Managed, Implicit) are left out of the
+// validation, and so are its resources, which hostnet itself adds after
+// the creation (attached endpoints, containers a modify request records)
+// and which the creation's bounds do not hold: a resource must be of a
+// known type, and an attached endpoint's must name it.
 func normaliseNamespace(n *api.Namespace) (string, error) {
 	var what []string
 	for k := range n.Extra {
@@ -77,18 +79,20 @@ func normaliseNamespace(n *api.Namespace) (string, error) {
 			what = append(what, k+", which earlier builds ignored, dropped")
 		}
 	}
-	probe := *n
-	probe.Managed, probe.Implicit, probe.Resources = false, false, nil
 	for i, r := range n.Resources {
-		if r.Type != api.NamespaceResourceEndpoint {
-			probe.Resources = append(probe.Resources, r)
-			continue
-		}
-		var id api.NamespaceResourceID
-		if err := json.Unmarshal(r.Data, &id); err != nil || id.ID == "" {
-			return "", api.Invalid(api.CodeInvalidNamespace, "invalid namespace: field Resources[%d].Data: an attached endpoint's resource names no endpoint (%s)", i, truncateBytes(r.Data, 80))
+		switch r.Type {
+		case api.NamespaceResourceContainer:
+		case api.NamespaceResourceEndpoint:
+			var id api.NamespaceResourceID
+			if err := json.Unmarshal(r.Data, &id); err != nil || id.ID == "" {
+				return "", api.Invalid(api.CodeInvalidNamespace, "invalid namespace: field Resources[%d].Data: an attached endpoint's resource names no endpoint (%s)", i, truncateBytes(r.Data, 80))
+			}
+		default:
+			return "", api.Invalid(api.CodeInvalidNamespace, "invalid namespace: field Resources[%d].Type: unknown resource type %q", i, string(r.Type))
 		}
 	}
+	probe := *n
+	probe.Managed, probe.Implicit, probe.Resources = false, false, nil
 	if err := api.ParseNamespace(&probe); err != nil {
 		return "", err
 	}

@@ -482,7 +482,8 @@ func (s *Service) startKept(l *loaded, p *plan, r *reconcile.Report) {
 			s.event("Kept", "", fmt.Sprintf("and %d more kernel objects no record wants", len(r.Kept)-i))
 			break
 		}
-		s.event("Kept", keptName(k.Object, k.What), s.keptWhy(l.entries, l.restored, k.Object)+": "+k.What)
+		why, remedy := s.keptWhy(l.entries, l.restored, k.Object)
+		s.event("Kept", keptName(k.Object, k.What), why+": "+k.What+"; "+remedy)
 	}
 	if !l.restored || len(r.KeptAddrs) == 0 {
 		return
@@ -528,16 +529,16 @@ func keptName(k netmodel.Key, what string) string {
 	return k.ID
 }
 
-// keptWhy says why an object is kept: it belongs to a set-aside record,
-// or no record wants it after a restore.
-func (s *Service) keptWhy(entries []setAsideEntry, restored bool, k netmodel.Key) string {
+// keptWhy says why an object is kept (it belongs to a set-aside record,
+// or no record wants it after a restore) and how it goes.
+func (s *Service) keptWhy(entries []setAsideEntry, restored bool, k netmodel.Key) (why, remedy string) {
 	if e := ownerOf(entries, k); e != nil {
-		return fmt.Sprintf("kept: it belongs to set-aside %s (hostnet doctor --drop-set-aside %s removes it)", strings.ToLower(e.object()[:1])+e.object()[1:], e.id())
+		return "kept: it belongs to set-aside " + strings.ToLower(e.object()[:1]) + e.object()[1:], "hostnet doctor --drop-set-aside " + e.id() + " removes it"
 	}
 	if restored {
-		return "kept after a restore from backup: no record wants it (hostnet doctor --prune removes it)"
+		return "kept after a restore from backup: no record wants it", "hostnet doctor --prune removes it"
 	}
-	return "kept while records are set aside: no record wants it (hostnet doctor --prune removes it)"
+	return "kept while records are set aside: no record wants it", "hostnet doctor --prune removes it"
 }
 
 // ownerOf finds the set-aside record a kernel object belongs to.
@@ -640,7 +641,8 @@ func (s *Service) setAsideProblems(r *reconcile.Report) []api.Problem {
 		if problemKind(k.Object) == "Firewall" {
 			name = ""
 		}
-		out = append(out, api.Problem{Kind: problemKind(k.Object), Name: name, Problem: s.keptWhy(entries, restored, k.Object) + " (" + k.What + ")"})
+		why, remedy := s.keptWhy(entries, restored, k.Object)
+		out = append(out, api.Problem{Kind: problemKind(k.Object), Name: name, Problem: why + " (" + k.What + "); " + remedy})
 	}
 	for _, a := range r.KeptAddrs {
 		out = append(out, api.Problem{Kind: "Address", Name: a.Prefix.Addr().String(),
