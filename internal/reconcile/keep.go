@@ -206,3 +206,25 @@ func (p *pass) keptAddresses(ctx context.Context) error {
 	})
 	return nil
 }
+
+// replaceChains returns remove with, while the firewall is kept, the
+// regular chains of ensure added: a chain the desired state lacked may
+// be in the kernel, kept, and the reconciler does not know it (a chain
+// of an ACL profile whose last endpoint went with a set-aside record);
+// one both added and removed by a change is replaced if present and made
+// if not, and what jumps to it stays valid.
+func (r *Reconciler) replaceChains(ensure, remove []netmodel.Object) []netmodel.Object {
+	if !r.keep.Firewall {
+		return remove
+	}
+	removed := map[netmodel.Key]bool{}
+	for _, o := range remove {
+		removed[o.Key()] = true
+	}
+	for _, o := range ensure {
+		if c, ok := o.(netmodel.NftChain); ok && c.Chain.Hook == "" && !removed[c.Key()] {
+			remove = append(remove, c)
+		}
+	}
+	return remove
+}

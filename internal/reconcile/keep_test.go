@@ -166,3 +166,28 @@ func TestKeptFirewallGivesWayToALayoutChange(t *testing.T) {
 		t.Errorf("the kept device went with the firewall's content:\n%s", d)
 	}
 }
+
+// While the firewall is kept, a change that wants a chain the kernel
+// holds, kept, unknown to the reconciler, takes it over instead of
+// failing on it.
+func TestKeptChainIsTakenOver(t *testing.T) {
+	ctx := context.Background()
+	r, host := newTest(t)
+	a := bridgeUnit("network/a", "hnbra", "10.1.0.1/24")
+	b := endpointUnit("endpoint/b", "hnvb", "10.1.0.7/24")
+	must(t, r.Apply(ctx, Change{Owner: a.Owner, New: a}, Change{Owner: b.Owner, New: b}))
+	r.SetKeep(KeepAll)
+	_, err := r.Sync(ctx, []*netmodel.Unit{a}, SyncOptions{})
+	must(t, err)
+	// c wants b's chain by name, as endpoints with the same rules share one.
+	c := endpointUnit("endpoint/c", "hnvc", "10.1.0.8/24")
+	for i, o := range c.Objects {
+		if ch, ok := o.(netmodel.NftChain); ok && ch.Chain.Hook == "" && strings.HasPrefix(ch.Chain.Name, "only_") {
+			c.Objects[i] = netmodel.NftChain{Table: table, Chain: &nftmodel.Chain{Name: "only_hnvb", Rules: ch.Chain.Rules}}
+		}
+	}
+	must(t, r.Apply(ctx, Change{Owner: c.Owner, New: c}))
+	if d := host.Dump(); !strings.Contains(d, "hnvc") || !strings.Contains(d, "only_hnvb") {
+		t.Errorf("after c:\n%s", d)
+	}
+}

@@ -98,12 +98,21 @@ type cachedRecord struct {
 }
 
 func (c *decodedCache) add(bucket, key string, raw []byte, rec any) {
+	c.put(bucket, key, c.entry(raw, rec))
+}
+
+// entry is what the cache keeps of a record decoded from raw.
+func (c *decodedCache) entry(raw []byte, rec any) cachedRecord {
+	return cachedRecord{hash: maphash.Bytes(c.seed, raw), size: len(raw), rec: rec}
+}
+
+func (c *decodedCache) put(bucket, key string, r cachedRecord) {
 	m := c.recs[bucket]
 	if m == nil {
 		m = map[string]cachedRecord{}
 		c.recs[bucket] = m
 	}
-	m[key] = cachedRecord{hash: maphash.Bytes(c.seed, raw), size: len(raw), rec: rec}
+	m[key] = r
 }
 
 // get returns the record decoded from raw, or nil.

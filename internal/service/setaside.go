@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -187,6 +188,12 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 		return nil, err
 	}
 	nss := map[string]bool{}
+	type loadedNamespace struct {
+		rec  namespaceRecord
+		what string
+		raw  cachedRecord
+	}
+	nsRecs := map[string]*loadedNamespace{}
 	err = tx.ForEach(store.Namespaces, "", func(key string, raw []byte) error {
 		var rec namespaceRecord
 		if err := json.Unmarshal(raw, &rec); err != nil {
@@ -203,13 +210,9 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 			l.aside[len(l.aside)-1].Name = rec.Doc.Name
 			return nil
 		}
-		if what != "" {
-			puts = append(puts, put{store.Namespaces, key, rec})
-			l.normalised = append(l.normalised, "Namespace "+displayName(rec.Doc.Name, key)+": "+what)
-		} else {
-			l.decoded.add(store.Namespaces, key, raw, rec)
-		}
+		// Written back or cached once its endpoints are known (below).
 		nss[key] = true
+		nsRecs[key] = &loadedNamespace{rec: rec, what: what, raw: l.decoded.entry(raw, nil)}
 		return nil
 	})
 	if err != nil {
@@ -228,6 +231,7 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 		}
 		return "is not in the store"
 	}
+	live := map[string]bool{}
 	err = tx.ForEach(store.Endpoints, "", func(key string, raw []byte) error {
 		var rec endpointRecord
 		if err := json.Unmarshal(raw, &rec); err != nil {
@@ -261,10 +265,51 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 		} else {
 			l.decoded.add(store.Endpoints, key, raw, rec)
 		}
+		live[key] = true
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	// A namespace lists no endpoint that is not there (set aside now or
+	// before, or lost): nothing dangles, and an endpoint that takes the
+	// key later is not taken for attached. An implicit namespace goes
+	// with its last endpoint, as when that is deleted.
+	var goneNS, goneNames []string
+	for _, key := range slices.Sorted(maps.Keys(nsRecs)) {
+		n := nsRecs[key]
+		var dropped []string
+		kept := n.rec.Doc.Resources[:0:0]
+		for _, r := range n.rec.Doc.Resources {
+			if id := resourceID(r); r.Type == api.NamespaceResourceEndpoint && !live[id] {
+				dropped = append(dropped, id)
+				continue
+			}
+			kept = append(kept, r)
+		}
+		object := "Namespace " + displayName(n.rec.Doc.Name, key)
+		switch {
+		case len(dropped) > 0 && n.rec.Doc.Implicit && len(attachedIDs(&api.Namespace{Resources: kept})) == 0:
+			goneNS = append(goneNS, key)
+			if n.rec.Doc.Name != "" {
+				if id, err := tx.Get(store.Names, nameKey("namespace", n.rec.Doc.Name)); err == nil && string(id) == key {
+					goneNames = append(goneNames, nameKey("namespace", n.rec.Doc.Name))
+				}
+			}
+			l.normalised = append(l.normalised, object+": removed, made for its endpoints, the last of which went ("+strings.Join(dropped, ", ")+")")
+			continue
+		case len(dropped) > 0:
+			n.rec.Doc.Resources = kept
+			n.what = strings.Join(slices.DeleteFunc([]string{n.what, "endpoints that are not there (" + strings.Join(dropped, ", ") + ") no longer listed"},
+				func(s string) bool { return s == "" }), "; ")
+		}
+		if n.what != "" {
+			puts = append(puts, put{store.Namespaces, key, n.rec})
+			l.normalised = append(l.normalised, object+": "+n.what)
+			continue
+		}
+		n.raw.rec = n.rec
+		l.decoded.put(store.Namespaces, key, n.raw)
 	}
 
 	for i := range l.aside {
@@ -274,6 +319,16 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 	}
 	for _, p := range puts {
 		if err := store.PutJSON(tx, p.bucket, p.key, p.rec); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range goneNS {
+		if err := tx.Delete(store.Namespaces, k); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range goneNames {
+		if err := tx.Delete(store.Names, k); err != nil {
 			return nil, err
 		}
 	}
@@ -807,6 +862,11 @@ func (s *Service) asideNow(tx store.Tx, ref string) (*setAsideEntry, error) {
 // and MACs handed to it, the pools of a network, its host ports and any
 // name still pointing at it.
 func releaseSetAside(tx store.Tx, e *setAsideEntry) error {
+	if _, err := tx.Get(e.Bucket, e.Key); err == nil {
+		// A new object took the key (a client chose the ID): what is held
+		// under it is the new object's now.
+		return nil
+	}
 	var ipamKeys, metaKeys, portKeys, nameKeys []string
 	holder := func(keys *[]string, bucket string, match func(k string, v []byte) bool) error {
 		return tx.ForEach(bucket, "", func(k string, v []byte) error {

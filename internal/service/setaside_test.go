@@ -11,6 +11,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver/nat"
+	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/store"
 )
 
@@ -162,6 +163,13 @@ func TestUnreadableRecordIsSetAside(t *testing.T) {
 		t.Errorf("the set-aside endpoint's name is still taken: %v", err)
 	}
 	l.must(l.svc.DeleteEndpoint(ctx, "web"))
+
+	// Its namespace no longer lists it.
+	webNS, err := l.svc.GetNamespace(ctx, "web-ns")
+	l.must(err)
+	if ids := attachedIDs(webNS); len(ids) != 0 {
+		t.Errorf("the set-aside endpoint's namespace still lists %v", ids)
+	}
 
 	list, err := l.svc.ListSetAside(ctx)
 	l.must(err)
@@ -413,5 +421,63 @@ func TestRestoreWithNothingToKeep(t *testing.T) {
 		}
 		return nil
 	}))
+	l.check()
+}
+
+// A new object that takes a set-aside record's key (a client chose the
+// ID) keeps what it holds when the set-aside record is dropped.
+func TestDropLeavesANewObjectOfTheSameKey(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	web, _ := l.attached("blue", "web", mapping(6, 8080, 80))
+	l.put(store.Endpoints, web.ID, "{")
+	l.restart()
+	again, err := l.svc.CreateEndpoint(ctx, api.Endpoint{ID: web.ID, Name: "again", HostComputeNetwork: "blue", Policies: []api.Policy{mapping(6, 9090, 90)}})
+	l.must(err)
+	_, err = l.svc.DropSetAside(ctx, "endpoints/"+web.ID)
+	l.must(err)
+	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "thief", HostComputeNetwork: "blue", IpConfigurations: again.IpConfigurations,
+		Policies: []api.Policy{mapping(6, 9090, 90)}})
+	if !api.IsConflict(err) {
+		t.Errorf("the new endpoint's address or port was released with the set-aside record: %v", err)
+	}
+	l.must(l.svc.DeleteEndpoint(ctx, again.ID))
+	l.check()
+}
+
+// An implicit namespace (a runtime's, made by its first endpoint) goes
+// with its last endpoint when that is set aside, as when it is deleted;
+// the endpoint's port in it is kept.
+func TestImplicitNamespaceGoesWithItsSetAsideEndpoint(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	l.host.AddNamespace("/proc/1234/ns/net", netmodel.NSID{Dev: 3, Ino: 77})
+	ep, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "c1", HostComputeNetwork: "blue", HostComputeNamespace: "cni:c1", NetNamespacePath: "/proc/1234/ns/net"})
+	l.must(err)
+	l.put(store.Endpoints, ep.ID, `{"Doc":`)
+	logged := l.restart()
+	if _, err := l.svc.GetNamespace(ctx, "cni:c1"); !api.IsNotFound(err) {
+		t.Errorf("the implicit namespace of a set-aside endpoint stays: %v", err)
+	}
+	if !strings.Contains(logged, "normalised") {
+		t.Errorf("the start does not say what it did:\n%s", logged)
+	}
+	if d := l.dump(); !strings.Contains(d, "link "+ep.HostInterfaceName) {
+		t.Errorf("the set-aside endpoint's port went:\n%s", d)
+	}
+	// The kept device holds its name in the namespace: a new endpoint
+	// there is told so, and attaches once the record is dropped.
+	again := api.Endpoint{Name: "c1b", HostComputeNetwork: "blue", HostComputeNamespace: "cni:c1", NetNamespacePath: "/proc/1234/ns/net"}
+	if _, err := l.svc.CreateEndpoint(ctx, again); !api.IsConflict(err) || !strings.Contains(err.Error(), "device name taken") {
+		t.Errorf("a new endpoint beside the kept device: %v", err)
+	}
+	_, err = l.svc.DropSetAside(ctx, ep.ID)
+	l.must(err)
+	l.rec.Wait()
+	if _, err := l.svc.CreateEndpoint(ctx, again); err != nil {
+		t.Errorf("a new endpoint once the record is dropped: %v", err)
+	}
 	l.check()
 }
