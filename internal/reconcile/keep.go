@@ -207,24 +207,33 @@ func (p *pass) keptAddresses(ctx context.Context) error {
 	return nil
 }
 
-// replaceChains returns remove with, while the firewall is kept, the
-// regular chains of ensure added: a chain the desired state lacked may
-// be in the kernel, kept, and the reconciler does not know it (a chain
-// of an ACL profile whose last endpoint went with a set-aside record);
-// one both added and removed by a change is replaced if present and made
-// if not, and what jumps to it stays valid.
-func (r *Reconciler) replaceChains(ensure, remove []netmodel.Object) []netmodel.Object {
+// keptChains returns remove as it is, or, while the firewall is kept,
+// without the regular chains it removes and with those ensure adds. A
+// kept element may jump to a chain the desired state no longer wants
+// (the default profile, whose last wanted endpoint went): removing it
+// would fail the change, so it stays, reported as kept. And a chain the
+// desired state lacked may be in the kernel, kept, unknown to the
+// reconciler (a profile whose last endpoint was set aside): one both
+// added and removed by a change is replaced if present and made if not,
+// and what jumps to it stays valid.
+func (r *Reconciler) keptChains(ensure, remove []netmodel.Object) []netmodel.Object {
 	if !r.keep.Firewall {
 		return remove
 	}
-	removed := map[netmodel.Key]bool{}
-	for _, o := range remove {
-		removed[o.Key()] = true
+	regular := func(o netmodel.Object) (netmodel.NftChain, bool) {
+		c, ok := o.(netmodel.NftChain)
+		return c, ok && c.Chain.Hook == ""
 	}
-	for _, o := range ensure {
-		if c, ok := o.(netmodel.NftChain); ok && c.Chain.Hook == "" && !removed[c.Key()] {
-			remove = append(remove, c)
+	out := make([]netmodel.Object, 0, len(remove))
+	for _, o := range remove {
+		if _, ok := regular(o); !ok {
+			out = append(out, o)
 		}
 	}
-	return remove
+	for _, o := range ensure {
+		if c, ok := regular(o); ok {
+			out = append(out, c)
+		}
+	}
+	return out
 }

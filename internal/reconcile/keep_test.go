@@ -190,4 +190,17 @@ func TestKeptChainIsTakenOver(t *testing.T) {
 	if d := host.Dump(); !strings.Contains(d, "hnvc") || !strings.Contains(d, "only_hnvb") {
 		t.Errorf("after c:\n%s", d)
 	}
+	// c goes: the chain stays while the firewall is kept (a kept element
+	// may jump to it), and goes with the keeping.
+	must(t, r.Apply(ctx, Change{Owner: c.Owner, Old: c}))
+	r.Wait()
+	if d := host.Dump(); strings.Contains(d, "hnvc") || !strings.Contains(d, "only_hnvb") {
+		t.Errorf("after c went:\n%s", d)
+	}
+	r.SetKeep(Keep{})
+	_, err = r.Sync(ctx, []*netmodel.Unit{a}, SyncOptions{})
+	must(t, err)
+	if d := host.Dump(); strings.Contains(d, "only_hnvb") {
+		t.Errorf("once keeping stops:\n%s", d)
+	}
 }

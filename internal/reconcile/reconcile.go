@@ -389,7 +389,7 @@ func (r *Reconciler) apply(ctx context.Context, d *diff, changes []Change) error
 	if len(ensure)+len(remove) > 0 {
 		r.awaitUnlinks(ensure)
 		r.noteRemoved(remove)
-		err = r.host.Apply(ctx, ensure, r.replaceChains(ensure, remove))
+		err = r.host.Apply(ctx, ensure, r.keptChains(ensure, remove))
 	}
 	if err != nil {
 		for k, kerr := range dataplane.FailedKeys(err, append(keysOf(ensure), keysOf(remove)...)) {

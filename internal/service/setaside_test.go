@@ -362,6 +362,17 @@ func TestRestoreKeepsWhatNoRecordWants(t *testing.T) {
 	if len(l.eventsOf("Kept")) == 0 {
 		t.Errorf("no Kept events")
 	}
+	// A's last use of the default profile goes, while B's kept element
+	// still jumps to it: the change is made, the chain kept.
+	_, err := l.svc.ModifyEndpoint(ctx, "a", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
+		Settings: json.RawMessage(`{"Policies":[{"Type":"ACL","Settings":{"Action":"Allow","Direction":"In","Protocols":"6","LocalPorts":"22","Priority":100}}]}`)})
+	l.must(err)
+	if d := l.dump(); !strings.Contains(d, "chain acl_default_in") {
+		t.Errorf("the default profile B's kept element jumps to went:\n%s", d)
+	}
+	_, err = l.svc.ModifyEndpoint(ctx, "a", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestRemove,
+		Settings: json.RawMessage(`{"Policies":[{"Type":"ACL","Settings":{"Action":"Allow","Direction":"In","Protocols":"6","LocalPorts":"22","Priority":100}}]}`)})
+	l.must(err)
 	// B's address is not handed out again; self-repair keeps B too.
 	c, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "c", HostComputeNetwork: "blue"})
 	l.must(err)
