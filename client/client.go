@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 
@@ -287,4 +288,44 @@ func (c *Client) Check(ctx context.Context) (*api.CheckReport, error) {
 func (c *Client) Events(ctx context.Context) ([]api.Event, error) {
 	var out []api.Event
 	return out, c.do(ctx, http.MethodGet, "/events", nil, nil, &out)
+}
+
+// SetAside lists the records a start of the daemon set aside because it
+// could not read them (without their raw bytes).
+func (c *Client) SetAside(ctx context.Context) ([]api.SetAsideRecord, error) {
+	var out []api.SetAsideRecord
+	return out, c.do(ctx, http.MethodGet, "/setaside", nil, nil, &out)
+}
+
+// GetSetAside returns a set-aside record with its raw bytes; id is its ID
+// ("<bucket>/<key>") or its key when that is unique.
+func (c *Client) GetSetAside(ctx context.Context, id string) (*api.SetAsideRecord, error) {
+	var out api.SetAsideRecord
+	return &out, c.do(ctx, http.MethodGet, "/setaside/"+escapeID(id), nil, nil, &out)
+}
+
+// DropSetAside forgets a set-aside record: what it held is free again and
+// the kernel objects kept for it are removed. It returns the record
+// dropped.
+func (c *Client) DropSetAside(ctx context.Context, id string) (*api.SetAsideRecord, error) {
+	var out api.SetAsideRecord
+	return &out, c.do(ctx, http.MethodDelete, "/setaside/"+escapeID(id), nil, nil, &out)
+}
+
+// Prune removes the kernel objects of hostnet's that no record wants,
+// which the daemon kept (after a restore from a backup, or while records
+// are set aside), and returns what it removed.
+func (c *Client) Prune(ctx context.Context) (*api.PruneReport, error) {
+	var out api.PruneReport
+	return &out, c.do(ctx, http.MethodPost, "/prune", nil, nil, &out)
+}
+
+// escapeID escapes a set-aside record's ID for a path, keeping the slash
+// between its bucket and its key.
+func escapeID(id string) string {
+	bucket, key, ok := strings.Cut(id, "/")
+	if !ok {
+		return escape(id)
+	}
+	return escape(bucket) + "/" + escape(key)
 }

@@ -106,6 +106,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	opened := time.Since(openStart)
+	if cfg.RestoreBackup {
+		// What was made after the backup is wanted by no record: the
+		// start keeps it, under running workloads, until it is pruned.
+		if err := service.MarkRestored(st, time.Now()); err != nil {
+			st.Close()
+			return fmt.Errorf("record the restore in the state file: %w", err)
+		}
+		log.Warn("after the restore, the kernel objects of hostnet's that no restored record wants are kept and reported; 'hostnet doctor' names them, 'hostnet doctor --prune' removes them")
+	}
 	go func() {
 		if err := st.BackedUp(); err != nil {
 			log.Warn("no backup of the state file this time; the last one stays", "err", err)

@@ -66,6 +66,7 @@ type Reconciler struct {
 	// aside), as last applied: what Check compares with the host.
 	held   map[netmodel.Owner][]netmodel.Object
 	failed map[netmodel.Owner]error // owners whose last change failed
+	keep   Keep                     // what full passes keep of what no owner wants
 
 	background sync.WaitGroup
 	closing    chan struct{}
@@ -388,7 +389,7 @@ func (r *Reconciler) apply(ctx context.Context, d *diff, changes []Change) error
 	if len(ensure)+len(remove) > 0 {
 		r.awaitUnlinks(ensure)
 		r.noteRemoved(remove)
-		err = r.host.Apply(ctx, ensure, remove)
+		err = r.host.Apply(ctx, ensure, r.keptChains(ensure, remove))
 	}
 	if err != nil {
 		for k, kerr := range dataplane.FailedKeys(err, append(keysOf(ensure), keysOf(remove)...)) {
@@ -461,7 +462,7 @@ func (r *Reconciler) syncFirewall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.host.SyncFirewall(ctx, tables)
+	return r.syncTables(ctx, r.fw, tables)
 }
 
 func (r *Reconciler) pokeRetry() {

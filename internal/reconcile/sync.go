@@ -46,6 +46,12 @@ type Report struct {
 	Assumed []netmodel.Owner
 	// Failed are the owners whose objects could not be applied.
 	Failed map[netmodel.Owner]error
+	// Kept are the tagged objects no owner wants that the pass kept
+	// (see Keep), with the firewall's differences it kept; they are no
+	// Problems: a kept object is no drift.
+	Kept []Problem
+	// KeptAddrs are the addresses kept devices hold inside namespaces.
+	KeptAddrs []netmodel.Addr
 }
 
 // InSync reports whether the pass found nothing to do.
@@ -158,6 +164,9 @@ func (r *Reconciler) pass(ctx context.Context, units []*netmodel.Unit, fw *firew
 	}
 	p.compare()
 	p.prune()
+	if err := p.keptAddresses(ctx); err != nil {
+		return nil, err
+	}
 	tables, err := fw.tables()
 	if err != nil {
 		return nil, err
@@ -166,6 +175,7 @@ func (r *Reconciler) pass(ctx context.Context, units []*netmodel.Unit, fw *firew
 	if err != nil {
 		return nil, err
 	}
+	ops = p.holdFirewall(ops)
 	const most = 10
 	for i, op := range ops {
 		if i == most {
@@ -186,7 +196,7 @@ func (r *Reconciler) pass(ctx context.Context, units []*netmodel.Unit, fw *firew
 		}
 	}
 	if len(ops) > 0 {
-		if err := r.host.SyncFirewall(ctx, tables); err != nil {
+		if err := r.syncTables(ctx, fw, tables); err != nil {
 			// The firewall holds every owner's filters: none is applied.
 			for _, u := range units {
 				if u != nil {
@@ -496,8 +506,7 @@ func (p *pass) prune() {
 		if !k.NS.IsHost() || wantLink(k.NS, l.Name) || p.r.unlinkPending(l.Name) {
 			continue
 		}
-		p.problem("", k, "device %s is hostnet's but no network or endpoint claims it", l.Name)
-		p.remove = append(p.remove, l.Link)
+		p.unwanted(k, l.Link, fmt.Sprintf("device %s is hostnet's but no network or endpoint claims it", l.Name), false)
 	}
 	for k, a := range p.obs.Addrs {
 		if _, ok := p.want[k]; ok || !wantLink(a.NS, a.Link) {
@@ -506,32 +515,28 @@ func (p *pass) prune() {
 		if !a.NS.IsHost() && !p.obs.LookedInto[a.NS] {
 			continue
 		}
-		p.problem("", k, "%s has the address %s, which no one wants", linkNoun(a.NS, a.Link), a.Prefix)
-		p.remove = append(p.remove, a)
+		p.unwanted(k, a, fmt.Sprintf("%s has the address %s, which no one wants", linkNoun(a.NS, a.Link), a.Prefix), false)
 	}
 	for k, rt := range p.obs.Routes {
 		if _, ok := p.want[k]; ok {
 			continue
 		}
-		p.problem("", k, "route %s is hostnet's but no one wants it", routeText(rt))
-		p.remove = append(p.remove, rt)
+		p.unwanted(k, rt, fmt.Sprintf("route %s is hostnet's but no one wants it", routeText(rt)), false)
 	}
 	for k, n := range p.obs.Namespaces {
 		if _, ok := p.want[k]; ok {
 			continue
 		}
-		p.problem("", k, "namespace %s is hostnet's but no namespace object claims it", n.NS.Path)
-		p.remove = append(p.remove, n)
+		p.unwanted(k, n, fmt.Sprintf("namespace %s is hostnet's but no namespace object claims it", n.NS.Path), false)
 	}
 	for k, s := range p.obs.Symlinks {
 		if _, ok := p.want[k]; !ok {
-			p.remove = append(p.remove, s)
+			p.unwanted(k, s, fmt.Sprintf("link %s to %s is hostnet's but no namespace object claims it", s.Path, s.Target), true)
 		}
 	}
 	for k, port := range p.obs.Ports {
 		if _, ok := p.want[k]; !ok {
-			p.problem("", k, "host port %s is held but no mapping publishes it", port.ID())
-			p.remove = append(p.remove, port)
+			p.unwanted(k, port, fmt.Sprintf("host port %s is held but no mapping publishes it", port.ID()), false)
 		}
 	}
 }
@@ -579,6 +584,7 @@ func (r *Reconciler) Verify(ctx context.Context, ns netmodel.NS, units []*netmod
 			p.remove = append(p.remove, rt)
 		}
 	}
+	p.remove = r.notKept(p.remove)
 	if len(p.ensure)+len(p.remove) == 0 {
 		return nil
 	}

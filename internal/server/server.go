@@ -13,6 +13,10 @@
 //	GET    /namespaces/{ref} PATCH /namespaces/{ref} DELETE /namespaces/{ref}
 //	GET    /check     how the kernel differs from the intent (hostnet doctor)
 //	GET    /events    what the daemon did on its own lately
+//	GET    /setaside  records a start could not read, set aside
+//	GET    /setaside/{id}  one, with its raw bytes; DELETE drops it
+//	POST   /prune     remove the kernel objects no record wants, kept after
+//	                  a restore from backup or while records are set aside
 //
 // {ref} is an ID or a name. PATCH takes an HNS modify request. A failed
 // call answers {"Success":false,"Error":"...","ErrorCode":N}.
@@ -162,6 +166,19 @@ func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 		reply(w, http.StatusOK, rep)
 	})
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, svc.Events()) })
+	mux.HandleFunc("GET /setaside", s.list(func(ctx context.Context, _ string) (any, error) { return svc.ListSetAside(ctx) }))
+	// A set-aside record's ID is "<bucket>/<key>": the pattern takes the
+	// rest of the path.
+	mux.HandleFunc("GET /setaside/{ref...}", s.get(func(ctx context.Context, ref string) (any, error) { return svc.GetSetAside(ctx, ref) }))
+	mux.HandleFunc("DELETE /setaside/{ref...}", s.get(func(ctx context.Context, ref string) (any, error) { return svc.DropSetAside(ctx, ref) }))
+	mux.HandleFunc("POST /prune", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := svc.Prune(s.ctx(r))
+		if err != nil {
+			replyError(w, err)
+			return
+		}
+		reply(w, http.StatusOK, rep)
+	})
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		replyError(w, &api.Error{Code: api.CodeRequestUnsupported, Status: http.StatusNotFound,

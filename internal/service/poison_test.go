@@ -36,6 +36,9 @@ func (l *lab) restart() string {
 	if _, err := l.svc.Start(context.Background()); err != nil {
 		l.t.Fatal(err)
 	}
+	// The start's look inside namespaces logs from the background: the
+	// log is read once it is done.
+	l.svc.background.Wait()
 	return logged.String()
 }
 

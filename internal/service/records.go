@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 
 	"github.com/hostnet/hostnet/api"
@@ -43,16 +44,98 @@ func (n *namespaceRecord) ns() netmodel.NS {
 }
 
 func listNetworks(tx store.Tx) ([]networkRecord, error) {
-	return store.ListJSON[networkRecord](tx, store.Networks, "")
+	return listRecords[networkRecord](tx, store.Networks)
 }
 
 func listEndpoints(tx store.Tx) ([]endpointRecord, error) {
-	return store.ListJSON[endpointRecord](tx, store.Endpoints, "")
+	return listRecords[endpointRecord](tx, store.Endpoints)
 }
 
 func listNamespaces(tx store.Tx) ([]namespaceRecord, error) {
-	return store.ListJSON[namespaceRecord](tx, store.Namespaces, "")
+	return listRecords[namespaceRecord](tx, store.Namespaces)
 }
+
+// listRecords decodes every record of bucket, leaving out those that do
+// not decode: one damaged record (written by hand, or by a version that
+// wrote what this one cannot read) must not fail every list, plan, check
+// and repair. A start sets such a record aside; until then `hostnet
+// doctor` names it (see setAsideProblems).
+func listRecords[T any](tx store.Tx, bucket string) ([]T, error) {
+	var cache *decodedCache
+	if c, ok := tx.(planTx); ok {
+		cache = c.decoded
+	}
+	var out []T
+	err := tx.ForEach(bucket, "", func(key string, value []byte) error {
+		if v, ok := cache.get(bucket, key, value).(T); ok {
+			out = append(out, v)
+			return nil
+		}
+		var v T
+		if json.Unmarshal(value, &v) == nil {
+			out = append(out, v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// decodedCache keeps records a start decoded while loading them, each
+// with a hash of the bytes it was decoded from: decoding every record is
+// most of the time of reading the store, and a start would otherwise do
+// it twice. A record whose bytes changed since (a start drops
+// non-persistent networks and collects vanished namespaces in between) is
+// decoded again.
+type decodedCache struct {
+	seed maphash.Seed
+	recs map[string]map[string]cachedRecord // bucket -> key -> record
+}
+
+type cachedRecord struct {
+	hash uint64
+	size int
+	rec  any // a networkRecord, endpointRecord or namespaceRecord value
+}
+
+func (c *decodedCache) add(bucket, key string, raw []byte, rec any) {
+	c.put(bucket, key, c.entry(raw, rec))
+}
+
+// entry is what the cache keeps of a record decoded from raw.
+func (c *decodedCache) entry(raw []byte, rec any) cachedRecord {
+	return cachedRecord{hash: maphash.Bytes(c.seed, raw), size: len(raw), rec: rec}
+}
+
+func (c *decodedCache) put(bucket, key string, r cachedRecord) {
+	m := c.recs[bucket]
+	if m == nil {
+		m = map[string]cachedRecord{}
+		c.recs[bucket] = m
+	}
+	m[key] = r
+}
+
+// get returns the record decoded from raw, or nil.
+func (c *decodedCache) get(bucket, key string, raw []byte) any {
+	if c == nil {
+		return nil
+	}
+	r, ok := c.recs[bucket][key]
+	if !ok || r.size != len(raw) || r.hash != maphash.Bytes(c.seed, raw) {
+		return nil
+	}
+	return r.rec
+}
+
+// planTx is a transaction whose lists take what a start's load decoded.
+type planTx struct {
+	store.Tx
+	decoded *decodedCache
+}
+
+// planTx returns tx for the start's planning: its lists take the records
+// load decoded, where their bytes are unchanged.
+func (l *loaded) planTx(tx store.Tx) store.Tx { return planTx{Tx: tx, decoded: &l.decoded} }
 
 // listAll reads every network, endpoint and namespace record in tx.
 func listAll(tx store.Tx) (nets []networkRecord, eps []endpointRecord, nss []namespaceRecord, err error) {

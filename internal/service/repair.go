@@ -47,8 +47,14 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 	}
 	var outboxKeys []string
 	var pending []outboxEntry
+	var ld *loaded
 	err := s.cfg.Store.Update(func(tx store.Tx) error {
 		var err error
+		// Records that cannot be kept are set aside, the rest normalised,
+		// before anything else reads them (setaside.go).
+		if ld, err = s.load(tx); err != nil {
+			return err
+		}
 		if outboxKeys, pending, err = s.outbox.pending(tx); err != nil {
 			return err
 		}
@@ -58,6 +64,7 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 	if err != nil {
 		return rep, internal(err, "read the store")
 	}
+	s.startLoaded(ld)
 	n, err := s.forgetVanished(ctx, false)
 	if err != nil {
 		return rep, err
@@ -68,7 +75,7 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 	// with thousands of endpoints.
 	s.rec.Prefetch(ctx)
 	var p *plan
-	if err := s.cfg.Store.View(func(tx store.Tx) (err error) { p, err = s.planAll(tx); return err }); err != nil {
+	if err := s.cfg.Store.View(func(tx store.Tx) (err error) { p, err = s.planAll(ld.planTx(tx)); return err }); err != nil {
 		return rep, internal(err, "read the store")
 	}
 	rep.Owners = len(p.units)
@@ -80,6 +87,7 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 	if err != nil {
 		return rep, internal(err, "reconcile the kernel")
 	}
+	s.startKept(ld, p, r)
 	rep.Repaired = len(r.Problems)
 	rep.Failures = len(r.Failed) + len(p.failed)
 	for o, err := range p.failed {
@@ -487,6 +495,7 @@ func (s *Service) problems(p *plan, r *reconcile.Report) []api.Problem {
 				Problem: "its stored policies cannot be read, so its firewall admits nothing: " + why})
 		}
 	}
+	out = append(out, s.setAsideProblems(r)...)
 	return out
 }
 

@@ -2,12 +2,13 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -122,7 +123,8 @@ func OpenBolt(dir string) (*Bolt, error) {
 // openChecked opens the bbolt file at path and, when it existed, checks
 // it without writing: the file holds all the pages its metadata counts
 // (not truncated), it carries hostnet's format mark, and every record of
-// every bucket can be read, the documents as JSON. bbolt panics, or
+// every bucket can be read (whether a document decodes is the service's
+// to judge: it sets aside one that does not, and starts). bbolt panics, or
 // faults on its memory map, on some damage: in this goroutine both are
 // caught and make a damaged file too.
 func openChecked(path string, existing bool) (db *bolt.DB, err error) {
@@ -161,12 +163,14 @@ func openChecked(path string, existing bool) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-// documentBuckets hold JSON documents; the others raw values.
-var documentBuckets = map[string]bool{Networks: true, Endpoints: true, Namespaces: true}
+// touched keeps the sum of what checkTx read, so that the reading is not
+// optimised away.
+var touched atomic.Uint32
 
-// laterBuckets came after the format's first version: a file of that
-// version without them is sound (they are made at open).
-var laterBuckets = map[string]bool{Outbox: true}
+// laterBuckets came after a version of the format: a file whose mark is
+// one of the versions listed without the bucket is sound (opening makes
+// it). The set-aside bucket came within the second version.
+var laterBuckets = map[string][]string{Outbox: {formatV1}, SetAside: {formatV1, formatValue}}
 
 func checkTx(tx *bolt.Tx) error {
 	st, err := os.Stat(tx.DB().Path())
@@ -181,24 +185,50 @@ func checkTx(tx *bolt.Tx) error {
 	if meta != nil {
 		mark = meta.Get([]byte(formatKey))
 	}
-	v1 := bytes.Equal(mark, []byte(formatV1))
-	if !v1 && !bytes.Equal(mark, []byte(formatValue)) {
+	if !bytes.Equal(mark, []byte(formatV1)) && !bytes.Equal(mark, []byte(formatValue)) {
 		return fmt.Errorf("no %q mark: not a hostnet state file", formatValue)
+	}
+	// bbolt's own consistency check (pages reachable once, keys in order):
+	// damage it finds would otherwise panic in a goroutine of bbolt's when
+	// the daemon opens the file to write.
+	var first error
+	for err := range tx.Check() {
+		if first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("inconsistent: %w", first)
 	}
 	for _, name := range Buckets {
 		b := tx.Bucket([]byte(name))
-		if b == nil && v1 && laterBuckets[name] {
+		if b == nil && slices.Contains(laterBuckets[name], string(mark)) {
 			continue
 		}
 		if b == nil {
 			return fmt.Errorf("bucket %q is missing", name)
 		}
+		// bbolt's check skips a small bucket kept inline in its parent,
+		// and a cursor over one whose page is no longer a leaf loops for
+		// ever: its one page is looked at first (Stats counts a leaf's
+		// header as in use, and nothing for a page of another type).
+		if b.Root() == 0 {
+			if st := b.Stats(); st.BranchPageN > 0 || st.InlineBucketInuse == 0 {
+				return fmt.Errorf("bucket %q: its inline page is not a leaf", name)
+			}
+		}
+		// Every value is read, so that damage to the pages that hold them
+		// is found here. What a value says is not judged: a record that
+		// does not decode is the service's to set aside at start, the
+		// rest of the file being sound.
+		var sum byte
 		err := b.ForEach(func(k, v []byte) error {
-			if documentBuckets[name] && !json.Valid(v) {
-				return fmt.Errorf("bucket %q: record %q is not JSON", name, k)
+			for _, c := range v {
+				sum ^= c // touch every byte: a fault on the page is caught here
 			}
 			return nil
 		})
+		touched.Add(uint32(sum))
 		if err != nil {
 			return err
 		}

@@ -114,8 +114,8 @@ func TestBolt(t *testing.T) {
 	}
 }
 
-// A damaged state file (truncated, overwritten with garbage, not hostnet's,
-// a record that is not JSON) is refused with a DamagedError that names it
+// A damaged state file (truncated, overwritten with garbage, not hostnet's)
+// is refused with a DamagedError that names it
 // and says how to recover; the backup taken at the last sound start puts
 // it back, the damaged file kept aside.
 func TestBoltDamage(t *testing.T) {
@@ -174,14 +174,6 @@ func TestBoltDamage(t *testing.T) {
 				return err
 			}
 			return db.Close()
-		},
-		"a record that is not JSON": func(path string) error {
-			db, err := bolt.Open(path, 0o600, nil)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			return db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(Endpoints)).Put([]byte("x"), []byte("{not json")) })
 		},
 	}
 	for name, hurt := range damage {
@@ -315,5 +307,55 @@ func TestBoltOpensTheFirstFormat(t *testing.T) {
 	defer s.Close()
 	if err := s.Update(func(tx Tx) error { return tx.Put(Outbox, "1", []byte("{}")) }); err != nil {
 		t.Errorf("the outbox was not added: %v", err)
+	}
+}
+
+// A record that does not decode is no damage of the file: the file opens,
+// and the record reads back as it is, for the service to set aside.
+func TestBoltOpensOverARecordThatIsNotJSON(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(Endpoints)).Put([]byte("x"), []byte("{not json")) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err = OpenBolt(dir)
+	if err != nil {
+		t.Fatalf("open over a record that is not JSON: %v", err)
+	}
+	defer s.Close()
+	var got []byte
+	if err := s.View(func(tx Tx) (err error) { got, err = tx.Get(Endpoints, "x"); return err }); err != nil || string(got) != "{not json" {
+		t.Errorf("the record reads back as %q, %v", got, err)
+	}
+}
+
+// A file of the current format made before the set-aside bucket opens,
+// and gets the bucket.
+func TestBoltAddsTheSetAsideBucket(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(SetAside)) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = OpenBolt(dir)
+	if err != nil {
+		t.Fatalf("a file without the set-aside bucket: %v", err)
+	}
+	defer s.Close()
+	if err := s.Update(func(tx Tx) error { return tx.Put(SetAside, "networks/x", []byte("{}")) }); err != nil {
+		t.Errorf("the set-aside bucket was not added: %v", err)
 	}
 }

@@ -36,6 +36,7 @@ var BucketScopes = map[string]Scope{
 	Ports:      HostLocal,
 	Outbox:     HostLocal,
 	Meta:       HostLocal,
+	SetAside:   HostLocal,
 }
 
 // Versioned is a key-value store with revisions, compare-and-swap and
