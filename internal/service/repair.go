@@ -82,8 +82,9 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 	phase("plan")
 	// Shallow: the host's IDs of thousands of namespaces are not asked
 	// before serving; a veth's other side is checked from inside its
-	// namespace by the verification that follows.
-	r, err := s.rec.Sync(ctx, p.units, reconcile.SyncOptions{Shallow: true})
+	// namespace by the verification that follows. Not while objects are
+	// kept: which namespaces hold kept addresses is found by those IDs.
+	r, err := s.rec.Sync(ctx, p.units, reconcile.SyncOptions{Shallow: !ld.keep.On()})
 	if err != nil {
 		return rep, internal(err, "reconcile the kernel")
 	}
