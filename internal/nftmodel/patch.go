@@ -199,6 +199,10 @@ type pending struct {
 func (r *PatchRun) apply(i int, p TablePatch, st *State) error {
 	key := p.Key()
 	wrap := func(err error) error { return fmt.Errorf("patch %d (table %s): %w", i, key, err) }
+	// The counts are taken before anything changes: taken lazily in the
+	// middle, they would count an element just added, or miss one just
+	// removed, and then apply the change to them again.
+	st.ensureRefs()
 	r.batch.Section(key, r.named)
 	res := PatchResult{Table: key, Replaced: map[string]bool{}}
 	find := func(name string) (*Chain, bool) {

@@ -86,3 +86,46 @@ func TestPatchAllUnknownTable(t *testing.T) {
 		t.Errorf("PatchAll = %v", err)
 	}
 }
+
+// Found by the API fuzzer after a restart: the first patch of a state read
+// whole counted its new verdict element's reference to a chain twice (the
+// lazy count ran after the element was in), so a later patch that
+// released the chain could not delete it ("still referenced after the
+// patch (by an unknown reference)").
+func TestPatchCountsReferencesOnceOnAFreshState(t *testing.T) {
+	key := nftmodel.TableKey{Family: nftmodel.FamilyInet, Name: "hostnet"}
+	states := map[nftmodel.TableKey]*nftmodel.State{}
+	fresh := func() {
+		st := nfttest.Compile(t, nfttest.PatchBase())
+		nftmodel.ForgetRefs(st) // as read from the kernel
+		states[key] = st
+	}
+	run := func(p nftmodel.TablePatch) error {
+		p.Table = "hostnet"
+		_, err := nftmodel.PatchAll([]nftmodel.TablePatch{p}, states)
+		if err == nil {
+			if err := nftmodel.CheckRefs(states[key]); err != nil {
+				t.Errorf("after %+v: %v", p, err)
+			}
+		}
+		return err
+	}
+	fresh()
+	if err := run(nftmodel.TablePatch{SetMapElements: map[string]map[string]string{"acl": {"10.0.0.9": "jump acl_default"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(nftmodel.TablePatch{DeleteMapElements: map[string][]string{"acl": {"10.0.0.3", "10.0.0.9"}}, DeleteChains: []string{"acl_default"}}); err != nil {
+		t.Fatalf("deleting the chain once nothing references it: %v", err)
+	}
+	// And a removal first on a fresh state does not undercount.
+	fresh()
+	if err := run(nftmodel.TablePatch{SetMapElements: map[string]map[string]string{"acl": {"10.0.0.3": "drop"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(nftmodel.TablePatch{SetMapElements: map[string]map[string]string{"acl": {"10.0.0.4": "jump acl_default"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(nftmodel.TablePatch{DeleteChains: []string{"acl_default"}}); err == nil || !strings.Contains(err.Error(), "by element 10.0.0.4 of map acl") {
+		t.Fatalf("deleting a chain an element still references: %v", err)
+	}
+}

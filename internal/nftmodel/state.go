@@ -224,6 +224,7 @@ func (s *State) ReadMap(name string, keys, vals []KeyType, verdict, interval boo
 		keys = nil
 	}
 	s.maps[name] = readSet(&setState{keys: keys, vals: vals, isMap: true, verdict: verdict, interval: interval}, elems)
+	s.refs = nil // its elements' references are counted again
 }
 
 // readSet decodes elems into st (st.keys nil if they do not decode).
@@ -398,12 +399,18 @@ func (s *State) countRefs() {
 	}
 }
 
-// refCount returns how many rules and verdict map elements reference
-// chain name.
-func (s *State) refCount(name string) int {
+// ensureRefs counts the references when s has no counts (read from the
+// kernel): before a patch changes s.
+func (s *State) ensureRefs() {
 	if s.refs == nil {
 		s.countRefs()
 	}
+}
+
+// refCount returns how many rules and verdict map elements reference
+// chain name.
+func (s *State) refCount(name string) int {
+	s.ensureRefs()
 	return s.refs[name]
 }
 

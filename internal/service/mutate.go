@@ -79,6 +79,11 @@ func (m *mutation) plan() error {
 			return err
 		}
 		before := m.before[o]
+		if !netmodel.SameUnit(before, after) {
+			if err := m.checkUnit(o, after); err != nil {
+				return err
+			}
+		}
 		if netmodel.SameUnit(before, after) {
 			continue
 		}

@@ -107,3 +107,68 @@ func TestF13VirtualIPOfAnotherFamily(t *testing.T) {
 		t.Errorf("the refused endpoint was stored: %+v", eps)
 	}
 }
+
+// Found by the API fuzzer: a route whose next hop is on none of the
+// endpoint's subnets answered 500 ("Nexthop has invalid gateway"); it is
+// a 400 that names it, and nothing is stored or made.
+func TestRouteNextHopOffTheEndpointsSubnets(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	_, ns := l.attached("blue", "web")
+	before, recBefore := l.dump(), records(t, l.st)
+	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue", HostComputeNamespace: ns.ID,
+		Routes: []api.Route{{DestinationPrefix: "10.0.0.0/31", NextHop: "198.51.100.1"}}})
+	if e := api.AsError(err); e == nil || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "via 198.51.100.1: the next hop is on none of the endpoint's subnets (10.7.0.0/24)") {
+		t.Errorf("a next hop off the subnets: %v", err)
+	}
+	_, err = l.svc.ModifyEndpoint(ctx, "web", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
+		Settings: json.RawMessage(`{"Policies":[{"Type":"SDNRoute","Settings":{"DestinationPrefix":"192.0.2.0/24","NextHop":"10.8.0.1"}}]}`)})
+	if e := api.AsError(err); e == nil || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "10.8.0.1") {
+		t.Errorf("an SDNRoute with a next hop off the subnets: %v", err)
+	}
+	if after := l.dump(); after != before {
+		t.Errorf("the refused changes changed the host:\n%s", after)
+	}
+	if after := records(t, l.st); after != recBefore {
+		t.Errorf("the refused changes changed the records:\n%s", after)
+	}
+	// On the subnet, it is made.
+	_, err = l.svc.ModifyEndpoint(ctx, "web", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
+		Settings: json.RawMessage(`{"Policies":[{"Type":"SDNRoute","Settings":{"DestinationPrefix":"192.0.2.0/24","NextHop":"10.7.0.254"}}]}`)})
+	l.must(err)
+	l.check()
+}
+
+// Found by the API fuzzer: two endpoints of one namespace that want the
+// same route (and metric) were both accepted; a restart then failed one,
+// and the first to go would have taken the route from the other. The
+// second is refused, naming the first.
+func TestEndpointsOfANamespaceShareNoRoute(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24")
+	l.network("green", "10.8.0.0/24")
+	route := []api.Route{{DestinationPrefix: "192.0.2.0/24"}}
+	ns, err := l.svc.CreateNamespace(ctx, api.Namespace{ID: fixedID("two-ns"), Name: "two"})
+	l.must(err)
+	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "a", HostComputeNetwork: "blue", HostComputeNamespace: ns.ID, Routes: route})
+	l.must(err)
+	before, recBefore := l.dump(), records(t, l.st)
+	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "b", HostComputeNetwork: "green", HostComputeNamespace: ns.ID, Routes: route})
+	if e := api.AsError(err); e == nil || e.Status != http.StatusConflict || !strings.Contains(e.Message, "192.0.2.0/24") || !strings.Contains(e.Message, "for endpoint a") {
+		t.Errorf("a second endpoint with the same route in the namespace: %v", err)
+	}
+	if after := l.dump(); after != before {
+		t.Errorf("the refused endpoint changed the host:\n%s", after)
+	}
+	if after := records(t, l.st); after != recBefore {
+		t.Errorf("the refused endpoint changed the records:\n%s", after)
+	}
+	// Another endpoint of the namespace without that route is fine.
+	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "c", HostComputeNetwork: "green", HostComputeNamespace: ns.ID})
+	l.must(err)
+	l.check()
+	l.restart()
+	l.check()
+}
