@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
 var (
@@ -704,7 +705,7 @@ func bindPort(hostNS string, p portKey) error {
 		host = "::"
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(int(p.Port)))
-	return in(hostNS, func() error {
+	return lab.In(hostNS, func() error {
 		if p.Proto == "udp" {
 			c, err := net.ListenPacket("udp", addr)
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
 // request is one HTTP request of the fuzzer.
@@ -265,7 +266,7 @@ func (g *gen) aclSettings() map[string]any {
 		s["Protocols"] = []any{"6", "17", "1", "6,17", 6}[g.pick(5)]
 	}
 	if g.chance(0.5) {
-		s["RemoteAddresses"] = []any{extAddr, "198.51.100.0/24", "10.0.0.0/8", "fd00::/8," + extAddr}[g.pick(4)]
+		s["RemoteAddresses"] = []any{lab.ExtAddr, "198.51.100.0/24", "10.0.0.0/8", "fd00::/8," + lab.ExtAddr}[g.pick(4)]
 	}
 	if p, ok := s["Protocols"].(string); ok && (p == "6" || p == "17") && g.chance(0.5) {
 		s["LocalPorts"] = []any{"80", "8000-8080", "22,443"}[g.pick(3)]
@@ -291,9 +292,9 @@ func (g *gen) endpointPolicy() map[string]any {
 	case 2:
 		return map[string]any{"Type": []any{"ACL", 1}[g.pick(2)], "Settings": g.aclSettings()}
 	case 3:
-		s := map[string]any{"Exceptions": []any{[]any{"10.0.0.0/8"}, []any{extAddr + "/32", "192.0.2.0/24"}, []any{"fd00::/8"}}[g.pick(3)]}
+		s := map[string]any{"Exceptions": []any{[]any{"10.0.0.0/8"}, []any{lab.ExtAddr + "/32", "192.0.2.0/24"}, []any{"fd00::/8"}}[g.pick(3)]}
 		if g.chance(0.2) {
-			s["VirtualIP"] = hostAddr
+			s["VirtualIP"] = lab.HostAddr
 		}
 		return map[string]any{"Type": []any{"OutBoundNAT", 4}[g.pick(2)], "Settings": s}
 	default:
@@ -444,7 +445,7 @@ func (g *gen) hcsshimDocument() request {
 		e := g.m.eps[g.pick(len(g.m.eps))]
 		// hcn's ApplyPolicy: a PolicyEndpointRequest with numeric enums.
 		body := `{"ResourceType":0,"RequestType":0,"Settings":{"Policies":[{"Type":"ACL","Settings":{"Protocols":"6",` +
-			`"Action":"Block","Direction":"Out","RemoteAddresses":"` + extAddr + `","RemotePorts":"9","RuleType":"Switch","Priority":200}}]}}`
+			`"Action":"Block","Direction":"Out","RemoteAddresses":"` + lab.ExtAddr + `","RemotePorts":"9","RuleType":"Switch","Priority":200}}]}}`
 		return request{"PATCH", "/endpoints/" + e.ID, body, "hcsshim endpoint policy"}
 	}
 	n := g.m.nets[g.pick(len(g.m.nets))]
@@ -460,7 +461,7 @@ var (
 		"::/0", "0.0.0.0/0", "ff00::/8", "224.0.0.0/4", "0.0.0.0/8", "127.0.0.0/8", "fe80::/64", "169.254.0.0/16",
 		"10.0.0.1/24", "10.0.0.0/31", "10.0.0.0/30", "fd00::/127", "::ffff:10.0.0.0/104", "198.51.100.0/24",
 		"0.0.0.0", "255.255.255.255", "224.0.0.1", "ff02::1", "::", "::1", "127.0.0.1", "fe80::1", "10.0.0.1",
-		"::ffff:10.1.2.3", hostAddr, extAddr, "fe80::1%eth0",
+		"::ffff:10.1.2.3", lab.HostAddr, lab.ExtAddr, "fe80::1%eth0",
 		"00-00-00-00-00-00", "FF-FF-FF-FF-FF-FF", "01-00-5E-00-00-01", "00-15-5D-FF-FF-FF", "02-00-00-00-00-01", "03-00-00-00-00-00",
 		"NAT", "nat", "Transparent", "Overlay", "L2Bridge", "networkacl", "NetworkACL", "11", "1", "0", "ACL", "acl",
 		"OutBoundNAT", "SDNRoute", "PortMapping", "QOS", "Allow", "Block", "In", "Out", "Host", "Switch",
@@ -686,7 +687,7 @@ var (
 		"169.254.0.0/16", "10.0.0.1/24", "10.0.0.0/31", "10.0.0.0/30", "fd00::/127", "::ffff:10.0.0.0/104", "198.51.100.0/24",
 		"198.51.100.2/32", "10.250.0.0/24", "192.0.2.0/24", "fd00:abc::/64", "10.0.0.0/33", "1.2.3.4", "2001:db8::/32"}
 	poisonAddrs = []string{"0.0.0.0", "255.255.255.255", "224.0.0.1", "ff02::1", "::", "::1", "127.0.0.1", "fe80::1",
-		"10.0.0.1", "::ffff:10.1.2.3", hostAddr, extAddr, "fe80::1%eth0", "192.0.2.1", "2001:db8::1", "10.250.0.1", "1.2.3"}
+		"10.0.0.1", "::ffff:10.1.2.3", lab.HostAddr, lab.ExtAddr, "fe80::1%eth0", "192.0.2.1", "2001:db8::1", "10.250.0.1", "1.2.3"}
 	poisonMACs = []string{"00-00-00-00-00-00", "FF-FF-FF-FF-FF-FF", "01-00-5E-00-00-01", "00-15-5D-FF-FF-FF", "02-00-00-00-00-01",
 		"03-00-00-00-00-00", "33-33-00-00-00-01", "00-15-5D-52-C0-10", "02:00:00:00:00:aa", "00-15-5D"}
 	poisonFlags = []any{0, 1, 2, 3, 4, 8, 9, 16, 32, 33, 64, 128, 1024, 1032, 4096, 8192, 65535, -1, 4294967295, "8"}
