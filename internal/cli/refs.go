@@ -16,79 +16,49 @@ const (
 	kindNamespace = "namespace"
 )
 
-// listIDs returns the IDs of every object of kind.
-func listIDs(ctx context.Context, c *client.Client, kind string) ([]string, error) {
-	var ids []string
+// listObjects returns, for every object of kind, what pick makes of its
+// name (empty where it has none) and ID.
+func listObjects(ctx context.Context, c *client.Client, kind string, pick func(name, id string) string) ([]string, error) {
 	switch kind {
 	case kindNetwork:
 		l, err := c.ListNetworks(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range l {
-			ids = append(ids, n.ID)
-		}
+		return pickEach(l, err, func(n *api.Network) string { return pick(n.Name, n.ID) })
 	case kindEndpoint:
 		l, err := c.ListEndpoints(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range l {
-			ids = append(ids, e.ID)
-		}
+		return pickEach(l, err, func(e *api.Endpoint) string { return pick(e.Name, e.ID) })
 	case kindNamespace:
 		l, err := c.ListNamespaces(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range l {
-			ids = append(ids, n.ID)
-		}
-	default:
-		return nil, fmt.Errorf("unknown object kind %q", kind)
+		return pickEach(l, err, func(n *api.Namespace) string { return pick(n.Name, n.ID) })
 	}
-	return ids, nil
+	return nil, fmt.Errorf("unknown object kind %q", kind)
+}
+
+// pickEach is f of each of a list's objects, or the list's error.
+func pickEach[T any](l []T, err error, f func(*T) string) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(l))
+	for i := range l {
+		out[i] = f(&l[i])
+	}
+	return out, nil
+}
+
+// listIDs returns the IDs of every object of kind.
+func listIDs(ctx context.Context, c *client.Client, kind string) ([]string, error) {
+	return listObjects(ctx, c, kind, func(_, id string) string { return id })
 }
 
 // listNames returns the names of the objects of kind (their IDs where they
 // have none).
 func listNames(ctx context.Context, c *client.Client, kind string) ([]string, error) {
-	var out []string
-	add := func(name, id string) {
+	return listObjects(ctx, c, kind, func(name, id string) string {
 		if name == "" {
-			name = id
+			return id
 		}
-		out = append(out, name)
-	}
-	switch kind {
-	case kindNetwork:
-		l, err := c.ListNetworks(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range l {
-			add(n.Name, n.ID)
-		}
-	case kindEndpoint:
-		l, err := c.ListEndpoints(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range l {
-			add(e.Name, e.ID)
-		}
-	case kindNamespace:
-		l, err := c.ListNamespaces(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range l {
-			add(n.Name, n.ID)
-		}
-	default:
-		return nil, fmt.Errorf("unknown object kind %q", kind)
-	}
-	return out, nil
+		return name
+	})
 }
 
 // looksLikeIDPrefix reports whether ref could be the start of an ID, as
