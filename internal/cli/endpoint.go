@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -156,18 +155,10 @@ func newEndpointCommand(a *app) *cobra.Command {
 	cmd.AddCommand(
 		newEndpointCreateCommand(a),
 		newEndpointLsCommand(a),
-		newInspectCommand(a, kindEndpoint, "ENDPOINT", func(ctx context.Context, c *client.Client, ref string) (any, error) {
-			return c.GetEndpoint(ctx, ref)
-		}, func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
-			eps := make([]api.Endpoint, len(docs))
-			for i, d := range docs {
-				eps[i] = *d.(*api.Endpoint)
-			}
-			return writeEndpoints(ctx, a.io.Out, c, eps, false, wide)
+		newInspectCommand(a, kindEndpoint, "ENDPOINT", func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+			return writeEndpoints(ctx, a.io.Out, c, docsAs[api.Endpoint](docs), false, wide)
 		}),
-		newRmCommand(a, kindEndpoint, "ENDPOINT", "Remove one or more endpoints (detached first)", func(ctx context.Context, c *client.Client, ref string) error {
-			return c.DeleteEndpoint(ctx, ref)
-		}),
+		newRmCommand(a, kindEndpoint, "ENDPOINT", "Remove one or more endpoints (detached first)"),
 		newPolicyCommand(a, kindEndpoint),
 	)
 	return cmd
@@ -249,17 +240,8 @@ func newEndpointLsCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sort.SliceStable(eps, func(i, j int) bool { return eps[i].Name < eps[j].Name })
-			if quiet {
-				for _, e := range eps {
-					fmt.Fprintln(a.io.Out, e.ID)
-				}
-				return nil
-			}
-			if eps == nil {
-				eps = []api.Endpoint{}
-			}
-			return a.render(eps, func(wide bool) error { return writeEndpoints(ctx, a.io.Out, c, eps, noTrunc, wide) })
+			return renderList(a, eps, quiet, endpointRef,
+				func(eps []api.Endpoint, wide bool) error { return writeEndpoints(ctx, a.io.Out, c, eps, noTrunc, wide) })
 		},
 	}
 	a.addOutputFlag(cmd)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -62,18 +61,10 @@ func newNamespaceCommand(a *app) *cobra.Command {
 	cmd.AddCommand(
 		newNamespaceCreateCommand(a),
 		newNamespaceLsCommand(a),
-		newInspectCommand(a, kindNamespace, "NAMESPACE", func(ctx context.Context, c *client.Client, ref string) (any, error) {
-			return c.GetNamespace(ctx, ref)
-		}, func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
-			nss := make([]api.Namespace, len(docs))
-			for i, d := range docs {
-				nss[i] = *d.(*api.Namespace)
-			}
-			return writeNamespaces(a.io.Out, nss, false, wide)
+		newInspectCommand(a, kindNamespace, "NAMESPACE", func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+			return writeNamespaces(a.io.Out, docsAs[api.Namespace](docs), false, wide)
 		}),
-		newRmCommand(a, kindNamespace, "NAMESPACE", "Remove one or more namespaces (their endpoints are detached)", func(ctx context.Context, c *client.Client, ref string) error {
-			return c.DeleteNamespace(ctx, ref)
-		}),
+		newRmCommand(a, kindNamespace, "NAMESPACE", "Remove one or more namespaces (their endpoints are detached)"),
 		newNamespaceAttachCommand(a, true),
 		newNamespaceAttachCommand(a, false),
 	)
@@ -124,17 +115,8 @@ func newNamespaceLsCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sort.SliceStable(nss, func(i, j int) bool { return nss[i].Name < nss[j].Name })
-			if quiet {
-				for _, n := range nss {
-					fmt.Fprintln(a.io.Out, n.ID)
-				}
-				return nil
-			}
-			if nss == nil {
-				nss = []api.Namespace{}
-			}
-			return a.render(nss, func(wide bool) error { return writeNamespaces(a.io.Out, nss, noTrunc, wide) })
+			return renderList(a, nss, quiet, namespaceRef,
+				func(nss []api.Namespace, wide bool) error { return writeNamespaces(a.io.Out, nss, noTrunc, wide) })
 		},
 	}
 	a.addOutputFlag(cmd)

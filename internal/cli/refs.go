@@ -16,33 +16,88 @@ const (
 	kindNamespace = "namespace"
 )
 
-// listObjects returns, for every object of kind, what pick makes of its
-// name (empty where it has none) and ID.
-func listObjects(ctx context.Context, c *client.Client, kind string, pick func(name, id string) string) ([]string, error) {
-	switch kind {
-	case kindNetwork:
-		l, err := c.ListNetworks(ctx, nil)
-		return pickEach(l, err, func(n *api.Network) string { return pick(n.Name, n.ID) })
-	case kindEndpoint:
-		l, err := c.ListEndpoints(ctx, nil)
-		return pickEach(l, err, func(e *api.Endpoint) string { return pick(e.Name, e.ID) })
-	case kindNamespace:
-		l, err := c.ListNamespaces(ctx, nil)
-		return pickEach(l, err, func(n *api.Namespace) string { return pick(n.Name, n.ID) })
-	}
-	return nil, fmt.Errorf("unknown object kind %q", kind)
+// kindCalls are the client's calls for one kind of object, untyped, for
+// the verbs and references every kind has.
+type kindCalls struct {
+	// get fetches an object by its full reference: a *api.Network,
+	// *api.Endpoint or *api.Namespace.
+	get func(c *client.Client, ctx context.Context, ref string) (any, error)
+	del func(c *client.Client, ctx context.Context, ref string) error
+	// list returns, for every object, what pick makes of its name (empty
+	// where it has none) and ID.
+	list func(c *client.Client, ctx context.Context, pick func(name, id string) string) ([]string, error)
 }
 
-// pickEach is f of each of a list's objects, or the list's error.
-func pickEach[T any](l []T, err error, f func(*T) string) ([]string, error) {
+// callsOf makes a kind's calls of its typed client methods; ref tells an
+// object's name and ID.
+func callsOf[T any](
+	get func(*client.Client, context.Context, string) (*T, error),
+	del func(*client.Client, context.Context, string) error,
+	list func(*client.Client, context.Context, map[string]string) ([]T, error),
+	ref func(*T) (name, id string),
+) kindCalls {
+	return kindCalls{
+		get: func(c *client.Client, ctx context.Context, id string) (any, error) { return get(c, ctx, id) },
+		del: del,
+		list: func(c *client.Client, ctx context.Context, pick func(name, id string) string) ([]string, error) {
+			l, err := list(c, ctx, nil)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]string, len(l))
+			for i := range l {
+				out[i] = pick(ref(&l[i]))
+			}
+			return out, nil
+		},
+	}
+}
+
+var kinds = map[string]kindCalls{
+	kindNetwork:   callsOf((*client.Client).GetNetwork, (*client.Client).DeleteNetwork, (*client.Client).ListNetworks, networkRef),
+	kindEndpoint:  callsOf((*client.Client).GetEndpoint, (*client.Client).DeleteEndpoint, (*client.Client).ListEndpoints, endpointRef),
+	kindNamespace: callsOf((*client.Client).GetNamespace, (*client.Client).DeleteNamespace, (*client.Client).ListNamespaces, namespaceRef),
+}
+
+func networkRef(n *api.Network) (name, id string)     { return n.Name, n.ID }
+func endpointRef(e *api.Endpoint) (name, id string)   { return e.Name, e.ID }
+func namespaceRef(n *api.Namespace) (name, id string) { return n.Name, n.ID }
+
+// callsFor returns the calls of kind.
+func callsFor(kind string) (kindCalls, error) {
+	k, ok := kinds[kind]
+	if !ok {
+		return kindCalls{}, fmt.Errorf("unknown object kind %q", kind)
+	}
+	return k, nil
+}
+
+// getObject fetches the object of kind by its full reference.
+func getObject(ctx context.Context, c *client.Client, kind, ref string) (any, error) {
+	k, err := callsFor(kind)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, len(l))
-	for i := range l {
-		out[i] = f(&l[i])
+	return k.get(c, ctx, ref)
+}
+
+// deleteObject deletes the object of kind by its full reference.
+func deleteObject(ctx context.Context, c *client.Client, kind, ref string) error {
+	k, err := callsFor(kind)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	return k.del(c, ctx, ref)
+}
+
+// listObjects returns, for every object of kind, what pick makes of its
+// name and ID.
+func listObjects(ctx context.Context, c *client.Client, kind string, pick func(name, id string) string) ([]string, error) {
+	k, err := callsFor(kind)
+	if err != nil {
+		return nil, err
+	}
+	return k.list(c, ctx, pick)
 }
 
 // listIDs returns the IDs of every object of kind.
@@ -131,16 +186,7 @@ func resolveRef(ctx context.Context, c *client.Client, kind, ref string) (string
 	if !looksLikeIDPrefix(ref) {
 		return ref, nil
 	}
-	var err error
-	switch kind {
-	case kindNetwork:
-		_, err = c.GetNetwork(ctx, ref)
-	case kindEndpoint:
-		_, err = c.GetEndpoint(ctx, ref)
-	case kindNamespace:
-		_, err = c.GetNamespace(ctx, ref)
-	}
-	if err == nil || !api.IsNotFound(err) {
+	if _, err := getObject(ctx, c, kind, ref); err == nil || !api.IsNotFound(err) {
 		return ref, nil
 	}
 	id, ok, xerr := expandPrefix(ctx, c, kind, ref)
