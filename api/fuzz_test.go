@@ -370,6 +370,23 @@ func checkModifySettings(t *testing.T, kind string, r ModifyRequest) {
 	}
 }
 
+// settingsSurvive checks the settings of a policy type that its parser
+// accepted (as spec): they decode strictly into S, survive a round trip
+// unchanged, and their encoding parses (parse) to the same spec.
+func settingsSurvive[S, P any](t *testing.T, typ, parser string, settings []byte, spec P, parse func(settings []byte) (P, error)) {
+	t.Helper()
+	var s S
+	if err := DecodeSettings(settings, &s); err != nil {
+		t.Fatalf("settings validated but do not decode: %v", err)
+	}
+	s2, b := roundTrip(t, typ+" settings", &s)
+	spec2, err2 := parse(b)
+	sameOutcome(t, parser, spec, nil, spec2, err2)
+	if !equivalent(&s, s2) {
+		t.Fatalf("settings change in a round trip: %+v, then %+v", s, *s2)
+	}
+}
+
 // FuzzPortMapping validates PortMapping settings; what is accepted
 // validates the same after its settings are encoded and decoded again.
 func FuzzPortMapping(f *testing.F) {
@@ -386,16 +403,9 @@ func FuzzPortMapping(f *testing.F) {
 		if spec.VIP.IsValid() && (spec.VIP.Is6() != spec.IPv6 || spec.VIP.Zone() != "" || spec.VIP.Is4In6()) {
 			t.Fatalf("accepted mapping %+v has a VIP of the wrong family", spec)
 		}
-		var s PortMappingSettings
-		if err := DecodeSettings(settings, &s); err != nil {
-			t.Fatalf("settings validated but do not decode: %v", err)
-		}
-		s2, b := roundTrip(t, "PortMapping settings", &s)
-		spec2, err2 := ParsePortMapping("endpoint", 0, Policy{Type: PortMapping, Settings: b})
-		sameOutcome(t, "ParsePortMapping", spec, nil, spec2, err2)
-		if !equivalent(&s, s2) {
-			t.Fatalf("settings change in a round trip: %+v, then %+v", s, *s2)
-		}
+		settingsSurvive[PortMappingSettings](t, "PortMapping", "ParsePortMapping", settings, spec, func(b []byte) (PortMappingSpec, error) {
+			return ParsePortMapping("endpoint", 0, Policy{Type: PortMapping, Settings: b})
+		})
 	})
 }
 
@@ -416,16 +426,9 @@ func FuzzACL(f *testing.F) {
 		if spec.Action != ACLAllow && spec.Action != ACLBlock || spec.Direction != ACLIn && spec.Direction != ACLOut {
 			t.Fatalf("accepted rule %+v has no action or direction", spec)
 		}
-		var s ACLSettings
-		if err := DecodeSettings(settings, &s); err != nil {
-			t.Fatalf("settings validated but do not decode: %v", err)
-		}
-		s2, b := roundTrip(t, "ACL settings", &s)
-		spec2, err2 := ParseACL("endpoint", 0, ACL, Policy{Type: ACL, Settings: b})
-		sameOutcome(t, "ParseACL", spec, nil, spec2, err2)
-		if !equivalent(&s, s2) {
-			t.Fatalf("settings change in a round trip: %+v, then %+v", s, *s2)
-		}
+		settingsSurvive[ACLSettings](t, "ACL", "ParseACL", settings, spec, func(b []byte) (ACLSpec, error) {
+			return ParseACL("endpoint", 0, ACL, Policy{Type: ACL, Settings: b})
+		})
 		// The validated lists, written back as text, parse to themselves.
 		for _, l := range []struct {
 			name string
@@ -461,16 +464,9 @@ func FuzzOutboundNAT(f *testing.F) {
 				t.Fatalf("canonical settings %s: %v, rewritten again as %s, spec %v (want %v)", canonical, err, again, spec2, spec)
 			}
 		}
-		var s OutboundNATSettings
-		if err := DecodeSettings(settings, &s); err != nil {
-			t.Fatalf("settings validated but do not decode: %v", err)
-		}
-		s2, b := roundTrip(t, "OutBoundNAT settings", &s)
-		spec2, err2 := ParseOutboundNAT("endpoint", 0, Policy{Type: OutBoundNAT, Settings: b})
-		sameOutcome(t, "ParseOutboundNAT", spec, nil, spec2, err2)
-		if !equivalent(&s, s2) {
-			t.Fatalf("settings change in a round trip: %+v, then %+v", s, *s2)
-		}
+		settingsSurvive[OutboundNATSettings](t, "OutBoundNAT", "ParseOutboundNAT", settings, spec, func(b []byte) (OutboundNATSpec, error) {
+			return ParseOutboundNAT("endpoint", 0, Policy{Type: OutBoundNAT, Settings: b})
+		})
 	})
 }
 
