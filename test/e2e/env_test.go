@@ -20,6 +20,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/client"
+	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/testutil/lab"
 	"github.com/vishvananda/netlink"
 )
@@ -82,6 +83,17 @@ func NewTopology(t *testing.T, extra ...string) *Env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// newNS makes a network namespace at Dir/name, one hostnet did not
+// create (a container runtime's, say), and returns its path.
+func (e *Env) newNS(name string) string {
+	e.t.Helper()
+	path := filepath.Join(e.Dir, name)
+	if err := netns.Create(path); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
 }
 
 // handle opens a netlink handle in the namespace at path.
