@@ -198,12 +198,27 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
+// rtCommand is a runtime's command line in the sandbox: the program and
+// its global flags.
+type rtCommand struct {
+	sb   *sandbox
+	args []string
+}
+
+// run runs the runtime with args (sandbox.Run).
+func (r *rtCommand) run(args ...string) (string, error) {
+	return r.sb.Run(r.args[0], append(r.args[1:], args...)...)
+}
+
+// must runs the runtime with args and fails the test unless it succeeds.
+func (r *rtCommand) must(args ...string) string {
+	r.sb.t.Helper()
+	return r.sb.must(r.args[0], append(r.args[1:], args...)...)
+}
+
 // podman is a podman of the test's own (runtimes.Podman): its storage,
 // run root, temporary files, CNI configuration and events under dir.
-type podman struct {
-	*runtimes.Podman
-	sb *sandbox
-}
+type podman struct{ rtCommand }
 
 func newPodman(t *testing.T, sb *sandbox, dir string) *podman {
 	t.Helper()
@@ -213,17 +228,12 @@ func newPodman(t *testing.T, sb *sandbox, dir string) *podman {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &podman{Podman: rp, sb: sb}
-	if out, err := p.Run("info"); err != nil {
+	p := &podman{rtCommand{sb: sb, args: rp.Args}}
+	if out, err := p.run("info"); err != nil {
 		t.Skipf("podman cannot run on this machine: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { _, _ = p.Run("rm", "--all", "--force", "--time", "0") })
+	t.Cleanup(func() { _, _ = p.run("rm", "--all", "--force", "--time", "0") })
 	return p
-}
-
-func (p *podman) must(args ...string) string {
-	p.sb.t.Helper()
-	return p.sb.must(p.Args[0], append(p.Args[1:], args...)...)
 }
 
 // A container's address, default route and published port as podman 4
@@ -255,7 +265,7 @@ func TestPodman(t *testing.T) {
 		if !serves(t, e.HostNS, "127.0.0.1:18080") {
 			t.Errorf("%s: the published port does not answer on 127.0.0.1", when)
 		}
-		if out, err := p.Run("exec", "web", "timeout", "10", "wget", "-q", "-O", "-", "http://"+rtStatic+"/"); err != nil || !strings.Contains(out, "hello") {
+		if out, err := p.run("exec", "web", "timeout", "10", "wget", "-q", "-O", "-", "http://"+rtStatic+"/"); err != nil || !strings.Contains(out, "hello") {
 			t.Errorf("%s: container to container: %v\n%s", when, err, out)
 		}
 		if out := p.must("exec", "db", "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(out, "inet "+rtStatic+"/24") {
@@ -284,12 +294,12 @@ func TestPodman(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err = p.Run("run", "-d", "--name", "taken", "--network", rtNetwork, "-p", "18081:80", rtImage, "sleep", "600")
+	out, err = p.run("run", "-d", "--name", "taken", "--network", rtNetwork, "-p", "18081:80", rtImage, "sleep", "600")
 	l.Close()
 	if err == nil || !strings.Contains(out, "address already in use") {
 		t.Errorf("podman run -p of a port a process holds: %v\n%s", err, out)
 	}
-	_, _ = p.Run("rm", "--force", "taken")
+	_, _ = p.run("rm", "--force", "taken")
 
 	p.must("stop", "--time", "0", "web", "db")
 	p.must("rm", "web", "db")
@@ -357,10 +367,7 @@ func listenIn(t *testing.T, path, network, addr string) (net.Listener, error) {
 // containerd and nerdctl of the test's own: containerd's root, state and
 // sockets under dir (its CRI plugin off), nerdctl's data root, CNI
 // directories and a namespace of its own.
-type nerdctl struct {
-	sb   *sandbox
-	args []string
-}
+type nerdctl struct{ rtCommand }
 
 func newNerdctl(t *testing.T, sb *sandbox, dir string) *nerdctl {
 	t.Helper()
@@ -411,8 +418,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 			<-waited
 		}
 	})
-	n := &nerdctl{sb: sb, args: []string{nbin, "--address", sock, "--data-root", filepath.Join(dir, "nerdctl"), "--namespace", "hostnet-test",
-		"--cni-path", rtCNIDir(t, dir), "--cni-netconfpath", netDir}}
+	n := &nerdctl{rtCommand{sb: sb, args: []string{nbin, "--address", sock, "--data-root", filepath.Join(dir, "nerdctl"), "--namespace", "hostnet-test",
+		"--cni-path", rtCNIDir(t, dir), "--cni-netconfpath", netDir}}}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		out, err := n.run("version")
 		if err == nil {
@@ -430,15 +437,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	t.Cleanup(func() { _, _ = n.run("rm", "--force", "web", "db") })
 	return n
-}
-
-func (n *nerdctl) run(args ...string) (string, error) {
-	return n.sb.Run(n.args[0], append(n.args[1:], args...)...)
-}
-
-func (n *nerdctl) must(args ...string) string {
-	n.sb.t.Helper()
-	return n.sb.must(n.args[0], append(n.args[1:], args...)...)
 }
 
 // The same with nerdctl on containerd, which binds no host port itself:
