@@ -216,6 +216,39 @@ func (r *rtCommand) must(args ...string) string {
 	return r.sb.must(r.args[0], append(r.args[1:], args...)...)
 }
 
+// runContainers checks what `run --rm` shows of a container's network
+// (an address of the network, the default route through its gateway),
+// then starts the containers checkServed asks: web, an httpd publishing
+// port 18080 as 80, and db, an httpd at the static address rtStatic.
+func (r *rtCommand) runContainers(t *testing.T) {
+	t.Helper()
+	out := r.must("run", "--rm", "--network", rtNetwork, rtImage, "sh", "-c", "ip -o -4 addr show eth0; ip route")
+	if !strings.Contains(out, "inet 10.89.0.") || !strings.Contains(out, "default via "+rtGateway+" dev eth0") {
+		t.Errorf("%s run: the container's address and routes:\n%s", filepath.Base(r.args[0]), out)
+	}
+	r.must("run", "-d", "--name", "web", "--network", rtNetwork, "-p", "18080:80", rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
+	r.must("run", "-d", "--name", "db", "--network", rtNetwork, "--ip", rtStatic, rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
+}
+
+// checkServed checks the containers of runContainers on e's host: web's
+// published port answers from outside and on 127.0.0.1, web reaches db,
+// and db has its static address.
+func (r *rtCommand) checkServed(t *testing.T, e *Env, when string) {
+	t.Helper()
+	if !serves(t, e.ExtNS, hostAddr+":18080") {
+		t.Errorf("%s: the published port does not answer from outside", when)
+	}
+	if !serves(t, e.HostNS, "127.0.0.1:18080") {
+		t.Errorf("%s: the published port does not answer on 127.0.0.1", when)
+	}
+	if out, err := r.run("exec", "web", "timeout", "10", "wget", "-q", "-O", "-", "http://"+rtStatic+"/"); err != nil || !strings.Contains(out, "hello") {
+		t.Errorf("%s: container to container: %v\n%s", when, err, out)
+	}
+	if out := r.must("exec", "db", "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(out, "inet "+rtStatic+"/24") {
+		t.Errorf("%s: the static address: %s", when, out)
+	}
+}
+
 // podman is a podman of the test's own (runtimes.Podman): its storage,
 // run root, temporary files, CNI configuration and events under dir.
 type podman struct{ rtCommand }
@@ -250,29 +283,8 @@ func TestPodman(t *testing.T) {
 	rootfs, _ := busyboxRootfs(t, e.Dir)
 	p.must("import", rootfs, rtImage)
 
-	out := p.must("run", "--rm", "--network", rtNetwork, rtImage, "sh", "-c", "ip -o -4 addr show eth0; ip route")
-	if !strings.Contains(out, "inet 10.89.0.") || !strings.Contains(out, "default via "+rtGateway+" dev eth0") {
-		t.Errorf("podman run: the container's address and routes:\n%s", out)
-	}
-
-	p.must("run", "-d", "--name", "web", "--network", rtNetwork, "-p", "18080:80", rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
-	p.must("run", "-d", "--name", "db", "--network", rtNetwork, "--ip", rtStatic, rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
-	checkServed := func(when string) {
-		t.Helper()
-		if !serves(t, e.ExtNS, hostAddr+":18080") {
-			t.Errorf("%s: the published port does not answer from outside", when)
-		}
-		if !serves(t, e.HostNS, "127.0.0.1:18080") {
-			t.Errorf("%s: the published port does not answer on 127.0.0.1", when)
-		}
-		if out, err := p.run("exec", "web", "timeout", "10", "wget", "-q", "-O", "-", "http://"+rtStatic+"/"); err != nil || !strings.Contains(out, "hello") {
-			t.Errorf("%s: container to container: %v\n%s", when, err, out)
-		}
-		if out := p.must("exec", "db", "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(out, "inet "+rtStatic+"/24") {
-			t.Errorf("%s: the static address: %s", when, out)
-		}
-	}
-	checkServed("after run")
+	p.runContainers(t)
+	p.checkServed(t, e, "after run")
 	// conmon holds the host port, not hostnet: no one else may bind it.
 	if l, err := listenIn(t, e.HostNS, "tcp", ":18080"); err == nil {
 		l.Close()
@@ -281,7 +293,7 @@ func TestPodman(t *testing.T) {
 
 	// `podman network reload` is DEL then ADD, with the address twice.
 	p.must("network", "reload", "--all")
-	checkServed("after network reload")
+	p.checkServed(t, e, "after network reload")
 	for _, name := range []string{"web", "db"} {
 		if err := p.cniCheck(t, name); err != nil {
 			t.Errorf("CNI CHECK of %s after the reload: %v", name, err)
@@ -294,7 +306,7 @@ func TestPodman(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err = p.run("run", "-d", "--name", "taken", "--network", rtNetwork, "-p", "18081:80", rtImage, "sleep", "600")
+	out, err := p.run("run", "-d", "--name", "taken", "--network", rtNetwork, "-p", "18081:80", rtImage, "sleep", "600")
 	l.Close()
 	if err == nil || !strings.Contains(out, "address already in use") {
 		t.Errorf("podman run -p of a port a process holds: %v\n%s", err, out)
@@ -450,30 +462,14 @@ func TestNerdctl(t *testing.T) {
 	e.Start()
 	n.must("load", "--input", busyboxOCI(t, e.Dir))
 
-	out := n.must("run", "--rm", "--net", rtNetwork, rtImage, "sh", "-c", "ip -o -4 addr show eth0; ip route")
-	if !strings.Contains(out, "inet 10.89.0.") || !strings.Contains(out, "default via "+rtGateway+" dev eth0") {
-		t.Errorf("nerdctl run: the container's address and routes:\n%s", out)
-	}
-	n.must("run", "-d", "--name", "web", "--net", rtNetwork, "-p", "18080:80", rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
-	n.must("run", "-d", "--name", "db", "--net", rtNetwork, "--ip", rtStatic, rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
-	if !serves(t, e.ExtNS, hostAddr+":18080") {
-		t.Errorf("the published port does not answer from outside")
-	}
-	if !serves(t, e.HostNS, "127.0.0.1:18080") {
-		t.Errorf("the published port does not answer on 127.0.0.1")
-	}
+	n.runContainers(t)
+	n.checkServed(t, e, "after run")
 	// No one holds the host port (nerdctl binds none, hostnet holds none
 	// for a runtime's mapping): a process may bind it.
 	if l, err := listenIn(t, e.HostNS, "tcp", ":18080"); err != nil {
 		t.Errorf("the host port of a runtime's mapping is held: %v", err)
 	} else {
 		l.Close()
-	}
-	if out, err := n.run("exec", "web", "timeout", "10", "wget", "-q", "-O", "-", "http://"+rtStatic+"/"); err != nil || !strings.Contains(out, "hello") {
-		t.Errorf("container to container: %v\n%s", err, out)
-	}
-	if out := n.must("exec", "db", "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(out, "inet "+rtStatic+"/24") {
-		t.Errorf("the static address: %s", out)
 	}
 	n.must("stop", "--time", "0", "web", "db")
 	n.must("rm", "web", "db")
