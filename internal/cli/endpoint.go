@@ -211,42 +211,24 @@ func newEndpointCreateCommand(a *app) *cobra.Command {
 }
 
 func newEndpointLsCommand(a *app) *cobra.Command {
-	var (
-		network string
-		quiet   bool
-		noTrunc bool
-	)
-	cmd := &cobra.Command{
-		Use:     "ls [OPTIONS]",
-		Aliases: []string{"list"},
-		Short:   "List endpoints",
-		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			c := a.client()
-			var filter map[string]string
-			if network != "" {
-				var n *api.Network
-				err := withRef(ctx, c, kindNetwork, network, func(ref string) (err error) {
-					n, err = c.GetNetwork(ctx, ref)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				filter = map[string]string{"VirtualNetwork": n.ID}
-			}
-			eps, err := c.ListEndpoints(ctx, filter)
-			if err != nil {
+	var network string
+	cmd := newLsCommand(a, kindEndpoint, func(ctx context.Context, c *client.Client) ([]api.Endpoint, error) {
+		var filter map[string]string
+		if network != "" {
+			var n *api.Network
+			err := withRef(ctx, c, kindNetwork, network, func(ref string) (err error) {
+				n, err = c.GetNetwork(ctx, ref)
 				return err
+			})
+			if err != nil {
+				return nil, err
 			}
-			return renderList(a, eps, quiet, endpointRef,
-				func(eps []api.Endpoint, wide bool) error { return writeEndpoints(ctx, a.io.Out, c, eps, noTrunc, wide) })
-		},
-	}
-	a.addOutputFlag(cmd)
+			filter = map[string]string{"VirtualNetwork": n.ID}
+		}
+		return c.ListEndpoints(ctx, filter)
+	}, endpointRef, func(ctx context.Context, c *client.Client, eps []api.Endpoint, noTrunc, wide bool) error {
+		return writeEndpoints(ctx, a.io.Out, c, eps, noTrunc, wide)
+	})
 	cmd.Flags().StringVar(&network, "network", "", "only the endpoints of this network")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print endpoint IDs")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
 	return cmd
 }

@@ -104,25 +104,11 @@ func newNamespaceCreateCommand(a *app) *cobra.Command {
 }
 
 func newNamespaceLsCommand(a *app) *cobra.Command {
-	var quiet, noTrunc bool
-	cmd := &cobra.Command{
-		Use:     "ls [OPTIONS]",
-		Aliases: []string{"list"},
-		Short:   "List namespaces",
-		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			nss, err := a.client().ListNamespaces(cmd.Context(), nil)
-			if err != nil {
-				return err
-			}
-			return renderList(a, nss, quiet, namespaceRef,
-				func(nss []api.Namespace, wide bool) error { return writeNamespaces(a.io.Out, nss, noTrunc, wide) })
-		},
-	}
-	a.addOutputFlag(cmd)
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print namespace IDs")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
-	return cmd
+	return newLsCommand(a, kindNamespace, func(ctx context.Context, c *client.Client) ([]api.Namespace, error) {
+		return c.ListNamespaces(ctx, nil)
+	}, namespaceRef, func(_ context.Context, _ *client.Client, nss []api.Namespace, noTrunc, wide bool) error {
+		return writeNamespaces(a.io.Out, nss, noTrunc, wide)
+	})
 }
 
 // newNamespaceAttachCommand builds `namespace attach` or `namespace detach`.

@@ -583,32 +583,16 @@ func newNetworkCreateCommand(a *app) *cobra.Command {
 }
 
 func newNetworkLsCommand(a *app) *cobra.Command {
-	var (
-		quiet   bool
-		noTrunc bool
-		filters []string
-	)
-	cmd := &cobra.Command{
-		Use:     "ls [OPTIONS]",
-		Aliases: []string{"list"},
-		Short:   "List networks",
-		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			filter, err := buildNetworkFilter(filters)
-			if err != nil {
-				return err
-			}
-			nets, err := a.client().ListNetworks(cmd.Context(), filter)
-			if err != nil {
-				return err
-			}
-			return renderList(a, nets, quiet, networkRef,
-				func(nets []api.Network, wide bool) error { return writeNetworks(a.io.Out, nets, noTrunc, wide) })
-		},
-	}
-	a.addOutputFlag(cmd)
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print network IDs")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
+	var filters []string
+	cmd := newLsCommand(a, kindNetwork, func(ctx context.Context, c *client.Client) ([]api.Network, error) {
+		filter, err := buildNetworkFilter(filters)
+		if err != nil {
+			return nil, err
+		}
+		return c.ListNetworks(ctx, filter)
+	}, networkRef, func(_ context.Context, _ *client.Client, nets []api.Network, noTrunc, wide bool) error {
+		return writeNetworks(a.io.Out, nets, noTrunc, wide)
+	})
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter key=value (keys: id, name, type or driver)")
 	return cmd
 }

@@ -25,23 +25,43 @@ func docsAs[T any](docs []any) []T {
 	return out
 }
 
-// renderList prints the objects of a `KIND ls`, sorted by name (what ref
-// returns first): with quiet their IDs alone, one a line; else as -o
-// says, table writing the table's rows.
-func renderList[T any](a *app, objs []T, quiet bool, ref func(*T) (name, id string), table func(objs []T, wide bool) error) error {
-	name := func(i int) string { n, _ := ref(&objs[i]); return n }
-	sort.SliceStable(objs, func(i, j int) bool { return name(i) < name(j) })
-	if quiet {
-		for i := range objs {
-			_, id := ref(&objs[i])
-			fmt.Fprintln(a.io.Out, id)
-		}
-		return nil
+// newLsCommand is `KIND ls`: list fetches the objects (the caller adds
+// the flags it reads), printed sorted by name (what ref returns first):
+// with -q their IDs alone, one a line; else as -o says, table writing the
+// table's rows (--no-trunc: IDs in full).
+func newLsCommand[T any](a *app, kind string, list func(ctx context.Context, c *client.Client) ([]T, error),
+	ref func(*T) (name, id string), table func(ctx context.Context, c *client.Client, objs []T, noTrunc, wide bool) error) *cobra.Command {
+	var quiet, noTrunc bool
+	cmd := &cobra.Command{
+		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
+		Short:   "List " + kind + "s",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, c := cmd.Context(), a.client()
+			objs, err := list(ctx, c)
+			if err != nil {
+				return err
+			}
+			name := func(i int) string { n, _ := ref(&objs[i]); return n }
+			sort.SliceStable(objs, func(i, j int) bool { return name(i) < name(j) })
+			if quiet {
+				for i := range objs {
+					_, id := ref(&objs[i])
+					fmt.Fprintln(a.io.Out, id)
+				}
+				return nil
+			}
+			if objs == nil {
+				objs = []T{} // a JSON array, not null
+			}
+			return a.render(objs, func(wide bool) error { return table(ctx, c, objs, noTrunc, wide) })
+		},
 	}
-	if objs == nil {
-		objs = []T{} // a JSON array, not null
-	}
-	return a.render(objs, func(wide bool) error { return table(objs, wide) })
+	a.addOutputFlag(cmd)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print "+kind+" IDs")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
+	return cmd
 }
 
 // newInspectCommand is `KIND inspect REF...`: the documents, as JSON
