@@ -607,64 +607,61 @@ func joinPrefixes(ps []netip.Prefix) string {
 	return strings.Join(s, ",")
 }
 
+// fuzzList parses s as a list with parse. A list it accepts must have no
+// item that problem (given the list and an index) finds fault with, and,
+// written back (format, items joined by commas), parse to itself.
+func fuzzList[T any](t *testing.T, name, s string, parse func(string) ([]T, error), format func(T) string, problem func(l []T, i int) string) {
+	t.Helper()
+	l, err := parse(s)
+	if err != nil {
+		checkParserError(t, name, err)
+		return
+	}
+	parts := make([]string, len(l))
+	for i, v := range l {
+		if p := problem(l, i); p != "" {
+			t.Fatalf("%s(%q) = %v: %s", name, s, l, p)
+		}
+		parts[i] = format(v)
+	}
+	if again, err := parse(strings.Join(parts, ",")); err != nil || !equivalent(l, again) {
+		t.Fatalf("%s(%q) = %v, which parses as %v (%v)", name, s, l, again, err)
+	}
+}
+
 // FuzzParseAddressList parses a list of addresses and prefixes.
 func FuzzParseAddressList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		ps, err := ParseAddressList(s)
-		if err != nil {
-			checkParserError(t, "ParseAddressList", err)
-			return
-		}
-		for _, p := range ps {
-			if !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" {
-				t.Fatalf("ParseAddressList(%q) has %v: zoned, unmasked or invalid", s, p)
+		fuzzList(t, "ParseAddressList", s, ParseAddressList, netip.Prefix.String, func(ps []netip.Prefix, i int) string {
+			if p := ps[i]; !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" {
+				return fmt.Sprintf("%v is zoned, unmasked or invalid", p)
 			}
-		}
-		if again, err := ParseAddressList(joinPrefixes(ps)); err != nil || !equivalent(ps, again) {
-			t.Fatalf("ParseAddressList(%q) = %v, which parses as %v (%v)", s, ps, again, err)
-		}
+			return ""
+		})
 	})
 }
 
 // FuzzParsePortList parses a list of ports and port ranges.
 func FuzzParsePortList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		rs, err := ParsePortList(s)
-		if err != nil {
-			checkParserError(t, "ParsePortList", err)
-			return
-		}
-		parts := make([]string, len(rs))
-		for i, r := range rs {
-			if r.From == 0 || r.To < r.From {
-				t.Fatalf("ParsePortList(%q) has range %+v", s, r)
+		fuzzList(t, "ParsePortList", s, ParsePortList, PortRange.String, func(rs []PortRange, i int) string {
+			if r := rs[i]; r.From == 0 || r.To < r.From {
+				return fmt.Sprintf("range %+v", r)
 			}
-			parts[i] = r.String()
-		}
-		if again, err := ParsePortList(strings.Join(parts, ",")); err != nil || !equivalent(rs, again) {
-			t.Fatalf("ParsePortList(%q) = %v, which parses as %v (%v)", s, rs, again, err)
-		}
+			return ""
+		})
 	})
 }
 
 // FuzzParseProtocols parses a list of protocols.
 func FuzzParseProtocols(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		ps, err := ParseProtocols(s)
-		if err != nil {
-			checkParserError(t, "ParseProtocols", err)
-			return
-		}
-		parts := make([]string, len(ps))
-		for i, p := range ps {
-			if i > 0 && ps[i-1] >= p {
-				t.Fatalf("ParseProtocols(%q) = %v: not sorted and unique", s, ps)
+		fuzzList(t, "ParseProtocols", s, ParseProtocols, func(p uint8) string { return fmt.Sprint(p) }, func(ps []uint8, i int) string {
+			if i > 0 && ps[i-1] >= ps[i] {
+				return "not sorted and unique"
 			}
-			parts[i] = fmt.Sprint(p)
-		}
-		if again, err := ParseProtocols(strings.Join(parts, ",")); err != nil || !equivalent(ps, again) {
-			t.Fatalf("ParseProtocols(%q) = %v, which parses as %v (%v)", s, ps, again, err)
-		}
+			return ""
+		})
 	})
 }
 
