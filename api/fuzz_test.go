@@ -196,25 +196,36 @@ func sameJSON(a, b []byte) bool {
 // does, and checks that what decodes survives the store's round trip.
 func FuzzNetwork(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var n Network
-		if err := json.Unmarshal(data, &n); err != nil {
-			return // answered as invalid JSON by the server (see its fuzz target)
-		}
-		n2 := checkRoundTrip(t, "network", &n)
-		spec, err := ParseNetwork(&n)
-		if err != nil {
-			checkRejection(t, "ParseNetwork", err)
-		}
-		spec2, err2 := ParseNetwork(n2)
-		sameOutcome(t, "ParseNetwork", spec, err, spec2, err2)
-		if err != nil {
-			return
-		}
-		checkStored(t, "network", &n, spec, func(v *Network) (any, error) { return ParseNetwork(v) })
-		for i, p := range spec.Policies {
-			checkPolicy(t, "invalid network", i, p)
+		if spec, ok := fuzzDocument(t, data, "network", "ParseNetwork", ParseNetwork); ok {
+			checkPolicies(t, "invalid network", spec.Policies)
 		}
 	})
+}
+
+// fuzzDocument decodes data as a document of kind what and validates it
+// with parse (named parser), as the server does: what decodes survives a
+// round trip and validates the same after it, and what validates is
+// storable and canonical (checkStored). It returns the validated form,
+// and whether data was accepted.
+func fuzzDocument[T, S any](t *testing.T, data []byte, what, parser string, parse func(*T) (S, error)) (S, bool) {
+	t.Helper()
+	var none S
+	doc := new(T)
+	if err := json.Unmarshal(data, doc); err != nil {
+		return none, false // answered as invalid JSON by the server (see its fuzz target)
+	}
+	doc2 := checkRoundTrip(t, what, doc)
+	spec, err := parse(doc)
+	if err != nil {
+		checkRejection(t, parser, err)
+	}
+	spec2, err2 := parse(doc2)
+	sameOutcome(t, parser, spec, err, spec2, err2)
+	if err != nil {
+		return none, false
+	}
+	checkStored(t, what, doc, spec, func(v *T) (any, error) { return parse(v) })
+	return spec, true
 }
 
 // checkStored checks what validation accepted and left in doc: it is
@@ -246,27 +257,19 @@ func checkStored[T any](t *testing.T, what string, doc *T, spec any, parse func(
 // /endpoints does.
 func FuzzEndpoint(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var e Endpoint
-		if err := json.Unmarshal(data, &e); err != nil {
-			return
-		}
-		e2 := checkRoundTrip(t, "endpoint", &e)
-		spec, err := ParseEndpoint(&e)
-		if err != nil {
-			checkRejection(t, "ParseEndpoint", err)
-		}
-		spec2, err2 := ParseEndpoint(e2)
-		sameOutcome(t, "ParseEndpoint", spec, err, spec2, err2)
-		if err != nil {
-			return
-		}
-		checkStored(t, "endpoint", &e, spec, func(v *Endpoint) (any, error) { return ParseEndpoint(v) })
-		// Each policy of a known type is validated by its own parser (the
-		// service does so for the types it supports).
-		for i, p := range spec.Policies {
-			checkPolicy(t, "invalid endpoint", i, p)
+		if spec, ok := fuzzDocument(t, data, "endpoint", "ParseEndpoint", ParseEndpoint); ok {
+			checkPolicies(t, "invalid endpoint", spec.Policies)
 		}
 	})
+}
+
+// checkPolicies runs each policy's settings through the parser of its
+// type, if it has one (the service does so for the types it supports).
+func checkPolicies(t *testing.T, owner string, ps []Policy) {
+	t.Helper()
+	for i, p := range ps {
+		checkPolicy(t, owner, i, p)
+	}
 }
 
 // checkPolicy runs a policy's settings through its parser, if it has one.
@@ -290,20 +293,7 @@ func checkPolicy(t *testing.T, owner string, i int, p Policy) {
 // /namespaces does.
 func FuzzNamespace(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var n Namespace
-		if err := json.Unmarshal(data, &n); err != nil {
-			return
-		}
-		n2 := checkRoundTrip(t, "namespace", &n)
-		err := ParseNamespace(&n)
-		if err != nil {
-			checkRejection(t, "ParseNamespace", err)
-		}
-		err2 := ParseNamespace(n2)
-		sameOutcome(t, "ParseNamespace", nil, err, nil, err2)
-		if err == nil {
-			checkStored(t, "namespace", &n, nil, func(v *Namespace) (any, error) { return nil, ParseNamespace(v) })
-		}
+		fuzzDocument(t, data, "namespace", "ParseNamespace", func(n *Namespace) (struct{}, error) { return struct{}{}, ParseNamespace(n) })
 	})
 }
 
