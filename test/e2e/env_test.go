@@ -259,10 +259,13 @@ func In(t *testing.T, path string, fn func() error) {
 
 // Serve starts a TCP or UDP server on addr inside the namespace at path.
 // Each TCP connection and UDP datagram gets one line back: the sender's
-// address as the server saw it, then the received text echoed.
+// address as the server saw it, then the received text echoed. The server
+// stops when the test ends.
 func Serve(t *testing.T, path, network, addr string) {
 	t.Helper()
 	var wg sync.WaitGroup
+	var srv io.Closer
+	var loop func()
 	In(t, path, func() error {
 		switch network {
 		case "tcp":
@@ -270,51 +273,58 @@ func Serve(t *testing.T, path, network, addr string) {
 			if err != nil {
 				return err
 			}
-			t.Cleanup(func() { l.Close(); wg.Wait() })
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						defer c.Close()
-						r := bufio.NewReader(c)
-						for {
-							line, err := r.ReadString('\n')
-							if err != nil {
-								return
-							}
-							fmt.Fprintf(c, "%s %s", c.RemoteAddr(), line)
-						}
-					}()
-				}
-			}()
+			srv, loop = l, func() { echoTCP(l, &wg) }
 		case "udp":
 			pc, err := net.ListenPacket("udp", addr)
 			if err != nil {
 				return err
 			}
-			t.Cleanup(func() { pc.Close(); wg.Wait() })
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				buf := make([]byte, 2048)
-				for {
-					n, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s", from, buf[:n])), from)
-				}
-			}()
+			srv, loop = pc, func() { echoUDP(pc) }
 		}
 		return nil
 	})
+	if srv == nil {
+		return
+	}
+	t.Cleanup(func() { srv.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() { defer wg.Done(); loop() }()
+}
+
+// echoTCP serves Serve's TCP connections until l is closed, each on a
+// goroutine of wg.
+func echoTCP(l net.Listener, wg *sync.WaitGroup) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "%s %s", c.RemoteAddr(), line)
+			}
+		}()
+	}
+}
+
+// echoUDP answers Serve's UDP datagrams until pc is closed.
+func echoUDP(pc net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s", from, buf[:n])), from)
+	}
 }
 
 // Dial connects from inside the namespace at path.
