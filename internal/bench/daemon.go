@@ -45,8 +45,9 @@ func startDaemon(dir string, daemonCmd []string, withExt bool) (*benchDaemon, er
 // directory, or to $HOSTNET_BENCH_DAEMON_LOG, kept after the run for
 // reading the daemon's timings.
 func startDaemonOn(h *lab.Host, daemonCmd []string, mountNS string) (*benchDaemon, error) {
-	cfg := lab.DaemonConfig{Command: daemonCmd, Dir: h.Dir, HostNS: h.HostNS, MountNS: mountNS,
-		LogLevel: logLevel(), Flags: []string{"--default-network=false"}, Log: os.Getenv("HOSTNET_BENCH_DAEMON_LOG")}
+	cfg := h.DaemonConfig(daemonCmd...)
+	cfg.MountNS, cfg.LogLevel, cfg.Flags = mountNS, logLevel(), []string{"--default-network=false"}
+	cfg.Log = os.Getenv("HOSTNET_BENCH_DAEMON_LOG")
 	p, err := spawnDaemon(cfg, 30*time.Second, 20*time.Millisecond)
 	if err != nil {
 		return nil, err

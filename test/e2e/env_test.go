@@ -79,7 +79,7 @@ func NewTopology(t *testing.T, extra ...string) *Env {
 	}
 	e.Host = *h
 	e.Socket = e.daemonConfig().Socket()
-	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 127.0.0.53\nnameserver "+hostDNS+"\nsearch example.test\n"), 0o644); err != nil {
+	if err := e.WriteResolvConf("nameserver 127.0.0.53\nnameserver " + hostDNS + "\nsearch example.test\n"); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -110,17 +110,10 @@ func (e *Env) handle(path string) *netlink.Handle {
 // namespace) and DaemonMountNS, programming the host namespace, its
 // files under Dir, with the extra flags of NewEnv.
 func (e *Env) daemonConfig() lab.DaemonConfig {
-	return lab.DaemonConfig{
-		Command:    []string{hostnetdBin},
-		Dir:        e.Dir,
-		HostNS:     e.HostNS,
-		NetNS:      e.DaemonNS,
-		MountNS:    e.DaemonMountNS,
-		ResolvConf: filepath.Join(e.Dir, "resolv.conf"),
-		LogLevel:   "debug",
-		Flags:      e.extra,
-		Env:        cleanEnv(),
-	}
+	cfg := e.Host.DaemonConfig(hostnetdBin)
+	cfg.NetNS, cfg.MountNS = e.DaemonNS, e.DaemonMountNS
+	cfg.LogLevel, cfg.Flags, cfg.Env = "debug", e.extra, cleanEnv()
+	return cfg
 }
 
 // Start starts hostnetd in the host namespace and waits until it answers.

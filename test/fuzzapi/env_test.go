@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
@@ -60,7 +59,7 @@ func newEnv(base string) (*Env, error) {
 		return fail(err)
 	}
 	e.Host = *h
-	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 198.51.100.53\nsearch example.test\n"), 0o644); err != nil {
+	if err := e.WriteResolvConf("nameserver 198.51.100.53\nsearch example.test\n"); err != nil {
 		return fail(err)
 	}
 	if err := e.serve(); err != nil {
@@ -131,14 +130,9 @@ func reach(path string) error {
 // daemonConfig is how Start runs hostnetd: in the host namespace, its
 // files under Dir, with no default network (the fuzzer makes its own).
 func (e *Env) daemonConfig() lab.DaemonConfig {
-	return lab.DaemonConfig{
-		Command:    []string{hostnetdBin},
-		Dir:        e.Dir,
-		HostNS:     e.HostNS,
-		ResolvConf: filepath.Join(e.Dir, "resolv.conf"),
-		LogLevel:   "info",
-		Flags:      []string{"--default-network=false"},
-	}
+	cfg := e.Host.DaemonConfig(hostnetdBin)
+	cfg.LogLevel, cfg.Flags = "info", []string{"--default-network=false"}
+	return cfg
 }
 
 // Start starts hostnetd in the host namespace and waits until it answers.

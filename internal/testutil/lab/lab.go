@@ -35,6 +35,9 @@ type Host struct {
 	Dir    string
 	HostNS string // the host namespace: hostnetd programs it
 	ExtNS  string // the external namespace behind the uplink; empty without one
+	// ResolvConf is the host's resolv.conf, once WriteResolvConf wrote
+	// it; empty, no resolver at all, until then.
+	ResolvConf string
 }
 
 // NewHost makes the host namespace Dir/host.ns and, with withExt, the
@@ -60,6 +63,23 @@ func NewHost(dir string, withExt bool) (*Host, error) {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
 	return h, nil
+}
+
+// WriteResolvConf writes the host's resolv.conf, Dir/resolv.conf, for
+// the daemons of DaemonConfig to read.
+func (h *Host) WriteResolvConf(content string) error {
+	path := filepath.Join(h.Dir, "resolv.conf")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return err
+	}
+	h.ResolvConf = path
+	return nil
+}
+
+// DaemonConfig is the configuration of a hostnetd (command runs it) that
+// programs the host, its files under Dir; the caller adds the rest.
+func (h *Host) DaemonConfig(command ...string) DaemonConfig {
+	return DaemonConfig{Command: command, Dir: h.Dir, HostNS: h.HostNS, ResolvConf: h.ResolvConf}
 }
 
 // Uplink joins the namespaces at host and ext with a veth pair:
