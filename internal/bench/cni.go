@@ -232,7 +232,7 @@ func runHostnetChain(ctx context.Context, dir, binDir string, cfg CNIConfig) (*c
 	if err != nil {
 		return nil, fmt.Errorf("create network %s: %w", cniNetwork, err)
 	}
-	conflist, err := hostnetConflist(d.proc.Config.Socket())
+	conflist, err := hostnetConflist(d.proc.Config.SocketPath())
 	if err != nil {
 		return nil, err
 	}

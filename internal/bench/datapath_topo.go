@@ -33,8 +33,8 @@ const (
 // handHost is a host namespace built by hand with plain netlink calls, the
 // way a simple tool would: a bridge with the gateway address, endpoints
 // on veths, and, when asked, an uplink to an external namespace: the
-// same lab host as the hostnet daemon's (the same addresses and default
-// route).
+// hostnet daemon's lab host has the same (package lab: the same addresses
+// and default route).
 type handHost struct {
 	host, ext string   // namespace paths; ext is empty without an uplink
 	eps       []string // endpoint namespace paths

@@ -62,7 +62,7 @@ func BenchPodman(cfg SuiteConfig) ([]Row, error) {
 		return nil, err
 	}
 	defer d.close()
-	p, err := runtimes.NewPodman(sb, "podman", filepath.Join(dir, "podman"), cniDir, d.proc.Config.Socket())
+	p, err := runtimes.NewPodman(sb, "podman", filepath.Join(dir, "podman"), cniDir, d.proc.Config.SocketPath())
 	if err != nil {
 		return nil, err
 	}

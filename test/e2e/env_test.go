@@ -78,7 +78,7 @@ func NewTopology(t *testing.T, extra ...string) *Env {
 		t.Fatal(err)
 	}
 	e.Host = *h
-	e.Socket = e.daemonConfig().Socket()
+	e.Socket = filepath.Join(dir, "s.sock")
 	if err := e.WriteResolvConf("nameserver 127.0.0.53\nnameserver " + hostDNS + "\nsearch example.test\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +108,11 @@ func (e *Env) handle(path string) *netlink.Handle {
 
 // daemonConfig is how Start runs hostnetd: in DaemonNS (else the host
 // namespace) and DaemonMountNS, programming the host namespace, its
-// files under Dir, with the extra flags of NewEnv.
+// socket at Socket and its other files under Dir, with the extra flags of
+// NewEnv.
 func (e *Env) daemonConfig() lab.DaemonConfig {
 	cfg := e.Host.DaemonConfig(hostnetdBin)
-	cfg.NetNS, cfg.MountNS = e.DaemonNS, e.DaemonMountNS
+	cfg.Socket, cfg.NetNS, cfg.MountNS = e.Socket, e.DaemonNS, e.DaemonMountNS
 	cfg.LogLevel, cfg.Flags, cfg.Env = "debug", e.extra, cleanEnv()
 	return cfg
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/testutil"
-	"github.com/hostnet/hostnet/internal/testutil/lab"
 	"github.com/vishvananda/netlink"
 )
 
@@ -23,7 +22,7 @@ import (
 // daemon runs with, and returns what it printed and its exit code.
 func (e *Env) cleanup(t *testing.T, extra ...string) (string, int) {
 	t.Helper()
-	args := append(append([]string{"--net=" + e.HostNS, "--", hostnetdBin, "--cleanup"}, lab.Flags(e.Dir, e.HostNS)...), extra...)
+	args := append(append([]string{"--net=" + e.HostNS, "--", hostnetdBin, "--cleanup"}, e.daemonConfig().HostFlags()...), extra...)
 	out, err := exec.Command("nsenter", args...).CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

@@ -46,7 +46,7 @@ func newEnv(base string) (*Env, error) {
 		return nil, err
 	}
 	e := &Env{Host: lab.Host{Dir: dir}}
-	e.Socket = e.daemonConfig().Socket()
+	e.Socket = e.daemonConfig().SocketPath()
 	e.http = &http.Client{Timeout: 70 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", e.Socket)

@@ -14,15 +14,17 @@ import (
 )
 
 // DaemonConfig says how to run a hostnetd on a lab host. Its files (the
-// socket, the state, run and per-namespace /etc directories, and its log
-// by default) are under Dir, so that it shares nothing with another
-// hostnetd, the host's own included.
+// socket by default, the state, run and per-namespace /etc directories,
+// and its log by default) are under Dir, so that it shares nothing with
+// another hostnetd, the host's own included.
 type DaemonConfig struct {
 	// Command runs hostnetd: its path, or a command that execs it with
 	// the arguments that follow (env VAR=VALUE hostnetd).
 	Command []string
 	Dir     string
 	HostNS  string // --host-netns: the namespace it programs
+	// Socket is the path of its API socket; Dir/s.sock when empty.
+	Socket string
 	// NetNS is the network namespace its process runs in; HostNS when
 	// empty. --host-netns alone decides what it programs.
 	NetNS string
@@ -41,8 +43,13 @@ type DaemonConfig struct {
 	Log string
 }
 
-// Socket is the path of the daemon's API socket.
-func (c DaemonConfig) Socket() string { return filepath.Join(c.Dir, "s.sock") }
+// SocketPath is the path of the daemon's API socket.
+func (c DaemonConfig) SocketPath() string {
+	if c.Socket != "" {
+		return c.Socket
+	}
+	return filepath.Join(c.Dir, "s.sock")
+}
 
 // LogPath is the path of the daemon's log.
 func (c DaemonConfig) LogPath() string {
@@ -52,17 +59,17 @@ func (c DaemonConfig) LogPath() string {
 	return filepath.Join(c.Dir, "daemon.log")
 }
 
-// Flags are the flags that keep a hostnetd's files under dir and its
-// kernel objects in the namespace at hostNS: what the daemon and
-// `hostnetd --cleanup` must both be told about a lab host.
-func Flags(dir, hostNS string) []string {
+// HostFlags are the flags that keep the daemon's files where the config
+// says and its kernel objects in HostNS: what the daemon and `hostnetd
+// --cleanup` must both be told about a lab host.
+func (c DaemonConfig) HostFlags() []string {
 	return []string{
-		"--socket", filepath.Join(dir, "s.sock"),
-		"--state-dir", filepath.Join(dir, "state"),
-		"--run-dir", filepath.Join(dir, "run"),
-		"--host-netns", hostNS,
+		"--socket", c.SocketPath(),
+		"--state-dir", filepath.Join(c.Dir, "state"),
+		"--run-dir", filepath.Join(c.Dir, "run"),
+		"--host-netns", c.HostNS,
 		"--netns-link-dir", "",
-		"--netns-etc-dir", filepath.Join(dir, "etc-netns"),
+		"--netns-etc-dir", filepath.Join(c.Dir, "etc-netns"),
 	}
 }
 
@@ -77,7 +84,7 @@ func (c DaemonConfig) Args() []string {
 	if c.MountNS != "" {
 		args = []string{"nsenter", "--mount=" + c.MountNS, "--net=" + where, "--"}
 	}
-	args = append(append(args, c.Command...), Flags(c.Dir, c.HostNS)...)
+	args = append(append(args, c.Command...), c.HostFlags()...)
 	resolv := c.ResolvConf
 	if resolv == "" {
 		resolv = os.DevNull
@@ -158,7 +165,7 @@ func (d *Daemon) WaitReady(timeout, poll time.Duration) error {
 }
 
 // Client is an API client of the daemon.
-func (d *Daemon) Client() *client.Client { return client.New(d.Config.Socket()) }
+func (d *Daemon) Client() *client.Client { return client.New(d.Config.SocketPath()) }
 
 // Exited is closed once the process has exited.
 func (d *Daemon) Exited() <-chan struct{} { return d.exited }
