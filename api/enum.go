@@ -41,6 +41,14 @@ func (t enumTable) decode(data []byte) (string, error) {
 	return strconv.FormatInt(n, 10), nil
 }
 
+// decodeEnum decodes data into *v as table says (decode): the
+// UnmarshalJSON of every enum type.
+func decodeEnum[T ~string](v *T, table enumTable, data []byte) error {
+	s, err := table.decode(data)
+	*v = T(s)
+	return err
+}
+
 // canonical returns the table's spelling of s when s names one of its values
 // (case-insensitively), else s unchanged.
 func (t enumTable) canonical(s string) string {
@@ -89,9 +97,7 @@ const (
 
 // UnmarshalJSON accepts the type by name or by number.
 func (t *NetworkType) UnmarshalJSON(b []byte) error {
-	s, err := networkTypes.decode(b)
-	*t = NetworkType(s)
-	return err
+	return decodeEnum(t, networkTypes, b)
 }
 
 // Known reports whether t is one of the schema's network types.
@@ -113,9 +119,7 @@ const (
 
 // UnmarshalJSON accepts the type by name or by number.
 func (t *NamespaceType) UnmarshalJSON(b []byte) error {
-	s, err := namespaceTypes.decode(b)
-	*t = NamespaceType(s)
-	return err
+	return decodeEnum(t, namespaceTypes, b)
 }
 
 // Known reports whether t is one of the schema's namespace types.
@@ -136,9 +140,7 @@ const (
 
 // UnmarshalJSON accepts the verb by name or by number.
 func (t *RequestType) UnmarshalJSON(b []byte) error {
-	s, err := requestTypes.decode(b)
-	*t = RequestType(s)
-	return err
+	return decodeEnum(t, requestTypes, b)
 }
 
 // ResourceType is the object of a modify request. Its numeric values depend
@@ -158,9 +160,7 @@ const (
 
 // UnmarshalJSON keeps a name as it is and a number as its decimal text.
 func (t *ResourceType) UnmarshalJSON(b []byte) error {
-	s, err := enumTable{field: "ResourceType"}.decode(b)
-	*t = ResourceType(s)
-	return err
+	return decodeEnum(t, enumTable{field: "ResourceType"}, b)
 }
 
 // The resource types each object accepts, in the order of their numbers.
@@ -182,9 +182,7 @@ type NamespaceResourceType string
 
 // UnmarshalJSON accepts the kind by name or by number.
 func (t *NamespaceResourceType) UnmarshalJSON(b []byte) error {
-	s, err := namespaceResourceTypes.decode(b)
-	*t = NamespaceResourceType(s)
-	return err
+	return decodeEnum(t, namespaceResourceTypes, b)
 }
 
 // PolicyType names a network, subnet or endpoint policy.
@@ -245,9 +243,7 @@ var (
 // policy's owner (network, subnet or endpoint) resolves numbers, because
 // each owner numbers its policy types differently.
 func (t *PolicyType) UnmarshalJSON(b []byte) error {
-	s, err := enumTable{field: "Type"}.decode(b)
-	*t = PolicyType(s)
-	return err
+	return decodeEnum(t, enumTable{field: "Type"}, b)
 }
 
 func (t PolicyType) resolve(table enumTable) PolicyType {

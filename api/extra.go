@@ -61,22 +61,23 @@ func isKnown(known map[string]bool, k string) bool {
 }
 
 // decodeWithExtra decodes data into v (a pointer to a struct without custom
-// decoding) and returns the fields v's type does not know.
-func decodeWithExtra(data []byte, v any) (Extra, error) {
+// decoding) and sets *extra to the fields v's type does not know (nil when
+// data does not decode): the UnmarshalJSON of the documents that keep
+// them.
+func decodeWithExtra(data []byte, v any, extra *Extra) error {
+	*extra = nil
 	if err := json.Unmarshal(data, v); err != nil {
-		return nil, err
+		return err
 	}
 	known := knownKeys(reflect.TypeOf(v).Elem())
-	var extra Extra
-	err := eachMember(data, func(k string, raw []byte) {
+	return eachMember(data, func(k string, raw []byte) {
 		if !isKnown(known, k) {
-			if extra == nil {
-				extra = Extra{}
+			if *extra == nil {
+				*extra = Extra{}
 			}
-			extra[k] = append(json.RawMessage(nil), raw...)
+			(*extra)[k] = append(json.RawMessage(nil), raw...)
 		}
 	})
-	return extra, err
 }
 
 func isASCII(s string) bool {

@@ -196,25 +196,36 @@ func sameJSON(a, b []byte) bool {
 // does, and checks that what decodes survives the store's round trip.
 func FuzzNetwork(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var n Network
-		if err := json.Unmarshal(data, &n); err != nil {
-			return // answered as invalid JSON by the server (see its fuzz target)
-		}
-		n2 := checkRoundTrip(t, "network", &n)
-		spec, err := ParseNetwork(&n)
-		if err != nil {
-			checkRejection(t, "ParseNetwork", err)
-		}
-		spec2, err2 := ParseNetwork(n2)
-		sameOutcome(t, "ParseNetwork", spec, err, spec2, err2)
-		if err != nil {
-			return
-		}
-		checkStored(t, "network", &n, spec, func(v *Network) (any, error) { return ParseNetwork(v) })
-		for i, p := range spec.Policies {
-			checkPolicy(t, "invalid network", i, p)
+		if spec, ok := fuzzDocument(t, data, "network", "ParseNetwork", ParseNetwork); ok {
+			checkPolicies(t, "invalid network", spec.Policies)
 		}
 	})
+}
+
+// fuzzDocument decodes data as a document of kind what and validates it
+// with parse (named parser), as the server does: what decodes survives a
+// round trip and validates the same after it, and what validates is
+// storable and canonical (checkStored). It returns the validated form,
+// and whether data was accepted.
+func fuzzDocument[T, S any](t *testing.T, data []byte, what, parser string, parse func(*T) (S, error)) (S, bool) {
+	t.Helper()
+	var none S
+	doc := new(T)
+	if err := json.Unmarshal(data, doc); err != nil {
+		return none, false // answered as invalid JSON by the server (see its fuzz target)
+	}
+	doc2 := checkRoundTrip(t, what, doc)
+	spec, err := parse(doc)
+	if err != nil {
+		checkRejection(t, parser, err)
+	}
+	spec2, err2 := parse(doc2)
+	sameOutcome(t, parser, spec, err, spec2, err2)
+	if err != nil {
+		return none, false
+	}
+	checkStored(t, what, doc, spec, func(v *T) (any, error) { return parse(v) })
+	return spec, true
 }
 
 // checkStored checks what validation accepted and left in doc: it is
@@ -246,27 +257,19 @@ func checkStored[T any](t *testing.T, what string, doc *T, spec any, parse func(
 // /endpoints does.
 func FuzzEndpoint(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var e Endpoint
-		if err := json.Unmarshal(data, &e); err != nil {
-			return
-		}
-		e2 := checkRoundTrip(t, "endpoint", &e)
-		spec, err := ParseEndpoint(&e)
-		if err != nil {
-			checkRejection(t, "ParseEndpoint", err)
-		}
-		spec2, err2 := ParseEndpoint(e2)
-		sameOutcome(t, "ParseEndpoint", spec, err, spec2, err2)
-		if err != nil {
-			return
-		}
-		checkStored(t, "endpoint", &e, spec, func(v *Endpoint) (any, error) { return ParseEndpoint(v) })
-		// Each policy of a known type is validated by its own parser (the
-		// service does so for the types it supports).
-		for i, p := range spec.Policies {
-			checkPolicy(t, "invalid endpoint", i, p)
+		if spec, ok := fuzzDocument(t, data, "endpoint", "ParseEndpoint", ParseEndpoint); ok {
+			checkPolicies(t, "invalid endpoint", spec.Policies)
 		}
 	})
+}
+
+// checkPolicies runs each policy's settings through the parser of its
+// type, if it has one (the service does so for the types it supports).
+func checkPolicies(t *testing.T, owner string, ps []Policy) {
+	t.Helper()
+	for i, p := range ps {
+		checkPolicy(t, owner, i, p)
+	}
 }
 
 // checkPolicy runs a policy's settings through its parser, if it has one.
@@ -290,20 +293,7 @@ func checkPolicy(t *testing.T, owner string, i int, p Policy) {
 // /namespaces does.
 func FuzzNamespace(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var n Namespace
-		if err := json.Unmarshal(data, &n); err != nil {
-			return
-		}
-		n2 := checkRoundTrip(t, "namespace", &n)
-		err := ParseNamespace(&n)
-		if err != nil {
-			checkRejection(t, "ParseNamespace", err)
-		}
-		err2 := ParseNamespace(n2)
-		sameOutcome(t, "ParseNamespace", nil, err, nil, err2)
-		if err == nil {
-			checkStored(t, "namespace", &n, nil, func(v *Namespace) (any, error) { return nil, ParseNamespace(v) })
-		}
+		fuzzDocument(t, data, "namespace", "ParseNamespace", func(n *Namespace) (struct{}, error) { return struct{}{}, ParseNamespace(n) })
 	})
 }
 
@@ -370,6 +360,23 @@ func checkModifySettings(t *testing.T, kind string, r ModifyRequest) {
 	}
 }
 
+// settingsSurvive checks the settings of a policy type that its parser
+// accepted (as spec): they decode strictly into S, survive a round trip
+// unchanged, and their encoding parses (parse) to the same spec.
+func settingsSurvive[S, P any](t *testing.T, typ, parser string, settings []byte, spec P, parse func(settings []byte) (P, error)) {
+	t.Helper()
+	var s S
+	if err := DecodeSettings(settings, &s); err != nil {
+		t.Fatalf("settings validated but do not decode: %v", err)
+	}
+	s2, b := roundTrip(t, typ+" settings", &s)
+	spec2, err2 := parse(b)
+	sameOutcome(t, parser, spec, nil, spec2, err2)
+	if !equivalent(&s, s2) {
+		t.Fatalf("settings change in a round trip: %+v, then %+v", s, *s2)
+	}
+}
+
 // FuzzPortMapping validates PortMapping settings; what is accepted
 // validates the same after its settings are encoded and decoded again.
 func FuzzPortMapping(f *testing.F) {
@@ -386,16 +393,9 @@ func FuzzPortMapping(f *testing.F) {
 		if spec.VIP.IsValid() && (spec.VIP.Is6() != spec.IPv6 || spec.VIP.Zone() != "" || spec.VIP.Is4In6()) {
 			t.Fatalf("accepted mapping %+v has a VIP of the wrong family", spec)
 		}
-		var s PortMappingSettings
-		if err := DecodeSettings(settings, &s); err != nil {
-			t.Fatalf("settings validated but do not decode: %v", err)
-		}
-		s2, b := roundTrip(t, "PortMapping settings", &s)
-		spec2, err2 := ParsePortMapping("endpoint", 0, Policy{Type: PortMapping, Settings: b})
-		sameOutcome(t, "ParsePortMapping", spec, nil, spec2, err2)
-		if !equivalent(&s, s2) {
-			t.Fatalf("settings change in a round trip: %+v, then %+v", s, *s2)
-		}
+		settingsSurvive[PortMappingSettings](t, "PortMapping", "ParsePortMapping", settings, spec, func(b []byte) (PortMappingSpec, error) {
+			return ParsePortMapping("endpoint", 0, Policy{Type: PortMapping, Settings: b})
+		})
 	})
 }
 
@@ -416,16 +416,9 @@ func FuzzACL(f *testing.F) {
 		if spec.Action != ACLAllow && spec.Action != ACLBlock || spec.Direction != ACLIn && spec.Direction != ACLOut {
 			t.Fatalf("accepted rule %+v has no action or direction", spec)
 		}
-		var s ACLSettings
-		if err := DecodeSettings(settings, &s); err != nil {
-			t.Fatalf("settings validated but do not decode: %v", err)
-		}
-		s2, b := roundTrip(t, "ACL settings", &s)
-		spec2, err2 := ParseACL("endpoint", 0, ACL, Policy{Type: ACL, Settings: b})
-		sameOutcome(t, "ParseACL", spec, nil, spec2, err2)
-		if !equivalent(&s, s2) {
-			t.Fatalf("settings change in a round trip: %+v, then %+v", s, *s2)
-		}
+		settingsSurvive[ACLSettings](t, "ACL", "ParseACL", settings, spec, func(b []byte) (ACLSpec, error) {
+			return ParseACL("endpoint", 0, ACL, Policy{Type: ACL, Settings: b})
+		})
 		// The validated lists, written back as text, parse to themselves.
 		for _, l := range []struct {
 			name string
@@ -461,16 +454,9 @@ func FuzzOutboundNAT(f *testing.F) {
 				t.Fatalf("canonical settings %s: %v, rewritten again as %s, spec %v (want %v)", canonical, err, again, spec2, spec)
 			}
 		}
-		var s OutboundNATSettings
-		if err := DecodeSettings(settings, &s); err != nil {
-			t.Fatalf("settings validated but do not decode: %v", err)
-		}
-		s2, b := roundTrip(t, "OutBoundNAT settings", &s)
-		spec2, err2 := ParseOutboundNAT("endpoint", 0, Policy{Type: OutBoundNAT, Settings: b})
-		sameOutcome(t, "ParseOutboundNAT", spec, nil, spec2, err2)
-		if !equivalent(&s, s2) {
-			t.Fatalf("settings change in a round trip: %+v, then %+v", s, *s2)
-		}
+		settingsSurvive[OutboundNATSettings](t, "OutBoundNAT", "ParseOutboundNAT", settings, spec, func(b []byte) (OutboundNATSpec, error) {
+			return ParseOutboundNAT("endpoint", 0, Policy{Type: OutBoundNAT, Settings: b})
+		})
 	})
 }
 
@@ -611,64 +597,61 @@ func joinPrefixes(ps []netip.Prefix) string {
 	return strings.Join(s, ",")
 }
 
+// fuzzList parses s as a list with parse. A list it accepts must have no
+// item that problem (given the list and an index) finds fault with, and,
+// written back (format, items joined by commas), parse to itself.
+func fuzzList[T any](t *testing.T, name, s string, parse func(string) ([]T, error), format func(T) string, problem func(l []T, i int) string) {
+	t.Helper()
+	l, err := parse(s)
+	if err != nil {
+		checkParserError(t, name, err)
+		return
+	}
+	parts := make([]string, len(l))
+	for i, v := range l {
+		if p := problem(l, i); p != "" {
+			t.Fatalf("%s(%q) = %v: %s", name, s, l, p)
+		}
+		parts[i] = format(v)
+	}
+	if again, err := parse(strings.Join(parts, ",")); err != nil || !equivalent(l, again) {
+		t.Fatalf("%s(%q) = %v, which parses as %v (%v)", name, s, l, again, err)
+	}
+}
+
 // FuzzParseAddressList parses a list of addresses and prefixes.
 func FuzzParseAddressList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		ps, err := ParseAddressList(s)
-		if err != nil {
-			checkParserError(t, "ParseAddressList", err)
-			return
-		}
-		for _, p := range ps {
-			if !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" {
-				t.Fatalf("ParseAddressList(%q) has %v: zoned, unmasked or invalid", s, p)
+		fuzzList(t, "ParseAddressList", s, ParseAddressList, netip.Prefix.String, func(ps []netip.Prefix, i int) string {
+			if p := ps[i]; !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" {
+				return fmt.Sprintf("%v is zoned, unmasked or invalid", p)
 			}
-		}
-		if again, err := ParseAddressList(joinPrefixes(ps)); err != nil || !equivalent(ps, again) {
-			t.Fatalf("ParseAddressList(%q) = %v, which parses as %v (%v)", s, ps, again, err)
-		}
+			return ""
+		})
 	})
 }
 
 // FuzzParsePortList parses a list of ports and port ranges.
 func FuzzParsePortList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		rs, err := ParsePortList(s)
-		if err != nil {
-			checkParserError(t, "ParsePortList", err)
-			return
-		}
-		parts := make([]string, len(rs))
-		for i, r := range rs {
-			if r.From == 0 || r.To < r.From {
-				t.Fatalf("ParsePortList(%q) has range %+v", s, r)
+		fuzzList(t, "ParsePortList", s, ParsePortList, PortRange.String, func(rs []PortRange, i int) string {
+			if r := rs[i]; r.From == 0 || r.To < r.From {
+				return fmt.Sprintf("range %+v", r)
 			}
-			parts[i] = r.String()
-		}
-		if again, err := ParsePortList(strings.Join(parts, ",")); err != nil || !equivalent(rs, again) {
-			t.Fatalf("ParsePortList(%q) = %v, which parses as %v (%v)", s, rs, again, err)
-		}
+			return ""
+		})
 	})
 }
 
 // FuzzParseProtocols parses a list of protocols.
 func FuzzParseProtocols(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		ps, err := ParseProtocols(s)
-		if err != nil {
-			checkParserError(t, "ParseProtocols", err)
-			return
-		}
-		parts := make([]string, len(ps))
-		for i, p := range ps {
-			if i > 0 && ps[i-1] >= p {
-				t.Fatalf("ParseProtocols(%q) = %v: not sorted and unique", s, ps)
+		fuzzList(t, "ParseProtocols", s, ParseProtocols, func(p uint8) string { return fmt.Sprint(p) }, func(ps []uint8, i int) string {
+			if i > 0 && ps[i-1] >= ps[i] {
+				return "not sorted and unique"
 			}
-			parts[i] = fmt.Sprint(p)
-		}
-		if again, err := ParseProtocols(strings.Join(parts, ",")); err != nil || !equivalent(ps, again) {
-			t.Fatalf("ParseProtocols(%q) = %v, which parses as %v (%v)", s, ps, again, err)
-		}
+			return ""
+		})
 	})
 }
 

@@ -40,31 +40,14 @@ func refused(t *testing.T, what string, err error, code ErrorCode, want ...strin
 	}
 }
 
-func decodeNetwork(t *testing.T, doc string) *Network {
+// decodeDoc decodes a network, endpoint or namespace document.
+func decodeDoc[T any](t *testing.T, doc string) *T {
 	t.Helper()
-	var n Network
-	if err := json.Unmarshal([]byte(doc), &n); err != nil {
+	v := new(T)
+	if err := json.Unmarshal([]byte(doc), v); err != nil {
 		t.Fatalf("%.200s: %v", doc, err)
 	}
-	return &n
-}
-
-func decodeEndpoint(t *testing.T, doc string) *Endpoint {
-	t.Helper()
-	var e Endpoint
-	if err := json.Unmarshal([]byte(doc), &e); err != nil {
-		t.Fatalf("%.200s: %v", doc, err)
-	}
-	return &e
-}
-
-func decodeNamespace(t *testing.T, doc string) *Namespace {
-	t.Helper()
-	var n Namespace
-	if err := json.Unmarshal([]byte(doc), &n); err != nil {
-		t.Fatalf("%.200s: %v", doc, err)
-	}
-	return &n
+	return v
 }
 
 // nested returns a JSON array nested depth deep.
@@ -91,35 +74,35 @@ func storable[T any](t *testing.T, what string, v *T) {
 // (one level deeper) could never be decoded again.
 func TestF1DeepVerbatimValuesRefused(t *testing.T) {
 	deep := nested(9990)
-	net := decodeNetwork(t, `{"Name":"n","Future":`+deep+`}`)
+	net := decodeDoc[Network](t, `{"Name":"n","Future":`+deep+`}`)
 	_, err := ParseNetwork(net)
 	refused(t, "network with a deep unknown field", err, CodeInvalidNetwork, "Future", "nested")
 
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Health":{"Extra":`+deep+`}}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Health":{"Extra":`+deep+`}}`))
 	refused(t, "network with a deep Health", err, CodeInvalidNetwork, "Health", "nested")
 
-	_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Health":`+deep+`}`))
+	_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Health":`+deep+`}`))
 	refused(t, "endpoint with a deep Health", err, CodeInvalidEndpoint, "Health", "nested")
 
-	_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","X":{"y":`+deep+`}}`))
+	_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","X":{"y":`+deep+`}}`))
 	refused(t, "endpoint with a deep unknown field", err, CodeInvalidEndpoint, "X", "nested")
 
-	err = ParseNamespace(decodeNamespace(t, `{"Resources":[{"Type":"Container","Data":`+deep+`}]}`))
+	err = ParseNamespace(decodeDoc[Namespace](t, `{"Resources":[{"Type":"Container","Data":`+deep+`}]}`))
 	refused(t, "namespace with a deep resource Data", err, CodeInvalidNamespace, "Resources[0].Data", "nested")
 
-	err = ParseNamespace(decodeNamespace(t, `{"Future":`+deep+`}`))
+	err = ParseNamespace(decodeDoc[Namespace](t, `{"Future":`+deep+`}`))
 	refused(t, "namespace with a deep unknown field", err, CodeInvalidNamespace, "Future", "nested")
 
 	// Large verbatim values: refused too, naming the field.
 	big := `"` + strings.Repeat("x", 100<<10) + `"`
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Blob":`+big+`}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Blob":`+big+`}`))
 	refused(t, "network with a 100 KiB unknown field", err, CodeInvalidNetwork, "Blob", "bytes")
-	_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Policies":[{"Type":"ACL","Settings":{"Id":`+big+`}}]}`))
+	_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Policies":[{"Type":"ACL","Settings":{"Id":`+big+`}}]}`))
 	refused(t, "endpoint policy with 100 KiB Settings", err, CodeInvalidPolicy, "Settings", "bytes")
 
 	// What is accepted is storable: a moderately nested value passes, and
 	// its record decodes.
-	ok := decodeNetwork(t, `{"Name":"n","Health":{"Extra":`+nested(30)+`},"Future":{"a":[1,{"b":2}]}}`)
+	ok := decodeDoc[Network](t, `{"Name":"n","Health":{"Extra":`+nested(30)+`},"Future":{"a":[1,{"b":2}]}}`)
 	if _, err := ParseNetwork(ok); err != nil {
 		t.Fatalf("moderately nested values: %v", err)
 	}
@@ -131,7 +114,7 @@ func TestF1DeepVerbatimValuesRefused(t *testing.T) {
 // carries the policy's name, so the service stores what it enforces.
 func TestF2NetworkACLTypeStoredResolved(t *testing.T) {
 	acl := `"Settings":{"Action":"Block","Direction":"In","RemoteAddresses":"198.51.100.1","Priority":100}`
-	n := decodeNetwork(t, `{"Name":"n","Policies":[{"Type":11,`+acl+`},{"Type":"networkacl",`+acl+`}],`+
+	n := decodeDoc[Network](t, `{"Name":"n","Policies":[{"Type":11,`+acl+`},{"Type":"networkacl",`+acl+`}],`+
 		`"Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Policies":[{"Type":0,"Settings":{"IsolationId":5}}]}]}]}`)
 	if _, err := ParseNetwork(n); err != nil {
 		t.Fatal(err)
@@ -149,7 +132,7 @@ func TestF2NetworkACLTypeStoredResolved(t *testing.T) {
 		t.Errorf("stored document: %s", b)
 	}
 
-	e := decodeEndpoint(t, `{"HostComputeNetwork":"n","Policies":[{"Type":1,`+acl+`},{"Type":"outboundnat"},{"Type":"portmapping","Settings":{"InternalPort":80}}]}`)
+	e := decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Policies":[{"Type":1,`+acl+`},{"Type":"outboundnat"},{"Type":"portmapping","Settings":{"InternalPort":80}}]}`)
 	if _, err := ParseEndpoint(e); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +170,7 @@ func TestF3OutboundNATExceptionsMerged(t *testing.T) {
 		if got := fmt.Sprint(spec.Exceptions); got != fmt.Sprint(tc.want) {
 			t.Errorf("%s: exceptions %s, want %s", tc.exceptions, got, tc.want)
 		}
-		e := decodeEndpoint(t, `{"HostComputeNetwork":"n","Policies":[{"Type":"OutBoundNAT","Settings":`+settings+`}]}`)
+		e := decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Policies":[{"Type":"OutBoundNAT","Settings":`+settings+`}]}`)
 		if _, err := ParseEndpoint(e); err != nil {
 			t.Errorf("%s: %v", tc.exceptions, err)
 			continue
@@ -203,7 +186,7 @@ func TestF3OutboundNATExceptionsMerged(t *testing.T) {
 	// Canonical settings are stored exactly as sent, so that a Remove of
 	// the same policy matches.
 	const sent = `{ "Exceptions": ["198.51.100.1/32", "10.0.0.0/8"] }`
-	e := decodeEndpoint(t, `{"HostComputeNetwork":"n","Policies":[{"Type":"OutBoundNAT","Settings":`+sent+`}]}`)
+	e := decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Policies":[{"Type":"OutBoundNAT","Settings":`+sent+`}]}`)
 	if _, err := ParseEndpoint(e); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +202,7 @@ func TestF3OutboundNATExceptionsMerged(t *testing.T) {
 // addresses, was accepted and made attaches fail.
 func TestF5UnicastMACs(t *testing.T) {
 	for _, mac := range []string{"00-00-00-00-00-00", "01-00-5E-00-00-01", "FF-FF-FF-FF-FF-FF", "33:33:00:00:00:01"} {
-		_, err := ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","MacAddress":"`+mac+`"}`))
+		_, err := ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","MacAddress":"`+mac+`"}`))
 		refused(t, "endpoint MAC "+mac, err, CodeInvalidEndpoint, "MacAddress", mac[:2])
 	}
 	for _, r := range [][2]string{
@@ -228,11 +211,11 @@ func TestF5UnicastMACs(t *testing.T) {
 		{"02-00-00-00-00-00", "04-00-00-00-00-00"},
 	} {
 		doc := `{"Name":"n","MacPool":{"Ranges":[{"StartMacAddress":"` + r[0] + `","EndMacAddress":"` + r[1] + `"}]}}`
-		_, err := ParseNetwork(decodeNetwork(t, doc))
+		_, err := ParseNetwork(decodeDoc[Network](t, doc))
 		refused(t, "MacPool "+r[0]+"-"+r[1], err, CodeInvalidNetwork, "MacPool.Ranges[0]", r[0])
 	}
 	ok := `{"Name":"n","MacPool":{"Ranges":[{"StartMacAddress":"00-15-5D-52-C0-00","EndMacAddress":"00-15-5D-52-CF-FF"}]}}`
-	if _, err := ParseNetwork(decodeNetwork(t, ok)); err != nil {
+	if _, err := ParseNetwork(decodeDoc[Network](t, ok)); err != nil {
 		t.Errorf("hcsshim's MacPool: %v", err)
 	}
 }
@@ -241,11 +224,11 @@ func TestF5UnicastMACs(t *testing.T) {
 // failed the attach (a%s).
 func TestF6InterfaceNamePercent(t *testing.T) {
 	for _, name := range []string{"eth%d", "a%s", "%", "x%%"} {
-		_, err := ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","InterfaceName":"`+name+`"}`))
+		_, err := ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","InterfaceName":"`+name+`"}`))
 		refused(t, "InterfaceName "+name, err, CodeInvalidEndpoint, "InterfaceName", name)
 	}
 	for _, name := range []string{"eth0", "net-1", "veth_a.b"} {
-		if _, err := ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","InterfaceName":"`+name+`"}`)); err != nil {
+		if _, err := ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","InterfaceName":"`+name+`"}`)); err != nil {
 			t.Errorf("InterfaceName %s: %v", name, err)
 		}
 	}
@@ -256,15 +239,15 @@ func TestF6InterfaceNamePercent(t *testing.T) {
 func TestF8LongNamesRefused(t *testing.T) {
 	for _, name := range []string{strings.Repeat("n", 40<<10), strings.Repeat("n", 257), "tab\there", "bell\x07", "nul\x00"} {
 		q, _ := json.Marshal(name)
-		_, err := ParseNetwork(decodeNetwork(t, `{"Name":`+string(q)+`}`))
+		_, err := ParseNetwork(decodeDoc[Network](t, `{"Name":`+string(q)+`}`))
 		refused(t, "network name", err, CodeInvalidNetwork, "Name")
-		_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Name":`+string(q)+`}`))
+		_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Name":`+string(q)+`}`))
 		refused(t, "endpoint name", err, CodeInvalidEndpoint, "Name")
-		err = ParseNamespace(decodeNamespace(t, `{"Name":`+string(q)+`}`))
+		err = ParseNamespace(decodeDoc[Namespace](t, `{"Name":`+string(q)+`}`))
 		refused(t, "namespace name", err, CodeInvalidNamespace, "Name")
 	}
 	for _, name := range []string{strings.Repeat("n", 256), "cni:net:0123456789abcdef:eth0", "vEthernet (nat)", "réseau"} {
-		if _, err := ParseNetwork(decodeNetwork(t, `{"Name":"`+name+`"}`)); err != nil {
+		if _, err := ParseNetwork(decodeDoc[Network](t, `{"Name":"`+name+`"}`)); err != nil {
 			t.Errorf("network name %.40q: %v", name, err)
 		}
 	}
@@ -277,20 +260,20 @@ func TestF9UnusableSubnetsRefused(t *testing.T) {
 	for _, p := range []string{"::/0", "0.0.0.0/0", "ff00::/8", "ff02::/64", "224.0.0.0/4", "239.1.0.0/16", "0.0.0.0/8", "127.0.0.0/8",
 		"127.1.0.0/24", "fe80::/64", "169.254.0.0/16", "::/64", "::ffff:0:0/96", "128.0.0.0/1", "255.255.255.0/24"} {
 		doc := `{"Name":"n","Ipams":[{"Subnets":[{"IpAddressPrefix":"` + p + `"}]}]}`
-		_, err := ParseNetwork(decodeNetwork(t, doc))
+		_, err := ParseNetwork(decodeDoc[Network](t, doc))
 		refused(t, "subnet "+p, err, CodeInvalidNetwork, "Ipams[0].Subnets[0].IpAddressPrefix")
 	}
 	for _, p := range []string{"10.0.0.0/8", "172.16.0.0/20", "192.168.1.0/30", "100.64.0.0/10", "fd00::/64", "2001:db8::/126", "240.0.0.0/24"} {
 		doc := `{"Name":"n","Ipams":[{"Subnets":[{"IpAddressPrefix":"` + p + `"}]}]}`
-		if _, err := ParseNetwork(decodeNetwork(t, doc)); err != nil {
+		if _, err := ParseNetwork(decodeDoc[Network](t, doc)); err != nil {
 			t.Errorf("subnet %s: %v", p, err)
 		}
 	}
-	_, err := ParseNetwork(decodeNetwork(t, `{"Name":"n","Type":"NAT","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Flags":1}]}]}`))
+	_, err := ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Type":"NAT","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Flags":1}]}]}`))
 	refused(t, "NAT subnet with DoNotReserveGatewayAddress", err, CodeInvalidNetwork, "Ipams[0].Subnets[0].Flags", "10.0.0.1")
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Flags":1}]}]}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Flags":1}]}]}`))
 	refused(t, "default (NAT) subnet with DoNotReserveGatewayAddress", err, CodeInvalidNetwork, "Flags")
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Flags":6}]}]}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Flags":6}]}]}`))
 	refused(t, "unknown subnet flags", err, CodeInvalidNetwork, "Flags", "0x6")
 }
 
@@ -312,16 +295,16 @@ func TestF10RouteCountsBounded(t *testing.T) {
 		}
 		return "[" + strings.Join(ps, ",") + "]"
 	}
-	_, err := ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Routes":`+routes(300)+`}`))
+	_, err := ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Routes":`+routes(300)+`}`))
 	refused(t, "300 routes", err, CodeInvalidEndpoint, "Routes", "300")
-	_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Routes":`+routes(40)+`,"Policies":`+sdn(25)+`}`))
+	_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Routes":`+routes(40)+`,"Policies":`+sdn(25)+`}`))
 	refused(t, "40 routes and 25 SDNRoutes", err, CodeInvalidEndpoint, "Routes", "65")
-	_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Policies":`+sdn(251)+`}`))
+	_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Policies":`+sdn(251)+`}`))
 	refused(t, "251 SDNRoutes", err, CodeInvalidEndpoint, "SDNRoute", "251")
-	if _, err := ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Routes":`+routes(32)+`,"Policies":`+sdn(32)+`}`)); err != nil {
+	if _, err := ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Routes":`+routes(32)+`,"Policies":`+sdn(32)+`}`)); err != nil {
 		t.Errorf("64 routes: %v", err)
 	}
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Routes":`+routes(65)+`}]}]}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Ipams":[{"Subnets":[{"IpAddressPrefix":"10.0.0.0/24","Routes":`+routes(65)+`}]}]}`))
 	refused(t, "65 subnet routes", err, CodeInvalidNetwork, "routes", "65")
 }
 
@@ -331,15 +314,15 @@ func TestF12NamesThatReadAsIDsRefused(t *testing.T) {
 	const id = "2c5b2778-d7d0-4c2e-9d3a-1508ea4ecaa4"
 	for _, name := range []string{id, strings.ToUpper(id), "{" + id + "}", "urn:uuid:" + id, "URN:UUID:" + id,
 		strings.ReplaceAll(id, "-", ""), "x" + id + "y"} {
-		_, err := ParseNetwork(decodeNetwork(t, `{"Name":"`+name+`"}`))
+		_, err := ParseNetwork(decodeDoc[Network](t, `{"Name":"`+name+`"}`))
 		refused(t, "network name "+name, err, CodeInvalidNetwork, "Name", name, "GUID")
-		_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Name":"`+name+`"}`))
+		_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Name":"`+name+`"}`))
 		refused(t, "endpoint name "+name, err, CodeInvalidEndpoint, "Name", name)
-		err = ParseNamespace(decodeNamespace(t, `{"Name":"`+name+`"}`))
+		err = ParseNamespace(decodeDoc[Namespace](t, `{"Name":"`+name+`"}`))
 		refused(t, "namespace name "+name, err, CodeInvalidNamespace, "Name", name)
 	}
 	for _, name := range []string{id[:35], "cni:" + id, id + "-1"} {
-		if _, err := ParseNetwork(decodeNetwork(t, `{"Name":"`+name+`"}`)); err != nil {
+		if _, err := ParseNetwork(decodeDoc[Network](t, `{"Name":"`+name+`"}`)); err != nil {
 			t.Errorf("network name %s: %v", name, err)
 		}
 	}
@@ -350,22 +333,22 @@ func TestF12NamesThatReadAsIDsRefused(t *testing.T) {
 // flags, unknown endpoint flags, an OutBoundNAT VirtualIP that is
 // multicast or broadcast, or of a family the endpoint has no address of.
 func TestF13IgnoredFieldsRefused(t *testing.T) {
-	err := ParseNamespace(decodeNamespace(t, `{"ResolvConfPath":"/etc/passwd"}`))
+	err := ParseNamespace(decodeDoc[Namespace](t, `{"ResolvConfPath":"/etc/passwd"}`))
 	refused(t, "namespace ResolvConfPath", err, CodeInvalidNamespace, "ResolvConfPath", "read-only")
 
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Flags":1024}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Flags":1024}`))
 	refused(t, "network flag 1024", err, CodeRequestUnsupported, "Flags", "1024")
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Flags":4}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Flags":4}`))
 	refused(t, "network flag 4", err, CodeInvalidNetwork, "Flags", "0x4")
-	if _, err := ParseNetwork(decodeNetwork(t, `{"Name":"n","Flags":8}`)); err != nil {
+	if _, err := ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Flags":8}`)); err != nil {
 		t.Errorf("EnableNonPersistent: %v", err)
 	}
 
 	for _, f := range []string{"4", "16", "64", "2147483648"} {
-		_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Flags":`+f+`}`))
+		_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Flags":`+f+`}`))
 		refused(t, "endpoint flags "+f, err, CodeInvalidEndpoint, "Flags")
 	}
-	if _, err := ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Flags":10}`)); err != nil {
+	if _, err := ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Flags":10}`)); err != nil {
 		t.Errorf("DisableICC and EnableLowInterfaceMetric: %v", err)
 	}
 
@@ -373,10 +356,10 @@ func TestF13IgnoredFieldsRefused(t *testing.T) {
 		_, err = ParseOutboundNAT("endpoint", 0, Policy{Type: OutBoundNAT, Settings: json.RawMessage(`{"VirtualIP":"` + vip + `"}`)})
 		refused(t, "VirtualIP "+vip, err, CodeInvalidPolicy, "VirtualIP", vip)
 	}
-	_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","IpConfigurations":[{"IpAddress":"10.0.0.5"}],`+
+	_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","IpConfigurations":[{"IpAddress":"10.0.0.5"}],`+
 		`"Policies":[{"Type":"OutBoundNAT","Settings":{"VirtualIP":"2001:db8::1"}}]}`))
 	refused(t, "IPv6 VirtualIP on an IPv4 endpoint", err, CodeInvalidPolicy, "VirtualIP", "2001:db8::1", "IPv6")
-	if _, err := ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","IpConfigurations":[{"IpAddress":"10.0.0.5"}],`+
+	if _, err := ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","IpConfigurations":[{"IpAddress":"10.0.0.5"}],`+
 		`"Policies":[{"Type":"OutBoundNAT","Settings":{"VirtualIP":"192.0.2.7"}}]}`)); err != nil {
 		t.Errorf("IPv4 VirtualIP: %v", err)
 	}
@@ -420,19 +403,19 @@ func TestDocumentCountsBounded(t *testing.T) {
 		return "[" + strings.TrimSuffix(strings.Repeat(p+",", n), ",") + "]"
 	}
 	acl := `{"Type":"ACL","Settings":{"Action":"Allow","Direction":"In"}}`
-	_, err := ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Policies":`+policies(257, acl)+`}`))
+	_, err := ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Policies":`+policies(257, acl)+`}`))
 	refused(t, "257 endpoint policies", err, CodeInvalidEndpoint, "Policies", "257")
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Policies":`+policies(257, `{"Type":"NetworkACL","Settings":{"Action":"Allow","Direction":"In"}}`)+`}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Policies":`+policies(257, `{"Type":"NetworkACL","Settings":{"Action":"Allow","Direction":"In"}}`)+`}`))
 	refused(t, "257 network policies", err, CodeInvalidNetwork, "Policies", "257")
 	req := ModifyRequest{ResourceType: ResourcePolicy, RequestType: RequestAdd, Settings: json.RawMessage(`{"Policies":` + policies(5000, acl) + `}`)}
 	refused(t, "modify request with 5,000 policies", ResolveModify("endpoint", &req), CodeInvalidPolicy, "Settings.Policies", "5000")
 
 	servers := strings.TrimSuffix(strings.Repeat(`"10.0.0.53",`, 33), ",")
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Dns":{"ServerList":[`+servers+`]}}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Dns":{"ServerList":[`+servers+`]}}`))
 	refused(t, "33 DNS servers", err, CodeInvalidNetwork, "Dns.ServerList", "33")
-	_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Dns":{"ServerList":["`+strings.Repeat("10.0.0.53,", 40)+`"]}}`))
+	_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Dns":{"ServerList":["`+strings.Repeat("10.0.0.53,", 40)+`"]}}`))
 	refused(t, "40 DNS servers in one entry", err, CodeInvalidEndpoint, "Dns.ServerList", "40")
-	_, err = ParseEndpoint(decodeEndpoint(t, `{"HostComputeNetwork":"n","Dns":{"Search":["a b"]}}`))
+	_, err = ParseEndpoint(decodeDoc[Endpoint](t, `{"HostComputeNetwork":"n","Dns":{"Search":["a b"]}}`))
 	refused(t, "search domain with a space", err, CodeInvalidEndpoint, "Dns.Search[0]", "a b")
 
 	var ex []string
@@ -446,12 +429,12 @@ func TestDocumentCountsBounded(t *testing.T) {
 	for i := 0; i < 17; i++ {
 		subs = append(subs, fmt.Sprintf(`{"IpAddressPrefix":"10.%d.0.0/24"}`, i))
 	}
-	_, err = ParseNetwork(decodeNetwork(t, `{"Name":"n","Ipams":[{"Subnets":[`+strings.Join(subs, ",")+`]}]}`))
+	_, err = ParseNetwork(decodeDoc[Network](t, `{"Name":"n","Ipams":[{"Subnets":[`+strings.Join(subs, ",")+`]}]}`))
 	refused(t, "17 subnets", err, CodeInvalidNetwork, "Ipams", "17")
 
 	_, err = ParseACL("endpoint", 0, ACL, Policy{Type: ACL, Settings: json.RawMessage(`{"Action":"Allow","Direction":"In","RemotePorts":"` + strings.Repeat("80,", 2000) + `"}`)})
 	refused(t, "2,000 ports", err, CodeInvalidPolicy, "RemotePorts", "2000")
 
-	err = ParseNamespace(decodeNamespace(t, `{"NetNamespacePath":"/`+strings.Repeat("p", 5000)+`"}`))
+	err = ParseNamespace(decodeDoc[Namespace](t, `{"NetNamespacePath":"/`+strings.Repeat("p", 5000)+`"}`))
 	refused(t, "5,000-byte path", err, CodeInvalidNamespace, "NetNamespacePath")
 }

@@ -42,9 +42,7 @@ type FlexString string
 
 // UnmarshalJSON accepts a string or a number.
 func (f *FlexString) UnmarshalJSON(b []byte) error {
-	s, err := enumTable{field: "setting"}.decode(b)
-	*f = FlexString(s)
-	return err
+	return decodeEnum(f, enumTable{field: "setting"}, b)
 }
 
 // OutboundNATSettings masquerades an endpoint's outbound traffic.

@@ -113,9 +113,7 @@ type plainNetwork Network
 
 // UnmarshalJSON decodes a network, keeping fields it does not model.
 func (n *Network) UnmarshalJSON(b []byte) error {
-	extra, err := decodeWithExtra(b, (*plainNetwork)(n))
-	n.Extra = extra
-	return err
+	return decodeWithExtra(b, (*plainNetwork)(n), &n.Extra)
 }
 
 // MarshalJSON encodes a network with the fields it did not model.
@@ -180,9 +178,7 @@ type plainEndpoint Endpoint
 
 // UnmarshalJSON decodes an endpoint, keeping fields it does not model.
 func (e *Endpoint) UnmarshalJSON(b []byte) error {
-	extra, err := decodeWithExtra(b, (*plainEndpoint)(e))
-	e.Extra = extra
-	return err
+	return decodeWithExtra(b, (*plainEndpoint)(e), &e.Extra)
 }
 
 // MarshalJSON encodes an endpoint with the fields it did not model.
@@ -237,9 +233,7 @@ type plainNamespace Namespace
 
 // UnmarshalJSON decodes a namespace, keeping fields it does not model.
 func (n *Namespace) UnmarshalJSON(b []byte) error {
-	extra, err := decodeWithExtra(b, (*plainNamespace)(n))
-	n.Extra = extra
-	return err
+	return decodeWithExtra(b, (*plainNamespace)(n), &n.Extra)
 }
 
 // MarshalJSON encodes a namespace with the fields it did not model.

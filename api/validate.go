@@ -59,6 +59,30 @@ func invalidEndpoint(field, format string, args ...any) *Error {
 	return Invalid(CodeInvalidEndpoint, "invalid endpoint: field %s: %s", field, fmt.Sprintf(format, args...))
 }
 
+// checkVerbatim bounds what a network or endpoint document keeps
+// verbatim, its Health and its unknown fields, naming the field at fault.
+func checkVerbatim(health json.RawMessage, extra Extra) (field string, err error) {
+	var budget verbatimBudget
+	if err := budget.check(health); err != nil {
+		return "Health", err
+	}
+	return budget.checkExtra(extra)
+}
+
+// resolvePolicy resolves the type of policy i of a network or an endpoint
+// (owner) by the owner's table, and checks that the type is one of it
+// and that the settings are within bounds.
+func resolvePolicy(owner string, i int, p *Policy, table enumTable) error {
+	p.Type = p.Type.resolve(table)
+	if !table.known(string(p.Type)) {
+		return Invalid(CodeInvalidPolicyType, "invalid %s: field Policies[%d].Type: unknown %s policy type %q", owner, i, owner, string(p.Type))
+	}
+	if err := checkSettings(p.Settings); err != nil {
+		return invalidPolicy(owner, i, p.Type, "%v", err)
+	}
+	return nil
+}
+
 // CheckSchemaVersion refuses documents of another major schema version.
 func CheckSchemaVersion(v SchemaVersion) error {
 	if v.Major != 0 && v.Major != 2 {
@@ -98,11 +122,7 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 	if unknown := n.Flags &^ (NetworkEnableNonPersistent | NetworkDisableHostPort); unknown != 0 {
 		return nil, invalidNetwork("Flags", "unknown flags %#x (known: EnableNonPersistent 8)", uint32(unknown))
 	}
-	var budget verbatimBudget
-	if err := budget.check(n.Health); err != nil {
-		return nil, invalidNetwork("Health", "%v", err)
-	}
-	if k, err := budget.checkExtra(n.Extra); err != nil {
+	if k, err := checkVerbatim(n.Health, n.Extra); err != nil {
 		return nil, invalidNetwork(k, "%v", err)
 	}
 	if len(n.Policies) > MaxPolicies {
@@ -159,12 +179,8 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 	spec.DNS = dns
 	for i := range n.Policies {
 		p := &n.Policies[i]
-		p.Type = p.Type.resolve(networkPolicyTypes)
-		if !networkPolicyTypes.known(string(p.Type)) {
-			return nil, Invalid(CodeInvalidPolicyType, "invalid network: field Policies[%d].Type: unknown network policy type %q", i, string(p.Type))
-		}
-		if err := checkSettings(p.Settings); err != nil {
-			return nil, invalidPolicy("network", i, p.Type, "%v", err)
+		if err := resolvePolicy("network", i, p, networkPolicyTypes); err != nil {
+			return nil, err
 		}
 		spec.Policies = append(spec.Policies, *p)
 	}
@@ -429,11 +445,7 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 	if unknown := e.Flags &^ EndpointFlagsKnown; unknown != 0 {
 		return nil, invalidEndpoint("Flags", "unknown flags %#x (known: RemoteEndpoint 1, DisableICC 2, EnableLowInterfaceMetric 8, EnableDhcp 32)", uint32(unknown))
 	}
-	var budget verbatimBudget
-	if err := budget.check(e.Health); err != nil {
-		return nil, invalidEndpoint("Health", "%v", err)
-	}
-	if k, err := budget.checkExtra(e.Extra); err != nil {
+	if k, err := checkVerbatim(e.Health, e.Extra); err != nil {
 		return nil, invalidEndpoint(k, "%v", err)
 	}
 	if len(e.IpConfigurations) > MaxIPConfigurations {
@@ -498,12 +510,8 @@ func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
 	spec.DNS = dns
 	for i := range e.Policies {
 		p := &e.Policies[i]
-		p.Type = p.Type.resolve(endpointPolicyTypes)
-		if !endpointPolicyTypes.known(string(p.Type)) {
-			return nil, Invalid(CodeInvalidPolicyType, "invalid endpoint: field Policies[%d].Type: unknown endpoint policy type %q", i, string(p.Type))
-		}
-		if err := checkSettings(p.Settings); err != nil {
-			return nil, invalidPolicy("endpoint", i, p.Type, "%v", err)
+		if err := resolvePolicy("endpoint", i, p, endpointPolicyTypes); err != nil {
+			return nil, err
 		}
 		if p.Type == OutBoundNAT {
 			o, canonical, err := parseOutboundNAT("endpoint", i, *p)

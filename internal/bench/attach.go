@@ -384,7 +384,7 @@ func (h *hostnetPath) detach(i int) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-func (h *hostnetPath) dir() string { return h.benchDaemon.dir }
+func (h *hostnetPath) dir() string { return h.Dir }
 
 // logLevel is the benchmark daemons' log level: warn, unless
 // HOSTNET_BENCH_LOG_LEVEL says otherwise (info logs each attach's timings).

@@ -232,11 +232,11 @@ func runHostnetChain(ctx context.Context, dir, binDir string, cfg CNIConfig) (*c
 	if err != nil {
 		return nil, fmt.Errorf("create network %s: %w", cniNetwork, err)
 	}
-	conflist, err := hostnetConflist(filepath.Join(d.dir, "s.sock"))
+	conflist, err := hostnetConflist(d.proc.Config.SocketPath())
 	if err != nil {
 		return nil, err
 	}
-	return runChain(ctx, cniChain{name: "hostnet-cni", dir: d.dir, host: d.host, binDir: binDir, conflist: conflist}, cfg)
+	return runChain(ctx, cniChain{name: "hostnet-cni", dir: d.Dir, host: d.HostNS, binDir: binDir, conflist: conflist}, cfg)
 }
 
 // runRefChain drives the reference chain from a fresh host namespace of

@@ -1,161 +1,79 @@
 package bench
 
 import (
-	"context"
-	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hostnet/hostnet/client"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
-// benchDaemon is a hostnetd running on a throwaway host namespace, with,
-// when asked, an "external" namespace behind the host's uplink.
+// benchDaemon is a hostnetd running on a lab host of its own (package
+// lab): a throwaway host namespace with, when asked, an external
+// namespace behind its uplink.
 type benchDaemon struct {
-	dir, host, ext string
-	cmd            *exec.Cmd
-	c              *client.Client
+	lab.Host
+	proc *lab.Daemon
+	c    *client.Client
 }
 
 // The benchmark topology's addresses (inside its own namespaces only).
 const (
-	benchExtAddr  = "198.51.100.1"
-	benchHostAddr = "198.51.100.2"
+	benchExtAddr  = lab.ExtAddr
+	benchHostAddr = lab.HostAddr
 )
 
-// startDaemon starts hostnetd (daemonCmd plus its flags) in a new host
-// namespace under dir, with an external namespace behind an uplink when
+// stopGrace is how long a benchmark's daemon may take to stop on SIGTERM
+// before it is killed: far longer than any takes, only so that a stuck one
+// does not hang the run.
+const stopGrace = 5 * time.Minute
+
+// startDaemon starts hostnetd (daemonCmd plus its flags) on a new lab
+// host under dir, with an external namespace behind an uplink when
 // withExt is set.
 func startDaemon(dir string, daemonCmd []string, withExt bool) (*benchDaemon, error) {
-	return startDaemonIn(dir, daemonCmd, withExt, "")
-}
-
-// startDaemonIn is startDaemon with the daemon in the mount namespace at
-// mountNS (a container runtime's sandbox) when that is set; a host
-// namespace made already (before the sandbox, to be seen in it) is used.
-func startDaemonIn(dir string, daemonCmd []string, withExt bool, mountNS string) (*benchDaemon, error) {
-	d := &benchDaemon{dir: dir, host: filepath.Join(dir, "host")}
-	if !netns.IsNamespace(d.host) {
-		if err := netns.Create(d.host); err != nil {
-			return nil, err
-		}
-	}
-	if withExt {
-		d.ext = filepath.Join(dir, "ext")
-		if err := netns.Create(d.ext); err != nil {
-			return nil, err
-		}
-		if err := uplink(d.host, d.ext); err != nil {
-			return nil, fmt.Errorf("uplink: %w", err)
-		}
-	}
-	sock := filepath.Join(dir, "s.sock")
-	args := append(append([]string(nil), daemonCmd...),
-		"--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--run-dir", filepath.Join(dir, "run"),
-		"--host-netns", d.host, "--netns-link-dir", "", "--netns-etc-dir", filepath.Join(dir, "etc"),
-		"--host-resolv-conf", "/dev/null", "--default-network=false", "--log-level", logLevel())
-	enter := []string{"--net=" + d.host, "--"}
-	if mountNS != "" {
-		enter = append([]string{"--mount=" + mountNS}, enter...)
-	}
-	d.cmd = exec.Command("nsenter", append(enter, args...)...)
-	d.c = client.New(sock)
-	logPath := filepath.Join(dir, "hostnetd.log")
-	if p := os.Getenv("HOSTNET_BENCH_DAEMON_LOG"); p != "" {
-		logPath = p // kept after the run, for reading the daemon's timings
-	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	h, err := lab.NewHost(dir, withExt)
 	if err != nil {
 		return nil, err
 	}
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	if err := d.cmd.Start(); err != nil {
+	return startDaemonOn(h, daemonCmd, "")
+}
+
+// startDaemonOn starts hostnetd on the lab host h, in the mount namespace
+// at mountNS (a container runtime's sandbox) when that is set. It has no
+// default network and no resolver; it logs at logLevel() to its
+// directory, or to $HOSTNET_BENCH_DAEMON_LOG, kept after the run for
+// reading the daemon's timings.
+func startDaemonOn(h *lab.Host, daemonCmd []string, mountNS string) (*benchDaemon, error) {
+	cfg := h.DaemonConfig(daemonCmd...)
+	cfg.MountNS, cfg.LogLevel, cfg.Flags = mountNS, logLevel(), []string{"--default-network=false"}
+	cfg.Log = os.Getenv("HOSTNET_BENCH_DAEMON_LOG")
+	p, err := spawnDaemon(cfg, 30*time.Second, 20*time.Millisecond)
+	if err != nil {
 		return nil, err
 	}
-	track(d.cmd)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := d.c.Version(context.Background()); err == nil {
-			return d, nil
-		}
-		if time.Now().After(deadline) {
-			d.close()
-			b, _ := os.ReadFile(logf.Name())
-			return nil, fmt.Errorf("hostnetd did not start: %s", strings.TrimSpace(string(b)))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &benchDaemon{Host: *h, proc: p, c: p.Client()}, nil
 }
 
-// uplink joins host and ext with a veth: benchHostAddr on the host side,
-// benchExtAddr outside, the host's default route through ext.
-func uplink(host, ext string) error {
-	hns, err := netns.Open(host)
+// spawnDaemon starts hostnetd as cfg says, for Abort to kill, and waits
+// for it to answer, asking every poll for at most timeout; one that does
+// not answer is stopped.
+func spawnDaemon(cfg lab.DaemonConfig, timeout, poll time.Duration) (*lab.Daemon, error) {
+	p, err := lab.SpawnDaemon(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer hns.Close()
-	ens, err := netns.Open(ext)
-	if err != nil {
-		return err
+	track(p.Cmd)
+	if err := p.WaitReady(timeout, poll); err != nil {
+		p.Stop(stopGrace)
+		return nil, err
 	}
-	defer ens.Close()
-	h, err := netlink.NewHandleAt(hns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	e, err := netlink.NewHandleAt(ens, unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = "uplink0"
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "ext0", PeerNamespace: netlink.NsFd(ens)}); err != nil {
-		return err
-	}
-	for _, side := range []struct {
-		h    *netlink.Handle
-		name string
-		addr string
-	}{{h, "uplink0", benchHostAddr + "/24"}, {e, "ext0", benchExtAddr + "/24"}} {
-		l, err := side.h.LinkByName(side.name)
-		if err != nil {
-			return err
-		}
-		a, _ := netlink.ParseAddr(side.addr)
-		if err := side.h.AddrAdd(l, a); err != nil {
-			return err
-		}
-		for _, up := range []netlink.Link{l, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}} {
-			if err := side.h.LinkSetUp(up); err != nil {
-				return err
-			}
-		}
-	}
-	return h.RouteAdd(&netlink.Route{Gw: net.ParseIP(benchExtAddr)})
+	return p, nil
 }
 
+// close stops the daemon, if there is one.
 func (d *benchDaemon) close() {
-	if d.cmd != nil && d.cmd.Process != nil {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		_ = d.cmd.Wait()
+	if d != nil && d.proc != nil {
+		d.proc.Stop(stopGrace)
 	}
-}
-
-// cloneCmd is a new, unstarted command with the same arguments and output.
-func cloneCmd(args []string, out io.Writer) *exec.Cmd {
-	c := exec.Command(args[0], args[1:]...)
-	c.Stdout, c.Stderr = out, out
-	return c
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
 // DatapathConfig sets up the per-packet benchmarks run on their own
@@ -283,7 +283,7 @@ func runDatapath(p dpParams, daemonCmd []string, out io.Writer) (rows []Row, err
 		return nil, fmt.Errorf("hand-built masquerade host: %w", err)
 	}
 
-	for _, ns := range []string{nsA, d.ext, plain.eps[0], masq.ext, masq.eps[0]} {
+	for _, ns := range []string{nsA, d.ExtNS, plain.eps[0], masq.ext, masq.eps[0]} {
 		stop, err := serveBench(ns)
 		if err != nil {
 			return nil, fmt.Errorf("servers in %s: %w", ns, err)
@@ -297,10 +297,10 @@ func runDatapath(p dpParams, daemonCmd []string, out io.Writer) (rows []Row, err
 	}
 	// docker-proxy as dockerd runs it for -p: in the host namespace, on
 	// the host's address, to the container's address.
-	if err := procs.startDockerProxy(proxy, d.host, benchHostAddr, proxyRRPort, ipA, rrPort); err != nil {
+	if err := procs.startDockerProxy(proxy, d.HostNS, benchHostAddr, proxyRRPort, ipA, rrPort); err != nil {
 		return nil, err
 	}
-	if err := procs.startDockerProxy(proxy, d.host, benchHostAddr, proxyTputPort, ipA, tport); err != nil {
+	if err := procs.startDockerProxy(proxy, d.HostNS, benchHostAddr, proxyTputPort, ipA, tport); err != nil {
 		return nil, err
 	}
 
@@ -343,19 +343,19 @@ func runDatapath(p dpParams, daemonCmd []string, out io.Writer) (rows []Row, err
 			{handMasq, "handMasquerade", rr(masq.eps[0], benchExtAddr, rrPort)},
 		}},
 		{bench: "TCP throughput, external host to a published port", short: "published port, throughput", tput: true, cases: []dpCase{
-			{"hostnet", "hostnet", tput(d.ext, benchHostAddr, pubTputPort)},
-			{dockerPx, "docker-proxy", tput(d.ext, benchHostAddr, proxyTputPort)},
+			{"hostnet", "hostnet", tput(d.ExtNS, benchHostAddr, pubTputPort)},
+			{dockerPx, "docker-proxy", tput(d.ExtNS, benchHostAddr, proxyTputPort)},
 			{straight, "straight", tput(masq.ext, masq.ips[0], tport)},
 		}},
 		{bench: "TCP request/response, external host to a published port", short: "published port, request/response", cases: []dpCase{
-			{"hostnet", "hostnet", rr(d.ext, benchHostAddr, pubRRPort)},
-			{dockerPx, "docker-proxy", rr(d.ext, benchHostAddr, proxyRRPort)},
+			{"hostnet", "hostnet", rr(d.ExtNS, benchHostAddr, pubRRPort)},
+			{dockerPx, "docker-proxy", rr(d.ExtNS, benchHostAddr, proxyRRPort)},
 			{straight, "straight", rr(masq.ext, masq.ips[0], rrPort)},
 		}},
 	}
 	many := &dpCompare{short: "published port with many mappings, request/response", cases: []dpCase{
-		{fmt.Sprintf("%s mappings", group(fmt.Sprint(p.Mappings))), "many", rr(d.ext, benchHostAddr, pubRRPort)},
-		{"1 mapping (the benchmark's own two only)", "one", rr(d.ext, benchHostAddr, pubRRPort)},
+		{fmt.Sprintf("%s mappings", group(fmt.Sprint(p.Mappings))), "many", rr(d.ExtNS, benchHostAddr, pubRRPort)},
+		{"1 mapping (the benchmark's own two only)", "one", rr(d.ExtNS, benchHostAddr, pubRRPort)},
 	}}
 	many.bench = "published-port request/response rate with 1 vs 10,000 mappings on the host"
 	if p.Mappings != 10000 {
@@ -530,13 +530,8 @@ func runDatapath(p dpParams, daemonCmd []string, out io.Writer) (rows []Row, err
 // serveBench runs, inside the namespace at path, an echo server for
 // request/response on :80 and a sink on :81.
 func serveBench(path string) (func(), error) {
-	h, err := netns.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
 	var rr, sink net.Listener
-	if err := netns.Do(h, func() error {
+	if err := lab.In(path, func() error {
 		var err error
 		if rr, err = net.Listen("tcp", ":80"); err != nil {
 			return err
@@ -615,13 +610,8 @@ func throughput(from, addr string, d time.Duration) (float64, error) {
 }
 
 func dialIn(from, addr string) (net.Conn, error) {
-	h, err := netns.Open(from)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
 	var c net.Conn
-	err = netns.Do(h, func() error {
+	err := lab.In(from, func() error {
 		var err error
 		c, err = net.DialTimeout("tcp", addr, 3*time.Second)
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -31,8 +32,9 @@ const (
 
 // handHost is a host namespace built by hand with plain netlink calls, the
 // way a simple tool would: a bridge with the gateway address, endpoints
-// on veths, and, when asked, an uplink to an external namespace shaped
-// like the hostnet daemon's (the same addresses and default route).
+// on veths, and, when asked, an uplink to an external namespace: the
+// hostnet daemon's lab host has the same (package lab: the same addresses
+// and default route).
 type handHost struct {
 	host, ext string   // namespace paths; ext is empty without an uplink
 	eps       []string // endpoint namespace paths
@@ -46,18 +48,12 @@ type handHost struct {
 // traffic leaving through any device but the bridge; without it, the
 // namespace has no nftables table at all.
 func buildHandHost(dir string, n int, withUplink, masquerade bool) (*handHost, error) {
-	hh := &handHost{host: filepath.Join(dir, "host")}
-	if err := netns.Create(hh.host); err != nil {
+	lh, err := lab.NewHost(dir, withUplink)
+	if err != nil {
 		return nil, err
 	}
+	hh := &handHost{host: lh.HostNS, ext: lh.ExtNS}
 	if withUplink {
-		hh.ext = filepath.Join(dir, "ext")
-		if err := netns.Create(hh.ext); err != nil {
-			return nil, err
-		}
-		if err := uplink(hh.host, hh.ext); err != nil {
-			return nil, fmt.Errorf("uplink: %w", err)
-		}
 		if err := addRoute(hh.ext, fmt.Sprintf("10.200.0.0/%d", handPrefix), benchHostAddr); err != nil {
 			return nil, fmt.Errorf("external route to the bridge subnet: %w", err)
 		}
@@ -158,12 +154,7 @@ func handEndpoint(h *netlink.Handle, br netlink.Link, path, hostName, ip string)
 
 // addRoute adds a route to dst through gw in the namespace at path.
 func addRoute(path, dst, gw string) error {
-	ns, err := netns.Open(path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	h, err := lab.Handle(path)
 	if err != nil {
 		return err
 	}

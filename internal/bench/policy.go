@@ -168,21 +168,9 @@ func programOnce(cfg ProgramConfig, n int, distinct, withRestart bool) (*program
 
 // restartDaemon starts the daemon of d again on the same state.
 func restartDaemon(d *benchDaemon) (*benchDaemon, error) {
-	args := d.cmd.Args
-	nd := &benchDaemon{dir: d.dir, host: d.host, ext: d.ext, c: d.c}
-	nd.cmd = cloneCmd(args, d.cmd.Stdout)
-	if err := nd.cmd.Start(); err != nil {
-		return nil, err
+	p, err := spawnDaemon(d.proc.Config, 60*time.Second, 5*time.Millisecond)
+	if err != nil {
+		return nil, fmt.Errorf("hostnetd did not restart: %w", err)
 	}
-	track(nd.cmd)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := nd.c.Version(context.Background()); err == nil {
-			return nd, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("hostnetd did not restart")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return &benchDaemon{Host: d.Host, proc: p, c: d.c}, nil
 }

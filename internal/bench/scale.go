@@ -74,7 +74,7 @@ func BenchScale(cfg SuiteConfig) (_ []Row, err error) {
 	setup := time.Since(e.started)
 
 	// The flow, then the restarts under it.
-	if e.flow, err = startScaleFlow(e.d.ext, e.flowNS, benchHostAddr, scaleUDPPort, scaleTCPPort, scaleFlowRate); err != nil {
+	if e.flow, err = startScaleFlow(e.d.ExtNS, e.flowNS, benchHostAddr, scaleUDPPort, scaleTCPPort, scaleFlowRate); err != nil {
 		return nil, err
 	}
 	overflowBefore, ovErr := scaleRcvbufErrors(e.flowNS)

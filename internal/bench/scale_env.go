@@ -14,8 +14,7 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/testutil"
-	"golang.org/x/sys/unix"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
 // The flow endpoint's published ports (the same inside and outside).
@@ -68,8 +67,7 @@ func (e *scaleEnv) close() {
 	if e.d != nil {
 		e.d.close()
 	}
-	testutil.UnmountUnder(e.dir, func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
-	os.RemoveAll(e.dir)
+	_ = lab.Remove(e.dir)
 }
 
 func (e *scaleEnv) printf(format string, args ...any) {
@@ -79,12 +77,7 @@ func (e *scaleEnv) printf(format string, args ...any) {
 }
 
 // logPath is the daemon's log file.
-func (e *scaleEnv) logPath() string {
-	if f, ok := e.d.cmd.Stdout.(*os.File); ok {
-		return f.Name()
-	}
-	return ""
-}
+func (e *scaleEnv) logPath() string { return e.d.proc.Config.LogPath() }
 
 // addNetwork creates the next network: a /21 of 10.100.0.0/16 each, room
 // for 2,000 endpoints, of which it gets per.
@@ -190,12 +183,12 @@ func scalePortMapping(proto uint32, port uint16) api.Policy {
 // memory reads the daemon's memory after letting it settle.
 func (e *scaleEnv) memory(settle time.Duration) (scaleMem, bool, error) {
 	time.Sleep(settle)
-	pid, err := scaleDaemonPID(e.d.cmd.Process.Pid)
+	pid, err := scaleDaemonPID(e.d.proc.Cmd.Process.Pid)
 	if err != nil {
 		return scaleMem{}, false, err
 	}
 	m, err := readScaleMem(pid, e.eps, e.logPath())
-	return m, pid == e.d.cmd.Process.Pid, err
+	return m, pid == e.d.proc.Cmd.Process.Pid, err
 }
 
 // scaleRestart is one restart's timings.
@@ -227,38 +220,25 @@ func (e *scaleEnv) restart(env ...string) (scaleRestart, error) {
 	logFrom := scaleLogSize(logPath)
 	old := e.d
 	t0 := time.Now()
-	if err := old.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := old.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return r, fmt.Errorf("signal hostnetd: %w", err)
 	}
-	_ = old.cmd.Wait()
+	<-old.proc.Exited()
 	r.Shutdown = time.Since(t0)
 	logMid := scaleLogSize(logPath)
 	e.d = nil // the old one is gone; close must not wait for it again
-	nd := &benchDaemon{dir: old.dir, host: old.host, ext: old.ext, c: old.c}
-	nd.cmd = cloneCmd(old.cmd.Args, old.cmd.Stdout)
+	cfg := old.proc.Config
+	cfg.Env = nil // newScaleEnv's daemon's environment, plus this restart's env
 	if len(env) > 0 {
-		nd.cmd.Env = append(os.Environ(), env...)
+		cfg.Env = append(os.Environ(), env...)
 	}
-	if err := nd.cmd.Start(); err != nil {
-		return r, fmt.Errorf("start hostnetd again: %w", err)
+	nd, err := spawnDaemon(cfg, time.Until(t0.Add(2*time.Minute)), 2*time.Millisecond)
+	if err != nil {
+		return r, fmt.Errorf("hostnetd did not answer within 2 minutes of its restart: %w", err)
 	}
-	track(nd.cmd)
-	e.d = nd
-	deadline := t0.Add(2 * time.Minute)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := nd.c.Version(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return r, fmt.Errorf("hostnetd did not answer within 2 minutes of its restart: %w", err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	e.d = &benchDaemon{Host: old.Host, proc: nd, c: old.c}
 	r.Total = time.Since(t0)
-	if pid, err := scaleDaemonPID(nd.cmd.Process.Pid); err == nil {
+	if pid, err := scaleDaemonPID(nd.Cmd.Process.Pid); err == nil {
 		r.UserCPU, r.SysCPU, _ = scaleProcCPU(pid)
 	}
 	r.ShutdownLog = scaleLogErrors(logPath, logFrom, logMid)

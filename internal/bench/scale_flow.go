@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
 // scaleFlow is a UDP stream with sequence numbers at a fixed rate from the
@@ -61,7 +61,7 @@ func startScaleFlow(ext, epNS, host string, udpPort, tcpPort int, rate float64) 
 			f.close()
 		}
 	}()
-	if err := scaleInNS(epNS, func() error {
+	if err := lab.In(epNS, func() error {
 		var err error
 		if f.udpIn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: udpPort}); err != nil {
 			return err
@@ -78,7 +78,7 @@ func startScaleFlow(ext, epNS, host string, udpPort, tcpPort int, rate float64) 
 	f.stopped.Add(2)
 	go f.receive()
 	go f.echo()
-	if err := scaleInNS(ext, func() error {
+	if err := lab.In(ext, func() error {
 		var err error
 		if f.udpOut, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(host), Port: udpPort}); err != nil {
 			return err
@@ -100,15 +100,6 @@ func startScaleFlow(ext, epNS, host string, udpPort, tcpPort int, rate float64) 
 		time.Sleep(10 * time.Millisecond)
 	}
 	return f, nil
-}
-
-func scaleInNS(path string, fn func() error) error {
-	h, err := netns.Open(path)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return netns.Do(h, fn)
 }
 
 // send sends sequence numbers at the rate, catching up after a stall.
@@ -191,7 +182,7 @@ func (f *scaleFlow) dialNew() {
 		case <-t.C:
 		}
 		var c net.Conn
-		err := scaleInNS(f.ext, func() error {
+		err := lab.In(f.ext, func() error {
 			var err error
 			c, err = net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", f.host, f.tcpPort), time.Second)
 			return err
@@ -321,7 +312,7 @@ func (f *scaleFlow) close() {
 // at path: loss at the receiving socket, not in the data path.
 func scaleRcvbufErrors(path string) (int64, error) {
 	var n int64
-	err := scaleInNS(path, func() error {
+	err := lab.In(path, func() error {
 		// thread-self: the namespace of this thread, which Do put there.
 		b, err := os.ReadFile("/proc/thread-self/net/snmp")
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -156,18 +155,10 @@ func newEndpointCommand(a *app) *cobra.Command {
 	cmd.AddCommand(
 		newEndpointCreateCommand(a),
 		newEndpointLsCommand(a),
-		newInspectCommand(a, kindEndpoint, "ENDPOINT", func(ctx context.Context, c *client.Client, ref string) (any, error) {
-			return c.GetEndpoint(ctx, ref)
-		}, func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
-			eps := make([]api.Endpoint, len(docs))
-			for i, d := range docs {
-				eps[i] = *d.(*api.Endpoint)
-			}
-			return writeEndpoints(ctx, a.io.Out, c, eps, false, wide)
+		newInspectCommand(a, kindEndpoint, "ENDPOINT", func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+			return writeEndpoints(ctx, a.io.Out, c, docsAs[api.Endpoint](docs), false, wide)
 		}),
-		newRmCommand(a, kindEndpoint, "ENDPOINT", "Remove one or more endpoints (detached first)", func(ctx context.Context, c *client.Client, ref string) error {
-			return c.DeleteEndpoint(ctx, ref)
-		}),
+		newRmCommand(a, kindEndpoint, "ENDPOINT", "Remove one or more endpoints (detached first)"),
 		newPolicyCommand(a, kindEndpoint),
 	)
 	return cmd
@@ -220,51 +211,24 @@ func newEndpointCreateCommand(a *app) *cobra.Command {
 }
 
 func newEndpointLsCommand(a *app) *cobra.Command {
-	var (
-		network string
-		quiet   bool
-		noTrunc bool
-	)
-	cmd := &cobra.Command{
-		Use:     "ls [OPTIONS]",
-		Aliases: []string{"list"},
-		Short:   "List endpoints",
-		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			c := a.client()
-			var filter map[string]string
-			if network != "" {
-				var n *api.Network
-				err := withRef(ctx, c, kindNetwork, network, func(ref string) (err error) {
-					n, err = c.GetNetwork(ctx, ref)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				filter = map[string]string{"VirtualNetwork": n.ID}
-			}
-			eps, err := c.ListEndpoints(ctx, filter)
-			if err != nil {
+	var network string
+	cmd := newLsCommand(a, kindEndpoint, func(ctx context.Context, c *client.Client) ([]api.Endpoint, error) {
+		var filter map[string]string
+		if network != "" {
+			var n *api.Network
+			err := withRef(ctx, c, kindNetwork, network, func(ref string) (err error) {
+				n, err = c.GetNetwork(ctx, ref)
 				return err
+			})
+			if err != nil {
+				return nil, err
 			}
-			sort.SliceStable(eps, func(i, j int) bool { return eps[i].Name < eps[j].Name })
-			if quiet {
-				for _, e := range eps {
-					fmt.Fprintln(a.io.Out, e.ID)
-				}
-				return nil
-			}
-			if eps == nil {
-				eps = []api.Endpoint{}
-			}
-			return a.render(eps, func(wide bool) error { return writeEndpoints(ctx, a.io.Out, c, eps, noTrunc, wide) })
-		},
-	}
-	a.addOutputFlag(cmd)
+			filter = map[string]string{"VirtualNetwork": n.ID}
+		}
+		return c.ListEndpoints(ctx, filter)
+	}, endpointRef, func(ctx context.Context, c *client.Client, eps []api.Endpoint, noTrunc, wide bool) error {
+		return writeEndpoints(ctx, a.io.Out, c, eps, noTrunc, wide)
+	})
 	cmd.Flags().StringVar(&network, "network", "", "only the endpoints of this network")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print endpoint IDs")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
 	return cmd
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -62,18 +61,10 @@ func newNamespaceCommand(a *app) *cobra.Command {
 	cmd.AddCommand(
 		newNamespaceCreateCommand(a),
 		newNamespaceLsCommand(a),
-		newInspectCommand(a, kindNamespace, "NAMESPACE", func(ctx context.Context, c *client.Client, ref string) (any, error) {
-			return c.GetNamespace(ctx, ref)
-		}, func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
-			nss := make([]api.Namespace, len(docs))
-			for i, d := range docs {
-				nss[i] = *d.(*api.Namespace)
-			}
-			return writeNamespaces(a.io.Out, nss, false, wide)
+		newInspectCommand(a, kindNamespace, "NAMESPACE", func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+			return writeNamespaces(a.io.Out, docsAs[api.Namespace](docs), false, wide)
 		}),
-		newRmCommand(a, kindNamespace, "NAMESPACE", "Remove one or more namespaces (their endpoints are detached)", func(ctx context.Context, c *client.Client, ref string) error {
-			return c.DeleteNamespace(ctx, ref)
-		}),
+		newRmCommand(a, kindNamespace, "NAMESPACE", "Remove one or more namespaces (their endpoints are detached)"),
 		newNamespaceAttachCommand(a, true),
 		newNamespaceAttachCommand(a, false),
 	)
@@ -113,34 +104,11 @@ func newNamespaceCreateCommand(a *app) *cobra.Command {
 }
 
 func newNamespaceLsCommand(a *app) *cobra.Command {
-	var quiet, noTrunc bool
-	cmd := &cobra.Command{
-		Use:     "ls [OPTIONS]",
-		Aliases: []string{"list"},
-		Short:   "List namespaces",
-		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			nss, err := a.client().ListNamespaces(cmd.Context(), nil)
-			if err != nil {
-				return err
-			}
-			sort.SliceStable(nss, func(i, j int) bool { return nss[i].Name < nss[j].Name })
-			if quiet {
-				for _, n := range nss {
-					fmt.Fprintln(a.io.Out, n.ID)
-				}
-				return nil
-			}
-			if nss == nil {
-				nss = []api.Namespace{}
-			}
-			return a.render(nss, func(wide bool) error { return writeNamespaces(a.io.Out, nss, noTrunc, wide) })
-		},
-	}
-	a.addOutputFlag(cmd)
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print namespace IDs")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
-	return cmd
+	return newLsCommand(a, kindNamespace, func(ctx context.Context, c *client.Client) ([]api.Namespace, error) {
+		return c.ListNamespaces(ctx, nil)
+	}, namespaceRef, func(_ context.Context, _ *client.Client, nss []api.Namespace, noTrunc, wide bool) error {
+		return writeNamespaces(a.io.Out, nss, noTrunc, wide)
+	})
 }
 
 // newNamespaceAttachCommand builds `namespace attach` or `namespace detach`.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -512,18 +511,10 @@ func newNetworkCommand(a *app) *cobra.Command {
 	cmd.AddCommand(
 		newNetworkCreateCommand(a),
 		newNetworkLsCommand(a),
-		newInspectCommand(a, kindNetwork, "NETWORK", func(ctx context.Context, c *client.Client, ref string) (any, error) {
-			return c.GetNetwork(ctx, ref)
-		}, func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
-			nets := make([]api.Network, len(docs))
-			for i, d := range docs {
-				nets[i] = *d.(*api.Network)
-			}
-			return writeNetworks(a.io.Out, nets, false, wide)
+		newInspectCommand(a, kindNetwork, "NETWORK", func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+			return writeNetworks(a.io.Out, docsAs[api.Network](docs), false, wide)
 		}),
-		newRmCommand(a, kindNetwork, "NETWORK", "Remove one or more networks", func(ctx context.Context, c *client.Client, ref string) error {
-			return c.DeleteNetwork(ctx, ref)
-		}),
+		newRmCommand(a, kindNetwork, "NETWORK", "Remove one or more networks"),
 		newPolicyCommand(a, kindNetwork),
 	)
 	return cmd
@@ -592,41 +583,16 @@ func newNetworkCreateCommand(a *app) *cobra.Command {
 }
 
 func newNetworkLsCommand(a *app) *cobra.Command {
-	var (
-		quiet   bool
-		noTrunc bool
-		filters []string
-	)
-	cmd := &cobra.Command{
-		Use:     "ls [OPTIONS]",
-		Aliases: []string{"list"},
-		Short:   "List networks",
-		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			filter, err := buildNetworkFilter(filters)
-			if err != nil {
-				return err
-			}
-			nets, err := a.client().ListNetworks(cmd.Context(), filter)
-			if err != nil {
-				return err
-			}
-			sort.SliceStable(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
-			if quiet {
-				for _, n := range nets {
-					fmt.Fprintln(a.io.Out, n.ID)
-				}
-				return nil
-			}
-			if nets == nil {
-				nets = []api.Network{}
-			}
-			return a.render(nets, func(wide bool) error { return writeNetworks(a.io.Out, nets, noTrunc, wide) })
-		},
-	}
-	a.addOutputFlag(cmd)
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print network IDs")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
+	var filters []string
+	cmd := newLsCommand(a, kindNetwork, func(ctx context.Context, c *client.Client) ([]api.Network, error) {
+		filter, err := buildNetworkFilter(filters)
+		if err != nil {
+			return nil, err
+		}
+		return c.ListNetworks(ctx, filter)
+	}, networkRef, func(_ context.Context, _ *client.Client, nets []api.Network, noTrunc, wide bool) error {
+		return writeNetworks(a.io.Out, nets, noTrunc, wide)
+	})
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter key=value (keys: id, name, type or driver)")
 	return cmd
 }

@@ -16,79 +16,104 @@ const (
 	kindNamespace = "namespace"
 )
 
+// kindCalls are the client's calls for one kind of object, untyped, for
+// the verbs and references every kind has.
+type kindCalls struct {
+	// get fetches an object by its full reference: a *api.Network,
+	// *api.Endpoint or *api.Namespace.
+	get func(c *client.Client, ctx context.Context, ref string) (any, error)
+	del func(c *client.Client, ctx context.Context, ref string) error
+	// list returns, for every object, what pick makes of its name (empty
+	// where it has none) and ID.
+	list func(c *client.Client, ctx context.Context, pick func(name, id string) string) ([]string, error)
+}
+
+// callsOf makes a kind's calls of its typed client methods; ref tells an
+// object's name and ID.
+func callsOf[T any](
+	get func(*client.Client, context.Context, string) (*T, error),
+	del func(*client.Client, context.Context, string) error,
+	list func(*client.Client, context.Context, map[string]string) ([]T, error),
+	ref func(*T) (name, id string),
+) kindCalls {
+	return kindCalls{
+		get: func(c *client.Client, ctx context.Context, id string) (any, error) { return get(c, ctx, id) },
+		del: del,
+		list: func(c *client.Client, ctx context.Context, pick func(name, id string) string) ([]string, error) {
+			l, err := list(c, ctx, nil)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]string, len(l))
+			for i := range l {
+				out[i] = pick(ref(&l[i]))
+			}
+			return out, nil
+		},
+	}
+}
+
+var kinds = map[string]kindCalls{
+	kindNetwork:   callsOf((*client.Client).GetNetwork, (*client.Client).DeleteNetwork, (*client.Client).ListNetworks, networkRef),
+	kindEndpoint:  callsOf((*client.Client).GetEndpoint, (*client.Client).DeleteEndpoint, (*client.Client).ListEndpoints, endpointRef),
+	kindNamespace: callsOf((*client.Client).GetNamespace, (*client.Client).DeleteNamespace, (*client.Client).ListNamespaces, namespaceRef),
+}
+
+func networkRef(n *api.Network) (name, id string)     { return n.Name, n.ID }
+func endpointRef(e *api.Endpoint) (name, id string)   { return e.Name, e.ID }
+func namespaceRef(n *api.Namespace) (name, id string) { return n.Name, n.ID }
+
+// callsFor returns the calls of kind.
+func callsFor(kind string) (kindCalls, error) {
+	k, ok := kinds[kind]
+	if !ok {
+		return kindCalls{}, fmt.Errorf("unknown object kind %q", kind)
+	}
+	return k, nil
+}
+
+// getObject fetches the object of kind by its full reference.
+func getObject(ctx context.Context, c *client.Client, kind, ref string) (any, error) {
+	k, err := callsFor(kind)
+	if err != nil {
+		return nil, err
+	}
+	return k.get(c, ctx, ref)
+}
+
+// deleteObject deletes the object of kind by its full reference.
+func deleteObject(ctx context.Context, c *client.Client, kind, ref string) error {
+	k, err := callsFor(kind)
+	if err != nil {
+		return err
+	}
+	return k.del(c, ctx, ref)
+}
+
+// listObjects returns, for every object of kind, what pick makes of its
+// name and ID.
+func listObjects(ctx context.Context, c *client.Client, kind string, pick func(name, id string) string) ([]string, error) {
+	k, err := callsFor(kind)
+	if err != nil {
+		return nil, err
+	}
+	return k.list(c, ctx, pick)
+}
+
 // listIDs returns the IDs of every object of kind.
 func listIDs(ctx context.Context, c *client.Client, kind string) ([]string, error) {
-	var ids []string
-	switch kind {
-	case kindNetwork:
-		l, err := c.ListNetworks(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range l {
-			ids = append(ids, n.ID)
-		}
-	case kindEndpoint:
-		l, err := c.ListEndpoints(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range l {
-			ids = append(ids, e.ID)
-		}
-	case kindNamespace:
-		l, err := c.ListNamespaces(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range l {
-			ids = append(ids, n.ID)
-		}
-	default:
-		return nil, fmt.Errorf("unknown object kind %q", kind)
-	}
-	return ids, nil
+	return listObjects(ctx, c, kind, func(_, id string) string { return id })
 }
 
 // listNames returns the names of the objects of kind (their IDs where they
 // have none).
 func listNames(ctx context.Context, c *client.Client, kind string) ([]string, error) {
-	var out []string
-	add := func(name, id string) {
+	return listObjects(ctx, c, kind, func(name, id string) string {
 		if name == "" {
-			name = id
+			return id
 		}
-		out = append(out, name)
-	}
-	switch kind {
-	case kindNetwork:
-		l, err := c.ListNetworks(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range l {
-			add(n.Name, n.ID)
-		}
-	case kindEndpoint:
-		l, err := c.ListEndpoints(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range l {
-			add(e.Name, e.ID)
-		}
-	case kindNamespace:
-		l, err := c.ListNamespaces(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range l {
-			add(n.Name, n.ID)
-		}
-	default:
-		return nil, fmt.Errorf("unknown object kind %q", kind)
-	}
-	return out, nil
+		return name
+	})
 }
 
 // looksLikeIDPrefix reports whether ref could be the start of an ID, as
@@ -161,16 +186,7 @@ func resolveRef(ctx context.Context, c *client.Client, kind, ref string) (string
 	if !looksLikeIDPrefix(ref) {
 		return ref, nil
 	}
-	var err error
-	switch kind {
-	case kindNetwork:
-		_, err = c.GetNetwork(ctx, ref)
-	case kindEndpoint:
-		_, err = c.GetEndpoint(ctx, ref)
-	case kindNamespace:
-		_, err = c.GetNamespace(ctx, ref)
-	}
-	if err == nil || !api.IsNotFound(err) {
+	if _, err := getObject(ctx, c, kind, ref); err == nil || !api.IsNotFound(err) {
 		return ref, nil
 	}
 	id, ok, xerr := expandPrefix(ctx, c, kind, ref)

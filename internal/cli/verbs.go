@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"time"
 
 	"github.com/hostnet/hostnet/client"
@@ -10,18 +12,61 @@ import (
 
 // The verbs every kind of object has, built once for all three kinds.
 
-// getFunc fetches one object of a kind by its full reference.
-type getFunc func(ctx context.Context, c *client.Client, ref string) (any, error)
-
-// deleteFunc deletes one object of a kind by its full reference.
-type deleteFunc func(ctx context.Context, c *client.Client, ref string) error
-
 // tableFunc writes documents of a kind as the rows of its ls table.
 type tableFunc func(ctx context.Context, c *client.Client, docs []any, wide bool) error
 
+// docsAs is the documents getObject returned (each a *T) as values, for
+// a tableFunc.
+func docsAs[T any](docs []any) []T {
+	out := make([]T, len(docs))
+	for i, d := range docs {
+		out[i] = *d.(*T)
+	}
+	return out
+}
+
+// newLsCommand is `KIND ls`: list fetches the objects (the caller adds
+// the flags it reads), printed sorted by name (what ref returns first):
+// with -q their IDs alone, one a line; else as -o says, table writing the
+// table's rows (--no-trunc: IDs in full).
+func newLsCommand[T any](a *app, kind string, list func(ctx context.Context, c *client.Client) ([]T, error),
+	ref func(*T) (name, id string), table func(ctx context.Context, c *client.Client, objs []T, noTrunc, wide bool) error) *cobra.Command {
+	var quiet, noTrunc bool
+	cmd := &cobra.Command{
+		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
+		Short:   "List " + kind + "s",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, c := cmd.Context(), a.client()
+			objs, err := list(ctx, c)
+			if err != nil {
+				return err
+			}
+			name := func(i int) string { n, _ := ref(&objs[i]); return n }
+			sort.SliceStable(objs, func(i, j int) bool { return name(i) < name(j) })
+			if quiet {
+				for i := range objs {
+					_, id := ref(&objs[i])
+					fmt.Fprintln(a.io.Out, id)
+				}
+				return nil
+			}
+			if objs == nil {
+				objs = []T{} // a JSON array, not null
+			}
+			return a.render(objs, func(wide bool) error { return table(ctx, c, objs, noTrunc, wide) })
+		},
+	}
+	a.addOutputFlag(cmd)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print "+kind+" IDs")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
+	return cmd
+}
+
 // newInspectCommand is `KIND inspect REF...`: the documents, as JSON
 // unless -o says otherwise.
-func newInspectCommand(a *app, kind, metavar string, get getFunc, table tableFunc) *cobra.Command {
+func newInspectCommand(a *app, kind, metavar string, table tableFunc) *cobra.Command {
 	return a.addOutputFlag(&cobra.Command{
 		Use:   "inspect [OPTIONS] " + metavar + " [" + metavar + "...]",
 		Short: "Show the documents of one or more " + kind + "s",
@@ -34,7 +79,7 @@ func newInspectCommand(a *app, kind, metavar string, get getFunc, table tableFun
 			return a.inspect(args, func(ref string) (any, error) {
 				var doc any
 				err := withRef(cmd.Context(), c, kind, ref, func(ref string) (err error) {
-					doc, err = get(cmd.Context(), c, ref)
+					doc, err = getObject(cmd.Context(), c, kind, ref)
 					return err
 				})
 				return doc, err
@@ -45,7 +90,7 @@ func newInspectCommand(a *app, kind, metavar string, get getFunc, table tableFun
 
 // newRmCommand is `KIND rm REF...`: it goes on after a failure and fails
 // at the end if any did.
-func newRmCommand(a *app, kind, metavar, short string, del deleteFunc) *cobra.Command {
+func newRmCommand(a *app, kind, metavar, short string) *cobra.Command {
 	return &cobra.Command{
 		Use:               "rm " + metavar + " [" + metavar + "...]",
 		Aliases:           []string{"remove"},
@@ -57,7 +102,7 @@ func newRmCommand(a *app, kind, metavar, short string, del deleteFunc) *cobra.Co
 			c := a.client()
 			return a.remove(args, func(ref string) error {
 				return withRef(cmd.Context(), c, kind, ref, func(ref string) error {
-					return del(cmd.Context(), c, ref)
+					return deleteObject(cmd.Context(), c, kind, ref)
 				})
 			})
 		},

@@ -23,12 +23,13 @@ import (
 )
 
 // raw sends a request to the daemon exactly as given and returns the
-// status and the body.
+// status and the body; a daemon that does not answer within a minute
+// fails the test.
 func (e *Env) raw(method, path, body string) (int, []byte) {
 	e.t.Helper()
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", e.Socket)
-	}}}
+	}}, Timeout: time.Minute}
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)

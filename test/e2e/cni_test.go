@@ -425,23 +425,9 @@ func (e *Env) checkNoCNILeft(t *testing.T) {
 	ctx := context.Background()
 	c := e.Client()
 	eps, err := c.ListEndpoints(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ep := range eps {
-		if strings.HasPrefix(ep.Name, "cni:") {
-			t.Errorf("endpoint %s left", ep.Name)
-		}
-	}
+	reportCNILeft(t, "endpoint", eps, err, func(e *api.Endpoint) string { return e.Name })
 	nss, err := c.ListNamespaces(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range nss {
-		if strings.HasPrefix(ns.Name, "cni:") {
-			t.Errorf("namespace object %s left", ns.Name)
-		}
-	}
+	reportCNILeft(t, "namespace object", nss, err, func(n *api.Namespace) string { return n.Name })
 	// Ports of deleted endpoints go in the background, within milliseconds.
 	h := e.handle(e.HostNS)
 	defer h.Close()
@@ -460,6 +446,21 @@ func (e *Env) checkNoCNILeft(t *testing.T) {
 	}
 	for _, name := range left {
 		t.Errorf("endpoint port %s left in the host", name)
+	}
+}
+
+// reportCNILeft fails the test for each object of hostnet-cni (named
+// "cni:...") in the list l of objects of one kind (what), or for err,
+// the list's failure.
+func reportCNILeft[T any](t *testing.T, what string, l []T, err error, name func(*T) string) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range l {
+		if n := name(&l[i]); strings.HasPrefix(n, "cni:") {
+			t.Errorf("%s %s left", what, n)
+		}
 	}
 }
 

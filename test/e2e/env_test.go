@@ -15,42 +15,37 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/client"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
-	"github.com/hostnet/hostnet/internal/testutil"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
-// The test topology: a "host" namespace, where hostnetd runs and which it
-// programs, joined by a veth uplink to an "external" namespace that plays
-// the outside world. Nothing is created in the root namespace.
+// The test topology (see package lab): a "host" namespace, where
+// hostnetd runs and which it programs, joined by a veth uplink to an
+// "external" namespace that plays the outside world. Nothing is created
+// in the root namespace.
 const (
-	extAddr     = "198.51.100.1"  // the outside, behind the host's uplink
-	hostAddr    = "198.51.100.2"  // the host's uplink address
+	extAddr     = lab.ExtAddr     // the outside, behind the host's uplink
+	hostAddr    = lab.HostAddr    // the host's uplink address
 	hostDNS     = "198.51.100.53" // the host's resolver, per its resolv.conf
-	uplinkName  = "uplink0"
-	extLinkName = "ext0"
+	uplinkName  = lab.UplinkName
+	extLinkName = lab.ExtLinkName
 )
 
 // Env is one simulated host with its daemon.
 type Env struct {
-	t      *testing.T
-	Dir    string
-	HostNS string // path of the host namespace
-	ExtNS  string // path of the external namespace
-	Socket string
+	lab.Host // Dir, HostNS (the host namespace), ExtNS (the external one)
+	t        *testing.T
+	Socket   string
 	// DaemonNS, when set before Start, is where the daemon process runs;
 	// --host-netns still points it at HostNS.
 	DaemonNS string
-	cmd      *exec.Cmd
-	waited   chan struct{}
-	log      *os.File
+	daemon   *lab.Daemon // nil while stopped
 	extra    []string
 
 	// DaemonMountNS, when set before Start, is the mount namespace the
@@ -76,156 +71,89 @@ func NewTopology(t *testing.T, extra ...string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{t: t, Dir: dir, HostNS: filepath.Join(dir, "host.ns"), ExtNS: filepath.Join(dir, "ext.ns"),
-		Socket: filepath.Join(dir, "s.sock"), extra: extra}
+	e := &Env{t: t, Host: lab.Host{Dir: dir}, extra: extra}
 	t.Cleanup(e.close)
-	for _, p := range []string{e.HostNS, e.ExtNS} {
-		if err := netns.Create(p); err != nil {
-			t.Fatal(err)
-		}
+	h, err := lab.NewHost(dir, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	e.buildUplink()
-	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 127.0.0.53\nnameserver "+hostDNS+"\nsearch example.test\n"), 0o644); err != nil {
+	e.Host = *h
+	e.Socket = filepath.Join(dir, "s.sock")
+	if err := e.WriteResolvConf("nameserver 127.0.0.53\nnameserver " + hostDNS + "\nsearch example.test\n"); err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
-func (e *Env) buildUplink() {
-	t := e.t
-	host := e.handle(e.HostNS)
-	defer host.Close()
-	ext, err := netns.Open(e.ExtNS)
-	if err != nil {
-		t.Fatal(err)
+// newNS makes a network namespace at Dir/name, one hostnet did not
+// create (a container runtime's, say), and returns its path.
+func (e *Env) newNS(name string) string {
+	e.t.Helper()
+	path := filepath.Join(e.Dir, name)
+	if err := netns.Create(path); err != nil {
+		e.t.Fatal(err)
 	}
-	defer ext.Close()
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = uplinkName
-	if err := host.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: extLinkName, PeerNamespace: netlink.NsFd(ext)}); err != nil {
-		t.Fatal(err)
-	}
-	configure := func(h *netlink.Handle, name, addr string) {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, _ := netlink.ParseAddr(addr)
-		if err := h.AddrAdd(l, a); err != nil {
-			t.Fatal(err)
-		}
-		for _, link := range []netlink.Link{l, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}} {
-			if err := h.LinkSetUp(link); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	configure(host, uplinkName, hostAddr+"/24")
-	eh := e.handle(e.ExtNS)
-	defer eh.Close()
-	configure(eh, extLinkName, extAddr+"/24")
-	if err := host.RouteAdd(&netlink.Route{Gw: net.ParseIP(extAddr)}); err != nil {
-		t.Fatal(err)
-	}
+	return path
 }
 
 // handle opens a netlink handle in the namespace at path.
 func (e *Env) handle(path string) *netlink.Handle {
 	e.t.Helper()
-	ns, err := netns.Open(path)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	h, err := lab.Handle(path)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return h
 }
 
+// daemonConfig is how Start runs hostnetd: in DaemonNS (else the host
+// namespace) and DaemonMountNS, programming the host namespace, its
+// socket at Socket and its other files under Dir, with the extra flags of
+// NewEnv.
+func (e *Env) daemonConfig() lab.DaemonConfig {
+	cfg := e.Host.DaemonConfig(hostnetdBin)
+	cfg.Socket, cfg.NetNS, cfg.MountNS = e.Socket, e.DaemonNS, e.DaemonMountNS
+	cfg.LogLevel, cfg.Flags, cfg.Env = "debug", e.extra, cleanEnv()
+	return cfg
+}
+
 // Start starts hostnetd in the host namespace and waits until it answers.
 func (e *Env) Start() {
-	t := e.t
-	t.Helper()
-	var err error
-	if e.log == nil {
-		if e.log, err = os.OpenFile(filepath.Join(e.Dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	e.t.Helper()
+	d, err := lab.StartDaemon(e.daemonConfig())
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	// The daemon's own threads sit in DaemonNS when set (to show that
-	// --host-netns alone decides what it programs), else in the host.
-	where := e.HostNS
-	if e.DaemonNS != "" {
-		where = e.DaemonNS
+	e.daemon = d
+}
+
+// daemonPID is the running daemon's pid (nsenter execs hostnetd without
+// a fork), or -1 while it is stopped.
+func (e *Env) daemonPID() int {
+	if e.daemon == nil {
+		return -1
 	}
-	args := append([]string{"--net=" + where, "--", hostnetdBin,
-		"--socket", e.Socket,
-		"--state-dir", filepath.Join(e.Dir, "state"),
-		"--run-dir", filepath.Join(e.Dir, "run"),
-		"--host-netns", e.HostNS,
-		"--netns-link-dir", "",
-		"--netns-etc-dir", filepath.Join(e.Dir, "etc-netns"),
-		"--host-resolv-conf", filepath.Join(e.Dir, "resolv.conf"),
-		"--log-level", "debug",
-	}, e.extra...)
-	if e.DaemonMountNS != "" {
-		args = append([]string{"--mount=" + e.DaemonMountNS}, args...)
-	}
-	e.cmd = exec.Command("nsenter", args...)
-	e.cmd.Env = cleanEnv()
-	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e.waited = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(e.cmd, e.waited)
-	c := e.Client()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Version(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		select {
-		case <-e.waited:
-			t.Fatalf("hostnetd exited at start:\n%s", e.LogTail(40))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hostnetd did not answer within 30s: %v\n%s", err, e.LogTail(40))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return e.daemon.Cmd.Process.Pid
 }
 
 // Kill9 kills the daemon with SIGKILL, as a crash would.
 func (e *Env) Kill9() {
-	if e.cmd == nil {
+	if e.daemon == nil {
 		return
 	}
-	_ = e.cmd.Process.Kill()
-	<-e.waited
-	e.cmd = nil
+	e.daemon.Kill()
+	e.daemon = nil
 }
 
 // Stop stops the daemon with SIGTERM and waits for it.
 func (e *Env) Stop() {
-	if e.cmd == nil {
+	if e.daemon == nil {
 		return
 	}
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.waited:
-	case <-time.After(30 * time.Second):
-		_ = e.cmd.Process.Kill()
-		<-e.waited
+	if !e.daemon.Stop(30 * time.Second) {
 		e.t.Errorf("hostnetd did not stop within 30s of SIGTERM")
 	}
-	e.cmd = nil
+	e.daemon = nil
 }
 
 // Restart stops the daemon with SIGKILL or SIGTERM and starts it again.
@@ -240,12 +168,8 @@ func (e *Env) Restart(kill bool) {
 
 // LogTail returns the last n lines of the daemon's log.
 func (e *Env) LogTail(n int) string {
-	b, _ := os.ReadFile(filepath.Join(e.Dir, "daemon.log"))
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	b, _ := os.ReadFile(e.daemonConfig().LogPath())
+	return lab.Tail(string(b), n)
 }
 
 func (e *Env) close() {
@@ -253,13 +177,9 @@ func (e *Env) close() {
 		e.t.Logf("daemon log (tail):\n%s", e.LogTail(60))
 	}
 	e.Stop()
-	if e.log != nil {
-		e.log.Close()
-	}
 	// Every namespace of the test, the daemon's included, is a mount
 	// under Dir: detaching them all destroys every device inside.
-	testutil.UnmountUnder(e.Dir, func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
-	if err := os.RemoveAll(e.Dir); err != nil {
+	if err := lab.Remove(e.Dir); err != nil {
 		e.t.Errorf("cleanup: %v", err)
 	}
 }
@@ -326,22 +246,20 @@ func (e *Env) MustCLI(args ...string) string {
 // stay in that namespace when used afterwards from any goroutine.
 func In(t *testing.T, path string, fn func() error) {
 	t.Helper()
-	ns, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := netns.Do(ns, fn); err != nil {
+	if err := lab.In(path, fn); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // Serve starts a TCP or UDP server on addr inside the namespace at path.
 // Each TCP connection and UDP datagram gets one line back: the sender's
-// address as the server saw it, then the received text echoed.
+// address as the server saw it, then the received text echoed. The server
+// stops when the test ends.
 func Serve(t *testing.T, path, network, addr string) {
 	t.Helper()
 	var wg sync.WaitGroup
+	var srv io.Closer
+	var loop func()
 	In(t, path, func() error {
 		switch network {
 		case "tcp":
@@ -349,51 +267,58 @@ func Serve(t *testing.T, path, network, addr string) {
 			if err != nil {
 				return err
 			}
-			t.Cleanup(func() { l.Close(); wg.Wait() })
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						defer c.Close()
-						r := bufio.NewReader(c)
-						for {
-							line, err := r.ReadString('\n')
-							if err != nil {
-								return
-							}
-							fmt.Fprintf(c, "%s %s", c.RemoteAddr(), line)
-						}
-					}()
-				}
-			}()
+			srv, loop = l, func() { echoTCP(l, &wg) }
 		case "udp":
 			pc, err := net.ListenPacket("udp", addr)
 			if err != nil {
 				return err
 			}
-			t.Cleanup(func() { pc.Close(); wg.Wait() })
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				buf := make([]byte, 2048)
-				for {
-					n, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s", from, buf[:n])), from)
-				}
-			}()
+			srv, loop = pc, func() { echoUDP(pc) }
 		}
 		return nil
 	})
+	if srv == nil {
+		return
+	}
+	t.Cleanup(func() { srv.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() { defer wg.Done(); loop() }()
+}
+
+// echoTCP serves Serve's TCP connections until l is closed, each on a
+// goroutine of wg.
+func echoTCP(l net.Listener, wg *sync.WaitGroup) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "%s %s", c.RemoteAddr(), line)
+			}
+		}()
+	}
+}
+
+// echoUDP answers Serve's UDP datagrams until pc is closed.
+func echoUDP(pc net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s", from, buf[:n])), from)
+	}
 }
 
 // Dial connects from inside the namespace at path.

@@ -2,17 +2,13 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hostnet/hostnet/api"
 )
@@ -29,26 +25,6 @@ var exampleModifications = [][2]string{
 	{"modify-network-dns.json", "/networks/example"},
 	{"modify-endpoint-policy.json", "/endpoints/example-web"},
 	{"modify-namespace-attach.json", "/namespaces/example-box"},
-}
-
-// patch sends a document as the body of a PATCH over the daemon's socket.
-func (e *Env) patch(path string, body []byte) (int, string) {
-	e.t.Helper()
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", e.Socket)
-	}}, Timeout: 30 * time.Second}
-	req, err := http.NewRequest(http.MethodPatch, "http://x"+path, bytes.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // Every sample document of examples/ is applied as the docs say (apply -f,
@@ -87,7 +63,7 @@ func TestExamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code, answer := e.patch(m[1], body); code != http.StatusOK {
+		if code, answer := e.raw(http.MethodPatch, m[1], string(body)); code != http.StatusOK {
 			t.Errorf("PATCH %s with examples/%s: %d %s", m[1], m[0], code, answer)
 		}
 	}

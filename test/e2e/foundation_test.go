@@ -369,10 +369,7 @@ func TestAttachDNSAndDetach(t *testing.T) {
 func TestWrapExistingNamespace(t *testing.T) {
 	e := NewEnv(t)
 	c := e.Client()
-	path := filepath.Join(e.Dir, "runtime.ns")
-	if err := netns.Create(path); err != nil {
-		t.Fatal(err)
-	}
+	path := e.newNS("runtime.ns")
 	ns, err := c.CreateNamespace(ctx, &api.Namespace{NetNamespacePath: path})
 	if err != nil {
 		t.Fatal(err)
@@ -484,10 +481,7 @@ func (e *Env) netnsState(t *testing.T, path string) string {
 // host namespace, and checks that its own namespace is as it was.
 func testHostNetnsOnly(t *testing.T, forward string) {
 	e := NewTopology(t)
-	e.DaemonNS = filepath.Join(e.Dir, "daemon.ns")
-	if err := netns.Create(e.DaemonNS); err != nil {
-		t.Fatal(err)
-	}
+	e.DaemonNS = e.newNS("daemon.ns")
 	if forward != "" {
 		In(t, e.DaemonNS, func() error {
 			return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(forward), 0o644)

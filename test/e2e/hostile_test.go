@@ -483,7 +483,7 @@ func hostilePercentile(ds []time.Duration, p int) time.Duration {
 // fork when it enters only a network namespace.
 func hostileDaemonPID(t *testing.T, e *Env) int {
 	t.Helper()
-	pid := e.cmd.Process.Pid
+	pid := e.daemonPID()
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err != nil || strings.TrimSpace(string(comm)) != "hostnetd" {
 		t.Fatalf("pid %d is %q (%v), not hostnetd", pid, comm, err)

@@ -195,10 +195,7 @@ func TestRestartRepairsAndCollectsGarbage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	junkNS := filepath.Join(e.Dir, "run", "netns", "0c0c0c0c-0000-4000-8000-000000000000")
-	if err := netns.Create(junkNS); err != nil {
-		t.Fatal(err)
-	}
+	junkNS := e.newNS(filepath.Join("run", "netns", "0c0c0c0c-0000-4000-8000-000000000000"))
 
 	e.Start()
 	if _, err := Talk(t, a.Namespace.NetNamespacePath, "tcp", net.JoinHostPort(b.Addr.String(), "9000")); err != nil {
@@ -219,10 +216,7 @@ func TestRestartRepairsAndCollectsGarbage(t *testing.T) {
 func TestAttachFailureRollsBack(t *testing.T) {
 	e := NewEnv(t)
 	c := e.Client()
-	path := filepath.Join(e.Dir, "vanishing.ns")
-	if err := netns.Create(path); err != nil {
-		t.Fatal(err)
-	}
+	path := e.newNS("vanishing.ns")
 	ns, err := c.CreateNamespace(ctx, &api.Namespace{NetNamespacePath: path})
 	if err != nil {
 		t.Fatal(err)
@@ -312,10 +306,7 @@ func TestIPNetnsLinkAndDefaultSubnet(t *testing.T) {
 func TestAttachRefusesATakenDeviceName(t *testing.T) {
 	e := NewEnv(t)
 	c := e.Client()
-	path := filepath.Join(e.Dir, "busy.ns")
-	if err := netns.Create(path); err != nil {
-		t.Fatal(err)
-	}
+	path := e.newNS("busy.ns")
 	h := e.handle(path)
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "other"}); err != nil {
 		t.Fatal(err)

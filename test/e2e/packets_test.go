@@ -15,11 +15,12 @@ import (
 // Probes that send one real packet and say whether it arrived. Each runs
 // from inside a namespace (see In); a socket made there stays there.
 
-// probeTCP reports whether a TCP connection from the namespace at path to
-// addr is accepted and echoes a line.
-func probeTCP(t *testing.T, path, addr string) bool {
+// probe reports whether a line sent from the namespace at path to addr
+// over network (tcp or udp) is answered: for TCP, the connection is
+// accepted too.
+func probe(t *testing.T, network, path, addr string) bool {
 	t.Helper()
-	c, err := Dial(t, path, "tcp", addr, 700*time.Millisecond)
+	c, err := Dial(t, path, network, addr, 700*time.Millisecond)
 	if err != nil {
 		return false
 	}
@@ -27,6 +28,9 @@ func probeTCP(t *testing.T, path, addr string) bool {
 	_, err = Exchange(c, "probe", 700*time.Millisecond)
 	return err == nil
 }
+
+// probeTCP is probe over TCP.
+func probeTCP(t *testing.T, path, addr string) bool { t.Helper(); return probe(t, "tcp", path, addr) }
 
 // settle runs a probe expected to give want: one expected to succeed is
 // tried again for up to 10 s (a loaded machine makes the first try late,
@@ -52,18 +56,8 @@ func reachTCP(t *testing.T, path, addr string) bool {
 	return settle(true, func() bool { return probeTCP(t, path, addr) })
 }
 
-// probeUDP reports whether a UDP datagram from the namespace at path to
-// addr is answered.
-func probeUDP(t *testing.T, path, addr string) bool {
-	t.Helper()
-	c, err := Dial(t, path, "udp", addr, 700*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_, err = Exchange(c, "probe", 700*time.Millisecond)
-	return err == nil
-}
+// probeUDP is probe over UDP: a datagram answered.
+func probeUDP(t *testing.T, path, addr string) bool { t.Helper(); return probe(t, "udp", path, addr) }
 
 // listenRaw opens a raw IPv4 socket for IP protocol proto in the namespace
 // at path; received returns whether a packet from src arrived since.

@@ -13,6 +13,7 @@ import (
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/testutil"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,7 +47,9 @@ func (e *Env) reboot(gone ...string) {
 	if err := netns.Create(e.HostNS); err != nil {
 		t.Fatal(err)
 	}
-	e.buildUplink()
+	if err := lab.Uplink(e.HostNS, e.ExtNS); err != nil {
+		t.Fatal(err)
+	}
 	e.Start()
 }
 

@@ -2,24 +2,25 @@ package e2e
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hostnet/hostnet/internal/cni"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
+	"github.com/hostnet/hostnet/internal/testutil/runtimes"
 )
 
 // Real container runtimes drive hostnet-cni here: podman 4 (CNI backend)
@@ -32,43 +33,21 @@ import (
 // installed, its test skips and says what to install (.ci/run installs
 // them all).
 
-// The network the runtimes' containers join: the conflist of the README's
-// "Use with podman / nerdctl / Kubernetes", with the Env's socket.
+// The network the runtimes' containers join (runtimes.Conflist, with the
+// Env's socket), a static address in it, and the image they run.
 const (
-	rtNetwork = "hostnet"
-	rtSubnet  = "10.89.0.0/24"
-	rtGateway = "10.89.0.1"
+	rtNetwork = runtimes.Network
+	rtGateway = runtimes.Gateway
 	rtStatic  = "10.89.0.60"
 	rtImage   = "localhost/busybox:test"
 )
 
-func rtConflist(socket string) string {
-	return fmt.Sprintf(`{
-  "cniVersion": "1.0.0",
-  "name": "hostnet",
-  "plugins": [
-    {
-      "type": "hostnet-cni",
-      "network": "hostnet",
-      "socket": %q,
-      "networkDefinition": {"type": "NAT", "subnet": "10.89.0.0/24", "gateway": "10.89.0.1"},
-      "capabilities": {"portMappings": true, "ips": true, "mac": true, "dns": true}
-    }
-  ]
-}
-`, socket)
-}
-
-// sandbox is a private mount namespace for a runtime and hostnetd, held
-// by a process of its own; commands run in it and in the Env's host
-// network namespace.
+// sandbox is a runtime's sandbox (runtimes.Sandbox) in the Env's host
+// network namespace, where the Env's daemon runs too.
 type sandbox struct {
-	t       *testing.T
-	e       *Env
-	holder  *exec.Cmd
-	MountNS string // /proc/PID/ns/mnt of the holder
-	Root    string // /proc/PID/root: the sandbox's files, seen from the test
-	Env     []string
+	*runtimes.Sandbox
+	t *testing.T
+	e *Env
 }
 
 // newSandbox makes the sandbox and points the Env's daemon at it (start
@@ -76,136 +55,39 @@ type sandbox struct {
 // daemon's aside (the Env stops it), and with them the namespace.
 func newSandbox(t *testing.T, e *Env) *sandbox {
 	t.Helper()
-	script := `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib && mount -t tmpfs tmpfs /dev/shm &&
-mkdir -p /run/netns /var/lib/cni && echo ready && exec sleep 1000000`
-	holder := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script)
-	out, err := holder.StdoutPipe()
+	sb, err := runtimes.NewSandbox(e.HostNS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	holder.Stderr = os.Stderr
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
-		_ = holder.Process.Kill()
-		_ = holder.Wait()
-		t.Fatalf("sandbox mount namespace: %q, %v", line, err)
-	}
-	pid := strconv.Itoa(holder.Process.Pid)
-	s := &sandbox{t: t, e: e, holder: holder, MountNS: "/proc/" + pid + "/ns/mnt", Root: "/proc/" + pid + "/root"}
+	s := &sandbox{Sandbox: sb, t: t, e: e}
 	e.DaemonMountNS = s.MountNS
-	t.Cleanup(s.close)
+	t.Cleanup(func() { s.Close(e.daemonPID()) })
 	return s
-}
-
-// command is name with args inside the sandbox, in the host namespace.
-func (s *sandbox) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--mount=" + s.MountNS, "--net=" + s.e.HostNS, "--", name}, args...)...)
-	cmd.Env = append(os.Environ(), s.Env...)
-	return cmd
-}
-
-// run runs a command in the sandbox for at most two minutes and returns
-// its output (stdout and stderr).
-func (s *sandbox) run(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := s.command(ctx, name, args...).CombinedOutput()
-	return string(out), err
 }
 
 // must runs a command and fails the test unless it succeeds.
 func (s *sandbox) must(name string, args ...string) string {
 	s.t.Helper()
-	out, err := s.run(name, args...)
+	out, err := s.Run(name, args...)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return out
 }
 
-// processes lists the processes in the sandbox's mount namespace but its
-// holder.
-func (s *sandbox) processes() []int {
-	want, err := os.Readlink(s.MountNS)
-	if err != nil {
-		return nil
-	}
-	var out []int
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil || pid == s.holder.Process.Pid {
-			continue
-		}
-		if ns, err := os.Readlink(filepath.Join("/proc", d.Name(), "ns", "mnt")); err == nil && ns == want {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// close ends what the runtimes left running in the sandbox (containers,
-// conmon, shims, containerd: all started by this test), then the holder.
-func (s *sandbox) close() {
-	daemon := -1
-	if s.e.cmd != nil {
-		daemon = s.e.cmd.Process.Pid
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		left := 0
-		for _, pid := range s.processes() {
-			if pid != daemon {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				left++
-			}
-		}
-		if left == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	_ = s.holder.Process.Kill()
-	_ = s.holder.Wait()
-}
-
 // busyboxRootfs writes a root file system of Debian's static busybox as a
-// tarball (every applet a link to it, and a page for httpd in /www) and
-// returns its path and its content.
+// tarball (runtimes.BusyboxRootfs) and returns its path and its content.
+// Without a static busybox the test skips.
 func busyboxRootfs(t *testing.T, dir string) (string, []byte) {
 	t.Helper()
-	bin, err := os.ReadFile("/bin/busybox")
+	path, content, err := runtimes.BusyboxRootfs(dir)
+	if errors.Is(err, runtimes.ErrNoBusybox) {
+		t.Skip(err)
+	}
 	if err != nil {
-		t.Skipf("no /bin/busybox (apt-get install busybox-static): %v", err)
-	}
-	list, err := exec.Command("/bin/busybox", "--list").Output()
-	if err != nil {
-		t.Skipf("/bin/busybox --list: %v (a static busybox is needed: apt-get install busybox-static)", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, d := range []string{"bin/", "etc/", "proc/", "sys/", "dev/", "tmp/", "www/"} {
-		_ = tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(0, 0)})
-	}
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin)), ModTime: time.Unix(0, 0)})
-	_, _ = tw.Write(bin)
-	for _, a := range strings.Fields(string(list)) {
-		if a != "busybox" && !strings.Contains(a, "/") {
-			_ = tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: time.Unix(0, 0)})
-		}
-	}
-	page := []byte("hello from hostnet\n")
-	_ = tw.WriteHeader(&tar.Header{Name: "www/index.html", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(page)), ModTime: time.Unix(0, 0)})
-	_, _ = tw.Write(page)
-	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "busybox-rootfs.tar")
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path, buf.Bytes()
+	return path, content
 }
 
 // busyboxOCI writes the rootfs as an OCI image archive named rtImage (for
@@ -316,62 +198,75 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// podman is a podman of the test's own: its storage, run root, libpod
-// directories, CNI configuration and events under dir, the CNI backend
-// with hostnet-cni, cgroupfs.
-type podman struct {
+// rtCommand is a runtime's command line in the sandbox: the program and
+// its global flags.
+type rtCommand struct {
 	sb   *sandbox
-	dir  string
 	args []string
 }
+
+// run runs the runtime with args (sandbox.Run).
+func (r *rtCommand) run(args ...string) (string, error) {
+	return r.sb.Run(r.args[0], append(r.args[1:], args...)...)
+}
+
+// must runs the runtime with args and fails the test unless it succeeds.
+func (r *rtCommand) must(args ...string) string {
+	r.sb.t.Helper()
+	return r.sb.must(r.args[0], append(r.args[1:], args...)...)
+}
+
+// runContainers checks what `run --rm` shows of a container's network
+// (an address of the network, the default route through its gateway),
+// then starts the containers checkServed asks: web, an httpd publishing
+// port 18080 as 80, and db, an httpd at the static address rtStatic.
+func (r *rtCommand) runContainers(t *testing.T) {
+	t.Helper()
+	out := r.must("run", "--rm", "--network", rtNetwork, rtImage, "sh", "-c", "ip -o -4 addr show eth0; ip route")
+	if !strings.Contains(out, "inet 10.89.0.") || !strings.Contains(out, "default via "+rtGateway+" dev eth0") {
+		t.Errorf("%s run: the container's address and routes:\n%s", filepath.Base(r.args[0]), out)
+	}
+	r.must("run", "-d", "--name", "web", "--network", rtNetwork, "-p", "18080:80", rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
+	r.must("run", "-d", "--name", "db", "--network", rtNetwork, "--ip", rtStatic, rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
+}
+
+// checkServed checks the containers of runContainers on e's host: web's
+// published port answers from outside and on 127.0.0.1, web reaches db,
+// and db has its static address.
+func (r *rtCommand) checkServed(t *testing.T, e *Env, when string) {
+	t.Helper()
+	if !serves(t, e.ExtNS, hostAddr+":18080") {
+		t.Errorf("%s: the published port does not answer from outside", when)
+	}
+	if !serves(t, e.HostNS, "127.0.0.1:18080") {
+		t.Errorf("%s: the published port does not answer on 127.0.0.1", when)
+	}
+	if out, err := r.run("exec", "web", "timeout", "10", "wget", "-q", "-O", "-", "http://"+rtStatic+"/"); err != nil || !strings.Contains(out, "hello") {
+		t.Errorf("%s: container to container: %v\n%s", when, err, out)
+	}
+	if out := r.must("exec", "db", "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(out, "inet "+rtStatic+"/24") {
+		t.Errorf("%s: the static address: %s", when, out)
+	}
+}
+
+// podman is a podman of the test's own (runtimes.Podman): its storage,
+// run root, temporary files, CNI configuration and events under dir.
+type podman struct{ rtCommand }
 
 func newPodman(t *testing.T, sb *sandbox, dir string) *podman {
 	t.Helper()
 	bin := lookRuntime(t, "podman", "apt-get install podman runc")
 	lookRuntime(t, "runc", "apt-get install runc")
-	netDir := filepath.Join(dir, "net.d")
-	if err := os.MkdirAll(netDir, 0o755); err != nil {
+	rp, err := runtimes.NewPodman(sb.Sandbox, bin, dir, cniBinDir, sb.e.Socket)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// runc cannot raise limits in this sandbox: containers get low ones.
-	conf := fmt.Sprintf(`[containers]
-log_driver = "k8s-file"
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-[network]
-network_backend = "cni"
-cni_plugin_dirs = [%q, "/usr/lib/cni"]
-network_config_dir = %q
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = %q
-runtime = "runc"
-tmp_dir = %q
-`, cniBinDir, netDir, filepath.Join(dir, "events.log"), filepath.Join(dir, "tmp"))
-	storage := fmt.Sprintf("[storage]\ndriver = \"vfs\"\nrunroot = %q\ngraphroot = %q\n", filepath.Join(dir, "runroot"), filepath.Join(dir, "root"))
-	for name, content := range map[string]string{"containers.conf": conf, "storage.conf": storage, "net.d/hostnet.conflist": rtConflist(sb.e.Socket)} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sb.Env = append(sb.Env, "CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"), "CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"))
-	p := &podman{sb: sb, dir: dir, args: []string{bin, "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
-		"--storage-driver", "vfs", "--network-config-dir", netDir, "--cgroup-manager", "cgroupfs", "--tmpdir", filepath.Join(dir, "tmp"),
-		"--events-backend", "file"}}
+	p := &podman{rtCommand{sb: sb, args: rp.Args}}
 	if out, err := p.run("info"); err != nil {
 		t.Skipf("podman cannot run on this machine: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _, _ = p.run("rm", "--all", "--force", "--time", "0") })
 	return p
-}
-
-func (p *podman) run(args ...string) (string, error) {
-	return p.sb.run(p.args[0], append(p.args[1:], args...)...)
-}
-
-func (p *podman) must(args ...string) string {
-	p.sb.t.Helper()
-	return p.sb.must(p.args[0], append(p.args[1:], args...)...)
 }
 
 // A container's address, default route and published port as podman 4
@@ -388,29 +283,8 @@ func TestPodman(t *testing.T) {
 	rootfs, _ := busyboxRootfs(t, e.Dir)
 	p.must("import", rootfs, rtImage)
 
-	out := p.must("run", "--rm", "--network", rtNetwork, rtImage, "sh", "-c", "ip -o -4 addr show eth0; ip route")
-	if !strings.Contains(out, "inet 10.89.0.") || !strings.Contains(out, "default via "+rtGateway+" dev eth0") {
-		t.Errorf("podman run: the container's address and routes:\n%s", out)
-	}
-
-	p.must("run", "-d", "--name", "web", "--network", rtNetwork, "-p", "18080:80", rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
-	p.must("run", "-d", "--name", "db", "--network", rtNetwork, "--ip", rtStatic, rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
-	checkServed := func(when string) {
-		t.Helper()
-		if !serves(t, e.ExtNS, hostAddr+":18080") {
-			t.Errorf("%s: the published port does not answer from outside", when)
-		}
-		if !serves(t, e.HostNS, "127.0.0.1:18080") {
-			t.Errorf("%s: the published port does not answer on 127.0.0.1", when)
-		}
-		if out, err := p.run("exec", "web", "timeout", "10", "wget", "-q", "-O", "-", "http://"+rtStatic+"/"); err != nil || !strings.Contains(out, "hello") {
-			t.Errorf("%s: container to container: %v\n%s", when, err, out)
-		}
-		if out := p.must("exec", "db", "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(out, "inet "+rtStatic+"/24") {
-			t.Errorf("%s: the static address: %s", when, out)
-		}
-	}
-	checkServed("after run")
+	p.runContainers(t)
+	p.checkServed(t, e, "after run")
 	// conmon holds the host port, not hostnet: no one else may bind it.
 	if l, err := listenIn(t, e.HostNS, "tcp", ":18080"); err == nil {
 		l.Close()
@@ -419,7 +293,7 @@ func TestPodman(t *testing.T) {
 
 	// `podman network reload` is DEL then ADD, with the address twice.
 	p.must("network", "reload", "--all")
-	checkServed("after network reload")
+	p.checkServed(t, e, "after network reload")
 	for _, name := range []string{"web", "db"} {
 		if err := p.cniCheck(t, name); err != nil {
 			t.Errorf("CNI CHECK of %s after the reload: %v", name, err)
@@ -432,7 +306,7 @@ func TestPodman(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err = p.run("run", "-d", "--name", "taken", "--network", rtNetwork, "-p", "18081:80", rtImage, "sleep", "600")
+	out, err := p.run("run", "-d", "--name", "taken", "--network", rtNetwork, "-p", "18081:80", rtImage, "sleep", "600")
 	l.Close()
 	if err == nil || !strings.Contains(out, "address already in use") {
 		t.Errorf("podman run -p of a port a process holds: %v\n%s", err, out)
@@ -469,7 +343,7 @@ func (p *podman) cniCheck(t *testing.T, name string) error {
 	var list struct {
 		Plugins []map[string]any `json:"plugins"`
 	}
-	if err := json.Unmarshal([]byte(rtConflist(p.sb.e.Socket)), &list); err != nil {
+	if err := json.Unmarshal([]byte(runtimes.Conflist(p.sb.e.Socket)), &list); err != nil {
 		return err
 	}
 	conf := list.Plugins[0]
@@ -477,7 +351,7 @@ func (p *podman) cniCheck(t *testing.T, name string) error {
 	stdin, _ := json.Marshal(conf)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := p.sb.command(ctx, filepath.Join(cniBinDir, "hostnet-cni"))
+	cmd := p.sb.Command(ctx, filepath.Join(cniBinDir, "hostnet-cni"))
 	cmd.Env = append(cmd.Env, "CNI_COMMAND=CHECK", "CNI_CONTAINERID="+id, "CNI_NETNS="+netns, "CNI_IFNAME=eth0", "CNI_PATH="+cniBinDir)
 	cmd.Stdin = bytes.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
@@ -505,10 +379,7 @@ func listenIn(t *testing.T, path, network, addr string) (net.Listener, error) {
 // containerd and nerdctl of the test's own: containerd's root, state and
 // sockets under dir (its CRI plugin off), nerdctl's data root, CNI
 // directories and a namespace of its own.
-type nerdctl struct {
-	sb   *sandbox
-	args []string
-}
+type nerdctl struct{ rtCommand }
 
 func newNerdctl(t *testing.T, sb *sandbox, dir string) *nerdctl {
 	t.Helper()
@@ -534,7 +405,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [ttrpc]
   address = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc")
-	for name, content := range map[string]string{"containerd.toml": conf, "net.d/hostnet.conflist": rtConflist(sb.e.Socket)} {
+	for name, content := range map[string]string{"containerd.toml": conf, "net.d/hostnet.conflist": runtimes.Conflist(sb.e.Socket)} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -543,7 +414,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctd := sb.command(context.Background(), cbin, "--config", filepath.Join(dir, "containerd.toml"))
+	ctd := sb.Command(context.Background(), cbin, "--config", filepath.Join(dir, "containerd.toml"))
 	ctd.Stdout, ctd.Stderr = log, log
 	if err := ctd.Start(); err != nil {
 		t.Fatal(err)
@@ -559,8 +430,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 			<-waited
 		}
 	})
-	n := &nerdctl{sb: sb, args: []string{nbin, "--address", sock, "--data-root", filepath.Join(dir, "nerdctl"), "--namespace", "hostnet-test",
-		"--cni-path", rtCNIDir(t, dir), "--cni-netconfpath", netDir}}
+	n := &nerdctl{rtCommand{sb: sb, args: []string{nbin, "--address", sock, "--data-root", filepath.Join(dir, "nerdctl"), "--namespace", "hostnet-test",
+		"--cni-path", rtCNIDir(t, dir), "--cni-netconfpath", netDir}}}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		out, err := n.run("version")
 		if err == nil {
@@ -569,7 +440,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		select {
 		case <-waited:
 			b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
-			t.Skipf("containerd cannot run on this machine: %s", tail(string(b), 20))
+			t.Skipf("containerd cannot run on this machine: %s", lab.Tail(string(b), 20))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -578,15 +449,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	t.Cleanup(func() { _, _ = n.run("rm", "--force", "web", "db") })
 	return n
-}
-
-func (n *nerdctl) run(args ...string) (string, error) {
-	return n.sb.run(n.args[0], append(n.args[1:], args...)...)
-}
-
-func (n *nerdctl) must(args ...string) string {
-	n.sb.t.Helper()
-	return n.sb.must(n.args[0], append(n.args[1:], args...)...)
 }
 
 // The same with nerdctl on containerd, which binds no host port itself:
@@ -600,30 +462,14 @@ func TestNerdctl(t *testing.T) {
 	e.Start()
 	n.must("load", "--input", busyboxOCI(t, e.Dir))
 
-	out := n.must("run", "--rm", "--net", rtNetwork, rtImage, "sh", "-c", "ip -o -4 addr show eth0; ip route")
-	if !strings.Contains(out, "inet 10.89.0.") || !strings.Contains(out, "default via "+rtGateway+" dev eth0") {
-		t.Errorf("nerdctl run: the container's address and routes:\n%s", out)
-	}
-	n.must("run", "-d", "--name", "web", "--net", rtNetwork, "-p", "18080:80", rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
-	n.must("run", "-d", "--name", "db", "--net", rtNetwork, "--ip", rtStatic, rtImage, "httpd", "-f", "-p", "80", "-h", "/www")
-	if !serves(t, e.ExtNS, hostAddr+":18080") {
-		t.Errorf("the published port does not answer from outside")
-	}
-	if !serves(t, e.HostNS, "127.0.0.1:18080") {
-		t.Errorf("the published port does not answer on 127.0.0.1")
-	}
+	n.runContainers(t)
+	n.checkServed(t, e, "after run")
 	// No one holds the host port (nerdctl binds none, hostnet holds none
 	// for a runtime's mapping): a process may bind it.
 	if l, err := listenIn(t, e.HostNS, "tcp", ":18080"); err != nil {
 		t.Errorf("the host port of a runtime's mapping is held: %v", err)
 	} else {
 		l.Close()
-	}
-	if out, err := n.run("exec", "web", "timeout", "10", "wget", "-q", "-O", "-", "http://"+rtStatic+"/"); err != nil || !strings.Contains(out, "hello") {
-		t.Errorf("container to container: %v\n%s", err, out)
-	}
-	if out := n.must("exec", "db", "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(out, "inet "+rtStatic+"/24") {
-		t.Errorf("the static address: %s", out)
 	}
 	n.must("stop", "--time", "0", "web", "db")
 	n.must("rm", "web", "db")

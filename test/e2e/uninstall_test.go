@@ -22,14 +22,7 @@ import (
 // daemon runs with, and returns what it printed and its exit code.
 func (e *Env) cleanup(t *testing.T, extra ...string) (string, int) {
 	t.Helper()
-	args := append([]string{"--net=" + e.HostNS, "--", hostnetdBin, "--cleanup",
-		"--socket", e.Socket,
-		"--state-dir", filepath.Join(e.Dir, "state"),
-		"--run-dir", filepath.Join(e.Dir, "run"),
-		"--host-netns", e.HostNS,
-		"--netns-link-dir", "",
-		"--netns-etc-dir", filepath.Join(e.Dir, "etc-netns"),
-	}, extra...)
+	args := append(append([]string{"--net=" + e.HostNS, "--", hostnetdBin, "--cleanup"}, e.daemonConfig().HostFlags()...), extra...)
 	out, err := exec.Command("nsenter", args...).CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

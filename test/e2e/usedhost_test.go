@@ -22,6 +22,7 @@ import (
 	"github.com/hostnet/hostnet/client"
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/testutil"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
 // usedHostTests are the tests the suite runs on the "used" host: the one
@@ -94,7 +95,7 @@ func usedHost(args []string) int {
 	if err != nil {
 		fmt.Printf("usedhost: FAILED: %v\n", err)
 		if b, _ := os.ReadFile(filepath.Join(u.dir, "daemon.log")); len(b) > 0 {
-			fmt.Printf("the used host's hostnetd logged:\n%s\n", tail(string(b), 30))
+			fmt.Printf("the used host's hostnetd logged:\n%s\n", lab.Tail(string(b), 30))
 		}
 		return 1
 	}
@@ -105,15 +106,6 @@ func usedHost(args []string) int {
 type usedHostRun struct {
 	dir, leakcheckBin, binDir string
 	daemon                    *exec.Cmd
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func (u *usedHostRun) step(format string, args ...any) {

@@ -1,54 +1,38 @@
 package fuzzapi
 
-// The simulated host the fuzzer drives, as test/e2e builds it (see its
-// env_test.go, from which this is adapted): a throwaway "host" network
-// namespace where hostnetd runs with its own state directory and socket,
-// joined by a veth uplink to an "external" namespace that plays the
-// outside world. Nothing is created in the root namespace. Unlike e2e's,
-// these helpers return errors instead of failing the test: a poisoned
-// host is thrown away and the run goes on with a new one.
+// The simulated host the fuzzer drives, as test/e2e builds it (package
+// lab): a throwaway "host" network namespace where hostnetd runs with its
+// own state directory and socket, joined by a veth uplink to an
+// "external" namespace that plays the outside world. Nothing is created
+// in the root namespace. Unlike e2e's, these helpers return errors
+// instead of failing the test: a poisoned host is thrown away and the run
+// goes on with a new one.
 
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/client"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
-	"github.com/hostnet/hostnet/internal/testutil"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
-const (
-	extAddr     = "198.51.100.1" // the outside, behind the host's uplink
-	hostAddr    = "198.51.100.2" // the host's uplink address
-	uplinkName  = "uplink0"
-	extLinkName = "ext0"
-	extPort     = 7777 // the external TCP server fresh endpoints must reach
-)
+// extPort is the port of the external TCP server, at lab.ExtAddr, that
+// fresh endpoints must reach.
+const extPort = 7777
 
 // Env is one simulated host with its daemon.
 type Env struct {
-	Dir    string
-	HostNS string
-	ExtNS  string
-	Socket string
+	lab.Host // Dir, HostNS, ExtNS
+	Socket   string
 
-	cmd    *exec.Cmd
-	waited chan struct{}
-	log    *os.File
+	daemon *lab.Daemon  // nil while stopped
 	server net.Listener // in ExtNS
 	http   *http.Client
 
@@ -61,7 +45,8 @@ func newEnv(base string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Dir: dir, HostNS: filepath.Join(dir, "host.ns"), ExtNS: filepath.Join(dir, "ext.ns"), Socket: filepath.Join(dir, "s.sock")}
+	e := &Env{Host: lab.Host{Dir: dir}}
+	e.Socket = e.daemonConfig().SocketPath()
 	e.http = &http.Client{Timeout: 70 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", e.Socket)
@@ -69,15 +54,12 @@ func newEnv(base string) (*Env, error) {
 		MaxIdleConns: 2,
 	}}
 	fail := func(err error) (*Env, error) { e.Close(); return nil, err }
-	for _, p := range []string{e.HostNS, e.ExtNS} {
-		if err := netns.Create(p); err != nil {
-			return fail(err)
-		}
+	h, err := lab.NewHost(dir, true)
+	if err != nil {
+		return fail(err)
 	}
-	if err := e.buildUplink(); err != nil {
-		return fail(fmt.Errorf("uplink: %w", err))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 198.51.100.53\nsearch example.test\n"), 0o644); err != nil {
+	e.Host = *h
+	if err := e.WriteResolvConf("nameserver 198.51.100.53\nsearch example.test\n"); err != nil {
 		return fail(err)
 	}
 	if err := e.serve(); err != nil {
@@ -89,77 +71,11 @@ func newEnv(base string) (*Env, error) {
 	return e, nil
 }
 
-func (e *Env) buildUplink() error {
-	host, err := handle(e.HostNS)
-	if err != nil {
-		return err
-	}
-	defer host.Close()
-	ext, err := netns.Open(e.ExtNS)
-	if err != nil {
-		return err
-	}
-	defer ext.Close()
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = uplinkName
-	if err := host.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: extLinkName, PeerNamespace: netlink.NsFd(ext)}); err != nil {
-		return err
-	}
-	configure := func(h *netlink.Handle, name, addr string) error {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			return err
-		}
-		a, _ := netlink.ParseAddr(addr)
-		if err := h.AddrAdd(l, a); err != nil {
-			return err
-		}
-		for _, link := range []netlink.Link{l, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}} {
-			if err := h.LinkSetUp(link); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := configure(host, uplinkName, hostAddr+"/24"); err != nil {
-		return err
-	}
-	eh, err := handle(e.ExtNS)
-	if err != nil {
-		return err
-	}
-	defer eh.Close()
-	if err := configure(eh, extLinkName, extAddr+"/24"); err != nil {
-		return err
-	}
-	return host.RouteAdd(&netlink.Route{Gw: net.ParseIP(extAddr)})
-}
-
-func handle(path string) (*netlink.Handle, error) {
-	ns, err := netns.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	return netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-}
-
-// in runs fn on a thread inside the namespace at path; sockets made in fn
-// stay in that namespace.
-func in(path string, fn func() error) error {
-	ns, err := netns.Open(path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	return netns.Do(ns, fn)
-}
-
 // serve starts the external TCP server: each line it reads is answered
 // with "ok" and the line.
 func (e *Env) serve() error {
-	return in(e.ExtNS, func() error {
-		l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", extAddr, extPort))
+	return lab.In(e.ExtNS, func() error {
+		l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", lab.ExtAddr, extPort))
 		if err != nil {
 			return err
 		}
@@ -188,9 +104,9 @@ func (e *Env) serve() error {
 // exchanges one line.
 func reach(path string) error {
 	var c net.Conn
-	err := in(path, func() error {
+	err := lab.In(path, func() error {
 		var err error
-		c, err = net.DialTimeout("tcp", fmt.Sprintf("%s:%d", extAddr, extPort), 3*time.Second)
+		c, err = net.DialTimeout("tcp", fmt.Sprintf("%s:%d", lab.ExtAddr, extPort), 3*time.Second)
 		return err
 	})
 	if err != nil {
@@ -211,83 +127,36 @@ func reach(path string) error {
 	return nil
 }
 
+// daemonConfig is how Start runs hostnetd: in the host namespace, its
+// files under Dir, with no default network (the fuzzer makes its own).
+func (e *Env) daemonConfig() lab.DaemonConfig {
+	cfg := e.Host.DaemonConfig(hostnetdBin)
+	cfg.LogLevel, cfg.Flags = "info", []string{"--default-network=false"}
+	return cfg
+}
+
 // Start starts hostnetd in the host namespace and waits until it answers.
 func (e *Env) Start() error {
-	if e.log == nil {
-		var err error
-		if e.log, err = os.OpenFile(filepath.Join(e.Dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-			return err
-		}
-	}
-	args := []string{"--net=" + e.HostNS, "--", hostnetdBin,
-		"--socket", e.Socket,
-		"--state-dir", filepath.Join(e.Dir, "state"),
-		"--run-dir", filepath.Join(e.Dir, "run"),
-		"--host-netns", e.HostNS,
-		"--netns-link-dir", "",
-		"--netns-etc-dir", filepath.Join(e.Dir, "etc-netns"),
-		"--host-resolv-conf", filepath.Join(e.Dir, "resolv.conf"),
-		"--default-network=false",
-		"--log-level", "info",
-	}
-	e.cmd = exec.Command("nsenter", args...)
-	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
-	if err := e.cmd.Start(); err != nil {
+	d, err := lab.StartDaemon(e.daemonConfig())
+	if err != nil {
 		return err
 	}
-	e.waited = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(e.cmd, e.waited)
-	c := e.Client()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Version(ctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-e.waited:
-			e.cmd = nil
-			return fmt.Errorf("hostnetd exited at start:\n%s", e.LogTail(20))
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("hostnetd did not answer within 30s: %v\n%s", err, e.LogTail(20))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.daemon = d
+	return nil
 }
 
 // Stop stops the daemon with SIGTERM (SIGKILL after 30 s).
 func (e *Env) Stop() {
-	if e.cmd == nil {
-		return
+	if e.daemon != nil {
+		e.daemon.Stop(30 * time.Second)
+		e.daemon = nil
 	}
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.waited:
-	case <-time.After(30 * time.Second):
-		_ = e.cmd.Process.Kill()
-		<-e.waited
-	}
-	e.cmd = nil
-}
-
-// Kill9 kills the daemon as a crash would.
-func (e *Env) Kill9() {
-	if e.cmd == nil {
-		return
-	}
-	_ = e.cmd.Process.Kill()
-	<-e.waited
-	e.cmd = nil
 }
 
 // LogSize is the length of the daemon's log, to read what a later run
 // adds (LogSince).
 func (e *Env) LogSize() int64 {
-	fi, err := os.Stat(filepath.Join(e.Dir, "daemon.log"))
+	fi, err := os.Stat(e.daemonConfig().LogPath())
 	if err != nil {
 		return 0
 	}
@@ -296,21 +165,11 @@ func (e *Env) LogSize() int64 {
 
 // LogSince returns the daemon's log from offset on.
 func (e *Env) LogSince(offset int64) string {
-	b, _ := os.ReadFile(filepath.Join(e.Dir, "daemon.log"))
+	b, _ := os.ReadFile(e.daemonConfig().LogPath())
 	if offset > int64(len(b)) {
 		return ""
 	}
 	return string(b[offset:])
-}
-
-// LogTail returns the last n lines of the daemon's log.
-func (e *Env) LogTail(n int) string {
-	b, _ := os.ReadFile(filepath.Join(e.Dir, "daemon.log"))
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Close stops the daemon and throws the host away: every namespace of
@@ -321,14 +180,10 @@ func (e *Env) Close() {
 	if e.server != nil {
 		e.server.Close()
 	}
-	if e.log != nil {
-		e.log.Close()
-	}
 	if e.http != nil {
 		e.http.CloseIdleConnections()
 	}
-	testutil.UnmountUnder(e.Dir, func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
-	if err := os.RemoveAll(e.Dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := lab.Remove(e.Dir); err != nil {
 		fmt.Fprintf(os.Stderr, "fuzz-api: cleanup of %s: %v\n", e.Dir, err)
 	}
 }

@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
 var (
@@ -93,42 +94,50 @@ type config struct {
 
 func readConfig(t *testing.T) config {
 	c := config{requests: 600, seeds: []int64{1}, batch: 150, slow: 2 * time.Second}
-	if v := os.Getenv("FUZZ_API_REQUESTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("FUZZ_API_REQUESTS=%q: want a positive number", v)
-		}
-		c.requests = n
-	}
-	if v := os.Getenv("FUZZ_API_SEEDS"); v != "" {
-		c.seeds = nil
-		for _, s := range strings.Split(v, ",") {
-			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-			if err != nil {
-				t.Fatalf("FUZZ_API_SEEDS=%q: want comma-separated numbers", v)
-			}
-			c.seeds = append(c.seeds, n)
-		}
-	}
-	if v := os.Getenv("FUZZ_API_BATCH"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("FUZZ_API_BATCH=%q: want a positive number", v)
-		}
-		c.batch = n
-	}
-	if v := os.Getenv("FUZZ_API_SLOW"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("FUZZ_API_SLOW=%q: %v", v, err)
-		}
-		c.slow = d
-	}
+	fromEnv(t, "FUZZ_API_REQUESTS", &c.requests, positive)
+	fromEnv(t, "FUZZ_API_SEEDS", &c.seeds, seedList)
+	fromEnv(t, "FUZZ_API_BATCH", &c.batch, positive)
+	fromEnv(t, "FUZZ_API_SLOW", &c.slow, time.ParseDuration)
 	c.out = os.Getenv("FUZZ_API_OUT")
 	if c.out == "" {
 		c.out = filepath.Join(os.TempDir(), "hostnet-fuzz-api-"+time.Now().Format("20060102-150405"))
 	}
 	return c
+}
+
+// fromEnv sets *into from the environment variable name when that is
+// set; a value parse rejects fails the test, saying why.
+func fromEnv[T any](t *testing.T, name string, into *T, parse func(string) (T, error)) {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return
+	}
+	x, err := parse(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	*into = x
+}
+
+func positive(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, errors.New("want a positive number")
+	}
+	return n, nil
+}
+
+func seedList(v string) ([]int64, error) {
+	var seeds []int64
+	for _, s := range strings.Split(v, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return nil, errors.New("want comma-separated numbers")
+		}
+		seeds = append(seeds, n)
+	}
+	return seeds, nil
 }
 
 // sent is a request as sent, with what it was answered.
@@ -704,7 +713,7 @@ func bindPort(hostNS string, p portKey) error {
 		host = "::"
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(int(p.Port)))
-	return in(hostNS, func() error {
+	return lab.In(hostNS, func() error {
 		if p.Proto == "udp" {
 			c, err := net.ListenPacket("udp", addr)
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/testutil/lab"
 )
 
 // request is one HTTP request of the fuzzer.
@@ -117,30 +118,48 @@ func (g *gen) next() request {
 	return r
 }
 
+// option is one of the requests a generator picks from by weight: make,
+// where allowed.
+type option struct {
+	weight  int
+	allowed bool
+	make    func() request
+}
+
+// choose picks one of opts, each with its weight's share of the chances.
+// It reports false when the one picked is not allowed, or its make
+// declines (the zero request).
+func (g *gen) choose(opts ...option) (request, bool) {
+	total := 0
+	for _, o := range opts {
+		total += o.weight
+	}
+	k := g.pick(total)
+	for _, o := range opts {
+		if k -= o.weight; k < 0 {
+			if !o.allowed {
+				return request{}, false
+			}
+			r := o.make()
+			return r, r.Method != ""
+		}
+	}
+	panic("choose: no option")
+}
+
 // template returns a valid request with a document, for mutate.
 func (g *gen) template() request {
 	m := g.m
-	switch g.pick(8) {
-	case 1, 2:
-		if len(m.nets) > 0 {
-			return g.createEndpoint()
-		}
-	case 3:
-		return g.createNamespace()
-	case 4:
-		if len(m.eps) > 0 {
-			return g.modifyEndpoint()
-		}
-	case 5:
-		if len(m.nets) > 0 {
-			return g.modifyNetwork()
-		}
-	case 6:
-		if len(m.eps) > 0 && len(m.nss) > 0 {
-			return g.attachOrDetach()
-		}
-	case 7:
-		return g.hcsshimDocument()
+	if r, ok := g.choose(
+		option{1, false, nil}, // a new network, as when the one picked cannot be made
+		option{2, len(m.nets) > 0, g.createEndpoint},
+		option{1, true, g.createNamespace},
+		option{1, len(m.eps) > 0, g.modifyEndpoint},
+		option{1, len(m.nets) > 0, g.modifyNetwork},
+		option{1, len(m.eps) > 0 && len(m.nss) > 0, g.attachOrDetach},
+		option{1, true, g.hcsshimDocument},
+	); ok {
+		return r
 	}
 	return g.createNetwork()
 }
@@ -150,76 +169,78 @@ func (g *gen) template() request {
 func (g *gen) valid() request {
 	m := g.m
 	for {
-		switch g.pick(20) {
-		case 0, 1:
-			if len(m.nets) < 6 {
-				return g.createNetwork()
-			}
-		case 2, 3, 4:
-			if len(m.eps) < 30 && len(m.nets) > 0 {
-				return g.createEndpoint()
-			}
-		case 5, 6:
-			if len(m.nss) < 15 {
-				return g.createNamespace()
-			}
-		case 7, 8:
-			if len(m.eps) > 0 && len(m.nss) > 0 {
-				return g.attachOrDetach()
-			}
-		case 9, 10:
-			if len(m.eps) > 0 {
-				return g.modifyEndpoint()
-			}
-		case 11:
-			if len(m.nets) > 0 {
-				return g.modifyNetwork()
-			}
-		case 12:
-			if len(m.nss) > 0 {
-				n := m.nss[g.pick(len(m.nss))]
-				rt := []string{"Add", "Remove"}[g.pick(2)]
-				return request{"PATCH", "/namespaces/" + g.pathRef(n.ID, n.Name), mustJSON(map[string]any{
-					"ResourceType": "Container", "RequestType": rt, "Settings": map[string]any{"ID": g.name("c")}}), "container " + rt}
-			}
-		case 13:
-			if len(m.eps) > 0 {
-				e := m.eps[g.pick(len(m.eps))]
-				return request{"DELETE", "/endpoints/" + g.pathRef(e.ID, e.Name), "", "delete endpoint"}
-			}
-		case 14:
-			if len(m.nss) > 0 {
-				n := m.nss[g.pick(len(m.nss))]
-				return request{"DELETE", "/namespaces/" + g.pathRef(n.ID, n.Name), "", "delete namespace"}
-			}
-		case 15:
-			if len(m.nets) > 0 {
-				// A network goes once its endpoints have gone.
-				n := m.nets[g.pick(len(m.nets))]
-				for _, e := range m.eps {
-					if e.Net == n.ID {
-						return request{"DELETE", "/endpoints/" + g.pathRef(e.ID, e.Name), "", "delete endpoint"}
-					}
-				}
-				return request{"DELETE", "/networks/" + g.pathRef(n.ID, n.Name), "", "delete network"}
-			}
-		case 16, 17:
-			return g.query()
-		case 18:
-			if len(m.eps) > 20 || len(m.nss) > 12 {
-				if len(m.eps) > 0 && g.chance(0.7) {
-					e := m.eps[g.pick(len(m.eps))]
-					return request{"DELETE", "/endpoints/" + e.ID, "", "delete endpoint"}
-				}
-				if len(m.nss) > 0 {
-					n := m.nss[g.pick(len(m.nss))]
-					return request{"DELETE", "/namespaces/" + n.ID, "", "delete namespace"}
-				}
-			}
-		case 19:
-			return g.hcsshimDocument()
+		if r, ok := g.choose(
+			option{2, len(m.nets) < 6, g.createNetwork},
+			option{3, len(m.eps) < 30 && len(m.nets) > 0, g.createEndpoint},
+			option{2, len(m.nss) < 15, g.createNamespace},
+			option{2, len(m.eps) > 0 && len(m.nss) > 0, g.attachOrDetach},
+			option{2, len(m.eps) > 0, g.modifyEndpoint},
+			option{1, len(m.nets) > 0, g.modifyNetwork},
+			option{1, len(m.nss) > 0, g.containerChange},
+			option{1, len(m.eps) > 0, func() request { return g.deleteEndpoint(oneOf(g, m.eps), true) }},
+			option{1, len(m.nss) > 0, func() request { return g.deleteNamespace(oneOf(g, m.nss), true) }},
+			option{1, len(m.nets) > 0, g.deleteNetwork},
+			option{2, true, g.query},
+			option{1, len(m.eps) > 20 || len(m.nss) > 12, g.trim},
+			option{1, true, g.hcsshimDocument},
+		); ok {
+			return r
 		}
 	}
+}
+
+// oneOf is one of xs, at random; xs is not empty.
+func oneOf[T any](g *gen, xs []T) T { return xs[g.pick(len(xs))] }
+
+// deleteEndpoint deletes e, by a reference (pathRef) or by its ID.
+func (g *gen) deleteEndpoint(e epObj, byRef bool) request {
+	ref := e.ID
+	if byRef {
+		ref = g.pathRef(e.ID, e.Name)
+	}
+	return request{"DELETE", "/endpoints/" + ref, "", "delete endpoint"}
+}
+
+// deleteNamespace deletes n, by a reference (pathRef) or by its ID.
+func (g *gen) deleteNamespace(n nsObj, byRef bool) request {
+	ref := n.ID
+	if byRef {
+		ref = g.pathRef(n.ID, n.Name)
+	}
+	return request{"DELETE", "/namespaces/" + ref, "", "delete namespace"}
+}
+
+// deleteNetwork deletes a network, or first one of its endpoints: a
+// network goes once its endpoints have gone.
+func (g *gen) deleteNetwork() request {
+	n := oneOf(g, g.m.nets)
+	for _, e := range g.m.eps {
+		if e.Net == n.ID {
+			return g.deleteEndpoint(e, true)
+		}
+	}
+	return request{"DELETE", "/networks/" + g.pathRef(n.ID, n.Name), "", "delete network"}
+}
+
+// containerChange adds a container to a namespace or removes one.
+func (g *gen) containerChange() request {
+	n := oneOf(g, g.m.nss)
+	rt := []string{"Add", "Remove"}[g.pick(2)]
+	return request{"PATCH", "/namespaces/" + g.pathRef(n.ID, n.Name), mustJSON(map[string]any{
+		"ResourceType": "Container", "RequestType": rt, "Settings": map[string]any{"ID": g.name("c")}}), "container " + rt}
+}
+
+// trim deletes an endpoint (mostly) or a namespace, by ID, when there
+// are many; it declines (the zero request) when the coin says namespace
+// and there is none.
+func (g *gen) trim() request {
+	if len(g.m.eps) > 0 && g.chance(0.7) {
+		return g.deleteEndpoint(oneOf(g, g.m.eps), false)
+	}
+	if len(g.m.nss) > 0 {
+		return g.deleteNamespace(oneOf(g, g.m.nss), false)
+	}
+	return request{}
 }
 
 // nextSubnet hands out 10.X.Y.0/24 subnets no network of this host has
@@ -265,7 +286,7 @@ func (g *gen) aclSettings() map[string]any {
 		s["Protocols"] = []any{"6", "17", "1", "6,17", 6}[g.pick(5)]
 	}
 	if g.chance(0.5) {
-		s["RemoteAddresses"] = []any{extAddr, "198.51.100.0/24", "10.0.0.0/8", "fd00::/8," + extAddr}[g.pick(4)]
+		s["RemoteAddresses"] = []any{lab.ExtAddr, "198.51.100.0/24", "10.0.0.0/8", "fd00::/8," + lab.ExtAddr}[g.pick(4)]
 	}
 	if p, ok := s["Protocols"].(string); ok && (p == "6" || p == "17") && g.chance(0.5) {
 		s["LocalPorts"] = []any{"80", "8000-8080", "22,443"}[g.pick(3)]
@@ -291,9 +312,9 @@ func (g *gen) endpointPolicy() map[string]any {
 	case 2:
 		return map[string]any{"Type": []any{"ACL", 1}[g.pick(2)], "Settings": g.aclSettings()}
 	case 3:
-		s := map[string]any{"Exceptions": []any{[]any{"10.0.0.0/8"}, []any{extAddr + "/32", "192.0.2.0/24"}, []any{"fd00::/8"}}[g.pick(3)]}
+		s := map[string]any{"Exceptions": []any{[]any{"10.0.0.0/8"}, []any{lab.ExtAddr + "/32", "192.0.2.0/24"}, []any{"fd00::/8"}}[g.pick(3)]}
 		if g.chance(0.2) {
-			s["VirtualIP"] = hostAddr
+			s["VirtualIP"] = lab.HostAddr
 		}
 		return map[string]any{"Type": []any{"OutBoundNAT", 4}[g.pick(2)], "Settings": s}
 	default:
@@ -302,7 +323,7 @@ func (g *gen) endpointPolicy() map[string]any {
 }
 
 func (g *gen) createEndpoint() request {
-	n := g.m.nets[g.pick(len(g.m.nets))]
+	n := oneOf(g, g.m.nets)
 	doc := map[string]any{"ID": g.guid(), "HostComputeNetwork": g.ref(n.ID, n.Name), "SchemaVersion": g.schema()}
 	if g.chance(0.7) {
 		doc["Name"] = g.name("ep")
@@ -327,7 +348,7 @@ func (g *gen) createEndpoint() request {
 		doc["Routes"] = []any{map[string]any{"DestinationPrefix": "192.0.2.0/24", "NextHop": strings.TrimSuffix(n.Subnet, "0/24") + "1"}}
 	}
 	if g.chance(0.5) && len(g.m.nss) > 0 {
-		ns := g.m.nss[g.pick(len(g.m.nss))]
+		ns := oneOf(g, g.m.nss)
 		doc["HostComputeNamespace"] = ns.ID
 		if g.chance(0.3) {
 			doc["InterfaceName"] = []string{"eth1", "net0", "eth7"}[g.pick(3)]
@@ -352,8 +373,8 @@ func (g *gen) createNamespace() request {
 }
 
 func (g *gen) attachOrDetach() request {
-	e := g.m.eps[g.pick(len(g.m.eps))]
-	ns := g.m.nss[g.pick(len(g.m.nss))]
+	e := oneOf(g, g.m.eps)
+	ns := oneOf(g, g.m.nss)
 	rt, kind := any("Add"), "attach"
 	if e.NS != "" && g.chance(0.6) {
 		rt, kind = "Remove", "detach"
@@ -372,7 +393,7 @@ func (g *gen) attachOrDetach() request {
 }
 
 func (g *gen) modifyEndpoint() request {
-	e := g.m.eps[g.pick(len(g.m.eps))]
+	e := oneOf(g, g.m.eps)
 	rt := []string{"Add", "Add", "Remove", "Update", "Refresh"}[g.pick(5)]
 	var ps []any
 	for i := 1 + g.pick(2); i > 0; i-- {
@@ -383,7 +404,7 @@ func (g *gen) modifyEndpoint() request {
 }
 
 func (g *gen) modifyNetwork() request {
-	n := g.m.nets[g.pick(len(g.m.nets))]
+	n := oneOf(g, g.m.nets)
 	if g.chance(0.3) {
 		body := mustJSON(map[string]any{"ResourceType": "DNS", "RequestType": "Update",
 			"Settings": map[string]any{"ServerList": []any{"192.0.2.53"}, "Search": []any{"upd.test"}}})
@@ -402,7 +423,7 @@ func (g *gen) query() request {
 		return request{"GET", "/networks", "", "list networks"}
 	case 1:
 		if len(m.nets) > 0 {
-			n := m.nets[g.pick(len(m.nets))]
+			n := oneOf(g, m.nets)
 			f := mustJSON(map[string]any{"VirtualNetwork": n.ID})
 			if g.chance(0.5) {
 				f = mustJSON(map[string]any{"SchemaVersion": map[string]any{"Major": 2}, "Filter": mustJSON(map[string]any{"HostComputeNetwork": n.ID})})
@@ -414,12 +435,12 @@ func (g *gen) query() request {
 		return request{"GET", "/namespaces", "", "list namespaces"}
 	case 3:
 		if len(m.eps) > 0 {
-			e := m.eps[g.pick(len(m.eps))]
+			e := oneOf(g, m.eps)
 			return request{"GET", "/endpoints/" + g.pathRef(e.ID, e.Name), "", "get endpoint"}
 		}
 	case 4:
 		if len(m.nets) > 0 {
-			n := m.nets[g.pick(len(m.nets))]
+			n := oneOf(g, m.nets)
 			return request{"GET", "/networks?filter=" + url.QueryEscape(mustJSON(map[string]any{"Name": n.Name})), "", "list networks by name"}
 		}
 	}
@@ -441,13 +462,13 @@ func (g *gen) hcsshimDocument() request {
 		return request{"POST", "/networks", doc, "hcsshim network"}
 	}
 	if len(g.m.eps) > 0 && g.chance(0.5) {
-		e := g.m.eps[g.pick(len(g.m.eps))]
+		e := oneOf(g, g.m.eps)
 		// hcn's ApplyPolicy: a PolicyEndpointRequest with numeric enums.
 		body := `{"ResourceType":0,"RequestType":0,"Settings":{"Policies":[{"Type":"ACL","Settings":{"Protocols":"6",` +
-			`"Action":"Block","Direction":"Out","RemoteAddresses":"` + extAddr + `","RemotePorts":"9","RuleType":"Switch","Priority":200}}]}}`
+			`"Action":"Block","Direction":"Out","RemoteAddresses":"` + lab.ExtAddr + `","RemotePorts":"9","RuleType":"Switch","Priority":200}}]}}`
 		return request{"PATCH", "/endpoints/" + e.ID, body, "hcsshim endpoint policy"}
 	}
-	n := g.m.nets[g.pick(len(g.m.nets))]
+	n := oneOf(g, g.m.nets)
 	doc := `{"ID":"` + g.guid() + `","Name":"` + g.name("hcsep") + `","HostComputeNetwork":"` + n.ID + `","Policies":[],` +
 		`"Dns":{},"Flags":0,"Health":{"Extra":{}},"SchemaVersion":{"Major":2,"Minor":0}}`
 	return request{"POST", "/endpoints", doc, "hcsshim endpoint"}
@@ -460,7 +481,7 @@ var (
 		"::/0", "0.0.0.0/0", "ff00::/8", "224.0.0.0/4", "0.0.0.0/8", "127.0.0.0/8", "fe80::/64", "169.254.0.0/16",
 		"10.0.0.1/24", "10.0.0.0/31", "10.0.0.0/30", "fd00::/127", "::ffff:10.0.0.0/104", "198.51.100.0/24",
 		"0.0.0.0", "255.255.255.255", "224.0.0.1", "ff02::1", "::", "::1", "127.0.0.1", "fe80::1", "10.0.0.1",
-		"::ffff:10.1.2.3", hostAddr, extAddr, "fe80::1%eth0",
+		"::ffff:10.1.2.3", lab.HostAddr, lab.ExtAddr, "fe80::1%eth0",
 		"00-00-00-00-00-00", "FF-FF-FF-FF-FF-FF", "01-00-5E-00-00-01", "00-15-5D-FF-FF-FF", "02-00-00-00-00-01", "03-00-00-00-00-00",
 		"NAT", "nat", "Transparent", "Overlay", "L2Bridge", "networkacl", "NetworkACL", "11", "1", "0", "ACL", "acl",
 		"OutBoundNAT", "SDNRoute", "PortMapping", "QOS", "Allow", "Block", "In", "Out", "Host", "Switch",
@@ -488,15 +509,15 @@ func (g *gen) poisonString() any {
 		for _, e := range m.eps {
 			ids = append(ids, e.ID)
 		}
-		id := ids[g.pick(len(ids))]
+		id := oneOf(g, ids)
 		return []string{id, "{" + id + "}", strings.ToUpper(id), "urn:uuid:" + id, strings.ReplaceAll(id, "-", "")}[g.pick(5)]
 	case 2:
 		if len(m.nets) > 0 {
-			n := m.nets[g.pick(len(m.nets))]
+			n := oneOf(g, m.nets)
 			return []string{n.Name, n.ID, n.Subnet}[g.pick(3)]
 		}
 	}
-	return poisonStrings[g.pick(len(poisonStrings))]
+	return oneOf(g, poisonStrings)
 }
 
 // slot is a place in a decoded JSON document a mutation may change; key
@@ -578,7 +599,7 @@ func (g *gen) mutateOnce(doc *any) string {
 	root, isObj := (*doc).(map[string]any)
 	if len(ss) == 0 || (isObj && g.chance(0.1)) {
 		if isObj {
-			k := unknownKeys[g.pick(len(unknownKeys))]
+			k := oneOf(g, unknownKeys)
 			if g.chance(0.3) {
 				v, d := g.nest(2)
 				root[k] = v
@@ -599,7 +620,7 @@ func (g *gen) mutateOnce(doc *any) string {
 			}
 		}
 		if len(known) > 0 {
-			s := known[g.pick(len(known))]
+			s := oneOf(g, known)
 			v, _ := g.dictionary(s.key)
 			if v == nestHere {
 				v, d := g.nest(s.depth)
@@ -610,7 +631,7 @@ func (g *gen) mutateOnce(doc *any) string {
 			return "set " + s.key
 		}
 	}
-	s := ss[g.pick(len(ss))]
+	s := oneOf(g, ss)
 	old := s.get()
 	switch g.pick(9) {
 	case 0:
@@ -627,7 +648,7 @@ func (g *gen) mutateOnce(doc *any) string {
 			n := []int{2, 70, 300}[g.pick(3)]
 			var out []any
 			for i := 0; i < n; i++ {
-				out = append(out, a[g.pick(len(a))])
+				out = append(out, oneOf(g, a))
 			}
 			s.set(out)
 			return fmt.Sprintf("repeat %s elements x%d", s.key, n)
@@ -640,7 +661,7 @@ func (g *gen) mutateOnce(doc *any) string {
 		return fmt.Sprintf("nest %s %d deep", s.key, d)
 	case 6:
 		if o, ok := old.(map[string]any); ok {
-			k := unknownKeys[g.pick(len(unknownKeys))]
+			k := oneOf(g, unknownKeys)
 			o[k] = g.fieldValue(k, nil)
 			return "add " + k + " in " + s.key
 		}
@@ -650,7 +671,7 @@ func (g *gen) mutateOnce(doc *any) string {
 		// Another type: a number as a string, a string as a number.
 		switch x := old.(type) {
 		case string:
-			s.set(poisonNumbers[g.pick(len(poisonNumbers))])
+			s.set(oneOf(g, poisonNumbers))
 		case float64:
 			s.set(fmt.Sprint(x))
 		default:
@@ -661,7 +682,7 @@ func (g *gen) mutateOnce(doc *any) string {
 		if o, ok := old.(map[string]any); ok {
 			// A key in another case (encoding/json folds case).
 			if keys := sortedKeys(o); len(keys) > 0 {
-				k := keys[g.pick(len(keys))]
+				k := oneOf(g, keys)
 				v := o[k]
 				delete(o, k)
 				o[strings.ToLower(k)] = v
@@ -686,7 +707,7 @@ var (
 		"169.254.0.0/16", "10.0.0.1/24", "10.0.0.0/31", "10.0.0.0/30", "fd00::/127", "::ffff:10.0.0.0/104", "198.51.100.0/24",
 		"198.51.100.2/32", "10.250.0.0/24", "192.0.2.0/24", "fd00:abc::/64", "10.0.0.0/33", "1.2.3.4", "2001:db8::/32"}
 	poisonAddrs = []string{"0.0.0.0", "255.255.255.255", "224.0.0.1", "ff02::1", "::", "::1", "127.0.0.1", "fe80::1",
-		"10.0.0.1", "::ffff:10.1.2.3", hostAddr, extAddr, "fe80::1%eth0", "192.0.2.1", "2001:db8::1", "10.250.0.1", "1.2.3"}
+		"10.0.0.1", "::ffff:10.1.2.3", lab.HostAddr, lab.ExtAddr, "fe80::1%eth0", "192.0.2.1", "2001:db8::1", "10.250.0.1", "1.2.3"}
 	poisonMACs = []string{"00-00-00-00-00-00", "FF-FF-FF-FF-FF-FF", "01-00-5E-00-00-01", "00-15-5D-FF-FF-FF", "02-00-00-00-00-01",
 		"03-00-00-00-00-00", "33-33-00-00-00-01", "00-15-5D-52-C0-10", "02:00:00:00:00:aa", "00-15-5D"}
 	poisonFlags = []any{0, 1, 2, 3, 4, 8, 9, 16, 32, 33, 64, 128, 1024, 1032, 4096, 8192, 65535, -1, 4294967295, "8"}
@@ -698,7 +719,7 @@ var nestHere = new(int)
 // dictionary returns a value meant for field k (the last element of its
 // path, "[]" for list elements), when the fuzzer has values for it.
 func (g *gen) dictionary(k string) (any, bool) {
-	one := func(xs []string) any { return xs[g.pick(len(xs))] }
+	one := func(xs []string) any { return oneOf(g, xs) }
 	list := func(n int, f func(i int) any) []any {
 		out := make([]any, n)
 		for i := range out {
@@ -716,19 +737,19 @@ func (g *gen) dictionary(k string) (any, bool) {
 	case "NextHop", "IpAddress", "VirtualIP", "VIP", "ProviderAddress":
 		if k == "VIP" && len(g.m.nets) > 0 && g.chance(0.4) {
 			// A gateway: a host address until its network goes.
-			n := g.m.nets[g.pick(len(g.m.nets))]
+			n := oneOf(g, g.m.nets)
 			return strings.TrimSuffix(n.Subnet, "0/24") + "1", true
 		}
 		return one(poisonAddrs), true
 	case "MacAddress", "StartMacAddress", "EndMacAddress":
 		return one(poisonMACs), true
 	case "Flags", "PrefixLength", "NamespaceId":
-		return poisonFlags[g.pick(len(poisonFlags))], true
+		return oneOf(g, poisonFlags), true
 	case "Type", "ResourceType", "RequestType", "Action", "Direction", "RuleType":
 		enums := []any{"NAT", "nat", "Transparent", "Overlay", 0, 1, 2, 4, 5, 11, 13, 99, "networkacl", "NetworkACL", "acl", "ACL",
 			"outboundnat", "SDNRoute", "PortMapping", "QOS", "Container", "Endpoint", "Policy", "DNS", "Add", "Remove", "Update",
 			"Refresh", "Allow", "Block", "In", "Out", "Host", "Switch", "Guest", "GuestDefault", ""}
-		return enums[g.pick(len(enums))], true
+		return oneOf(g, enums), true
 	case "Id":
 		return one([]string{`a"b`, strings.Repeat("i", 200), "tab\tid", "id\nx", g.guid(), "{" + g.guid() + "}", "é", ""}), true
 	case "Protocols", "LocalPorts", "RemotePorts", "LocalAddresses", "RemoteAddresses":
@@ -800,12 +821,12 @@ func (g *gen) poisonName() any {
 	for _, n := range m.nss {
 		ids, names = append(ids, n.ID), append(names, n.Name)
 	}
-	id := ids[g.pick(len(ids))]
+	id := oneOf(g, ids)
 	switch g.pick(4) {
 	case 0:
 		return []string{"{" + id + "}", strings.ToUpper(id), "urn:uuid:" + id, strings.ReplaceAll(id, "-", ""), id}[g.pick(5)]
 	case 1:
-		return names[g.pick(len(names))]
+		return oneOf(g, names)
 	case 2:
 		return strings.Repeat("n", []int{257, 40 << 10}[g.pick(2)])
 	}
@@ -821,12 +842,12 @@ func (g *gen) value(old any) any {
 		}
 	case float64:
 		if g.chance(0.85) {
-			return poisonNumbers[g.pick(len(poisonNumbers))]
+			return oneOf(g, poisonNumbers)
 		}
 	}
 	switch g.pick(6) {
 	case 0:
-		return poisonNumbers[g.pick(len(poisonNumbers))]
+		return oneOf(g, poisonNumbers)
 	case 1:
 		return map[string]any{}
 	case 2:
