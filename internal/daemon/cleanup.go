@@ -10,12 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane"
-	"github.com/hostnet/hostnet/internal/driver"
-	"github.com/hostnet/hostnet/internal/driver/nat"
-	"github.com/hostnet/hostnet/internal/nftmodel"
-	"github.com/hostnet/hostnet/internal/policy"
 	"github.com/hostnet/hostnet/internal/reconcile"
 	"github.com/hostnet/hostnet/internal/service"
 	"github.com/hostnet/hostnet/internal/store"
@@ -63,28 +57,14 @@ func Cleanup(ctx context.Context, cfg Config, force bool, w io.Writer) error {
 		return fmt.Errorf("%w (--force removes hostnet's kernel objects anyway, found by their tags)", err)
 	}
 
-	host, err := dataplane.OpenLinux(cfg.HostNetns, dataplane.HostConfig{
-		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
-		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
-		NetnsLinkDir: cfg.NetnsLinkDir,
-		Tables:       []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}},
-	})
+	host, err := cfg.openHost()
 	if err != nil {
 		return fmt.Errorf("open host namespace: %w", err)
 	}
 	defer host.Close()
 	rec := reconcile.New(reconcile.Config{Host: host, Logger: log})
 	defer rec.Close()
-	svc := service.New(service.Config{
-		Store:        st,
-		Reconciler:   rec,
-		Drivers:      map[api.NetworkType]driver.Driver{api.NAT: nat.New()},
-		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
-		NetnsLinkDir: cfg.NetnsLinkDir,
-		NetnsEtcDir:  cfg.NetnsEtcDir,
-		Logger:       log,
-		Build:        cfg.Build,
-	})
+	svc := service.New(cfg.service(st, rec, log))
 	rep, err := svc.Uninstall(ctx, force)
 	svc.Close()
 	if rep != nil {

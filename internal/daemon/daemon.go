@@ -122,12 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	defer st.Close()
 
-	host, err := dataplane.OpenLinux(cfg.HostNetns, dataplane.HostConfig{
-		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
-		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
-		NetnsLinkDir: cfg.NetnsLinkDir,
-		Tables:       []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}},
-	})
+	host, err := cfg.openHost()
 	if err != nil {
 		return fmt.Errorf("open host namespace: %w", err)
 	}
@@ -153,17 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}})
 	defer rec.Close() // after the service, before the host
-	svc = service.New(service.Config{
-		Store:          st,
-		Reconciler:     rec,
-		Drivers:        map[api.NetworkType]driver.Driver{api.NAT: nat.New()},
-		NetnsDir:       filepath.Join(cfg.RunDir, "netns"),
-		NetnsLinkDir:   cfg.NetnsLinkDir,
-		NetnsEtcDir:    cfg.NetnsEtcDir,
-		HostResolvConf: cfg.HostResolvConf,
-		Logger:         log,
-		Build:          cfg.Build,
-	})
+	svc = service.New(cfg.service(st, rec, log))
 	defer svc.Close() // before the reconciler and host it uses close
 	start := time.Now()
 	// The start reads every record and the whole host once and keeps
@@ -238,6 +223,33 @@ func Run(ctx context.Context, cfg Config) error {
 	err = srv.Shutdown(sctx)
 	_ = os.Remove(cfg.Socket)
 	return err
+}
+
+// openHost opens the host namespace hostnet programs, with its devices'
+// prefixes, its namespaces' directories and its nftables tables.
+func (cfg Config) openHost() (*dataplane.Linux, error) {
+	return dataplane.OpenLinux(cfg.HostNetns, dataplane.HostConfig{
+		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
+		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
+		NetnsLinkDir: cfg.NetnsLinkDir,
+		Tables:       []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}},
+	})
+}
+
+// service is the configuration of the service over st and rec, with the
+// drivers this build has.
+func (cfg Config) service(st store.Store, rec *reconcile.Reconciler, log *slog.Logger) service.Config {
+	return service.Config{
+		Store:          st,
+		Reconciler:     rec,
+		Drivers:        map[api.NetworkType]driver.Driver{api.NAT: nat.New()},
+		NetnsDir:       filepath.Join(cfg.RunDir, "netns"),
+		NetnsLinkDir:   cfg.NetnsLinkDir,
+		NetnsEtcDir:    cfg.NetnsEtcDir,
+		HostResolvConf: cfg.HostResolvConf,
+		Logger:         log,
+		Build:          cfg.Build,
+	}
 }
 
 // startGCPercent is the garbage collector's GOGC while the daemon starts.

@@ -149,22 +149,8 @@ func serve(tb testing.TB, svc *service.Service, dir string) *http.Client {
 
 // wipe empties a store.
 func wipe(t *testing.T, st store.Store) {
-	err := st.Update(func(tx store.Tx) error {
-		for _, b := range store.Buckets {
-			var keys []string
-			if err := tx.ForEach(b, "", func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
-				return err
-			}
-			for _, k := range keys {
-				if err := tx.Delete(b, k); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("empty the store: %v", err)
+	if err := st.Update(func(tx store.Tx) error { return store.Replace(tx, nil) }); err != nil {
+		t.Fatal(err)
 	}
 }
 

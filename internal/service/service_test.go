@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -419,22 +421,14 @@ func TestEveryRefusedMutationRollsBack(t *testing.T) {
 // writes and the next one sweeps).
 func records(t *testing.T, st store.Store) string {
 	var b strings.Builder
-	err := st.View(func(tx store.Tx) error {
-		for _, bucket := range store.Buckets {
-			if bucket == store.Outbox {
-				continue
-			}
-			if err := tx.ForEach(bucket, "", func(k string, v []byte) error {
-				fmt.Fprintf(&b, "%s/%s=%s\n", bucket, k, v)
-				return nil
-			}); err != nil {
-				return err
-			}
+	snap := snapshot(t, st)
+	for _, bucket := range store.Buckets {
+		if bucket == store.Outbox {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		for _, k := range slices.Sorted(maps.Keys(snap[bucket])) {
+			fmt.Fprintf(&b, "%s/%s=%s\n", bucket, k, snap[bucket][k])
+		}
 	}
 	return b.String()
 }

@@ -282,48 +282,17 @@ func TestRecordDamagedWhileRunning(t *testing.T) {
 }
 
 // snapshot copies every bucket of a memory store.
-func snapshot(t *testing.T, st store.Store) map[string]map[string][]byte {
-	out := map[string]map[string][]byte{}
-	err := st.View(func(tx store.Tx) error {
-		for _, b := range store.Buckets {
-			out[b] = map[string][]byte{}
-			if err := tx.ForEach(b, "", func(k string, v []byte) error {
-				out[b][k] = append([]byte(nil), v...)
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+func snapshot(t *testing.T, st store.Store) store.Snapshot {
+	var snap store.Snapshot
+	if err := st.View(func(tx store.Tx) (err error) { snap, err = store.Take(tx); return err }); err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return snap
 }
 
 // restore puts a snapshot back, as --restore-backup puts the backup back.
-func restore(t *testing.T, st store.Store, snap map[string]map[string][]byte) {
-	err := st.Update(func(tx store.Tx) error {
-		for _, b := range store.Buckets {
-			var keys []string
-			if err := tx.ForEach(b, "", func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
-				return err
-			}
-			for _, k := range keys {
-				if err := tx.Delete(b, k); err != nil {
-					return err
-				}
-			}
-			for k, v := range snap[b] {
-				if err := tx.Put(b, k, v); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
+func restore(t *testing.T, st store.Store, snap store.Snapshot) {
+	if err := st.Update(func(tx store.Tx) error { return store.Replace(tx, snap) }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -359,3 +359,31 @@ func TestBoltAddsTheSetAsideBucket(t *testing.T) {
 		t.Errorf("the set-aside bucket was not added: %v", err)
 	}
 }
+
+// Take copies every record; Replace puts exactly those back.
+func TestTakeAndReplace(t *testing.T) {
+	st := NewMemory()
+	put := func(b, k, v string) {
+		if err := st.Update(func(tx Tx) error { return tx.Put(b, k, []byte(v)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(Networks, "n1", "one")
+	put(Meta, "m", "x")
+	var snap Snapshot
+	if err := st.View(func(tx Tx) (err error) { snap, err = Take(tx); return err }); err != nil {
+		t.Fatal(err)
+	}
+	put(Networks, "n2", "two")
+	put(Networks, "n1", "changed")
+	if err := st.Update(func(tx Tx) error { return Replace(tx, snap) }); err != nil {
+		t.Fatal(err)
+	}
+	var got Snapshot
+	if err := st.View(func(tx Tx) (err error) { got, err = Take(tx); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if string(got[Networks]["n1"]) != "one" || got[Networks]["n2"] != nil || string(got[Meta]["m"]) != "x" || len(got[Networks]) != 1 {
+		t.Errorf("after Replace: %v", got)
+	}
+}

@@ -75,6 +75,17 @@ func (s *sandbox) must(name string, args ...string) string {
 	return out
 }
 
+// skipRuntime skips a test whose runtime cannot run here, saying why; with
+// HOSTNET_REQUIRE_RUNTIMES set (.ci/run sets it, having installed them)
+// it fails instead, so that a runtime test never passes by not running.
+func skipRuntime(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("HOSTNET_REQUIRE_RUNTIMES") != "" {
+		t.Fatalf("HOSTNET_REQUIRE_RUNTIMES is set, but "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // busyboxRootfs writes a root file system of Debian's static busybox as a
 // tarball (runtimes.BusyboxRootfs) and returns its path and its content.
 // Without a static busybox the test skips.
@@ -82,7 +93,7 @@ func busyboxRootfs(t *testing.T, dir string) (string, []byte) {
 	t.Helper()
 	path, content, err := runtimes.BusyboxRootfs(dir)
 	if errors.Is(err, runtimes.ErrNoBusybox) {
-		t.Skip(err)
+		skipRuntime(t, "%v", err)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +200,7 @@ func lookRuntime(t *testing.T, name, install string, dirs ...string) string {
 			return p
 		}
 	}
-	t.Skipf("%s is not installed: %s (.ci/run does it)", name, install)
+	skipRuntime(t, "%s is not installed: %s (.ci/run does it)", name, install)
 	return ""
 }
 
@@ -263,7 +274,7 @@ func newPodman(t *testing.T, sb *sandbox, dir string) *podman {
 	}
 	p := &podman{rtCommand{sb: sb, args: rp.Args}}
 	if out, err := p.run("info"); err != nil {
-		t.Skipf("podman cannot run on this machine: %v\n%s", err, out)
+		skipRuntime(t, "podman cannot run on this machine: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _, _ = p.run("rm", "--all", "--force", "--time", "0") })
 	return p
@@ -440,7 +451,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		select {
 		case <-waited:
 			b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
-			t.Skipf("containerd cannot run on this machine: %s", lab.Tail(string(b), 20))
+			skipRuntime(t, "containerd cannot run on this machine: %s", lab.Tail(string(b), 20))
 		default:
 		}
 		if time.Now().After(deadline) {

@@ -35,9 +35,27 @@ func Create(path string) (err error) {
 		}
 	}()
 	// The new namespace is made by the thread that unshares; the bind
-	// mount then pins it. A dedicated goroutine, locked to its thread,
-	// does it: if the thread cannot return to its namespace, it is left
-	// locked and so dies with the goroutine instead of serving others.
+	// mount then pins it.
+	return onThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare netns: %w", err)
+		}
+		return nil
+	}, func() error {
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind-mount netns on %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+// onThread runs fn on an OS thread that enter has moved to another
+// namespace, then brings the thread back. A dedicated goroutine, locked
+// to its thread, does it: if the thread cannot return to its namespace,
+// it is left locked and so dies with the goroutine instead of serving
+// others.
+func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -48,22 +66,18 @@ func Create(path string) (err error) {
 			return
 		}
 		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare netns: %w", err)
+			errc <- err
 			return
 		}
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		mountErr := unix.Mount(self, path, "none", unix.MS_BIND, "")
+		ferr := fn()
 		if err := vnetns.Set(orig); err != nil {
-			errc <- errors.Join(mountErr, fmt.Errorf("return to original netns: %w", err))
+			errc <- errors.Join(ferr, fmt.Errorf("return to original netns: %w", err))
 			return // the thread stays locked and exits with the goroutine
 		}
 		runtime.UnlockOSThread()
-		if mountErr != nil {
-			mountErr = fmt.Errorf("bind-mount netns on %s: %w", path, mountErr)
-		}
-		errc <- mountErr
+		errc <- ferr
 	}()
 	return <-errc
 }
@@ -105,30 +119,12 @@ func IsNamespace(path string) bool {
 // The rest of the process stays where it is. Use it only for what has no
 // namespace-bound handle (sysctls under /proc/sys/net, sockets).
 func Do(ns Handle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := vnetns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer orig.Close()
+	return onThread(func() error {
 		if err := vnetns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
+			return fmt.Errorf("enter netns: %w", err)
 		}
-		ferr := fn()
-		if err := vnetns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return to original netns: %w", err))
-			return // the thread stays locked and exits with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+		return nil
+	}, fn)
 }
 
 // Identity returns the device and inode of the namespace h: what tells one

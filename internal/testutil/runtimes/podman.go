@@ -29,6 +29,10 @@ func NewPodman(sb *Sandbox, bin, dir, cniDir, socket string) (*Podman, error) {
 	if err := os.MkdirAll(netDir, 0o755); err != nil {
 		return nil, err
 	}
+	// The run root and the temporary directory hold sockets and locks,
+	// whose paths podman wants short (it refuses a run root over 50
+	// characters): they go in the sandbox's own /run, whatever dir is.
+	runRoot, tmpDir := "/run/podman-runroot", "/run/podman-tmp"
 	// runc cannot raise limits in the sandbox: containers get low ones.
 	conf := fmt.Sprintf(`[containers]
 log_driver = "k8s-file"
@@ -43,16 +47,16 @@ events_logger = "file"
 events_logfile_path = %q
 runtime = "runc"
 tmp_dir = %q
-`, cniDir, netDir, filepath.Join(dir, "events.log"), filepath.Join(dir, "tmp"))
-	storage := fmt.Sprintf("[storage]\ndriver = \"vfs\"\nrunroot = %q\ngraphroot = %q\n", filepath.Join(dir, "runroot"), filepath.Join(dir, "root"))
+`, cniDir, netDir, filepath.Join(dir, "events.log"), tmpDir)
+	storage := fmt.Sprintf("[storage]\ndriver = \"vfs\"\nrunroot = %q\ngraphroot = %q\n", runRoot, filepath.Join(dir, "root"))
 	for name, content := range map[string]string{"containers.conf": conf, "storage.conf": storage, "net.d/" + Network + ".conflist": Conflist(socket)} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return nil, err
 		}
 	}
 	sb.Env = append(sb.Env, "CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"), "CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"))
-	return &Podman{sb: sb, Args: []string{bin, "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
-		"--storage-driver", "vfs", "--network-config-dir", netDir, "--cgroup-manager", "cgroupfs", "--tmpdir", filepath.Join(dir, "tmp"),
+	return &Podman{sb: sb, Args: []string{bin, "--root", filepath.Join(dir, "root"), "--runroot", runRoot,
+		"--storage-driver", "vfs", "--network-config-dir", netDir, "--cgroup-manager", "cgroupfs", "--tmpdir", tmpDir,
 		"--events-backend", "file"}}, nil
 }
 
