@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/hostnet/hostnet/api"
@@ -32,15 +31,11 @@ func TestCallersWrapOnlyTheirOwnNamespaces(t *testing.T) {
 	if err := os.Chown(mine, 1000, 1000); err != nil {
 		t.Fatal(err)
 	}
-	before := l.dump()
+	before := l.state()
 	user := WithCaller(context.Background(), Caller{UID: 1000, GID: 1000, PID: 4242})
 	_, err := l.svc.CreateEndpoint(user, api.Endpoint{Name: "theirs", HostComputeNetwork: "blue", HostComputeNamespace: "cni:theirs", NetNamespacePath: theirs})
-	if e := api.AsError(err); e == nil || e.Status != http.StatusForbidden || !strings.Contains(e.Message, "belongs to uid 0, not to the caller (uid 1000)") {
-		t.Errorf("a namespace of root's, for uid 1000: %v", err)
-	}
-	if got := l.dump(); got != before {
-		t.Errorf("the refused endpoint changed the host:\n%s", got)
-	}
+	refused(t, "a namespace of root's, for uid 1000", err, http.StatusForbidden, "belongs to uid 0, not to the caller (uid 1000)")
+	l.unchanged("the refused endpoint", before)
 	if _, err := l.svc.CreateEndpoint(user, api.Endpoint{Name: "mine", HostComputeNetwork: "blue", HostComputeNamespace: "cni:mine", NetNamespacePath: mine}); err != nil {
 		t.Errorf("a namespace of the caller's own: %v", err)
 	}

@@ -58,9 +58,7 @@ func TestF11VirtualIPNoLongerOnTheHost(t *testing.T) {
 	l.check()
 
 	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "other", HostComputeNetwork: "blue", HostComputeNamespace: fixedID("web-ns"), Policies: []api.Policy{vip("192.0.2.10", 8081)}})
-	if e := api.AsError(err); e == nil || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "192.0.2.10 is not an address of the host") {
-		t.Errorf("publishing on an address the host lacks: %v", err)
-	}
+	refused(t, "publishing on an address the host lacks", err, http.StatusBadRequest, "192.0.2.10 is not an address of the host")
 
 	l.host.SetHostAddressing(netmodel.HostAddressing{})
 	logged := l.restart()
@@ -94,18 +92,11 @@ func TestF13VirtualIPOfAnotherFamily(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()
 	l.network("blue", "10.7.0.0/24")
-	before := l.dump()
+	before := l.state()
 	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue",
 		Policies: []api.Policy{{Type: api.OutBoundNAT, Settings: json.RawMessage(`{"VirtualIP":"2001:db8::1"}`)}}})
-	if e := api.AsError(err); e == nil || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "VirtualIP") || !strings.Contains(e.Message, "2001:db8::1") {
-		t.Errorf("an IPv6 VirtualIP on an endpoint of an IPv4 network: %v", err)
-	}
-	if got := l.dump(); got != before {
-		t.Errorf("the refused endpoint changed the host:\n%s", got)
-	}
-	if eps, _ := l.svc.ListEndpoints(ctx, ""); len(eps) != 0 {
-		t.Errorf("the refused endpoint was stored: %+v", eps)
-	}
+	refused(t, "an IPv6 VirtualIP on an endpoint of an IPv4 network", err, http.StatusBadRequest, "VirtualIP", "2001:db8::1")
+	l.unchanged("the refused endpoint", before)
 }
 
 // Found by the API fuzzer: a route whose next hop is on none of the
@@ -116,23 +107,14 @@ func TestRouteNextHopOffTheEndpointsSubnets(t *testing.T) {
 	ctx := context.Background()
 	l.network("blue", "10.7.0.0/24")
 	_, ns := l.attached("blue", "web")
-	before, recBefore := l.dump(), records(t, l.st)
+	before := l.state()
 	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue", HostComputeNamespace: ns.ID,
 		Routes: []api.Route{{DestinationPrefix: "10.0.0.0/31", NextHop: "198.51.100.1"}}})
-	if e := api.AsError(err); e == nil || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "via 198.51.100.1: the next hop is on none of the endpoint's subnets (10.7.0.0/24)") {
-		t.Errorf("a next hop off the subnets: %v", err)
-	}
+	refused(t, "a next hop off the subnets", err, http.StatusBadRequest, "via 198.51.100.1: the next hop is on none of the endpoint's subnets (10.7.0.0/24)")
 	_, err = l.svc.ModifyEndpoint(ctx, "web", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
 		Settings: json.RawMessage(`{"Policies":[{"Type":"SDNRoute","Settings":{"DestinationPrefix":"192.0.2.0/24","NextHop":"10.8.0.1"}}]}`)})
-	if e := api.AsError(err); e == nil || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "10.8.0.1") {
-		t.Errorf("an SDNRoute with a next hop off the subnets: %v", err)
-	}
-	if after := l.dump(); after != before {
-		t.Errorf("the refused changes changed the host:\n%s", after)
-	}
-	if after := records(t, l.st); after != recBefore {
-		t.Errorf("the refused changes changed the records:\n%s", after)
-	}
+	refused(t, "an SDNRoute with a next hop off the subnets", err, http.StatusBadRequest, "10.8.0.1")
+	l.unchanged("the refused changes", before)
 	// On the subnet, it is made.
 	_, err = l.svc.ModifyEndpoint(ctx, "web", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
 		Settings: json.RawMessage(`{"Policies":[{"Type":"SDNRoute","Settings":{"DestinationPrefix":"192.0.2.0/24","NextHop":"10.7.0.254"}}]}`)})
@@ -154,21 +136,45 @@ func TestEndpointsOfANamespaceShareNoRoute(t *testing.T) {
 	l.must(err)
 	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "a", HostComputeNetwork: "blue", HostComputeNamespace: ns.ID, Routes: route})
 	l.must(err)
-	before, recBefore := l.dump(), records(t, l.st)
+	before := l.state()
 	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "b", HostComputeNetwork: "green", HostComputeNamespace: ns.ID, Routes: route})
-	if e := api.AsError(err); e == nil || e.Status != http.StatusConflict || !strings.Contains(e.Message, "192.0.2.0/24") || !strings.Contains(e.Message, "for endpoint a") {
-		t.Errorf("a second endpoint with the same route in the namespace: %v", err)
-	}
-	if after := l.dump(); after != before {
-		t.Errorf("the refused endpoint changed the host:\n%s", after)
-	}
-	if after := records(t, l.st); after != recBefore {
-		t.Errorf("the refused endpoint changed the records:\n%s", after)
-	}
+	refused(t, "a second endpoint with the same route in the namespace", err, http.StatusConflict, "192.0.2.0/24", "for endpoint a")
+	l.unchanged("the refused endpoint", before)
 	// Another endpoint of the namespace without that route is fine.
 	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "c", HostComputeNetwork: "green", HostComputeNamespace: ns.ID})
 	l.must(err)
 	l.check()
 	l.restart()
 	l.check()
+}
+
+// labState is the lab's host and records at one moment.
+type labState struct{ host, records string }
+
+func (l *lab) state() labState { return labState{l.dump(), records(l.t, l.st)} }
+
+// unchanged fails the test when the host or the records differ from was.
+func (l *lab) unchanged(what string, was labState) {
+	l.t.Helper()
+	now := l.state()
+	if now.host != was.host {
+		l.t.Errorf("%s changed the host:\n%s\nwas\n%s", what, now.host, was.host)
+	}
+	if now.records != was.records {
+		l.t.Errorf("%s changed the records:\n%s\nwere\n%s", what, now.records, was.records)
+	}
+}
+
+// refused fails the test unless err is an API error of status whose
+// message holds every part.
+func refused(t *testing.T, what string, err error, status int, parts ...string) {
+	t.Helper()
+	e := api.AsError(err)
+	ok := e != nil && e.Status == status
+	for _, p := range parts {
+		ok = ok && strings.Contains(e.Message, p)
+	}
+	if !ok {
+		t.Errorf("%s: %v, want a %d naming %q", what, err, status, parts)
+	}
 }

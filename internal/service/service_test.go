@@ -178,37 +178,25 @@ func TestRefusedChangeRollsBack(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()
 	l.network("blue", "10.7.0.0/24")
-	before := l.dump()
+	before := l.state()
 	l.host.TakePort("tcp4/8080/*", `process "nginx" (pid 42)`)
 	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "web", HostComputeNetwork: "blue", Policies: []api.Policy{mapping(6, 8080, 80)}})
 	if api.CodeOf(err) != api.CodePortAlreadyExists || !strings.Contains(err.Error(), "nginx") {
 		t.Fatalf("a port a process holds: %v", err)
 	}
-	if _, err := l.svc.GetEndpoint(ctx, "web"); !api.IsNotFound(err) {
-		t.Errorf("the refused endpoint exists: %v", err)
-	}
-	if after := l.dump(); after != before {
-		t.Errorf("the host changed:\n%s\nwas\n%s", after, before)
-	}
+	l.unchanged("a refused endpoint", before)
 	// The same with an attach: the NIC's creation fails.
 	ns, err := l.svc.CreateNamespace(ctx, api.Namespace{Name: "n1"})
 	l.must(err)
-	before = l.dump()
 	ep, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "db", HostComputeNetwork: "blue"})
 	l.must(err)
+	before = l.state()
 	portKey := netmodel.Link{Name: nat.PortName(ep.ID)}.Key()
 	l.host.FailNext(portKey, fmt.Errorf("injected"))
 	if _, err := l.svc.Attach(ctx, ns.ID, ep.ID); err == nil {
 		t.Fatal("attach succeeded despite the kernel's refusal")
 	}
-	got, err := l.svc.GetEndpoint(ctx, "db")
-	l.must(err)
-	if got.HostComputeNamespace != "" {
-		t.Errorf("the endpoint is recorded as attached after a refused attach")
-	}
-	if after := l.dump(); after != before {
-		t.Errorf("the host changed:\n%s\nwas\n%s", after, before)
-	}
+	l.unchanged("a refused attach", before)
 	l.check()
 }
 
@@ -401,25 +389,22 @@ func TestEveryRefusedMutationRollsBack(t *testing.T) {
 		}},
 	}
 	for _, c := range cases {
-		before, recBefore := l.dump(), records(t, l.st)
+		before := l.state()
 		l.host.FailNext(c.fail, fmt.Errorf("injected"))
 		if err := c.do(); err == nil {
 			t.Errorf("%s: the kernel's refusal was not reported", c.name)
 			continue
 		}
-		if after := l.dump(); after != before {
-			t.Errorf("%s: the host changed:\n%s\nwas\n%s", c.name, after, before)
-		}
-		if after := records(t, l.st); after != recBefore {
-			t.Errorf("%s: the records changed:\n%s\nwere\n%s", c.name, after, recBefore)
-		}
+		l.unchanged(c.name, before)
 		l.check()
 	}
 }
 
-// records renders the store's records (not the outbox, which a change
-// writes and the next one sweeps).
-func records(t *testing.T, st store.Store) string {
+// records renders the store's records: not the outbox, which a change
+// writes and the next one sweeps, nor the pools' cursors, which say where
+// the next allocation looks and hold nothing (a refused endpoint moves
+// them on, so a late packet for it meets no new holder).
+func records(t testing.TB, st store.Store) string {
 	var b strings.Builder
 	snap := snapshot(t, st)
 	for _, bucket := range store.Buckets {
@@ -427,6 +412,9 @@ func records(t *testing.T, st store.Store) string {
 			continue
 		}
 		for _, k := range slices.Sorted(maps.Keys(snap[bucket])) {
+			if bucket == store.Meta && strings.HasPrefix(k, "ipam-cursor/") {
+				continue
+			}
 			fmt.Fprintf(&b, "%s/%s=%s\n", bucket, k, snap[bucket][k])
 		}
 	}
@@ -498,14 +486,12 @@ func TestUninstall(t *testing.T) {
 	ctx := context.Background()
 	l.network("blue", "10.7.0.0/24")
 	l.attached("blue", "web", mapping(6, 8080, 80))
-	before := l.dump()
+	before := l.state()
 	_, err := l.svc.Uninstall(ctx, false)
 	if api.CodeOf(err) != api.CodeResourceInUse || !strings.Contains(err.Error(), "web") {
 		t.Fatalf("uninstall with an endpoint: %v", err)
 	}
-	if after := l.dump(); after != before {
-		t.Errorf("a refused uninstall changed the host:\n%s", after)
-	}
+	l.unchanged("a refused uninstall", before)
 	rep, err := l.svc.Uninstall(ctx, true)
 	l.must(err)
 	if rep.Networks != 1 || rep.Endpoints != 1 || rep.Namespaces != 1 {

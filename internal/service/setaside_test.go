@@ -282,7 +282,7 @@ func TestRecordDamagedWhileRunning(t *testing.T) {
 }
 
 // snapshot copies every bucket of a memory store.
-func snapshot(t *testing.T, st store.Store) store.Snapshot {
+func snapshot(t testing.TB, st store.Store) store.Snapshot {
 	var snap store.Snapshot
 	if err := st.View(func(tx store.Tx) (err error) { snap, err = store.Take(tx); return err }); err != nil {
 		t.Fatal(err)
