@@ -69,20 +69,11 @@ func parseACLSpec(s string) (api.ACLSettings, error) {
 		return api.ACLSettings{}, errors.New("want ACTION DIRECTION first, e.g. \"allow in\"")
 	}
 	set := api.ACLSettings{RuleType: aclRuleTypeSwitch}
-	switch strings.ToLower(words[0]) {
-	case "allow":
-		set.Action = api.FlexString(api.ACLAllow)
-	case "block":
-		set.Action = api.FlexString(api.ACLBlock)
-	default:
+	var ok bool
+	if set.Action, ok = map[string]api.FlexString{"allow": api.FlexString(api.ACLAllow), "block": api.FlexString(api.ACLBlock)}[strings.ToLower(words[0])]; !ok {
 		return api.ACLSettings{}, fmt.Errorf("action %q is not allow or block", words[0])
 	}
-	switch strings.ToLower(words[1]) {
-	case "in":
-		set.Direction = api.FlexString(api.ACLIn)
-	case "out":
-		set.Direction = api.FlexString(api.ACLOut)
-	default:
+	if set.Direction, ok = map[string]api.FlexString{"in": api.FlexString(api.ACLIn), "out": api.FlexString(api.ACLOut)}[strings.ToLower(words[1])]; !ok {
 		return api.ACLSettings{}, fmt.Errorf("direction %q is not in or out", words[1])
 	}
 	var (

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -321,6 +322,22 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // writeTable writes an aligned table with a header row.
+// columns are the headers of a table in its narrow and wide forms (-o
+// wide adds columns at the end).
+type columns struct{ narrow, wide []string }
+
+func newColumns(narrow []string, more ...string) columns {
+	return columns{narrow, append(slices.Clone(narrow), more...)}
+}
+
+// write writes rows under the header of the chosen form.
+func (c columns) write(w io.Writer, wide bool, rows [][]string) error {
+	if wide {
+		return writeTable(w, c.wide, rows)
+	}
+	return writeTable(w, c.narrow, rows)
+}
+
 func writeTable(w io.Writer, header []string, rows [][]string) error {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 8, 3, ' ', 0)

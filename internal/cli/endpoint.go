@@ -101,10 +101,8 @@ func endpointAddresses(e *api.Endpoint) string {
 	return strings.Join(out, ",")
 }
 
-var (
-	endpointHeader     = []string{"ENDPOINT ID", "NAME", "NETWORK", "IP ADDRESSES", "MAC", "NAMESPACE"}
-	endpointWideHeader = append(append([]string(nil), endpointHeader...), "HOST INTERFACE", "INTERFACE", "POLICIES")
-)
+var endpointColumns = newColumns([]string{"ENDPOINT ID", "NAME", "NETWORK", "IP ADDRESSES", "MAC", "NAMESPACE"},
+	"HOST INTERFACE", "INTERFACE", "POLICIES")
 
 // endpointRows renders endpoints as rows of the `endpoint ls` table;
 // networkNames maps network IDs to names. wide adds the devices and the
@@ -143,25 +141,15 @@ func writeEndpoints(ctx context.Context, w io.Writer, c *client.Client, eps []ap
 			names[strings.ToLower(n.ID)] = n.Name
 		}
 	}
-	header := endpointHeader
-	if wide {
-		header = endpointWideHeader
-	}
-	return writeTable(w, header, endpointRows(eps, names, noTrunc, wide))
+	return endpointColumns.write(w, wide, endpointRows(eps, names, noTrunc, wide))
 }
 
 func newEndpointCommand(a *app) *cobra.Command {
-	cmd := newGroupCommand("endpoint", "Manage endpoints")
-	cmd.AddCommand(
-		newEndpointCreateCommand(a),
-		newEndpointLsCommand(a),
-		newInspectCommand(a, kindEndpoint, "ENDPOINT", func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+	return a.kindCommand(newGroupCommand("endpoint", "Manage endpoints"), kindEndpoint, "ENDPOINT",
+		"Remove one or more endpoints (detached first)", newEndpointCreateCommand(a), newEndpointLsCommand(a),
+		func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
 			return writeEndpoints(ctx, a.io.Out, c, docsAs[api.Endpoint](docs), false, wide)
-		}),
-		newRmCommand(a, kindEndpoint, "ENDPOINT", "Remove one or more endpoints (detached first)"),
-		newPolicyCommand(a, kindEndpoint),
-	)
-	return cmd
+		}, newPolicyCommand(a, kindEndpoint))
 }
 
 func newEndpointCreateCommand(a *app) *cobra.Command {

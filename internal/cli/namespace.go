@@ -12,10 +12,7 @@ import (
 	"github.com/hostnet/hostnet/client"
 )
 
-var (
-	namespaceHeader     = []string{"NAMESPACE ID", "NAME", "PATH", "MANAGED", "ENDPOINTS"}
-	namespaceWideHeader = append(append([]string(nil), namespaceHeader...), "TYPE", "RESOLV.CONF")
-)
+var namespaceColumns = newColumns([]string{"NAMESPACE ID", "NAME", "PATH", "MANAGED", "ENDPOINTS"}, "TYPE", "RESOLV.CONF")
 
 // namespaceEndpoints counts the endpoints attached to n.
 func namespaceEndpoints(n *api.Namespace) int {
@@ -49,26 +46,15 @@ func namespaceRows(nss []api.Namespace, noTrunc, wide bool) [][]string {
 
 // writeNamespaces writes the `namespace ls` table.
 func writeNamespaces(w io.Writer, nss []api.Namespace, noTrunc, wide bool) error {
-	header := namespaceHeader
-	if wide {
-		header = namespaceWideHeader
-	}
-	return writeTable(w, header, namespaceRows(nss, noTrunc, wide))
+	return namespaceColumns.write(w, wide, namespaceRows(nss, noTrunc, wide))
 }
 
 func newNamespaceCommand(a *app) *cobra.Command {
-	cmd := newGroupCommand("namespace", "Manage network namespaces", "ns")
-	cmd.AddCommand(
-		newNamespaceCreateCommand(a),
-		newNamespaceLsCommand(a),
-		newInspectCommand(a, kindNamespace, "NAMESPACE", func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+	return a.kindCommand(newGroupCommand("namespace", "Manage network namespaces", "ns"), kindNamespace, "NAMESPACE",
+		"Remove one or more namespaces (their endpoints are detached)", newNamespaceCreateCommand(a), newNamespaceLsCommand(a),
+		func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
 			return writeNamespaces(a.io.Out, docsAs[api.Namespace](docs), false, wide)
-		}),
-		newRmCommand(a, kindNamespace, "NAMESPACE", "Remove one or more namespaces (their endpoints are detached)"),
-		newNamespaceAttachCommand(a, true),
-		newNamespaceAttachCommand(a, false),
-	)
-	return cmd
+		}, newNamespaceAttachCommand(a, true), newNamespaceAttachCommand(a, false))
 }
 
 func newNamespaceCreateCommand(a *app) *cobra.Command {

@@ -492,32 +492,19 @@ func networkRows(nets []api.Network, noTrunc, wide bool) [][]string {
 	return rows
 }
 
-var (
-	networkHeader     = []string{"NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"}
-	networkWideHeader = append(append([]string(nil), networkHeader...), "GATEWAY", "DNS", "POLICIES")
-)
+var networkColumns = newColumns([]string{"NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"}, "GATEWAY", "DNS", "POLICIES")
 
 // writeNetworks writes the `network ls` table.
 func writeNetworks(w io.Writer, nets []api.Network, noTrunc, wide bool) error {
-	header := networkHeader
-	if wide {
-		header = networkWideHeader
-	}
-	return writeTable(w, header, networkRows(nets, noTrunc, wide))
+	return networkColumns.write(w, wide, networkRows(nets, noTrunc, wide))
 }
 
 func newNetworkCommand(a *app) *cobra.Command {
-	cmd := newGroupCommand("network", "Manage networks")
-	cmd.AddCommand(
-		newNetworkCreateCommand(a),
-		newNetworkLsCommand(a),
-		newInspectCommand(a, kindNetwork, "NETWORK", func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
+	return a.kindCommand(newGroupCommand("network", "Manage networks"), kindNetwork, "NETWORK",
+		"Remove one or more networks", newNetworkCreateCommand(a), newNetworkLsCommand(a),
+		func(ctx context.Context, c *client.Client, docs []any, wide bool) error {
 			return writeNetworks(a.io.Out, docsAs[api.Network](docs), false, wide)
-		}),
-		newRmCommand(a, kindNetwork, "NETWORK", "Remove one or more networks"),
-		newPolicyCommand(a, kindNetwork),
-	)
-	return cmd
+		}, newPolicyCommand(a, kindNetwork))
 }
 
 func newNetworkCreateCommand(a *app) *cobra.Command {

@@ -66,6 +66,15 @@ func newLsCommand[T any](a *app, kind string, list func(ctx context.Context, c *
 
 // newInspectCommand is `KIND inspect REF...`: the documents, as JSON
 // unless -o says otherwise.
+// kindCommand fills group with the commands of one kind of object:
+// create, ls, inspect (table renders its table forms), rm (rmShort says
+// what it does), and extra.
+func (a *app) kindCommand(group *cobra.Command, kind, metavar, rmShort string, create, ls *cobra.Command, table tableFunc, extra ...*cobra.Command) *cobra.Command {
+	group.AddCommand(create, ls, newInspectCommand(a, kind, metavar, table), newRmCommand(a, kind, metavar, rmShort))
+	group.AddCommand(extra...)
+	return group
+}
+
 func newInspectCommand(a *app, kind, metavar string, table tableFunc) *cobra.Command {
 	return a.addOutputFlag(&cobra.Command{
 		Use:   "inspect [OPTIONS] " + metavar + " [" + metavar + "...]",

@@ -68,26 +68,36 @@ func matchID(want, id string) bool {
 	return strings.EqualFold(want, id)
 }
 
-func (f filter) matchNetwork(n *api.Network) bool {
+// matches reports whether every key of f holds for an object of the
+// given ID and name; other reports whether a key of the object's own
+// holds (keys it does not know match).
+func (f filter) matches(id, name string, other func(k, v string) bool) bool {
 	for k, v := range f {
+		var ok bool
 		switch k {
 		case "ID":
-			if !matchID(v, n.ID) {
-				return false
-			}
+			ok = matchID(v, id)
 		case "Name":
-			if v != n.Name {
-				return false
-			}
-		case "Type":
-			var t api.NetworkType
-			_ = json.Unmarshal([]byte(quoteIfNeeded(v)), &t)
-			if t != n.Type {
-				return false
-			}
+			ok = v == name
+		default:
+			ok = other(k, v)
+		}
+		if !ok {
+			return false
 		}
 	}
 	return true
+}
+
+func (f filter) matchNetwork(n *api.Network) bool {
+	return f.matches(n.ID, n.Name, func(k, v string) bool {
+		if k != "Type" {
+			return true
+		}
+		var t api.NetworkType
+		_ = json.Unmarshal([]byte(quoteIfNeeded(v)), &t)
+		return t == n.Type
+	})
 }
 
 func quoteIfNeeded(v string) string {
@@ -115,62 +125,35 @@ func (f filter) resolveNetworkName(tx store.Tx) error {
 }
 
 func (f filter) matchEndpoint(e *api.Endpoint) bool {
-	for k, v := range f {
+	return f.matches(e.ID, e.Name, func(k, v string) bool {
 		switch k {
-		case "ID":
-			if !matchID(v, e.ID) {
-				return false
-			}
-		case "Name":
-			if v != e.Name {
-				return false
-			}
 		case "VirtualNetwork", "HostComputeNetwork":
-			if !matchID(v, e.HostComputeNetwork) {
-				return false
-			}
+			return matchID(v, e.HostComputeNetwork)
 		case "HostComputeNamespace":
-			if !matchID(v, e.HostComputeNamespace) {
-				return false
-			}
+			return matchID(v, e.HostComputeNamespace)
 		case "IPAddress":
-			found := false
 			for _, c := range e.IpConfigurations {
-				found = found || c.IpAddress == v
+				if c.IpAddress == v {
+					return true
+				}
 			}
-			if !found {
-				return false
-			}
+			return false
 		case "MacAddress":
 			want, err := api.ParseMAC(v)
-			if err != nil || api.FormatMAC(want) != e.MacAddress {
-				return false
-			}
+			return err == nil && api.FormatMAC(want) == e.MacAddress
 		}
-	}
-	return true
+		return true
+	})
 }
 
 func (f filter) matchNamespace(n *api.Namespace) bool {
-	for k, v := range f {
+	return f.matches(n.ID, n.Name, func(k, v string) bool {
 		switch k {
-		case "ID":
-			if !matchID(v, n.ID) {
-				return false
-			}
-		case "Name":
-			if v != n.Name {
-				return false
-			}
 		case "Type":
-			if !strings.EqualFold(v, string(n.Type)) {
-				return false
-			}
+			return strings.EqualFold(v, string(n.Type))
 		case "NamespaceId":
-			if v != fmt.Sprint(n.NamespaceId) {
-				return false
-			}
+			return v == fmt.Sprint(n.NamespaceId)
 		}
-	}
-	return true
+		return true
+	})
 }

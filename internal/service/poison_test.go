@@ -86,38 +86,46 @@ func TestF11VirtualIPNoLongerOnTheHost(t *testing.T) {
 	l.check()
 }
 
-// F13: an OutBoundNAT VirtualIP of a family the endpoint has no address
-// of is refused, also when the addresses come from the pool.
-func TestF13VirtualIPOfAnotherFamily(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
-	before := l.state()
-	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue",
-		Policies: []api.Policy{{Type: api.OutBoundNAT, Settings: json.RawMessage(`{"VirtualIP":"2001:db8::1"}`)}}})
-	refused(t, "an IPv6 VirtualIP on an endpoint of an IPv4 network", err, http.StatusBadRequest, "VirtualIP", "2001:db8::1")
-	l.unchanged("the refused endpoint", before)
-}
-
-// Found by the API fuzzer: a route whose next hop is on none of the
-// endpoint's subnets answered 500 ("Nexthop has invalid gateway"); it is
-// a 400 that names it, and nothing is stored or made.
-func TestRouteNextHopOffTheEndpointsSubnets(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+// Endpoints the kernel would refuse, or that would be stored and never
+// work, are a 400 naming the field, and nothing is stored or made:
+//   - F13: an OutBoundNAT VirtualIP of a family the endpoint has no
+//     address of, also when the addresses come from the pool;
+//   - found by the API fuzzer: a route (Routes, or an SDNRoute policy
+//     added later) whose next hop is on none of the endpoint's subnets
+//     answered 500 ("Nexthop has invalid gateway").
+func TestEndpointsRefusedBeforeTheKernel(t *testing.T) {
+	l, ctx := blueLab(t)
 	_, ns := l.attached("blue", "web")
+	sdnRoute := func(nextHop string) api.ModifyRequest {
+		return api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
+			Settings: json.RawMessage(`{"Policies":[{"Type":"SDNRoute","Settings":{"DestinationPrefix":"192.0.2.0/24","NextHop":"` + nextHop + `"}}]}`)}
+	}
 	before := l.state()
-	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue", HostComputeNamespace: ns.ID,
-		Routes: []api.Route{{DestinationPrefix: "10.0.0.0/31", NextHop: "198.51.100.1"}}})
-	refused(t, "a next hop off the subnets", err, http.StatusBadRequest, "via 198.51.100.1: the next hop is on none of the endpoint's subnets (10.7.0.0/24)")
-	_, err = l.svc.ModifyEndpoint(ctx, "web", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
-		Settings: json.RawMessage(`{"Policies":[{"Type":"SDNRoute","Settings":{"DestinationPrefix":"192.0.2.0/24","NextHop":"10.8.0.1"}}]}`)})
-	refused(t, "an SDNRoute with a next hop off the subnets", err, http.StatusBadRequest, "10.8.0.1")
-	l.unchanged("the refused changes", before)
+	for _, c := range []struct {
+		what  string
+		do    func() error
+		parts []string
+	}{
+		{"an IPv6 VirtualIP on an endpoint of an IPv4 network", func() error {
+			_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue",
+				Policies: []api.Policy{{Type: api.OutBoundNAT, Settings: json.RawMessage(`{"VirtualIP":"2001:db8::1"}`)}}})
+			return err
+		}, []string{"VirtualIP", "2001:db8::1"}},
+		{"a next hop off the subnets", func() error {
+			_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue", HostComputeNamespace: ns.ID,
+				Routes: []api.Route{{DestinationPrefix: "10.0.0.0/31", NextHop: "198.51.100.1"}}})
+			return err
+		}, []string{"via 198.51.100.1: the next hop is on none of the endpoint's subnets (10.7.0.0/24)"}},
+		{"an SDNRoute with a next hop off the subnets", func() error {
+			_, err := l.svc.ModifyEndpoint(ctx, "web", sdnRoute("10.8.0.1"))
+			return err
+		}, []string{"10.8.0.1"}},
+	} {
+		refused(t, c.what, c.do(), http.StatusBadRequest, c.parts...)
+		l.unchanged(c.what, before)
+	}
 	// On the subnet, it is made.
-	_, err = l.svc.ModifyEndpoint(ctx, "web", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd,
-		Settings: json.RawMessage(`{"Policies":[{"Type":"SDNRoute","Settings":{"DestinationPrefix":"192.0.2.0/24","NextHop":"10.7.0.254"}}]}`)})
+	_, err := l.svc.ModifyEndpoint(ctx, "web", sdnRoute("10.7.0.254"))
 	l.must(err)
 	l.check()
 }
@@ -127,9 +135,7 @@ func TestRouteNextHopOffTheEndpointsSubnets(t *testing.T) {
 // and the first to go would have taken the route from the other. The
 // second is refused, naming the first.
 func TestEndpointsOfANamespaceShareNoRoute(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	l.network("green", "10.8.0.0/24")
 	route := []api.Route{{DestinationPrefix: "192.0.2.0/24"}}
 	ns, err := l.svc.CreateNamespace(ctx, api.Namespace{ID: fixedID("two-ns"), Name: "two"})

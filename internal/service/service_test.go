@@ -71,6 +71,14 @@ func (l *lab) must(err error) {
 	}
 }
 
+// blueLab is a lab with the NAT network "blue" (10.7.0.0/24), where most
+// tests start.
+func blueLab(t testing.TB) (*lab, context.Context) {
+	l := newLab(t)
+	l.network("blue", "10.7.0.0/24")
+	return l, context.Background()
+}
+
 // network creates a NAT network with a subnet.
 func (l *lab) network(name, subnet string, policies ...api.Policy) *api.Network {
 	l.t.Helper()
@@ -175,9 +183,7 @@ func TestStateSequence(t *testing.T) {
 
 // A refused kernel change leaves the intent and the kernel as they were.
 func TestRefusedChangeRollsBack(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	before := l.state()
 	l.host.TakePort("tcp4/8080/*", `process "nginx" (pid 42)`)
 	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "web", HostComputeNetwork: "blue", Policies: []api.Policy{mapping(6, 8080, 80)}})
@@ -205,9 +211,7 @@ func TestRefusedChangeRollsBack(t *testing.T) {
 // can bind it; it still goes with its endpoint, and a second endpoint
 // still cannot publish the same port.
 func TestCallerHeldPortIsNotHeld(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	// The runtime has bound it already (a reload: conmon holds it).
 	l.host.TakePort("tcp4/8080/*", `process "conmon" (pid 42)`)
 	held := api.Policy{Type: api.PortMapping, Settings: json.RawMessage(`{"Protocol":6,"ExternalPort":8080,"InternalPort":80,"CallerHoldsHostPort":true}`)}
@@ -269,9 +273,7 @@ func TestRepairPutsBack(t *testing.T) {
 // address deleted there comes back at the next full pass, at most
 // fullPassEvery checks later.
 func TestDriftInsideANamespaceIsRepairedByAFullPass(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	ep, ns := l.attached("blue", "web")
 	want := l.dump()
 	prefix := netip.MustParsePrefix(ep.IpConfigurations[0].IpAddress + "/24")
@@ -293,9 +295,7 @@ func TestDriftInsideANamespaceIsRepairedByAFullPass(t *testing.T) {
 // A wrapped namespace that vanishes takes its endpoints with it, and their
 // addresses go back to the pool.
 func TestVanishedNamespaceIsCollected(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	l.host.AddNamespace("/proc/1234/ns/net", netmodel.NSID{Dev: 3, Ino: 77})
 	ep, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "c1", HostComputeNetwork: "blue", HostComputeNamespace: "cni:c1", NetNamespacePath: "/proc/1234/ns/net"})
 	l.must(err)
@@ -361,9 +361,7 @@ func BenchmarkAttach(b *testing.B) {
 // they were: a policy change of an endpoint, of a network, a namespace's
 // creation.
 func TestEveryRefusedMutationRollsBack(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	ep, _ := l.attached("blue", "web", mapping(6, 8080, 80))
 	addr := ep.IpConfigurations[0].IpAddress
 	cases := []struct {
@@ -482,9 +480,7 @@ func TestFullPassesLookIntoNamespacesInTurn(t *testing.T) {
 // with nothing of hostnet's (the sysctls excepted), and says what it
 // removed.
 func TestUninstall(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	l.attached("blue", "web", mapping(6, 8080, 80))
 	before := l.state()
 	_, err := l.svc.Uninstall(ctx, false)

@@ -129,6 +129,9 @@ type loaded struct {
 	decoded decodedCache
 }
 
+// docRef points at the ID and name of a record's document.
+type docRef struct{ id, name *string }
+
 // load reads every record in tx, sets aside those that cannot be kept,
 // writes back the normalised ones, and says what the start's passes keep.
 // It only reads and writes records (a store may run it twice).
@@ -139,6 +142,34 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 		e := setAsideEntry{Bucket: bucket, Key: key, Reason: fmt.Sprintf(format, args...), Time: now, Raw: slices.Clone(raw)}
 		e.Devices, e.Netns = s.ownedBy(bucket, key, raw)
 		l.aside = append(l.aside, e)
+	}
+	// read decodes the record at key of bucket into doc (in rec), checks
+	// that doc's ID is its key, that it holds (check: why not, or ""),
+	// and normalises it; a record that fails is set aside, and read
+	// reports it not ok. what says what normalising changed.
+	read := func(bucket, key string, raw []byte, rec any, doc *docRef, check func() string, normalise func() (string, error)) (what string, ok bool) {
+		if err := json.Unmarshal(raw, rec); err != nil {
+			aside(bucket, key, raw, "it does not decode: %v", err)
+			return "", false
+		}
+		why := ""
+		if *doc.id != key {
+			why = fmt.Sprintf("its ID %q is not its key", *doc.id)
+		} else if check != nil {
+			why = check()
+		}
+		if why == "" {
+			var err error
+			if what, err = normalise(); err != nil {
+				why = fmt.Sprintf("it no longer passes validation: %v", err)
+			}
+		}
+		if why != "" {
+			aside(bucket, key, raw, "%s", why)
+			l.aside[len(l.aside)-1].Name = *doc.name
+			return "", false
+		}
+		return what, true
 	}
 	type put struct {
 		bucket, key string
@@ -159,18 +190,9 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 	nets := map[string]bool{}
 	err = tx.ForEach(store.Networks, "", func(key string, raw []byte) error {
 		var rec networkRecord
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			aside(store.Networks, key, raw, "it does not decode: %v", err)
-			return nil
-		}
-		if rec.Doc.ID != key {
-			aside(store.Networks, key, raw, "its ID %q is not its key", rec.Doc.ID)
-			return nil
-		}
-		what, err := normaliseNetwork(&rec.Doc)
-		if err != nil {
-			aside(store.Networks, key, raw, "it no longer passes validation: %v", err)
-			l.aside[len(l.aside)-1].Name = rec.Doc.Name
+		what, ok := read(store.Networks, key, raw, &rec, &docRef{&rec.Doc.ID, &rec.Doc.Name}, nil,
+			func() (string, error) { return normaliseNetwork(&rec.Doc) })
+		if !ok {
 			return nil
 		}
 		if what != "" {
@@ -194,18 +216,9 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 	nsRecs := map[string]*loadedNamespace{}
 	err = tx.ForEach(store.Namespaces, "", func(key string, raw []byte) error {
 		var rec namespaceRecord
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			aside(store.Namespaces, key, raw, "it does not decode: %v", err)
-			return nil
-		}
-		if rec.Doc.ID != key {
-			aside(store.Namespaces, key, raw, "its ID %q is not its key", rec.Doc.ID)
-			return nil
-		}
-		what, err := normaliseNamespace(&rec.Doc)
-		if err != nil {
-			aside(store.Namespaces, key, raw, "it no longer passes validation: %v", err)
-			l.aside[len(l.aside)-1].Name = rec.Doc.Name
+		what, ok := read(store.Namespaces, key, raw, &rec, &docRef{&rec.Doc.ID, &rec.Doc.Name}, nil,
+			func() (string, error) { return normaliseNamespace(&rec.Doc) })
+		if !ok {
 			return nil
 		}
 		// Written back or cached once its endpoints are known (below).
@@ -232,29 +245,17 @@ func (s *Service) load(tx store.Tx) (*loaded, error) {
 	live := map[string]bool{}
 	err = tx.ForEach(store.Endpoints, "", func(key string, raw []byte) error {
 		var rec endpointRecord
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			aside(store.Endpoints, key, raw, "it does not decode: %v", err)
-			return nil
-		}
 		e := &rec.Doc
-		var why string
-		switch {
-		case e.ID != key:
-			why = fmt.Sprintf("its ID %q is not its key", e.ID)
-		case !nets[e.HostComputeNetwork]:
-			why = fmt.Sprintf("its network %s %s", e.HostComputeNetwork, gone(store.Networks, e.HostComputeNetwork))
-		case e.HostComputeNamespace != "" && !nss[e.HostComputeNamespace]:
-			why = fmt.Sprintf("the namespace it is attached to, %s, %s", e.HostComputeNamespace, gone(store.Namespaces, e.HostComputeNamespace))
-		}
-		if why != "" {
-			aside(store.Endpoints, key, raw, "%s", why)
-			l.aside[len(l.aside)-1].Name = e.Name
-			return nil
-		}
-		what, err := normaliseEndpoint(e)
-		if err != nil {
-			aside(store.Endpoints, key, raw, "it no longer passes validation: %v", err)
-			l.aside[len(l.aside)-1].Name = e.Name
+		what, ok := read(store.Endpoints, key, raw, &rec, &docRef{&e.ID, &e.Name}, func() string {
+			switch {
+			case !nets[e.HostComputeNetwork]:
+				return fmt.Sprintf("its network %s %s", e.HostComputeNetwork, gone(store.Networks, e.HostComputeNetwork))
+			case e.HostComputeNamespace != "" && !nss[e.HostComputeNamespace]:
+				return fmt.Sprintf("the namespace it is attached to, %s, %s", e.HostComputeNamespace, gone(store.Namespaces, e.HostComputeNamespace))
+			}
+			return ""
+		}, func() (string, error) { return normaliseEndpoint(e) })
+		if !ok {
 			return nil
 		}
 		if what != "" {

@@ -109,9 +109,7 @@ func TestOldRecordsAreNormalisedAtStart(t *testing.T) {
 // handed out; its name is free. Dropping it frees its address and removes
 // what was kept for it.
 func TestUnreadableRecordIsSetAside(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	web, _ := l.attached("blue", "web", mapping(6, 8080, 80))
 	db, _ := l.attached("blue", "db")
 	l.put(store.Endpoints, web.ID, `{"Doc":{"ID":"`+web.ID+`","Name":"web",`+strings.Repeat("[", 10001))
@@ -246,9 +244,7 @@ func TestSetAsideNetworkTakesItsEndpoints(t *testing.T) {
 // A record damaged while the daemon runs breaks no list, check or repair:
 // lists leave it out, doctor names it, and it can be dropped at once.
 func TestRecordDamagedWhileRunning(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	web, _ := l.attached("blue", "web")
 	l.put(store.Endpoints, web.ID, "{not json")
 	l.put(store.Networks, fixedID("bad-net"), `{"Doc":`)
@@ -302,9 +298,7 @@ func restore(t *testing.T, st store.Store, snap store.Snapshot) {
 // namespace and firewall, reports it, and keeps its address from the
 // pool; a prune removes it, and the host is as if B had never been.
 func TestRestoreKeepsWhatNoRecordWants(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	l.attached("blue", "a")
 	backup := snapshot(t, l.st)
 	onlyA := l.dump()
@@ -407,9 +401,7 @@ func TestRestoreWithNothingToKeep(t *testing.T) {
 // A new object that takes a set-aside record's key (a client chose the
 // ID) keeps what it holds when the set-aside record is dropped.
 func TestDropLeavesANewObjectOfTheSameKey(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	web, _ := l.attached("blue", "web", mapping(6, 8080, 80))
 	l.put(store.Endpoints, web.ID, "{")
 	l.restart()
@@ -430,9 +422,7 @@ func TestDropLeavesANewObjectOfTheSameKey(t *testing.T) {
 // with its last endpoint when that is set aside, as when it is deleted;
 // the endpoint's port in it is kept.
 func TestImplicitNamespaceGoesWithItsSetAsideEndpoint(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	l.network("blue", "10.7.0.0/24")
+	l, ctx := blueLab(t)
 	l.host.AddNamespace("/proc/1234/ns/net", netmodel.NSID{Dev: 3, Ino: 77})
 	ep, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "c1", HostComputeNetwork: "blue", HostComputeNamespace: "cni:c1", NetNamespacePath: "/proc/1234/ns/net"})
 	l.must(err)
