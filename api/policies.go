@@ -69,3 +69,10 @@ type SDNRouteSettings struct {
 type IsolationSettings struct {
 	IsolationId uint32 `json:"IsolationId"`
 }
+
+// NetAdapterNameSettings is the Settings of a NetAdapterName network
+// policy: the host adapter (uplink) a Transparent, L2Bridge or L2Tunnel
+// network puts its endpoints on.
+type NetAdapterNameSettings struct {
+	NetworkAdapterName string `json:"NetworkAdapterName"`
+}

@@ -41,6 +41,13 @@ type NetworkSpec struct {
 	DNS           DNSSpec
 	Policies      []Policy
 	NonPersistent bool
+	// Uplink is the host adapter a Transparent, L2Bridge or L2Tunnel
+	// network's endpoints reach the physical segment by: its
+	// NetAdapterName policy ("" when it has none).
+	Uplink string
+	// DHCP says addresses come from the segment's DHCP server (an Ipams
+	// entry of Type DHCP), not from hostnet's pools.
+	DHCP bool
 }
 
 // DNSSpec is the validated form of DNS.
@@ -146,6 +153,9 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 		if ipam.Type != "" && !strings.EqualFold(ipam.Type, "Static") && !strings.EqualFold(ipam.Type, "DHCP") {
 			return nil, invalidNetwork(field+".Type", "unknown IPAM type %q (want Static or DHCP)", ipam.Type)
 		}
+		if strings.EqualFold(ipam.Type, "DHCP") {
+			spec.DHCP = true
+		}
 		for j := range ipam.Subnets {
 			sub, err := parseSubnet(fmt.Sprintf("%s.Subnets[%d]", field, j), &ipam.Subnets[j], spec.Type)
 			if err != nil {
@@ -183,8 +193,35 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 			return nil, err
 		}
 		spec.Policies = append(spec.Policies, *p)
+		if p.Type == NetAdapterName {
+			uplink, err := parseNetAdapterName(i, p)
+			if err != nil {
+				return nil, err
+			}
+			if spec.Uplink != "" && uplink != spec.Uplink {
+				return nil, invalidNetwork(fmt.Sprintf("Policies[%d].Settings.NetworkAdapterName", i), "%q: the network already names adapter %q (one uplink per network)", uplink, spec.Uplink)
+			}
+			spec.Uplink = uplink
+		}
 	}
 	return spec, nil
+}
+
+// parseNetAdapterName reads policy i, a NetAdapterName policy: the name of
+// a host link.
+func parseNetAdapterName(i int, p *Policy) (string, error) {
+	field := fmt.Sprintf("Policies[%d].Settings.NetworkAdapterName", i)
+	var s NetAdapterNameSettings
+	if err := DecodeSettings(p.Settings, &s); err != nil {
+		return "", invalidNetwork(fmt.Sprintf("Policies[%d].Settings", i), "NetAdapterName: %v", err)
+	}
+	if s.NetworkAdapterName == "" {
+		return "", invalidNetwork(field, "empty: name the host adapter the network's endpoints go out by")
+	}
+	if err := ValidInterfaceName(s.NetworkAdapterName); err != nil {
+		return "", invalidNetwork(field, "%v", err)
+	}
+	return s.NetworkAdapterName, nil
 }
 
 // parseMacRange validates a MacPool range: both ends unicast and not zero,

@@ -20,6 +20,8 @@ import (
 	"github.com/hostnet/hostnet/internal/dataplane"
 	"github.com/hostnet/hostnet/internal/dataplane/nft"
 	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/driver/l2bridge"
+	"github.com/hostnet/hostnet/internal/driver/macvlan"
 	"github.com/hostnet/hostnet/internal/driver/nat"
 	"github.com/hostnet/hostnet/internal/nftmodel"
 	"github.com/hostnet/hostnet/internal/policy"
@@ -240,9 +242,10 @@ func (cfg Config) openHost() (*dataplane.Linux, error) {
 // drivers this build has.
 func (cfg Config) service(st store.Store, rec *reconcile.Reconciler, log *slog.Logger) service.Config {
 	return service.Config{
-		Store:          st,
-		Reconciler:     rec,
-		Drivers:        map[api.NetworkType]driver.Driver{api.NAT: nat.New()},
+		Store:      st,
+		Reconciler: rec,
+		Drivers: map[api.NetworkType]driver.Driver{api.NAT: nat.New(), api.L2Bridge: l2bridge.New(),
+			api.Transparent: macvlan.Transparent(), api.L2Tunnel: macvlan.L2Tunnel()},
 		NetnsDir:       filepath.Join(cfg.RunDir, "netns"),
 		NetnsLinkDir:   cfg.NetnsLinkDir,
 		NetnsEtcDir:    cfg.NetnsEtcDir,

@@ -153,9 +153,14 @@ func (h *Linux) ensureLinks(p *plan, fail failures) {
 	}
 	for _, rt := range objectsOf[netmodel.Route](p, netmodel.KindRoute) {
 		if !s.done[rt.Key()] {
+			src, err := h.sourceFor(rt)
+			if err != nil {
+				fail.add(rt.Key(), err)
+				continue
+			}
 			fail.add(rt.Key(), h.inNS(rt.NS, func(r *rtnl) error {
 				return r.linkRequest(rt.Link, func(i int) error {
-					return r.one(routeReq(i, Route{Dst: rt.Dst, Gateway: rt.Gateway, Metric: rt.Metric}))
+					return r.one(routeReq(i, Route{Dst: rt.Dst, Gateway: rt.Gateway, Metric: rt.Metric, Src: src}))
 				})
 			}))
 		}
@@ -165,6 +170,9 @@ func (h *Linux) ensureLinks(p *plan, fail failures) {
 			l, err := nh.LinkByName(n.Link)
 			if err != nil {
 				return err
+			}
+			if n.Proxy {
+				return nh.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, IP: n.IP.AsSlice(), Flags: netlink.NTF_PROXY, Family: family(n.IP)})
 			}
 			return nh.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, IP: n.IP.AsSlice(), HardwareAddr: n.MAC,
 				State: netlink.NUD_PERMANENT, Family: family(n.IP)})
@@ -411,6 +419,47 @@ func (h *Linux) adoptLink(l netmodel.Link) error {
 		}
 		return nil
 	})
+}
+
+// sourceFor finds the preferred source of a route whose SrcFrom names a
+// link: that link's address in a subnet holding the destination, else its
+// first of the destination's family.
+func (h *Linux) sourceFor(rt netmodel.Route) (netip.Addr, error) {
+	if rt.SrcFrom == "" {
+		return netip.Addr{}, nil
+	}
+	var src netip.Addr
+	err := h.withHandle(rt.NS, func(nh *netlink.Handle) error {
+		l, err := nh.LinkByName(rt.SrcFrom)
+		if err != nil {
+			return err
+		}
+		addrs, err := nh.AddrList(l, family(rt.Dst.Addr()))
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			p := prefixOf(a.IPNet)
+			if !p.Addr().IsGlobalUnicast() {
+				continue
+			}
+			if p.Masked().Contains(rt.Dst.Addr()) {
+				src = p.Addr()
+				return nil
+			}
+			if !src.IsValid() {
+				src = p.Addr()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return src, fmt.Errorf("source address of route %s: link %s: %w", rt.Dst, rt.SrcFrom, err)
+	}
+	if !src.IsValid() {
+		return src, fmt.Errorf("source address of route %s: link %s has no address of its family", rt.Dst, rt.SrcFrom)
+	}
+	return src, nil
 }
 
 // ensureOtherLink makes a macvlan, vxlan, tap or ifb link exist as l
@@ -702,7 +751,11 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 			if err != nil {
 				return err
 			}
-			return nh.NeighDel(&netlink.Neigh{LinkIndex: link.Attrs().Index, IP: n.IP.AsSlice(), Family: family(n.IP)})
+			nb := &netlink.Neigh{LinkIndex: link.Attrs().Index, IP: n.IP.AsSlice(), Family: family(n.IP)}
+			if n.Proxy {
+				nb.Flags = netlink.NTF_PROXY
+			}
+			return nh.NeighDel(nb)
 		})))
 	}
 	for _, f := range objectsOf[netmodel.FDB](p, netmodel.KindFDB) {

@@ -509,6 +509,11 @@ func (f *Fake) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observa
 	o := netmodel.NewObservation()
 	if !q.OnlyAsked {
 		f.observe(f.spaces[""], netmodel.Host, f.cfg.tagged, o)
+		for _, r := range f.spaces[""].routes {
+			if r.ours {
+				o.Routes[r.Key()] = r.Route
+			}
+		}
 	}
 	for _, ns := range q.LookInto {
 		if s, err := f.space(ns); err == nil {
@@ -650,7 +655,7 @@ func (f *Fake) DeleteFlows(ctx context.Context, match func(netmodel.Flow) bool) 
 func (f *Fake) HostAddressing(ctx context.Context) (netmodel.HostAddressing, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return netmodel.HostAddressing{Addrs: slices.Clone(f.addressing.Addrs), Routes: slices.Clone(f.addressing.Routes)}, nil
+	return netmodel.HostAddressing{Addrs: slices.Clone(f.addressing.Addrs), Routes: slices.Clone(f.addressing.Routes), Links: slices.Clone(f.addressing.Links)}, nil
 }
 
 // Watch implements Host: the fake reports what Notify and FailWatch say.

@@ -36,6 +36,7 @@ type Route struct {
 	Dst     netip.Prefix
 	Gateway netip.Addr // zero: on-link
 	Metric  int
+	Src     netip.Addr // the preferred source address; zero: the kernel's choice
 }
 
 func (r Route) String() string {

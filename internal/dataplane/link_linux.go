@@ -801,10 +801,20 @@ func (h *Linux) hostAddressing() (netmodel.HostAddressing, error) {
 		return out, fmt.Errorf("list devices: %w", err)
 	}
 	ours := map[int]bool{}
+	byIndex := map[int]int{} // link index: its place in out.Links
+	names := map[int]string{}
 	for _, l := range links {
-		if h.cfg.tagged(l.Attrs().Name) {
-			ours[l.Attrs().Index] = true
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if h.cfg.tagged(a.Name) {
+			ours[a.Index] = true
+			continue
 		}
+		byIndex[a.Index] = len(out.Links)
+		out.Links = append(out.Links, netmodel.HostLink{Name: a.Name, Kind: l.Type(), MAC: a.HardwareAddr, MTU: a.MTU,
+			Up: a.Flags&net.FlagUp != 0 && a.OperState != netlink.OperDown && a.OperState != netlink.OperLowerLayerDown, Master: names[a.MasterIndex]})
 	}
 	addrs, err := consistent(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
@@ -813,6 +823,9 @@ func (h *Linux) hostAddressing() (netmodel.HostAddressing, error) {
 	for _, a := range addrs {
 		if !ours[a.LinkIndex] {
 			out.Addrs = append(out.Addrs, prefixOf(a.IPNet))
+			if i, ok := byIndex[a.LinkIndex]; ok {
+				out.Links[i].Addrs = append(out.Links[i].Addrs, prefixOf(a.IPNet))
+			}
 		}
 	}
 	routes, err := consistent(func() ([]netlink.Route, error) {

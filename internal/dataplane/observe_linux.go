@@ -40,6 +40,11 @@ func (h *Linux) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observ
 	var err error
 	if !q.OnlyAsked {
 		err = h.observeLinks(h.nl, netmodel.Host, h.cfg.tagged, o)
+		if err == nil {
+			// The host's routes of hostnet's (to the endpoints of a
+			// routed network, through its bridge or shim).
+			err = observeRoutes(h.nl, netmodel.Host, o)
+		}
 	}
 	nsIDs := <-ids
 	if err != nil {

@@ -228,6 +228,9 @@ func routeReq(index int, r Route) *nl.NetlinkRequest {
 	if r.Metric > 0 {
 		req.AddData(nl.NewRtAttr(unix.RTA_PRIORITY, nl.Uint32Attr(uint32(r.Metric))))
 	}
+	if r.Src.IsValid() {
+		req.AddData(nl.NewRtAttr(unix.RTA_PREFSRC, r.Src.AsSlice()))
+	}
 	return req
 }
 

@@ -79,6 +79,28 @@ type Driver interface {
 	PlanEndpoint(n *Network, ep *Endpoint, facts HostFacts) *netmodel.Unit
 }
 
+// OnUplink is a Driver whose networks sit on a host adapter, the uplink
+// their NetAdapterName policy names.
+type OnUplink interface {
+	NeedsUplink() UplinkUse
+}
+
+// UplinkUse says how a driver's networks use their uplink, for the checks
+// made against the host when a network is created.
+type UplinkUse struct {
+	// SubnetOfUplink: each subnet of the network must be the subnet of
+	// an address of the uplink (its endpoints share the host's segment).
+	SubnetOfUplink bool
+	// Exclusive: no network of another type may use the uplink.
+	Exclusive bool
+}
+
+// EndpointPolicies is a Driver whose endpoints take only some of the
+// endpoint policy types the build supports.
+type EndpointPolicies interface {
+	EndpointPolicies() []api.PolicyType
+}
+
 // Plan is the whole desired state of one network: its own unit, then one
 // per attached endpoint.
 func Plan(d Driver, n *Network, eps []*Endpoint, facts HostFacts) []*netmodel.Unit {
@@ -97,6 +119,19 @@ const (
 	BridgePrefix = "hnbr"
 	PortPrefix   = "hnv"
 )
+
+// BridgeName is the device name of a network's bridge.
+func BridgeName(networkID string) string { return BridgePrefix + ShortHash(networkID, 10) }
+
+// PortName is the device name of an endpoint's host-side device.
+func PortName(endpointID string) string { return PortPrefix + ShortHash(endpointID, 12) }
+
+// ShimPrefix starts the name of a network's host shim (the host's own
+// macvlan beside its endpoints', through which it reaches them).
+const ShimPrefix = "hnsh"
+
+// ShimName is the device name of a network's host shim.
+func ShimName(networkID string) string { return ShimPrefix + ShortHash(networkID, 10) }
 
 // ShortHash returns n hex digits of a hash of s: device names derived from
 // IDs (client-chosen IDs with a common prefix must not collide).
@@ -152,6 +187,35 @@ func EndpointRoutes(n *Network, ep *Endpoint) []netmodel.Route {
 	}
 	for _, r := range ep.Routes {
 		out = append(out, route(r.Dst, r.NextHop, int(r.Metric)))
+	}
+	return out
+}
+
+// VethNIC returns an endpoint's NIC as a veth pair: the host side, port,
+// a port of bridge (hairpin lets the bridge send its frames back to it),
+// brought up last (sealed); the other side the endpoint's interface in its
+// namespace, with its MAC, addresses and routes (EndpointRoutes), and the
+// namespace's loopback up.
+func VethNIC(n *Network, ep *Endpoint, port, bridge string, mtu int, hairpin bool) []netmodel.Object {
+	out := []netmodel.Object{
+		netmodel.Link{Name: port, Kind: netmodel.LinkVeth, MTU: mtu, Master: bridge, Up: true,
+			IPv6: netmodel.IPv6Off, Hairpin: hairpin, Seal: true, Peer: &netmodel.LinkRef{NS: ep.NS, Name: ep.Interface}},
+		netmodel.Link{NS: ep.NS, Name: ep.Interface, Kind: netmodel.LinkVeth, MAC: ep.MAC, MTU: mtu, Up: true, IPv6: netmodel.IPv6NoLinkLocal,
+			Peer: &netmodel.LinkRef{Name: port}},
+	}
+	return append(out, InNamespace(n, ep)...)
+}
+
+// InNamespace returns what an endpoint's interface has in its namespace,
+// whatever its kind: its addresses, its routes (EndpointRoutes) and the
+// namespace's loopback up.
+func InNamespace(n *Network, ep *Endpoint) []netmodel.Object {
+	out := []netmodel.Object{netmodel.Link{NS: ep.NS, Name: "lo", Kind: netmodel.LinkLoopback, Up: true}}
+	for _, a := range ep.Addrs {
+		out = append(out, netmodel.Addr{NS: ep.NS, Link: ep.Interface, Prefix: a})
+	}
+	for _, r := range EndpointRoutes(n, ep) {
+		out = append(out, r)
 	}
 	return out
 }

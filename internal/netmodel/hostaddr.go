@@ -1,6 +1,9 @@
 package netmodel
 
-import "net/netip"
+import (
+	"net"
+	"net/netip"
+)
 
 // HostAddressing is what the host namespace holds of addresses and
 // routes, apart from hostnet's own devices: what a network's subnet must
@@ -12,6 +15,33 @@ type HostAddressing struct {
 	// Routes are the destinations of the host's routes in every table
 	// (`ip route show table all`), masked.
 	Routes []netip.Prefix
+	// Links are the host's own devices (not hostnet's): what a network
+	// may take as its uplink.
+	Links []HostLink
+}
+
+// HostLink is a device of the host that hostnet did not make (`ip link`).
+type HostLink struct {
+	Name string
+	Kind string // the kernel's kind: "veth", "bridge", "macvlan", "" for a physical NIC...
+	MAC  net.HardwareAddr
+	MTU  int
+	// Up says the device is administratively up and has a carrier.
+	Up bool
+	// Master is the device this one is a port of ("" when none).
+	Master string
+	// Addrs are its addresses with their prefix lengths.
+	Addrs []netip.Prefix
+}
+
+// Link returns the host's device named name.
+func (h HostAddressing) Link(name string) (HostLink, bool) {
+	for _, l := range h.Links {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return HostLink{}, false
 }
 
 // Clash is an address or route of the host that a subnet overlaps.

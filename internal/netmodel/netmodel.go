@@ -362,6 +362,13 @@ type Route struct {
 	Dst     netip.Prefix
 	Gateway netip.Addr // zero: on-link
 	Metric  int
+	// SrcFrom, when set, names a link of the same namespace whose address
+	// is the route's preferred source (`src`): its address in a subnet
+	// that holds Dst, else its first of Dst's family. It is found when
+	// the route is applied, so that a route through a device without
+	// addresses of its own (a host shim) leaves from the host's address
+	// on the segment, whatever it is then.
+	SrcFrom string
 }
 
 func (r Route) Key() Key {
@@ -373,20 +380,37 @@ func (r Route) String() string {
 	if r.Gateway.IsValid() {
 		s += " via " + r.Gateway.String()
 	}
-	return s + fmt.Sprintf(" dev %s metric %d", r.Link, r.Metric) + inNS(r.NS)
+	s += fmt.Sprintf(" dev %s metric %d", r.Link, r.Metric)
+	if r.SrcFrom != "" {
+		s += " src (address of " + r.SrcFrom + ")"
+	}
+	return s + inNS(r.NS)
 }
 
 // Neigh is a permanent neighbour entry (`ip neigh replace IP lladdr MAC dev
-// LINK nud permanent`).
+// LINK nud permanent`), or with Proxy a proxy entry (`ip neigh add proxy
+// IP dev LINK`): the host answers ARP (and, with proxy_ndp, neighbour
+// solicitations) for IP on LINK with LINK's own MAC, and routes what it
+// then receives for IP. A proxy entry has no MAC.
 type Neigh struct {
-	NS   NS
-	Link string
-	IP   netip.Addr
-	MAC  net.HardwareAddr
+	NS    NS
+	Link  string
+	IP    netip.Addr
+	MAC   net.HardwareAddr
+	Proxy bool
 }
 
-func (n Neigh) Key() Key { return Key{Kind: KindNeigh, NS: n.NS, ID: n.Link + " " + n.IP.String()} }
+func (n Neigh) Key() Key {
+	if n.Proxy {
+		return Key{Kind: KindNeigh, NS: n.NS, ID: "proxy " + n.Link + " " + n.IP.String()}
+	}
+	return Key{Kind: KindNeigh, NS: n.NS, ID: n.Link + " " + n.IP.String()}
+}
+
 func (n Neigh) String() string {
+	if n.Proxy {
+		return fmt.Sprintf("neigh proxy %s dev %s", n.IP, n.Link) + inNS(n.NS)
+	}
 	return fmt.Sprintf("neigh %s lladdr %s dev %s", n.IP, n.MAC, n.Link) + inNS(n.NS)
 }
 

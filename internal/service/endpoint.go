@@ -99,6 +99,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 		if err != nil {
 			return err
 		}
+		if err := checkEndpointPolicies("invalid endpoint", drv, ep.Policies); err != nil {
+			return err
+		}
 		ep.HostInterfaceName = drv.EndpointDevice(ep.ID)
 		if err := claimName(tx, "endpoint", ep.Name, ep.ID); err != nil {
 			return err
@@ -438,6 +441,9 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 		if err != nil {
 			return err
 		}
+		if err := s.checkPoliciesOfNetwork(tx, rec.Doc.HostComputeNetwork, pr.Policies); err != nil {
+			return err
+		}
 		if err := m.touch(netmodel.EndpointOwner(rec.Doc.ID)); err != nil {
 			return err
 		}
@@ -464,6 +470,24 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 		return nil, internal(err, "modify endpoint %q", ref)
 	}
 	return &rec.Doc, nil
+}
+
+// checkPoliciesOfNetwork refuses policies that the type of network netID
+// does not take on its endpoints.
+func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []api.Policy) error {
+	var nrec networkRecord
+	if err := store.GetJSON(tx, store.Networks, netID, &nrec); err != nil {
+		return nil // the endpoint's network is gone: nothing to check against
+	}
+	pn, err := parseStored(&nrec.Doc)
+	if err != nil {
+		return nil
+	}
+	drv, err := s.driverFor(pn)
+	if err != nil {
+		return nil
+	}
+	return checkEndpointPolicies("invalid endpoint modify request", drv, policies)
 }
 
 // endpointPoliciesOf parses a stored endpoint's policies (none when they do

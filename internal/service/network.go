@@ -33,12 +33,18 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 	n.BridgeName = drv.NetworkDevice(n.ID)
 
 	var hostAddrs []netip.Addr
-	if len(spec.Subnets) > 0 && spec.Type == api.NAT {
+	onUplink, hasUplink := drv.(driver.OnUplink)
+	if (len(spec.Subnets) > 0 && spec.Type == api.NAT) || hasUplink {
 		host, err := s.rec.HostAddressing(ctx)
 		if err != nil {
 			return nil, internal(err, "read the host's addresses")
 		}
-		if hostAddrs, err = checkHostClashes(&n, spec, host); err != nil {
+		if hasUplink {
+			hostAddrs, err = checkUplink(spec, onUplink.NeedsUplink(), host)
+		} else {
+			hostAddrs, err = checkHostClashes(&n, spec, host)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -78,6 +84,11 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 		}
 		if err := checkOverlaps(tx, n.ID, spec); err != nil {
 			return err
+		}
+		if hasUplink {
+			if err := checkUplinkShared(tx, n.ID, spec, onUplink.NeedsUplink(), s.cfg.Drivers); err != nil {
+				return err
+			}
 		}
 		if err := reserveHostAddrs(tx, &parsedNetwork{doc: &n, spec: spec}, hostAddrs); err != nil {
 			return err

@@ -103,7 +103,7 @@ func (s *Service) Close() {
 // A policy of another known type is refused as unsupported, never dropped.
 var (
 	supportedEndpointPolicies = []api.PolicyType{api.PortMapping, api.ACL, api.OutBoundNAT, api.SDNRoute}
-	supportedNetworkPolicies  = []api.PolicyType{api.NetworkACL}
+	supportedNetworkPolicies  = []api.PolicyType{api.NetworkACL, api.NetAdapterName}
 	supportedSubnetPolicies   = []api.PolicyType{}
 )
 

@@ -6,12 +6,11 @@ package nat
 
 import (
 	"net/netip"
-	"strconv"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/driver/hostfw"
 	"github.com/hostnet/hostnet/internal/netmodel"
-	"github.com/hostnet/hostnet/internal/policy"
 )
 
 // DefaultMTU is the MTU of NAT bridges and ports.
@@ -40,6 +39,10 @@ func (Driver) Validate(spec *api.NetworkSpec) error {
 			v6++
 		}
 	}
+	if spec.Uplink != "" {
+		return api.Invalid(api.CodeInvalidNetwork,
+			"invalid network: field Policies (NetAdapterName): %q: a NAT network has no adapter of its own (its endpoints leave by the host's routes); Transparent, L2Bridge and L2Tunnel networks take one", spec.Uplink)
+	}
 	if v4 > 1 || v6 > 1 {
 		return api.Invalid(api.CodeInvalidNetwork,
 			"invalid network: field Ipams: a NAT network has one subnet per address family (one internal NAT prefix), got %d IPv4 and %d IPv6 subnets", v4, v6)
@@ -48,12 +51,10 @@ func (Driver) Validate(spec *api.NetworkSpec) error {
 }
 
 // BridgeName is the device name of a network's bridge.
-func BridgeName(networkID string) string {
-	return driver.BridgePrefix + driver.ShortHash(networkID, 10)
-}
+func BridgeName(networkID string) string { return driver.BridgeName(networkID) }
 
 // PortName is the device name of an endpoint's host-side port.
-func PortName(endpointID string) string { return driver.PortPrefix + driver.ShortHash(endpointID, 12) }
+func PortName(endpointID string) string { return driver.PortName(endpointID) }
 
 // NetworkDevice implements driver.Driver.
 func (Driver) NetworkDevice(id string) string { return BridgeName(id) }
@@ -93,22 +94,14 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 	if v6 {
 		u.Objects = append(u.Objects, sysctl("net/ipv6/conf/all/forwarding", "1"))
 	}
-	u.Objects = append(u.Objects, layout()...)
-	u.Objects = append(u.Objects, filtering.Layout()...)
-	u.Objects = append(u.Objects, antiSpoof.Layout()...)
-	u.Objects = append(u.Objects, el(SetBridges, br), el(SetIntraBridge, br+" . "+br), el(SetNATBridges, br))
+	u.Objects = append(u.Objects, hostfw.Tables()...)
+	u.Objects = append(u.Objects, hostfw.Bridge(br)...)
+	u.Objects = append(u.Objects, hostfw.El(hostfw.SetNATBridges, br))
 	for _, p := range n.Spec.Subnets {
-		u.Objects = append(u.Objects, el(pick(p.Prefix.Addr(), SetNATv4, SetNATv6), p.Prefix.Masked().String()))
+		u.Objects = append(u.Objects, hostfw.Masquerade(p.Prefix))
 	}
 	return u
 }
-
-// The hook point the endpoints are filtered at, and the anti-spoofing of
-// their ports: bridged traffic passes the inet hooks (br_netfilter).
-var (
-	filtering = policy.AddressHooks
-	antiSpoof = policy.AntiSpoof{Table: policy.TableName, PortPrefix: driver.PortPrefix}
-)
 
 // PlanEndpoint implements driver.Driver: a veth pair whose host side is a
 // port of the network's bridge (in hairpin mode while the endpoint
@@ -119,87 +112,9 @@ var (
 func (Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.HostFacts) *netmodel.Unit {
 	port := PortName(ep.ID)
 	u := &netmodel.Unit{Owner: netmodel.EndpointOwner(ep.ID)}
-	peerIPv6 := netmodel.IPv6NoLinkLocal
-	u.Objects = append(u.Objects,
-		netmodel.Link{Name: port, Kind: netmodel.LinkVeth, MTU: DefaultMTU, Master: BridgeName(n.ID), Up: true,
-			IPv6: netmodel.IPv6Off, Hairpin: len(ep.Mappings) > 0, Seal: true, Peer: &netmodel.LinkRef{NS: ep.NS, Name: ep.Interface}},
-		netmodel.Link{NS: ep.NS, Name: ep.Interface, Kind: netmodel.LinkVeth, MAC: ep.MAC, MTU: DefaultMTU, Up: true, IPv6: peerIPv6,
-			Peer: &netmodel.LinkRef{Name: port}},
-		netmodel.Link{NS: ep.NS, Name: "lo", Kind: netmodel.LinkLoopback, Up: true})
-	var addrs []netip.Addr
-	for _, a := range ep.Addrs {
-		u.Objects = append(u.Objects, netmodel.Addr{NS: ep.NS, Link: ep.Interface, Prefix: a})
-		addrs = append(addrs, a.Addr())
-	}
-	for _, r := range driver.EndpointRoutes(n, ep) {
-		u.Objects = append(u.Objects, r)
-	}
-	u.Objects = append(u.Objects, publish(ep, addrs)...)
-	u.Objects = append(u.Objects, filtering.Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
-	for _, a := range addrs {
-		if ep.DisableICC {
-			for _, sub := range n.Spec.Subnets {
-				if sub.Prefix.Addr().Is4() == a.Is4() {
-					u.Objects = append(u.Objects, el(pick(a, SetNoICC4, SetNoICC6), a.String()+" . "+sub.Prefix.Masked().String()))
-				}
-			}
-		}
-		if o := ep.OutboundNAT; o != nil {
-			for _, x := range policy.Prefixes(o.Exceptions) {
-				if a.Is4() == x.Addr().Is4() {
-					u.Objects = append(u.Objects, el(pick(a, SetNATExcept4, SetNATExcept6), a.String()+" . "+policy.PrefixElement(x)))
-				}
-			}
-			if o.VirtualIP.IsValid() && o.VirtualIP.Is4() == a.Is4() {
-				u.Objects = append(u.Objects, put(pick(a, MapSNAT4, MapSNAT6), a.String(), o.VirtualIP.String()))
-			}
-		}
-	}
-	u.Objects = append(u.Objects, antiSpoof.Port(port, ep.MAC, addrs)...)
-	guard := &netmodel.FlowGuard{Addrs: addrs, Admit: policy.Admission(n.ACLs, ep.ACLs, ep.Quarantine)}
-	for _, m := range ep.Mappings {
-		guard.Published = append(guard.Published, netmodel.PublishedPort{Proto: m.Protocol, ExternalPort: m.ExternalPort, InternalPort: m.InternalPort})
-	}
+	u.Objects = append(u.Objects, driver.VethNIC(n, ep, port, BridgeName(n.ID), DefaultMTU, len(ep.Mappings) > 0)...)
+	fw, guard := hostfw.Endpoint(n, ep, port)
+	u.Objects = append(u.Objects, fw...)
 	u.Flows = guard
 	return u
-}
-
-// publish returns the elements of an endpoint's published ports: DNAT to
-// its first address of the mapping's family (none when it has no address
-// of that family).
-func publish(ep *driver.Endpoint, addrs []netip.Addr) []netmodel.Object {
-	var v4, v6 netip.Addr
-	for _, a := range addrs {
-		if a.Is4() && !v4.IsValid() {
-			v4 = a
-		}
-		if a.Is6() && !v6.IsValid() {
-			v6 = a
-		}
-	}
-	var out []netmodel.Object
-	for _, m := range ep.Mappings {
-		dst, ports, vips := v4, MapPorts4, MapVIPPorts4
-		if m.IPv6 {
-			dst, ports, vips = v6, MapPorts6, MapVIPPorts6
-		}
-		if !dst.IsValid() {
-			continue
-		}
-		key := m.ProtocolName() + " . " + strconv.Itoa(int(m.ExternalPort))
-		value := dst.String() + " . " + strconv.Itoa(int(m.InternalPort))
-		if m.VIP.IsValid() {
-			out = append(out, put(vips, m.VIP.String()+" . "+key, value))
-		} else {
-			out = append(out, put(ports, key, value))
-		}
-	}
-	return out
-}
-
-func pick(a netip.Addr, v4, v6 string) string {
-	if a.Is4() {
-		return v4
-	}
-	return v6
 }

@@ -1,4 +1,10 @@
-package nat
+// Package hostfw is the firewall of the drivers whose endpoint traffic
+// crosses the host's IP layer (bridged with br_netfilter, or routed): NAT
+// and L2Bridge. It is one layout in hostnet's inet table (fixed chains
+// over sets and maps, so that the rules a packet meets do not grow with
+// networks, endpoints or published ports), and the elements a network or
+// an endpoint adds to it.
+package hostfw
 
 import (
 	"github.com/hostnet/hostnet/internal/netmodel"
@@ -6,14 +12,15 @@ import (
 	"github.com/hostnet/hostnet/internal/policy"
 )
 
-// Sets and maps of NAT networks in hostnet's inet table.
+// Sets and maps of the layout in hostnet's inet table.
 const (
-	SetBridges     = "bridges"      // every hostnet bridge
-	SetNATBridges  = "nat_bridges"  // bridges of NAT networks
-	SetIntraBridge = "intra_bridge" // bridge . same bridge: traffic within one network
-	SetNATv4       = "nat_v4"       // IPv4 subnets masqueraded behind the host
-	SetNATv6       = "nat_v6"       // IPv6 subnets masqueraded behind the host
-	MapPorts4      = "ports_v4"     // proto . port : endpoint address . port, on every host address
+	SetBridges     = "bridges"        // every hostnet bridge
+	SetNATBridges  = "nat_bridges"    // bridges of NAT networks
+	SetIntraBridge = "intra_bridge"   // bridge . same bridge: traffic within one network
+	SetRouted      = "routed_bridges" // bridges of networks routed to each other by the host (L2Bridge)
+	SetNATv4       = "nat_v4"         // IPv4 subnets masqueraded behind the host
+	SetNATv6       = "nat_v6"         // IPv6 subnets masqueraded behind the host
+	MapPorts4      = "ports_v4"       // proto . port : endpoint address . port, on every host address
 	MapPorts6      = "ports_v6"
 	MapVIPPorts4   = "vip_ports_v4" // host address . proto . port : endpoint address . port
 	MapVIPPorts6   = "vip_ports_v6"
@@ -25,11 +32,13 @@ const (
 	MapSNAT6       = "snat_v6"
 )
 
-func el(set, elem string) netmodel.Object {
+// El is an element of set.
+func El(set, elem string) netmodel.Object {
 	return netmodel.NftElement{Family: nftmodel.FamilyInet, Table: policy.TableName, Set: set, Elem: elem}
 }
 
-func put(m, key, value string) netmodel.Object {
+// Put is key : value in map m.
+func Put(m, key, value string) netmodel.Object {
 	return netmodel.NftElement{Family: nftmodel.FamilyInet, Table: policy.TableName, Set: m, Elem: key, Value: value}
 }
 
@@ -37,10 +46,9 @@ func rule(comment string, exprs ...nftmodel.Expr) nftmodel.Rule {
 	return nftmodel.Rule{Comment: comment, Exprs: exprs}
 }
 
-// layout is what NAT networks add to the inet table, whatever their
-// number: fixed chains over sets and maps, so that the rules a packet
-// meets do not grow with networks, endpoints or published ports.
-func layout() []netmodel.Object {
+// Layout is what the networks of these drivers add to the inet table,
+// whatever their number.
+func Layout() []netmodel.Object {
 	proto := []nftmodel.KeyType{nftmodel.KeyInetProto, nftmodel.KeyInetService}
 	to4 := []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyInetService}
 	to6 := []nftmodel.KeyType{nftmodel.KeyIPv6, nftmodel.KeyInetService}
@@ -76,6 +84,7 @@ func layout() []netmodel.Object {
 			rule("DisableICC: not to its peers (IPv6)", nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr()).InSet(SetNoICC6), nftmodel.Drop()),
 			rule("DisableICC: not from its peers (IPv6)", nftmodel.Concat(nftmodel.IP6Daddr(), nftmodel.IP6Saddr()).InSet(SetNoICC6), nftmodel.Drop()),
 			rule("bridged within one network", nftmodel.Concat(nftmodel.Iifname(), nftmodel.Oifname()).InSet(SetIntraBridge), nftmodel.Accept()),
+			rule("networks of the host's segment are routed to each other", nftmodel.Iifname().InSet(SetRouted), nftmodel.Oifname().InSet(SetRouted), nftmodel.Accept()),
 			rule("networks are isolated from each other", nftmodel.Iifname().InSet(SetBridges), nftmodel.Oifname().InSet(SetBridges), nftmodel.Drop()),
 			rule("the outside reaches NAT endpoints only through their published ports", nftmodel.Oifname().InSet(SetNATBridges), nftmodel.Drop()),
 		},
@@ -104,6 +113,7 @@ func layout() []netmodel.Object {
 	return []netmodel.Object{
 		set(SetBridges, "bridges of hostnet networks", false, nftmodel.KeyIfname),
 		set(SetNATBridges, "bridges of NAT networks", false, nftmodel.KeyIfname),
+		set(SetRouted, "bridges of networks routed to each other by the host", false, nftmodel.KeyIfname),
 		set(SetIntraBridge, "traffic that stays within one network", false, nftmodel.KeyIfname, nftmodel.KeyIfname),
 		set(SetNATv4, "IPv4 subnets of NAT networks", true, nftmodel.KeyIPv4),
 		set(SetNATv6, "IPv6 subnets of NAT networks", true, nftmodel.KeyIPv6),

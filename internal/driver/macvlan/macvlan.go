@@ -1,0 +1,114 @@
+// Package macvlan plans the networks whose endpoints are macvlan devices
+// of a host adapter (the uplink), each with its own MAC on the physical
+// segment:
+//
+//   - Transparent: macvlan bridge mode. Endpoints of one host reach each
+//     other inside the kernel, the segment directly. The host reaches
+//     them through a shim of its own, a macvlan of the uplink with a host
+//     route to each endpoint address (a macvlan never talks to its
+//     parent).
+//   - L2Tunnel: macvlan VEPA mode. Every frame an endpoint sends leaves by
+//     the uplink, even to another endpoint of the same host: the upstream
+//     switch (where the policy is applied) sends it back (hairpin,
+//     "reflective relay"), and replies come back through it too.
+//
+// Endpoint traffic never passes the host's inet hooks but between the host
+// and an endpoint (through the shim): there the endpoints' ACLs are
+// enforced as on a NAT network.
+package macvlan
+
+import (
+	"net/netip"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/driver/hostfw"
+	"github.com/hostnet/hostnet/internal/netmodel"
+)
+
+// Driver plans the networks of one type on macvlan devices.
+type Driver struct {
+	typ  api.NetworkType
+	mode string // the macvlan mode: "bridge" or "vepa"
+	shim bool   // the host reaches endpoints through a shim
+}
+
+var _ driver.Driver = Driver{}
+
+// Transparent returns the Transparent driver.
+func Transparent() Driver { return Driver{typ: api.Transparent, mode: "bridge", shim: true} }
+
+// L2Tunnel returns the L2Tunnel driver.
+func L2Tunnel() Driver { return Driver{typ: api.L2Tunnel, mode: "vepa"} }
+
+// Type implements driver.Driver.
+func (d Driver) Type() api.NetworkType { return d.typ }
+
+// Validate implements driver.Driver: static subnets (DHCP is not in this
+// build yet).
+func (d Driver) Validate(spec *api.NetworkSpec) error {
+	if spec.DHCP {
+		return api.Unsupported("invalid network: field Ipams: Type DHCP on %s networks is not supported by this build yet; give the network's subnets", d.typ)
+	}
+	if len(spec.Subnets) == 0 {
+		return api.Invalid(api.CodeInvalidNetwork, "invalid network: field Ipams: a %s network needs a subnet of its segment (with an IpRange the segment leaves free)", d.typ)
+	}
+	return nil
+}
+
+// NeedsUplink implements driver.OnUplink: a Transparent network's subnets
+// are its uplink's (the host routes between them and its endpoints); an
+// L2Tunnel network's are the upstream's business.
+func (d Driver) NeedsUplink() driver.UplinkUse {
+	return driver.UplinkUse{SubnetOfUplink: d.shim}
+}
+
+// EndpointPolicies implements driver.EndpointPolicies: endpoints on the
+// segment have no host port to publish nor host address to leave behind.
+func (Driver) EndpointPolicies() []api.PolicyType { return []api.PolicyType{api.ACL, api.SDNRoute} }
+
+// NetworkDevice implements driver.Driver: the host shim, if any.
+func (d Driver) NetworkDevice(id string) string {
+	if d.shim {
+		return driver.ShimName(id)
+	}
+	return ""
+}
+
+// EndpointDevice implements driver.Driver: an endpoint has no device of
+// its own in the host namespace.
+func (Driver) EndpointDevice(string) string { return "" }
+
+// PlanNetwork implements driver.Driver: the shim, up, without address
+// (it answers the endpoints' ARP for the host's addresses, which are the
+// uplink's); the shared firewall, where the host's traffic with the
+// endpoints is filtered.
+func (d Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit {
+	u := &netmodel.Unit{Owner: netmodel.NetworkOwner(n.ID)}
+	if d.shim {
+		u.Objects = append(u.Objects, netmodel.Link{Name: driver.ShimName(n.ID), Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
+			Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: driver.StableMAC("shim/" + n.ID), Up: true, IPv6: netmodel.IPv6NoLinkLocal})
+	}
+	u.Objects = append(u.Objects, hostfw.Tables()...)
+	return u
+}
+
+// PlanEndpoint implements driver.Driver: a macvlan of the uplink made in
+// the endpoint's namespace, with its MAC, addresses and routes; with a
+// shim, a host route to each address through it, and the endpoint's
+// ACLs where the host's traffic with it passes.
+func (d Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.HostFacts) *netmodel.Unit {
+	u := &netmodel.Unit{Owner: netmodel.EndpointOwner(ep.ID)}
+	u.Objects = append(u.Objects, netmodel.Link{NS: ep.NS, Name: ep.Interface, Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
+		Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: ep.MAC, Up: true, IPv6: netmodel.IPv6NoLinkLocal})
+	u.Objects = append(u.Objects, driver.InNamespace(n, ep)...)
+	var addrs []netip.Addr
+	for _, a := range ep.Addrs {
+		addrs = append(addrs, a.Addr())
+		if d.shim {
+			u.Objects = append(u.Objects, netmodel.Route{Link: driver.ShimName(n.ID), Dst: netip.PrefixFrom(a.Addr(), a.Addr().BitLen()), SrcFrom: n.Spec.Uplink})
+		}
+	}
+	u.Objects = append(u.Objects, hostfw.Filtering.Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
+	return u
+}

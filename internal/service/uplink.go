@@ -1,0 +1,127 @@
+package service
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/driver"
+	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/store"
+)
+
+// uplinkField is where a network document names its uplink.
+const uplinkField = "Policies (NetAdapterName)"
+
+// checkUplink checks a network of a driver on an uplink against the host
+// as it is now: the adapter exists, is up, is nobody's port, and (when
+// the driver says so) each subnet is the subnet of one of its addresses.
+// It returns the host's addresses inside the subnets, for the pools to
+// hold.
+func checkUplink(spec *api.NetworkSpec, use driver.UplinkUse, host netmodel.HostAddressing) ([]netip.Addr, error) {
+	if spec.Uplink == "" {
+		return nil, api.Invalid(api.CodeInvalidNetwork,
+			"invalid network: field %s: a %s network needs the host adapter it goes out by: a NetAdapterName policy ({\"Type\":\"NetAdapterName\",\"Settings\":{\"NetworkAdapterName\":\"eth0\"}}; hostnet network create -o com.docker.network.windowsshim.interface=eth0)",
+			uplinkField, spec.Type)
+	}
+	l, ok := host.Link(spec.Uplink)
+	if !ok {
+		var names []string
+		for _, l := range host.Links {
+			if l.Name != "lo" {
+				names = append(names, l.Name)
+			}
+		}
+		slices.Sort(names)
+		if strings.HasPrefix(spec.Uplink, driver.LinkPrefix) {
+			return nil, api.Invalid(api.CodeInvalidNetwork, "invalid network: field %s: %q is not an adapter of the host (devices named %s* are hostnet's own)", uplinkField, spec.Uplink, driver.LinkPrefix)
+		}
+		return nil, api.Invalid(api.CodeInvalidNetwork, "invalid network: field %s: the host has no adapter %q (it has %s)", uplinkField, spec.Uplink, strings.Join(names, ", "))
+	}
+	switch {
+	case l.Name == "lo":
+		return nil, api.Invalid(api.CodeInvalidNetwork, "invalid network: field %s: %q is the loopback, not an adapter on a segment", uplinkField, l.Name)
+	case !l.Up:
+		return nil, api.Invalid(api.CodeInvalidNetwork, "invalid network: field %s: adapter %q is down (no carrier or not set up): bring it up first", uplinkField, l.Name)
+	case l.Master != "":
+		return nil, api.Invalid(api.CodeInvalidNetwork, "invalid network: field %s: adapter %q is a port of %q, which takes its traffic: name %q or another adapter", uplinkField, l.Name, l.Master, l.Master)
+	}
+	var inside []netip.Addr
+	for i, sub := range spec.Subnets {
+		var same []netip.Prefix
+		for _, a := range l.Addrs {
+			if a.Addr().Is4() == sub.Prefix.Addr().Is4() && !a.Addr().IsLinkLocalUnicast() {
+				same = append(same, a)
+			}
+			if sub.Prefix.Contains(a.Addr()) {
+				inside = append(inside, a.Addr())
+			}
+		}
+		if !use.SubnetOfUplink {
+			continue
+		}
+		match := false
+		for _, a := range same {
+			match = match || a.Masked() == sub.Prefix.Masked()
+		}
+		if !match {
+			have := "none of that family"
+			if len(same) > 0 {
+				var s []string
+				for _, a := range same {
+					s = append(s, a.String())
+				}
+				have = strings.Join(s, ", ")
+			}
+			return nil, api.Invalid(api.CodeInvalidNetwork,
+				"invalid network: subnet %d (%s): field IpAddressPrefix: a %s network's endpoints are in the subnet of its adapter %q, whose addresses are %s",
+				i, sub.Prefix, spec.Type, l.Name, have)
+		}
+	}
+	return inside, nil
+}
+
+// checkUplinkShared refuses an uplink that a network of another type
+// takes whole (or this network would take whole).
+func checkUplinkShared(tx store.Tx, id string, spec *api.NetworkSpec, use driver.UplinkUse, drivers map[api.NetworkType]driver.Driver) error {
+	nets, err := listNetworks(tx)
+	if err != nil {
+		return err
+	}
+	for _, other := range nets {
+		if other.Doc.ID == id {
+			continue
+		}
+		ospec, err := api.ParseNetwork(&other.Doc)
+		if err != nil || ospec.Uplink != spec.Uplink || ospec.Type == spec.Type {
+			continue
+		}
+		exclusive := use.Exclusive
+		if d, ok := drivers[ospec.Type].(driver.OnUplink); ok && d.NeedsUplink().Exclusive {
+			exclusive = true
+		}
+		if exclusive {
+			return api.Invalid(api.CodeInvalidNetwork, "invalid network: field %s: adapter %q is the uplink of %s network %q (%s), which cannot share it with a %s network",
+				uplinkField, spec.Uplink, ospec.Type, other.Doc.Name, other.Doc.ID, spec.Type)
+		}
+	}
+	return nil
+}
+
+// checkEndpointPolicies refuses the policies an endpoint's network type
+// does not take (see driver.EndpointPolicies).
+func checkEndpointPolicies(owner string, drv driver.Driver, policies []api.Policy) error {
+	d, ok := drv.(driver.EndpointPolicies)
+	if !ok {
+		return nil
+	}
+	allowed := d.EndpointPolicies()
+	for i, p := range policies {
+		if !slices.Contains(allowed, p.Type) {
+			return api.Invalid(api.CodeInvalidPolicy, "%s: field Policies[%d]: policy type %s does not apply to endpoints of %s networks (they take %s)",
+				owner, i, p.Type, drv.Type(), joinTypes(allowed))
+		}
+	}
+	return nil
+}
