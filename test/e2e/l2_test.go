@@ -56,7 +56,7 @@ func newSegment(t *testing.T, n int) *segment {
 	t.Helper()
 	s := &segment{t: t}
 	for i := 0; i < n; i++ {
-		h := &segHost{Env: NewEnv(t), port: fmt.Sprintf("swh%d", i)}
+		h := &segHost{Env: NewEnv(t, "--repair-interval=1s"), port: fmt.Sprintf("swh%d", i)}
 		if i == 0 {
 			s.sw = h.newNS("switch.ns")
 			s.router = h.newNS("router.ns")
@@ -404,6 +404,49 @@ func (l *l2Lab) rows() []matrixRow {
 	}
 }
 
+// restartKeepsTraffic restarts host 1's daemon, gently then killed,
+// while a TCP connection from the router to a1 is open: the connection
+// carries on across both, and a1 still reaches the router.
+func (l *l2Lab) restartKeepsTraffic(t *testing.T) {
+	t.Helper()
+	c, err := Dial(t, l.seg.router, "tcp", netip.AddrPortFrom(l.a1.Addr, 7000).String(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial a1 from the router: %v", err)
+	}
+	defer c.Close()
+	for _, kill := range []bool{false, true} {
+		l.h1.Restart(kill)
+		if _, err := Exchange(c, "still there", 5*time.Second); err != nil {
+			t.Errorf("the router's connection to a1 broke across a restart (killed: %t): %v", kill, err)
+		}
+	}
+	if !reachTCP(t, l.a1.Namespace.NetNamespacePath, netip.AddrPortFrom(netip.MustParseAddr(routerA), 7000).String()) {
+		t.Error("a1 no longer reaches the router after the restarts")
+	}
+}
+
+// repairsRoute deletes host 1's route to a1 and waits for the daemon to
+// put it back.
+func (l *l2Lab) repairsRoute(t *testing.T) {
+	t.Helper()
+	h := l.seg.handle(l.h1.HostNS)
+	dst := &net.IPNet{IP: l.a1.Addr.AsSlice(), Mask: net.CIDRMask(32, 32)}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
+	if err != nil || len(routes) != 1 {
+		t.Fatalf("host 1's route to a1: %v %v", routes, err)
+	}
+	if err := h.RouteDel(&routes[0]); err != nil {
+		t.Fatal(err)
+	}
+	back := settle(true, func() bool {
+		rs, _ := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
+		return len(rs) == 1
+	})
+	if !back {
+		t.Error("host 1's route to a1 was not repaired")
+	}
+}
+
 // TestL2BridgeOnASegment: endpoints of L2Bridge networks are in the
 // segment's subnets; every row of the seed's table connects; on the wire
 // every frame of the host's carries the host's MAC, never an endpoint's;
@@ -431,6 +474,8 @@ func TestL2BridgeOnASegment(t *testing.T) {
 	if l.wire.between(l.h1.mac, l.h1.mac) {
 		t.Error("host 1 sent a frame to itself over the wire")
 	}
+	l.restartKeepsTraffic(t)
+	l.repairsRoute(t)
 }
 
 // TestTransparentOnASegment: endpoints of Transparent networks are on the
@@ -446,6 +491,8 @@ func TestTransparentOnASegment(t *testing.T) {
 			t.Errorf("frames of %s (%s) left with source MACs %v, want its own %s and never the host's %s", e.Endpoint.Name, e.Addr, sortedMACs(macs), e.mac, l.h1.mac)
 		}
 	}
+	l.restartKeepsTraffic(t)
+	l.repairsRoute(t)
 }
 
 // TestL2TunnelOnASegment: every frame of an L2Tunnel endpoint goes to the
@@ -461,5 +508,102 @@ func TestL2TunnelOnASegment(t *testing.T) {
 	l.wire.stop()
 	if !l.wire.between(l.a1.mac, l.a2.mac) {
 		t.Errorf("no frame from a1 (%s) to a2 (%s) passed the switch port %s: their traffic stayed inside the host", l.a1.mac, l.a2.mac, port)
+	}
+	l.restartKeepsTraffic(t)
+}
+
+// hostLinks lists the devices of the namespace at path.
+func hostLinks(t *testing.T, path string) []string {
+	t.Helper()
+	h, err := lab.Handle(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		out = append(out, l.Attrs().Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestL2BadUplinksAreRefused: every wrong uplink or subnet of an L2
+// network is a 400 that names the field and the value, and leaves the
+// host and the records as they were.
+func TestL2BadUplinksAreRefused(t *testing.T) {
+	seg := newSegment(t, 1)
+	h := seg.hosts[0]
+	// A second adapter, down; a third, a port of a bridge of the host's.
+	seg.plug(h.HostNS, "seg1", "swh0b", "203.0.113.11/24")
+	hh := seg.handle(h.HostNS)
+	if l, err := hh.LinkByName("seg1"); err != nil || hh.LinkSetDown(l) != nil {
+		t.Fatalf("set seg1 down: %v", err)
+	}
+	seg.plug(h.HostNS, "seg2", "swh0c")
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br-host"}}
+	if err := hh.LinkAdd(br); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := hh.LinkByName("seg2"); err != nil || hh.LinkSetMaster(l, br) != nil {
+		t.Fatalf("enslave seg2: %v", err)
+	}
+	before := hostLinks(t, h.HostNS)
+	iface := "com.docker.network.windowsshim.interface="
+	cases := []struct {
+		name string
+		args []string
+		want []string // in the error
+	}{
+		{"no such adapter", []string{"-d", "l2bridge", "--subnet", segA, "-o", iface + "nope0"}, []string{"NetAdapterName", `"nope0"`, "seg0"}},
+		{"adapter down", []string{"-d", "transparent", "--subnet", "203.0.113.0/24", "-o", iface + "seg1"}, []string{"NetAdapterName", `"seg1"`, "down"}},
+		{"adapter is a bridge port", []string{"-d", "l2tunnel", "--subnet", segA, "-o", iface + "seg2"}, []string{"NetAdapterName", `"seg2"`, "br-host"}},
+		{"subnet not the adapter's", []string{"-d", "l2bridge", "--subnet", "10.9.0.0/24", "-o", iface + segUplink}, []string{"IpAddressPrefix", "10.9.0.0/24", "192.0.2.11/24"}},
+		{"no adapter named", []string{"-d", "transparent", "--subnet", segA}, []string{"NetAdapterName"}},
+		{"NAT with an adapter", []string{"-d", "nat", "--subnet", "10.10.0.0/24", "-o", iface + segUplink}, []string{"NetAdapterName", `"seg0"`}},
+		{"loopback", []string{"-d", "l2tunnel", "--subnet", segA, "-o", iface + "lo"}, []string{"NetAdapterName", `"lo"`}},
+	}
+	for _, c := range cases {
+		r := h.CLI(append(append([]string{"network", "create"}, c.args...), "bad")...)
+		if r.Code == 0 {
+			t.Errorf("%s: created, want refused", c.name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.Stderr, w) {
+				t.Errorf("%s: error %q does not name %s", c.name, strings.TrimSpace(r.Stderr), w)
+			}
+		}
+	}
+	// DHCP on L2Bridge, through the API.
+	settings, _ := json.Marshal(api.NetAdapterNameSettings{NetworkAdapterName: segUplink})
+	_, err := h.Client().CreateNetwork(context.Background(), &api.Network{Name: "bad", Type: api.L2Bridge,
+		Ipams:    []api.Ipam{{Type: "DHCP"}},
+		Policies: []api.Policy{{Type: api.NetAdapterName, Settings: settings}}})
+	if err == nil || !strings.Contains(err.Error(), "DHCP") || !strings.Contains(err.Error(), "Ipams") {
+		t.Errorf("DHCP on L2Bridge: %v, want a 400 naming Ipams and DHCP", err)
+	}
+	// A published port on a Transparent endpoint.
+	n := h.l2Network(t, api.Transparent, "tr", segA, "192.0.2.128/26", routerA)
+	pm, _ := json.Marshal(api.PortMappingSettings{Protocol: 6, InternalPort: 80, ExternalPort: 8080})
+	_, err = h.Client().CreateEndpoint(context.Background(), &api.Endpoint{Name: "pub", HostComputeNetwork: n.ID,
+		Policies: []api.Policy{{Type: api.PortMapping, Settings: pm}}})
+	if err == nil || !strings.Contains(err.Error(), "Policies[0]") || !strings.Contains(err.Error(), "PortMapping") {
+		t.Errorf("a port mapping on a Transparent endpoint: %v, want a 400 naming Policies[0] and PortMapping", err)
+	}
+	if err := h.Client().DeleteNetwork(context.Background(), n.ID); err != nil {
+		t.Fatal(err)
+	}
+	out := h.MustCLI("network", "ls", "-q")
+	if got := len(strings.Fields(out)); got != 1 {
+		t.Errorf("networks after the refusals: %q, want the default one only", out)
+	}
+	settle(true, func() bool { return strings.Join(hostLinks(t, h.HostNS), " ") == strings.Join(before, " ") })
+	if after := hostLinks(t, h.HostNS); strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Errorf("host devices after the refusals: %v, want %v", after, before)
 	}
 }
