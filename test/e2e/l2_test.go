@@ -404,6 +404,29 @@ func (l *l2Lab) rows() []matrixRow {
 	}
 }
 
+// aclBlocks gives a1 an ACL that blocks TCP port 7000 from the address
+// remote (the namespace at from): from is cut off, a2 still connects; the
+// ACL removed, from connects again.
+func (l *l2Lab) aclBlocks(t *testing.T, from string, remote netip.Addr) {
+	t.Helper()
+	// Once an endpoint has a rule, what no rule allows is denied (as on
+	// Windows): the block comes with rules that allow the rest.
+	acls := []string{"--acl", fmt.Sprintf("block in proto tcp lport 7000 remote %s priority 100", remote),
+		"--acl", "allow in priority 1000", "--acl", "allow out priority 1000"}
+	to := netip.AddrPortFrom(l.a1.Addr, 7000).String()
+	l.h1.MustCLI(append([]string{"endpoint", "policy", "add", "a1"}, acls...)...)
+	if settle(false, func() bool { return probeTCP(t, from, to) }) {
+		t.Errorf("an ACL blocks %s from a1, but it connects", remote)
+	}
+	if !reachTCP(t, l.a2.Namespace.NetNamespacePath, to) {
+		t.Error("a2 no longer reaches a1 under an ACL against another address")
+	}
+	l.h1.MustCLI(append([]string{"endpoint", "policy", "rm", "a1"}, acls...)...)
+	if !reachTCP(t, from, to) {
+		t.Errorf("the ACL removed, %s still does not reach a1", remote)
+	}
+}
+
 // restartKeepsTraffic restarts host 1's daemon, gently then killed,
 // while a TCP connection from the router to a1 is open: the connection
 // carries on across both, and a1 still reaches the router.
@@ -474,6 +497,7 @@ func TestL2BridgeOnASegment(t *testing.T) {
 	if l.wire.between(l.h1.mac, l.h1.mac) {
 		t.Error("host 1 sent a frame to itself over the wire")
 	}
+	l.aclBlocks(t, l.seg.router, netip.MustParseAddr(routerA))
 	l.restartKeepsTraffic(t)
 	l.repairsRoute(t)
 }
@@ -491,6 +515,7 @@ func TestTransparentOnASegment(t *testing.T) {
 			t.Errorf("frames of %s (%s) left with source MACs %v, want its own %s and never the host's %s", e.Endpoint.Name, e.Addr, sortedMACs(macs), e.mac, l.h1.mac)
 		}
 	}
+	l.aclBlocks(t, l.h1.HostNS, l.h1.addr)
 	l.restartKeepsTraffic(t)
 	l.repairsRoute(t)
 }
