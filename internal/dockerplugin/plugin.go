@@ -230,7 +230,14 @@ func (p *Plugin) getCapabilities(context.Context, []byte) (any, error) {
 	return capabilitiesResponse{Scope: "local", ConnectivityScope: "local"}, nil
 }
 
-func (p *Plugin) discover(context.Context, []byte) (any, error) { return driverResponse{}, nil }
+// discover takes a discovery notification (a node joined or left a
+// cluster); a local driver has nothing to do with it.
+func (p *Plugin) discover(_ context.Context, body []byte) (any, error) {
+	if _, err := decode[discoveryNotification]("DiscoverNew", body); err != nil {
+		return nil, err
+	}
+	return driverResponse{}, nil
+}
 
 // allocateNetwork and freeNetwork are swarm managers' calls, for global
 // scope drivers; hostnet's is local: nothing to allocate.

@@ -9,8 +9,6 @@ package dockerplugin
 const (
 	// optGeneric holds the -o options of `docker network create`.
 	optGeneric = "com.docker.network.generic"
-	// optEnableIPv6 is --ipv6 of `docker network create`.
-	optEnableIPv6 = "com.docker.network.enable_ipv6"
 	// optInternal is --internal of `docker network create`.
 	optInternal = "com.docker.network.internal"
 	// optPortMap holds a container's published ports (-p), in
