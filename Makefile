@@ -51,7 +51,7 @@ install: build
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions \
 	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
-	install -m 0755 $(BIN)/hostnet $(BIN)/hostnetd $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BIN)/hostnet $(BIN)/hostnetd $(BIN)/hostnet-docker $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(BIN)/hostnet-cni $(DESTDIR)$(CNI_BIN_DIR)/
 	sed 's|@BINDIR@|$(BINDIR)|g' packaging/hostnetd.service > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/hostnetd.service
 	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/hostnetd.service

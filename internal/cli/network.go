@@ -2,11 +2,9 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,27 +12,15 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/client"
+	"github.com/hostnet/hostnet/internal/winshim"
 )
 
-// Options of `network create -o` that Docker's Windows driver defines.
-const (
-	optNetworkName       = "com.docker.network.windowsshim.networkname"
-	optDNSServers        = "com.docker.network.windowsshim.dnsservers"
-	optDNSSuffix         = "com.docker.network.windowsshim.dnssuffix"
-	optMacPool           = "com.docker.network.windowsshim.macpool"
-	optVLANID            = "com.docker.network.windowsshim.vlanid"
-	optVSID              = "com.docker.network.windowsshim.vsid"
-	optInterface         = "com.docker.network.windowsshim.interface"
-	optDisableGatewayDNS = "com.docker.network.windowsshim.disable_gatewaydns"
-	optMTU               = "com.docker.network.driver.mtu"
-	optNonPersistent     = "nonpersistent"
-)
+// The -o options of `network create` (package winshim): Docker's Windows
+// driver's, and nonpersistent.
+const optNetworkName = winshim.NetworkName
 
 // knownNetworkOptions lists the -o keys network create accepts.
-func knownNetworkOptions() []string {
-	return []string{optNetworkName, optDNSServers, optDNSSuffix, optMacPool, optVLANID, optVSID,
-		optInterface, optDisableGatewayDNS, optMTU, optNonPersistent}
-}
+func knownNetworkOptions() []string { return winshim.Known() }
 
 // networkTypes are the HNS network types in the order of their numbers.
 var networkTypes = []api.NetworkType{api.NAT, api.ICS, api.Transparent, api.L2Bridge, api.L2Tunnel,
@@ -164,11 +150,7 @@ func buildNetwork(o *networkCreateOptions, name string, notes io.Writer) (*api.N
 		if err != nil {
 			return nil, err
 		}
-		known := false
-		for _, o := range knownNetworkOptions() {
-			known = known || o == k
-		}
-		if !known {
+		if !winshim.IsKnown(k) {
 			return nil, fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(knownNetworkOptions(), ", "))
 		}
 		if _, dup := opts[k]; dup {
@@ -176,19 +158,10 @@ func buildNetwork(o *networkCreateOptions, name string, notes io.Writer) (*api.N
 		}
 		opts[k] = v
 	}
-	if _, ok := opts[optMTU]; ok {
-		return nil, fmt.Errorf("option %s is not supported yet", optMTU)
-	}
-	if _, ok := opts[optDisableGatewayDNS]; ok {
-		fmt.Fprintf(notes, "note: option %s is ignored: hostnet has no gateway DNS proxy\n", optDisableGatewayDNS)
-	}
-	if v, ok := opts[optNetworkName]; ok {
-		switch {
-		case n.Name == "":
-			n.Name = v
-		case v != n.Name:
-			fmt.Fprintf(notes, "note: option %s=%s is ignored: the network is named %s\n", optNetworkName, v, n.Name)
-		}
+	shimName, renamed := opts[optNetworkName]
+	delete(opts, optNetworkName)
+	if renamed && n.Name == "" {
+		n.Name = shimName
 	}
 	if n.Name == "" {
 		return nil, fmt.Errorf("a network name is required (NAME or -o %s=NAME)", optNetworkName)
@@ -198,45 +171,13 @@ func buildNetwork(o *networkCreateOptions, name string, notes io.Writer) (*api.N
 	if err != nil {
 		return nil, err
 	}
-	for _, key := range []string{optVLANID, optVSID} {
-		v, ok := opts[key]
-		if !ok {
-			continue
-		}
-		id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("option %s: %q is not a number", key, v)
-		}
-		if len(subnets) == 0 {
-			return nil, fmt.Errorf("option %s needs a --subnet to apply to", key)
-		}
-		typ := api.VLAN
-		if key == optVSID {
-			typ = api.VSID
-		}
-		settings, err := json.Marshal(api.IsolationSettings{IsolationId: uint32(id)})
-		if err != nil {
-			return nil, fmt.Errorf("encode %s policy: %w", typ, err)
-		}
-		for i := range subnets {
-			subnets[i].Policies = append(subnets[i].Policies, api.Policy{Type: typ, Settings: settings})
-		}
-	}
 	if len(subnets) > 0 {
 		n.Ipams = []api.Ipam{{Type: "Static", Subnets: subnets}}
 	}
 	n.AllowHostOverlap = o.allowHostOverlap
 
 	dns := &api.DNS{}
-	servers := append([]string(nil), o.dns...)
-	if v, ok := opts[optDNSServers]; ok {
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				servers = append(servers, s)
-			}
-		}
-	}
-	for _, s := range servers {
+	for _, s := range o.dns {
 		a, err := api.ParseAddr(s)
 		if err != nil {
 			return nil, fmt.Errorf("invalid DNS server: %w", err)
@@ -244,36 +185,14 @@ func buildNetwork(o *networkCreateOptions, name string, notes io.Writer) (*api.N
 		dns.ServerList = append(dns.ServerList, a.String())
 	}
 	dns.Search = append(dns.Search, o.dnsSearch...)
-	dns.Domain = strings.TrimSpace(opts[optDNSSuffix])
-	if dns.Domain != "" || len(dns.Search) > 0 || len(dns.ServerList) > 0 {
+	if len(dns.Search) > 0 || len(dns.ServerList) > 0 {
 		n.Dns = dns
 	}
-
-	if v, ok := opts[optMacPool]; ok {
-		pool, err := parseMacPool(v)
-		if err != nil {
-			return nil, fmt.Errorf("option %s: %w", optMacPool, err)
-		}
-		n.MacPool = pool
+	if err := winshim.Apply(n, opts, func(s string) { fmt.Fprintf(notes, "note: %s\n", s) }); err != nil {
+		return nil, err
 	}
-	if v, ok := opts[optInterface]; ok {
-		if strings.TrimSpace(v) == "" {
-			return nil, fmt.Errorf("option %s: the interface name is empty", optInterface)
-		}
-		settings, err := json.Marshal(map[string]string{"NetworkAdapterName": strings.TrimSpace(v)})
-		if err != nil {
-			return nil, fmt.Errorf("encode NetAdapterName policy: %w", err)
-		}
-		n.Policies = append(n.Policies, api.Policy{Type: api.NetAdapterName, Settings: settings})
-	}
-	if v, ok := opts[optNonPersistent]; ok {
-		b, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			return nil, fmt.Errorf("option %s: %q is not true or false", optNonPersistent, v)
-		}
-		if b {
-			n.Flags |= api.NetworkEnableNonPersistent
-		}
+	if renamed && shimName != n.Name {
+		fmt.Fprintf(notes, "note: option %s=%s is ignored: the network is named %s\n", optNetworkName, shimName, n.Name)
 	}
 	return n, nil
 }
@@ -348,42 +267,8 @@ func buildSubnets(o *networkCreateOptions) ([]api.Subnet, error) {
 	return out, nil
 }
 
-// parseMacPool parses Docker's macpool option: START-END ranges (MACs with
-// dashes or colons), several separated by commas.
-func parseMacPool(v string) (*api.MacPool, error) {
-	pool := &api.MacPool{}
-	for _, r := range strings.Split(v, ",") {
-		r = strings.TrimSpace(r)
-		if r == "" {
-			continue
-		}
-		var start, end string
-		switch parts := strings.Split(r, "-"); len(parts) {
-		case 12:
-			start, end = strings.Join(parts[:6], "-"), strings.Join(parts[6:], "-")
-		case 2:
-			start, end = parts[0], parts[1]
-		default:
-			return nil, fmt.Errorf("%q is not a START-END range of MAC addresses (e.g. 00-15-5D-52-C0-00-00-15-5D-52-CF-FF)", r)
-		}
-		s, err := api.ParseMAC(start)
-		if err != nil {
-			return nil, err
-		}
-		e, err := api.ParseMAC(end)
-		if err != nil {
-			return nil, err
-		}
-		if api.MACToUint64(s) > api.MACToUint64(e) {
-			return nil, fmt.Errorf("range %q starts after it ends", r)
-		}
-		pool.Ranges = append(pool.Ranges, api.MacRange{StartMacAddress: api.FormatMAC(s), EndMacAddress: api.FormatMAC(e)})
-	}
-	if len(pool.Ranges) == 0 {
-		return nil, fmt.Errorf("no MAC range given")
-	}
-	return pool, nil
-}
+// parseMacPool parses Docker's macpool option (winshim.ParseMacPool).
+func parseMacPool(v string) (*api.MacPool, error) { return winshim.ParseMacPool(v) }
 
 // networkFilterField maps a `network ls --filter` key onto its HNS filter field.
 func networkFilterField(key string) (string, bool) {

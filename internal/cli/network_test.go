@@ -146,7 +146,7 @@ func TestBuildNetworkErrors(t *testing.T) {
 		{[]string{"-o", "com.docker.network.windowsshim.macpool=00-15-5D-52-CF-FF-00-15-5D-52-C0-00", "n"}, `option com.docker.network.windowsshim.macpool: range "00-15-5D-52-CF-FF-00-15-5D-52-C0-00" starts after it ends`},
 		{[]string{"-o", "com.docker.network.windowsshim.macpool=00-15-5D", "n"}, `option com.docker.network.windowsshim.macpool: "00-15-5D" is not a START-END range`},
 		{[]string{"-o", "com.docker.network.windowsshim.macpool=zz-15-5D-52-C0-00-00-15-5D-52-CF-FF", "n"}, `option com.docker.network.windowsshim.macpool: "zz-15-5D-52-C0-00" is not a MAC address`},
-		{[]string{"-o", "com.docker.network.windowsshim.dnsservers=8.8.8.8,dns.google", "n"}, `invalid DNS server: "dns.google" is not an IP address`},
+		{[]string{"-o", "com.docker.network.windowsshim.dnsservers=8.8.8.8,dns.google", "n"}, `option com.docker.network.windowsshim.dnsservers: invalid DNS server: "dns.google" is not an IP address`},
 		{[]string{"--dns", "300.1.1.1", "n"}, `invalid DNS server: "300.1.1.1" is not an IP address`},
 		{[]string{"--subnet", "10.0.0.0/33", "n"}, `invalid --subnet: "10.0.0.0/33" is not a CIDR prefix`},
 		{[]string{"--subnet", "10.0.0.0/24", "--subnet", "10.1.0.0/24", "n"}, "more than one IPv4 --subnet (10.0.0.0/24 and 10.1.0.0/24)"},

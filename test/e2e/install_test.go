@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// `make install` puts the binaries, the CNI plugin, the systemd unit (with
-// the path of the installed hostnetd), the man pages and the completions
-// under PREFIX; the unit passes systemd-analyze verify where it is there.
+// `make install` puts the binaries (the Docker plugin among them), the CNI
+// plugin, the systemd unit (with the path of the installed hostnetd), the
+// man pages and the completions under PREFIX; the unit passes systemd-analyze verify where it is there.
 func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("no make")
@@ -21,7 +21,7 @@ func TestMakeInstall(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
-	for _, f := range []string{"bin/hostnet", "bin/hostnetd", "cni/hostnet-cni", "lib/systemd/system/hostnetd.service",
+	for _, f := range []string{"bin/hostnet", "bin/hostnetd", "bin/hostnet-docker", "cni/hostnet-cni", "lib/systemd/system/hostnetd.service",
 		"share/man/man1/hostnet.1", "share/man/man1/hostnet-network-create.1", "share/man/man8/hostnetd.8",
 		"share/bash-completion/completions/hostnet", "share/zsh/site-functions/_hostnet", "share/fish/vendor_completions.d/hostnet.fish"} {
 		if fi, err := os.Stat(filepath.Join(prefix, f)); err != nil || fi.Size() == 0 {

@@ -24,7 +24,9 @@ var (
 	baseDir     string // every test's files, namespaces and sockets live under it
 	hostnetdBin string
 	hostnetBin  string
-	cniBinDir   string // hostnet-cni, and the reference plugins the CNI tests chain (CNI_PATH)
+	// dockerPluginBin is hostnet-docker, the Docker plugin (TestDocker).
+	dockerPluginBin string
+	cniBinDir       string // hostnet-cni, and the reference plugins the CNI tests chain (CNI_PATH)
 )
 
 // helperEnv makes the test binary act as a small program run inside
@@ -59,17 +61,19 @@ func run(m *testing.M) int {
 		// A run of the suite started by the suite (TestSuiteOnAUsedHost)
 		// uses the binaries its parent built.
 		hostnetdBin, hostnetBin, cniBinDir = filepath.Join(dir, "hostnetd"), filepath.Join(dir, "hostnet"), filepath.Join(dir, "cni-bin")
+		dockerPluginBin = filepath.Join(dir, "hostnet-docker")
 	} else if os.Geteuid() == 0 {
 		hostnetdBin = filepath.Join(baseDir, "hostnetd")
 		hostnetBin = filepath.Join(baseDir, "hostnet")
+		dockerPluginBin = filepath.Join(baseDir, "hostnet-docker")
 		args := []string{"build", "-o", baseDir}
 		if raceEnabled {
 			args = append(args, "-race")
 		}
-		cmd := exec.Command("go", append(args, "../../cmd/hostnetd", "../../cmd/hostnet")...)
+		cmd := exec.Command("go", append(args, "../../cmd/hostnetd", "../../cmd/hostnet", "../../cmd/hostnet-docker")...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build the daemon and the CLI: %v\n", err)
+			fmt.Fprintf(os.Stderr, "build the daemon, the CLI and the Docker plugin: %v\n", err)
 			return 1
 		}
 		cniBinDir = filepath.Join(baseDir, "cni-bin")

@@ -30,13 +30,16 @@ var allowed = map[string][]string{
 	"internal/service":   {"api", "internal/store", "internal/ipam", "internal/driver", "internal/reconcile", "internal/netmodel", "internal/policy"},
 	"internal/server":    {"api", "internal/service"},
 	"internal/cni":       {"api", "client", "internal/dataplane/netns"}, // CHECK looks into the container's namespace
-	"internal/testutil":  {"api", "internal/dataplane/netns"},
-	"internal/bench":     {"*"},
-	"internal/cli":       {"*"},
-	"internal/daemon":    {"*"},
-	"internal/mangen":    {"*"},
-	"cmd":                {"*"},
-	"test":               {"*"},
+	"internal/winshim":   {"api"},
+	// The Docker plugin, a client of the API like the CNI plugin.
+	"internal/dockerplugin": {"api", "internal/winshim"},
+	"internal/testutil":     {"api", "internal/dataplane/netns"},
+	"internal/bench":        {"*"},
+	"internal/cli":          {"*"},
+	"internal/daemon":       {"*"},
+	"internal/mangen":       {"*"},
+	"cmd":                   {"*"},
+	"test":                  {"*"},
 
 	// The lab host starts a hostnetd and asks it whether it answers.
 	"internal/testutil/lab": {"client", "internal/dataplane/netns", "internal/testutil"},
