@@ -139,7 +139,9 @@ func (p Profile) chainName(dir api.ACLDirection) string {
 	h := sha256.New()
 	for _, r := range p.Rules {
 		if r.Direction == dir {
-			fmt.Fprintf(h, "%s|%v|%v|%v|%v|%v|%d\n", r.Action, r.Protocols, r.Local, r.Remote, r.LocalPorts, r.RemotePorts, r.Priority)
+			// Everything the chain shows of a rule, its Id too (in the
+			// comments): one name, one content.
+			fmt.Fprintf(h, "%s|%v|%v|%v|%v|%v|%d|%q\n", r.Action, r.Protocols, r.Local, r.Remote, r.LocalPorts, r.RemotePorts, r.Priority, r.ID)
 		}
 	}
 	return "acl_" + strings.ToLower(string(dir)) + "_" + hex.EncodeToString(h.Sum(nil))[:12]

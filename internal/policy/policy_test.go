@@ -50,3 +50,25 @@ func TestProfileAdmits(t *testing.T) {
 		}
 	}
 }
+
+// Two profiles whose rules differ only by their Id get chains of their
+// own: the Id shows in the chain (its comments), and one chain name must
+// always have one content, or two endpoints would want one chain two ways
+// (found by the API fuzzer: a 500 on an endpoint's creation).
+func TestRuleIdsNameTheirChain(t *testing.T) {
+	rule := func(id string) api.ACLSpec {
+		a := mustACL(t, "Block", "Out", "", "", "", "", "", 239)
+		a.ID = id
+		return a
+	}
+	for _, ids := range [][2]string{{"", "a"}, {"a", "b"}} {
+		p, q := NewProfile(nil, []api.ACLSpec{rule(ids[0])}), NewProfile(nil, []api.ACLSpec{rule(ids[1])})
+		pc, qc := p.chain(api.ACLOut), q.chain(api.ACLOut)
+		if pc.Name == qc.Name {
+			t.Errorf("rules with Ids %q and %q share chain %s", ids[0], ids[1], pc.Name)
+		}
+	}
+	if p, q := NewProfile(nil, []api.ACLSpec{rule("a")}), NewProfile(nil, []api.ACLSpec{rule("a")}); p.chainName(api.ACLOut) != q.chainName(api.ACLOut) {
+		t.Error("equal rules do not share their chain")
+	}
+}
