@@ -31,6 +31,7 @@ var allowed = map[string][]string{
 	"internal/server":    {"api", "internal/service"},
 	"internal/cni":       {"api", "client", "internal/dataplane/netns"}, // CHECK looks into the container's namespace
 	"internal/testutil":  {"api", "internal/dataplane/netns"},
+	"internal/dhcp":      {"internal/dataplane/netns"}, // a DHCP client's socket in an endpoint's namespace
 	"internal/bench":     {"*"},
 	"internal/cli":       {"*"},
 	"internal/daemon":    {"*"},
@@ -40,6 +41,8 @@ var allowed = map[string][]string{
 
 	// The lab host starts a hostnetd and asks it whether it answers.
 	"internal/testutil/lab": {"client", "internal/dataplane/netns", "internal/testutil"},
+	// The test DHCP server speaks the client's messages.
+	"internal/testutil/dhcpd": {"internal/dhcp", "internal/dataplane/netns"},
 }
 
 // kernelFree are the packages that must not reach the kernel, directly or
