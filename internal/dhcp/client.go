@@ -110,8 +110,8 @@ func New(cfg Config) (*Client, error) {
 	}, nil
 }
 
-// Close releases what New took. It neither releases the lease nor stops
-// Run.
+// Close releases what New took; call it once Run has returned. It neither
+// releases the lease nor stops Run.
 func (c *Client) Close() error { return c.ns.Close() }
 
 // Lease returns the lease the client holds, or the zero Lease: none yet,
@@ -471,7 +471,27 @@ func (c *Client) leaseExchange(ctx context.Context, x *exchange, req *Message, d
 		}
 		return Lease{}, ErrNak
 	}
-	return LeaseFromAck(reply, sent, src)
+	l, err := LeaseFromAck(reply, sent, src)
+	if err != nil {
+		return Lease{}, err
+	}
+	// RFC 2131 4.3.1 lets a server leave out of the ACK of a renewal or of
+	// an init-reboot what has not changed: the remembered lease's stands.
+	if prev := c.lease; prev.Addr.Addr() == l.Addr.Addr() {
+		if _, ok := reply.Options[OptSubnetMask]; !ok {
+			l.Addr = prev.Addr
+		}
+		if _, ok := reply.Options[OptRouter]; !ok {
+			l.Router = prev.Router
+		}
+		if _, ok := reply.Options[OptDNS]; !ok {
+			l.DNS = prev.DNS
+		}
+		if _, ok := reply.Options[OptDomainName]; !ok {
+			l.Domain = prev.Domain
+		}
+	}
+	return l, nil
 }
 
 // backoff is the wait after the try'th transmission (from 0): doubling

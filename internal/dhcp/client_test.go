@@ -91,16 +91,16 @@ func newLab(t *testing.T, leaseTime, t1, t2 time.Duration) *lab {
 	addAddr(t, sh, "srv0", serverAddr)
 	up(t, sh, "srv0")
 	up(t, ch, "cl0")
-	return &lab{srvNS: srvNS, cliNS: cliNS, cli: ch, server: startServer(t, srvNS, "srv0", leaseTime, t1, t2)}
+	return &lab{srvNS: srvNS, cliNS: cliNS, cli: ch, server: startServer(t, srvNS, "srv0", leaseTime, t1, t2, false)}
 }
 
-func startServer(t *testing.T, ns netns.Handle, ifname string, leaseTime, t1, t2 time.Duration) *dhcpd.Server {
+func startServer(t *testing.T, ns netns.Handle, ifname string, leaseTime, t1, t2 time.Duration, bare bool) *dhcpd.Server {
 	t.Helper()
 	s, err := dhcpd.Start(dhcpd.Config{
 		NS: ns, Interface: ifname, ServerID: serverAddr.Addr(),
 		Subnet: serverAddr.Masked(), First: poolFirst, Size: 50,
 		Router: serverAddr.Addr(), DNS: []netip.Addr{dnsAddr}, Domain: "lab.test",
-		LeaseTime: leaseTime, T1: t1, T2: t2,
+		LeaseTime: leaseTime, T1: t1, T2: t2, BareRenewals: bare,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -306,6 +306,25 @@ func TestRenewAndRebind(t *testing.T) {
 		}
 	case <-time.After(probe):
 		t.Fatal("rebinding not reported")
+	}
+}
+
+// A renewal's ACK may leave out what did not change: the lease keeps it.
+func TestRenewKeepsWhatTheAckLeavesOut(t *testing.T) {
+	l := newLab(t, time.Hour, 0, 0)
+	l.server.Close() // for one that answers renewals barely
+	l.server = startServer(t, l.srvNS, "srv0", time.Hour, 0, 0, true)
+	c := newClient(t, l.cliNS, "cl0", dhcp.Lease{})
+	lease := acquire(t, c)
+	addAddr(t, l.cli, "cl0", lease.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), probe)
+	defer cancel()
+	renewed, err := c.Renew(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renewed.Addr != lease.Addr || renewed.Router != lease.Router || js(t, renewed.DNS) != js(t, lease.DNS) || renewed.Domain != lease.Domain {
+		t.Errorf("renewed by a bare ack: %+v, first %+v", renewed, lease)
 	}
 }
 
@@ -552,7 +571,7 @@ func TestMacvlanClientsGetDistinctLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := startServer(t, srvNS, "srv0", time.Hour, 0, 0)
+	server := startServer(t, srvNS, "srv0", time.Hour, 0, 0, false)
 
 	var clients []*dhcp.Client
 	var macs []net.HardwareAddr

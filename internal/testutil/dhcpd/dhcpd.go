@@ -37,6 +37,10 @@ type Config struct {
 	Domain string
 	// LeaseTime is sent with every lease; T1 and T2 when not zero.
 	LeaseTime, T1, T2 time.Duration
+	// BareRenewals makes the ACK of a renewal or rebinding carry the lease
+	// time and server alone, as RFC 2131 4.3.1 allows: no mask, router,
+	// DNS or domain.
+	BareRenewals bool
 }
 
 // Record is a message the server was sent, and what it answered.
@@ -307,6 +311,9 @@ func (s *Server) handle(m *dhcp.Message, dst netip.Addr) (*dhcp.Message, netip.A
 	}
 	if s.cfg.T2 > 0 {
 		out.Options.SetDuration(dhcp.OptRebindingTime, s.cfg.T2)
+	}
+	if s.cfg.BareRenewals && !m.CIAddr.IsUnspecified() {
+		return out, netip.AddrPortFrom(m.CIAddr, dhcp.ClientPort)
 	}
 	mask := net.CIDRMask(s.cfg.Subnet.Bits(), 32)
 	out.Options[dhcp.OptSubnetMask] = mask
