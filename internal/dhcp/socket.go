@@ -17,7 +17,9 @@ import (
 //
 // No raw socket is needed: a socket bound to a device may send to
 // 255.255.255.255 from 0.0.0.0 before the interface has an address, and
-// receives the broadcast replies. Other sockets may bind the same port on
+// receives the broadcast replies, provided the reverse path filter is off
+// for the interface (net.ipv4.conf.all and .IFNAME rp_filter 0): until the
+// interface has a route to the server, a filter drops its answers. Other sockets may bind the same port on
 // other interfaces of ns (SO_REUSEADDR, and bound devices do not clash),
 // but two on one interface would share its packets: a caller keeps one.
 func Listen(ns netns.Handle, ifname string, port int) (*net.UDPConn, *net.Interface, error) {
