@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	// The Docker plugin, a client of the API like the CNI plugin.
 	"internal/dockerplugin": {"api", "internal/winshim"},
 	"internal/testutil":     {"api", "internal/dataplane/netns"},
+	"internal/dhcp":         {"internal/dataplane/netns"}, // a DHCP client's socket in an endpoint's namespace
 	"internal/bench":        {"*"},
 	"internal/cli":          {"*"},
 	"internal/daemon":       {"*"},
@@ -43,6 +44,8 @@ var allowed = map[string][]string{
 
 	// The lab host starts a hostnetd and asks it whether it answers.
 	"internal/testutil/lab": {"client", "internal/dataplane/netns", "internal/testutil"},
+	// The test DHCP server speaks the client's messages.
+	"internal/testutil/dhcpd": {"internal/dhcp", "internal/dataplane/netns"},
 }
 
 // kernelFree are the packages that must not reach the kernel, directly or
