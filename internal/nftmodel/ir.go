@@ -61,7 +61,7 @@ type (
 
 // The kernel's numbers that hostnet uses.
 const (
-	MetaProtocol MetaKey = 0  // NFT_META_PROTOCOL: the frame's EtherType (skb->protocol)
+	MetaProtocol MetaKey = 1  // NFT_META_PROTOCOL: the frame's EtherType (skb->protocol)
 	MetaIIFName  MetaKey = 6  // NFT_META_IIFNAME
 	MetaOIFName  MetaKey = 7  // NFT_META_OIFNAME
 	MetaNFProto  MetaKey = 15 // NFT_META_NFPROTO

@@ -371,7 +371,8 @@ type Chain struct {
 	Priority int       // e.g. PriorityFilter, PrioritySrcNAT; 0 for a regular chain
 	Policy   Verdict   // accept (the default when empty) or drop; base chains only
 	// Device is the device a base chain of a netdev table is bound to
-	// (required there, refused elsewhere).
+	// (required there, refused elsewhere). Kernels from 6.16 take a
+	// device that does not exist (yet); older ones refuse the chain.
 	Device string
 	Rules  []Rule
 }
