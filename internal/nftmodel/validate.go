@@ -29,9 +29,12 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // types, overlapping intervals of single-field interval sets, verdict map
 // targets (regular chains of the table), rule expressions (including
 // anonymous set elements and what the family allows: no nat or route
-// chains, nat statements, fib or meta nfproto in a bridge table; no
-// link-layer fields in an inet table), references to sets, maps and
-// chains. The error names the table object and the offending value.
+// chains, nat statements, fib or meta nfproto in a bridge table; in a
+// netdev table, neither those nor ct expressions, and base chains bound
+// to a valid device; no link-layer fields in an inet table), dynamic sets
+// (no elements, no interval; only they may time out) and the statements
+// that fill them, references to sets, maps and chains. The error names
+// the table object and the offending value.
 //
 // Whether the elements of a concatenated interval set clash depends on
 // what the set holds already (the kernel refuses an element whose first or

@@ -27,7 +27,9 @@ import (
 // changed is deleted and re-added in the same batch. A chain's rules are
 // compared as a sequence of rule identities (comment plus a hash of the
 // rule text, kept in each rule's userdata); a chain whose sequence differs
-// is flushed and refilled, with the anonymous sets of its rules.
+// is flushed and refilled, with the anonymous sets of its rules. A dynamic
+// set's elements are its rules' (nftmodel.Set.Dynamic): they are never
+// read, diffed or removed, so an Apply leaves the flows they record.
 //
 // Patch changes tables incrementally (see TablePatch): it validates the
 // patch against the cache, in which each set and map keeps its elements
