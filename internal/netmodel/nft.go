@@ -141,13 +141,15 @@ type tableRef struct {
 	name   string
 }
 
-// hookOrder is the order base chains are listed in, by hook.
-var hookOrder = map[nftmodel.Hook]int{nftmodel.HookPrerouting: 0, nftmodel.HookInput: 1, nftmodel.HookForward: 2, nftmodel.HookOutput: 3, nftmodel.HookPostrouting: 4}
+// hookOrder is the order base chains are listed in, by hook (a netdev
+// table's ingress before its egress).
+var hookOrder = map[nftmodel.Hook]int{nftmodel.HookPrerouting: 0, nftmodel.HookInput: 1, nftmodel.HookForward: 2, nftmodel.HookOutput: 3, nftmodel.HookPostrouting: 4,
+	nftmodel.HookIngress: 0, nftmodel.HookEgress: 1}
 
 // ComposeTables builds the whole tables the firewall objects among objs
 // make: sets and maps with their elements, base chains by hook and
 // priority, then regular chains by name. Inet tables come before bridge
-// ones. An element of a set or map that no NftSet declares is an error.
+// ones, bridge before netdev. An element of a set or map that no NftSet declares is an error.
 func ComposeTables(objs []Object) ([]*nftmodel.Table, error) {
 	tables := map[tableRef]*nftmodel.Table{}
 	sets := map[tableRef]map[string]*nftmodel.Set{}

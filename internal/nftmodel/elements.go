@@ -85,6 +85,14 @@ var icmpv6TypeNames = map[string]byte{
 	"ind-neighbor-solicit": 141, "ind-neighbor-advert": 142, "mld2-listener-report": 143,
 }
 
+// icmpTypeNames are the ICMP type literals (nft's names).
+var icmpTypeNames = map[string]byte{
+	"echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5,
+	"echo-request": 8, "router-advertisement": 9, "router-solicitation": 10, "time-exceeded": 11,
+	"parameter-problem": 12, "timestamp-request": 13, "timestamp-reply": 14, "info-request": 15,
+	"info-reply": 16, "address-mask-request": 17, "address-mask-reply": 18,
+}
+
 // nameOf returns the name that maps to n in names, if any.
 func nameOf[N comparable](names map[string]N, n N) (string, bool) {
 	for name, v := range names {
@@ -120,6 +128,12 @@ var numberParsers = map[KeyType]func(string) (uint64, error){
 		return strconv.ParseUint(s, 10, 8)
 	},
 	KeyInteger: func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 32) },
+	KeyICMPType: func(s string) (uint64, error) {
+		if p, ok := icmpTypeNames[s]; ok {
+			return uint64(p), nil
+		}
+		return strconv.ParseUint(s, 10, 8)
+	},
 }
 
 // parseValue parses the text of one field of type k.
@@ -339,7 +353,7 @@ func (k KeyType) formatOne(b []byte) string {
 			return name
 		}
 		return strconv.Itoa(int(b[0]))
-	case KeyInetService, KeyInetProto, KeyEtherType, KeyICMPv6Type, KeyInteger:
+	case KeyInetService, KeyInetProto, KeyEtherType, KeyICMPv6Type, KeyICMPType, KeyInteger:
 		var n uint64
 		for _, c := range b {
 			n = n<<8 | uint64(c)
@@ -356,6 +370,10 @@ func (k KeyType) formatOne(b []byte) string {
 			return fmt.Sprintf("0x%04x", n)
 		case KeyICMPv6Type:
 			if name, ok := nameOf(icmpv6TypeNames, byte(n)); ok {
+				return name
+			}
+		case KeyICMPType:
+			if name, ok := nameOf(icmpTypeNames, byte(n)); ok {
 				return name
 			}
 		}

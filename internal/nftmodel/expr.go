@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Expr is one expression of a rule: a match or a statement.
@@ -53,7 +54,7 @@ type selector struct {
 	key     KeyType  // its data type
 	nfproto NetProto // implied network protocol, 0 for none
 	l4proto byte     // implied transport protocol (meta l4proto), 0 for none
-	link    bool     // a link-layer field: valid in bridge tables only
+	link    bool     // a link-layer field: valid in bridge and netdev tables only
 	kind    loadKind
 	meta    MetaKey // loadMeta
 	base    PayloadBase
@@ -76,8 +77,8 @@ func payloadField(text string, key KeyType, nfproto NetProto, base PayloadBase, 
 	return Field{parts: []selector{{text: text, key: key, nfproto: nfproto, kind: loadPayload, base: base, offset: off}}}
 }
 
-// linkField is a payload field of the link-layer header: bridge tables
-// only.
+// linkField is a payload field of the link-layer header: bridge and
+// netdev tables only.
 func linkField(text string, key KeyType, nfproto NetProto, base PayloadBase, off uint32) Field {
 	f := payloadField(text, key, nfproto, base, off)
 	f.parts[0].link = true
@@ -163,6 +164,15 @@ func ArpSaddrIP() Field {
 func ICMPv6Type() Field {
 	f := payloadField("icmpv6 type", KeyICMPv6Type, NetProtoIPv6, PayloadTransportHeader, 0)
 	f.parts[0].l4proto = protoNames["icmpv6"]
+	return f
+}
+
+// ICMPType is `icmp type` (KeyICMPType: echo-request, echo-reply,
+// destination-unreachable, ... or a number). It implies IPv4 and `meta
+// l4proto icmp`.
+func ICMPType() Field {
+	f := payloadField("icmp type", KeyICMPType, NetProtoIPv4, PayloadTransportHeader, 0)
+	f.parts[0].l4proto = protoNames["icmp"]
 	return f
 }
 
@@ -515,7 +525,20 @@ func (m CtMatch) String() string {
 	return "ct " + m.word() + " " + negation(m.Negate) + strings.Join(names, ",")
 }
 
-func (m CtMatch) lower(*ruleCtx) ([]IRExpr, error) {
+// noConntrack refuses a ct expression in a netdev table, whose hooks run
+// before (ingress) or after (egress) conntrack and never see a
+// connection.
+func noConntrack(c *ruleCtx, e fmt.Stringer) error {
+	if c.family == FamilyNetdev {
+		return fmt.Errorf("%s is not valid in a netdev table (netdev hooks have no conntrack; match replies with a dynamic set)", e)
+	}
+	return nil
+}
+
+func (m CtMatch) lower(c *ruleCtx) ([]IRExpr, error) {
+	if err := noConntrack(c, m); err != nil {
+		return nil, err
+	}
 	mask, err := m.mask()
 	if err != nil {
 		return nil, err
@@ -556,7 +579,10 @@ func (m CtDirectionMatch) String() string {
 	return "ct direction original"
 }
 
-func (m CtDirectionMatch) lower(*ruleCtx) ([]IRExpr, error) {
+func (m CtDirectionMatch) lower(c *ruleCtx) ([]IRExpr, error) {
+	if err := noConntrack(c, m); err != nil {
+		return nil, err
+	}
 	dir := byte(0) // IP_CT_DIR_ORIGINAL
 	if m.Reply {
 		dir = 1 // IP_CT_DIR_REPLY
@@ -853,7 +879,8 @@ func (MasqueradeStmt) lower(c *ruleCtx) ([]IRExpr, error) {
 }
 
 // RejectStmt drops the packet and answers with an ICMP (or ICMPv6)
-// port-unreachable (`reject`). Valid on hooks input, forward and output.
+// port-unreachable (`reject`). Valid on hooks input, forward and output,
+// and, in a netdev table, on hook ingress.
 type RejectStmt struct{}
 
 // Reject returns a plain `reject` statement.
@@ -863,7 +890,10 @@ func Reject() RejectStmt { return RejectStmt{} }
 func (RejectStmt) String() string { return "reject" }
 func (RejectStmt) terminal() bool { return true }
 func (s RejectStmt) clone() Expr  { return s }
-func (RejectStmt) lower(*ruleCtx) ([]IRExpr, error) {
+func (RejectStmt) lower(c *ruleCtx) ([]IRExpr, error) {
+	if c.family == FamilyNetdev && c.chain != nil && c.chain.IsBase() && c.chain.Hook != HookIngress {
+		return nil, fmt.Errorf("reject is only valid on hook ingress in a netdev table")
+	}
 	return []IRExpr{IRReject{Type: RejectICMPX, Code: RejectICMPXPortUnrch}}, nil
 }
 
@@ -925,4 +955,119 @@ func (v VerdictStmt) lower(c *ruleCtx) ([]IRExpr, error) {
 	}
 	c.refChains = append(c.refChains, v.Chain)
 	return []IRExpr{v.ir()}, nil
+}
+
+// DynsetOp is what a DynsetStmt does to its set.
+type DynsetOp string
+
+// Dynamic set operations.
+const (
+	// DynsetAdd adds the key if absent (an element present keeps its
+	// expiry).
+	DynsetAdd DynsetOp = "add"
+	// DynsetUpdate adds the key, or, if present, restarts its timeout:
+	// what keeps a flow's entry alive while packets flow.
+	DynsetUpdate DynsetOp = "update"
+)
+
+// dynsetOps are the kernel's numbers of the operations (NFT_DYNSET_OP_*).
+var dynsetOps = map[DynsetOp]uint32{DynsetAdd: 0, DynsetUpdate: 1}
+
+// DynsetStmt adds the packet's Key to a dynamic set from the data path,
+// `update @flows4 { ip daddr . ip saddr timeout 2m }`: how a rule records
+// what later packets look up (e.g. the reversed tuple of an admitted
+// flow, where no conntrack exists). The set must be Dynamic, with Key's
+// type; Timeout, if not zero, overrides the set's default and needs the
+// set to have one (Set.Timeout). The statement never ends the rule:
+// evaluation goes on whether or not the set had room.
+type DynsetStmt struct {
+	Op      DynsetOp
+	Set     string
+	Key     Field
+	Timeout time.Duration
+}
+
+// SetUpdate returns `update @SET { KEY [timeout T] }`; a zero timeout
+// leaves the set's.
+func SetUpdate(set string, key Field, timeout time.Duration) DynsetStmt {
+	return DynsetStmt{Op: DynsetUpdate, Set: set, Key: key, Timeout: timeout}
+}
+
+// SetAdd returns `add @SET { KEY [timeout T] }`.
+func SetAdd(set string, key Field, timeout time.Duration) DynsetStmt {
+	return DynsetStmt{Op: DynsetAdd, Set: set, Key: key, Timeout: timeout}
+}
+
+// String returns e.g. "update @flows4 { ip daddr . ip saddr timeout 2m }".
+func (d DynsetStmt) String() string {
+	s := string(d.Op) + " @" + d.Set + " { " + d.Key.String()
+	if d.Timeout != 0 {
+		s += " timeout " + durationText(d.Timeout)
+	}
+	return s + " }"
+}
+
+func (d DynsetStmt) clone() Expr {
+	d.Key = d.Key.clone()
+	return d
+}
+
+func (d DynsetStmt) lower(c *ruleCtx) ([]IRExpr, error) {
+	op, ok := dynsetOps[d.Op]
+	if !ok {
+		return nil, fmt.Errorf("%s: unknown operation %q", d, d.Op)
+	}
+	s, ok := c.sets[d.Set]
+	if !ok {
+		if _, isMap := c.maps[d.Set]; isMap {
+			return nil, fmt.Errorf("%s: %q is a map, not a set", d, d.Set)
+		}
+		return nil, fmt.Errorf("%s: unknown set %q", d, d.Set)
+	}
+	if !s.Dynamic {
+		return nil, fmt.Errorf("%s: set %q is not dynamic", d, d.Set)
+	}
+	if keyString(s.Key) != keyString(d.Key.Key()) {
+		return nil, fmt.Errorf("%s: set %q has type %s, key has type %s", d, d.Set, keyString(s.Key), keyString(d.Key.Key()))
+	}
+	if err := checkTimeout(d.Timeout); err != nil {
+		return nil, fmt.Errorf("%s: %w", d, err)
+	}
+	if d.Timeout != 0 && s.Timeout == 0 {
+		return nil, fmt.Errorf("%s: set %q has no timeout (give it one to time its elements)", d, d.Set)
+	}
+	out, err := c.load(d.Key, d)
+	if err != nil {
+		return nil, err
+	}
+	c.refSets = append(c.refSets, d.Set)
+	return append(out, IRDynset{Op: op, Set: d.Set, Key: Reg1, Timeout: d.Timeout}), nil
+}
+
+// checkTimeout refuses a negative timeout or one that is not whole
+// milliseconds (the kernel keeps milliseconds: another value would not
+// read back equal).
+func checkTimeout(d time.Duration) error {
+	if d < 0 || d%time.Millisecond != 0 {
+		return fmt.Errorf("timeout %s is not a whole, positive number of milliseconds", d)
+	}
+	return nil
+}
+
+// durationText renders a duration as nft does: "2m", "1h30m", "1s500ms".
+func durationText(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	for _, u := range []struct {
+		unit string
+		d    time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}} {
+		if n := d / u.d; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.unit)
+			d -= n * u.d
+		}
+	}
+	return b.String()
 }

@@ -1,6 +1,9 @@
 package nftmodel
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // This file is the lowering target: plain structs that mirror, field for
 // field, the kernel's nf_tables objects and expressions that hostnet uses,
@@ -58,10 +61,11 @@ type (
 
 // The kernel's numbers that hostnet uses.
 const (
-	MetaIIFName MetaKey = 6  // NFT_META_IIFNAME
-	MetaOIFName MetaKey = 7  // NFT_META_OIFNAME
-	MetaNFProto MetaKey = 15 // NFT_META_NFPROTO
-	MetaL4Proto MetaKey = 16 // NFT_META_L4PROTO
+	MetaProtocol MetaKey = 1  // NFT_META_PROTOCOL: the frame's EtherType (skb->protocol)
+	MetaIIFName  MetaKey = 6  // NFT_META_IIFNAME
+	MetaOIFName  MetaKey = 7  // NFT_META_OIFNAME
+	MetaNFProto  MetaKey = 15 // NFT_META_NFPROTO
+	MetaL4Proto  MetaKey = 16 // NFT_META_L4PROTO
 
 	PayloadLinkHeader      PayloadBase = 0 // NFT_PAYLOAD_LL_HEADER
 	PayloadNetworkHeader   PayloadBase = 1 // NFT_PAYLOAD_NETWORK_HEADER
@@ -203,6 +207,16 @@ type IRReject struct {
 	Code uint8
 }
 
+// IRDynset adds (Op 0, NFT_DYNSET_OP_ADD) or updates (1,
+// NFT_DYNSET_OP_UPDATE) the key in register Key in a set, from the data
+// path (`dynset`); a zero Timeout leaves the set's.
+type IRDynset struct {
+	Op      uint32
+	Set     string
+	Key     Register
+	Timeout time.Duration
+}
+
 // IRCounter counts packets and bytes (`counter`).
 type IRCounter struct{}
 
@@ -255,6 +269,7 @@ func (IRImmediate) irExpr()    {}
 func (IRVerdict) irExpr()      {}
 func (IRNumgen) irExpr()       {}
 func (IRHash) irExpr()         {}
+func (IRDynset) irExpr()       {}
 
 // Datatype is the data type of a set's keys or a map's values as the
 // kernel records it: nft's name (" . "-joined for a concatenation), the
@@ -327,6 +342,9 @@ type SetDef struct {
 	// how `nft list` prints elements.
 	KeyHostOrder bool
 	Comment      string
+	Dynamic      bool          // NFT_SET_EVAL: rules may add elements
+	Timeout      time.Duration // NFT_SET_TIMEOUT with this default, when not zero
+	Size         uint32        // NFTA_SET_DESC_SIZE, when not zero
 }
 
 // SetElem is one kernel element of a set or map (NFTA_LIST_ELEM). A
@@ -350,6 +368,7 @@ type ChainDef struct {
 	Hook     Hook
 	Priority int
 	Policy   Verdict // VerdictAccept or VerdictDrop, base chains only
+	Device   string  // the device of a netdev base chain
 }
 
 // RuleIR is a lowered rule (NFT_MSG_NEWRULE): its identity, written to

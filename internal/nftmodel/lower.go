@@ -50,7 +50,8 @@ var etherTypeOf = map[NetProto]uint16{NetProtoIPv4: ethPIP, NetProtoIPv6: ethPIP
 
 // requireNet returns the implicit dependency on network protocol proto, as
 // nft adds it: `meta nfproto` in an inet table, `ether type` in a bridge
-// table; nothing when the rule already established it.
+// table, `meta protocol` in a netdev table; nothing when the rule already
+// established it.
 func (c *ruleCtx) requireNet(proto NetProto, what fmt.Stringer) ([]IRExpr, error) {
 	if proto == 0 || c.nfproto == proto {
 		return nil, nil
@@ -59,6 +60,13 @@ func (c *ruleCtx) requireNet(proto NetProto, what fmt.Stringer) ([]IRExpr, error
 		return nil, fmt.Errorf("%s: rule mixes %s and %s matches", what, netNames[c.nfproto], netNames[proto])
 	}
 	c.nfproto = proto
+	if c.family == FamilyNetdev {
+		// As nft does: the frame's EtherType as the device saw it.
+		return []IRExpr{
+			IRMeta{Key: MetaProtocol, Dest: Reg1},
+			IRCmp{Op: CmpEq, Reg: Reg1, Data: binary.BigEndian.AppendUint16(nil, etherTypeOf[proto])},
+		}, nil
+	}
 	if c.family == FamilyBridge {
 		return []IRExpr{
 			IRPayload{Dest: Reg1, Base: PayloadLinkHeader, Offset: 12, Len: 2},
@@ -123,10 +131,10 @@ func (c *ruleCtx) dependencies(parts []selector, what fmt.Stringer) ([]IRExpr, e
 			return nil, fmt.Errorf("%s: %s: %s", what, p.text, p.err)
 		case !p.key.Valid():
 			return nil, fmt.Errorf("%s: %s: invalid key type %d", what, p.text, int(p.key))
-		case p.link && c.family != FamilyBridge:
-			return nil, fmt.Errorf("%s: %s is only valid in a bridge table", what, p.text)
-		case p.kind == loadMeta && p.meta == MetaNFProto && c.family == FamilyBridge:
-			return nil, fmt.Errorf("%s: meta nfproto never matches in a bridge table (use ether type)", what)
+		case p.link && !c.family.linkLayer():
+			return nil, fmt.Errorf("%s: %s is only valid in a bridge or netdev table", what, p.text)
+		case p.kind == loadMeta && p.meta == MetaNFProto && c.family != FamilyInet:
+			return nil, fmt.Errorf("%s: meta nfproto never matches in a %s table (use ether type)", what, c.family)
 		}
 		if p.kind == loadHash {
 			dep, err := c.dependencies(p.inputs, what)

@@ -118,7 +118,7 @@ func TestMACRewrite(t *testing.T) {
 		want string
 	}{
 		{"set in inet", nfttest.OneRule(nftmodel.FamilyInet, "", "", nftmodel.SetPayload(nftmodel.EtherSaddr(), "02:00:00:00:00:01")),
-			"ether saddr is only valid in a bridge table"},
+			"ether saddr is only valid in a bridge or netdev table"},
 		{"set an IP field", nfttest.OneRule(nftmodel.FamilyBridge, "", "", nftmodel.SetPayload(nftmodel.IPSaddr(), "10.0.0.1")),
 			"only link-layer header fields can be set"},
 		{"set a bad MAC", nfttest.OneRule(nftmodel.FamilyBridge, "", "", nftmodel.SetPayload(nftmodel.EtherSaddr(), "02:00")),

@@ -229,7 +229,7 @@ func TestValidateErrors(t *testing.T) {
 			t.Chains[0].Rules[0].Exprs = []nftmodel.Expr{nftmodel.CtState("establised"), nftmodel.Accept()}
 		}), `unknown ct state "establised"`},
 		{"regular chain with policy", sample(func(t *nftmodel.Table) { t.Chains[1].Policy = nftmodel.VerdictDrop }),
-			`chain isolate: a regular chain (no hook) takes no type, priority or policy`},
+			`chain isolate: a regular chain (no hook) takes no type, priority, policy or device`},
 		{"bad hook", sample(func(t *nftmodel.Table) { t.Chains[0].Hook = "ingress" }), `chain forward: unknown hook "ingress"`},
 		{"bad table name", sample(func(t *nftmodel.Table) { t.Name = "host net" }), `invalid table name "host net"`},
 		{"comment quote", sample(func(t *nftmodel.Table) { t.Chains[0].Rules[0].Comment = `a"b` }), `contains a double quote`},
@@ -254,8 +254,8 @@ func TestValidateErrors(t *testing.T) {
 			t.Family = 7
 			return t
 		}, "invalid family 7"},
-		{"ether in inet", inet(nftmodel.EtherSaddr().Eq("02:00:00:00:00:01"), nftmodel.Drop()), "ether saddr is only valid in a bridge table"},
-		{"arp in inet", inet(nftmodel.ArpSaddrIP().InSet("x"), nftmodel.Drop()), "arp saddr ip is only valid in a bridge table"},
+		{"ether in inet", inet(nftmodel.EtherSaddr().Eq("02:00:00:00:00:01"), nftmodel.Drop()), "ether saddr is only valid in a bridge or netdev table"},
+		{"arp in inet", inet(nftmodel.ArpSaddrIP().InSet("x"), nftmodel.Drop()), "arp saddr ip is only valid in a bridge or netdev table"},
 		{"nfproto in bridge", bridge(nftmodel.NFProto().Eq("ipv4"), nftmodel.Drop()), "meta nfproto never matches in a bridge table"},
 		{"fib in bridge", bridge(nftmodel.FibDaddrTypeLocal(), nftmodel.Drop()), "fib daddr type local is not valid in a bridge table"},
 		{"masquerade in bridge", bridge(nftmodel.Masquerade()), "masquerade is not valid in a bridge table"},

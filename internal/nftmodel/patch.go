@@ -592,7 +592,7 @@ func (s *State) referrers(name string, deleting map[string]bool) string {
 func (s *State) views() (map[string]*Set, map[string]*Map) {
 	sets := make(map[string]*Set, len(s.sets))
 	for name, ss := range s.sets {
-		sets[name] = &Set{Name: name, Key: ss.keys, Interval: ss.interval}
+		sets[name] = &Set{Name: name, Key: ss.keys, Interval: ss.interval, Dynamic: ss.dynamic, Timeout: ss.timeout}
 	}
 	maps := make(map[string]*Map, len(s.maps))
 	for name, ms := range s.maps {
@@ -617,6 +617,9 @@ func (s *State) patchSet(name string, isMap bool) (*setState, error) {
 	}
 	if ss.keys == nil {
 		return nil, fmt.Errorf("%s %s has a type hostnet does not model (Apply the table first)", kind, name)
+	}
+	if ss.dynamic {
+		return nil, fmt.Errorf("set %s is dynamic: its elements are its rules' (a patch may not change them)", name)
 	}
 	return ss, nil
 }

@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-// String renders the table in nft syntax, deterministically: sets, then
+// String renders the table in nft syntax, deterministically: sets (with
+// their size, flags and timeout), then
 // maps, each sorted by name with their elements sorted by key, then
 // chains in the order given with their rules in order. A rule's comment is
 // shown as `comment "..."` (without the hash the kernel copy carries).
@@ -30,8 +31,23 @@ func (t *Table) String() string {
 		block()
 		b.WriteString("\tset " + s.Name + " {\n")
 		b.WriteString("\t\ttype " + keyString(s.Key) + "\n")
-		if s.Interval {
-			b.WriteString("\t\tflags interval\n")
+		if s.Size != 0 {
+			b.WriteString("\t\tsize " + strconv.FormatUint(uint64(s.Size), 10) + "\n")
+		}
+		var flags []string
+		for _, f := range []struct {
+			on   bool
+			name string
+		}{{s.Dynamic, "dynamic"}, {s.Interval, "interval"}, {s.Timeout != 0, "timeout"}} {
+			if f.on {
+				flags = append(flags, f.name)
+			}
+		}
+		if len(flags) > 0 {
+			b.WriteString("\t\tflags " + strings.Join(flags, ",") + "\n")
+		}
+		if s.Timeout != 0 {
+			b.WriteString("\t\ttimeout " + durationText(s.Timeout) + "\n")
 		}
 		if s.Comment != "" {
 			b.WriteString("\t\tcomment " + strconv.Quote(s.Comment) + "\n")
@@ -76,7 +92,11 @@ func (t *Table) String() string {
 		block()
 		b.WriteString("\tchain " + c.Name + " {\n")
 		if c.IsBase() {
-			b.WriteString("\t\ttype " + string(c.Type) + " hook " + string(c.Hook) +
+			dev := ""
+			if c.Device != "" {
+				dev = " device " + strconv.Quote(c.Device)
+			}
+			b.WriteString("\t\ttype " + string(c.Type) + " hook " + string(c.Hook) + dev +
 				" priority " + priorityText(t.Family, c.Hook, c.Priority) + "; policy " + string(c.policy()) + ";\n")
 		}
 		for _, r := range c.Rules {
@@ -138,6 +158,12 @@ func sortElements(keys []KeyType, interval bool, texts []string) (sorted, render
 // priorityText renders a base chain priority as nft does: a standard name
 // where one applies to the family and hook, a number otherwise.
 func priorityText(f Family, h Hook, p int) string {
+	if f == FamilyNetdev {
+		if p == PriorityFilter {
+			return "filter"
+		}
+		return strconv.Itoa(p)
+	}
 	if f == FamilyBridge {
 		switch {
 		case p == PriorityBridgeFilter:

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // State is a table as an applier tracks it: validated and lowered from a
@@ -46,8 +47,13 @@ type setState struct {
 	verdict  bool // a verdict map
 	interval bool
 	comment  string
-	elems    map[string]elem // canonical key text -> element
-	sorted   *sortedElems    // keys in order, built by the first check that needs it
+	// dynamic: the kernel's rules fill the set; its elements are never
+	// tracked (elems stays empty, read or desired).
+	dynamic bool
+	timeout time.Duration   // default timeout (flags timeout), 0 for none
+	size    uint32          // maximum number of elements, 0 for the kernel's default
+	elems   map[string]elem // canonical key text -> element
+	sorted  *sortedElems    // keys in order, built by the first check that needs it
 }
 
 // elem is one element of a set or map: its key and, in a map, its value.
@@ -68,9 +74,13 @@ func (s *setState) kind() string {
 
 // sameShape reports whether an existing set or map a can be kept for the
 // desired one d (only its elements differ).
+//
+// A desired size of 0 takes whatever the kernel chose (it sets one when a
+// rule first updates a dynamic set).
 func (a *setState) sameShape(d *setState) bool {
 	return a.keys != nil && keyString(a.keys) == keyString(d.keys) && a.verdict == d.verdict &&
-		keyString(a.vals) == keyString(d.vals) && a.interval == d.interval
+		keyString(a.vals) == keyString(d.vals) && a.interval == d.interval &&
+		a.dynamic == d.dynamic && a.timeout == d.timeout && (d.size == 0 || a.size == d.size)
 }
 
 // parseKey parses an element of a set (a key of a map) and returns it with
@@ -104,7 +114,7 @@ func (s *setState) parseValue(e *elem, k, v string, c *ruleCtx) error {
 // def describes the set or map for its creation.
 func (s *setState) def(name string) *SetDef {
 	d := &SetDef{Name: name, ID: nextSetID(), Key: DatatypeOf(s.keys), Concat: len(s.keys) > 1, Interval: s.interval,
-		IsMap: s.isMap, KeyHostOrder: hostOrderKey(s.keys), Comment: s.comment}
+		IsMap: s.isMap, KeyHostOrder: hostOrderKey(s.keys), Comment: s.comment, Dynamic: s.dynamic, Timeout: s.timeout, Size: s.size}
 	switch {
 	case s.verdict:
 		d.Data = VerdictDatatype
@@ -176,18 +186,19 @@ type chainState struct {
 	hook   Hook // empty for a regular chain
 	prio   int
 	policy Verdict // base chains only
+	device string  // netdev base chains only
 	rules  []ruleState
 }
 
 // sameShape reports whether chain a can be kept for desired chain d (its
 // policy and rules may still differ).
 func (a *chainState) sameShape(d *chainState) bool {
-	return a.typ == d.typ && a.hook == d.hook && a.prio == d.prio
+	return a.typ == d.typ && a.hook == d.hook && a.prio == d.prio && a.device == d.device
 }
 
 // def describes the chain for its creation.
 func (a *chainState) def(name string) *ChainDef {
-	return &ChainDef{Name: name, Type: a.typ, Hook: a.hook, Priority: a.prio, Policy: a.policy}
+	return &ChainDef{Name: name, Type: a.typ, Hook: a.hook, Priority: a.prio, Policy: a.policy, Device: a.device}
 }
 
 // ruleState is one rule: its identity and what it references. ir.Exprs
@@ -213,6 +224,13 @@ func irs(rules []ruleState) []*RuleIR {
 // so that Plan recreates it.
 func (s *State) ReadSet(name string, keys []KeyType, interval bool, elems []SetElem) {
 	s.sets[name] = readSet(&setState{keys: keys, interval: interval}, elems)
+}
+
+// ReadDynamicSet records a dynamic set the kernel holds (flags dynamic):
+// keys nil for a key type the model does not know, its default timeout (0
+// for none) and size. Its elements, the kernel's rules', are not read.
+func (s *State) ReadDynamicSet(name string, keys []KeyType, timeout time.Duration, size uint32) {
+	s.sets[name] = &setState{keys: keys, dynamic: true, timeout: timeout, size: size, elems: map[string]elem{}}
 }
 
 // ReadMap records a map the kernel holds: keys (and, for a data map,
@@ -299,7 +317,7 @@ type ReadRule struct {
 // model does not know should carry a Hook that names none of the model's
 // (e.g. "hook7"), so that Plan recreates it.
 func (s *State) ReadChain(def ChainDef, rules []ReadRule) {
-	cs := &chainState{typ: def.Type, hook: def.Hook, prio: def.Priority, policy: def.Policy}
+	cs := &chainState{typ: def.Type, hook: def.Hook, prio: def.Priority, policy: def.Policy, device: def.Device}
 	for _, r := range rules {
 		cs.rules = append(cs.rules, ruleState{ir: RuleIR{ID: r.ID}, refSets: r.Sets, refChains: r.Chains})
 	}
@@ -328,6 +346,15 @@ func (s *State) String() string {
 			if st.interval {
 				b.WriteString(" interval")
 			}
+			if st.dynamic {
+				b.WriteString(" dynamic")
+			}
+			if st.timeout != 0 {
+				b.WriteString(" timeout " + durationText(st.timeout))
+			}
+			if st.size != 0 {
+				b.WriteString(" size " + strconv.FormatUint(uint64(st.size), 10))
+			}
 			var els []string
 			for canon, e := range st.elems {
 				if st.isMap {
@@ -344,6 +371,9 @@ func (s *State) String() string {
 		b.WriteString("chain " + name)
 		if ch.hook != "" {
 			b.WriteString(" " + string(ch.typ) + " " + string(ch.hook) + " " + strconv.Itoa(ch.prio) + " " + string(ch.policy))
+			if ch.device != "" {
+				b.WriteString(" device " + strconv.Quote(ch.device))
+			}
 		}
 		b.WriteString(":")
 		for _, r := range ch.rules {
@@ -362,7 +392,7 @@ func (s *State) Table(chains []*Chain) *Table {
 	for _, name := range sortedKeys(s.sets) {
 		st := s.sets[name]
 		t.Sets = append(t.Sets, &Set{Name: name, Key: append([]KeyType(nil), st.keys...), Interval: st.interval,
-			Comment: st.comment, Elements: sortedKeys(st.elems)})
+			Comment: st.comment, Elements: sortedKeys(st.elems), Dynamic: st.dynamic, Timeout: st.timeout, Size: st.size})
 	}
 	for _, name := range sortedKeys(s.maps) {
 		st := s.maps[name]

@@ -15,6 +15,7 @@ package nftmodel
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Table is the desired content of one hostnet table.
@@ -23,7 +24,7 @@ import (
 // Appliers do not keep references to it. They key tables by (Family,
 // Name): an inet and a bridge table may share a name.
 type Table struct {
-	Family Family   // FamilyInet (the zero value) or FamilyBridge
+	Family Family   // FamilyInet (the zero value), FamilyBridge or FamilyNetdev
 	Name   string   // e.g. "hostnet"
 	Sets   []*Set   // named sets; rendered sorted by name
 	Maps   []*Map   // named maps (data and verdict maps); rendered sorted by name
@@ -39,8 +40,8 @@ type TableKey struct {
 	Name   string
 }
 
-// String returns the name of an inet table, "bridge NAME" otherwise (the
-// form errors use).
+// String returns the name of an inet table, "FAMILY NAME" otherwise
+// ("bridge hostnet", "netdev hostnet"; the form errors use).
 func (k TableKey) String() string {
 	if k.Family == FamilyInet {
 		return k.Name
@@ -66,21 +67,38 @@ const (
 	// hostnet is tested on have neither, and refuse such a table at Apply
 	// (Validate cannot know).
 	FamilyBridge
+	// FamilyNetdev sees the frames a device receives (hook ingress) or
+	// sends (hook egress), before and after every other hook of the host,
+	// whatever their path: macvlan traffic, which never meets the inet or
+	// bridge hooks, is seen on its lower device. Each base chain is bound
+	// to one device (Chain.Device); its only chain type is filter. There
+	// is no conntrack at these hooks: ct expressions are refused, as are
+	// nat, fib and `meta nfproto` (always netdev here). An IPv4 or IPv6
+	// match implies `meta protocol ip` or `meta protocol ip6` (the frame's
+	// EtherType, as the device saw it).
+	FamilyNetdev
 )
 
-// String returns the nft name of the family: "inet" or "bridge".
+// String returns the nft name of the family: "inet", "bridge" or
+// "netdev".
 func (f Family) String() string {
 	switch f {
 	case FamilyInet:
 		return "inet"
 	case FamilyBridge:
 		return "bridge"
+	case FamilyNetdev:
+		return "netdev"
 	}
 	return fmt.Sprintf("family(%d)", int(f))
 }
 
 // Valid reports whether f is one of the modelled families.
-func (f Family) Valid() bool { return f == FamilyInet || f == FamilyBridge }
+func (f Family) Valid() bool { return f == FamilyInet || f == FamilyBridge || f == FamilyNetdev }
+
+// linkLayer reports whether the family's rules see the link-layer header
+// (ether fields, ARP).
+func (f Family) linkLayer() bool { return f == FamilyBridge || f == FamilyNetdev }
 
 // KeyType is the data type of one field of a set key (or of a match).
 type KeyType int
@@ -102,6 +120,7 @@ const (
 	// numgen and jhash produce, so the key type of the maps they look up.
 	// Elements are decimal numbers; it cannot be an interval.
 	KeyInteger
+	KeyICMPType // ICMP type, 1 byte: echo-request, echo-reply, ... or a number ("icmp_type")
 )
 
 // keyInfo is what nft and the kernel know of a key type.
@@ -126,6 +145,7 @@ var keyInfos = map[KeyType]keyInfo{
 	KeyEtherType:   {name: "ether_type", size: 2, magic: 10},
 	KeyICMPv6Type:  {name: "icmpv6_type", size: 1, magic: 29},
 	KeyInteger:     {name: "integer", size: 4, magic: 4, hostOrder: true},
+	KeyICMPType:    {name: "icmp_type", size: 1, magic: 14},
 }
 
 // String returns the nft name of the type, e.g. "ipv4_addr".
@@ -186,6 +206,21 @@ type Set struct {
 	// Comment is shown by `nft list`. It is written when the set is created;
 	// changing only the comment of an existing set does not recreate it.
 	Comment string
+	// Dynamic makes the set one that rules fill (`flags dynamic`, see
+	// DynsetStmt): its elements are the kernel's, so Elements must be
+	// empty, appliers never diff them (they survive every Apply), a patch
+	// may not name it, and it cannot be an interval set.
+	Dynamic bool
+	// Timeout, when not zero, lets elements expire (`flags timeout`): it is
+	// the set's default, and a DynsetStmt may give its own. Only a dynamic
+	// set may have one (a timeout would make an applier's elements vanish
+	// under it). Whole milliseconds, as the kernel keeps it.
+	Timeout time.Duration
+	// Size bounds the number of elements (`size N`): a dynamic set whose
+	// size is reached adds no more until some expire. 0 leaves the kernel's
+	// default (65535 once a rule updates the set), and appliers then do
+	// not compare it.
+	Size uint32
 }
 
 // Map is a named map of the table: a data map, Key -> Value (e.g.
@@ -228,13 +263,16 @@ const (
 type Hook string
 
 // Hooks of base chains; the inet and bridge families have the same five
-// (with the same numbers).
+// (with the same numbers), the netdev family its own two.
 const (
 	HookPrerouting  Hook = "prerouting"
 	HookInput       Hook = "input"
 	HookForward     Hook = "forward"
 	HookOutput      Hook = "output"
 	HookPostrouting Hook = "postrouting"
+
+	HookIngress Hook = "ingress" // netdev: frames the device received
+	HookEgress  Hook = "egress"  // netdev: frames the device is about to send
 )
 
 // hookNums are the kernel's numbers of the hooks (NF_INET_*, which the
@@ -247,17 +285,41 @@ var hookNums = map[Hook]uint32{
 	HookPostrouting: 4,
 }
 
-// Number returns the kernel's number of the hook (NF_INET_PRE_ROUTING,
-// ...); false for a hook the model does not know.
-func (h Hook) Number() (uint32, bool) {
-	n, ok := hookNums[h]
+// netdevHookNums are the kernel's numbers of the netdev family's hooks
+// (NF_NETDEV_*).
+var netdevHookNums = map[Hook]uint32{
+	HookIngress: 0,
+	HookEgress:  1,
+}
+
+// hookNumbers returns the hooks of family f and their numbers.
+func hookNumbers(f Family) map[Hook]uint32 {
+	if f == FamilyNetdev {
+		return netdevHookNums
+	}
+	return hookNums
+}
+
+// Number returns the kernel's number of the hook in the inet and bridge
+// families (NF_INET_PRE_ROUTING, ...); false for a hook the model does not
+// know there. See NumberIn for the netdev family.
+func (h Hook) Number() (uint32, bool) { return h.NumberIn(FamilyInet) }
+
+// NumberIn returns the kernel's number of the hook in family f; false for
+// a hook the family does not have (as the model knows it).
+func (h Hook) NumberIn(f Family) (uint32, bool) {
+	n, ok := hookNumbers(f)[h]
 	return n, ok
 }
 
-// HookByNumber returns the hook the kernel numbers n; false for a hook the
-// model does not know.
-func HookByNumber(n uint32) (Hook, bool) {
-	for h, v := range hookNums {
+// HookByNumber returns the hook the kernel numbers n in the inet and
+// bridge families; false for a hook the model does not know.
+func HookByNumber(n uint32) (Hook, bool) { return HookByNumberIn(FamilyInet, n) }
+
+// HookByNumberIn returns the hook the kernel numbers n in family f; false
+// for a hook the model does not know.
+func HookByNumberIn(f Family, n uint32) (Hook, bool) {
+	for h, v := range hookNumbers(f) {
 		if v == n {
 			return h, true
 		}
@@ -284,6 +346,9 @@ const (
 	PriorityBridgeSrcNAT = 300  // "srcnat" on hook postrouting
 )
 
+// maxIfnameLen is the longest interface name (IFNAMSIZ without its NUL).
+const maxIfnameLen = ifNameSize - 1
+
 // Verdict is a verdict: a base chain's policy (accept or drop) or the
 // kind of a verdict statement.
 type Verdict string
@@ -305,7 +370,11 @@ type Chain struct {
 	Hook     Hook      // empty for a regular chain
 	Priority int       // e.g. PriorityFilter, PrioritySrcNAT; 0 for a regular chain
 	Policy   Verdict   // accept (the default when empty) or drop; base chains only
-	Rules    []Rule
+	// Device is the device a base chain of a netdev table is bound to
+	// (required there, refused elsewhere). Kernels from 6.16 take a
+	// device that does not exist (yet); older ones refuse the chain.
+	Device string
+	Rules  []Rule
 }
 
 // IsBase reports whether c is a base chain.

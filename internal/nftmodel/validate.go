@@ -29,9 +29,12 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // types, overlapping intervals of single-field interval sets, verdict map
 // targets (regular chains of the table), rule expressions (including
 // anonymous set elements and what the family allows: no nat or route
-// chains, nat statements, fib or meta nfproto in a bridge table; no
-// link-layer fields in an inet table), references to sets, maps and
-// chains. The error names the table object and the offending value.
+// chains, nat statements, fib or meta nfproto in a bridge table; in a
+// netdev table, neither those nor ct expressions, and base chains bound
+// to a valid device; no link-layer fields in an inet table), dynamic sets
+// (no elements, no interval; only they may time out) and the statements
+// that fill them, references to sets, maps and chains. The error names
+// the table object and the offending value.
 //
 // Whether the elements of a concatenated interval set clash depends on
 // what the set holds already (the kernel refuses an element whose first or
@@ -91,7 +94,7 @@ func Compile(t *Table) (*State, error) {
 		c.maps[m.Name] = ms
 	}
 	for _, ch := range t.Chains {
-		cs := &chainState{typ: ch.Type, hook: ch.Hook, prio: ch.Priority}
+		cs := &chainState{typ: ch.Type, hook: ch.Hook, prio: ch.Priority, device: ch.Device}
 		if ch.IsBase() {
 			cs.policy = ch.policy()
 		}
@@ -252,6 +255,18 @@ func compileSet(s *Set) (*setState, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTimeout(s.Timeout); err != nil {
+		return nil, err
+	}
+	switch {
+	case s.Dynamic && s.Interval:
+		return nil, errors.New("a dynamic set cannot be an interval set")
+	case s.Dynamic && len(s.Elements) > 0:
+		return nil, errors.New("a dynamic set takes no elements (its rules fill it)")
+	case s.Timeout != 0 && !s.Dynamic:
+		return nil, errors.New("only a dynamic set may have a timeout (an applier's elements would expire)")
+	}
+	st.dynamic, st.timeout, st.size = s.Dynamic, s.Timeout, s.Size
 	for _, text := range s.Elements {
 		e, canon, err := st.parseKey(text)
 		if err != nil {
@@ -310,16 +325,23 @@ func checkOverlaps(st *setState) error {
 
 func checkChain(family Family, ch *Chain) error {
 	if !ch.IsBase() {
-		if ch.Type != "" || ch.Priority != 0 || ch.Policy != "" {
-			return errors.New("a regular chain (no hook) takes no type, priority or policy")
+		if ch.Type != "" || ch.Priority != 0 || ch.Policy != "" || ch.Device != "" {
+			return errors.New("a regular chain (no hook) takes no type, priority, policy or device")
 		}
 		return nil
 	}
-	if _, ok := ch.Hook.Number(); !ok {
-		return fmt.Errorf("unknown hook %q", ch.Hook)
+	if _, ok := ch.Hook.NumberIn(family); !ok {
+		return fmt.Errorf("unknown hook %q in a %s table", ch.Hook, family)
 	}
-	if family == FamilyBridge && ch.Type != ChainTypeFilter && ch.Type != "" {
-		return fmt.Errorf("a bridge table has no %s chains", ch.Type)
+	if family != FamilyInet && ch.Type != ChainTypeFilter && ch.Type != "" {
+		return fmt.Errorf("a %s table has no %s chains", family, ch.Type)
+	}
+	if family == FamilyNetdev {
+		if err := checkDevice(ch.Device); err != nil {
+			return err
+		}
+	} else if ch.Device != "" {
+		return fmt.Errorf("device %q: only base chains of a netdev table are bound to a device", ch.Device)
 	}
 	switch ch.Type {
 	case ChainTypeFilter:
@@ -338,6 +360,20 @@ func checkChain(family Family, ch *Chain) error {
 	}
 	if ch.Policy != "" && ch.Policy != VerdictAccept && ch.Policy != VerdictDrop {
 		return fmt.Errorf("policy %q is not accept or drop", ch.Policy)
+	}
+	return nil
+}
+
+// checkDevice checks the device of a netdev base chain: a valid interface
+// name.
+func checkDevice(dev string) error {
+	switch {
+	case dev == "":
+		return errors.New("a base chain of a netdev table needs a device")
+	case len(dev) > maxIfnameLen:
+		return fmt.Errorf("device %q: longer than %d bytes", dev, maxIfnameLen)
+	case dev == "." || dev == ".." || strings.ContainsAny(dev, "/: \t\n\x00"):
+		return fmt.Errorf("device %q: not a valid interface name", dev)
 	}
 	return nil
 }

@@ -21,7 +21,8 @@ import (
 // drivers whose endpoint traffic crosses the host's IP layer (bridged
 // traffic with br_netfilter, routed traffic); anti-spoofing (AntiSpoof)
 // makes the address a sound key. A driver whose traffic never meets the
-// host's inet hooks (macvlan) needs a hook point of another kind.
+// host's inet hooks (macvlan) uses DeviceHooks, at its uplink's netdev
+// hooks.
 type HookPoint struct {
 	Family nftmodel.Family
 	Table  string

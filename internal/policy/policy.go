@@ -15,7 +15,9 @@
 //
 // ACLs live in the inet table because they need connection tracking,
 // which the bridge family lacks without nf_conntrack_bridge; bridged
-// traffic reaches the inet hooks through br_netfilter.
+// traffic reaches the inet hooks through br_netfilter. Macvlan traffic
+// never does: DeviceHooks puts the same profiles on the uplink's netdev
+// hooks, with a flow table of its own in place of conntrack.
 package policy
 
 import (

@@ -276,7 +276,7 @@ func (f *Fake) sortedTableKeys() []nftmodel.TableKey {
 }
 
 // Dump renders every table the Fake holds, sorted by name (then family:
-// inet before bridge), separated by a blank line; "" when it holds none.
+// inet, bridge, netdev), separated by a blank line; "" when it holds none.
 // The text is deterministic.
 func (f *Fake) Dump() string {
 	f.mu.Lock()

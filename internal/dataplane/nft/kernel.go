@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/hostnet/hostnet/internal/nftmodel"
@@ -26,7 +27,9 @@ import (
 // changed is deleted and re-added in the same batch. A chain's rules are
 // compared as a sequence of rule identities (comment plus a hash of the
 // rule text, kept in each rule's userdata); a chain whose sequence differs
-// is flushed and refilled, with the anonymous sets of its rules.
+// is flushed and refilled, with the anonymous sets of its rules. A dynamic
+// set's elements are its rules' (nftmodel.Set.Dynamic): they are never
+// read, diffed or removed, so an Apply leaves the flows they record.
 //
 // Patch changes tables incrementally (see TablePatch): it validates the
 // patch against the cache, in which each set and map keeps its elements
@@ -421,6 +424,17 @@ func (k *Kernel) read(key nftmodel.TableKey) (*nftmodel.State, error) {
 		}
 		interval := s.flags&unix.NFT_SET_INTERVAL != 0
 		isMap := s.flags&unix.NFT_SET_MAP != 0
+		if s.flags&unix.NFT_SET_EVAL != 0 && !isMap {
+			// A dynamic set: its elements are its rules' (see
+			// nftmodel.Set.Dynamic), not read.
+			keys, _ := nftmodel.KeysOf(s.keyType, s.keyLen)
+			timeout := time.Duration(0)
+			if s.flags&unix.NFT_SET_TIMEOUT != 0 {
+				timeout = s.timeout
+			}
+			st.ReadDynamicSet(s.name, keys, timeout, s.size)
+			continue
+		}
 		verdict := isMap && s.dataType == unix.NFT_DATA_VERDICT
 		keys, known := nftmodel.KeysOf(s.keyType, s.keyLen)
 		var vals []nftmodel.KeyType
@@ -449,10 +463,17 @@ func (k *Kernel) read(key nftmodel.TableKey) (*nftmodel.State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
+	var devices map[string]string
+	if key.Family == nftmodel.FamilyNetdev {
+		if devices, err = k.chainDevices(tbl); err != nil {
+			return nil, fmt.Errorf("list chains: %w", err)
+		}
+	}
 	for _, ch := range chains {
 		if ch.Table == nil || ch.Table.Name != key.Name {
 			continue
 		}
+		ch.Device = devices[ch.Name]
 		rules, err := k.conn.GetRules(tbl, ch)
 		if err != nil {
 			return nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
@@ -461,7 +482,7 @@ func (k *Kernel) read(key nftmodel.TableKey) (*nftmodel.State, error) {
 		for i, r := range rules {
 			read[i] = modelRule(r)
 		}
-		st.ReadChain(modelChain(ch), read)
+		st.ReadChain(modelChain(key.Family, ch), read)
 	}
 	return st, nil
 }
@@ -479,29 +500,98 @@ type setInfo struct {
 	flags             uint32
 	keyType, keyLen   uint32
 	dataType, dataLen uint32
+	timeout           time.Duration // the default timeout (NFTA_SET_TIMEOUT)
+	size              uint32        // NFTA_SET_DESC_SIZE, 0 for none
 }
 
-// listSets dumps the sets and maps of a table. It speaks netlink itself
-// rather than using google/nftables' GetSets, which (v0.3.0) loses the key
-// type of a verdict map.
-func (k *Kernel) listSets(t *nftables.Table) ([]setInfo, error) {
+// dump sends a dump request of type msg (NFT_MSG_GET*) for the family of
+// t, with attrs, and returns the replies.
+func (k *Kernel) dump(t *nftables.Table, msg uint16, attrs []netlink.Attribute) ([]netlink.Message, error) {
 	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.fd})
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	_ = bigBuffers(conn)
-	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_SET_TABLE, Data: []byte(t.Name + "\x00")}})
+	data, err := netlink.MarshalAttributes(attrs)
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := conn.Execute(netlink.Message{
+	return conn.Execute(netlink.Message{
 		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSET),
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msg),
 			Flags: netlink.Request | netlink.Dump,
 		},
-		Data: append([]byte{byte(t.Family), unix.NFNETLINK_V0, 0, 0}, attrs...),
+		Data: append([]byte{byte(t.Family), unix.NFNETLINK_V0, 0, 0}, data...),
 	})
+}
+
+// nftaHookDevs is NFTA_HOOK_DEVS, the devices of a netdev base chain
+// (x/sys/unix does not name it).
+const nftaHookDevs = 4
+
+// chainDevices returns the device of each base chain of the table t that
+// has one (by chain name). google/nftables (v0.3.0) does not read a
+// chain's device back.
+func (k *Kernel) chainDevices(t *nftables.Table) (map[string]string, error) {
+	msgs, err := k.dump(t, unix.NFT_MSG_GETCHAIN, []netlink.Attribute{{Type: unix.NFTA_CHAIN_TABLE, Data: []byte(t.Name + "\x00")}})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return nil, err
+		}
+		var table, name, dev string
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_CHAIN_TABLE:
+				table = ad.String()
+			case unix.NFTA_CHAIN_NAME:
+				name = ad.String()
+			case unix.NFTA_CHAIN_HOOK:
+				ad.Nested(func(nd *netlink.AttributeDecoder) error {
+					for nd.Next() {
+						switch nd.Type() {
+						case unix.NFTA_HOOK_DEV:
+							dev = nd.String()
+						case nftaHookDevs:
+							// A chain of several devices (the model
+							// binds one): the first names it.
+							nd.Nested(func(dd *netlink.AttributeDecoder) error {
+								for dd.Next() {
+									if dev == "" {
+										dev = dd.String()
+									}
+								}
+								return nil
+							})
+						}
+					}
+					return nil
+				})
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return nil, err
+		}
+		if table == t.Name && dev != "" {
+			out[name] = dev
+		}
+	}
+	return out, nil
+}
+
+// listSets dumps the sets and maps of a table. It speaks netlink itself
+// rather than using google/nftables' GetSets, which (v0.3.0) loses the key
+// type of a verdict map.
+func (k *Kernel) listSets(t *nftables.Table) ([]setInfo, error) {
+	msgs, err := k.dump(t, unix.NFT_MSG_GETSET, []netlink.Attribute{{Type: unix.NFTA_SET_TABLE, Data: []byte(t.Name + "\x00")}})
 	if err != nil {
 		return nil, err
 	}
@@ -525,6 +615,18 @@ func (k *Kernel) listSets(t *nftables.Table) ([]setInfo, error) {
 				table = ad.String()
 			case unix.NFTA_SET_NAME:
 				s.name = ad.String()
+			case unix.NFTA_SET_TIMEOUT:
+				s.timeout = time.Duration(ad.Uint64()) * time.Millisecond
+			case unix.NFTA_SET_DESC:
+				ad.Nested(func(nd *netlink.AttributeDecoder) error {
+					nd.ByteOrder = binary.BigEndian
+					for nd.Next() {
+						if nd.Type() == unix.NFTA_SET_DESC_SIZE {
+							s.size = nd.Uint32()
+						}
+					}
+					return nil
+				})
 			default:
 				if n, ok := numbers[ad.Type()]; ok {
 					*n = ad.Uint32()

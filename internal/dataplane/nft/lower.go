@@ -60,6 +60,8 @@ func kernelExpr(e nftmodel.IRExpr) (expr.Any, error) {
 		return kernelVerdict(x), nil
 	case nftmodel.IRNumgen:
 		return &expr.Numgen{Register: uint32(x.Dest), Modulus: x.Modulus, Type: uint32(x.Type), Offset: x.Offset}, nil
+	case nftmodel.IRDynset:
+		return &expr.Dynset{SrcRegKey: uint32(x.Key), SetName: x.Set, Operation: x.Op, Timeout: x.Timeout}, nil
 	case nftmodel.IRHash:
 		return &expr.Hash{SourceRegister: uint32(x.Source), DestRegister: uint32(x.Dest), Length: x.Len, Modulus: x.Modulus,
 			Seed: x.Seed, Offset: x.Offset, Type: expr.HashType(x.Type)}, nil
@@ -98,6 +100,10 @@ func kernelSet(t *nftables.Table, d *nftmodel.SetDef) *nftables.Set {
 		IsMap:         d.IsMap,
 		Concatenation: d.Concat,
 		Comment:       d.Comment,
+		Dynamic:       d.Dynamic,
+		HasTimeout:    d.Timeout != 0,
+		Timeout:       d.Timeout,
+		Size:          d.Size,
 		KeyType:       datatype(d.Key),
 		KeyByteOrder:  binaryutil.BigEndian,
 	}
@@ -130,8 +136,8 @@ func kernelElems(elems []nftmodel.SetElem) []nftables.SetElement {
 
 // kernelChain translates a chain definition.
 func kernelChain(t *nftables.Table, c *nftmodel.ChainDef) *nftables.Chain {
-	kc := &nftables.Chain{Name: c.Name, Table: t}
-	num, ok := c.Hook.Number()
+	kc := &nftables.Chain{Name: c.Name, Table: t, Device: c.Device}
+	num, ok := c.Hook.NumberIn(modelFamily(t.Family))
 	if !ok {
 		return kc
 	}
@@ -149,10 +155,25 @@ func kernelChain(t *nftables.Table, c *nftmodel.ChainDef) *nftables.Chain {
 // kernelTable is the google/nftables table of key.
 func kernelTable(key nftmodel.TableKey) *nftables.Table {
 	f := nftables.TableFamilyINet
-	if key.Family == nftmodel.FamilyBridge {
+	switch key.Family {
+	case nftmodel.FamilyBridge:
 		f = nftables.TableFamilyBridge
+	case nftmodel.FamilyNetdev:
+		f = nftables.TableFamilyNetdev
 	}
 	return &nftables.Table{Name: key.Name, Family: f}
+}
+
+// modelFamily is the model's family of a google/nftables family
+// (FamilyInet for one the model does not know).
+func modelFamily(f nftables.TableFamily) nftmodel.Family {
+	switch f {
+	case nftables.TableFamilyBridge:
+		return nftmodel.FamilyBridge
+	case nftables.TableFamilyNetdev:
+		return nftmodel.FamilyNetdev
+	}
+	return nftmodel.FamilyInet
 }
 
 // modelElems translates the elements the kernel lists for a set or map
@@ -210,6 +231,8 @@ func modelRule(r *nftables.Rule) nftmodel.ReadRule {
 		switch e := e.(type) {
 		case *expr.Lookup:
 			rr.Sets = append(rr.Sets, e.SetName)
+		case *expr.Dynset:
+			rr.Sets = append(rr.Sets, e.SetName)
 		case *expr.Verdict:
 			if e.Chain != "" {
 				rr.Chains = append(rr.Chains, e.Chain)
@@ -219,15 +242,15 @@ func modelRule(r *nftables.Rule) nftmodel.ReadRule {
 	return rr
 }
 
-// modelChain is the model's definition of a chain the kernel lists. A base
-// chain on a hook the model does not know gets a hook that matches none
-// (so that it is replaced).
-func modelChain(ch *nftables.Chain) nftmodel.ChainDef {
-	d := nftmodel.ChainDef{Name: ch.Name, Type: nftmodel.ChainType(ch.Type)}
+// modelChain is the model's definition of a chain the kernel lists, in a
+// table of family f. A base chain on a hook the model does not know gets a
+// hook that matches none (so that it is replaced).
+func modelChain(f nftmodel.Family, ch *nftables.Chain) nftmodel.ChainDef {
+	d := nftmodel.ChainDef{Name: ch.Name, Type: nftmodel.ChainType(ch.Type), Device: ch.Device}
 	if ch.Hooknum == nil {
 		return d
 	}
-	h, ok := nftmodel.HookByNumber(uint32(*ch.Hooknum))
+	h, ok := nftmodel.HookByNumberIn(f, uint32(*ch.Hooknum))
 	if !ok {
 		h = nftmodel.Hook(fmt.Sprintf("hook%d", *ch.Hooknum))
 	}

@@ -174,7 +174,7 @@ func TestEveryIRTranslates(t *testing.T) {
 	for _, e := range []nftmodel.IRExpr{nftmodel.IRMeta{}, nftmodel.IRPayload{}, nftmodel.IRPayloadWrite{}, nftmodel.IRCmp{},
 		nftmodel.IRBitwise{}, nftmodel.IRCt{}, nftmodel.IRRange{}, nftmodel.IRLookup{}, nftmodel.IRNAT{}, nftmodel.IRMasq{},
 		nftmodel.IRFib{}, nftmodel.IRReject{}, nftmodel.IRCounter{}, nftmodel.IRImmediate{}, nftmodel.IRVerdict{},
-		nftmodel.IRNumgen{}, nftmodel.IRHash{}} {
+		nftmodel.IRNumgen{}, nftmodel.IRHash{}, nftmodel.IRDynset{}} {
 		if _, err := kernelExpr(e); err != nil {
 			t.Error(err)
 		}
@@ -189,7 +189,7 @@ func TestDatatypesMatchNftables(t *testing.T) {
 		nftmodel.KeyInetService: nftables.TypeInetService, nftmodel.KeyInetProto: nftables.TypeInetProto,
 		nftmodel.KeyNFProto: nftables.TypeNFProto, nftmodel.KeyEther: nftables.TypeEtherAddr,
 		nftmodel.KeyEtherType: nftables.TypeEtherType, nftmodel.KeyICMPv6Type: nftables.TypeICMP6Type,
-		nftmodel.KeyInteger: nftables.TypeInteger,
+		nftmodel.KeyInteger: nftables.TypeInteger, nftmodel.KeyICMPType: nftables.TypeICMPType,
 	} {
 		if got := datatype(nftmodel.DatatypeOf([]nftmodel.KeyType{k})); got != want {
 			t.Errorf("%s: %+v, want %+v", k, got, want)

@@ -5,6 +5,7 @@ package nfttest
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/hostnet/hostnet/internal/nftmodel"
 )
@@ -136,6 +137,53 @@ func NAT() *nftmodel.Table {
 				{Comment: "obnat4", Exprs: []nftmodel.Expr{nftmodel.Oifname().Neq("hnbr-1"), nftmodel.SNATMap(nftmodel.IPSaddr(), "obnat4")}},
 				{Comment: "obnat6", Exprs: []nftmodel.Expr{nftmodel.SNATMap(nftmodel.IP6Saddr(), "obnat6")}},
 				{Comment: "ranges", Exprs: []nftmodel.Expr{nftmodel.SNATMap(nftmodel.IPSaddr(), "ranges")}},
+			}},
+		},
+	}
+}
+
+// Netdev is a netdev table of the kind hostnet puts on an uplink device:
+// a flow table kept in dynamic sets stands in for conntrack (the netdev
+// hooks have none). What leaves by dev (hook egress) records the tuple of
+// its replies, TCP and UDP by ports, ICMP echo by its identifier (at
+// offset 4 of the ICMP header, the same in a request and its reply);
+// what comes in by dev (hook ingress) passes as a reply if its tuple is
+// recorded, and every other IPv4 packet is dropped. Counters tell which
+// rule judged: ingress rules 0 (TCP and UDP replies), 1 (echo replies), 2
+// (the rest, dropped); IPv6 has the same rules after them.
+func Netdev(dev string) *nftmodel.Table {
+	tuple4 := []nftmodel.KeyType{nftmodel.KeyIPv4, nftmodel.KeyIPv4, nftmodel.KeyInetProto, nftmodel.KeyInetService, nftmodel.KeyInetService}
+	tuple6 := []nftmodel.KeyType{nftmodel.KeyIPv6, nftmodel.KeyIPv6, nftmodel.KeyInetProto, nftmodel.KeyInetService, nftmodel.KeyInetService}
+	echoID := nftmodel.THRaw(32, nftmodel.KeyInetService)
+	ports := []string{"tcp", "udp"}
+	return &nftmodel.Table{
+		Family: nftmodel.FamilyNetdev,
+		Name:   "hostnet",
+		Sets: []*nftmodel.Set{
+			{Name: "replies4", Key: tuple4, Dynamic: true, Timeout: 2 * time.Minute, Size: 4096, Comment: "replies to what left"},
+			{Name: "replies6", Key: tuple6, Dynamic: true, Timeout: 2 * time.Minute, Size: 4096},
+		},
+		Chains: []*nftmodel.Chain{
+			{Name: "egress", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookEgress, Device: dev, Priority: nftmodel.PriorityFilter, Rules: []nftmodel.Rule{
+				{Comment: "tcp and udp (IPv4)", Exprs: []nftmodel.Expr{nftmodel.L4Proto().InAnon(ports...),
+					nftmodel.SetUpdate("replies4", nftmodel.Concat(nftmodel.IPDaddr(), nftmodel.IPSaddr(), nftmodel.L4Proto(), nftmodel.THDport(), nftmodel.THSport()), 0)}},
+				{Comment: "echo (IPv4)", Exprs: []nftmodel.Expr{nftmodel.ICMPType().Eq("echo-request"),
+					nftmodel.SetUpdate("replies4", nftmodel.Concat(nftmodel.IPDaddr(), nftmodel.IPSaddr(), nftmodel.L4Proto(), echoID, echoID), 30*time.Second)}},
+				{Comment: "tcp and udp (IPv6)", Exprs: []nftmodel.Expr{nftmodel.L4Proto().InAnon(ports...),
+					nftmodel.SetUpdate("replies6", nftmodel.Concat(nftmodel.IP6Daddr(), nftmodel.IP6Saddr(), nftmodel.L4Proto(), nftmodel.THDport(), nftmodel.THSport()), 0)}},
+				{Comment: "echo (IPv6)", Exprs: []nftmodel.Expr{nftmodel.ICMPv6Type().Eq("echo-request"),
+					nftmodel.SetUpdate("replies6", nftmodel.Concat(nftmodel.IP6Daddr(), nftmodel.IP6Saddr(), nftmodel.L4Proto(), echoID, echoID), 30*time.Second)}},
+			}},
+			{Name: "ingress", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookIngress, Device: dev, Priority: nftmodel.PriorityFilter, Rules: []nftmodel.Rule{
+				{Comment: "tcp and udp replies (IPv4)", Exprs: []nftmodel.Expr{nftmodel.L4Proto().InAnon(ports...),
+					nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.IPDaddr(), nftmodel.L4Proto(), nftmodel.THSport(), nftmodel.THDport()).InSet("replies4"), nftmodel.Counter(), nftmodel.Accept()}},
+				{Comment: "echo replies (IPv4)", Exprs: []nftmodel.Expr{nftmodel.ICMPType().Eq("echo-reply"),
+					nftmodel.Concat(nftmodel.IPSaddr(), nftmodel.IPDaddr(), nftmodel.L4Proto(), echoID, echoID).InSet("replies4"), nftmodel.Counter(), nftmodel.Accept()}},
+				{Comment: "the rest (IPv4)", Exprs: []nftmodel.Expr{nftmodel.EtherType().Eq("ip"), nftmodel.Counter(), nftmodel.Drop()}},
+				{Comment: "tcp and udp replies (IPv6)", Exprs: []nftmodel.Expr{nftmodel.L4Proto().InAnon(ports...),
+					nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr(), nftmodel.L4Proto(), nftmodel.THSport(), nftmodel.THDport()).InSet("replies6"), nftmodel.Counter(), nftmodel.Accept()}},
+				{Comment: "echo replies (IPv6)", Exprs: []nftmodel.Expr{nftmodel.ICMPv6Type().Eq("echo-reply"),
+					nftmodel.Concat(nftmodel.IP6Saddr(), nftmodel.IP6Daddr(), nftmodel.L4Proto(), echoID, echoID).InSet("replies6"), nftmodel.Counter(), nftmodel.Accept()}},
 			}},
 		},
 	}
@@ -472,4 +520,21 @@ func Compile(t testing.TB, tbl *nftmodel.Table) *nftmodel.State {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// ChainDef is the definition of chain name of tbl as an applier creates
+// it.
+func ChainDef(t testing.TB, tbl *nftmodel.Table, name string) *nftmodel.ChainDef {
+	t.Helper()
+	b := &nftmodel.Batch{}
+	if err := b.Plan(Compile(t, tbl), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range b.Steps {
+		if s.Kind == nftmodel.StepAddChain && s.Name == name {
+			return s.Chain
+		}
+	}
+	t.Fatalf("no chain %s", name)
+	return nil
 }

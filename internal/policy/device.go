@@ -1,0 +1,254 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+	"time"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/nftmodel"
+)
+
+// DeviceHooks is the hook point of drivers whose endpoint traffic never
+// meets the host's inet hooks but passes an uplink device: macvlan
+// endpoints (Transparent; L2Tunnel, whose VEPA mode sends every frame out
+// by the uplink, even between two endpoints of the host, and takes it back
+// by it). ACLs are enforced at the uplink's netdev hooks, in the host
+// namespace: on egress, a packet meets its sender's Out rules (by ip
+// saddr); on ingress, its receiver's In rules (by ip daddr).
+//
+// Netdev hooks have no conntrack, so a flow table kept in dynamic sets
+// stands in for it: a packet a direction admits records the tuple of its
+// replies (TCP and UDP by addresses, protocol and ports; ICMP echo by its
+// identifier) in that direction's flow set, and a packet whose tuple is
+// recorded passes the other way as a reply, without meeting its sender's
+// rules, and keeps its flow alive. An entry lasts FlowTimeout after the
+// last packet of its flow (EchoTimeout for a ping). What conntrack would
+// also admit is not: ICMP errors about admitted flows ("related") meet
+// the rules like any packet, and a flow idle longer than the timeout must
+// be admitted again.
+//
+// Several networks may share one uplink: the objects of one device are
+// named after it (Name), so that DeviceHooks of different devices never
+// clash in one table, and a Layout is the same for every network of its
+// device (netmodel shares objects wanted alike). Profile chains are named
+// by their content and shared by all endpoints of the table, whatever
+// their device.
+type DeviceHooks struct {
+	Table  string // a netdev table, e.g. TableName
+	Device string // the uplink
+}
+
+// Base names of a DeviceHooks' objects (Name appends the device), and
+// the flow table's parameters. The dispatch maps are MapACLIn4, MapACLIn6
+// (the receiver's In rules, by ip daddr) and MapACLOut4, MapACLOut6 (the
+// sender's Out rules, by ip saddr).
+const (
+	ChainIngress = "ingress"      // base chain, hook ingress: replies, then the receiver's In rules
+	ChainEgress  = "egress"       // base chain, hook egress: replies, then the sender's Out rules
+	SetFlowsIn4  = "flows_in_v4"  // tuples of the replies expected in, recorded by egress
+	SetFlowsIn6  = "flows_in_v6"  //
+	SetFlowsOut4 = "flows_out_v4" // tuples of the replies expected out, recorded by ingress
+	SetFlowsOut6 = "flows_out_v6" //
+
+	FlowTimeout = 2 * time.Minute  // how long a TCP or UDP flow's entry outlives its last packet
+	EchoTimeout = 30 * time.Second // how long a ping's entry outlives its last packet
+	// FlowSetSize bounds each flow set: a full set records no new flow
+	// (whose replies are then judged as new packets) until entries expire.
+	FlowSetSize = 65535
+)
+
+// Name returns the name of the object base (MapACLIn4, SetFlowsIn4,
+// ChainEgress, ...) for the hook point's device: "base_DEVICE", or, for a
+// device name that nft names cannot hold, "base_x" and a hash of it.
+func (d DeviceHooks) Name(base string) string { return base + "_" + deviceTag(d.Device) }
+
+// deviceTag is a device name as object names carry it.
+func deviceTag(dev string) string {
+	if dev != "" && len(dev) < 16 && isPlain(dev) {
+		return dev
+	}
+	h := sha256.Sum256([]byte(dev))
+	return "x" + hex.EncodeToString(h[:6])
+}
+
+// isPlain reports whether dev holds only letters, digits, '_', '.' and
+// '-' (what nft names allow).
+func isPlain(dev string) bool {
+	for _, r := range dev {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (d DeviceHooks) hooks() HookPoint {
+	return HookPoint{Family: nftmodel.FamilyNetdev, Table: d.Table}
+}
+
+// flowKeys are the key types of the flow sets.
+func flowKeys(v6 bool) []nftmodel.KeyType {
+	addr := nftmodel.KeyIPv4
+	if v6 {
+		addr = nftmodel.KeyIPv6
+	}
+	return []nftmodel.KeyType{addr, addr, nftmodel.KeyInetProto, nftmodel.KeyInetService, nftmodel.KeyInetService}
+}
+
+// ipFamily gathers the fields of one IP version.
+type ipFamily struct {
+	v6            bool
+	saddr, daddr  nftmodel.Field
+	echoRequest   nftmodel.Match
+	echoReply     nftmodel.Match
+	name          string // "IPv4"
+	flowsIn       string // base names
+	flowsOut      string
+	mapIn, mapOut string
+}
+
+var ipFamilies = []ipFamily{
+	{false, nftmodel.IPSaddr(), nftmodel.IPDaddr(), nftmodel.ICMPType().Eq("echo-request"), nftmodel.ICMPType().Eq("echo-reply"),
+		"IPv4", SetFlowsIn4, SetFlowsOut4, MapACLIn4, MapACLOut4},
+	{true, nftmodel.IP6Saddr(), nftmodel.IP6Daddr(), nftmodel.ICMPv6Type().Eq("echo-request"), nftmodel.ICMPv6Type().Eq("echo-reply"),
+		"IPv6", SetFlowsIn6, SetFlowsOut6, MapACLIn6, MapACLOut6},
+}
+
+// echoID is the identifier of an ICMP or ICMPv6 echo (bytes 4-5 of its
+// header, the same in a request and its reply): what stands for ports in
+// a ping's tuple.
+func echoID() nftmodel.Field { return nftmodel.THRaw(32, nftmodel.KeyInetService) }
+
+// portProtos are the protocols whose flows are told apart by ports.
+var portProtos = []string{"tcp", "udp"}
+
+// tuples returns a packet's own tuple (as its replies record it) and its
+// replies' tuple (what a packet records for them), with ports or, for
+// echo, the identifier.
+func (f ipFamily) tuples(echo bool) (own, reply nftmodel.Field) {
+	sport, dport := nftmodel.THSport(), nftmodel.THDport()
+	if echo {
+		sport, dport = echoID(), echoID()
+	}
+	own = nftmodel.Concat(f.saddr, f.daddr, nftmodel.L4Proto(), sport, dport)
+	reply = nftmodel.Concat(f.daddr, f.saddr, nftmodel.L4Proto(), dport, sport)
+	return own, reply
+}
+
+// Layout returns the device's fixed part of the table: the flow sets, the
+// dispatch maps, and the two base chains. Each chain first lets replies
+// through (those the other chain recorded), then sends a packet to the
+// rules of the endpoint it concerns (a packet of no endpoint, e.g. the
+// host's own or ARP, passes), then records the tuple of the replies of
+// what it admitted.
+func (d DeviceHooks) Layout() []netmodel.Object {
+	h := d.hooks()
+	n := d.Name
+	// replies lets through what the other direction recorded in flows
+	// (base name), refreshing the entry; record records in flows the
+	// replies of what passed.
+	replies := func(f ipFamily, flows string) []nftmodel.Rule {
+		var out []nftmodel.Rule
+		for _, echo := range []bool{false, true} {
+			own, _ := f.tuples(echo)
+			what, match := "replies to admitted flows", nftmodel.Expr(nftmodel.L4Proto().InAnon(portProtos...))
+			timeout := time.Duration(0)
+			if echo {
+				what, match, timeout = "echo replies to admitted pings", f.echoReply, EchoTimeout
+			}
+			out = append(out, rule(what+" ("+f.name+")", match, own.InSet(n(flows)),
+				nftmodel.SetUpdate(n(flows), own, timeout), nftmodel.Accept()))
+		}
+		return out
+	}
+	record := func(f ipFamily, flows string) []nftmodel.Rule {
+		_, tcp := f.tuples(false)
+		_, ping := f.tuples(true)
+		return []nftmodel.Rule{
+			rule("admitted: its replies may pass ("+f.name+")", nftmodel.L4Proto().InAnon(portProtos...), nftmodel.SetUpdate(n(flows), tcp, 0)),
+			rule("admitted ping: its echo reply may pass ("+f.name+")", f.echoRequest, nftmodel.SetUpdate(n(flows), ping, EchoTimeout)),
+		}
+	}
+	chain := func(name string, hook nftmodel.Hook, in bool) *nftmodel.Chain {
+		var rules []nftmodel.Rule
+		for _, f := range ipFamilies {
+			flows := f.flowsOut // egress: replies to what ingress admitted
+			if in {
+				flows = f.flowsIn
+			}
+			rules = append(rules, replies(f, flows)...)
+		}
+		for _, f := range ipFamilies {
+			if in {
+				rules = append(rules, rule("the receiver's In rules ("+f.name+")", nftmodel.VMap(f.daddr, n(f.mapIn))))
+			} else {
+				rules = append(rules, rule("the sender's Out rules ("+f.name+")", nftmodel.VMap(f.saddr, n(f.mapOut))))
+			}
+		}
+		for _, f := range ipFamilies {
+			flows := f.flowsIn // egress records the replies expected in
+			if in {
+				flows = f.flowsOut
+			}
+			rules = append(rules, record(f, flows)...)
+		}
+		return &nftmodel.Chain{Name: n(name), Type: nftmodel.ChainTypeFilter, Hook: hook, Device: d.Device,
+			Priority: nftmodel.PriorityFilter, Rules: rules}
+	}
+	var out []netmodel.Object
+	for _, f := range ipFamilies {
+		for _, s := range []struct{ base, comment string }{
+			{f.flowsIn, "replies expected in by " + d.Device},
+			{f.flowsOut, "replies expected out by " + d.Device},
+		} {
+			out = append(out, h.set(&nftmodel.Set{Name: n(s.base), Key: flowKeys(f.v6), Dynamic: true, Timeout: FlowTimeout,
+				Size: FlowSetSize, Comment: s.comment}))
+		}
+	}
+	for _, f := range ipFamilies {
+		out = append(out,
+			h.dmap(verdictMap(n(f.mapIn), "the In rules of each endpoint by "+d.Device+", by its address", addrKey(f.v6))),
+			h.dmap(verdictMap(n(f.mapOut), "the Out rules of each endpoint by "+d.Device+", by its address", addrKey(f.v6))))
+	}
+	return append(out, h.chain(chain(ChainIngress, nftmodel.HookIngress, true)), h.chain(chain(ChainEgress, nftmodel.HookEgress, false)))
+}
+
+func addrKey(v6 bool) nftmodel.KeyType {
+	if v6 {
+		return nftmodel.KeyIPv6
+	}
+	return nftmodel.KeyIPv4
+}
+
+// Filter returns what filters one endpoint behind the device, with the
+// contract of HookPoint.Filter: the chains of its profile (its rules
+// merged with its network's; shared by the endpoints of the table with
+// the same rules) and the map elements that send its addresses' packets
+// to them. A quarantined endpoint gets a profile that admits nothing: the
+// firewall fails closed (replies to flows admitted before still pass,
+// until they expire).
+func (d DeviceHooks) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quarantine bool) []netmodel.Object {
+	h := d.hooks()
+	p := NewProfile(network, own)
+	if quarantine {
+		p = Quarantine()
+	}
+	in := p.chain(api.ACLIn)
+	out := []netmodel.Object{h.chain(in)}
+	var outChain *nftmodel.Chain
+	if !p.Default {
+		outChain = p.chain(api.ACLOut)
+		out = append(out, h.chain(outChain))
+	}
+	for _, a := range addrs {
+		inMap, outMap := d.Name(pick(a, MapACLIn4, MapACLIn6)), d.Name(pick(a, MapACLOut4, MapACLOut6))
+		out = append(out, h.element(inMap, a.String(), "jump "+in.Name))
+		if outChain != nil {
+			out = append(out, h.element(outMap, a.String(), "jump "+outChain.Name))
+		}
+	}
+	return out
+}
