@@ -271,9 +271,9 @@ func TestCLIOutputFormats(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stderr), &doc); err != nil || r.Code != 1 || doc.Success || doc.ErrorCode != uint32(api.CodeElementNotFound) || !strings.Contains(doc.Error, "nope") {
 		t.Errorf("inspect of a missing network under -o json: exit %d, stderr %q (%v)", r.Code, r.Stderr, err)
 	}
-	r = e.CLI("network", "create", "-d", "l2bridge", "--subnet", "10.91.0.0/24", "l2")
-	if r.Code != 1 || !strings.Contains(r.Stderr, `driver "l2bridge" is not built yet: this hostnetd supports nat`) {
-		t.Errorf("network create -d l2bridge: exit %d, stderr %q", r.Code, r.Stderr)
+	r = e.CLI("network", "create", "-d", "overlay", "--subnet", "10.91.0.0/24", "ov")
+	if r.Code != 1 || !strings.Contains(r.Stderr, `driver "overlay" is not built yet: this hostnetd supports nat, transparent, l2bridge, l2tunnel`) {
+		t.Errorf("network create -d overlay: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 	if out := e.MustCLI("namespace", "create", "box"); len(strings.TrimSpace(out)) != 36 {
 		t.Errorf("namespace create box printed %q, want the ID", out)
