@@ -17,7 +17,7 @@ import (
 // the MAC Docker gave (--mac-address) or one of hostnet's, and the
 // container's published ports as PortMapping policies, held by hostnet
 // (no docker-proxy). It answers the address and MAC Docker did not give.
-func (p *Plugin) createEndpoint(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) createEndpoint(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[createEndpointRequest]("CreateEndpoint", body)
 	if err != nil {
 		return nil, err
@@ -25,8 +25,6 @@ func (p *Plugin) createEndpoint(parent context.Context, body []byte) (any, error
 	if req.EndpointID == "" {
 		return nil, errors.New("hostnet: CreateEndpoint: field EndpointID is empty")
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
 	n, err := p.findNetwork(ctx, req.NetworkID)
 	if err != nil {
 		return nil, err
@@ -162,20 +160,15 @@ func protoName(p uint8) string {
 
 // deleteEndpoint deletes the hostnet endpoint (detaching it first), and
 // with it its address and published ports; one already gone is no error.
-func (p *Plugin) deleteEndpoint(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) deleteEndpoint(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[endpointRequest]("DeleteEndpoint", body)
 	if err != nil {
 		return nil, err
 	}
 	p.stopWaiting(req.EndpointID)
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
-	ep, err := p.D.GetEndpoint(ctx, EndpointName(req.EndpointID))
-	if api.IsNotFound(err) {
-		return driverResponse{}, nil
-	}
-	if err != nil {
-		return nil, daemonErr("find endpoint "+EndpointName(req.EndpointID), err)
+	ep, err := p.endpointOf(ctx, req.EndpointID)
+	if ep == nil || err != nil {
+		return driverResponse{}, err
 	}
 	ns := ep.HostComputeNamespace
 	if err := p.D.DeleteEndpoint(ctx, ep.ID); err != nil && !api.IsNotFound(err) {
@@ -190,13 +183,11 @@ func (p *Plugin) deleteEndpoint(parent context.Context, body []byte) (any, error
 }
 
 // endpointOperInfo answers what hostnet knows of the endpoint.
-func (p *Plugin) endpointOperInfo(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) endpointOperInfo(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[endpointRequest]("EndpointOperInfo", body)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
 	ep, err := p.D.GetEndpoint(ctx, EndpointName(req.EndpointID))
 	if err != nil {
 		return nil, daemonErr("find endpoint "+EndpointName(req.EndpointID), err)
@@ -239,7 +230,7 @@ func (p *Plugin) endpointOperInfo(parent context.Context, body []byte) (any, err
 // interface is there (the mount, then the attach, take milliseconds while
 // runc goes on). A hand-over of a device to Docker, which hostnet's API
 // does not have, would close that window; see the package's doc.
-func (p *Plugin) join(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) join(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[joinRequest]("Join", body)
 	if err != nil {
 		return nil, err
@@ -247,8 +238,6 @@ func (p *Plugin) join(parent context.Context, body []byte) (any, error) {
 	if req.SandboxKey == "" || !strings.HasPrefix(req.SandboxKey, "/") {
 		return nil, fmt.Errorf("hostnet: Join: field SandboxKey: %q is not the path of a network namespace", req.SandboxKey)
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
 	name := EndpointName(req.EndpointID)
 	ep, err := p.D.GetEndpoint(ctx, name)
 	if err != nil {
@@ -327,6 +316,19 @@ func (p *Plugin) waitAndAttach(dockerID, epID, key string) {
 	}()
 }
 
+// endpointOf finds the hostnet endpoint of a Docker endpoint: nil, and no
+// error, when it is gone (a retried delete, a leave after a crash).
+func (p *Plugin) endpointOf(ctx context.Context, dockerID string) (*api.Endpoint, error) {
+	ep, err := p.D.GetEndpoint(ctx, EndpointName(dockerID))
+	if api.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, daemonErr("find endpoint "+EndpointName(dockerID), err)
+	}
+	return ep, nil
+}
+
 // stopWaiting stops the wait of a Join for its sandbox, if any, and
 // returns when it has stopped.
 func (p *Plugin) stopWaiting(dockerID string) {
@@ -389,20 +391,15 @@ func (p *Plugin) attach(ctx context.Context, epID, key string) error {
 
 // leave detaches the endpoint from the sandbox (Docker deletes it after),
 // and drops the sandbox's namespace object with its last endpoint.
-func (p *Plugin) leave(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) leave(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[endpointRequest]("Leave", body)
 	if err != nil {
 		return nil, err
 	}
 	p.stopWaiting(req.EndpointID)
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
-	ep, err := p.D.GetEndpoint(ctx, EndpointName(req.EndpointID))
-	if api.IsNotFound(err) {
-		return driverResponse{}, nil
-	}
-	if err != nil {
-		return nil, daemonErr("find endpoint "+EndpointName(req.EndpointID), err)
+	ep, err := p.endpointOf(ctx, req.EndpointID)
+	if ep == nil || err != nil {
+		return driverResponse{}, err
 	}
 	if ep.HostComputeNamespace == "" {
 		return driverResponse{}, nil
@@ -453,7 +450,7 @@ func namespaceEndpoints(ns *api.Namespace) []string {
 // mappings of Options not on the endpoint yet are added. As Join names no
 // gateway, Docker calls it only if it changes; the ports arrive at
 // CreateEndpoint.
-func (p *Plugin) programExternalConnectivity(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) programExternalConnectivity(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[externalRequest]("ProgramExternalConnectivity", body)
 	if err != nil {
 		return nil, err
@@ -466,8 +463,6 @@ func (p *Plugin) programExternalConnectivity(parent context.Context, body []byte
 	if err != nil || len(pols) == 0 {
 		return driverResponse{}, err
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
 	if err := p.modifyPolicies(ctx, req.EndpointID, api.RequestAdd, pols); err != nil {
 		return nil, err
 	}
@@ -475,19 +470,14 @@ func (p *Plugin) programExternalConnectivity(parent context.Context, body []byte
 }
 
 // revokeExternalConnectivity withdraws the endpoint's published ports.
-func (p *Plugin) revokeExternalConnectivity(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) revokeExternalConnectivity(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[endpointRequest]("RevokeExternalConnectivity", body)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
-	ep, err := p.D.GetEndpoint(ctx, EndpointName(req.EndpointID))
-	if api.IsNotFound(err) {
-		return driverResponse{}, nil
-	}
-	if err != nil {
-		return nil, daemonErr("find endpoint "+EndpointName(req.EndpointID), err)
+	ep, err := p.endpointOf(ctx, req.EndpointID)
+	if ep == nil || err != nil {
+		return driverResponse{}, err
 	}
 	var pols []api.Policy
 	for _, pol := range ep.Policies {

@@ -78,7 +78,7 @@ func parsePoolID(id string) (pool, sub netip.Prefix, err error) {
 // requestPool answers the pool Docker asks for (--subnet, --ip-range), or
 // a free /24 of 10.200.0.0/16 when it asks for none. A pool that a hostnet
 // network has, or that the driver handed out already, is refused.
-func (p *Plugin) requestPool(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) requestPool(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[requestPoolRequest]("RequestPool", body)
 	if err != nil {
 		return nil, err
@@ -87,8 +87,6 @@ func (p *Plugin) requestPool(parent context.Context, body []byte) (any, error) {
 	if space == "" {
 		space = localSpace
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
 	taken, err := p.networkPrefixes(ctx)
 	if err != nil {
 		return nil, err
@@ -212,7 +210,7 @@ func (p *Plugin) releasePool(_ context.Context, body []byte) (any, error) {
 // the pool's first) or an endpoint's address: the one asked for (--ip),
 // else the first of the sub-pool (or pool) that neither the driver nor a
 // hostnet endpoint of the pool's network holds.
-func (p *Plugin) requestAddress(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) requestAddress(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[requestAddressRequest]("RequestAddress", body)
 	if err != nil {
 		return nil, err
@@ -234,8 +232,6 @@ func (p *Plugin) requestAddress(parent context.Context, body []byte) (any, error
 		p.hold(pool, want)
 		return requestAddressResponse{Address: netip.PrefixFrom(want, pool.Bits()).String()}, nil
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
 	used, err := p.usedIn(ctx, pool)
 	if err != nil {
 		return nil, err

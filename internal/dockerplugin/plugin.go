@@ -171,7 +171,8 @@ func (p *Plugin) Handler() http.Handler {
 // contentType is what Docker's plugin client sends and accepts.
 const contentType = "application/vnd.docker.plugins.v1.2+json"
 
-// method serves one call: the body to fn, its answer as JSON; an error as
+// method serves one call: the body to fn (within the plugin's Timeout),
+// its answer as JSON; an error as
 // a 500 whose body carries it as Docker reads it (never a 404, which
 // Docker takes for a method the plugin does not implement).
 func (p *Plugin) method(name string, fn func(context.Context, []byte) (any, error), errBody func(error) any) http.Handler {
@@ -182,7 +183,9 @@ func (p *Plugin) method(name string, fn func(context.Context, []byte) (any, erro
 			return
 		}
 		start := time.Now()
-		out, err := fn(r.Context(), body)
+		ctx, cancel := p.ctx(r.Context())
+		defer cancel()
+		out, err := fn(ctx, body)
 		if err != nil {
 			p.log().Warn("call failed", "method", name, "error", err, "took", time.Since(start))
 			reply(w, http.StatusInternalServerError, errBody(err))
@@ -301,7 +304,7 @@ func genericOptions(opts map[string]any) (map[string]string, error) {
 // gateways Docker's IPAM (or hostnet's) gave; the windowsshim options as
 // `hostnet network create -o` takes them. Its name is -o
 // com.docker.network.windowsshim.networkname, else docker-<ID>.
-func (p *Plugin) createNetwork(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) createNetwork(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[createNetworkRequest]("CreateNetwork", body)
 	if err != nil {
 		return nil, err
@@ -309,8 +312,6 @@ func (p *Plugin) createNetwork(parent context.Context, body []byte) (any, error)
 	if req.NetworkID == "" {
 		return nil, errors.New("hostnet: CreateNetwork: field NetworkID is empty")
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
 	opts, err := genericOptions(req.Options)
 	if err != nil {
 		return nil, err
@@ -412,13 +413,11 @@ func subnetOf(d ipamData, v6 bool, i int) (api.Subnet, error) {
 
 // deleteNetwork deletes the hostnet network of a Docker network; one
 // already gone is no error.
-func (p *Plugin) deleteNetwork(parent context.Context, body []byte) (any, error) {
+func (p *Plugin) deleteNetwork(ctx context.Context, body []byte) (any, error) {
 	req, err := decode[networkRequest]("DeleteNetwork", body)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := p.ctx(parent)
-	defer cancel()
 	n, err := p.findNetwork(ctx, req.NetworkID)
 	if err != nil {
 		return nil, err

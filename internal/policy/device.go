@@ -231,24 +231,5 @@ func addrKey(v6 bool) nftmodel.KeyType {
 // firewall fails closed (replies to flows admitted before still pass,
 // until they expire).
 func (d DeviceHooks) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quarantine bool) []netmodel.Object {
-	h := d.hooks()
-	p := NewProfile(network, own)
-	if quarantine {
-		p = Quarantine()
-	}
-	in := p.chain(api.ACLIn)
-	out := []netmodel.Object{h.chain(in)}
-	var outChain *nftmodel.Chain
-	if !p.Default {
-		outChain = p.chain(api.ACLOut)
-		out = append(out, h.chain(outChain))
-	}
-	for _, a := range addrs {
-		inMap, outMap := d.Name(pick(a, MapACLIn4, MapACLIn6)), d.Name(pick(a, MapACLOut4, MapACLOut6))
-		out = append(out, h.element(inMap, a.String(), "jump "+in.Name))
-		if outChain != nil {
-			out = append(out, h.element(outMap, a.String(), "jump "+outChain.Name))
-		}
-	}
-	return out
+	return d.hooks().filter(addrs, profileOf(network, own, quarantine), d.Name)
 }

@@ -87,10 +87,14 @@ func (h HookPoint) Layout() []netmodel.Object {
 // could not be read) gets a profile that admits nothing: the firewall
 // fails closed.
 func (h HookPoint) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quarantine bool) []netmodel.Object {
-	p := NewProfile(network, own)
-	if quarantine {
-		p = Quarantine()
-	}
+	return h.filter(addrs, profileOf(network, own, quarantine), func(m string) string { return m })
+}
+
+// filter returns the chains of profile p and the elements of the maps
+// (named by mapName after the shared map names) that send addrs to them.
+// A profile of the firewall defaults lets everything out: it needs no Out
+// chain.
+func (h HookPoint) filter(addrs []netip.Addr, p Profile, mapName func(string) string) []netmodel.Object {
 	in := p.chain(api.ACLIn)
 	out := []netmodel.Object{h.chain(in)}
 	var outChain *nftmodel.Chain
@@ -99,25 +103,27 @@ func (h HookPoint) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quaran
 		out = append(out, h.chain(outChain))
 	}
 	for _, a := range addrs {
-		inMap, outMap := MapACLIn4, MapACLOut4
-		if a.Is6() {
-			inMap, outMap = MapACLIn6, MapACLOut6
-		}
-		out = append(out, h.element(inMap, a.String(), "jump "+in.Name))
+		out = append(out, h.element(mapName(pick(a, MapACLIn4, MapACLIn6)), a.String(), "jump "+in.Name))
 		if outChain != nil {
-			out = append(out, h.element(outMap, a.String(), "jump "+outChain.Name))
+			out = append(out, h.element(mapName(pick(a, MapACLOut4, MapACLOut6)), a.String(), "jump "+outChain.Name))
 		}
 	}
 	return out
 }
 
+// profileOf is an endpoint's profile: its rules merged with its
+// network's, or, quarantined, one that admits nothing.
+func profileOf(network, own []api.ACLSpec, quarantine bool) Profile {
+	if quarantine {
+		return Quarantine()
+	}
+	return NewProfile(network, own)
+}
+
 // Admission returns the profile an endpoint's flows are judged by, as the
 // reconciler's flow guard wants it.
 func Admission(network, own []api.ACLSpec, quarantine bool) netmodel.Admission {
-	if quarantine {
-		return admission{Quarantine()}
-	}
-	return admission{NewProfile(network, own)}
+	return admission{profileOf(network, own, quarantine)}
 }
 
 type admission struct{ p Profile }
