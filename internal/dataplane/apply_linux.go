@@ -151,9 +151,10 @@ func (h *Linux) ensureLinks(p *plan, fail failures) {
 			}))
 		}
 	}
+	srcAddrs := map[netmodel.LinkRef][]netip.Prefix{} // the addresses of the links routes take their source from, read once
 	for _, rt := range objectsOf[netmodel.Route](p, netmodel.KindRoute) {
 		if !s.done[rt.Key()] {
-			src, err := h.sourceFor(rt)
+			src, err := h.sourceFor(rt, srcAddrs)
 			if err != nil {
 				fail.add(rt.Key(), err)
 				continue
@@ -423,38 +424,42 @@ func (h *Linux) adoptLink(l netmodel.Link) error {
 
 // sourceFor finds the preferred source of a route whose SrcFrom names a
 // link: that link's address in a subnet holding the destination, else its
-// first of the destination's family.
-func (h *Linux) sourceFor(rt netmodel.Route) (netip.Addr, error) {
+// first of the destination's family. The link's addresses are read once
+// per Apply (known holds those read).
+func (h *Linux) sourceFor(rt netmodel.Route, known map[netmodel.LinkRef][]netip.Prefix) (netip.Addr, error) {
 	if rt.SrcFrom == "" {
 		return netip.Addr{}, nil
 	}
+	from := ref(rt.NS, rt.SrcFrom)
+	addrs, ok := known[from]
+	if !ok {
+		err := h.withHandle(rt.NS, func(nh *netlink.Handle) error {
+			l, err := nh.LinkByName(rt.SrcFrom)
+			if err != nil {
+				return err
+			}
+			list, err := nh.AddrList(l, netlink.FAMILY_ALL)
+			for _, a := range list {
+				addrs = append(addrs, prefixOf(a.IPNet))
+			}
+			return err
+		})
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("source address of route %s: link %s: %w", rt.Dst, rt.SrcFrom, err)
+		}
+		known[from] = addrs
+	}
 	var src netip.Addr
-	err := h.withHandle(rt.NS, func(nh *netlink.Handle) error {
-		l, err := nh.LinkByName(rt.SrcFrom)
-		if err != nil {
-			return err
+	for _, p := range addrs {
+		if !p.Addr().IsGlobalUnicast() || p.Addr().Is4() != rt.Dst.Addr().Is4() {
+			continue
 		}
-		addrs, err := nh.AddrList(l, family(rt.Dst.Addr()))
-		if err != nil {
-			return err
+		if p.Masked().Contains(rt.Dst.Addr()) {
+			return p.Addr(), nil
 		}
-		for _, a := range addrs {
-			p := prefixOf(a.IPNet)
-			if !p.Addr().IsGlobalUnicast() {
-				continue
-			}
-			if p.Masked().Contains(rt.Dst.Addr()) {
-				src = p.Addr()
-				return nil
-			}
-			if !src.IsValid() {
-				src = p.Addr()
-			}
+		if !src.IsValid() {
+			src = p.Addr()
 		}
-		return nil
-	})
-	if err != nil {
-		return src, fmt.Errorf("source address of route %s: link %s: %w", rt.Dst, rt.SrcFrom, err)
 	}
 	if !src.IsValid() {
 		return src, fmt.Errorf("source address of route %s: link %s has no address of its family", rt.Dst, rt.SrcFrom)

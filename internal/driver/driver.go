@@ -91,8 +91,6 @@ type UplinkUse struct {
 	// SubnetOfUplink: each subnet of the network must be the subnet of
 	// an address of the uplink (its endpoints share the host's segment).
 	SubnetOfUplink bool
-	// Exclusive: no network of another type may use the uplink.
-	Exclusive bool
 }
 
 // EndpointPolicies is a Driver whose endpoints take only some of the

@@ -85,11 +85,6 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 		if err := checkOverlaps(tx, n.ID, spec); err != nil {
 			return err
 		}
-		if hasUplink {
-			if err := checkUplinkShared(tx, n.ID, spec, onUplink.NeedsUplink(), s.cfg.Drivers); err != nil {
-				return err
-			}
-		}
 		if err := reserveHostAddrs(tx, &parsedNetwork{doc: &n, spec: spec}, hostAddrs); err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/netmodel"
-	"github.com/hostnet/hostnet/internal/store"
 )
 
 // uplinkField is where a network document names its uplink.
@@ -80,33 +79,6 @@ func checkUplink(spec *api.NetworkSpec, use driver.UplinkUse, host netmodel.Host
 		}
 	}
 	return inside, nil
-}
-
-// checkUplinkShared refuses an uplink that a network of another type
-// takes whole (or this network would take whole).
-func checkUplinkShared(tx store.Tx, id string, spec *api.NetworkSpec, use driver.UplinkUse, drivers map[api.NetworkType]driver.Driver) error {
-	nets, err := listNetworks(tx)
-	if err != nil {
-		return err
-	}
-	for _, other := range nets {
-		if other.Doc.ID == id {
-			continue
-		}
-		ospec, err := api.ParseNetwork(&other.Doc)
-		if err != nil || ospec.Uplink != spec.Uplink || ospec.Type == spec.Type {
-			continue
-		}
-		exclusive := use.Exclusive
-		if d, ok := drivers[ospec.Type].(driver.OnUplink); ok && d.NeedsUplink().Exclusive {
-			exclusive = true
-		}
-		if exclusive {
-			return api.Invalid(api.CodeInvalidNetwork, "invalid network: field %s: adapter %q is the uplink of %s network %q (%s), which cannot share it with a %s network",
-				uplinkField, spec.Uplink, ospec.Type, other.Doc.Name, other.Doc.ID, spec.Type)
-		}
-	}
-	return nil
 }
 
 // checkEndpointPolicies refuses the policies an endpoint's network type

@@ -81,15 +81,15 @@ func (Driver) EndpointDevice(string) string { return "" }
 
 // PlanNetwork implements driver.Driver: the shim, up, without address
 // (it answers the endpoints' ARP for the host's addresses, which are the
-// uplink's); the shared firewall, where the host's traffic with the
-// endpoints is filtered.
+// uplink's); the ACL dispatch of the host's inet hooks, where the host's
+// traffic with the endpoints is filtered.
 func (d Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit {
 	u := &netmodel.Unit{Owner: netmodel.NetworkOwner(n.ID)}
 	if d.shim {
 		u.Objects = append(u.Objects, netmodel.Link{Name: driver.ShimName(n.ID), Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
 			Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: driver.StableMAC("shim/" + n.ID), Up: true, IPv6: netmodel.IPv6NoLinkLocal})
 	}
-	u.Objects = append(u.Objects, hostfw.Tables()...)
+	u.Objects = append(u.Objects, hostfw.Filtering.Layout()...)
 	return u
 }
 
