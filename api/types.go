@@ -201,6 +201,21 @@ type NamespaceResourceID struct {
 	ID string `json:"ID"`
 }
 
+// EndpointIDs lists the endpoints attached to n, in attach order (a
+// resource whose Data does not decode is left out).
+func (n *Namespace) EndpointIDs() []string {
+	var out []string
+	for _, r := range n.Resources {
+		if r.Type == NamespaceResourceEndpoint {
+			var id NamespaceResourceID
+			if err := json.Unmarshal(r.Data, &id); err == nil {
+				out = append(out, id.ID)
+			}
+		}
+	}
+	return out
+}
+
 // Namespace is an HCN HostComputeNamespace: on Linux, a network namespace.
 type Namespace struct {
 	ID            string              `json:"ID,omitempty"`

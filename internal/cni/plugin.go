@@ -2,7 +2,6 @@ package cni
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -167,7 +166,7 @@ func dropStaleNamespace(ctx context.Context, d Daemon, containerID, netns string
 	if ns.NetNamespacePath == netns {
 		return false, nil
 	}
-	if len(namespaceEndpoints(ns)) > 0 {
+	if len(ns.EndpointIDs()) > 0 {
 		return false, fmt.Errorf("hostnet-cni: container %s has interfaces in namespace %s already, not in %s", containerID, ns.NetNamespacePath, netns)
 	}
 	if err := d.DeleteNamespace(ctx, ns.ID); err != nil && !api.IsNotFound(err) {
@@ -223,19 +222,6 @@ func (e *NoNetworkError) Error() string {
 	return fmt.Sprintf("hostnet-cni: network %q does not exist (create it with `hostnet network create`, or give networkDefinition)", e.Network)
 }
 
-func namespaceEndpoints(ns *api.Namespace) []string {
-	var out []string
-	for _, r := range ns.Resources {
-		if r.Type == api.NamespaceResourceEndpoint {
-			var id api.NamespaceResourceID
-			if err := json.Unmarshal(r.Data, &id); err == nil {
-				out = append(out, id.ID)
-			}
-		}
-	}
-	return out
-}
-
 // Del removes the container's endpoint (its addresses, published ports and
 // rules go with it, and the namespace object with the container's last
 // interface). What is already gone is no error: the namespace may have
@@ -262,7 +248,7 @@ func dropEmptyNamespace(ctx context.Context, d Daemon, ref string) error {
 	if err != nil {
 		return err
 	}
-	if len(namespaceEndpoints(ns)) > 0 {
+	if len(ns.EndpointIDs()) > 0 {
 		return nil
 	}
 	if err := d.DeleteNamespace(ctx, ns.ID); err != nil && !api.IsNotFound(err) && !api.IsConflict(err) {
@@ -304,7 +290,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		return asCNIError(err)
 	}
 	for _, ns := range nss {
-		if strings.HasPrefix(ns.Name, "cni:") && len(namespaceEndpoints(&ns)) == 0 {
+		if strings.HasPrefix(ns.Name, "cni:") && len(ns.EndpointIDs()) == 0 {
 			if err := dropEmptyNamespace(ctx, d, ns.ID); err != nil {
 				errs = append(errs, fmt.Errorf("namespace %s: %w", ns.Name, err))
 			}

@@ -363,7 +363,7 @@ func (p *Plugin) attach(ctx context.Context, epID, key string) error {
 	if err == nil && ns.NetNamespacePath != key {
 		// A leftover of another sandbox of the same name: gone with its
 		// endpoints, or in use.
-		if len(namespaceEndpoints(ns)) > 0 {
+		if len(ns.EndpointIDs()) > 0 {
 			return fmt.Errorf("hostnet: namespace %s wraps %s, not the sandbox %s, and has endpoints", nsName, ns.NetNamespacePath, key)
 		}
 		if err := p.D.DeleteNamespace(ctx, ns.ID); err != nil && !api.IsNotFound(err) {
@@ -423,26 +423,13 @@ func (p *Plugin) dropEmptyNamespace(ctx context.Context, ref string) error {
 	if err != nil {
 		return daemonErr("find namespace "+ref, err)
 	}
-	if !strings.HasPrefix(ns.Name, "docker-") || len(namespaceEndpoints(ns)) > 0 {
+	if !strings.HasPrefix(ns.Name, "docker-") || len(ns.EndpointIDs()) > 0 {
 		return nil
 	}
 	if err := p.D.DeleteNamespace(ctx, ns.ID); err != nil && !api.IsNotFound(err) && !api.IsConflict(err) {
 		return daemonErr("delete namespace "+ns.Name, err)
 	}
 	return nil
-}
-
-func namespaceEndpoints(ns *api.Namespace) []string {
-	var out []string
-	for _, r := range ns.Resources {
-		if r.Type == api.NamespaceResourceEndpoint {
-			var id api.NamespaceResourceID
-			if err := json.Unmarshal(r.Data, &id); err == nil {
-				out = append(out, id.ID)
-			}
-		}
-	}
-	return out
 }
 
 // programExternalConnectivity publishes the container's ports (Docker
