@@ -35,11 +35,13 @@ type MacRangeSpec struct{ Start, End uint64 }
 
 // NetworkSpec is the validated form of a Network.
 type NetworkSpec struct {
-	Type          NetworkType
-	Subnets       []SubnetSpec
-	MacRanges     []MacRangeSpec
-	DNS           DNSSpec
-	Policies      []Policy
+	Type      NetworkType
+	Subnets   []SubnetSpec
+	MacRanges []MacRangeSpec
+	DNS       DNSSpec
+	Policies  []Policy
+	// ACLs are its NetworkACL policies, parsed.
+	ACLs          []ACLSpec
 	NonPersistent bool
 	// Uplink is the host adapter a Transparent, L2Bridge or L2Tunnel
 	// network's endpoints reach the physical segment by: its
@@ -99,14 +101,44 @@ func CheckSchemaVersion(v SchemaVersion) error {
 }
 
 // ParseNetwork validates n and returns its parsed form. It checks the
-// document on its own; what depends on other objects or on the build
-// (overlaps, supported types) is checked by the service.
+// document on its own, and that this build enforces its policies; what
+// depends on other objects or on the host (overlaps, drivers, uplinks) is
+// checked by the service.
 //
 // ParseNetwork also puts n in its canonical form, in place, so that what
 // the service stores is what it enforces: policy types given as numbers
 // or in another case become their names (a NetworkACL sent as "Type":11
 // is stored as "NetworkACL", and so enforced, removed and updated as one).
 func ParseNetwork(n *Network) (*NetworkSpec, error) {
+	spec, err := ParseStoredNetwork(n)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range spec.Policies {
+		if !IsSupported(SupportedNetworkPolicies, p.Type) {
+			return nil, UnsupportedPolicy("invalid network", i, p.Type, SupportedNetworkPolicies)
+		}
+	}
+	for i, sub := range spec.Subnets {
+		for j, p := range sub.Policies {
+			if !IsSupported(SupportedSubnetPolicies, p.Type) {
+				return nil, Unsupported("invalid network: subnet %d (%s): field Policies[%d]: policy type %s is not supported by this build (supported: %s)",
+					i, sub.Prefix, j, p.Type, JoinTypes(SupportedSubnetPolicies))
+			}
+		}
+	}
+	if spec.ACLs, err = ParseNetworkACLs("invalid network", spec.Policies); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// ParseStoredNetwork is ParseNetwork for a stored record: it does not
+// check that this build enforces the network's policies, and NetworkACLs
+// that no longer parse leave spec.ACLs empty instead of failing it, so
+// that the service cuts the network's endpoints off rather than forgets
+// the network.
+func ParseStoredNetwork(n *Network) (*NetworkSpec, error) {
 	if err := CheckSchemaVersion(n.SchemaVersion); err != nil {
 		return nil, err
 	}
@@ -432,8 +464,9 @@ type EndpointSpec struct {
 	MAC    net.HardwareAddr
 	Routes []RouteSpec
 	DNS    DNSSpec
-	// Policies have their Type resolved to a name.
+	// Policies have their Type resolved to a name; Parsed is what they say.
 	Policies []Policy
+	Parsed   *EndpointPolicies
 }
 
 // EndpointFlagsKnown are the endpoint flags of the HNS schema.
@@ -447,6 +480,21 @@ const EndpointFlagsKnown = EndpointRemote | EndpointDisableICC | EndpointEnableL
 // holds them (masked, duplicates and prefixes covered by another dropped;
 // see ParseOutboundNAT), when that differs from what the client sent.
 func ParseEndpoint(e *Endpoint) (*EndpointSpec, error) {
+	spec, err := ParseStoredEndpoint(e)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Parsed, err = ParseEndpointPolicies("invalid endpoint", spec.Policies); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// ParseStoredEndpoint is ParseEndpoint for a stored record: policies whose
+// settings no longer parse leave spec.Parsed nil instead of failing it, so
+// that the service cuts the endpoint off (its firewall admits nothing)
+// rather than forgets it.
+func ParseStoredEndpoint(e *Endpoint) (*EndpointSpec, error) {
 	if err := CheckSchemaVersion(e.SchemaVersion); err != nil {
 		return nil, err
 	}

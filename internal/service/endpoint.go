@@ -15,15 +15,12 @@ import (
 
 // checkEndpoint validates an endpoint document on its own and returns its
 // parsed form and policies.
-func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, *endpointPolicies, error) {
+func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, *api.EndpointPolicies, error) {
 	spec, err := api.ParseEndpoint(e)
 	if err != nil {
 		return nil, nil, err
 	}
-	ps, err := parseEndpointPolicies("invalid endpoint", spec.Policies)
-	if err != nil {
-		return nil, nil, err
-	}
+	ps := spec.Parsed
 	e.Policies = spec.Policies // with their types resolved to names
 	if e.Flags&api.EndpointRemote != 0 {
 		return nil, nil, api.Unsupported("invalid endpoint: field Flags: RemoteEndpoint (1) describes an endpoint of another host, which only Overlay and L2Bridge networks have; this build supports NAT networks")
@@ -109,7 +106,7 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 		if err := allocate(tx, &ep, spec, pn); err != nil {
 			return err
 		}
-		if err := claimPorts(tx, ep.ID, policies.mappings); err != nil {
+		if err := claimPorts(tx, ep.ID, policies.Mappings); err != nil {
 			return err
 		}
 		rec = endpointRecord{Doc: ep}
@@ -192,7 +189,7 @@ func putNamespace(tx store.Tx, ns *namespaceRecord) error {
 // forgetEndpoint removes an endpoint from the store inside tx: its record,
 // name, addresses, MAC and place in its namespace.
 func forgetEndpoint(tx store.Tx, rec *endpointRecord, pn *parsedNetwork) error {
-	if err := dropPorts(tx, endpointPoliciesOf(&rec.Doc).mappings); err != nil {
+	if err := dropPorts(tx, endpointPoliciesOf(&rec.Doc).Mappings); err != nil {
 		return err
 	}
 	if rec.Doc.HostComputeNamespace != "" {
@@ -448,15 +445,15 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 			return err
 		}
 		rec.Doc.Policies = probe.Policies
-		oldMappings := endpointPoliciesOf(&old.Doc).mappings
+		oldMappings := endpointPoliciesOf(&old.Doc).Mappings
 		if err := dropPorts(tx, oldMappings); err != nil {
 			return err
 		}
-		if err := claimPorts(tx, rec.Doc.ID, newPolicies.mappings); err != nil {
+		if err := claimPorts(tx, rec.Doc.ID, newPolicies.Mappings); err != nil {
 			return err
 		}
 		m.undo = func(tx store.Tx) error {
-			if err := dropPorts(tx, newPolicies.mappings); err != nil {
+			if err := dropPorts(tx, newPolicies.Mappings); err != nil {
 				return err
 			}
 			if err := claimPorts(tx, old.Doc.ID, oldMappings); err != nil {
@@ -492,10 +489,10 @@ func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []a
 
 // endpointPoliciesOf parses a stored endpoint's policies (none when they do
 // not parse: see quarantined).
-func endpointPoliciesOf(e *api.Endpoint) *endpointPolicies {
-	ps, err := parseEndpointPolicies("stored endpoint "+e.ID, e.Policies)
+func endpointPoliciesOf(e *api.Endpoint) *api.EndpointPolicies {
+	ps, err := api.ParseEndpointPolicies("stored endpoint "+e.ID, e.Policies)
 	if err != nil {
-		return &endpointPolicies{}
+		return &api.EndpointPolicies{}
 	}
 	return ps
 }

@@ -130,22 +130,6 @@ func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver,
 		return nil, nil, api.Unsupported("invalid network: field Type: network type %s is not supported by this build (supported: %v)",
 			spec.Type, s.Version().Supported.NetworkTypes)
 	}
-	for i, p := range spec.Policies {
-		if !supported(supportedNetworkPolicies, p.Type) {
-			return nil, nil, unsupportedPolicy("invalid network", i, p.Type, supportedNetworkPolicies)
-		}
-	}
-	if _, err := parseNetworkACLs("invalid network", spec.Policies); err != nil {
-		return nil, nil, err
-	}
-	for i, sub := range spec.Subnets {
-		for j, p := range sub.Policies {
-			if !supported(supportedSubnetPolicies, p.Type) {
-				return nil, nil, api.Unsupported("invalid network: subnet %d (%s): field Policies[%d]: policy type %s is not supported by this build (supported: %s)",
-					i, sub.Prefix, j, p.Type, joinTypes(supportedSubnetPolicies))
-			}
-		}
-	}
 	if err := drv.Validate(spec); err != nil {
 		return nil, nil, err
 	}
@@ -162,7 +146,7 @@ func checkOverlaps(tx store.Tx, id string, spec *api.NetworkSpec) error {
 		if other.Doc.ID == id {
 			continue
 		}
-		ospec, err := api.ParseNetwork(&other.Doc)
+		ospec, err := api.ParseStoredNetwork(&other.Doc)
 		if err != nil {
 			continue
 		}
@@ -441,7 +425,7 @@ func (s *Service) pickSubnet(ctx context.Context) (netip.Prefix, error) {
 	err = s.cfg.Store.View(func(tx store.Tx) error {
 		nets, err := listNetworks(tx)
 		for _, n := range nets {
-			if spec, err := api.ParseNetwork(&n.Doc); err == nil {
+			if spec, err := api.ParseStoredNetwork(&n.Doc); err == nil {
 				for _, sub := range spec.Subnets {
 					taken = append(taken, sub.Prefix)
 				}

@@ -33,7 +33,7 @@ func normaliseNetwork(n *api.Network) (string, error) {
 		what = append(what, fmt.Sprintf("flags %#x, which earlier builds ignored, dropped", uint32(ignored)))
 	}
 	before := slices.Clone(n.Policies)
-	if _, err := api.ParseNetwork(n); err != nil {
+	if _, err := api.ParseStoredNetwork(n); err != nil {
 		return "", err
 	}
 	if !samePolicies(before, n.Policies) {
@@ -55,7 +55,7 @@ func normaliseEndpoint(e *api.Endpoint) (string, error) {
 	probe := *e
 	probe.HostComputeNamespace, probe.NetNamespacePath, probe.HostInterfaceName = "", "", ""
 	probe.Policies = slices.Clone(e.Policies)
-	if _, err := api.ParseEndpoint(&probe); err != nil {
+	if _, err := api.ParseStoredEndpoint(&probe); err != nil {
 		return "", err
 	}
 	e.Policies = probe.Policies

@@ -30,7 +30,7 @@ func (s *Service) driverFor(pn *parsedNetwork) (driver.Driver, error) {
 // parse (a record from an older version) quarantine its endpoints, see
 // driverEndpoint.
 func driverNetwork(pn *parsedNetwork) (*driver.Network, bool) {
-	acls, err := parseNetworkACLs("stored network "+pn.doc.ID, pn.doc.Policies)
+	acls, err := api.ParseNetworkACLs("stored network "+pn.doc.ID, pn.doc.Policies)
 	return &driver.Network{ID: pn.doc.ID, Name: pn.doc.Name, Spec: pn.spec, ACLs: acls}, err == nil
 }
 
@@ -49,10 +49,10 @@ func (s *Service) networkUnit(pn *parsedNetwork) (*netmodel.Unit, error) {
 // its deletion, so that no host process takes them meanwhile (except the
 // ports whose caller holds them, see heldPorts).
 func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) (*netmodel.Unit, error) {
-	policies, policiesErr := parseEndpointPolicies("stored endpoint "+ep.Doc.ID, ep.Doc.Policies)
+	policies, policiesErr := api.ParseEndpointPolicies("stored endpoint "+ep.Doc.ID, ep.Doc.Policies)
 	var ports []netmodel.Object
 	if policiesErr == nil {
-		ports = heldPorts(policies.mappings)
+		ports = heldPorts(policies.Mappings)
 	}
 	if ep.Doc.HostComputeNamespace == "" || ns == nil {
 		if len(ports) == 0 {
@@ -97,7 +97,7 @@ func heldPorts(mappings []api.PortMappingSpec) []netmodel.Object {
 // driverEndpoint is an attached endpoint as drivers see it. Stored
 // policies that do not parse quarantine it: it gets a firewall that
 // admits nothing, never the default one that admits a lot.
-func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *endpointPolicies, policiesErr error) (*driver.Endpoint, error) {
+func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *api.EndpointPolicies, policiesErr error) (*driver.Endpoint, error) {
 	e := &rec.Doc
 	mac, err := api.ParseMAC(e.MacAddress)
 	if err != nil {
@@ -118,15 +118,15 @@ func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *endpointPolici
 		de.Quarantine = true
 		return de, nil
 	}
-	de.Routes = append(de.Routes, ps.routes...)
-	de.Mappings, de.ACLs, de.OutboundNAT = ps.mappings, ps.acls, ps.obnat
+	de.Routes = append(de.Routes, ps.Routes...)
+	de.Mappings, de.ACLs, de.OutboundNAT = ps.Mappings, ps.ACLs, ps.OutboundNAT
 	return de, nil
 }
 
 // quarantined reports why an endpoint's stored policies cannot be read
 // ("" when they can).
 func quarantined(e *api.Endpoint) string {
-	if _, err := parseEndpointPolicies("stored endpoint "+e.ID, e.Policies); err != nil {
+	if _, err := api.ParseEndpointPolicies("stored endpoint "+e.ID, e.Policies); err != nil {
 		return err.Error()
 	}
 	if _, err := api.ParseEndpoint(&api.Endpoint{Routes: e.Routes}); err != nil {

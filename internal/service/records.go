@@ -156,7 +156,7 @@ type parsedNetwork struct {
 }
 
 func parseStored(n *api.Network) (*parsedNetwork, error) {
-	spec, err := api.ParseNetwork(n)
+	spec, err := api.ParseStoredNetwork(n)
 	if err != nil {
 		return nil, fmt.Errorf("stored network %s no longer parses: %w", n.ID, err)
 	}
@@ -186,32 +186,6 @@ func endpointAddrs(e *api.Endpoint) []netip.Prefix {
 		out = append(out, netip.PrefixFrom(a, int(c.PrefixLength)))
 	}
 	return out
-}
-
-func parseSDNRoute(raw json.RawMessage) (api.RouteSpec, error) {
-	var s api.SDNRouteSettings
-	if err := api.DecodeSettings(raw, &s); err != nil {
-		return api.RouteSpec{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: %v", err)
-	}
-	if s.NeedEncap {
-		return api.RouteSpec{}, api.Unsupported("SDNRoute policy: field NeedEncap: encapsulated routes need an Overlay network, which this build does not support")
-	}
-	dst, err := api.ParsePrefix(s.DestinationPrefix)
-	if err != nil {
-		return api.RouteSpec{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field DestinationPrefix: %v", err)
-	}
-	r := api.RouteSpec{Dst: dst}
-	if s.NextHop != "" {
-		nh, err := api.ParseAddr(s.NextHop)
-		if err != nil {
-			return api.RouteSpec{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field NextHop: %v", err)
-		}
-		if nh.Is4() != dst.Addr().Is4() {
-			return api.RouteSpec{}, api.Invalid(api.CodeInvalidPolicy, "invalid SDNRoute policy: field NextHop: %s is not of the family of %s", nh, dst)
-		}
-		r.NextHop = nh
-	}
-	return r, nil
 }
 
 // policyKey is a policy's identity for Add and Remove: its type and its

@@ -11,7 +11,6 @@ package service
 import (
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"github.com/google/uuid"
@@ -99,14 +98,6 @@ func (s *Service) Close() {
 	}
 }
 
-// Supported endpoint and network policy types: those this build realises.
-// A policy of another known type is refused as unsupported, never dropped.
-var (
-	supportedEndpointPolicies = []api.PolicyType{api.PortMapping, api.ACL, api.OutBoundNAT, api.SDNRoute}
-	supportedNetworkPolicies  = []api.PolicyType{api.NetworkACL, api.NetAdapterName}
-	supportedSubnetPolicies   = []api.PolicyType{}
-)
-
 // Version answers the version call.
 func (s *Service) Version() api.VersionInfo {
 	v := api.VersionInfo{
@@ -114,9 +105,9 @@ func (s *Service) Version() api.VersionInfo {
 		SchemaVersion: api.SchemaVersion{Major: 2, Minor: 0},
 		Build:         s.cfg.Build,
 		Supported: api.Supported{
-			NetworkPolicies:  supportedNetworkPolicies,
-			SubnetPolicies:   supportedSubnetPolicies,
-			EndpointPolicies: supportedEndpointPolicies,
+			NetworkPolicies:  api.SupportedNetworkPolicies,
+			SubnetPolicies:   api.SupportedSubnetPolicies,
+			EndpointPolicies: api.SupportedEndpointPolicies,
 		},
 	}
 	for _, t := range []api.NetworkType{api.NAT, api.ICS, api.Transparent, api.L2Bridge, api.L2Tunnel, api.Overlay, api.Private, api.Internal} {
@@ -125,15 +116,6 @@ func (s *Service) Version() api.VersionInfo {
 		}
 	}
 	return v
-}
-
-func supported(list []api.PolicyType, t api.PolicyType) bool {
-	for _, s := range list {
-		if s == t {
-			return true
-		}
-	}
-	return false
 }
 
 // normalizeID returns a client-supplied GUID in canonical form, or a new
@@ -219,23 +201,6 @@ func internal(err error, format string, args ...any) error {
 		return err
 	}
 	return api.InternalError(err, format, args...)
-}
-
-// joinTypes lists policy types for messages.
-func joinTypes(ts []api.PolicyType) string {
-	if len(ts) == 0 {
-		return "none"
-	}
-	s := make([]string, len(ts))
-	for i, t := range ts {
-		s[i] = string(t)
-	}
-	return strings.Join(s, ", ")
-}
-
-func unsupportedPolicy(owner string, i int, t api.PolicyType, list []api.PolicyType) error {
-	return api.Unsupported("%s: field Policies[%d]: policy type %s is not supported by this build (supported: %s)",
-		owner, i, t, joinTypes(list))
 }
 
 func displayName(name, id string) string {

@@ -92,7 +92,7 @@ func checkEndpointPolicies(owner string, drv driver.Driver, policies []api.Polic
 	for i, p := range policies {
 		if !slices.Contains(allowed, p.Type) {
 			return api.Invalid(api.CodeInvalidPolicy, "%s: field Policies[%d]: policy type %s does not apply to endpoints of %s networks (they take %s)",
-				owner, i, p.Type, drv.Type(), joinTypes(allowed))
+				owner, i, p.Type, drv.Type(), api.JoinTypes(allowed))
 		}
 	}
 	return nil
