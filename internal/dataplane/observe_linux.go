@@ -151,7 +151,7 @@ func (h *Linux) observeLinks(nh *netlink.Handle, ns netmodel.NS, keep func(strin
 			continue
 		}
 		ip, ok := netip.AddrFromSlice(ad.IP)
-		if !ok || ip.Unmap().IsLinkLocalUnicast() || ip.Unmap().IsLoopback() {
+		if !ok || ip.Unmap().IsLoopback() || ip.Unmap().IsLinkLocalUnicast() && ip.Unmap() != netmodel.RouterLinkLocal {
 			continue
 		}
 		ones, _ := ad.Mask.Size()
@@ -196,7 +196,11 @@ func observeRoutes(nh *netlink.Handle, ns netmodel.NS, o *netmodel.Observation) 
 			dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
 		}
 		gw, _ := netip.AddrFromSlice(r.Gw)
-		rt := netmodel.Route{NS: ns, Link: names[r.LinkIndex], Dst: dst, Gateway: gw.Unmap(), Metric: r.Priority}
+		metric := r.Priority
+		if r.Family == netlink.FAMILY_V6 && metric == netmodel.IPv6DefaultMetric {
+			metric = 0 // the kernel's default, what a plan says with 0
+		}
+		rt := netmodel.Route{NS: ns, Link: names[r.LinkIndex], Dst: dst, Gateway: gw.Unmap(), Metric: metric}
 		o.Routes[rt.Key()] = rt
 	}
 	return nil

@@ -350,6 +350,11 @@ func (a Addr) String() string {
 	return "addr " + a.Prefix.String() + " dev " + a.Link + inNS(a.NS)
 }
 
+// RouterLinkLocal is the one link-local address hostnet plans: that of a
+// bridge its endpoints route IPv6 through (L2Bridge). It is observed like
+// any address; the kernel's own link-local addresses are not objects.
+var RouterLinkLocal = netip.MustParseAddr("fe80::1")
+
 // RouteProtocol tags the routes hostnet installs (`ip route ... proto
 // 104`): only routes with the tag are ever removed.
 const RouteProtocol = 104
@@ -361,7 +366,9 @@ type Route struct {
 	Link    string
 	Dst     netip.Prefix
 	Gateway netip.Addr // zero: on-link
-	Metric  int
+	// Metric 0 is the kernel's default: 0 for IPv4, IPv6DefaultMetric for
+	// IPv6 (observed IPv6 routes of that metric read as 0).
+	Metric int
 	// SrcFrom, when set, names a link of the same namespace whose address
 	// is the route's preferred source (`src`): its address in a subnet
 	// that holds Dst, else its first of Dst's family. It is found when
@@ -370,6 +377,10 @@ type Route struct {
 	// on the segment, whatever it is then.
 	SrcFrom string
 }
+
+// IPv6DefaultMetric is the metric the kernel gives an IPv6 route added
+// without one.
+const IPv6DefaultMetric = 1024
 
 func (r Route) Key() Key {
 	return Key{Kind: KindRoute, NS: r.NS, ID: fmt.Sprintf("%s metric %d", r.Dst, r.Metric)}

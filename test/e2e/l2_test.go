@@ -197,7 +197,7 @@ type capture struct {
 type captured struct {
 	src, dst  net.HardwareAddr
 	etherType uint16
-	srcIP     netip.Addr // IPv4 source, or ARP sender address
+	srcIP     netip.Addr // IP source, or ARP sender address
 }
 
 func (s *segment) capture(port string) *capture {
@@ -242,6 +242,8 @@ func (s *segment) capture(port string) *capture {
 				f.srcIP = netip.AddrFrom4([4]byte(buf[26:30]))
 			case f.etherType == 0x0806 && n >= 42:
 				f.srcIP = netip.AddrFrom4([4]byte(buf[28:32]))
+			case f.etherType == 0x86dd && n >= 54:
+				f.srcIP = netip.AddrFrom16([16]byte(buf[22:38]))
 			}
 			c.mu.Lock()
 			c.frames = append(c.frames, f)
@@ -260,7 +262,7 @@ func (s *segment) capture(port string) *capture {
 	return c
 }
 
-// sources returns the source MACs seen for frames from each IPv4 source
+// sources returns the source MACs seen for frames from each IP source
 // address (IP packets and ARP), after stopping the capture.
 func (c *capture) sources() map[netip.Addr]map[string]bool {
 	c.stop()

@@ -9,10 +9,19 @@
 // the wire carries the host's MAC, as Windows' MAC rewrite does, and the
 // endpoints' traffic passes the host's inet hooks, where the firewall
 // (ACLs, published ports, OutBoundNAT) is the NAT driver's.
+//
+// IPv6 has no proxy_arp: the kernel answers neighbour solicitations only
+// for addresses it is told of one by one (proxy NDP). The uplink gets such
+// an entry for each endpoint address, as for IPv4. Towards the endpoints
+// the bridge cannot stand in for every neighbour of the segment, so an
+// endpoint's IPv6 address is a /128 and everything it sends over IPv6,
+// its subnet included, is routed through the bridge's link-local address
+// (netmodel.RouterLinkLocal), the way routed container networks (Calico) do it.
 package l2bridge
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
@@ -34,9 +43,12 @@ func New() Driver { return Driver{} }
 // Type implements driver.Driver.
 func (Driver) Type() api.NetworkType { return api.L2Bridge }
 
-// Validate implements driver.Driver: static IPv4 subnets (as on Windows,
-// an L2Bridge network takes no DHCP; IPv6 needs proxy NDP for every
-// neighbour of the segment, which this build does not do).
+// RouterLinkLocal is the bridge's address, the next hop of its endpoints'
+// IPv6 routes.
+var RouterLinkLocal = netmodel.RouterLinkLocal
+
+// Validate implements driver.Driver: static subnets (as on Windows, an
+// L2Bridge network takes no DHCP).
 func (Driver) Validate(spec *api.NetworkSpec) error {
 	if spec.DHCP {
 		return api.Invalid(api.CodeInvalidNetwork, "invalid network: field Ipams: Type DHCP: an L2Bridge network's addresses are static (its endpoints share the host's MAC, so a DHCP server could not tell them apart); give its subnets")
@@ -44,12 +56,12 @@ func (Driver) Validate(spec *api.NetworkSpec) error {
 	if len(spec.Subnets) == 0 {
 		return api.Invalid(api.CodeInvalidNetwork, "invalid network: field Ipams: an L2Bridge network needs a subnet: one of its uplink's (with an IpRange the segment leaves free)")
 	}
-	for i, s := range spec.Subnets {
-		if s.Prefix.Addr().Is6() {
-			return api.Unsupported("invalid network: subnet %d (%s): IPv6 subnets on L2Bridge networks are not supported by this build", i, s.Prefix)
-		}
-	}
 	return nil
+}
+
+// hasIPv6 reports whether a network has an IPv6 subnet.
+func hasIPv6(n *driver.Network) bool {
+	return slices.ContainsFunc(n.Spec.Subnets, func(s api.SubnetSpec) bool { return s.Prefix.Addr().Is6() })
 }
 
 // NeedsUplink implements driver.OnUplink.
@@ -81,6 +93,13 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 		sysctl("net/ipv4/neigh/"+n.Spec.Uplink+"/proxy_delay", "0"),
 		sysctl("net/bridge/bridge-nf-call-iptables", "1"),
 		sysctl("net/bridge/bridge-nf-call-ip6tables", "1"))
+	if hasIPv6(n) {
+		u.Objects = append(u.Objects,
+			netmodel.Addr{Link: br, Prefix: netip.PrefixFrom(RouterLinkLocal, 64)},
+			sysctl("net/ipv6/conf/all/forwarding", "1"),
+			sysctl("net/ipv6/conf/"+n.Spec.Uplink+"/proxy_ndp", "1"),
+			sysctl("net/ipv6/neigh/"+n.Spec.Uplink+"/proxy_delay", "0"))
+	}
 	u.Objects = append(u.Objects, hostfw.Tables()...)
 	u.Objects = append(u.Objects, hostfw.Bridge(br)...)
 	u.Objects = append(u.Objects, hostfw.El(hostfw.SetRouted, br))
@@ -95,7 +114,14 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 func (Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.HostFacts) *netmodel.Unit {
 	port, br := driver.PortName(ep.ID), driver.BridgeName(n.ID)
 	u := &netmodel.Unit{Owner: netmodel.EndpointOwner(ep.ID)}
-	u.Objects = append(u.Objects, driver.VethNIC(n, ep, port, br, DefaultMTU, len(ep.Mappings) > 0)...)
+	for _, o := range driver.VethNIC(n, ep, port, br, DefaultMTU, len(ep.Mappings) > 0) {
+		u.Objects = append(u.Objects, routedIPv6(ep.NS, o))
+	}
+	for _, s := range n.Spec.Subnets {
+		if s.Prefix.Addr().Is6() && slices.ContainsFunc(ep.Addrs, func(a netip.Prefix) bool { return s.Prefix.Contains(a.Addr()) }) {
+			u.Objects = append(u.Objects, netmodel.Route{NS: ep.NS, Link: ep.Interface, Dst: s.Prefix, Gateway: RouterLinkLocal})
+		}
+	}
 	for _, a := range ep.Addrs {
 		host := netip.PrefixFrom(a.Addr(), a.Addr().BitLen())
 		u.Objects = append(u.Objects,
@@ -109,4 +135,24 @@ func (Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Host
 	u.Objects = append(u.Objects, fw...)
 	u.Flows = guard
 	return u
+}
+
+// routedIPv6 turns what an endpoint's NIC has in its namespace over IPv6
+// into what an L2Bridge endpoint gets: its addresses as /128, and its
+// routes through the bridge (RouterLinkLocal), whatever next hop its
+// subnet names: a next hop on the segment is the host's to reach.
+func routedIPv6(ns netmodel.NS, o netmodel.Object) netmodel.Object {
+	switch v := o.(type) {
+	case netmodel.Addr:
+		if v.NS == ns && v.Prefix.Addr().Is6() {
+			v.Prefix = netip.PrefixFrom(v.Prefix.Addr(), 128)
+			return v
+		}
+	case netmodel.Route:
+		if v.NS == ns && v.Dst.Addr().Is6() {
+			v.Gateway = RouterLinkLocal
+			return v
+		}
+	}
+	return o
 }
