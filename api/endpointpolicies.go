@@ -95,14 +95,11 @@ func ParseSDNRoute(raw json.RawMessage) (RouteSpec, error) {
 	if err := DecodeSettings(raw, &s); err != nil {
 		return RouteSpec{}, Invalid(CodeInvalidPolicy, "invalid SDNRoute policy: %v", err)
 	}
-	if s.NeedEncap {
-		return RouteSpec{}, Unsupported("SDNRoute policy: field NeedEncap: encapsulated routes need an Overlay network, which this build does not support")
-	}
 	dst, err := ParsePrefix(s.DestinationPrefix)
 	if err != nil {
 		return RouteSpec{}, Invalid(CodeInvalidPolicy, "invalid SDNRoute policy: field DestinationPrefix: %v", err)
 	}
-	r := RouteSpec{Dst: dst}
+	r := RouteSpec{Dst: dst, NeedEncap: s.NeedEncap}
 	if s.NextHop != "" {
 		nh, err := ParseAddr(s.NextHop)
 		if err != nil {

@@ -28,6 +28,10 @@ type RouteSpec struct {
 	Dst     netip.Prefix
 	NextHop netip.Addr // zero for an on-link route
 	Metric  uint32
+	// NeedEncap (SDNRoute) asks for the route through the host's virtual
+	// switch: only the network types that have one take it (see
+	// driver.EncapRoutes).
+	NeedEncap bool
 }
 
 // MacRangeSpec is a validated inclusive MAC range, as 48-bit numbers.

@@ -99,6 +99,15 @@ type EndpointPolicies interface {
 	EndpointPolicies() []api.PolicyType
 }
 
+// EncapRoutes is a Driver whose endpoints take SDNRoute policies with
+// NeedEncap. Kubernetes sends them for l2bridge endpoints (its service
+// range and the host's address), asking that the traffic go through the
+// host rather than straight to the segment; a driver of this kind plans
+// such a route through the host.
+type EncapRoutes interface {
+	EncapRoutes()
+}
+
 // Plan is the whole desired state of one network: its own unit, then one
 // per attached endpoint.
 func Plan(d Driver, n *Network, eps []*Endpoint, facts HostFacts) []*netmodel.Unit {

@@ -82,17 +82,27 @@ func checkUplink(spec *api.NetworkSpec, use driver.UplinkUse, host netmodel.Host
 }
 
 // checkEndpointPolicies refuses the policies an endpoint's network type
-// does not take (see driver.EndpointPolicies).
+// does not take (see driver.EndpointPolicies and driver.EncapRoutes).
 func checkEndpointPolicies(owner string, drv driver.Driver, policies []api.Policy) error {
-	d, ok := drv.(driver.EndpointPolicies)
-	if !ok {
+	if d, ok := drv.(driver.EndpointPolicies); ok {
+		allowed := d.EndpointPolicies()
+		for i, p := range policies {
+			if !slices.Contains(allowed, p.Type) {
+				return api.Invalid(api.CodeInvalidPolicy, "%s: field Policies[%d]: policy type %s does not apply to endpoints of %s networks (they take %s)",
+					owner, i, p.Type, drv.Type(), api.JoinTypes(allowed))
+			}
+		}
+	}
+	if _, ok := drv.(driver.EncapRoutes); ok {
 		return nil
 	}
-	allowed := d.EndpointPolicies()
 	for i, p := range policies {
-		if !slices.Contains(allowed, p.Type) {
-			return api.Invalid(api.CodeInvalidPolicy, "%s: field Policies[%d]: policy type %s does not apply to endpoints of %s networks (they take %s)",
-				owner, i, p.Type, drv.Type(), api.JoinTypes(allowed))
+		if p.Type != api.SDNRoute {
+			continue
+		}
+		if r, err := api.ParseSDNRoute(p.Settings); err == nil && r.NeedEncap {
+			return api.Unsupported("%s: field Policies[%d].Settings.NeedEncap: true: encapsulated routes need an Overlay or L2Bridge network (this one is %s)",
+				owner, i, drv.Type())
 		}
 	}
 	return nil

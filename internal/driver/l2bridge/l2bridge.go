@@ -64,6 +64,11 @@ func hasIPv6(n *driver.Network) bool {
 	return slices.ContainsFunc(n.Spec.Subnets, func(s api.SubnetSpec) bool { return s.Prefix.Addr().Is6() })
 }
 
+// EncapRoutes implements driver.EncapRoutes: a NeedEncap route goes
+// through the host, by its next hop or else its subnet's gateway (whose
+// MAC, for the endpoint, is the host's).
+func (Driver) EncapRoutes() {}
+
 // NeedsUplink implements driver.OnUplink.
 func (Driver) NeedsUplink() driver.UplinkUse {
 	return driver.UplinkUse{SubnetOfUplink: true}
@@ -113,6 +118,7 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 // host only when it has an OutBoundNAT policy (but for its exceptions).
 func (Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.HostFacts) *netmodel.Unit {
 	port, br := driver.PortName(ep.ID), driver.BridgeName(n.ID)
+	ep = throughHost(n, ep)
 	u := &netmodel.Unit{Owner: netmodel.EndpointOwner(ep.ID)}
 	for _, o := range driver.VethNIC(n, ep, port, br, DefaultMTU, len(ep.Mappings) > 0) {
 		u.Objects = append(u.Objects, routedIPv6(ep.NS, o))
@@ -135,6 +141,28 @@ func (Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Host
 	u.Objects = append(u.Objects, fw...)
 	u.Flows = guard
 	return u
+}
+
+// throughHost returns ep with a next hop for each of its NeedEncap routes
+// that names none: the gateway of its subnet of the route's family.
+func throughHost(n *driver.Network, ep *driver.Endpoint) *driver.Endpoint {
+	if !slices.ContainsFunc(ep.Routes, func(r api.RouteSpec) bool { return r.NeedEncap && !r.NextHop.IsValid() }) {
+		return ep
+	}
+	c := *ep
+	c.Routes = slices.Clone(ep.Routes)
+	for i, r := range c.Routes {
+		if !r.NeedEncap || r.NextHop.IsValid() {
+			continue
+		}
+		for _, s := range n.Spec.Subnets {
+			if s.Prefix.Addr().Is4() == r.Dst.Addr().Is4() && slices.ContainsFunc(ep.Addrs, func(a netip.Prefix) bool { return s.Prefix.Contains(a.Addr()) }) {
+				c.Routes[i].NextHop = s.Gateway
+				break
+			}
+		}
+	}
+	return &c
 }
 
 // routedIPv6 turns what an endpoint's NIC has in its namespace over IPv6
