@@ -191,6 +191,12 @@ func TestDocker(t *testing.T) {
 		if out, err := dk.run("exec", pair[0], "ping", "-c", "1", "-W", "2", ips[pair[1]]); err != nil {
 			t.Errorf("%s pings %s (%s): %v\n%s", pair[0], pair[1], ips[pair[1]], err, out)
 		}
+		// By name: Docker's embedded DNS (127.0.0.11 in the container)
+		// answers for the containers of a user-defined network, whatever
+		// its driver.
+		if out, err := dk.run("exec", pair[0], "ping", "-c", "1", "-W", "2", pair[1]); err != nil {
+			t.Errorf("%s pings %s by name: %v\n%s", pair[0], pair[1], err, out)
+		}
 	}
 	if !serves(t, e.ExtNS, hostAddr+":18080") {
 		t.Errorf("the published port does not answer from outside")
