@@ -102,6 +102,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 		if err := checkEndpointPolicies("invalid endpoint", drv, ep.Policies); err != nil {
 			return err
 		}
+		if err := checkSetReferences("invalid endpoint", pn, ep.Policies); err != nil {
+			return err
+		}
 		ep.HostInterfaceName = drv.EndpointDevice(ep.ID)
 		if err := claimName(tx, "endpoint", ep.Name, ep.ID); err != nil {
 			return err
@@ -487,7 +490,10 @@ func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []a
 	if err != nil {
 		return nil
 	}
-	return checkEndpointPolicies("invalid endpoint modify request", drv, policies)
+	if err := checkEndpointPolicies("invalid endpoint modify request", drv, policies); err != nil {
+		return err
+	}
+	return checkSetReferences("invalid endpoint modify request", pn, policies)
 }
 
 // endpointPoliciesOf parses a stored endpoint's policies (none when they do

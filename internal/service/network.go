@@ -138,6 +138,9 @@ func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver,
 	if _, err := parseNetworkACLs("invalid network", spec.Policies); err != nil {
 		return nil, nil, err
 	}
+	if err := checkSetPolicies(spec); err != nil {
+		return nil, nil, err
+	}
 	for i, sub := range spec.Subnets {
 		for j, p := range sub.Policies {
 			if !supported(supportedSubnetPolicies, p.Type) {

@@ -31,7 +31,8 @@ func (s *Service) driverFor(pn *parsedNetwork) (driver.Driver, error) {
 // driverEndpoint.
 func driverNetwork(pn *parsedNetwork) (*driver.Network, bool) {
 	acls, err := parseNetworkACLs("stored network "+pn.doc.ID, pn.doc.Policies)
-	return &driver.Network{ID: pn.doc.ID, Name: pn.doc.Name, Spec: pn.spec, ACLs: acls}, err == nil
+	sets, setsErr := api.ParseSetPolicies("stored network "+pn.doc.ID, pn.doc.Policies)
+	return &driver.Network{ID: pn.doc.ID, Name: pn.doc.Name, Spec: pn.spec, ACLs: acls, Sets: sets}, err == nil && setsErr == nil
 }
 
 // networkUnit plans a network.
@@ -119,7 +120,7 @@ func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *endpointPolici
 		return de, nil
 	}
 	de.Routes = append(de.Routes, ps.routes...)
-	de.Mappings, de.ACLs, de.OutboundNAT = ps.mappings, ps.acls, ps.obnat
+	de.Mappings, de.ACLs, de.OutboundNAT, de.Tiers = ps.mappings, ps.acls, ps.obnat, ps.tiers
 	return de, nil
 }
 

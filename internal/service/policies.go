@@ -13,6 +13,7 @@ type endpointPolicies struct {
 	routes   []api.RouteSpec
 	mappings []api.PortMappingSpec
 	acls     []api.ACLSpec
+	tiers    []api.TierSpec
 	obnat    *api.OutboundNATSpec
 }
 
@@ -22,6 +23,7 @@ type endpointPolicies struct {
 func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, error) {
 	out := &endpointPolicies{}
 	seen := map[string]int{}
+	var tierIndexes []int
 	for i, p := range ps {
 		if !supported(supportedEndpointPolicies, p.Type) {
 			return nil, unsupportedPolicy(owner, i, p.Type, supportedEndpointPolicies)
@@ -58,7 +60,17 @@ func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, er
 				return nil, err
 			}
 			out.obnat = &o
+		case api.TierAcl:
+			t, err := api.ParseTierAcl(owner, i, p)
+			if err != nil {
+				return nil, err
+			}
+			out.tiers = append(out.tiers, t)
+			tierIndexes = append(tierIndexes, i)
 		}
+	}
+	if err := api.CheckTiers(owner, out.tiers, tierIndexes); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -143,4 +155,28 @@ func dropPorts(tx store.Tx, ms []api.PortMappingSpec) error {
 		}
 	}
 	return nil
+}
+
+// checkSetPolicies validates a network's IP sets (SetPolicy): only the
+// network types whose endpoints are filtered in hostnet's inet table
+// (NAT, L2Bridge) hold them.
+func checkSetPolicies(spec *api.NetworkSpec) error {
+	sets, err := api.ParseSetPolicies("invalid network", spec.Policies)
+	if err != nil {
+		return err
+	}
+	if len(sets.List) > 0 && spec.Type != api.NAT && spec.Type != api.L2Bridge {
+		return api.Unsupported("invalid network: field Policies: SetPolicy applies to NAT and L2Bridge networks, not %s", spec.Type)
+	}
+	return nil
+}
+
+// checkSetReferences refuses endpoint policies whose rules name an IP set
+// that network pn does not have.
+func checkSetReferences(owner string, pn *parsedNetwork, policies []api.Policy) error {
+	sets, err := api.ParseSetPolicies("stored network "+pn.doc.ID, pn.doc.Policies)
+	if err != nil {
+		sets = nil // a network whose sets do not parse has none to name
+	}
+	return api.CheckSetReferences(owner, policies, sets)
 }

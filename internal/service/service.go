@@ -102,8 +102,8 @@ func (s *Service) Close() {
 // Supported endpoint and network policy types: those this build realises.
 // A policy of another known type is refused as unsupported, never dropped.
 var (
-	supportedEndpointPolicies = []api.PolicyType{api.PortMapping, api.ACL, api.OutBoundNAT, api.SDNRoute}
-	supportedNetworkPolicies  = []api.PolicyType{api.NetworkACL, api.NetAdapterName}
+	supportedEndpointPolicies = []api.PolicyType{api.PortMapping, api.ACL, api.OutBoundNAT, api.SDNRoute, api.TierAcl}
+	supportedNetworkPolicies  = []api.PolicyType{api.NetworkACL, api.NetAdapterName, api.SetPolicy}
 	supportedSubnetPolicies   = []api.PolicyType{}
 )
 

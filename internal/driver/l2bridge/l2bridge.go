@@ -83,6 +83,7 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 		sysctl("net/bridge/bridge-nf-call-ip6tables", "1"))
 	u.Objects = append(u.Objects, hostfw.Tables()...)
 	u.Objects = append(u.Objects, hostfw.Bridge(br)...)
+	u.Objects = append(u.Objects, hostfw.Network(n)...)
 	u.Objects = append(u.Objects, hostfw.El(hostfw.SetRouted, br))
 	return u
 }
