@@ -45,10 +45,10 @@ type Endpoint struct {
 	Routes []api.RouteSpec
 	// LowMetric (EnableLowInterfaceMetric) gives its default routes
 	// metric N for ethN instead of 100+N.
-	LowMetric   bool
-	DisableICC  bool
-	Mappings    []api.PortMappingSpec
-	ACLs        []api.ACLSpec
+	LowMetric  bool
+	DisableICC bool
+	Mappings   []api.PortMappingSpec
+	ACLs       []api.ACLSpec
 	// Tiers are its TierAcl policies, judged before ACLs.
 	Tiers       []api.TierSpec
 	OutboundNAT *api.OutboundNATSpec
