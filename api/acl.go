@@ -158,6 +158,9 @@ func ParseRemoteAddresses(s string) ([]netip.Prefix, []string, error) {
 		}
 		if IsSetID(part) {
 			if !containsString(sets, part) {
+				if len(sets) == MaxSetRefs {
+					return nil, nil, fmt.Errorf("more than %d IP sets named (%q and before)", MaxSetRefs, part)
+				}
 				sets = append(sets, part)
 			}
 			continue

@@ -34,6 +34,10 @@ const (
 	MaxSetMembers     = 65536 // addresses and prefixes of a set, nested sets flattened
 	MaxSetIDLen       = 64    // bytes of a set's Id
 	MaxSetNameLen     = 256   // bytes of a set's Name
+	// MaxSetRefs bounds the sets one rule's RemoteAddresses names: each
+	// compiles to one nftables rule per family, and a rule's comment
+	// counts them.
+	MaxSetRefs = 16
 )
 
 // IPSetSpec is a validated SetPolicy. An IPSET has Members; a NESTEDIPSET

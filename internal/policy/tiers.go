@@ -125,7 +125,9 @@ func (p Profile) tierChain(t api.TierSpec, next string) *nftmodel.Chain {
 		}
 		lowered := lowerACL(r, verdict, p.Sets)
 		for i, exprs := range lowered {
-			comment := fmt.Sprintf("%s tier %d rule %d: %s priority %d", t.Direction, t.Order, n+1, r.Action, r.Priority)
+			// As an ACL's comment (see api.ParseACL for its bound): the
+			// chain is the tier's, its last rule names it.
+			comment := fmt.Sprintf("%s %d: %s priority %d", t.Direction, n+1, r.Action, r.Priority)
 			if r.ID != "" {
 				comment += " id " + r.ID
 			}
@@ -135,7 +137,7 @@ func (p Profile) tierChain(t api.TierSpec, next string) *nftmodel.Chain {
 			c.Rules = append(c.Rules, nftmodel.Rule{Comment: comment, Exprs: exprs})
 		}
 	}
-	c.Rules = append(c.Rules, nftmodel.Rule{Comment: fmt.Sprintf("no rule of tier %q decided: the next judges", t.Name),
+	c.Rules = append(c.Rules, nftmodel.Rule{Comment: fmt.Sprintf("end of tier %s (order %d): the next judges", t.Name, t.Order),
 		Exprs: []nftmodel.Expr{nftmodel.Goto(next)}})
 	return c
 }
