@@ -33,7 +33,11 @@ const (
 	MaxSetsPerNetwork = 1024  // SetPolicy policies of one network
 	MaxSetMembers     = 65536 // addresses and prefixes of a set, nested sets flattened
 	MaxSetIDLen       = 64    // bytes of a set's Id
-	MaxSetNameLen     = 256   // bytes of a set's Name
+	// MaxSetPolicySettingsBytes bounds a SetPolicy's Settings, beyond
+	// MaxPolicySettingsBytes: a set of ten thousand pods' addresses is
+	// some 150 KB. (A request body is at most 1 MiB anyway.)
+	MaxSetPolicySettingsBytes = 1 << 20
+	MaxSetNameLen             = 256 // bytes of a set's Name
 	// MaxSetRefs bounds the sets one rule's RemoteAddresses names: each
 	// compiles to one nftables rule per family, and a rule's comment
 	// counts them.

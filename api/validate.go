@@ -84,7 +84,11 @@ func resolvePolicy(owner string, i int, p *Policy, table enumTable) error {
 	if !table.known(string(p.Type)) {
 		return Invalid(CodeInvalidPolicyType, "invalid %s: field Policies[%d].Type: unknown %s policy type %q", owner, i, owner, string(p.Type))
 	}
-	if err := checkSettings(p.Settings); err != nil {
+	limit := MaxPolicySettingsBytes
+	if p.Type == SetPolicy {
+		limit = MaxSetPolicySettingsBytes
+	}
+	if err := checkSettingsWithin(p.Settings, limit); err != nil {
 		return invalidPolicy(owner, i, p.Type, "%v", err)
 	}
 	return nil
