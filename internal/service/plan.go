@@ -31,7 +31,7 @@ func (s *Service) driverFor(pn *parsedNetwork) (driver.Driver, error) {
 // driverEndpoint.
 func driverNetwork(pn *parsedNetwork) (*driver.Network, bool) {
 	acls, err := parseNetworkACLs("stored network "+pn.doc.ID, pn.doc.Policies)
-	sets, setsErr := api.ParseSetPolicies("stored network "+pn.doc.ID, pn.doc.Policies)
+	sets, setsErr := pn.ipSets()
 	return &driver.Network{ID: pn.doc.ID, Name: pn.doc.Name, Spec: pn.spec, ACLs: acls, Sets: sets}, err == nil && setsErr == nil
 }
 

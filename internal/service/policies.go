@@ -174,7 +174,7 @@ func checkSetPolicies(spec *api.NetworkSpec) error {
 // checkSetReferences refuses endpoint policies whose rules name an IP set
 // that network pn does not have.
 func checkSetReferences(owner string, pn *parsedNetwork, policies []api.Policy) error {
-	sets, err := api.ParseSetPolicies("stored network "+pn.doc.ID, pn.doc.Policies)
+	sets, err := pn.ipSets()
 	if err != nil {
 		sets = nil // a network whose sets do not parse has none to name
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/netip"
+	"sync"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/ipam"
@@ -153,6 +154,18 @@ func listAll(tx store.Tx) (nets []networkRecord, eps []endpointRecord, nss []nam
 type parsedNetwork struct {
 	doc  *api.Network
 	spec *api.NetworkSpec
+	// sets caches the network's parsed IP sets (see ipSets): a network
+	// and each of its endpoints plan from them, and a set may hold tens of
+	// thousands of members.
+	setsOnce sync.Once
+	sets     *api.IPSets
+	setsErr  error
+}
+
+// ipSets returns the network's IP sets (SetPolicy), parsed once.
+func (p *parsedNetwork) ipSets() (*api.IPSets, error) {
+	p.setsOnce.Do(func() { p.sets, p.setsErr = api.ParseSetPolicies("stored network "+p.doc.ID, p.doc.Policies) })
+	return p.sets, p.setsErr
 }
 
 func parseStored(n *api.Network) (*parsedNetwork, error) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -149,5 +151,35 @@ func want400(t *testing.T, name string, err error, want string) {
 	}
 	if !strings.Contains(e.Message, want) {
 		t.Errorf("%s: %q does not say %q", name, e.Message, want)
+	}
+}
+
+// BenchmarkIPSetChange is the daemon's part of one member change of a
+// 10,000-member set (the fake host stands for the kernel): what
+// `hostnet-bench all -only ipset` measures end to end.
+func BenchmarkIPSetChange(b *testing.B) {
+	l := newLab(b)
+	members := make([]string, 10000)
+	a := netip.MustParseAddr("10.100.0.0")
+	for i := range members {
+		members[i] = a.String()
+		a = a.Next()
+	}
+	set := func(v []string) api.Policy {
+		s, _ := json.Marshal(api.SetPolicySettings{Id: "s", Name: "", PolicyType: "IPSET", Values: strings.Join(v, ",")})
+		return api.Policy{Type: api.SetPolicy, Settings: s}
+	}
+	l.network("blue", "10.7.0.0/24", set(members))
+	l.attached(fixedID("blue"), "web", api.Policy{Type: api.ACL, Settings: json.RawMessage(`{"Action":"Allow","Direction":"In","RemoteAddresses":"s"}`)})
+	ctx := context.Background()
+	b.ResetTimer()
+	for k := 0; k < b.N; k++ {
+		m := append([]string(nil), members...)
+		m[k%len(m)] = fmt.Sprintf("10.101.0.%d", k%250)
+		s, _ := json.Marshal(api.PolicyRequest{Policies: []api.Policy{set(m)}})
+		if _, err := l.svc.ModifyNetwork(ctx, "blue", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestUpdate, Settings: s}); err != nil {
+			b.Fatal(err)
+		}
+		l.rec.Wait()
 	}
 }
