@@ -444,7 +444,9 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 		if err != nil {
 			return err
 		}
-		if err := s.checkPoliciesOfNetwork(tx, rec.Doc.HostComputeNetwork, pr.Policies); err != nil {
+		// A Remove may name a set the network no longer has: the rule
+		// that names it is on its way out.
+		if err := s.checkPoliciesOfNetwork(tx, rec.Doc.HostComputeNetwork, pr.Policies, req.RequestType != api.RequestRemove); err != nil {
 			return err
 		}
 		if err := m.touch(netmodel.EndpointOwner(rec.Doc.ID)); err != nil {
@@ -476,8 +478,9 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 }
 
 // checkPoliciesOfNetwork refuses policies that the type of network netID
-// does not take on its endpoints.
-func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []api.Policy) error {
+// does not take on its endpoints and, when sets is set, rules that name an
+// IP set the network does not have.
+func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []api.Policy, sets bool) error {
 	var nrec networkRecord
 	if err := store.GetJSON(tx, store.Networks, netID, &nrec); err != nil {
 		return nil // the endpoint's network is gone: nothing to check against
@@ -492,6 +495,9 @@ func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []a
 	}
 	if err := checkEndpointPolicies("invalid endpoint modify request", drv, policies); err != nil {
 		return err
+	}
+	if !sets {
+		return nil
 	}
 	return checkSetReferences("invalid endpoint modify request", pn, policies)
 }

@@ -77,11 +77,17 @@ func TestSetPolicyAndTierAclRoundTrip(t *testing.T) {
 	n, err = l.svc.ModifyNetwork(ctx, "blue", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestUpdate, Settings: b})
 	l.must(err)
 	sameSettings(t, "network after Update", n.Policies, []api.Policy{sets[0], changed[0], sets[2]})
+	// Add of a known Id replaces it too.
+	readded := policiesOf(api.SetPolicy, `{"Id":"azure-npm-1","Name":"podlabel-app:web","PolicyType":"IPSET","Values":"10.7.0.6"}`)
+	b, _ = json.Marshal(api.PolicyRequest{Policies: readded})
+	n, err = l.svc.ModifyNetwork(ctx, "blue", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd, Settings: b})
+	l.must(err)
+	sameSettings(t, "network after Add of a known Id", n.Policies, []api.Policy{readded[0], changed[0], sets[2]})
 	// Remove names the set by its Id.
 	b, _ = json.Marshal(api.PolicyRequest{Policies: policiesOf(api.SetPolicy, `{"Id":"azure-npm-3"}`)})
 	n, err = l.svc.ModifyNetwork(ctx, "blue", api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestRemove, Settings: b})
 	l.must(err)
-	sameSettings(t, "network after Remove", n.Policies, []api.Policy{sets[0], changed[0]})
+	sameSettings(t, "network after Remove", n.Policies, []api.Policy{readded[0], changed[0]})
 	l.check()
 }
 
@@ -182,4 +188,32 @@ func BenchmarkIPSetChange(b *testing.B) {
 		}
 		l.rec.Wait()
 	}
+}
+
+// A set removed while a rule names it leaves the rule matching nothing from
+// it, the host in sync; the rule can still be removed, and a new rule
+// naming the gone set is refused.
+func TestRemovedSetStillNamed(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.network("blue", "10.7.0.0/24", policiesOf(api.SetPolicy, setDocs[0])...)
+	rule := policiesOf(api.ACL, setACLDoc)
+	l.attached(fixedID("blue"), "web", rule...)
+	modify := func(kind string, rt api.RequestType, ps []api.Policy) error {
+		b, _ := json.Marshal(api.PolicyRequest{Policies: ps})
+		req := api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: rt, Settings: b}
+		var err error
+		if kind == "network" {
+			_, err = l.svc.ModifyNetwork(ctx, "blue", req)
+		} else {
+			_, err = l.svc.ModifyEndpoint(ctx, "web", req)
+		}
+		return err
+	}
+	l.must(modify("network", api.RequestRemove, policiesOf(api.SetPolicy, `{"Id":"azure-npm-1"}`)))
+	l.check()
+	want400(t, "a new rule naming the removed set", modify("endpoint", api.RequestAdd,
+		policiesOf(api.ACL, `{"Action":"Block","Direction":"In","RemoteAddresses":"azure-npm-1"}`)), `"azure-npm-1"`)
+	l.must(modify("endpoint", api.RequestRemove, rule))
+	l.check()
 }

@@ -178,4 +178,11 @@ func TestIPSetACL(t *testing.T) {
 	if len(before) == 0 {
 		t.Error("no rule found in table inet hostnet")
 	}
+	// A restart finds the sets and the chains as it wants them: it
+	// rewrites no rule, and the sets still decide.
+	a.Restart(false)
+	if again := a.ruleHandles(t); strings.Join(after, " ") != strings.Join(again, " ") {
+		t.Errorf("a restart rewrote rules: %d rules before, %d after", len(after), len(again))
+	}
+	want("set {c2} after a restart", "tcp80", false, true)
 }
