@@ -186,3 +186,57 @@ func TestIPSetACL(t *testing.T) {
 	}
 	want("set {c2} after a restart", "tcp80", false, true)
 }
+
+// Every field of SetPolicy and TierAcl documents written to hcsshim's
+// schema reads back exactly as sent, through the daemon's HTTP API.
+func TestSetPolicyTierAclRoundTrip(t *testing.T) {
+	e := NewEnv(t, "--default-network=false")
+	c := e.Client()
+	raw := func(typ api.PolicyType, docs ...string) []api.Policy {
+		var out []api.Policy
+		for _, d := range docs {
+			out = append(out, api.Policy{Type: typ, Settings: json.RawMessage(d)})
+		}
+		return out
+	}
+	sets := raw(api.SetPolicy,
+		`{"Id":"azure-npm-1","Name":"podlabel-app:web","PolicyType":"IPSET","Values":"10.61.0.5,10.61.1.0/24,fd00::5"}`,
+		`{"Id":"azure-npm-2","Name":"","PolicyType":"IPSET","Values":""}`,
+		`{"Id":"azure-npm-3","Name":"nestedlabel-app","PolicyType":"NESTEDIPSET","Values":"azure-npm-1,azure-npm-2"}`)
+	n := natNetwork("rt", "10.61.0.0/24")
+	n.Policies = sets
+	if _, err := c.CreateNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	tiers := raw(api.TierAcl,
+		`{"Name":"TierIn1","Direction":"In","Order":1001,"TierAclRules":[`+
+			`{"Id":"TierIn1Rule1","Protocols":"6","TierAclRuleAction":"Pass","LocalAddresses":"192.168.100.0/24,10.0.0.21","RemoteAddresses":"192.168.100.0/24,10.0.0.22","LocalPorts":"80","RemotePorts":"80","Priority":2001},`+
+			`{"Id":"TierIn1Rule2","TierAclRuleAction":"Block","Priority":2100}]}`,
+		`{"Name":"TierIn2","Direction":"In","Order":1002,"TierAclRules":[{"Id":"TierIn2Rule1","TierAclRuleAction":"Allow","RemoteAddresses":"azure-npm-3","Priority":3000}]}`,
+		`{"Name":"TierOut1","Direction":"Out","Order":1001}`)
+	ep, err := c.CreateEndpoint(ctx, &api.Endpoint{Name: "rt", HostComputeNetwork: "rt", Policies: tiers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(what string, got, want []api.Policy) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d policies read back, %d sent", what, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Type != want[i].Type || string(got[i].Settings) != string(want[i].Settings) {
+				t.Errorf("%s: Policies[%d] reads back as %s %s, sent %s %s", what, i, got[i].Type, got[i].Settings, want[i].Type, want[i].Settings)
+			}
+		}
+	}
+	gotNet, err := c.GetNetwork(ctx, "rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("network", gotNet.Policies, sets)
+	gotEP, err := c.GetEndpoint(ctx, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("endpoint", gotEP.Policies, tiers)
+}
