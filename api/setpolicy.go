@@ -257,35 +257,36 @@ func ParseSetPolicies(owner string, ps []Policy) (*IPSets, error) {
 	return out, nil
 }
 
-// CheckSetReferences refuses an ACL or TierAcl rule that names a set the
-// network does not have; owner names the endpoint document in errors, and
-// the policies are the endpoint's.
+// CheckSetReferences refuses an ACL, NetworkACL or TierAcl rule among ps
+// that names a set sets does not hold (the network's); owner names the
+// document in errors.
 func CheckSetReferences(owner string, ps []Policy, sets *IPSets) error {
+	type ref struct{ field, id string }
 	for i, p := range ps {
-		var refs []string
+		var refs []ref
 		switch p.Type {
-		case ACL:
-			a, err := ParseACL(owner, i, ACL, p)
+		case ACL, NetworkACL:
+			a, err := ParseACL(owner, i, p.Type, p)
 			if err != nil {
 				return err
 			}
-			refs = a.RemoteSets
+			for _, id := range a.RemoteSets {
+				refs = append(refs, ref{"RemoteAddresses", id})
+			}
 		case TierAcl:
 			t, err := ParseTierAcl(owner, i, p)
 			if err != nil {
 				return err
 			}
-			for _, r := range t.Rules {
-				refs = append(refs, r.RemoteSets...)
+			for j, r := range t.Rules {
+				for _, id := range r.RemoteSets {
+					refs = append(refs, ref{fmt.Sprintf("TierAclRules[%d].RemoteAddresses", j), id})
+				}
 			}
 		}
-		for _, id := range refs {
-			if _, ok := sets.Get(id); !ok {
-				field := "RemoteAddresses"
-				if p.Type == TierAcl {
-					field = "TierAclRules.RemoteAddresses"
-				}
-				return setField(owner, i, p.Type, field, "%q is neither an address, a prefix nor the Id of a SetPolicy of the endpoint's network", id)
+		for _, r := range refs {
+			if _, ok := sets.Get(r.id); !ok {
+				return setField(owner, i, p.Type, r.field, "%q is neither an address, a prefix nor the Id of a SetPolicy of the network", r.id)
 			}
 		}
 	}

@@ -168,7 +168,7 @@ func checkSetPolicies(spec *api.NetworkSpec) error {
 	if len(sets.List) > 0 && spec.Type != api.NAT && spec.Type != api.L2Bridge {
 		return api.Unsupported("invalid network: field Policies: SetPolicy applies to NAT and L2Bridge networks, not %s", spec.Type)
 	}
-	return nil
+	return api.CheckSetReferences("invalid network", spec.Policies, sets)
 }
 
 // checkSetReferences refuses endpoint policies whose rules name an IP set

@@ -119,6 +119,10 @@ func TestSetPolicyAndTierAclRefusals(t *testing.T) {
 			Ipams: []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: "10.8.0.0/24"}}}}})
 		want400(t, c.name, err, c.want)
 	}
+	_, err := l.svc.CreateNetwork(ctx, api.Network{Name: "red", Type: api.NAT,
+		Policies: append(policiesOf(api.SetPolicy, setDocs[0]), policiesOf(api.NetworkACL, `{"Action":"Block","Direction":"Out","RemoteAddresses":"azure-npm-7"}`)...),
+		Ipams:    []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: "10.8.0.0/24"}}}}})
+	want400(t, "NetworkACL naming an unknown set", err, `Policies[1].Settings.RemoteAddresses (NetworkACL): "azure-npm-7"`)
 	tierCases := []struct {
 		name string
 		ps   []api.Policy
@@ -132,7 +136,7 @@ func TestSetPolicyAndTierAclRefusals(t *testing.T) {
 		{"two tiers of one Order", policiesOf(api.TierAcl, `{"Name":"a","Direction":"In","Order":7}`, `{"Name":"b","Direction":"In","Order":7}`),
 			`Policies[1].Settings.Order (TierAcl): 7 is also the Order of Policies[0]`},
 		{"unknown set in a tier", policiesOf(api.TierAcl, `{"Name":"t","Direction":"In","Order":1,"TierAclRules":[{"TierAclRuleAction":"Allow","RemoteAddresses":"ghost"}]}`),
-			`Policies[0].Settings.TierAclRules.RemoteAddresses (TierAcl): "ghost"`},
+			`Policies[0].Settings.TierAclRules[0].RemoteAddresses (TierAcl): "ghost"`},
 		{"unknown set in an ACL", policiesOf(api.ACL, `{"Action":"Allow","Direction":"In","RemoteAddresses":"azure-npm-9"}`),
 			`Policies[0].Settings.RemoteAddresses (ACL): "azure-npm-9"`},
 	}
