@@ -50,12 +50,17 @@ func (r PortRange) String() string {
 
 // ACLSpec is a validated ACL rule. A nil list means "any".
 type ACLSpec struct {
-	ID          string
-	Action      ACLAction
-	Direction   ACLDirection
-	Protocols   []uint8 // IANA numbers
-	Local       []netip.Prefix
-	Remote      []netip.Prefix
+	ID        string
+	Action    ACLAction
+	Direction ACLDirection
+	Protocols []uint8 // IANA numbers
+	Local     []netip.Prefix
+	Remote    []netip.Prefix
+	// RemoteSets are the Ids of the network's IP sets (SetPolicy) that
+	// RemoteAddresses names; the rule matches a remote address in Remote
+	// or in one of these sets. The remote side is "any" only when both
+	// are nil.
+	RemoteSets  []string
 	LocalPorts  []PortRange
 	RemotePorts []PortRange
 	Priority    uint16
@@ -138,6 +143,48 @@ func ParseAddressList(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// ParseRemoteAddresses parses an ACL's RemoteAddresses: comma-separated
+// IPs, CIDR prefixes and Ids of IP sets (SetPolicy of the endpoint's
+// network, named bare as Azure's network policy manager for Windows does;
+// see IsSetID). An empty list, "*" or "any" mean any address (both nil).
+func ParseRemoteAddresses(s string) ([]netip.Prefix, []string, error) {
+	var prefixes []netip.Prefix
+	var sets []string
+	var addrs []string
+	for _, part := range splitList(s) {
+		switch strings.ToLower(part) {
+		case "*", "any":
+			return nil, nil, nil
+		}
+		if IsSetID(part) {
+			if !containsString(sets, part) {
+				if len(sets) == MaxSetRefs {
+					return nil, nil, fmt.Errorf("more than %d IP sets named (%q and before)", MaxSetRefs, part)
+				}
+				sets = append(sets, part)
+			}
+			continue
+		}
+		addrs = append(addrs, part)
+	}
+	if len(addrs) > 0 {
+		var err error
+		if prefixes, err = ParseAddressList(strings.Join(addrs, ",")); err != nil {
+			return nil, nil, err
+		}
+	}
+	return prefixes, sets, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
 // ParsePortList parses comma-separated ports and ranges ("80,8000-8080").
 // An empty list, "*", "any" or "0" mean any port (nil).
 func ParsePortList(s string) ([]PortRange, error) {
@@ -199,54 +246,64 @@ func ParseACL(owner string, index int, typ PolicyType, p Policy) (ACLSpec, error
 	if err := DecodeSettings(p.Settings, &s); err != nil {
 		return ACLSpec{}, invalidPolicy(owner, index, typ, "%v", err)
 	}
+	spec, field, err := parseRule(s, aclActions)
+	if err != nil {
+		return ACLSpec{}, invalidPolicy(owner, index, typ, "field %s: %v", field, err)
+	}
+	return spec, nil
+}
+
+// parseRule validates the fields of one rule (an ACL's, or a TierAcl
+// rule's: its action, from actions, in Action, its tier's direction in
+// Direction); on an error it names the field.
+func parseRule(s ACLSettings, actions enumTable) (spec ACLSpec, field string, err error) {
 	if err := checkACLID(s.Id); err != nil {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field Id: %v", err)
+		return ACLSpec{}, "Id", err
 	}
 	for _, l := range []struct {
 		name, v string
 	}{{"Protocols", string(s.Protocols)}, {"LocalAddresses", s.LocalAddresses}, {"RemoteAddresses", s.RemoteAddresses},
 		{"LocalPorts", string(s.LocalPorts)}, {"RemotePorts", string(s.RemotePorts)}} {
 		if n := splitCount(l.v); n > MaxListEntries {
-			return ACLSpec{}, invalidPolicy(owner, index, typ, "field %s: %d entries (at most %d)", l.name, n, MaxListEntries)
+			return ACLSpec{}, l.name, fmt.Errorf("%d entries (at most %d)", n, MaxListEntries)
 		}
 	}
-	spec := ACLSpec{ID: s.Id, Priority: s.Priority}
-	spec.Action = ACLAction(aclActions.resolveText(string(s.Action)))
-	if !aclActions.known(string(spec.Action)) {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field Action: %q is not Allow or Block", s.Action)
+	spec = ACLSpec{ID: s.Id, Priority: s.Priority}
+	spec.Action = ACLAction(actions.resolveText(string(s.Action)))
+	if !actions.known(string(spec.Action)) {
+		return ACLSpec{}, actions.field, fmt.Errorf("%q is not %s", s.Action, strings.Join(actions.names, " or "))
 	}
 	spec.Direction = ACLDirection(aclDirections.resolveText(string(s.Direction)))
 	if !aclDirections.known(string(spec.Direction)) {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field Direction: %q is not In or Out", s.Direction)
+		return ACLSpec{}, "Direction", fmt.Errorf("%q is not In or Out", s.Direction)
 	}
 	spec.RuleType = aclRuleTypes.resolveText(string(s.RuleType))
 	if spec.RuleType != "" && !aclRuleTypes.known(spec.RuleType) {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field RuleType: %q is not Host or Switch", s.RuleType)
+		return ACLSpec{}, "RuleType", fmt.Errorf("%q is not Host or Switch", s.RuleType)
 	}
-	var err error
 	if spec.Protocols, err = ParseProtocols(string(s.Protocols)); err != nil {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field Protocols: %v", err)
+		return ACLSpec{}, "Protocols", err
 	}
 	if spec.Local, err = ParseAddressList(s.LocalAddresses); err != nil {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field LocalAddresses: %v", err)
+		return ACLSpec{}, "LocalAddresses", err
 	}
-	if spec.Remote, err = ParseAddressList(s.RemoteAddresses); err != nil {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field RemoteAddresses: %v", err)
+	if spec.Remote, spec.RemoteSets, err = ParseRemoteAddresses(s.RemoteAddresses); err != nil {
+		return ACLSpec{}, "RemoteAddresses", err
 	}
 	if spec.LocalPorts, err = ParsePortList(string(s.LocalPorts)); err != nil {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field LocalPorts: %v", err)
+		return ACLSpec{}, "LocalPorts", err
 	}
 	if spec.RemotePorts, err = ParsePortList(string(s.RemotePorts)); err != nil {
-		return ACLSpec{}, invalidPolicy(owner, index, typ, "field RemotePorts: %v", err)
+		return ACLSpec{}, "RemotePorts", err
 	}
 	if spec.LocalPorts != nil || spec.RemotePorts != nil {
 		for _, proto := range spec.Protocols {
 			if proto != ProtoTCP && proto != ProtoUDP {
-				return ACLSpec{}, invalidPolicy(owner, index, typ, "field Protocols: ports apply to TCP (6) and UDP (17) only, got protocol %d", proto)
+				return ACLSpec{}, "Protocols", fmt.Errorf("ports apply to TCP (6) and UDP (17) only, got protocol %d", proto)
 			}
 		}
 	}
-	return spec, nil
+	return spec, "", nil
 }
 
 // PortMappingFlags of the HCN schema.

@@ -12,8 +12,8 @@ import (
 // ParseNetwork), and the code that enforces it; the service only passes
 // the typed values on.
 var (
-	SupportedEndpointPolicies = []PolicyType{PortMapping, ACL, OutBoundNAT, SDNRoute}
-	SupportedNetworkPolicies  = []PolicyType{NetworkACL, NetAdapterName}
+	SupportedEndpointPolicies = []PolicyType{PortMapping, ACL, OutBoundNAT, SDNRoute, TierAcl}
+	SupportedNetworkPolicies  = []PolicyType{NetworkACL, NetAdapterName, SetPolicy}
 	SupportedSubnetPolicies   = []PolicyType{}
 )
 
@@ -22,6 +22,7 @@ type EndpointPolicies struct {
 	Routes      []RouteSpec
 	Mappings    []PortMappingSpec
 	ACLs        []ACLSpec
+	Tiers       []TierSpec
 	OutboundNAT *OutboundNATSpec
 }
 
@@ -32,6 +33,7 @@ type EndpointPolicies struct {
 func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error) {
 	out := &EndpointPolicies{}
 	seen := map[string]int{}
+	var tierIndexes []int
 	for i, p := range ps {
 		if !IsSupported(SupportedEndpointPolicies, p.Type) {
 			return nil, UnsupportedPolicy(owner, i, p.Type, SupportedEndpointPolicies)
@@ -68,7 +70,17 @@ func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error)
 				return nil, err
 			}
 			out.OutboundNAT = &o
+		case TierAcl:
+			t, err := ParseTierAcl(owner, i, p)
+			if err != nil {
+				return nil, err
+			}
+			out.Tiers = append(out.Tiers, t)
+			tierIndexes = append(tierIndexes, i)
 		}
+	}
+	if err := CheckTiers(owner, out.Tiers, tierIndexes); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

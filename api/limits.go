@@ -150,9 +150,12 @@ func (e Extra) keys() []string {
 }
 
 // checkSettings bounds a policy's Settings.
-func checkSettings(raw []byte) error {
-	if len(raw) > MaxPolicySettingsBytes {
-		return fmt.Errorf("field Settings is %d bytes long (at most %d)", len(raw), MaxPolicySettingsBytes)
+func checkSettings(raw []byte) error { return checkSettingsWithin(raw, MaxPolicySettingsBytes) }
+
+// checkSettingsWithin bounds a policy's Settings to limit bytes.
+func checkSettingsWithin(raw []byte, limit int) error {
+	if len(raw) > limit {
+		return fmt.Errorf("field Settings is %d bytes long (at most %d)", len(raw), limit)
 	}
 	if d := jsonDepth(raw); d > MaxVerbatimDepth {
 		return fmt.Errorf("field Settings is nested %d deep (at most %d)", d, MaxVerbatimDepth)

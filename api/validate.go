@@ -44,8 +44,10 @@ type NetworkSpec struct {
 	MacRanges []MacRangeSpec
 	DNS       DNSSpec
 	Policies  []Policy
-	// ACLs are its NetworkACL policies, parsed.
+	// ACLs are its NetworkACL policies, parsed; Sets its SetPolicy ones
+	// (IP sets the ACLs of its endpoints may name).
 	ACLs          []ACLSpec
+	Sets          *IPSets
 	NonPersistent bool
 	// Uplink is the host adapter a Transparent, L2Bridge or L2Tunnel
 	// network's endpoints reach the physical segment by: its
@@ -90,7 +92,11 @@ func resolvePolicy(owner string, i int, p *Policy, table enumTable) error {
 	if !table.known(string(p.Type)) {
 		return Invalid(CodeInvalidPolicyType, "invalid %s: field Policies[%d].Type: unknown %s policy type %q", owner, i, owner, string(p.Type))
 	}
-	if err := checkSettings(p.Settings); err != nil {
+	limit := MaxPolicySettingsBytes
+	if p.Type == SetPolicy {
+		limit = MaxSetPolicySettingsBytes
+	}
+	if err := checkSettingsWithin(p.Settings, limit); err != nil {
 		return invalidPolicy(owner, i, p.Type, "%v", err)
 	}
 	return nil
@@ -132,6 +138,12 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 		}
 	}
 	if spec.ACLs, err = ParseNetworkACLs("invalid network", spec.Policies); err != nil {
+		return nil, err
+	}
+	if spec.Sets, err = ParseSetPolicies("invalid network", spec.Policies); err != nil {
+		return nil, err
+	}
+	if err := CheckSetReferences("invalid network", spec.Policies, spec.Sets); err != nil {
 		return nil, err
 	}
 	return spec, nil

@@ -273,6 +273,7 @@ func Suite() []Benchmark {
 		{"cni", BenchCNI},
 		{"datapath", BenchDatapath},
 		{"program", BenchProgram},
+		{"ipset", BenchIPSet},
 		{"scale", BenchScale},
 		{"podman", BenchPodman},
 	}

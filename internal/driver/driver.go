@@ -26,6 +26,9 @@ type Network struct {
 	// ACLs are the network's NetworkACL rules: every endpoint's profile
 	// includes them.
 	ACLs []api.ACLSpec
+	// Sets are the network's IP sets (SetPolicy), nested ones flattened:
+	// the ACL and TierAcl rules of its endpoints may name them.
+	Sets *api.IPSets
 }
 
 // Endpoint is an attached endpoint as drivers see it.
@@ -42,10 +45,12 @@ type Endpoint struct {
 	Routes []api.RouteSpec
 	// LowMetric (EnableLowInterfaceMetric) gives its default routes
 	// metric N for ethN instead of 100+N.
-	LowMetric   bool
-	DisableICC  bool
-	Mappings    []api.PortMappingSpec
-	ACLs        []api.ACLSpec
+	LowMetric  bool
+	DisableICC bool
+	Mappings   []api.PortMappingSpec
+	ACLs       []api.ACLSpec
+	// Tiers are its TierAcl policies, judged before ACLs.
+	Tiers       []api.TierSpec
 	OutboundNAT *api.OutboundNATSpec
 	// Quarantine says its stored policies could not be read: it is cut
 	// off (its firewall admits nothing) rather than let through.

@@ -21,6 +21,11 @@ import (
 type Profile struct {
 	Default bool
 	Rules   []api.ACLSpec // sorted: lower priority first, Block before Allow on a tie, then in the given order
+	// Tiers are the endpoint's TierAcl tiers of each direction, judged
+	// before Rules (see tiers.go).
+	Tiers map[api.ACLDirection][]api.TierSpec
+	// Sets are the IP sets the rules may name (RemoteSets).
+	Sets SetScope
 }
 
 // NewProfile merges network-wide and endpoint rules into a profile.
@@ -64,33 +69,67 @@ var defaultInProtocols = []uint8{api.ProtoICMP, api.ProtoIGMP, api.ProtoTCP, api
 // compiles to: the tests check one against the other, and the service uses
 // it to end the flows a policy change denies.
 func (p Profile) Admits(pkt Packet) bool {
+	if v, decided := p.judgeTiers(pkt); decided {
+		return v
+	}
 	if p.Default {
-		if pkt.Dir == api.ACLOut {
-			return true
-		}
-		for _, proto := range defaultInProtocols {
-			if pkt.Proto == proto {
-				return true
-			}
-		}
-		return false
+		return defaultAdmits(pkt)
 	}
 	for _, r := range p.Rules {
-		if r.Direction == pkt.Dir && ruleMatches(r, pkt) {
+		if r.Direction == pkt.Dir && p.Sets.matches(r, pkt) {
 			return r.Action == api.ACLAllow
 		}
 	}
 	return false
 }
 
+// defaultAdmits is the verdict of the firewall defaults.
+func defaultAdmits(pkt Packet) bool {
+	if pkt.Dir == api.ACLOut {
+		return true
+	}
+	for _, proto := range defaultInProtocols {
+		if pkt.Proto == proto {
+			return true
+		}
+	}
+	return false
+}
+
+// matches reports whether rule r matches pkt, its set references read
+// from s.
+func (s SetScope) matches(r api.ACLSpec, pkt Packet) bool {
+	if !ruleMatches(r, pkt) {
+		return false
+	}
+	if r.RemoteSets == nil {
+		return true
+	}
+	if r.Remote != nil && inPrefixes(r.Remote, pkt.Remote) {
+		return true
+	}
+	for _, id := range r.RemoteSets {
+		if m := s.Members[id]; len(m) > 0 && inPrefixes(m, pkt.Remote) {
+			return true
+		}
+	}
+	return false
+}
+
+// ruleMatches reports whether r matches pkt, its set references aside
+// (see SetScope.matches).
 func ruleMatches(r api.ACLSpec, pkt Packet) bool {
+	remote := r.Remote
+	if r.RemoteSets != nil {
+		remote = nil // judged by SetScope.matches
+	}
 	if r.Protocols != nil && !containsProto(r.Protocols, pkt.Proto) {
 		return false
 	}
 	if (r.LocalPorts != nil || r.RemotePorts != nil) && pkt.Proto != api.ProtoTCP && pkt.Proto != api.ProtoUDP {
 		return false
 	}
-	return inPrefixes(r.Local, pkt.Local) && inPrefixes(r.Remote, pkt.Remote) &&
+	return inPrefixes(r.Local, pkt.Local) && inPrefixes(remote, pkt.Remote) &&
 		inPorts(r.LocalPorts, pkt.LocalPort) && inPorts(r.RemotePorts, pkt.RemotePort)
 }
 
@@ -141,7 +180,13 @@ func (p Profile) chainName(dir api.ACLDirection) string {
 		if r.Direction == dir {
 			// Everything the chain shows of a rule, its Id too (in the
 			// comments): one name, one content.
-			fmt.Fprintf(h, "%s|%v|%v|%v|%v|%v|%d|%q\n", r.Action, r.Protocols, r.Local, r.Remote, r.LocalPorts, r.RemotePorts, r.Priority, r.ID)
+			fmt.Fprintf(h, "%s|%v|%v|%v|%v|%v|%d|%q", r.Action, r.Protocols, r.Local, r.Remote, r.LocalPorts, r.RemotePorts, r.Priority, r.ID)
+			if r.RemoteSets != nil {
+				// Only then: rules without sets keep the names they had
+				// before sets existed (no chain churn on an upgrade).
+				fmt.Fprintf(h, "|%v", p.Sets.names(r.RemoteSets))
+			}
+			fmt.Fprintln(h)
 		}
 	}
 	return "acl_" + strings.ToLower(string(dir)) + "_" + hex.EncodeToString(h.Sum(nil))[:12]
@@ -176,7 +221,7 @@ func (p Profile) chain(dir api.ACLDirection) *nftmodel.Chain {
 			continue
 		}
 		n++
-		lowered := lowerACL(r)
+		lowered := lowerACL(r, aclVerdict(r.Action), p.Sets)
 		for i, exprs := range lowered {
 			comment := fmt.Sprintf("%s %d: %s priority %d", dir, n, r.Action, r.Priority)
 			if r.ID != "" {
@@ -196,25 +241,28 @@ func (p Profile) chain(dir api.ACLDirection) *nftmodel.Chain {
 // before its lists go into anonymous sets instead.
 const maxExpansion = 32
 
-// lowerACL turns one rule into nft rules: one, or one per address family
-// when its addresses name both; none when it can never match (its local
-// addresses are of one family and its remote ones of the other). Lists
-// (protocols, addresses, ports) expand into one rule per combination of
-// single values, compared directly; only large lists use anonymous sets.
-// Anonymous sets cost the kernel dearly at scale: it names each one by
-// scanning the table's sets, so a table with thousands of them makes every
-// commit slow.
-func lowerACL(r api.ACLSpec) [][]nftmodel.Expr {
+// lowerACL turns one rule into nft rules ending in verdict: one, or one
+// per address family when its addresses name both; none when it can never
+// match (its local addresses are of one family and its remote ones of the
+// other). Lists (protocols, addresses, ports) expand into one rule per
+// combination of single values, compared directly; only large lists use
+// anonymous sets. Anonymous sets cost the kernel dearly at scale: it names
+// each one by scanning the table's sets, so a table with thousands of them
+// makes every commit slow. Each IP set the rule names (RemoteSets) adds
+// one rule per family that looks the remote address up in the set, named
+// after sets: a change of the set's members changes its elements, never
+// these rules.
+func lowerACL(r api.ACLSpec, verdict nftmodel.Expr, sets SetScope) [][]nftmodel.Expr {
 	local4, local6 := splitFamilies(r.Local)
 	remote4, remote6 := splitFamilies(r.Remote)
 	families := []struct {
 		v6            bool
 		local, remote []netip.Prefix
 	}{{false, local4, remote4}, {true, local6, remote6}}
-	anyAddr := r.Local == nil && r.Remote == nil
+	anyAddr := r.Local == nil && r.Remote == nil && r.RemoteSets == nil
 	var out [][]nftmodel.Expr
 	for _, f := range families {
-		if !anyAddr && ((r.Local != nil && f.local == nil) || (r.Remote != nil && f.remote == nil)) {
+		if !anyAddr && r.Local != nil && f.local == nil {
 			continue
 		}
 		// Each dimension is the list of values a field may take.
@@ -234,50 +282,40 @@ func lowerACL(r api.ACLSpec) [][]nftmodel.Expr {
 		if f.local != nil {
 			dims = append(dims, dimension{localAddr, prefixText(f.local)})
 		}
-		if f.remote != nil {
-			dims = append(dims, dimension{remoteAddr, prefixText(f.remote)})
-		}
+		var ports []dimension // after the remote address, if any
 		localPort, remotePort := nftmodel.THDport(), nftmodel.THSport()
 		if r.Direction == api.ACLOut {
 			localPort, remotePort = remotePort, localPort
 		}
 		if r.LocalPorts != nil {
-			dims = append(dims, dimension{localPort, portText(r.LocalPorts)})
+			ports = append(ports, dimension{localPort, portText(r.LocalPorts)})
 		}
 		if r.RemotePorts != nil {
-			dims = append(dims, dimension{remotePort, portText(r.RemotePorts)})
+			ports = append(ports, dimension{remotePort, portText(r.RemotePorts)})
 		}
-		verdict := nftmodel.Expr(nftmodel.Drop())
-		if r.Action == api.ACLAllow {
-			verdict = nftmodel.Return()
+		// The ways the remote address may match: any, its prefixes, each
+		// set it names.
+		var remotes [][]nftmodel.Expr
+		switch {
+		case r.Remote == nil && r.RemoteSets == nil:
+			remotes = [][]nftmodel.Expr{nil}
+		case f.remote != nil:
+			remotes = append(remotes, nil)
 		}
-		total := 1
-		for _, d := range dims {
-			total *= len(d.values)
+		for _, id := range r.RemoteSets {
+			remotes = append(remotes, []nftmodel.Expr{remoteAddr.InSet(sets.name(id, f.v6))})
 		}
-		if total > maxExpansion {
-			var exprs []nftmodel.Expr
-			for _, d := range dims {
-				if len(d.values) == 1 {
-					exprs = append(exprs, d.field.Eq(d.values[0]))
-				} else {
-					exprs = append(exprs, d.field.InAnon(d.values...))
-				}
+		for _, remote := range remotes {
+			all := append([]dimension(nil), dims...)
+			if remote == nil && f.remote != nil {
+				all = append(all, dimension{remoteAddr, prefixText(f.remote)})
 			}
-			out = append(out, append(exprs, verdict))
-		} else {
-			combos := [][]nftmodel.Expr{nil}
-			for _, d := range dims {
-				var next [][]nftmodel.Expr
-				for _, c := range combos {
-					for _, v := range d.values {
-						next = append(next, append(append([]nftmodel.Expr(nil), c...), d.field.Eq(v)))
-					}
-				}
-				combos = next
-			}
-			for _, c := range combos {
-				out = append(out, append(c, verdict))
+			all = append(all, ports...)
+			for _, exprs := range expand(all, func(d dimension) (nftmodel.Field, []string) { return d.field, d.values }) {
+				// The set lookup goes before the verdict, after the
+				// cheaper comparisons.
+				exprs = append(exprs, remote...)
+				out = append(out, append(exprs, verdict))
 			}
 		}
 		if anyAddr {
@@ -285,6 +323,50 @@ func lowerACL(r api.ACLSpec) [][]nftmodel.Expr {
 		}
 	}
 	return out
+}
+
+// expand returns the matches of dims: one list per combination of single
+// values when there are at most maxExpansion, else one list that looks
+// lists up in anonymous sets.
+func expand[D any](dims []D, of func(D) (nftmodel.Field, []string)) [][]nftmodel.Expr {
+	total := 1
+	for _, d := range dims {
+		_, values := of(d)
+		total *= len(values)
+	}
+	if total > maxExpansion {
+		var exprs []nftmodel.Expr
+		for _, d := range dims {
+			field, values := of(d)
+			if len(values) == 1 {
+				exprs = append(exprs, field.Eq(values[0]))
+			} else {
+				exprs = append(exprs, field.InAnon(values...))
+			}
+		}
+		return [][]nftmodel.Expr{exprs}
+	}
+	combos := [][]nftmodel.Expr{nil}
+	for _, d := range dims {
+		field, values := of(d)
+		var next [][]nftmodel.Expr
+		for _, c := range combos {
+			for _, v := range values {
+				next = append(next, append(append([]nftmodel.Expr(nil), c...), field.Eq(v)))
+			}
+		}
+		combos = next
+	}
+	return combos
+}
+
+// aclVerdict is what an ACL rule's action does in a profile chain: Allow
+// returns (lets the packet on), Block drops.
+func aclVerdict(a api.ACLAction) nftmodel.Expr {
+	if a == api.ACLAllow {
+		return nftmodel.Return()
+	}
+	return nftmodel.Drop()
 }
 
 // addrFields returns the fields of the endpoint's own address and of the

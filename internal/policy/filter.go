@@ -90,22 +90,30 @@ func (h HookPoint) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quaran
 	return h.filter(addrs, profileOf(network, own, quarantine), func(m string) string { return m })
 }
 
-// filter returns the chains of profile p and the elements of the maps
-// (named by mapName after the shared map names) that send addrs to them.
-// A profile of the firewall defaults lets everything out: it needs no Out
-// chain.
+// FilterProfile returns what filters one endpoint with profile p (see
+// NewTieredProfile; Quarantine for one whose policies cannot be read).
+func (h HookPoint) FilterProfile(addrs []netip.Addr, p Profile) []netmodel.Object {
+	return h.filter(addrs, p, func(m string) string { return m })
+}
+
+// filter returns the chains of profile p, the declarations of the IP sets
+// its rules name, and the elements of the maps (named by mapName after the
+// shared map names) that send addrs to them. A profile of the firewall
+// defaults lets everything out: without Out tiers, it needs no Out chain.
 func (h HookPoint) filter(addrs []netip.Addr, p Profile, mapName func(string) string) []netmodel.Object {
-	in := p.chain(api.ACLIn)
-	out := []netmodel.Object{h.chain(in)}
-	var outChain *nftmodel.Chain
-	if !p.Default {
-		outChain = p.chain(api.ACLOut)
-		out = append(out, h.chain(outChain))
+	var out []netmodel.Object
+	inEntry, inChains := p.chains(api.ACLIn)
+	outEntry, outChains := p.chains(api.ACLOut)
+	for _, c := range append(inChains, outChains...) {
+		out = append(out, h.chain(c))
 	}
+	out = append(out, h.referencedSets(p)...)
 	for _, a := range addrs {
-		out = append(out, h.element(mapName(pick(a, MapACLIn4, MapACLIn6)), a.String(), "jump "+in.Name))
-		if outChain != nil {
-			out = append(out, h.element(mapName(pick(a, MapACLOut4, MapACLOut6)), a.String(), "jump "+outChain.Name))
+		if inEntry != "" {
+			out = append(out, h.element(mapName(pick(a, MapACLIn4, MapACLIn6)), a.String(), "jump "+inEntry))
+		}
+		if outEntry != "" {
+			out = append(out, h.element(mapName(pick(a, MapACLOut4, MapACLOut6)), a.String(), "jump "+outEntry))
 		}
 	}
 	return out
@@ -126,6 +134,9 @@ func Admission(network, own []api.ACLSpec, quarantine bool) netmodel.Admission {
 	return admission{profileOf(network, own, quarantine)}
 }
 
+// AdmissionOf returns profile p as the reconciler's flow guard wants it.
+func AdmissionOf(p Profile) netmodel.Admission { return admission{p} }
+
 type admission struct{ p Profile }
 
 func (a admission) Admits(pkt netmodel.FlowPacket) bool {
@@ -137,7 +148,12 @@ func (a admission) Admits(pkt netmodel.FlowPacket) bool {
 }
 
 func (a admission) String() string {
-	return a.p.chainName(api.ACLIn) + "/" + a.p.chainName(api.ACLOut)
+	in, _ := a.p.chains(api.ACLIn)
+	out, _ := a.p.chains(api.ACLOut)
+	if out == "" {
+		out = a.p.chainName(api.ACLOut)
+	}
+	return in + "/" + out
 }
 
 // AntiSpoof is the bridge table that holds every endpoint to its own MAC

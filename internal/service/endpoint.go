@@ -99,6 +99,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 		if err := checkEndpointPolicies("invalid endpoint", drv, ep.Policies); err != nil {
 			return err
 		}
+		if err := checkSetReferences("invalid endpoint", pn, ep.Policies); err != nil {
+			return err
+		}
 		ep.HostInterfaceName = drv.EndpointDevice(ep.ID)
 		if err := claimName(tx, "endpoint", ep.Name, ep.ID); err != nil {
 			return err
@@ -438,7 +441,9 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 		if err != nil {
 			return err
 		}
-		if err := s.checkPoliciesOfNetwork(tx, rec.Doc.HostComputeNetwork, pr.Policies); err != nil {
+		// A Remove may name a set the network no longer has: the rule
+		// that names it is on its way out.
+		if err := s.checkPoliciesOfNetwork(tx, rec.Doc.HostComputeNetwork, pr.Policies, req.RequestType != api.RequestRemove); err != nil {
 			return err
 		}
 		if err := m.touch(netmodel.EndpointOwner(rec.Doc.ID)); err != nil {
@@ -470,8 +475,9 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 }
 
 // checkPoliciesOfNetwork refuses policies that the type of network netID
-// does not take on its endpoints.
-func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []api.Policy) error {
+// does not take on its endpoints and, when sets is set, rules that name an
+// IP set the network does not have.
+func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []api.Policy, sets bool) error {
 	var nrec networkRecord
 	if err := store.GetJSON(tx, store.Networks, netID, &nrec); err != nil {
 		return nil // the endpoint's network is gone: nothing to check against
@@ -484,7 +490,13 @@ func (s *Service) checkPoliciesOfNetwork(tx store.Tx, netID string, policies []a
 	if err != nil {
 		return nil
 	}
-	return checkEndpointPolicies("invalid endpoint modify request", drv, policies)
+	if err := checkEndpointPolicies("invalid endpoint modify request", drv, policies); err != nil {
+		return err
+	}
+	if !sets {
+		return nil
+	}
+	return checkSetReferences("invalid endpoint modify request", pn, policies)
 }
 
 // endpointPoliciesOf parses a stored endpoint's policies (none when they do

@@ -31,7 +31,8 @@ func (s *Service) driverFor(pn *parsedNetwork) (driver.Driver, error) {
 // driverEndpoint.
 func driverNetwork(pn *parsedNetwork) (*driver.Network, bool) {
 	acls, err := api.ParseNetworkACLs("stored network "+pn.doc.ID, pn.doc.Policies)
-	return &driver.Network{ID: pn.doc.ID, Name: pn.doc.Name, Spec: pn.spec, ACLs: acls}, err == nil
+	sets, setsErr := pn.ipSets()
+	return &driver.Network{ID: pn.doc.ID, Name: pn.doc.Name, Spec: pn.spec, ACLs: acls, Sets: sets}, err == nil && setsErr == nil
 }
 
 // networkUnit plans a network.
@@ -119,7 +120,7 @@ func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *api.EndpointPo
 		return de, nil
 	}
 	de.Routes = append(de.Routes, ps.Routes...)
-	de.Mappings, de.ACLs, de.OutboundNAT = ps.Mappings, ps.ACLs, ps.OutboundNAT
+	de.Mappings, de.ACLs, de.OutboundNAT, de.Tiers = ps.Mappings, ps.ACLs, ps.OutboundNAT, ps.Tiers
 	return de, nil
 }
 

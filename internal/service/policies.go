@@ -62,3 +62,23 @@ func dropPorts(tx store.Tx, ms []api.PortMappingSpec) error {
 	}
 	return nil
 }
+
+// checkSetPolicies validates a network's IP sets (SetPolicy): only the
+// network types whose endpoints are filtered in hostnet's inet table
+// (NAT, L2Bridge) hold them.
+func checkSetPolicies(spec *api.NetworkSpec) error {
+	if spec.Sets != nil && len(spec.Sets.List) > 0 && spec.Type != api.NAT && spec.Type != api.L2Bridge {
+		return api.Unsupported("invalid network: field Policies: SetPolicy applies to NAT and L2Bridge networks, not %s", spec.Type)
+	}
+	return nil
+}
+
+// checkSetReferences refuses endpoint policies whose rules name an IP set
+// that network pn does not have.
+func checkSetReferences(owner string, pn *parsedNetwork, policies []api.Policy) error {
+	sets, err := pn.ipSets()
+	if err != nil {
+		sets = nil // a network whose sets do not parse has none to name
+	}
+	return api.CheckSetReferences(owner, policies, sets)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/netip"
+	"sync"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/ipam"
@@ -153,6 +154,18 @@ func listAll(tx store.Tx) (nets []networkRecord, eps []endpointRecord, nss []nam
 type parsedNetwork struct {
 	doc  *api.Network
 	spec *api.NetworkSpec
+	// sets caches the network's parsed IP sets (see ipSets): a network
+	// and each of its endpoints plan from them, and a set may hold tens of
+	// thousands of members.
+	setsOnce sync.Once
+	sets     *api.IPSets
+	setsErr  error
+}
+
+// ipSets returns the network's IP sets (SetPolicy), parsed once.
+func (p *parsedNetwork) ipSets() (*api.IPSets, error) {
+	p.setsOnce.Do(func() { p.sets, p.setsErr = api.ParseSetPolicies("stored network "+p.doc.ID, p.doc.Policies) })
+	return p.sets, p.setsErr
 }
 
 func parseStored(n *api.Network) (*parsedNetwork, error) {
@@ -192,6 +205,14 @@ func endpointAddrs(e *api.Endpoint) []netip.Prefix {
 // settings in canonical JSON (key order and spacing do not matter).
 // Settings that are not JSON keep their bytes.
 func policyKey(p api.Policy) string {
+	if p.Type == api.SetPolicy {
+		// A set is its Id: Add of a known Id and Update replace its
+		// members, Remove needs only the Id.
+		var s struct{ Id string }
+		if json.Unmarshal(orEmpty(p.Settings), &s) == nil && s.Id != "" {
+			return string(p.Type) + "\x00id:" + s.Id
+		}
+	}
 	var v any
 	if err := json.Unmarshal(orEmpty(p.Settings), &v); err != nil {
 		return string(p.Type) + "\x00raw:" + string(p.Settings)
@@ -212,8 +233,35 @@ func orEmpty(b json.RawMessage) json.RawMessage {
 // no error, so a retried request is harmless), Update replaces all policies
 // of the types it carries, Refresh changes nothing. Each policy is decoded
 // once: the cost is linear in the number of policies.
+//
+// A SetPolicy is keyed by its Id (see policyKey): Add and Update of a set
+// the list has replace it in place (its members change, its index does
+// not), and Update leaves the network's other sets alone.
 func modifyPolicies(cur []api.Policy, req api.RequestType, in []api.Policy) []api.Policy {
 	out := append([]api.Policy(nil), cur...)
+	if req == api.RequestAdd || req == api.RequestUpdate {
+		at := map[string]int{}
+		for i, q := range out {
+			if q.Type == api.SetPolicy {
+				at[policyKey(q)] = i
+			}
+		}
+		var rest []api.Policy
+		for _, p := range in {
+			if p.Type != api.SetPolicy {
+				rest = append(rest, p)
+				continue
+			}
+			k := policyKey(p)
+			if i, ok := at[k]; ok {
+				out[i] = p
+				continue
+			}
+			at[k] = len(out)
+			out = append(out, p)
+		}
+		in = rest
+	}
 	switch req {
 	case api.RequestAdd:
 		have := make(map[string]bool, len(out)+len(in))

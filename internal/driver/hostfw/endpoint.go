@@ -33,6 +33,13 @@ func Bridge(br string) []netmodel.Object {
 	return []netmodel.Object{El(SetBridges, br), El(SetIntraBridge, br+" . "+br)}
 }
 
+// Network returns what the firewall holds of a network beyond its
+// bridge: its IP sets (SetPolicy), which its endpoints' rules name. A
+// change of a set's members changes these elements only.
+func Network(n *driver.Network) []netmodel.Object {
+	return Filtering.IPSets(n.ID, n.Sets)
+}
+
 // Masquerade returns the element that makes traffic from p leave behind
 // the host's address.
 func Masquerade(p netip.Prefix) netmodel.Object {
@@ -50,7 +57,11 @@ func Endpoint(n *driver.Network, ep *driver.Endpoint, port string) ([]netmodel.O
 		addrs = append(addrs, a.Addr())
 	}
 	out := publish(ep, addrs)
-	out = append(out, Filtering.Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
+	profile := policy.Quarantine()
+	if !ep.Quarantine {
+		profile = policy.NewTieredProfile(n.ACLs, ep.ACLs, ep.Tiers, policy.ScopeOf(n.ID, n.Sets))
+	}
+	out = append(out, Filtering.FilterProfile(addrs, profile)...)
 	for _, a := range addrs {
 		if ep.DisableICC {
 			for _, sub := range n.Spec.Subnets {
@@ -71,7 +82,7 @@ func Endpoint(n *driver.Network, ep *driver.Endpoint, port string) ([]netmodel.O
 		}
 	}
 	out = append(out, AntiSpoof.Port(port, ep.MAC, addrs)...)
-	guard := &netmodel.FlowGuard{Addrs: addrs, Admit: policy.Admission(n.ACLs, ep.ACLs, ep.Quarantine)}
+	guard := &netmodel.FlowGuard{Addrs: addrs, Admit: policy.AdmissionOf(profile)}
 	for _, m := range ep.Mappings {
 		guard.Published = append(guard.Published, netmodel.PublishedPort{Proto: m.Protocol, ExternalPort: m.ExternalPort, InternalPort: m.InternalPort})
 	}

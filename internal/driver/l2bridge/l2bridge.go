@@ -107,6 +107,7 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 	}
 	u.Objects = append(u.Objects, hostfw.Tables()...)
 	u.Objects = append(u.Objects, hostfw.Bridge(br)...)
+	u.Objects = append(u.Objects, hostfw.Network(n)...)
 	u.Objects = append(u.Objects, hostfw.El(hostfw.SetRouted, br))
 	return u
 }

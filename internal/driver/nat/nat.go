@@ -96,6 +96,7 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 	}
 	u.Objects = append(u.Objects, hostfw.Tables()...)
 	u.Objects = append(u.Objects, hostfw.Bridge(br)...)
+	u.Objects = append(u.Objects, hostfw.Network(n)...)
 	u.Objects = append(u.Objects, hostfw.El(hostfw.SetNATBridges, br))
 	for _, p := range n.Spec.Subnets {
 		u.Objects = append(u.Objects, hostfw.Masquerade(p.Prefix))
