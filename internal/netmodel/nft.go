@@ -68,8 +68,10 @@ type NftElement struct {
 	Value  string // maps only
 }
 
+// Key is built by concatenation: a plan holds an element per member of
+// every IP set, so this runs tens of thousands of times a change.
 func (e NftElement) Key() Key {
-	return Key{Kind: KindNftElement, ID: fmt.Sprintf("%s %s %s { %s }", e.Family, e.Table, e.Set, e.Elem)}
+	return Key{Kind: KindNftElement, ID: e.Family.String() + " " + e.Table + " " + e.Set + " { " + e.Elem + " }"}
 }
 
 func (e NftElement) String() string {
