@@ -54,9 +54,11 @@ func (h *Linux) Apply(ctx context.Context, ensure, remove []netmodel.Object) err
 	for _, t := range objectsOf[netmodel.TC](add, netmodel.KindTC) {
 		fail.add(t.Key(), fmt.Errorf("tc attachments are not supported by this build yet"))
 	}
+	h.ensureShapers(add, fail)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	h.removeShapers(del, fail)
 	h.removeObjects(del, fail)
 	return fail.err()
 }

@@ -47,6 +47,8 @@ type Endpoint struct {
 	Mappings    []api.PortMappingSpec
 	ACLs        []api.ACLSpec
 	OutboundNAT *api.OutboundNATSpec
+	// QoS caps its bandwidth (nil: no cap); see Shaping.
+	QoS *api.QoSSpec
 	// Quarantine says its stored policies could not be read: it is cut
 	// off (its firewall admits nothing) rather than let through.
 	Quarantine bool

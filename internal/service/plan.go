@@ -120,6 +120,9 @@ func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *endpointPolici
 	}
 	de.Routes = append(de.Routes, ps.routes...)
 	de.Mappings, de.ACLs, de.OutboundNAT = ps.mappings, ps.acls, ps.obnat
+	if ps.qos != nil && ps.qos.Any() {
+		de.QoS = ps.qos
+	}
 	return de, nil
 }
 

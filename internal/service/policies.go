@@ -14,6 +14,7 @@ type endpointPolicies struct {
 	mappings []api.PortMappingSpec
 	acls     []api.ACLSpec
 	obnat    *api.OutboundNATSpec
+	qos      *api.QoSSpec
 }
 
 // parseEndpointPolicies validates an endpoint's policies (their types
@@ -58,6 +59,15 @@ func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, er
 				return nil, err
 			}
 			out.obnat = &o
+		case api.QOS:
+			if out.qos != nil {
+				return nil, api.Invalid(api.CodeInvalidPolicy, "%s: field Policies[%d]: an endpoint has at most one QOS policy", owner, i)
+			}
+			q, err := api.ParseQoS(owner, i, p)
+			if err != nil {
+				return nil, err
+			}
+			out.qos = &q
 		}
 	}
 	return out, nil

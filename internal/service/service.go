@@ -102,7 +102,7 @@ func (s *Service) Close() {
 // Supported endpoint and network policy types: those this build realises.
 // A policy of another known type is refused as unsupported, never dropped.
 var (
-	supportedEndpointPolicies = []api.PolicyType{api.PortMapping, api.ACL, api.OutBoundNAT, api.SDNRoute}
+	supportedEndpointPolicies = []api.PolicyType{api.PortMapping, api.ACL, api.OutBoundNAT, api.SDNRoute, api.QOS}
 	supportedNetworkPolicies  = []api.PolicyType{api.NetworkACL, api.NetAdapterName}
 	supportedSubnetPolicies   = []api.PolicyType{}
 )
