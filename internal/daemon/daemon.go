@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 // prefixes, its namespaces' directories and its nftables tables.
 func (cfg Config) openHost() (*dataplane.Linux, error) {
 	return dataplane.OpenLinux(cfg.HostNetns, dataplane.HostConfig{
-		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
+		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix, driver.IFBPrefix},
 		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
 		NetnsLinkDir: cfg.NetnsLinkDir,
 		Tables:       []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}},
