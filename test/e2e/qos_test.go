@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/hostnet/hostnet/api"
+	"github.com/hostnet/hostnet/internal/cni"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/testutil"
 	"github.com/vishvananda/netlink"
 )
 
@@ -331,5 +334,56 @@ func TestQoSRefused(t *testing.T) {
 	}
 	if s := e.shaping(t); s != "" {
 		t.Errorf("shaping after refusals:\n%s", s)
+	}
+}
+
+// The CNI bandwidth capability (bits per second, as the reference
+// bandwidth plugin takes it) shapes both ways: what the container
+// receives, here from the outside through a published port, on the
+// egress of its host-side port; what it sends through its ifb device.
+// DEL leaves nothing of it.
+func TestCNIBandwidth(t *testing.T) {
+	e := NewEnv(t)
+	const ingress, egress = 6_000_000, 3_000_000 // bytes per second
+	b, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "shaped", "plugins": []map[string]any{{
+		"type": "hostnet-cni", "socket": e.Socket, "network": "pods",
+		"networkDefinition": map[string]any{"type": "NAT", "subnet": "10.99.0.0/24", "gateway": "10.99.0.1"},
+		"capabilities":      map[string]bool{"portMappings": true, "bandwidth": true},
+	}}})
+	list, err := libcni.ConfListFromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, _ := testutil.NewNS(t, "c")
+	rt := &libcni.RuntimeConf{ContainerID: "shaped", NetNS: path, IfName: "eth0", CapabilityArgs: map[string]any{
+		"portMappings": []map[string]any{{"hostPort": 8201, "containerPort": 5201, "protocol": "tcp"}},
+		"bandwidth":    map[string]any{"ingressRate": 8 * ingress, "ingressBurst": 8 * 128 << 10, "egressRate": 8 * egress, "egressBurst": 8 * 64 << 10},
+	}}
+	cfg := e.libcni()
+	if _, err := cfg.AddNetworkList(ctx, list, rt); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	ep, err := e.Client().GetEndpoint(ctx, cni.EndpointName("shaped", rt.ContainerID, "eth0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("policies: %s", mustJSON(ep.Policies))
+	t.Logf("shaping:\n%s", e.shaping(t))
+	nearCap(t, "the outside to the container (ingress)",
+		measureRate(t, e.ExtNS, path, ":5201", fmt.Sprintf("%s:8201", hostAddr), qosWindow), ingress)
+	nearCap(t, "the container to the outside (egress)",
+		measureRate(t, path, e.ExtNS, ":5202", extAddr+":5202", qosWindow), egress)
+	if err := cfg.CheckNetworkList(ctx, list, rt); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	if err := cfg.DelNetworkList(ctx, list, rt); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s := e.shaping(t); s != ""; s = e.shaping(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("left after DEL:\n%s", s)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
