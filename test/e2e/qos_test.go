@@ -387,3 +387,30 @@ func TestCNIBandwidth(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// QOS on the L2 types: an L2Bridge endpoint is shaped both ways on its
+// veth's host side, as on NAT (measured against the segment's router);
+// a Transparent endpoint, a macvlan with no device of its own in the
+// host namespace, is refused the policy with a 400 that says why.
+func TestQoSOnL2(t *testing.T) {
+	seg := newSegment(t, 1)
+	h := seg.hosts[0]
+	c := h.Client()
+	const out, in = 3_000_000, 5_000_000
+	policy := qosPolicy(fmt.Sprintf(`{"MaximumOutgoingBandwidthInBytes":%d,"MaximumIncomingBandwidthInBytes":%d}`, out, in))
+	req, _ := json.Marshal(api.PolicyRequest{Policies: []api.Policy{policy}})
+
+	bridged := h.l2Network(t, api.L2Bridge, "l2b", segA, "192.0.2.128/26", routerA)
+	a := h.AttachNew(bridged.ID, "a")
+	if _, err := c.ModifyEndpoint(ctx, a.Endpoint.ID, &api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd, Settings: req}); err != nil {
+		t.Fatal(err)
+	}
+	nearCap(t, "L2Bridge endpoint to the router", measureRate(t, a.Namespace.NetNamespacePath, seg.router, routerA+":5201", routerA+":5201", qosWindow), out)
+	nearCap(t, "the router to the L2Bridge endpoint", measureRate(t, seg.router, a.Namespace.NetNamespacePath, ":5202", a.Addr.String()+":5202", qosWindow), in)
+
+	transparent := h.l2Network(t, api.Transparent, "l2t", segB, "198.18.0.128/26", routerB)
+	_, err := c.CreateEndpoint(ctx, &api.Endpoint{Name: "t", HostComputeNetwork: transparent.ID, Policies: []api.Policy{policy}})
+	if api.CodeOf(err) != api.CodeInvalidPolicy || !strings.Contains(err.Error(), "Policies[0]") || !strings.Contains(err.Error(), "QOS does not apply") {
+		t.Errorf("QOS on a Transparent endpoint: %v", err)
+	}
+}

@@ -31,11 +31,11 @@ func TestPlanQoS(t *testing.T) {
 	} {
 		b.WriteString("# " + c.name + "\n")
 		for _, o := range New().PlanEndpoint(n, ep(c.qos), driver.HostFacts{}).Objects {
-			switch o.(type) {
+			switch o := o.(type) {
 			case netmodel.Shaper:
 				b.WriteString(o.String() + "\n")
 			case netmodel.Link:
-				if o.(netmodel.Link).Kind == netmodel.LinkIFB {
+				if o.Kind == netmodel.LinkIFB {
 					b.WriteString(o.String() + "\n")
 				}
 			}
