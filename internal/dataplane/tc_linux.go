@@ -30,7 +30,7 @@ func (h *Linux) ensureShapers(p *plan, fail failures) {
 		if _, failed := fail[s.Key()]; failed {
 			continue
 		}
-		fail.add(s.Key(), h.withHandle(s.NS, func(nh *netlink.Handle) error { return ensureShaper(nh, s) }))
+		fail.add(s.Key(), h.withHandle(s.NS, func(nh *netlink.Handle) error { return ensureShaper(nh, s, h.noteOwnTC) }))
 	}
 }
 
@@ -38,7 +38,7 @@ func (h *Linux) ensureShapers(p *plan, fail failures) {
 // redirect to an ifb device that is gone would drop what it redirects).
 func (h *Linux) removeShapers(p *plan, fail failures) {
 	for _, s := range objectsOf[netmodel.Shaper](p, netmodel.KindTC) {
-		fail.add(s.Key(), ignoreGone(h.withHandle(s.NS, func(nh *netlink.Handle) error { return removeShaper(nh, s) })))
+		fail.add(s.Key(), ignoreGone(h.withHandle(s.NS, func(nh *netlink.Handle) error { return removeShaper(nh, s, h.noteOwnTC) })))
 	}
 }
 
@@ -61,8 +61,9 @@ func burstOf(t *netlink.Tbf) uint64 {
 
 // ensureShaper makes s so: `tc qdisc replace` changes a token bucket's
 // parameters in place (no packet of the link is lost, the link stays
-// up); an ingress redirect found wrong is made again.
-func ensureShaper(nh *netlink.Handle, s netmodel.Shaper) error {
+// up); an ingress redirect found wrong is made again. own is told of the
+// devices whose qdiscs it deletes.
+func ensureShaper(nh *netlink.Handle, s netmodel.Shaper, own func(index int)) error {
 	link, err := nh.LinkByName(s.Link)
 	if err != nil {
 		return fmt.Errorf("shaper on %s: %w", s.Link, err)
@@ -91,6 +92,7 @@ func ensureShaper(nh *netlink.Handle, s netmodel.Shaper) error {
 	}
 	if to != 0 {
 		// Another redirect (or a stray filter): start the ingress over.
+		own(link.Attrs().Index)
 		if err := nh.QdiscDel(&netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: link.Attrs().Index,
 			Handle: ingressHandle, Parent: netlink.HANDLE_INGRESS}}); err != nil && !isNotFound(err) && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("tc qdisc del dev %s ingress: %w", s.Link, err)
@@ -140,12 +142,13 @@ func redirectOf(nh *netlink.Handle, link netlink.Link) (int, error) {
 
 // removeShaper removes s: the token bucket, and for an ingress shaper
 // the ingress qdisc with its redirect (the ifb device is a link of its
-// own).
-func removeShaper(nh *netlink.Handle, s netmodel.Shaper) error {
+// own). own is told of the devices whose qdiscs it deletes.
+func removeShaper(nh *netlink.Handle, s netmodel.Shaper, own func(index int)) error {
 	link, err := nh.LinkByName(s.Link)
 	if err != nil {
 		return err
 	}
+	own(link.Attrs().Index)
 	if s.Direction == netmodel.TCEgress {
 		return delOurs(nh, link, netlink.HANDLE_ROOT, shaperHandle)
 	}
@@ -153,6 +156,7 @@ func removeShaper(nh *netlink.Handle, s netmodel.Shaper) error {
 		return err
 	}
 	if ifb, err := nh.LinkByName(s.IFB); err == nil {
+		own(ifb.Attrs().Index)
 		return delOurs(nh, ifb, netlink.HANDLE_ROOT, shaperHandle)
 	}
 	return nil

@@ -3,7 +3,9 @@ package dataplane
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/testutil"
@@ -84,15 +86,35 @@ func TestShapersKernel(t *testing.T) {
 	if err != nil || len(filters) != 1 {
 		t.Fatalf("ingress filters of the port: %v, %v", filters, err)
 	}
-	// A deleted token bucket is seen missing.
+	// A deleted token bucket is seen missing, and reported; hostnet's
+	// own deletions are not.
+	changes := make(chan Change, 16)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := h.Watch(wctx, func(c Change) { changes <- c }, func(err error) { t.Logf("watch: %v", err) }); err != nil {
+		t.Fatal(err)
+	}
 	if err := nh.QdiscDel(&netlink.Tbf{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: after.Attrs().Index, Handle: netlink.MakeHandle(netmodel.QdiscHandle, 0), Parent: netlink.HANDLE_ROOT}}); err != nil {
 		t.Fatal(err)
 	}
 	check(shapers(5_000_000, 7_000_000)[1:])
+	select {
+	case c := <-changes:
+		if !strings.Contains(c.Reason, "a shaper of device hnvq was deleted") {
+			t.Errorf("reported: %+v", c)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("a deleted token bucket was not reported")
+	}
 	if err := h.Apply(ctx, nil, shapers(5_000_000, 7_000_000)); err != nil {
 		t.Fatal(err)
 	}
 	check(nil)
+	select {
+	case c := <-changes:
+		t.Errorf("hostnet's own removal reported: %+v", c)
+	case <-time.After(300 * time.Millisecond):
+	}
 	qs, err := nh.QdiscList(after)
 	if err != nil {
 		t.Fatal(err)

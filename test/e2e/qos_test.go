@@ -241,7 +241,7 @@ func (e *Env) waitInSync(t *testing.T, within time.Duration) {
 // restart of the daemon, is put back when someone deletes it, goes with
 // the policy and with the endpoint (its ifb device too).
 func TestQoSOutgoing(t *testing.T) {
-	e := NewEnv(t, "--repair-interval", "2s")
+	e := NewEnv(t, "--repair-interval", "30s") // a deleted bucket is reported: the notification must repair it
 	c := e.Client()
 	const port = 5201
 	ext := fmt.Sprintf("%s:%d", extAddr, port)
