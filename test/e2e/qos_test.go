@@ -149,7 +149,7 @@ func tcpCounters(t *testing.T, path string) [2]int64 {
 func nearCap(t *testing.T, what string, rate, cap float64) {
 	t.Helper()
 	load, _ := os.ReadFile("/proc/loadavg")
-	t.Logf("%s: %.2f MB/s, cap %.2f MB/s (%.1f%%); load %s", what, rate/1e6, cap/1e6, 100*rate/cap, strings.Fields(string(load)+" ?")[0])
+	t.Logf("%s: %.2f MB/s, cap %.2f MB/s (%.1f%%); load %s", what, rate/1e6, cap/1e6, 100*rate/cap, strings.Fields(string(load) + " ?")[0])
 	if math.Abs(rate-cap) > 0.1*cap {
 		t.Errorf("%s: %.2f MB/s, not within 10%% of the cap %.2f MB/s", what, rate/1e6, cap/1e6)
 	}
