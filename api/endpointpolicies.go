@@ -12,7 +12,7 @@ import (
 // ParseNetwork), and the code that enforces it; the service only passes
 // the typed values on.
 var (
-	SupportedEndpointPolicies = []PolicyType{PortMapping, ACL, OutBoundNAT, SDNRoute, TierAcl}
+	SupportedEndpointPolicies = []PolicyType{PortMapping, ACL, OutBoundNAT, SDNRoute, TierAcl, QOS}
 	SupportedNetworkPolicies  = []PolicyType{NetworkACL, NetAdapterName, SetPolicy}
 	SupportedSubnetPolicies   = []PolicyType{}
 )
@@ -24,6 +24,7 @@ type EndpointPolicies struct {
 	ACLs        []ACLSpec
 	Tiers       []TierSpec
 	OutboundNAT *OutboundNATSpec
+	QoS         *QoSSpec
 }
 
 // ParseEndpointPolicies validates an endpoint's policies (their types
@@ -70,6 +71,15 @@ func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error)
 				return nil, err
 			}
 			out.OutboundNAT = &o
+		case QOS:
+			if out.QoS != nil {
+				return nil, Invalid(CodeInvalidPolicy, "%s: field Policies[%d]: an endpoint has at most one QOS policy", owner, i)
+			}
+			q, err := ParseQoS(owner, i, p)
+			if err != nil {
+				return nil, err
+			}
+			out.QoS = &q
 		case TierAcl:
 			t, err := ParseTierAcl(owner, i, p)
 			if err != nil {

@@ -53,9 +53,15 @@ type OutboundNATSettings struct {
 	Flags        uint32   `json:"Flags,omitempty"`
 }
 
-// QOSSettings caps an endpoint's outgoing bandwidth.
+// QOSSettings caps an endpoint's bandwidth, in bytes per second (0:
+// unlimited). MaximumOutgoingBandwidthInBytes is HNS's field; the others
+// are hostnet's own (what the CNI bandwidth capability asks), left out
+// when zero. See ParseQoS.
 type QOSSettings struct {
 	MaximumOutgoingBandwidthInBytes uint64 `json:"MaximumOutgoingBandwidthInBytes"`
+	MaximumIncomingBandwidthInBytes uint64 `json:"MaximumIncomingBandwidthInBytes,omitempty"`
+	OutgoingBurstInBytes            uint64 `json:"OutgoingBurstInBytes,omitempty"`
+	IncomingBurstInBytes            uint64 `json:"IncomingBurstInBytes,omitempty"`
 }
 
 // SDNRouteSettings adds a route to an endpoint.

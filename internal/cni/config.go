@@ -181,8 +181,8 @@ func ParseConfig(stdin []byte) (*Config, error) {
 			return nil, configErr("optionalFlags."+name, "has no meaning on Linux (accepted: %s)", strings.Join(knownFlags(), ", "))
 		}
 	}
-	if len(c.RuntimeConfig.Bandwidth) > 0 && string(c.RuntimeConfig.Bandwidth) != "null" && string(c.RuntimeConfig.Bandwidth) != "{}" {
-		return nil, configErr("runtimeConfig.bandwidth", "hostnet has no traffic shaping yet; chain the bandwidth plugin after hostnet-cni")
+	if _, err := bandwidthPolicy(c.RuntimeConfig.Bandwidth); err != nil {
+		return nil, err
 	}
 	for i, p := range c.RuntimeConfig.PortMappings {
 		if err := checkPortMapping(p); err != nil {
@@ -308,6 +308,9 @@ func (c *Config) endpointRequest(cniArgs string, dualStack bool) (*request, erro
 		r.policies = append(r.policies, portMappingPolicies(p, dualStack)...)
 	}
 	r.policies = append(r.policies, c.Policies...)
+	if p, _ := bandwidthPolicy(c.RuntimeConfig.Bandwidth); p != nil { // checked by ParseConfig
+		r.policies = append(r.policies, *p)
+	}
 	for _, a := range c.AdditionalArgs {
 		p, _ := additionalPolicy(a) // checked by ParseConfig
 		if p != nil {

@@ -69,7 +69,9 @@ func TestParseConfigRefusals(t *testing.T) {
 	for _, c := range []struct{ conf, field string }{
 		{`{"name":"n","ipam":{"type":"host-local","subnet":"10.0.0.0/24"}}`, "ipam.type"},
 		{`{"name":"n","optionalFlags":{"enableLoopbackDSR":true}}`, "optionalFlags.enableLoopbackDSR"},
-		{`{"name":"n","runtimeConfig":{"bandwidth":{"ingressRate":1000}}}`, "runtimeConfig.bandwidth"},
+		{`{"name":"n","runtimeConfig":{"bandwidth":{"ingressRate":1000,"ingressBurst":100000}}}`, "runtimeConfig.bandwidth.ingressRate"},
+		{`{"name":"n","runtimeConfig":{"bandwidth":{"egressBurst":100000}}}`, "runtimeConfig.bandwidth.egressBurst"},
+		{`{"name":"n","runtimeConfig":{"bandwidth":{"egresRate":100000}}}`, "runtimeConfig.bandwidth"},
 		{`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":0,"containerPort":80}]}}`, "runtimeConfig.portMappings[0]"},
 		{`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"sctp"}]}}`, "runtimeConfig.portMappings[0]"},
 		{`{"name":"n","AdditionalArgs":[{"Name":"Other","Value":{}}]}`, "AdditionalArgs[0]"},

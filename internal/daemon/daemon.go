@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 // prefixes, its namespaces' directories and its nftables tables.
 func (cfg Config) openHost() (*dataplane.Linux, error) {
 	return dataplane.OpenLinux(cfg.HostNetns, dataplane.HostConfig{
-		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
+		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix, driver.IFBPrefix},
 		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
 		NetnsLinkDir: cfg.NetnsLinkDir,
 		Tables:       []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}},
@@ -299,13 +299,13 @@ func writeHeapProfile(svc *service.Service) {
 	runtime.KeepAlive(svc)
 }
 
-// orphans lists hostnet's objects in the kernel: its bridges and ports in
+// orphans lists hostnet's objects in the kernel: its bridges, ports and ifb devices in
 // the host namespace, and its nftables tables.
 func orphans(host *dataplane.Linux, fw *nft.Kernel) []string {
 	var out []string
 	names, _ := host.LinkNames(driver.LinkPrefix)
 	for _, name := range names {
-		if strings.HasPrefix(name, driver.BridgePrefix) || strings.HasPrefix(name, driver.PortPrefix) {
+		if strings.HasPrefix(name, driver.BridgePrefix) || strings.HasPrefix(name, driver.PortPrefix) || strings.HasPrefix(name, driver.IFBPrefix) {
 			out = append(out, "device "+name)
 		}
 	}

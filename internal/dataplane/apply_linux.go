@@ -54,9 +54,11 @@ func (h *Linux) Apply(ctx context.Context, ensure, remove []netmodel.Object) err
 	for _, t := range objectsOf[netmodel.TC](add, netmodel.KindTC) {
 		fail.add(t.Key(), fmt.Errorf("tc attachments are not supported by this build yet"))
 	}
+	h.ensureShapers(add, fail)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	h.removeShapers(del, fail)
 	h.removeObjects(del, fail)
 	return fail.err()
 }
@@ -858,6 +860,9 @@ func (h *Linux) Watch(ctx context.Context, changed func(Change), failed func(err
 	err := h.WatchLinkRemovals(ctx.Done(), func(name string) bool { return h.cfg.tagged(name) },
 		func(name string) { changed(Change{Reason: "device " + name + " was removed", Link: name}) }, failed)
 	if err != nil {
+		return err
+	}
+	if err := h.watchShapers(ctx.Done(), changed, failed); err != nil {
 		return err
 	}
 	return h.fw.WatchOthers(ctx.Done(), func(pid uint32, comm string) {

@@ -292,6 +292,8 @@ func (f *Fake) Apply(ctx context.Context, ensure, remove []netmodel.Object) erro
 	for _, o := range objectsOf[netmodel.TC](add, netmodel.KindTC) {
 		fail.add(o.Key(), errors.New("tc attachments are not supported by this build yet"))
 	}
+	f.ensureShapers(add, fail)
+	f.removeShapers(del)
 	f.remove(del)
 	return fail.err()
 }
@@ -509,6 +511,7 @@ func (f *Fake) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observa
 	o := netmodel.NewObservation()
 	if !q.OnlyAsked {
 		f.observe(f.spaces[""], netmodel.Host, f.cfg.tagged, o)
+		f.observeShapers(f.spaces[""], f.cfg.tagged, o)
 		for _, r := range f.spaces[""].routes {
 			if r.ours {
 				o.Routes[r.Key()] = r.Route

@@ -61,7 +61,8 @@ type Host interface {
 	// Watch calls changed, until ctx ends, when someone may have changed
 	// hostnet's objects: a tagged link was deleted (hostnet's own
 	// deletions included: Change.Link names it), another process
-	// committed nftables changes. A subscription that fails calls failed
+	// committed nftables changes, someone else deleted a shaper's qdisc
+	// or filter on a tagged link. A subscription that fails calls failed
 	// and ends (the caller subscribes again).
 	Watch(ctx context.Context, changed func(Change), failed func(error)) error
 }

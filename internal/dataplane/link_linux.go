@@ -38,6 +38,7 @@ type Linux struct {
 	ctMu   sync.Mutex
 
 	bridgeIndex sync.Map // bridge name -> ifindex, learnt when ensured or looked up
+	ownTC       sync.Map // ifindex -> time.Time: qdiscs hostnet deletes itself (see watchShapers)
 
 	portsMu sync.Mutex
 	ports   map[string]*PortReservation // held host ports, by netmodel.Port.ID

@@ -45,6 +45,9 @@ func (h *Linux) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observ
 			// routed network, through its bridge or shim).
 			err = observeRoutes(h.nl, netmodel.Host, o)
 		}
+		if err == nil {
+			err = h.observeShapers(o)
+		}
 	}
 	nsIDs := <-ids
 	if err != nil {

@@ -52,6 +52,8 @@ type Endpoint struct {
 	// Tiers are its TierAcl policies, judged before ACLs.
 	Tiers       []api.TierSpec
 	OutboundNAT *api.OutboundNATSpec
+	// QoS caps its bandwidth (nil: no cap); see Shaping.
+	QoS *api.QoSSpec
 	// Quarantine says its stored policies could not be read: it is cut
 	// off (its firewall admits nothing) rather than let through.
 	Quarantine bool

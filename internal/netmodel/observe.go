@@ -34,6 +34,9 @@ type Observation struct {
 	Symlinks   map[Key]Symlink
 	Namespaces map[Key]Namespace // namespaces under hostnet's run directory
 	Ports      map[Key]Port      // ports hostnet holds
+	// Shapers are hostnet's token buckets (see QdiscHandle) on the
+	// tagged links of the host namespace.
+	Shapers map[Key]Shaper
 	// NSIDs are the host's IDs of the namespaces asked that are present
 	// (-1: present, without an ID yet); absent ones are left out.
 	NSIDs map[NS]int
@@ -45,7 +48,7 @@ type Observation struct {
 func NewObservation() *Observation {
 	return &Observation{Links: map[Key]ObservedLink{}, Addrs: map[Key]Addr{}, Routes: map[Key]Route{},
 		Sysctls: map[Key]Sysctl{}, Files: map[Key]File{}, Symlinks: map[Key]Symlink{},
-		Namespaces: map[Key]Namespace{}, Ports: map[Key]Port{}, NSIDs: map[NS]int{}, LookedInto: map[NS]bool{}}
+		Namespaces: map[Key]Namespace{}, Ports: map[Key]Port{}, Shapers: map[Key]Shaper{}, NSIDs: map[NS]int{}, LookedInto: map[NS]bool{}}
 }
 
 // ObservedLink is a link as the host reports it.

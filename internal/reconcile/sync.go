@@ -420,9 +420,11 @@ func (p *pass) differs(o netmodel.Object) string {
 		if _, ok := p.obs.Ports[k]; !ok {
 			return fmt.Sprintf("host port %s is not held", o.ID())
 		}
+	case netmodel.Shaper:
+		return p.shaperDiff(o)
 	}
-	// Neighbour, FDB and tc entries are not read back: they are applied,
-	// not compared.
+	// Neighbour, FDB and tc program entries are not read back: they are
+	// applied, not compared.
 	return ""
 }
 
@@ -539,6 +541,7 @@ func (p *pass) prune() {
 			p.unwanted(k, port, fmt.Sprintf("host port %s is held but no mapping publishes it", port.ID()), false)
 		}
 	}
+	p.pruneShapers()
 }
 
 // Verify reads the namespace ns in full and brings the objects units put

@@ -121,6 +121,9 @@ func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *api.EndpointPo
 	}
 	de.Routes = append(de.Routes, ps.Routes...)
 	de.Mappings, de.ACLs, de.OutboundNAT, de.Tiers = ps.Mappings, ps.ACLs, ps.OutboundNAT, ps.Tiers
+	if ps.QoS != nil && ps.QoS.Any() {
+		de.QoS = ps.QoS
+	}
 	return de, nil
 }
 

@@ -49,7 +49,7 @@ func newLab(t testing.TB) *lab {
 		t.Fatal(err)
 	}
 	l := &lab{t: t, dir: dir, st: store.NewMemory()}
-	l.host = dataplane.NewFake(dataplane.HostConfig{LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
+	l.host = dataplane.NewFake(dataplane.HostConfig{LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix, driver.IFBPrefix},
 		NetnsDir: labNetnsDir, NetnsLinkDir: labLinkDir,
 		Tables: []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}}})
 	l.rec = reconcile.New(reconcile.Config{Host: l.host, Logger: slog.New(slog.DiscardHandler),

@@ -81,9 +81,9 @@ func TestModifyEndpointPoliciesLive(t *testing.T) {
 		t.Errorf("after removing the policy the route is still there: %v", routes)
 	}
 	// A policy this build does not realise is refused, not dropped.
-	bad, _ := json.Marshal(api.PolicyRequest{Policies: []api.Policy{{Type: api.QOS, Settings: json.RawMessage(`{"MaximumOutgoingBandwidthInBytes":1000}`)}}})
+	bad, _ := json.Marshal(api.PolicyRequest{Policies: []api.Policy{{Type: api.L4WFPProxy, Settings: json.RawMessage(`{}`)}}})
 	_, err = c.ModifyEndpoint(ctx, "routed", &api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd, Settings: bad})
-	if api.CodeOf(err) != api.CodeRequestUnsupported || !strings.Contains(err.Error(), "QOS") {
+	if api.CodeOf(err) != api.CodeRequestUnsupported || !strings.Contains(err.Error(), "L4WFPPROXY") {
 		t.Errorf("an unsupported policy: %v", err)
 	}
 	if ep, _ := c.GetEndpoint(ctx, "routed"); len(ep.Policies) != 0 {

@@ -138,6 +138,7 @@ func (Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Host
 			u.Objects = append(u.Objects, hostfw.Masquerade(host))
 		}
 	}
+	u.Objects = append(u.Objects, driver.Shaping(ep, port, DefaultMTU)...)
 	fw, guard := hostfw.Endpoint(n, ep, port)
 	u.Objects = append(u.Objects, fw...)
 	u.Flows = guard

@@ -114,6 +114,7 @@ func (Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Host
 	port := PortName(ep.ID)
 	u := &netmodel.Unit{Owner: netmodel.EndpointOwner(ep.ID)}
 	u.Objects = append(u.Objects, driver.VethNIC(n, ep, port, BridgeName(n.ID), DefaultMTU, len(ep.Mappings) > 0)...)
+	u.Objects = append(u.Objects, driver.Shaping(ep, port, DefaultMTU)...)
 	fw, guard := hostfw.Endpoint(n, ep, port)
 	u.Objects = append(u.Objects, fw...)
 	u.Flows = guard
