@@ -135,6 +135,9 @@ func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver,
 			return nil, nil, unsupportedPolicy("invalid network", i, p.Type, supportedNetworkPolicies)
 		}
 	}
+	if err := s.checkAutomaticDNS(spec); err != nil {
+		return nil, nil, err
+	}
 	if _, err := parseNetworkACLs("invalid network", spec.Policies); err != nil {
 		return nil, nil, err
 	}

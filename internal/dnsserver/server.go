@@ -1,0 +1,339 @@
+// Package dnsserver is hostnet's embedded DNS server (docs/dns.md): for
+// each network with the AutomaticDNS policy it answers, on the network's
+// gateway addresses (port 53, UDP and TCP, in the host namespace), the
+// names and aliases of the network's endpoints to those endpoints, A,
+// AAAA and PTR, and forwards every other question to the upstream
+// resolvers: the asking endpoint's own DNS servers, else its network's,
+// else the host's.
+//
+// It is a runtime component of the daemon, fed by the service's read-only
+// view of the records (service.DNSView) and a generation that changes
+// after every commit: a question asked after a change was answered by the
+// API is answered from a table built after it, so a deleted endpoint's
+// name is gone at once. It keeps no state of its own: a restart builds
+// the table and binds the sockets again.
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hostnet/hostnet/internal/service"
+	"github.com/miekg/dns"
+)
+
+// Source is where the server reads its view from.
+type Source interface {
+	DNSView() (service.DNSView, error)
+}
+
+// Config is what a Server runs on.
+type Config struct {
+	Source Source
+	// Generation changes (grows) whenever what Source returns may have
+	// changed: the daemon counts the store's commits.
+	Generation func() uint64
+	// Sockets makes the listening and forwarding sockets, in the host
+	// namespace.
+	Sockets Sockets
+	Logger  *slog.Logger
+	// Port is where the server listens; 0 means 53.
+	Port uint16
+	// Refresh is how often the view is read again although no commit
+	// came (the host's resolvers may change, a port may have been busy);
+	// 0 means 30s.
+	Refresh time.Duration
+	// ForwardTimeout bounds one upstream's answer; 0 means 2s.
+	ForwardTimeout time.Duration
+}
+
+// Server is the embedded DNS server. Start it, Notify it of changes,
+// Close it.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	table atomic.Pointer[Table]
+
+	mu        sync.Mutex // guards building tables and the listeners
+	listeners map[netip.Addr]*listener
+	failed    map[netip.Addr]string // listen addresses that failed, with the error logged
+
+	poke chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// New returns a server over cfg; Start starts it.
+func New(cfg Config) *Server {
+	if cfg.Port == 0 {
+		cfg.Port = 53
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = 30 * time.Second
+	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = 2 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, log: log.With("component", "dns"), listeners: map[netip.Addr]*listener{},
+		failed: map[netip.Addr]string{}, poke: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Start builds the first table, binds its networks' addresses and keeps
+// them in step with the view until Close. An address that cannot be
+// bound (another server holds the port) is logged and tried again at the
+// next refresh; it does not stop the daemon.
+func (s *Server) Start() {
+	s.refresh(true)
+	s.wg.Add(1)
+	go s.loop()
+}
+
+// Notify tells the server that the view may have changed, so that it
+// binds the addresses of new networks soon; it does not wait. Questions
+// never need it: each one compares the generation itself.
+func (s *Server) Notify() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the server and closes its sockets.
+func (s *Server) Close() {
+	close(s.done)
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, l := range s.listeners {
+		l.close()
+		delete(s.listeners, a)
+	}
+}
+
+func (s *Server) loop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.poke:
+			s.refresh(false)
+		case <-t.C:
+			s.refresh(true)
+		}
+	}
+}
+
+// current is the table of the source's current generation.
+func (s *Server) current() *Table {
+	if t := s.table.Load(); t != nil && t.Gen == s.cfg.Generation() {
+		return t
+	}
+	return s.refresh(false)
+}
+
+// refresh builds the table again when the generation moved on (or
+// always, with force), and binds and closes listeners to match. When the
+// view cannot be read it answers from an empty table, never from an old
+// one: a stale answer could name a deleted endpoint.
+func (s *Server) refresh(force bool) *Table {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gen := s.cfg.Generation()
+	if t := s.table.Load(); !force && t != nil && t.Gen == gen {
+		return t
+	}
+	v, err := s.cfg.Source.DNSView()
+	if err != nil {
+		s.log.Error("reading the names failed; questions are refused until it succeeds", "err", err)
+		s.table.Store(nil)
+		return NewTable(service.DNSView{}, gen)
+	}
+	t := NewTable(v, gen)
+	s.table.Store(t)
+	s.syncListeners(t.Listen())
+	return t
+}
+
+// syncListeners binds the addresses of want that have no listener and
+// closes the listeners of addresses no longer wanted. The caller holds mu.
+func (s *Server) syncListeners(want []netip.Addr) {
+	wanted := map[netip.Addr]bool{}
+	for _, a := range want {
+		wanted[a] = true
+		if s.listeners[a] != nil {
+			continue
+		}
+		l, err := s.listen(netip.AddrPortFrom(a, s.cfg.Port))
+		if err != nil {
+			if s.failed[a] != err.Error() {
+				s.log.Error("cannot answer on a network's DNS address; tried again at the next refresh", "addr", a, "err", err)
+				s.failed[a] = err.Error()
+			}
+			continue
+		}
+		if _, ok := s.failed[a]; ok {
+			s.log.Info("answering on a network's DNS address now", "addr", a)
+			delete(s.failed, a)
+		}
+		s.listeners[a] = l
+		s.log.Debug("answering", "addr", a)
+	}
+	for a, l := range s.listeners {
+		if !wanted[a] {
+			l.close()
+			delete(s.listeners, a)
+			s.log.Debug("no longer answering", "addr", a)
+		}
+	}
+	for a := range s.failed {
+		if !wanted[a] {
+			delete(s.failed, a)
+		}
+	}
+}
+
+// listener is one address's UDP and TCP servers.
+type listener struct {
+	udp, tcp *dns.Server
+}
+
+func (l *listener) close() {
+	_ = l.udp.Shutdown()
+	_ = l.tcp.Shutdown()
+}
+
+// listen binds addr for UDP and TCP and serves both.
+func (s *Server) listen(addr netip.AddrPort) (*listener, error) {
+	pc, err := s.cfg.Sockets.ListenPacket(addr)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := s.cfg.Sockets.Listen(addr)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	l := &listener{
+		udp: &dns.Server{PacketConn: pc, Handler: s},
+		tcp: &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second},
+	}
+	for _, srv := range []*dns.Server{l.udp, l.tcp} {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		errc := make(chan error, 1)
+		go func() { errc <- srv.ActivateAndServe() }()
+		select {
+		case <-started:
+		case err := <-errc:
+			// Shutdown is refused before the server started: close
+			// what it was given directly.
+			pc.Close()
+			ln.Close()
+			if l.udp != srv {
+				_ = l.udp.Shutdown()
+			}
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// ServeDNS answers one question (dns.Handler).
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	local, src := addrOf(w.LocalAddr()), addrOf(w.RemoteAddr())
+	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	t := s.current()
+	q, ok := t.Querier(local, src)
+	var m *dns.Msg
+	switch {
+	case !ok:
+		s.log.Debug("refused a question from an address that is no endpoint of the network", "local", local, "from", src)
+		m = reply(req, dns.RcodeRefused)
+	case req.Opcode != dns.OpcodeQuery:
+		m = reply(req, dns.RcodeNotImplemented)
+	default:
+		if m = t.Answer(q, req); m == nil {
+			network := "tcp"
+			if udp {
+				network = "udp"
+			}
+			if m = s.forward(q, req, network); m == nil {
+				m = reply(req, dns.RcodeServerFailure)
+			}
+		}
+	}
+	if udp {
+		size := dns.MinMsgSize
+		if opt := req.IsEdns0(); opt != nil && int(opt.UDPSize()) > size {
+			size = int(opt.UDPSize())
+		}
+		m.Truncate(size)
+	}
+	if err := w.WriteMsg(m); err != nil {
+		s.log.Debug("answer not sent", "to", src, "err", err)
+	}
+}
+
+// forward asks q's upstream resolvers in turn, with a fresh ID, and
+// returns the first answer that is not a failure (or the last failure);
+// nil when none answered.
+func (s *Server) forward(q *Querier, req *dns.Msg, network string) *dns.Msg {
+	out := req.Copy()
+	out.Id = dns.Id()
+	var last *dns.Msg
+	for _, up := range q.Upstream {
+		resp, err := s.exchange(out, network, up)
+		if err != nil {
+			s.log.Debug("upstream did not answer", "upstream", up, "err", err)
+			continue
+		}
+		resp.Id = req.Id
+		if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
+			last = resp
+			continue
+		}
+		return resp
+	}
+	return last
+}
+
+func (s *Server) exchange(m *dns.Msg, network string, up netip.AddrPort) (*dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ForwardTimeout)
+	defer cancel()
+	conn, err := s.cfg.Sockets.Dial(ctx, network, up)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	c := &dns.Client{Net: network, Timeout: s.cfg.ForwardTimeout, UDPSize: dns.MaxMsgSize}
+	resp, _, err := c.ExchangeWithConnContext(ctx, m, &dns.Conn{Conn: conn})
+	if err == nil && resp == nil {
+		err = errors.New("no answer")
+	}
+	return resp, err
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
