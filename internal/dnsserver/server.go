@@ -53,6 +53,10 @@ type Config struct {
 	ForwardTimeout time.Duration
 }
 
+// settle is how long the server lets changes gather before it reads the
+// view for them.
+const settle = 50 * time.Millisecond
+
 // Server is the embedded DNS server. Start it, Notify it of changes,
 // Close it.
 type Server struct {
@@ -129,6 +133,14 @@ func (s *Server) loop() {
 		case <-s.done:
 			return
 		case <-s.poke:
+			// A burst of changes (a runtime starting many containers)
+			// is read once: questions never wait for this refresh, they
+			// make their own when the table is behind.
+			select {
+			case <-s.done:
+				return
+			case <-time.After(settle):
+			}
 			s.refresh(false)
 		case <-t.C:
 			s.refresh(true)
