@@ -274,6 +274,17 @@ func TestEmbeddedDNS(t *testing.T) {
 		t.Errorf("getent hosts www in a new endpoint of front: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
 	}
 
+	// The README's flow: an endpoint made by `hostnet run` keeps its name.
+	e.MustCLI("run", "--name", "app", "--network", "front", "--", "true")
+	app, err := e.Client().GetEndpoint(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = e.CLI("run", "--rm", "--network", "front", "--", "getent", "ahostsv4", "app")
+	if r.Code != 0 || !strings.Contains(r.Stdout, app.IpConfigurations[0].IpAddress) {
+		t.Errorf("getent ahostsv4 app: exit %d, stdout %q, stderr %q; want %s", r.Code, r.Stdout, r.Stderr, app.IpConfigurations[0].IpAddress)
+	}
+
 	// The daemon dies and comes back: the same answers, from sockets
 	// bound again.
 	e.Restart(true)
