@@ -59,12 +59,18 @@ const settle = 50 * time.Millisecond
 
 // Server is the embedded DNS server. Start it, Notify it of changes,
 // Close it.
+//
+// Questions only ever build tables; binding and closing sockets is the
+// work of one goroutine (loop), so that closing a listener, which waits
+// for its questions under way, never waits for a question that waits for
+// it.
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	table atomic.Pointer[Table]
+	mu    sync.Mutex // serialises building tables
 
-	mu        sync.Mutex // guards building tables and the listeners
+	// Owned by loop (and by Start before it, Close after it).
 	listeners map[netip.Addr]*listener
 	failed    map[netip.Addr]string // listen addresses that failed, with the error logged
 
@@ -92,12 +98,13 @@ func New(cfg Config) *Server {
 		failed: map[netip.Addr]string{}, poke: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// Start builds the first table, binds its networks' addresses and keeps
-// them in step with the view until Close. An address that cannot be
-// bound (another server holds the port) is logged and tried again at the
-// next refresh; it does not stop the daemon.
+// Start builds the first table and binds its networks' addresses before
+// it returns, then keeps the sockets in step with the view until Close.
+// An address that cannot be bound (another server holds the port) is
+// logged and tried again at the next refresh; it does not stop the
+// daemon.
 func (s *Server) Start() {
-	s.refresh(true)
+	s.syncListeners(s.build(true).Listen())
 	s.wg.Add(1)
 	go s.loop()
 }
@@ -112,12 +119,11 @@ func (s *Server) Notify() {
 	}
 }
 
-// Close stops the server and closes its sockets.
+// Close stops the server and closes its sockets, once the questions
+// under way are answered.
 func (s *Server) Close() {
 	close(s.done)
 	s.wg.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for a, l := range s.listeners {
 		l.close()
 		delete(s.listeners, a)
@@ -129,22 +135,23 @@ func (s *Server) loop() {
 	t := time.NewTicker(s.cfg.Refresh)
 	defer t.Stop()
 	for {
+		force := false
 		select {
 		case <-s.done:
 			return
 		case <-s.poke:
 			// A burst of changes (a runtime starting many containers)
 			// is read once: questions never wait for this refresh, they
-			// make their own when the table is behind.
+			// build their own table when it is behind.
 			select {
 			case <-s.done:
 				return
 			case <-time.After(settle):
 			}
-			s.refresh(false)
 		case <-t.C:
-			s.refresh(true)
+			force = true
 		}
+		s.syncListeners(s.build(force).Listen())
 	}
 }
 
@@ -153,14 +160,16 @@ func (s *Server) current() *Table {
 	if t := s.table.Load(); t != nil && t.Gen == s.cfg.Generation() {
 		return t
 	}
-	return s.refresh(false)
+	t := s.build(false)
+	s.Notify() // the sockets follow
+	return t
 }
 
-// refresh builds the table again when the generation moved on (or
-// always, with force), and binds and closes listeners to match. When the
-// view cannot be read it answers from an empty table, never from an old
-// one: a stale answer could name a deleted endpoint.
-func (s *Server) refresh(force bool) *Table {
+// build builds the table again when the generation moved on (or always,
+// with force). When the view cannot be read it answers from an empty
+// table, never from an old one: a stale answer could name a deleted
+// endpoint.
+func (s *Server) build(force bool) *Table {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gen := s.cfg.Generation()
@@ -175,16 +184,31 @@ func (s *Server) refresh(force bool) *Table {
 	}
 	t := NewTable(v, gen)
 	s.table.Store(t)
-	s.syncListeners(t.Listen())
 	return t
 }
 
-// syncListeners binds the addresses of want that have no listener and
-// closes the listeners of addresses no longer wanted. The caller holds mu.
+// syncListeners binds the addresses of want that have no listener, and
+// closes the listeners of addresses no longer wanted (first, so that an
+// address given up and wanted again is bound anew). Only loop, Start and
+// Close call it.
 func (s *Server) syncListeners(want []netip.Addr) {
 	wanted := map[netip.Addr]bool{}
 	for _, a := range want {
 		wanted[a] = true
+	}
+	for a, l := range s.listeners {
+		if !wanted[a] {
+			l.close()
+			delete(s.listeners, a)
+			s.log.Debug("no longer answering", "addr", a)
+		}
+	}
+	for a := range s.failed {
+		if !wanted[a] {
+			delete(s.failed, a)
+		}
+	}
+	for _, a := range want {
 		if s.listeners[a] != nil {
 			continue
 		}
@@ -203,18 +227,6 @@ func (s *Server) syncListeners(want []netip.Addr) {
 		s.listeners[a] = l
 		s.log.Debug("answering", "addr", a)
 	}
-	for a, l := range s.listeners {
-		if !wanted[a] {
-			l.close()
-			delete(s.listeners, a)
-			s.log.Debug("no longer answering", "addr", a)
-		}
-	}
-	for a := range s.failed {
-		if !wanted[a] {
-			delete(s.failed, a)
-		}
-	}
 }
 
 // listener is one address's UDP and TCP servers.
@@ -222,9 +234,13 @@ type listener struct {
 	udp, tcp *dns.Server
 }
 
+// close stops both servers, giving the questions under way a few
+// seconds to be answered.
 func (l *listener) close() {
-	_ = l.udp.Shutdown()
-	_ = l.tcp.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = l.udp.ShutdownContext(ctx)
+	_ = l.tcp.ShutdownContext(ctx)
 }
 
 // listen binds addr for UDP and TCP and serves both.
