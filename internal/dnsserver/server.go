@@ -30,7 +30,11 @@ import (
 
 // Source is where the server reads its view from.
 type Source interface {
+	// DNSView is the whole view, for answering.
 	DNSView() (service.DNSView, error)
+	// DNSNetworks is its networks alone, for binding sockets: cheaper,
+	// as it reads no endpoint.
+	DNSNetworks() ([]service.DNSNetwork, error)
 }
 
 // Config is what a Server runs on.
@@ -104,7 +108,8 @@ func New(cfg Config) *Server {
 // logged and tried again at the next refresh; it does not stop the
 // daemon.
 func (s *Server) Start() {
-	s.syncListeners(s.build(true).Listen())
+	s.build(true)
+	s.syncNetworks()
 	s.wg.Add(1)
 	go s.loop()
 }
@@ -151,8 +156,28 @@ func (s *Server) loop() {
 		case <-t.C:
 			force = true
 		}
-		s.syncListeners(s.build(force).Listen())
+		if force {
+			s.build(true) // the host's resolvers may have changed
+		}
+		s.syncNetworks()
 	}
+}
+
+// syncNetworks binds and closes sockets for the networks of the view as it
+// is now. It reads networks only: during a burst of attaches, the whole
+// view is read by the first question that needs it, not after every
+// commit.
+func (s *Server) syncNetworks() {
+	nets, err := s.cfg.Source.DNSNetworks()
+	if err != nil {
+		s.log.Error("reading the networks failed; their sockets follow at the next refresh", "err", err)
+		return
+	}
+	var want []netip.Addr
+	for _, n := range nets {
+		want = append(want, n.Listen...)
+	}
+	s.syncListeners(want)
 }
 
 // current is the table of the source's current generation.
@@ -160,9 +185,7 @@ func (s *Server) current() *Table {
 	if t := s.table.Load(); t != nil && t.Gen == s.cfg.Generation() {
 		return t
 	}
-	t := s.build(false)
-	s.Notify() // the sockets follow
-	return t
+	return s.build(false)
 }
 
 // build builds the table again when the generation moved on (or always,

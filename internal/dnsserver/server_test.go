@@ -131,3 +131,8 @@ func TestServerFollowsChanges(t *testing.T) {
 		}
 	}
 }
+
+func (l *lockedSource) DNSNetworks() ([]service.DNSNetwork, error) {
+	v, err := l.DNSView()
+	return v.Networks, err
+}

@@ -91,19 +91,22 @@ func (s *Service) resolvFrom(ns *namespaceRecord, endpoint func(id string) *endp
 		}
 		d := spec.DNS
 		pn := network(ep)
-		if len(d.Servers) == 0 && pn != nil && len(pn.spec.DNS.Servers) > 0 {
-			d = pn.spec.DNS
-		}
 		if pn != nil && s.embeddedDNS(pn.spec) {
-			// The embedded server answers, and forwards to the servers
-			// d names (or the host's); the search list stays d's.
-			if len(d.Servers) == 0 {
-				h := host()
-				d.Domain, d.Search, d.Options = h.Domain, h.Search, h.Options
+			// The embedded server answers (and forwards to the servers
+			// the endpoint or the network names, else the host's); the
+			// search list is the first of theirs that says anything.
+			if !saysAnything(d) {
+				d = pn.spec.DNS
+			}
+			if !saysAnything(d) {
+				d = host()
 			}
 			d.Servers = dnsAddrs(pn.spec)
 			mergeDNS(&out, d, seen)
 			continue
+		}
+		if len(d.Servers) == 0 && pn != nil && len(pn.spec.DNS.Servers) > 0 {
+			d = pn.spec.DNS
 		}
 		if len(d.Servers) == 0 {
 			useHost = true
@@ -152,6 +155,11 @@ func (h *hostResolv) get(path string) api.DNSSpec {
 	}
 	h.spec, h.size, h.mtime, h.ok = hostDNS(path), st.Size(), st.ModTime(), true
 	return h.spec
+}
+
+// saysAnything reports whether d sets servers, a domain or a search list.
+func saysAnything(d api.DNSSpec) bool {
+	return len(d.Servers) > 0 || d.Domain != "" || len(d.Search) > 0
 }
 
 func mergeDNS(out *api.DNSSpec, d api.DNSSpec, seen map[netip.Addr]bool) {
@@ -271,6 +279,21 @@ func (s *Service) checkAutomaticDNS(spec *api.NetworkSpec) error {
 // DNSView returns the embedded DNS server's view of the records. With no
 // network asking for embedded DNS it reads no endpoint.
 func (s *Service) DNSView() (DNSView, error) {
+	v, err := s.dnsView(true)
+	if err == nil && len(v.Networks) > 0 {
+		v.Upstream = hostResolvers(s.cfg.HostResolvConf)
+	}
+	return v, err
+}
+
+// DNSNetworks returns the networks of the embedded DNS server's view
+// alone: what it binds sockets for, read without the endpoints.
+func (s *Service) DNSNetworks() ([]DNSNetwork, error) {
+	v, err := s.dnsView(false)
+	return v.Networks, err
+}
+
+func (s *Service) dnsView(endpoints bool) (DNSView, error) {
 	var v DNSView
 	if !s.cfg.EmbeddedDNS {
 		return v, nil
@@ -291,7 +314,7 @@ func (s *Service) DNSView() (DNSView, error) {
 			v.Networks = append(v.Networks, DNSNetwork{ID: n.ID, Name: n.Name, Domain: spec.DNS.Domain,
 				Listen: dnsAddrs(spec), Upstream: spec.DNS.Servers})
 		}
-		if len(enabled) == 0 {
+		if len(enabled) == 0 || !endpoints {
 			return nil
 		}
 		eps, err := listEndpoints(tx)
@@ -318,9 +341,6 @@ func (s *Service) DNSView() (DNSView, error) {
 	})
 	if err != nil {
 		return DNSView{}, err
-	}
-	if len(v.Networks) > 0 {
-		v.Upstream = hostResolvers(s.cfg.HostResolvConf)
 	}
 	return v, nil
 }

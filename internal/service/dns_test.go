@@ -34,6 +34,10 @@ func TestEmbeddedDNSView(t *testing.T) {
 	l.svc.cfg.EmbeddedDNS = true
 	ctx := context.Background()
 	l.network("dns", "10.8.0.0/24", enableDNS)
+	named, err := l.svc.CreateNetwork(ctx, api.Network{Name: "named", Type: api.NAT, Dns: &api.DNS{Domain: "named.test"},
+		Ipams: []api.Ipam{{Subnets: []api.Subnet{{IpAddressPrefix: "10.11.0.0/24"}}}}, Policies: []api.Policy{enableDNS}})
+	l.must(err)
+	_, namedNS := l.attached(named.ID, "named-ep")
 	l.network("plain", "10.9.0.0/24")
 	web, webNS := l.attached("dns", "web")
 	_, plainNS := l.attached("plain", "other")
@@ -44,6 +48,7 @@ func TestEmbeddedDNSView(t *testing.T) {
 	l.must(err)
 	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "detached", HostComputeNetwork: "dns"})
 	l.must(err)
+	_ = named
 
 	if got, want := l.resolvOf(webNS.ID), "nameserver 10.8.0.1\n"; !strings.Contains(got, want) || !strings.Contains(got, "search example.test\n") {
 		t.Errorf("resolv.conf of web:\n%s\nwant %q and the host's search list", got, want)
@@ -51,20 +56,30 @@ func TestEmbeddedDNSView(t *testing.T) {
 	if got := l.resolvOf(ns.ID); !strings.Contains(got, "nameserver 10.8.0.1\n") || !strings.Contains(got, "search corp.test\n") || strings.Contains(got, "192.0.2.7") {
 		t.Errorf("resolv.conf of db:\n%s\nwant the embedded server and db's own search list (its servers are the upstream)", got)
 	}
+	if got := l.resolvOf(namedNS.ID); !strings.Contains(got, "nameserver 10.11.0.1\n") || !strings.Contains(got, "search named.test\n") {
+		t.Errorf("resolv.conf on a network with a domain:\n%s\nwant the embedded server and the network's domain", got)
+	}
 	if got := l.resolvOf(plainNS.ID); !strings.Contains(got, "nameserver 192.0.2.53\n") {
 		t.Errorf("resolv.conf of a network without embedded DNS:\n%s\nwant the host's server", got)
 	}
 
 	v, err := l.svc.DNSView()
 	l.must(err)
-	if len(v.Networks) != 1 || v.Networks[0].Name != "dns" || len(v.Networks[0].Listen) != 1 || v.Networks[0].Listen[0] != netip.MustParseAddr("10.8.0.1") {
-		t.Fatalf("networks %+v; want dns, listening on 10.8.0.1", v.Networks)
+	var dnsNet *DNSNetwork
+	for i := range v.Networks {
+		if v.Networks[i].Name == "dns" {
+			dnsNet = &v.Networks[i]
+		}
 	}
-	if len(v.Endpoints) != 2 {
-		t.Fatalf("endpoints %+v; want web and db (the attached ones)", v.Endpoints)
+	if len(v.Networks) != 2 || dnsNet == nil || len(dnsNet.Listen) != 1 || dnsNet.Listen[0] != netip.MustParseAddr("10.8.0.1") {
+		t.Fatalf("networks %+v; want dns (listening on 10.8.0.1) and named", v.Networks)
+	}
+	if len(v.Endpoints) != 3 {
+		t.Fatalf("endpoints %+v; want web, db and named-ep (the attached ones)", v.Endpoints)
 	}
 	for _, e := range v.Endpoints {
 		switch e.ID {
+		case fixedID("named-ep"):
 		case web.ID:
 			if e.Namespace != webNS.ID || len(e.Addrs) != 1 {
 				t.Errorf("web: %+v", e)
@@ -89,7 +104,7 @@ func TestEmbeddedDNSView(t *testing.T) {
 	if got := l.resolvOf(webNS.ID); !strings.Contains(got, "nameserver 192.0.2.53\n") {
 		t.Errorf("resolv.conf of web after AutomaticDNS is removed:\n%s", got)
 	}
-	if v, _ := l.svc.DNSView(); len(v.Networks) != 0 || len(v.Endpoints) != 0 {
+	if v, _ := l.svc.DNSView(); len(v.Networks) != 1 || len(v.Endpoints) != 1 {
 		t.Errorf("view after AutomaticDNS is removed: %+v", v)
 	}
 }
