@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -124,5 +125,33 @@ func TestAutomaticDNSRefusals(t *testing.T) {
 	// Windows clients send the policy with Enable false: accepted.
 	if err := create("off", api.Policy{Type: api.AutomaticDNS, Settings: json.RawMessage(`{"Enable":false}`)}); err != nil {
 		t.Errorf("Enable false: %v", err)
+	}
+}
+
+// BenchmarkDNSView reads the view of one network of 5,000 attached
+// endpoints (records written directly): what the embedded DNS server's
+// first question after a change pays, besides building its table.
+func BenchmarkDNSView(b *testing.B) {
+	l := newLab(b)
+	l.svc.cfg.EmbeddedDNS = true
+	n := l.network("dns", "10.64.0.0/16", enableDNS)
+	l.must(l.st.Update(func(tx store.Tx) error {
+		for i := range 5000 {
+			id := fixedID(fmt.Sprint("ep", i))
+			ep := endpointRecord{Doc: api.Endpoint{ID: id, Name: fmt.Sprint("web-", i), HostComputeNetwork: n.ID,
+				HostComputeNamespace: fixedID(fmt.Sprint("ns", i)), DnsAliases: []string{fmt.Sprint("alias-", i)},
+				IpConfigurations: []api.IPConfig{{IpAddress: fmt.Sprintf("10.64.%d.%d", (i+2)>>8, (i+2)&255), PrefixLength: 16}}}}
+			if err := store.PutJSON(tx, store.Endpoints, id, ep); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	b.ReportAllocs()
+	for b.Loop() {
+		v, err := l.svc.DNSView()
+		if err != nil || len(v.Endpoints) != 5000 {
+			b.Fatalf("%d endpoints, %v", len(v.Endpoints), err)
+		}
 	}
 }
