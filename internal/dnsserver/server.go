@@ -57,6 +57,10 @@ type Config struct {
 	ForwardTimeout time.Duration
 }
 
+// ednsSize is the UDP payload the server's own answers advertise (the
+// DNS flag day's size, which no path fragments).
+const ednsSize = 1232
+
 // settle is how long the server lets changes gather before it reads the
 // view for them.
 const settle = 50 * time.Millisecond
@@ -223,7 +227,7 @@ func (s *Server) syncListeners(want []netip.Addr) {
 		if !wanted[a] {
 			l.close()
 			delete(s.listeners, a)
-			s.log.Debug("no longer answering", "addr", a)
+			s.log.Info("no longer answering DNS", "addr", netip.AddrPortFrom(a, s.cfg.Port))
 		}
 	}
 	for a := range s.failed {
@@ -248,7 +252,7 @@ func (s *Server) syncListeners(want []netip.Addr) {
 			delete(s.failed, a)
 		}
 		s.listeners[a] = l
-		s.log.Debug("answering", "addr", a)
+		s.log.Info("answering DNS", "addr", netip.AddrPortFrom(a, s.cfg.Port))
 	}
 }
 
@@ -325,6 +329,10 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 				m = reply(req, dns.RcodeServerFailure)
 			}
 		}
+	}
+	if opt := req.IsEdns0(); opt != nil && m.IsEdns0() == nil {
+		// An answer of the server's own says EDNS back, as RFC 6891 asks.
+		m.SetEdns0(ednsSize, false)
 	}
 	if udp {
 		size := dns.MinMsgSize
