@@ -18,33 +18,58 @@ import (
 // transactions that committed: the embedded DNS server's generation. A
 // count is taken after the commit returns, so a view read after it sees
 // the change, and before the service answers the request that made it.
+// A commit that wrote a network record also calls networksChanged, so
+// that the server binds a new network's sockets before the request is
+// answered.
 type commitCounter struct {
 	store.Store
-	commits atomic.Uint64
-	notify  atomic.Pointer[func()] // told of each commit, when set
+	commits         atomic.Uint64
+	networksChanged atomic.Pointer[func()] // when set
 }
 
-func (c *commitCounter) committed() {
+func (c *commitCounter) committed(networks bool) {
 	c.commits.Add(1)
-	if f := c.notify.Load(); f != nil {
+	if f := c.networksChanged.Load(); networks && f != nil {
 		(*f)()
 	}
 }
 
 func (c *commitCounter) Update(fn func(store.Tx) error) error {
-	err := c.Store.Update(fn)
+	var networks atomic.Bool
+	err := c.Store.Update(func(tx store.Tx) error { return fn(watchedTx{Tx: tx, networks: &networks}) })
 	if err == nil {
-		c.committed()
+		c.committed(networks.Load())
 	}
 	return err
 }
 
 func (c *commitCounter) UpdateEarly(fn func(store.Tx) error, decided func()) error {
-	err := c.Store.UpdateEarly(fn, decided)
+	var networks atomic.Bool
+	err := c.Store.UpdateEarly(func(tx store.Tx) error { return fn(watchedTx{Tx: tx, networks: &networks}) }, decided)
 	if err == nil {
-		c.committed()
+		c.committed(networks.Load())
 	}
 	return err
+}
+
+// watchedTx notes whether a transaction writes a network record.
+type watchedTx struct {
+	store.Tx
+	networks *atomic.Bool
+}
+
+func (t watchedTx) Put(bucket, key string, value []byte) error {
+	if bucket == store.Networks {
+		t.networks.Store(true)
+	}
+	return t.Tx.Put(bucket, key, value)
+}
+
+func (t watchedTx) Delete(bucket, key string) error {
+	if bucket == store.Networks {
+		t.networks.Store(true)
+	}
+	return t.Tx.Delete(bucket, key)
 }
 
 // startDNS starts the embedded DNS server over svc's view, its sockets in
@@ -56,10 +81,10 @@ func (cfg Config) startDNS(svc *service.Service, st *commitCounter, log *slog.Lo
 	}
 	srv := dnsserver.New(dnsserver.Config{Source: svc, Generation: st.commits.Load, Sockets: sockets, Logger: log})
 	srv.Start()
-	notify := srv.Notify
-	st.notify.Store(&notify)
+	changed := srv.NetworksChanged
+	st.networksChanged.Store(&changed)
 	return func() {
-		st.notify.Store(nil)
+		st.networksChanged.Store(nil)
 		srv.Close()
 		closeSockets()
 	}, nil

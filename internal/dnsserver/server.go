@@ -61,28 +61,23 @@ type Config struct {
 // DNS flag day's size, which no path fragments).
 const ednsSize = 1232
 
-// settle is how long the server lets changes gather before it reads the
-// view for them.
-const settle = 50 * time.Millisecond
-
-// Server is the embedded DNS server. Start it, Notify it of changes,
-// Close it.
+// Server is the embedded DNS server. Start it, tell it when networks
+// change (NetworksChanged), Close it.
 //
-// Questions only ever build tables; binding and closing sockets is the
-// work of one goroutine (loop), so that closing a listener, which waits
-// for its questions under way, never waits for a question that waits for
-// it.
+// Questions only ever build tables; binding and closing sockets is done
+// under lmu by whoever keeps them in step (Start, NetworksChanged, the
+// periodic pass, Close), never by a question: closing a listener waits
+// for its questions under way, which must not wait for it.
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	table atomic.Pointer[Table]
 	mu    sync.Mutex // serialises building tables
 
-	// Owned by loop (and by Start before it, Close after it).
+	lmu       sync.Mutex // guards listeners and failed
 	listeners map[netip.Addr]*listener
 	failed    map[netip.Addr]string // listen addresses that failed, with the error logged
 
-	poke chan struct{}
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -103,14 +98,13 @@ func New(cfg Config) *Server {
 		log = slog.Default()
 	}
 	return &Server{cfg: cfg, log: log.With("component", "dns"), listeners: map[netip.Addr]*listener{},
-		failed: map[netip.Addr]string{}, poke: make(chan struct{}, 1), done: make(chan struct{})}
+		failed: map[netip.Addr]string{}, done: make(chan struct{})}
 }
 
 // Start builds the first table and binds its networks' addresses before
-// it returns, then keeps the sockets in step with the view until Close.
-// An address that cannot be bound (another server holds the port) is
-// logged and tried again at the next refresh; it does not stop the
-// daemon.
+// it returns, then checks them every Refresh until Close. An address that
+// cannot be bound (another server holds the port) is logged and tried
+// again at the next pass; it does not stop the daemon.
 func (s *Server) Start() {
 	s.build(true)
 	s.syncNetworks()
@@ -118,14 +112,13 @@ func (s *Server) Start() {
 	go s.loop()
 }
 
-// Notify tells the server that the view may have changed, so that it
-// binds the addresses of new networks soon; it does not wait. Questions
-// never need it: each one compares the generation itself.
-func (s *Server) Notify() {
-	select {
-	case s.poke <- struct{}{}:
-	default:
-	}
+// NetworksChanged binds the sockets of new networks and closes those of
+// deleted ones before it returns: the daemon calls it after a commit that
+// wrote a network record, so the API answers a network's creation once
+// its DNS answers. It reads networks only. The names need no call: each
+// question compares the generation itself.
+func (s *Server) NetworksChanged() {
+	s.syncNetworks()
 }
 
 // Close stops the server and closes its sockets, once the questions
@@ -133,55 +126,30 @@ func (s *Server) Notify() {
 func (s *Server) Close() {
 	close(s.done)
 	s.wg.Wait()
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
 	for a, l := range s.listeners {
 		l.close()
 		delete(s.listeners, a)
 	}
+	s.listeners = nil // a late NetworksChanged binds nothing
 }
 
+// loop builds the table again every Refresh (the host's resolvers may
+// have changed) and retries the addresses that could not be bound.
 func (s *Server) loop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.Refresh)
 	defer t.Stop()
 	for {
-		force := false
 		select {
 		case <-s.done:
 			return
-		case <-s.poke:
-			// A burst of changes (a runtime starting many containers)
-			// is read once: questions never wait for this refresh, they
-			// build their own table when it is behind.
-			select {
-			case <-s.done:
-				return
-			case <-time.After(settle):
-			}
 		case <-t.C:
-			force = true
+			s.build(true)
+			s.syncNetworks()
 		}
-		if force {
-			s.build(true) // the host's resolvers may have changed
-		}
-		s.syncNetworks()
 	}
-}
-
-// syncNetworks binds and closes sockets for the networks of the view as it
-// is now. It reads networks only: during a burst of attaches, the whole
-// view is read by the first question that needs it, not after every
-// commit.
-func (s *Server) syncNetworks() {
-	nets, err := s.cfg.Source.DNSNetworks()
-	if err != nil {
-		s.log.Error("reading the networks failed; their sockets follow at the next refresh", "err", err)
-		return
-	}
-	var want []netip.Addr
-	for _, n := range nets {
-		want = append(want, n.Listen...)
-	}
-	s.syncListeners(want)
 }
 
 // current is the table of the source's current generation.
@@ -214,11 +182,30 @@ func (s *Server) build(force bool) *Table {
 	return t
 }
 
-// syncListeners binds the addresses of want that have no listener, and
-// closes the listeners of addresses no longer wanted (first, so that an
-// address given up and wanted again is bound anew). Only loop, Start and
-// Close call it.
+// syncNetworks binds and closes sockets for the networks of the view as it
+// is now, reading networks only.
+func (s *Server) syncNetworks() {
+	nets, err := s.cfg.Source.DNSNetworks()
+	if err != nil {
+		s.log.Error("reading the networks failed; their sockets follow at the next pass", "err", err)
+		return
+	}
+	var want []netip.Addr
+	for _, n := range nets {
+		want = append(want, n.Listen...)
+	}
+	s.syncListeners(want)
+}
+
+// syncListeners closes the listeners of addresses not in want (first, so
+// that an address given up and wanted again is bound anew) and binds the
+// addresses of want that have none.
 func (s *Server) syncListeners(want []netip.Addr) {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if s.listeners == nil {
+		return // closed
+	}
 	wanted := map[netip.Addr]bool{}
 	for _, a := range want {
 		wanted[a] = true
@@ -242,7 +229,7 @@ func (s *Server) syncListeners(want []netip.Addr) {
 		l, err := s.listen(netip.AddrPortFrom(a, s.cfg.Port))
 		if err != nil {
 			if s.failed[a] != err.Error() {
-				s.log.Error("cannot answer on a network's DNS address; tried again at the next refresh", "addr", a, "err", err)
+				s.log.Error("cannot answer on a network's DNS address; tried again at the next pass", "addr", a, "err", err)
 				s.failed[a] = err.Error()
 			}
 			continue
@@ -261,10 +248,10 @@ type listener struct {
 	udp, tcp *dns.Server
 }
 
-// close stops both servers, giving the questions under way a few
-// seconds to be answered.
+// close stops both servers, giving the questions under way two seconds
+// to be answered (a forwarded one may wait for its upstream that long).
 func (l *listener) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = l.udp.ShutdownContext(ctx)
 	_ = l.tcp.ShutdownContext(ctx)

@@ -108,7 +108,7 @@ func TestServerFollowsChanges(t *testing.T) {
 			src.set(with)
 		}
 		gen.Add(1)
-		s.Notify()
+		s.NetworksChanged()
 		time.Sleep(10 * time.Millisecond)
 	}
 	close(stop)
@@ -116,7 +116,7 @@ func TestServerFollowsChanges(t *testing.T) {
 
 	src.set(with)
 	gen.Add(1)
-	s.Notify()
+	s.NetworksChanged()
 	deadline := time.Now().Add(5 * time.Second)
 	for _, network := range []string{"udp", "tcp"} {
 		for {
