@@ -13,7 +13,7 @@ import (
 // the typed values on.
 var (
 	SupportedEndpointPolicies = []PolicyType{PortMapping, ACL, OutBoundNAT, SDNRoute, TierAcl, QOS}
-	SupportedNetworkPolicies  = []PolicyType{NetworkACL, NetAdapterName, SetPolicy}
+	SupportedNetworkPolicies  = []PolicyType{NetworkACL, NetAdapterName, SetPolicy, AutomaticDNS}
 	SupportedSubnetPolicies   = []PolicyType{}
 )
 

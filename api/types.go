@@ -170,6 +170,11 @@ type Endpoint struct {
 	// (Namespace.Implicit): a runtime attaches a container in one call.
 	// Read back while the endpoint is attached.
 	NetNamespacePath string `json:"NetNamespacePath,omitempty"`
+	// DnsAliases (a hostnet extension, Docker's --network-alias) are more
+	// names the endpoint answers to in its network's embedded DNS, besides
+	// its Name (see the AutomaticDNS network policy). Several endpoints
+	// may share an alias: it resolves to all of their addresses.
+	DnsAliases []string `json:"DnsAliases,omitempty"`
 
 	Extra Extra `json:"-"`
 }

@@ -56,6 +56,9 @@ type NetworkSpec struct {
 	// DHCP says addresses come from the segment's DHCP server (an Ipams
 	// entry of Type DHCP), not from hostnet's pools.
 	DHCP bool
+	// AutomaticDNS says the network's endpoints resolve each other's
+	// names (an AutomaticDNS policy with Enable).
+	AutomaticDNS bool
 }
 
 // DNSSpec is the validated form of DNS.
@@ -250,6 +253,13 @@ func ParseStoredNetwork(n *Network) (*NetworkSpec, error) {
 				return nil, invalidNetwork(fmt.Sprintf("Policies[%d].Settings.NetworkAdapterName", i), "%q: the network already names adapter %q (one uplink per network)", uplink, spec.Uplink)
 			}
 			spec.Uplink = uplink
+		}
+		if p.Type == AutomaticDNS {
+			on, err := parseAutomaticDNS(i, p)
+			if err != nil {
+				return nil, err
+			}
+			spec.AutomaticDNS = spec.AutomaticDNS || on
 		}
 	}
 	return spec, nil
@@ -609,6 +619,9 @@ func ParseStoredEndpoint(e *Endpoint) (*EndpointSpec, error) {
 		return nil, err
 	}
 	spec.DNS = dns
+	if err := checkDNSAliases(e.DnsAliases); err != nil {
+		return nil, err
+	}
 	for i := range e.Policies {
 		p := &e.Policies[i]
 		if err := resolvePolicy("endpoint", i, p, endpointPolicyTypes); err != nil {

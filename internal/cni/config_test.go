@@ -196,6 +196,24 @@ func TestResultVersions(t *testing.T) {
 	}
 }
 
+// On a network with embedded DNS the result names the server, on the
+// gateways; the endpoint's own servers are its upstream.
+func TestResultNamesTheEmbeddedDNS(t *testing.T) {
+	n := &api.Network{Name: "pods", Type: api.NAT, Ipams: []api.Ipam{{Subnets: []api.Subnet{
+		{IpAddressPrefix: "fd00:99::/64"}, {IpAddressPrefix: "10.99.0.0/24"}}}},
+		Policies: []api.Policy{{Type: api.AutomaticDNS, Settings: json.RawMessage(`{"Enable":true}`)}}}
+	spec, err := api.ParseNetwork(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &api.Endpoint{IpConfigurations: []api.IPConfig{{IpAddress: "10.99.0.5"}},
+		Dns: &api.DNS{ServerList: []string{"10.0.0.10"}, Search: []string{"corp.test"}}}
+	r := newResult(ep, spec, n, "/run/netns/x")
+	if got := strings.Join(r.DNS.Nameservers, " "); got != "10.99.0.1 fd00:99::1" || len(r.DNS.Search) != 1 {
+		t.Errorf("dns %+v; want the gateways, IPv4 first, and the endpoint's search list", r.DNS)
+	}
+}
+
 // hostnet-cni creates the interface, so it must come first in a chain.
 func TestAddRefusesAPreviousResult(t *testing.T) {
 	p := &Plugin{Dial: func(string) Daemon { return nil }} // any call would panic

@@ -41,6 +41,19 @@ func newResult(ep *api.Endpoint, spec *api.NetworkSpec, n *api.Network, netns st
 		r.IPs = append(r.IPs, ip)
 	}
 	r.DNS = resultDNS(ep.Dns, n.Dns)
+	if spec.AutomaticDNS {
+		// The network's embedded DNS server answers (and forwards to
+		// the servers the endpoint or network names): the runtime's
+		// resolv.conf names it, on the gateways.
+		r.DNS.Nameservers = nil
+		for _, v6 := range []bool{false, true} {
+			for _, sub := range spec.Subnets {
+				if sub.Gateway.IsValid() && sub.Gateway.Is6() == v6 {
+					r.DNS.Nameservers = append(r.DNS.Nameservers, sub.Gateway.String())
+				}
+			}
+		}
+	}
 	return r
 }
 

@@ -54,6 +54,9 @@ type Config struct {
 	NetnsLinkDir   string
 	NetnsEtcDir    string
 	HostResolvConf string
+	// EmbeddedDNS runs the embedded DNS server for the networks that
+	// enable it (the AutomaticDNS policy; docs/dns.md).
+	EmbeddedDNS    bool
 	DefaultNetwork bool
 	DefaultSubnet  string
 	// RepairInterval is how often the kernel is checked against the
@@ -150,7 +153,8 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}})
 	defer rec.Close() // after the service, before the host
-	svc = service.New(cfg.service(st, rec, log))
+	counted := &commitCounter{Store: st}
+	svc = service.New(cfg.service(counted, rec, log))
 	defer svc.Close() // before the reconciler and host it uses close
 	start := time.Now()
 	// The start reads every record and the whole host once and keeps
@@ -173,6 +177,13 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("default network %q: %w", service.DefaultNetworkName, err)
 		}
 		log.Info("default network", "name", n.Name, "id", n.ID, "subnet", subnets(n))
+	}
+	if cfg.EmbeddedDNS {
+		stopDNS, err := cfg.startDNS(svc, counted, log)
+		if err != nil {
+			return fmt.Errorf("embedded DNS: %w", err)
+		}
+		defer stopDNS() // after the API stops, before the service closes
 	}
 	gid, groups := -1, []int(nil)
 	if cfg.SocketGroup != "" {
@@ -250,6 +261,7 @@ func (cfg Config) service(st store.Store, rec *reconcile.Reconciler, log *slog.L
 		NetnsLinkDir:   cfg.NetnsLinkDir,
 		NetnsEtcDir:    cfg.NetnsEtcDir,
 		HostResolvConf: cfg.HostResolvConf,
+		EmbeddedDNS:    cfg.EmbeddedDNS,
 		Logger:         log,
 		Build:          cfg.Build,
 	}

@@ -130,6 +130,9 @@ func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver,
 		return nil, nil, api.Unsupported("invalid network: field Type: network type %s is not supported by this build (supported: %v)",
 			spec.Type, s.Version().Supported.NetworkTypes)
 	}
+	if err := s.checkAutomaticDNS(spec); err != nil {
+		return nil, nil, err
+	}
 	if err := checkSetPolicies(spec); err != nil {
 		return nil, nil, err
 	}

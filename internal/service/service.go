@@ -40,6 +40,11 @@ type Config struct {
 	// HostResolvConf supplies DNS servers to endpoints that have none of
 	// their own or of their network (normally /etc/resolv.conf).
 	HostResolvConf string
+	// EmbeddedDNS says the daemon runs the embedded DNS server: networks
+	// may enable it (the AutomaticDNS policy), and their endpoints'
+	// resolv.conf names it. Off, an AutomaticDNS policy with Enable is
+	// refused (one without is accepted: Windows clients send it).
+	EmbeddedDNS bool
 
 	Logger *slog.Logger
 	// Build is the version string reported by the version call.

@@ -29,6 +29,9 @@ var allowed = map[string][]string{
 	"internal/reconcile": {"internal/dataplane", "internal/netmodel", "internal/nftmodel"},
 	"internal/service":   {"api", "internal/store", "internal/ipam", "internal/driver", "internal/reconcile", "internal/netmodel", "internal/policy"},
 	"internal/server":    {"api", "internal/service"},
+	// The embedded DNS server, a peer of the API server: it answers from
+	// the service's read-only view.
+	"internal/dnsserver": {"api", "internal/service"},
 	"internal/cni":       {"api", "client", "internal/dataplane/netns"}, // CHECK looks into the container's namespace
 	"internal/winshim":   {"api"},
 	// The Docker plugin, a client of the API like the CNI plugin.
