@@ -81,7 +81,6 @@ func newEventsCommand(a *app) *cobra.Command {
 	return cmd
 }
 
-
 // parseSince reads --since: an RFC 3339 time, a Unix time in seconds, or
 // a duration before now.
 func parseSince(s string, now time.Time) (time.Time, error) {

@@ -154,9 +154,6 @@ func TestFollowEvents(t *testing.T) {
 	found := map[observed]bool{}
 	for _, o := range seen {
 		found[o] = true
-		if o.route == "/events" && o.status == 200 && o.method == "GET" && len(found) == 1 {
-			t.Errorf("the followed stream was observed as a request: %+v", o)
-		}
 	}
 	for _, o := range []observed{{"POST", "/networks", 201}, {"DELETE", "/networks/{ref}", 200}, {"DELETE", "/networks/{ref}", 404}, {"GET", "/events", 400}} {
 		if !found[o] {

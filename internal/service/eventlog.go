@@ -135,4 +135,3 @@ func (sub *Subscription) Cancel() {
 		close(sub.c)
 	}
 }
-
