@@ -163,7 +163,7 @@ func (a *app) followEvents(ctx context.Context, f api.EventFilter) error {
 
 // eventWidths are the widths of the columns of followed events, but the
 // last.
-var eventWidths = map[bool][]int{false: {25, 10, 50}, true: {6, 25, 9, 9, 10, 36, 16}}
+var eventWidths = map[bool][]int{false: {26, 10, 50}, true: {6, 26, 9, 9, 10, 36, 16}}
 
 func writeEventLine(w io.Writer, cols []string, wide bool) {
 	var b strings.Builder
