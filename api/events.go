@@ -53,7 +53,7 @@ func ParseEventFilter(q url.Values) (EventFilter, error) {
 				return f, Invalid(CodeInvalidJSON, "events: parameter since: %q is not an RFC 3339 time", vals[len(vals)-1])
 			}
 			f.Since = t
-		case "follow", "filter":
+		case "follow":
 		default:
 			return f, Invalid(CodeInvalidJSON, "events: unknown parameter %q (want %s, since or follow)", key, strings.Join(eventFilterKeys, ", "))
 		}

@@ -78,6 +78,10 @@ func TestEventsFollow(t *testing.T) {
 			t.Errorf("line %d %q: %+v %v", i, line, ev, err)
 		}
 	}
+	out, _, _ = runCLI(t, d.socket, "", "events", "-f", "--filter", "type=network", "--format", "{{.Seq}} {{.Action}} {{.Name}}")
+	if out != "1 create blue\n2 delete blue\n" {
+		t.Errorf("followed with a template:\n%s", out)
+	}
 	out, _, _ = runCLI(t, d.socket, "", "events", "-f", "--filter", "type=network")
 	if !strings.HasPrefix(out, "TIME") || !strings.Contains(out, "Created") || !strings.Contains(out, "network blue") {
 		t.Errorf("followed table:\n%s", out)
