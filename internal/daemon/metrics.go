@@ -45,6 +45,7 @@ func (cfg Config) openMetrics(log *slog.Logger, host *dataplane.Linux) (*observa
 			return inv, err
 		},
 		LinkCounters: host.LinkCounters,
+		Followers:    func() int { return o.svc.Followers() },
 	}, log)
 	l, err := o.m.Listen(cfg.MetricsListen)
 	if err != nil {

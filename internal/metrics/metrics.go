@@ -45,6 +45,8 @@ type Source struct {
 	// LinkCounters reads the counters of the host namespace's devices
 	// whose names start with prefix (dataplane.Linux.LinkCounters).
 	LinkCounters func(ctx context.Context, prefix string) (map[string]dataplane.LinkCounters, error)
+	// Followers returns the number of clients following the events.
+	Followers func() int
 	// Build is the daemon's version, for hostnet_build_info.
 	Build string
 }
@@ -111,6 +113,11 @@ func New(src Source, log *slog.Logger) *Metrics {
 		ConstLabels: prometheus.Labels{"version": src.Build, "goversion": runtime.Version()},
 	})
 	build.Set(1)
+	if src.Followers != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hostnet_event_followers", Help: "Clients following the events (GET /events?follow=1).",
+		}, func() float64 { return float64(src.Followers()) }))
+	}
 	m.reg.MustRegister(m.apiRequests, m.kernelOps, m.kernelObjects, m.nftBatch, m.reconciles, m.driftFound, m.driftRepaired, m.events, build,
 		&inventoryCollector{src: src, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

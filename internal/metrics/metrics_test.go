@@ -71,7 +71,8 @@ next:
 func TestScrape(t *testing.T) {
 	const netID, epID = "5f0c2a8e-9b1d-4c3e-8f7a-0123456789ab", "0d9e8a7c-6b5a-4f3e-8d2c-1b0a9f8e7d6c"
 	src := Source{
-		Build: "test",
+		Build:     "test",
+		Followers: func() int { return 2 },
 		Inventory: func(context.Context) (Inventory, error) {
 			return Inventory{
 				Networks: []api.Network{{ID: netID, Name: "nat", Type: api.NAT}, {ID: "n2", Name: "t", Type: api.Transparent}},
@@ -141,6 +142,7 @@ func TestScrape(t *testing.T) {
 		{"hostnet_endpoint_transmit_bytes_total", map[string]string{"endpoint": epID}, 300},
 		{"hostnet_endpoint_receive_bytes_total", map[string]string{"endpoint": epID}, 500},
 		{"hostnet_build_info", map[string]string{"version": "test"}, 1},
+		{"hostnet_event_followers", nil, 2},
 	} {
 		if got, ok := value(fams, c.name, c.labels); !ok || got != c.want {
 			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)

@@ -133,6 +133,26 @@ func TestFollowEvents(t *testing.T) {
 		t.Errorf("unknown filter: %d, want 400", code)
 	}
 
+	// A client that goes ends its stream: the daemon follows it no more.
+	if svc.Followers() != 1 {
+		t.Errorf("%d followers, want 1", svc.Followers())
+	}
+	r3, err := hc.Get("http://hostnetd/events?follow=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFollowers := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); svc.Followers() != n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d followers, want %d", svc.Followers(), n)
+			}
+		}
+	}
+	waitFollowers(2)
+	r3.Body.Close()
+	waitFollowers(1)
+
 	// Shutdown ends the stream at once rather than waiting for it.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -145,6 +165,7 @@ func TestFollowEvents(t *testing.T) {
 	}
 	for range lines {
 	}
+	waitFollowers(0)
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("shutdown took %v with a follower", took)
 	}

@@ -113,6 +113,13 @@ func (s *Service) Subscribe() ([]api.Event, *Subscription) {
 	return append([]api.Event{}, e.list...), sub
 }
 
+// Followers returns the number of subscriptions open.
+func (s *Service) Followers() int {
+	s.events.mu.Lock()
+	defer s.events.mu.Unlock()
+	return len(s.events.subs)
+}
+
 // C delivers the events.
 func (sub *Subscription) C() <-chan api.Event { return sub.c }
 

@@ -72,7 +72,7 @@ func (f *follower) next(t *testing.T, timeout time.Duration) api.Event {
 // they change, filtered; it ends cleanly on SIGINT, and when the daemon
 // shuts down.
 func TestEventsFollow(t *testing.T) {
-	e := NewEnv(t)
+	e := NewEnv(t, "-metrics-listen="+metricsAddr)
 	ctx := context.Background()
 	c := e.Client()
 	all := e.follow(t)
@@ -135,6 +135,17 @@ func TestEventsFollow(t *testing.T) {
 		all.done <- err // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Error("hostnet events -f did not end within 10 s of SIGINT")
+	}
+
+	// The daemon follows the client that went no more.
+	var followers float64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if followers, _ = metricValue(e.scrapeMetrics(t), "hostnet_event_followers", nil); followers == 1 {
+			break
+		}
+	}
+	if followers != 1 {
+		t.Errorf("%v followers after one of two went, want 1", followers)
 	}
 
 	// The daemon's shutdown ends the other at once, with an error that
