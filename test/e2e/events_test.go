@@ -79,6 +79,10 @@ func TestEventsFollow(t *testing.T) {
 	endpoints := e.follow(t, "--filter", "type=endpoint")
 	// A follower gets the recorded events first, then the new ones, with
 	// none lost between: it need not be subscribed before the changes.
+	// The default network's creation at start is the first.
+	if ev := all.next(t, 10*time.Second); ev.Type != api.EventTypeNetwork || ev.Action != api.EventCreate || ev.Name != "nat" {
+		t.Fatalf("first event %+v, want the default network's creation", ev)
+	}
 	ns, err := c.CreateNamespace(ctx, &api.Namespace{Name: "evns"})
 	if err != nil {
 		t.Fatal(err)
