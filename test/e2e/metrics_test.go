@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +187,14 @@ func TestMetricsScrape(t *testing.T) {
 		if !strings.Contains(dot, want) {
 			t.Errorf("graph lacks %q:\n%s", want, dot)
 		}
+	}
+	svg := e.CLI("graph", "-o", "svg")
+	if _, err := exec.LookPath("dot"); err == nil {
+		if svg.Code != 0 || !strings.Contains(svg.Stdout, "<svg") || !strings.Contains(svg.Stdout, "endpoint ma") {
+			t.Errorf("graph -o svg with Graphviz: exit %d: %s\n%.300s", svg.Code, svg.Stderr, svg.Stdout)
+		}
+	} else if svg.Code == 0 || !strings.Contains(svg.Stderr, "Graphviz") {
+		t.Errorf("graph -o svg without Graphviz: exit %d: %s", svg.Code, svg.Stderr)
 	}
 }
 
