@@ -19,12 +19,26 @@ type Problem struct {
 	Problem string `json:"Problem"`
 }
 
-// Event is something hostnet did on its own, not at a client's request:
-// a repair, the removal of endpoints whose namespace is gone, the drop of
-// non-persistent networks at start. GET /events lists the recent ones.
+// Event is something that happened to hostnet's objects: a change a
+// client asked for (Kind Created, Modified, Deleted, Attached, Detached;
+// Type network, endpoint or namespace), or something the daemon did on
+// its own (Type daemon: Kind Repaired, Failed, Collected, Dropped, Kept,
+// Pruned, SetAside, Normalised). GET /events lists the recent ones, and
+// with follow=1 streams them as they happen (see EventFilter).
 type Event struct {
 	Time    time.Time `json:"Time"`
-	Kind    string    `json:"Kind"` // Repaired, Collected, Dropped, Reconciled
+	Kind    string    `json:"Kind"`
 	Object  string    `json:"Object,omitempty"`
 	Message string    `json:"Message"`
+	// Seq numbers the daemon's events from 1, in order, since its start.
+	Seq uint64 `json:"Seq,omitempty"`
+	// Type is the kind of object: network, endpoint, namespace, or daemon
+	// for what the daemon did on its own.
+	Type string `json:"Type,omitempty"`
+	// Action is Kind in the lower-case verb form filters take: create,
+	// modify, delete, attach, detach, repair, fail, collect, drop, ...
+	Action string `json:"Action,omitempty"`
+	// ID and Name are the object's, when known.
+	ID   string `json:"ID,omitempty"`
+	Name string `json:"Name,omitempty"`
 }

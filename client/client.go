@@ -283,11 +283,68 @@ func (c *Client) Check(ctx context.Context) (*api.CheckReport, error) {
 	return &out, c.do(ctx, http.MethodGet, "/check", nil, nil, &out)
 }
 
-// Events returns what the daemon did on its own lately (repairs, removals
-// of endpoints whose namespace is gone, ...), oldest first.
+// Events returns the recent events, oldest first: the objects clients
+// created, changed and deleted, and what the daemon did on its own
+// (repairs, removals of endpoints whose namespace is gone, ...).
 func (c *Client) Events(ctx context.Context) ([]api.Event, error) {
+	return c.FilterEvents(ctx, api.EventFilter{})
+}
+
+// FilterEvents returns the recent events that pass f, oldest first.
+func (c *Client) FilterEvents(ctx context.Context, f api.EventFilter) ([]api.Event, error) {
 	var out []api.Event
-	return out, c.do(ctx, http.MethodGet, "/events", nil, nil, &out)
+	return out, c.do(ctx, http.MethodGet, "/events", f.Query(), nil, &out)
+}
+
+// FollowEvents calls fn with the recent events that pass f, then with each
+// new one as it happens, until ctx ends (it returns nil then), fn returns
+// an error (returned), or the daemon ends the stream (io.ErrUnexpectedEOF:
+// it shut down, or this follower fell too far behind).
+func (c *Client) FollowEvents(ctx context.Context, f api.EventFilter, fn func(api.Event) error) error {
+	q := f.Query()
+	q.Set("follow", "1")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://hostnetd/events?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	// The stream has no end in time: no client timeout.
+	hc := &http.Client{Transport: c.http.Transport}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return &UnreachableError{Socket: c.socket, Err: op.Err}
+		}
+		return fmt.Errorf("hostnetd at %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		data, _ := io.ReadAll(resp.Body)
+		var e api.ErrorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			return &api.Error{Code: api.CodeInternal, Status: resp.StatusCode, Message: fmt.Sprintf("hostnetd answered %s: %s", resp.Status, bytes.TrimSpace(data))}
+		}
+		return &api.Error{Code: e.ErrorCode, Status: resp.StatusCode, Message: e.Error}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev api.Event
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("hostnetd ended the event stream: %w", io.ErrUnexpectedEOF)
+			}
+			return fmt.Errorf("read events of hostnetd: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
 }
 
 // SetAside lists the records a start of the daemon set aside because it

@@ -247,6 +247,7 @@ func newRoot(streams IO, newClient ClientFactory) (*cobra.Command, *app) {
 		newNsexecCommand(a),
 		newDoctorCommand(a),
 		newEventsCommand(a),
+		newGraphCommand(a),
 	)
 	// The help and completion commands are made at Execute; make them now,
 	// so that the tree (man pages, completion) is whole from the start.

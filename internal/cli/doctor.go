@@ -174,32 +174,6 @@ func (a *app) completeSetAside(cmd *cobra.Command, args []string, toComplete str
 // offset, so that times read across machines and logs compare.
 const eventTimeLayout = "2006-01-02 15:04:05 -07:00"
 
-func newEventsCommand(a *app) *cobra.Command {
-	return a.addOutputFlag(&cobra.Command{
-		Use:   "events",
-		Short: "List what hostnetd did on its own lately: repairs, collected endpoints, dropped networks",
-		Long: "List what hostnetd did on its own lately: repairs, collected endpoints, dropped networks.\n" +
-			"Times are local, with the zone's offset from UTC (-o json: RFC 3339).",
-		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			evs, err := a.client().Events(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if evs == nil {
-				evs = []api.Event{}
-			}
-			return a.render(evs, func(bool) error {
-				rows := make([][]string, 0, len(evs))
-				for _, ev := range evs {
-					rows = append(rows, []string{ev.Time.Local().Format(eventTimeLayout), ev.Kind, orDash(ev.Object), ev.Message})
-				}
-				return writeTable(a.io.Out, []string{"TIME", "KIND", "OBJECT", "MESSAGE"}, rows)
-			})
-		},
-	})
-}
-
 func orDash(s string) string {
 	if s == "" {
 		return "-"

@@ -67,8 +67,11 @@ type Config struct {
 	// ForgetKernelState lets a daemon with a new, empty state file remove
 	// the hostnet objects it finds in the kernel (a lost state's).
 	ForgetKernelState bool
-	Build             string
-	Logger            *slog.Logger
+	// MetricsListen, a host:port, is where Prometheus metrics are served
+	// (at /metrics); empty: none.
+	MetricsListen string
+	Build         string
+	Logger        *slog.Logger
 	// Ready, if set, is called once the API is being served.
 	Ready func()
 }
@@ -132,6 +135,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("open host namespace: %w", err)
 	}
 	defer host.Close()
+	obs, err := cfg.openMetrics(log, host)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	fw := host.Firewall()
 	if st.Fresh && !cfg.ForgetKernelState {
 		if objs := orphans(host, fw); len(objs) > 0 {
@@ -144,18 +152,19 @@ func Run(ctx context.Context, cfg Config) error {
 	var svc *service.Service
 	var lastMutation atomic.Int64 // unix ns; the start's reconciliation counts as one
 	lastMutation.Store(time.Now().UnixNano())
-	rec := reconcile.New(reconcile.Config{Host: host, Logger: log,
-		Resync: func(ctx context.Context, reason string) error {
+	rec := reconcile.New(reconcile.Config{Host: obs.host(host), Logger: log,
+		Resync: obs.timed(func(ctx context.Context, reason string) error {
 			_, err := svc.Repair(ctx, reason)
 			// A full pass plans every owner: its garbage goes back to
 			// the system as a burst of mutations' does.
 			lastMutation.Store(time.Now().UnixNano())
 			return err
-		}})
+		})})
 	defer rec.Close() // after the service, before the host
 	counted := &commitCounter{Store: st}
 	svc = service.New(cfg.service(counted, rec, log))
 	defer svc.Close() // before the reconciler and host it uses close
+	obs.observe(svc)
 	start := time.Now()
 	// The start reads every record and the whole host once and keeps
 	// little of it: collecting four times less often while it runs saves
@@ -216,7 +225,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopTrim()
 	go trimWhenIdle(trimCtx, &lastMutation, time.Second)
 	srv := server.New(svc, log, server.Options{Timeouts: cfg.Timeouts, MaxConnections: cfg.MaxConnections, Groups: groups,
-		AfterMutation: func() { lastMutation.Store(time.Now().UnixNano()) }})
+		AfterMutation: func() { lastMutation.Store(time.Now().UnixNano()) }, ObserveRequest: obs.requests()})
+	obs.serve()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("hostnetd ready", "socket", cfg.Socket, "socket_mode", fmt.Sprintf("%04o", mode), "socket_group", orDefault(cfg.SocketGroup, "(none)"),

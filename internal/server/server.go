@@ -12,7 +12,9 @@
 //	GET    /namespaces[?filter=...]                 POST /namespaces
 //	GET    /namespaces/{ref} PATCH /namespaces/{ref} DELETE /namespaces/{ref}
 //	GET    /check     how the kernel differs from the intent (hostnet doctor)
-//	GET    /events    what the daemon did on its own lately
+//	GET    /events    recent events: what clients changed, what the daemon did
+//	                  on its own; ?type=&action=&object=&since= filter them,
+//	                  ?follow=1 streams them as newline-delimited JSON
 //	GET    /setaside  records a start could not read, set aside
 //	GET    /setaside/{id}  one, with its raw bytes; DELETE drops it
 //	POST   /prune     remove the kernel objects no record wants, kept after
@@ -98,6 +100,11 @@ type Options struct {
 	// AfterMutation, if set, is called after each request that may have
 	// changed something (any method but GET and HEAD) was answered.
 	AfterMutation func()
+	// ObserveRequest, if set, is called after each request was answered
+	// (a followed event stream aside), with its route pattern (e.g.
+	// "/networks/{ref}", "other" when none matched), the status answered,
+	// and how long it took: the metrics of the API.
+	ObserveRequest func(method, route string, status int, took time.Duration)
 }
 
 func (o Options) withDefaults() Options {
@@ -124,6 +131,8 @@ type Server struct {
 	selfUID int
 	http    *http.Server
 	limit   atomic.Pointer[limitListener]
+	// shutdown is closed when Shutdown begins: event streams end.
+	shutdown chan struct{}
 }
 
 // New returns a server for svc.
@@ -139,7 +148,7 @@ func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 	mux.HandleFunc("PATCH /networks/{ref}", s.modify(func(ctx context.Context, ref string, m api.ModifyRequest) (any, error) {
 		return svc.ModifyNetwork(ctx, ref, m)
 	}))
-	mux.HandleFunc("DELETE /networks/{ref}", s.delete(svc.DeleteNetwork))
+	mux.HandleFunc("DELETE /networks/{ref}", s.delete(func(ctx context.Context, ref string) (any, error) { return svc.GetNetwork(ctx, ref) }, svc.DeleteNetwork))
 
 	mux.HandleFunc("GET /endpoints", s.list(func(ctx context.Context, f string) (any, error) { return svc.ListEndpoints(ctx, f) }))
 	mux.HandleFunc("POST /endpoints", create(s, func(ctx context.Context, e api.Endpoint) (any, error) { return svc.CreateEndpoint(ctx, e) }))
@@ -147,7 +156,7 @@ func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 	mux.HandleFunc("PATCH /endpoints/{ref}", s.modify(func(ctx context.Context, ref string, m api.ModifyRequest) (any, error) {
 		return svc.ModifyEndpoint(ctx, ref, m)
 	}))
-	mux.HandleFunc("DELETE /endpoints/{ref}", s.delete(svc.DeleteEndpoint))
+	mux.HandleFunc("DELETE /endpoints/{ref}", s.delete(func(ctx context.Context, ref string) (any, error) { return svc.GetEndpoint(ctx, ref) }, svc.DeleteEndpoint))
 
 	mux.HandleFunc("GET /namespaces", s.list(func(ctx context.Context, f string) (any, error) { return svc.ListNamespaces(ctx, f) }))
 	mux.HandleFunc("POST /namespaces", create(s, func(ctx context.Context, n api.Namespace) (any, error) { return svc.CreateNamespace(ctx, n) }))
@@ -155,7 +164,7 @@ func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 	mux.HandleFunc("PATCH /namespaces/{ref}", s.modify(func(ctx context.Context, ref string, m api.ModifyRequest) (any, error) {
 		return svc.ModifyNamespace(ctx, ref, m)
 	}))
-	mux.HandleFunc("DELETE /namespaces/{ref}", s.delete(svc.DeleteNamespace))
+	mux.HandleFunc("DELETE /namespaces/{ref}", s.delete(func(ctx context.Context, ref string) (any, error) { return svc.GetNamespace(ctx, ref) }, svc.DeleteNamespace))
 
 	mux.HandleFunc("GET /check", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := svc.Check(s.ctx(r))
@@ -165,7 +174,7 @@ func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 		}
 		reply(w, http.StatusOK, rep)
 	})
-	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, svc.Events()) })
+	mux.HandleFunc("GET /events", s.events)
 	mux.HandleFunc("GET /setaside", s.list(func(ctx context.Context, _ string) (any, error) { return svc.ListSetAside(ctx) }))
 	// A set-aside record's ID is "<bucket>/<key>": the pattern takes the
 	// rest of the path.
@@ -190,7 +199,7 @@ func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 // newServer returns a server of the routes in h, behind the admission
 // check, the body limit and the log.
 func newServer(h http.Handler, log *slog.Logger, opts Options) *Server {
-	s := &Server{log: log, opts: opts.withDefaults(), selfUID: os.Geteuid()}
+	s := &Server{log: log, opts: opts.withDefaults(), selfUID: os.Geteuid(), shutdown: make(chan struct{})}
 	s.http = &http.Server{
 		Handler:           s.logged(s.guard(h)),
 		ReadHeaderTimeout: s.opts.ReadHeader,
@@ -206,6 +215,7 @@ func newServer(h http.Handler, log *slog.Logger, opts Options) *Server {
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	s.http.RegisterOnShutdown(func() { close(s.shutdown) })
 	return s
 }
 
@@ -335,6 +345,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap gives http.ResponseController the connection's writer: an event
+// stream flushes and lifts its deadlines through it.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // logged logs every mutation at info with the caller's uid, pid and
 // command, a refused caller at warn, and reads at debug.
 func (s *Server) logged(h http.Handler) http.Handler {
@@ -345,6 +359,16 @@ func (s *Server) logged(h http.Handler) http.Handler {
 		mutation := r.Method != http.MethodGet && r.Method != http.MethodHead
 		if mutation && s.opts.AfterMutation != nil {
 			s.opts.AfterMutation()
+		}
+		if s.opts.ObserveRequest != nil && !isTrue(r.URL.Query().Get("follow")) {
+			route := r.Pattern
+			if _, path, ok := strings.Cut(route, " "); ok {
+				route = path
+			}
+			if route == "" || route == "/" {
+				route = "other"
+			}
+			s.opts.ObserveRequest(r.Method, route, sw.status, time.Since(start))
 		}
 		ci := infoOf(r)
 		if ci == nil {
@@ -515,6 +539,7 @@ func create[T any](s *Server, fn func(context.Context, T) (any, error)) http.Han
 			replyError(w, err)
 			return
 		}
+		s.created(out)
 		reply(w, http.StatusCreated, out)
 	}
 }
@@ -542,15 +567,22 @@ func (s *Server) modify(fn func(ctx context.Context, ref string, m api.ModifyReq
 			replyError(w, err)
 			return
 		}
+		s.modified(s.ctx(r), m, out)
 		reply(w, http.StatusOK, out)
 	}
 }
 
-func (s *Server) delete(fn func(ctx context.Context, ref string) error) http.HandlerFunc {
+// delete answers a delete; get finds the object first, for the event.
+func (s *Server) delete(get resolver, fn func(ctx context.Context, ref string) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := fn(s.ctx(r), r.PathValue("ref")); err != nil {
+		ref := r.PathValue("ref")
+		before, _ := get(s.ctx(r), ref)
+		if err := fn(s.ctx(r), ref); err != nil {
 			replyError(w, err)
 			return
+		}
+		if typ, id, name, ok := objectOf(before); ok {
+			s.deleted(typ, id, name)
 		}
 		reply(w, http.StatusOK, map[string]bool{"Success": true})
 	}

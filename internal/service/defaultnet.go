@@ -25,5 +25,12 @@ func (s *Service) EnsureDefaultNetwork(ctx context.Context, subnet string) (*api
 	if subnet != "" {
 		n.Ipams = []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: subnet}}}}
 	}
-	return s.CreateNetwork(ctx, n)
+	created, err := s.CreateNetwork(ctx, n)
+	if err == nil {
+		// Made by the daemon, not through the API: its event is
+		// published here.
+		s.Publish(api.Event{Kind: "Created", Type: api.EventTypeNetwork, Action: api.EventCreate, ID: created.ID, Name: created.Name,
+			Object: "network " + created.Name + " (" + created.ID + ")", Message: "default network created at start"})
+	}
+	return created, err
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hostnet/hostnet/api"
@@ -593,30 +592,4 @@ func problemObject(p api.Problem) string {
 		return p.Kind + " " + p.ID
 	}
 	return p.Kind
-}
-
-// events keeps the last things hostnet did on its own (GET /events).
-type events struct {
-	mu   sync.Mutex
-	list []api.Event
-}
-
-const maxEvents = 1000
-
-// event records an event and logs it.
-func (s *Service) event(kind, object, message string) {
-	s.log.Info("event", "kind", kind, "object", object, "message", message)
-	s.events.mu.Lock()
-	defer s.events.mu.Unlock()
-	s.events.list = append(s.events.list, api.Event{Time: time.Now().UTC(), Kind: kind, Object: object, Message: message})
-	if len(s.events.list) > maxEvents {
-		s.events.list = append([]api.Event(nil), s.events.list[len(s.events.list)-maxEvents:]...)
-	}
-}
-
-// Events returns the recorded events, oldest first.
-func (s *Service) Events() []api.Event {
-	s.events.mu.Lock()
-	defer s.events.mu.Unlock()
-	return append([]api.Event{}, s.events.list...)
 }

@@ -32,8 +32,10 @@ var allowed = map[string][]string{
 	// The embedded DNS server, a peer of the API server: it answers from
 	// the service's read-only view.
 	"internal/dnsserver": {"api", "internal/service"},
-	"internal/cni":       {"api", "client", "internal/dataplane/netns"}, // CHECK looks into the container's namespace
-	"internal/winshim":   {"api"},
+	// Metrics: the instrumented host wraps the reconciler's.
+	"internal/metrics": {"api", "internal/dataplane", "internal/netmodel", "internal/nftmodel"},
+	"internal/cni":     {"api", "client", "internal/dataplane/netns"}, // CHECK looks into the container's namespace
+	"internal/winshim": {"api"},
 	// The Docker plugin, a client of the API like the CNI plugin.
 	"internal/dockerplugin": {"api", "internal/winshim"},
 	"internal/testutil":     {"api", "internal/dataplane/netns"},
