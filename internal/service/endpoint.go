@@ -109,6 +109,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 		if err := allocate(tx, &ep, spec, pn); err != nil {
 			return err
 		}
+		if err := checkNextHopsOf("invalid endpoint", ep.Routes, ep.Policies, endpointAddrs(&ep)); err != nil {
+			return err
+		}
 		if err := claimPorts(tx, ep.ID, policies.mappings); err != nil {
 			return err
 		}
@@ -434,12 +437,22 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 			return err
 		}
 		old := rec
+		// What depends on the endpoint's addresses, checked on the
+		// request's policies alone for the same reason.
+		if err := api.CheckVIPFamilies(pr.Policies, endpointAddrs(&rec.Doc)); err != nil {
+			return inRequestTerms(err, nil, pr.Policies, nil)
+		}
+		if err := checkNextHopsOf("invalid endpoint modify request", nil, pr.Policies, endpointAddrs(&rec.Doc)); err != nil {
+			return err
+		}
 		probe := rec.Doc
 		probe.Policies = modifyPolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
 		probe.HostComputeNamespace, probe.HostInterfaceName, probe.NetNamespacePath = "", "", ""
 		_, newPolicies, err := checkEndpoint(&probe)
 		if err != nil {
-			return err
+			// What only the merged list shows (a host port the
+			// endpoint publishes already, a second OutBoundNAT).
+			return inRequestTerms(err, policyOrigins(rec.Doc.Policies, req.RequestType, pr.Policies), pr.Policies, rec.Doc.Policies)
 		}
 		if err := s.checkPoliciesOfNetwork(tx, rec.Doc.HostComputeNetwork, pr.Policies); err != nil {
 			return err
