@@ -68,7 +68,7 @@ func TestParseApplyDocuments(t *testing.T) {
 	}
 	for in, want := range map[string]string{
 		``:                                  "no documents found",
-		`[{"Type":"NAT"}, {"Name":"what"}]`: "document 1: cannot tell whether it is a network, an endpoint or a namespace",
+		`[{"Type":"NAT"}, {"Name":"what"}]`: "document 1: cannot tell whether it is a network, an endpoint, a namespace or a route",
 		`{"Type":"NAT"} 42`:                 "document 1: not a JSON object",
 		`{"Type":"NAT"`:                     "invalid JSON",
 		`{"Type":"NAT","Flags":"eight"}`:    "document 0 (network): json: cannot unmarshal",

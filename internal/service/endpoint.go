@@ -198,6 +198,9 @@ func forgetEndpoint(tx store.Tx, rec *endpointRecord, pn *parsedNetwork) error {
 	if err := dropPorts(tx, endpointPoliciesOf(&rec.Doc).mappings); err != nil {
 		return err
 	}
+	if err := dropFromRoutes(tx, rec.Doc.ID); err != nil {
+		return err
+	}
 	if rec.Doc.HostComputeNamespace != "" {
 		if _, err := unlinkFromNamespace(tx, rec); err != nil {
 			return err
