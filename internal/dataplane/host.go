@@ -61,7 +61,9 @@ type Host interface {
 	// Watch calls changed, until ctx ends, when someone may have changed
 	// hostnet's objects: a tagged link was deleted (hostnet's own
 	// deletions included: Change.Link names it), another process
-	// committed nftables changes. A subscription that fails calls failed
+	// committed nftables changes, forwarding of the namespace as a whole
+	// was turned off (a sysctl NAT networks need, whose change the
+	// kernel reports). A subscription that fails calls failed
 	// and ends (the caller subscribes again).
 	Watch(ctx context.Context, changed func(Change), failed func(error)) error
 }
