@@ -90,3 +90,14 @@ func TestParseRoute(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRoute checks route documents as the other documents are checked:
+// they round-trip, a rejection is an API error with a message, and what
+// is accepted is storable and validates the same as stored.
+func FuzzRoute(f *testing.F) {
+	f.Add([]byte(`{"HostComputeEndpoints":["a"],"Setting":[{"DestinationPrefix":"169.254.169.254/24","NextHop":"127.10.0.33"}],"SchemaVersion":{"Major":2}}`))
+	f.Add([]byte(`{"ID":"x","HostComputeEndpoints":["a","b"],"Setting":[{"DestinationPrefix":"::/0","NextHop":"fe80::1","NeedEncap":true}],"Flags":1,"Extra":{}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzDocument(t, data, "route", "ParseRoute", ParseRoute)
+	})
+}
