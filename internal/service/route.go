@@ -2,9 +2,12 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/netmodel"
@@ -238,6 +241,71 @@ func dropFromRoutes(tx store.Tx, id string) error {
 		}
 		r.Doc.HostComputeEndpoints = slices.Delete(slices.Clone(r.Doc.HostComputeEndpoints), k, k+1)
 		if err := store.PutJSON(tx, store.Routes, r.Doc.ID, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadRoutes, at a start (after load, in its transaction), sets aside the
+// route records that cannot be read (they do not decode, their ID is not
+// their key, a setting no longer parses) and drops from the others the
+// endpoints that are not there (set aside, or lost): nothing dangles, and
+// an endpoint that takes the ID later does not inherit the routes. Like
+// load, it only reads and writes records.
+func (s *Service) loadRoutes(tx store.Tx, l *loaded) error {
+	now := time.Now().UTC()
+	var aside []setAsideEntry
+	var fixed []routeRecord
+	err := tx.ForEach(store.Routes, "", func(key string, raw []byte) error {
+		var rec routeRecord
+		why := ""
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			why = fmt.Sprintf("it does not decode: %v", err)
+		} else if rec.Doc.ID != key {
+			why = fmt.Sprintf("its ID %q is not its key", rec.Doc.ID)
+		} else {
+			for i, st := range rec.Doc.Setting {
+				if _, err := api.ParseSDNRouteSetting(st); err != nil {
+					why = fmt.Sprintf("it no longer passes validation: field Setting[%d].%s: %s", i, err.Field, err.Problem)
+					break
+				}
+			}
+		}
+		if why != "" {
+			aside = append(aside, setAsideEntry{Bucket: store.Routes, Key: key, Reason: why, Time: now, Raw: slices.Clone(raw)})
+			return nil
+		}
+		var kept, dropped []string
+		for _, id := range rec.Doc.HostComputeEndpoints {
+			_, err := tx.Get(store.Endpoints, id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				dropped = append(dropped, id)
+			case err != nil:
+				return err
+			default:
+				kept = append(kept, id)
+			}
+		}
+		if len(dropped) > 0 {
+			rec.Doc.HostComputeEndpoints = kept
+			fixed = append(fixed, rec)
+			l.normalised = append(l.normalised, "Route "+key+": endpoints that are not there ("+strings.Join(dropped, ", ")+") no longer listed")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := range aside {
+		if err := setAside(tx, &aside[i]); err != nil {
+			return err
+		}
+		l.aside = append(l.aside, aside[i])
+	}
+	for i := range fixed {
+		if err := store.PutJSON(tx, store.Routes, fixed[i].Doc.ID, fixed[i]); err != nil {
 			return err
 		}
 	}

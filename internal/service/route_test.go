@@ -128,3 +128,44 @@ func TestRouteObjectRefusals(t *testing.T) {
 func nsRequest(rt api.RequestType, epID string) api.ModifyRequest {
 	return api.ModifyRequest{ResourceType: api.ResourceEndpoint, RequestType: rt, Settings: []byte(`{"EndpointId":"` + epID + `"}`)}
 }
+
+// At a start, a route record that cannot be read is set aside (an event
+// and doctor say so) and the start goes on; one that lists an endpoint
+// that is not there drops it; the others are realised.
+func TestRouteRecordsAtStart(t *testing.T) {
+	l, ctx := blueLab(t)
+	web, _ := l.attached("blue", "web")
+	good, err := l.svc.CreateRoute(ctx, api.HostComputeRoute{HostComputeEndpoints: []string{web.ID},
+		Setting: []api.SDNRouteSettings{{DestinationPrefix: "192.0.2.0/24", NextHop: "10.7.0.9"}}})
+	l.must(err)
+	gone := fixedID("gone")
+	dangling := fixedID("dangling")
+	l.put(store.Routes, dangling, `{"Doc":{"ID":"`+dangling+`","HostComputeEndpoints":["`+web.ID+`","`+gone+`"],"Setting":[{"DestinationPrefix":"198.51.100.0/24","NextHop":"10.7.0.9"}],"SchemaVersion":{"Major":2,"Minor":0}}}`)
+	l.put(store.Routes, fixedID("garbage"), `{"Doc":`)
+	bad := fixedID("bad")
+	l.put(store.Routes, bad, `{"Doc":{"ID":"`+bad+`","HostComputeEndpoints":["`+web.ID+`"],"Setting":[{"DestinationPrefix":"10.0.0/8"}]}}`)
+	logged := l.restart()
+	if !strings.Contains(logged, "set aside") {
+		t.Errorf("the start does not log the records set aside:\n%s", logged)
+	}
+	if evs := l.eventsOf("SetAside"); len(evs) != 2 || !strings.Contains(evs[0].Object+evs[1].Object, "Route ") {
+		t.Errorf("SetAside events: %+v", evs)
+	}
+	if p := l.problemsOf(); !strings.Contains(p, "Route") {
+		t.Errorf("doctor does not name the route records set aside:\n%s", p)
+	}
+	r, err := l.svc.GetRoute(ctx, dangling)
+	l.must(err)
+	if len(r.HostComputeEndpoints) != 1 || r.HostComputeEndpoints[0] != web.ID {
+		t.Errorf("the dangling endpoint is still listed: %+v", r.HostComputeEndpoints)
+	}
+	if got := l.routeLines("192.0.2.0/24"); len(got) != 1 {
+		t.Errorf("%s's route: %q", good.ID, got)
+	}
+	if got := l.routeLines("198.51.100.0/24"); len(got) != 1 {
+		t.Errorf("the dangling record's route: %q", got)
+	}
+	if list, _ := l.svc.ListRoutes(ctx, ""); len(list) != 2 {
+		t.Errorf("routes after the start: %+v", list)
+	}
+}
