@@ -443,7 +443,7 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 		// What depends on the endpoint's addresses, checked on the
 		// request's policies alone for the same reason.
 		if err := api.CheckVIPFamilies(pr.Policies, endpointAddrs(&rec.Doc)); err != nil {
-			return inRequestTerms(err, nil, pr.Policies, nil)
+			return inRequestTerms(err, "endpoint", nil, pr.Policies, nil)
 		}
 		if err := checkNextHopsOf("invalid endpoint modify request", nil, pr.Policies, endpointAddrs(&rec.Doc)); err != nil {
 			return err
@@ -455,7 +455,7 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 		if err != nil {
 			// What only the merged list shows (a host port the
 			// endpoint publishes already, a second OutBoundNAT).
-			return inRequestTerms(err, policyOrigins(rec.Doc.Policies, req.RequestType, pr.Policies), pr.Policies, rec.Doc.Policies)
+			return inRequestTerms(err, "endpoint", policyOrigins(rec.Doc.Policies, req.RequestType, pr.Policies), pr.Policies, rec.Doc.Policies)
 		}
 		if err := s.checkPoliciesOfNetwork(tx, rec.Doc.HostComputeNetwork, pr.Policies); err != nil {
 			return err

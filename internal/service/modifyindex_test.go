@@ -1,7 +1,9 @@
 package service
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -99,4 +101,35 @@ func TestUnusableNextHopIsRefusedDetached(t *testing.T) {
 		Settings: json.RawMessage(`{"EndpointId":"` + ep.ID + `"}`)})
 	l.must(err)
 	l.check()
+}
+
+// A network modify request's errors, too, name the bad policy by its index
+// in the request and its type, not by the network's merged list.
+func TestNetworkModifyErrorsNameTheRequestsIndex(t *testing.T) {
+	l, ctx := newLab(t), context.Background()
+	nacl := func(action string, priority int) api.Policy {
+		return api.Policy{Type: api.NetworkACL, Settings: json.RawMessage(fmt.Sprintf(`{"Action":%q,"Direction":"In","Protocols":"6","LocalPorts":"80","Priority":%d}`, action, priority))}
+	}
+	l.network("blue", "10.7.0.0/24", nacl("Allow", 100), nacl("Block", 200))
+	_, err := l.svc.ModifyNetwork(ctx, "blue", modifyRequest(t, api.RequestAdd, nacl("Allow", 300), nacl("Bogus", 400)))
+	if err == nil || !strings.Contains(err.Error(), "Policies[1] (NetworkACL)") || strings.Contains(err.Error(), "Policies[3]") ||
+		!strings.HasPrefix(err.Error(), "invalid network modify request") {
+		t.Errorf("got %v, want a 400 naming Policies[1] (NetworkACL) of the request", err)
+	}
+}
+
+// An endpoint's bad ACL, at creation and in a modify request, is named
+// once as invalid, by its index and type.
+func TestACLErrorWording(t *testing.T) {
+	l, ctx := blueLab(t)
+	bad := api.Policy{Type: api.ACL, Settings: json.RawMessage(`{"Action":"Bogus","Direction":"In","Priority":1}`)}
+	_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue", Policies: []api.Policy{mapping(6, 8080, 80), bad}})
+	if err == nil || strings.Contains(err.Error(), "invalid invalid") || !strings.Contains(err.Error(), "Policies[1] (ACL)") {
+		t.Errorf("create: %v", err)
+	}
+	ep, _ := l.attached("blue", "web", mapping(6, 8081, 81))
+	_, err = l.svc.ModifyEndpoint(ctx, ep.ID, modifyRequest(t, api.RequestAdd, bad))
+	if err == nil || strings.Contains(err.Error(), "invalid invalid") || !strings.Contains(err.Error(), "Policies[0] (ACL)") {
+		t.Errorf("modify: %v", err)
+	}
 }

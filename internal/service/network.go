@@ -135,7 +135,7 @@ func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver,
 			return nil, nil, unsupportedPolicy("invalid network", i, p.Type, supportedNetworkPolicies)
 		}
 	}
-	if _, err := parseNetworkACLs("invalid network", spec.Policies); err != nil {
+	if _, err := parseNetworkACLs("network", spec.Policies); err != nil {
 		return nil, nil, err
 	}
 	for i, sub := range spec.Subnets {
@@ -362,9 +362,9 @@ func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyR
 		return nil, err
 	}
 	var change func(n *api.Network) error
+	var pr api.PolicyRequest
 	switch req.ResourceType {
 	case api.ResourcePolicy:
-		var pr api.PolicyRequest
 		if err := api.DecodeSettings(req.Settings, &pr); err != nil {
 			return nil, api.Invalid(api.CodeInvalidPolicy, "invalid network modify request: field Settings: %v", err)
 		}
@@ -404,6 +404,10 @@ func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyR
 			return err
 		}
 		if _, _, err := s.checkNetwork(&n); err != nil {
+			if req.ResourceType == api.ResourcePolicy {
+				// Named as the request has them, not by the merged list.
+				return inRequestTerms(err, "network", policyOrigins(old.Policies, req.RequestType, pr.Policies), pr.Policies, old.Policies)
+			}
 			return err
 		}
 		owners, err := attachedTo(tx, n.ID)

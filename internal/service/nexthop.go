@@ -100,11 +100,11 @@ func policyOrigins(cur []api.Policy, req api.RequestType, in []api.Policy) []int
 var policyIndex = regexp.MustCompile(`Policies\[(\d+)\]( \([A-Za-z]+\))?`)
 
 // inRequestTerms rewords an error about the merged policy list of a
-// modify request (see policyOrigins) so that it names each policy by its
-// index in the request and its type, or as the endpoint's own policy:
-// the client cannot tell which of its policies was wrong by an index
-// into a list it never sent.
-func inRequestTerms(err error, origins []int, in, cur []api.Policy) error {
+// modify request to a network or an endpoint (owner) (see policyOrigins)
+// so that it names each policy by its index in the request and its type,
+// or as the object's own policy: the client cannot tell which of its
+// policies was wrong by an index into a list it never sent.
+func inRequestTerms(err error, owner string, origins []int, in, cur []api.Policy) error {
 	e, ok := err.(*api.Error)
 	if !ok {
 		return err
@@ -119,10 +119,10 @@ func inRequestTerms(err error, origins []int, in, cur []api.Policy) error {
 		if o := origins[k]; o >= 0 {
 			return fmt.Sprintf("Policies[%d] (%s)", o, in[o].Type)
 		}
-		return fmt.Sprintf("the endpoint's Policies[%d] (%s)", -1-origins[k], cur[-1-origins[k]].Type)
+		return fmt.Sprintf("the %s's Policies[%d] (%s)", owner, -1-origins[k], cur[-1-origins[k]].Type)
 	})
-	if rest, ok := strings.CutPrefix(c.Message, "invalid endpoint: "); ok {
-		c.Message = "invalid endpoint modify request: " + rest
+	if rest, ok := strings.CutPrefix(c.Message, "invalid "+owner+": "); ok {
+		c.Message = "invalid " + owner + " modify request: " + rest
 	}
 	return &c
 }

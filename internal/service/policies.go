@@ -22,6 +22,8 @@ type endpointPolicies struct {
 func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, error) {
 	out := &endpointPolicies{}
 	seen := map[string]int{}
+	// The api parsers say "invalid <owner>" themselves.
+	policyOwner := strings.TrimPrefix(owner, "invalid ")
 	for i, p := range ps {
 		if !supported(supportedEndpointPolicies, p.Type) {
 			return nil, unsupportedPolicy(owner, i, p.Type, supportedEndpointPolicies)
@@ -34,7 +36,7 @@ func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, er
 			}
 			out.routes = append(out.routes, r)
 		case api.PortMapping:
-			m, err := api.ParsePortMapping(owner, i, p)
+			m, err := api.ParsePortMapping(policyOwner, i, p)
 			if err != nil {
 				return nil, err
 			}
@@ -44,7 +46,7 @@ func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, er
 			seen[m.Key()] = i
 			out.mappings = append(out.mappings, m)
 		case api.ACL:
-			a, err := api.ParseACL(owner, i, api.ACL, p)
+			a, err := api.ParseACL(policyOwner, i, api.ACL, p)
 			if err != nil {
 				return nil, err
 			}
@@ -53,7 +55,7 @@ func parseEndpointPolicies(owner string, ps []api.Policy) (*endpointPolicies, er
 			if out.obnat != nil {
 				return nil, api.Invalid(api.CodeInvalidPolicy, "%s: field Policies[%d]: an endpoint has at most one OutBoundNAT policy", owner, i)
 			}
-			o, err := api.ParseOutboundNAT(owner, i, p)
+			o, err := api.ParseOutboundNAT(policyOwner, i, p)
 			if err != nil {
 				return nil, err
 			}
