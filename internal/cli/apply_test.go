@@ -37,6 +37,8 @@ func TestDetectKind(t *testing.T) {
 		`{"Type":"Bogus","Name":"x"}`:                                  "",
 		`{"Dns":{},"Policies":[],"SchemaVersion":{"Major":2}}`:         "",
 		`{"HostComputeNetwork":"n","Type":"Host","Ipams":[],"Name":1}`: kindEndpoint,
+		`{"HostComputeEndpoints":["e"],"Setting":[]}`:                  kindRoute,
+		`{"setting":[{"DestinationPrefix":"10.0.0.0/8"}]}`:             kindRoute,
 	} {
 		if got := detectKind(keysOf(t, doc)); got != want {
 			t.Errorf("%s: kind %q, want %q", doc, got, want)
