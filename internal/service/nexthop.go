@@ -17,7 +17,13 @@ import (
 // endpoint's addresses with their subnets' prefix lengths. It is checked
 // when the endpoint is created or its policies modified, attached or not:
 // a route stored on a detached endpoint would otherwise fail every attach.
+//
+// An endpoint without any address (one whose addresses a DHCP server
+// gives it, later) cannot be judged: its routes are left to the kernel.
 func checkNextHopsOf(owner string, routes []api.Route, ps []api.Policy, addrs []netip.Prefix) error {
+	if len(addrs) == 0 {
+		return nil
+	}
 	for i, r := range routes {
 		nh, err := api.ParseAddr(r.NextHop)
 		if r.NextHop == "" || err != nil {

@@ -104,7 +104,8 @@ func heldPorts(mappings []api.PortMappingSpec) []netmodel.Object {
 // Its routes are its Routes field, its SDNRoute policies, then objRoutes
 // (see EndpointRoutes for which wins); one whose next hop the kernel
 // would not take (a record stored before next hops were checked) is
-// left out, so that it cannot fail every attach.
+// left out, so that it cannot fail every attach (unless the endpoint has
+// no address yet: then nothing can be judged).
 func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *endpointPolicies, policiesErr error, objRoutes []api.RouteSpec) (*driver.Endpoint, error) {
 	e := &rec.Doc
 	mac, err := api.ParseMAC(e.MacAddress)
@@ -128,7 +129,9 @@ func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *endpointPolici
 	}
 	de.Routes = append(de.Routes, ps.routes...)
 	de.Routes = append(de.Routes, objRoutes...)
-	de.Routes = slices.DeleteFunc(de.Routes, func(r api.RouteSpec) bool { return api.CheckNextHop(r.NextHop, de.Addrs) != nil })
+	if len(de.Addrs) > 0 {
+		de.Routes = slices.DeleteFunc(de.Routes, func(r api.RouteSpec) bool { return api.CheckNextHop(r.NextHop, de.Addrs) != nil })
+	}
 	de.Mappings, de.ACLs, de.OutboundNAT = ps.mappings, ps.acls, ps.obnat
 	return de, nil
 }

@@ -111,7 +111,11 @@ func (s *Service) CreateRoute(ctx context.Context, r api.HostComputeRoute) (*api
 				return api.Invalid(api.CodeInvalidPolicy, "invalid route: field %s: endpoint %q is listed twice (also HostComputeEndpoints[%d])", field, ref, j)
 			}
 			for k, rs := range routes {
-				if err := api.CheckNextHop(rs.NextHop, endpointAddrs(&ep.Doc)); err != nil {
+				addrs := endpointAddrs(&ep.Doc)
+				if len(addrs) == 0 {
+					break // addresses to come (DHCP): left to the kernel, as for its own routes
+				}
+				if err := api.CheckNextHop(rs.NextHop, addrs); err != nil {
 					return api.Invalid(api.CodeInvalidPolicy, "invalid route: field Setting[%d].NextHop: for endpoint %q (%s): %v",
 						k, displayName(ep.Doc.Name, id), field, err)
 				}
