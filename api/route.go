@@ -83,6 +83,9 @@ func ParseRoute(r *HostComputeRoute) ([]RouteSpec, error) {
 	for i, s := range r.Setting {
 		field := fmt.Sprintf("Setting[%d]", i)
 		rs, err := ParseSDNRouteSetting(s)
+		if err != nil && err.Unsupported {
+			return nil, Unsupported("invalid route: field %s.%s: %s", field, err.Field, err.Problem)
+		}
 		if err != nil {
 			return nil, invalidRoute(field+"."+err.Field, "%s", err.Problem)
 		}
