@@ -35,6 +35,8 @@ func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error)
 	out := &EndpointPolicies{}
 	seen := map[string]int{}
 	var tierIndexes []int
+	// The parsers of the policy types say "invalid <kind>" themselves.
+	kind := strings.TrimPrefix(owner, "invalid ")
 	for i, p := range ps {
 		if !IsSupported(SupportedEndpointPolicies, p.Type) {
 			return nil, UnsupportedPolicy(owner, i, p.Type, SupportedEndpointPolicies)
@@ -47,7 +49,7 @@ func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error)
 			}
 			out.Routes = append(out.Routes, r)
 		case PortMapping:
-			m, err := ParsePortMapping(owner, i, p)
+			m, err := ParsePortMapping(kind, i, p)
 			if err != nil {
 				return nil, err
 			}
@@ -57,7 +59,7 @@ func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error)
 			seen[m.Key()] = i
 			out.Mappings = append(out.Mappings, m)
 		case ACL:
-			a, err := ParseACL(owner, i, ACL, p)
+			a, err := ParseACL(kind, i, ACL, p)
 			if err != nil {
 				return nil, err
 			}
@@ -66,7 +68,7 @@ func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error)
 			if out.OutboundNAT != nil {
 				return nil, Invalid(CodeInvalidPolicy, "%s: field Policies[%d]: an endpoint has at most one OutBoundNAT policy", owner, i)
 			}
-			o, err := ParseOutboundNAT(owner, i, p)
+			o, err := ParseOutboundNAT(kind, i, p)
 			if err != nil {
 				return nil, err
 			}
@@ -75,13 +77,13 @@ func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error)
 			if out.QoS != nil {
 				return nil, Invalid(CodeInvalidPolicy, "%s: field Policies[%d]: an endpoint has at most one QOS policy", owner, i)
 			}
-			q, err := ParseQoS(owner, i, p)
+			q, err := ParseQoS(kind, i, p)
 			if err != nil {
 				return nil, err
 			}
 			out.QoS = &q
 		case TierAcl:
-			t, err := ParseTierAcl(owner, i, p)
+			t, err := ParseTierAcl(kind, i, p)
 			if err != nil {
 				return nil, err
 			}
@@ -89,7 +91,7 @@ func ParseEndpointPolicies(owner string, ps []Policy) (*EndpointPolicies, error)
 			tierIndexes = append(tierIndexes, i)
 		}
 	}
-	if err := CheckTiers(owner, out.Tiers, tierIndexes); err != nil {
+	if err := CheckTiers(kind, out.Tiers, tierIndexes); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -13,6 +13,7 @@ const (
 	EventTypeNetwork   = "network"
 	EventTypeEndpoint  = "endpoint"
 	EventTypeNamespace = "namespace"
+	EventTypeRoute     = "route"
 	EventTypeDaemon    = "daemon"
 
 	EventCreate = "create"

@@ -140,13 +140,13 @@ func ParseNetwork(n *Network) (*NetworkSpec, error) {
 			}
 		}
 	}
-	if spec.ACLs, err = ParseNetworkACLs("invalid network", spec.Policies); err != nil {
+	if spec.ACLs, err = ParseNetworkACLs("network", spec.Policies); err != nil {
 		return nil, err
 	}
-	if spec.Sets, err = ParseSetPolicies("invalid network", spec.Policies); err != nil {
+	if spec.Sets, err = ParseSetPolicies("network", spec.Policies); err != nil {
 		return nil, err
 	}
-	if err := CheckSetReferences("invalid network", spec.Policies, spec.Sets); err != nil {
+	if err := CheckSetReferences("network", spec.Policies, spec.Sets); err != nil {
 		return nil, err
 	}
 	return spec, nil

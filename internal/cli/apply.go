@@ -69,10 +69,15 @@ func field(doc map[string]json.RawMessage, key string) (json.RawMessage, bool) {
 }
 
 // detectKind tells what an HCN document describes: "network", "endpoint",
-// "namespace", or "" when it cannot be told.
+// "namespace", "route", or "" when it cannot be told.
 func detectKind(doc map[string]json.RawMessage) string {
 	if _, ok := field(doc, "HostComputeNetwork"); ok {
 		return kindEndpoint
+	}
+	for _, k := range []string{"HostComputeEndpoints", "Setting"} {
+		if _, ok := field(doc, k); ok {
+			return kindRoute
+		}
 	}
 	for _, k := range []string{"Ipams", "MacPool"} {
 		if _, ok := field(doc, k); ok {
@@ -118,9 +123,10 @@ func parseApplyDocuments(data []byte) ([]applyDoc, error) {
 		}
 		kind := detectKind(keys)
 		if kind == "" {
-			return nil, fmt.Errorf("document %d: cannot tell whether it is a network, an endpoint or a namespace "+
+			return nil, fmt.Errorf("document %d: cannot tell whether it is a network, an endpoint, a namespace or a route "+
 				"(a network has Ipams, MacPool or a network Type; an endpoint has HostComputeNetwork; "+
-				"a namespace has NetNamespacePath, NamespaceId, Resources or a namespace Type)", i)
+				"a namespace has NetNamespacePath, NamespaceId, Resources or a namespace Type; "+
+				"a route has HostComputeEndpoints or Setting)", i)
 		}
 		var target any
 		switch kind {
@@ -128,6 +134,8 @@ func parseApplyDocuments(data []byte) ([]applyDoc, error) {
 			target = &api.Network{}
 		case kindEndpoint:
 			target = &api.Endpoint{}
+		case kindRoute:
+			target = &api.HostComputeRoute{}
 		default:
 			target = &api.Namespace{}
 		}
@@ -150,7 +158,7 @@ func newApplyCommand(a *app) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
-		Short: "Create the networks, endpoints and namespaces of HCN JSON documents",
+		Short: "Create the networks, endpoints, namespaces and routes of HCN JSON documents",
 		Long: "Create, in file order, the objects described by HCN v2 JSON documents: a single\n" +
 			"document, an array of documents, or a stream of them. FILE may be - for stdin.\n" +
 			"An object that already exists with the same settings is left unchanged.",
@@ -251,6 +259,27 @@ func applyDocument(ctx context.Context, c *client.Client, d applyDoc) (*applyRes
 			func(ref string) (*api.Endpoint, error) { return c.GetEndpoint(ctx, ref) },
 			func(e *api.Endpoint) string { return e.ID })
 		return res, label(d, res, e.Name, e.ID), err
+	case kindRoute:
+		var r api.HostComputeRoute
+		if err := json.Unmarshal(d.raw, &r); err != nil {
+			return nil, label(d, nil, "", ""), err
+		}
+		// The document may name its endpoints; the daemon stores IDs.
+		resolveEndpoints := func(sent map[string]any) {
+			refs, _ := sent["HostComputeEndpoints"].([]any)
+			for i, ref := range refs {
+				if s, _ := ref.(string); s != "" {
+					if e, err := c.GetEndpoint(ctx, s); err == nil {
+						refs[i] = e.ID
+					}
+				}
+			}
+		}
+		res, err := applyObject(d, r.ID, "", resolveEndpoints,
+			func() (*api.HostComputeRoute, error) { return c.CreateRoute(ctx, &r) },
+			func(ref string) (*api.HostComputeRoute, error) { return c.GetRoute(ctx, ref) },
+			func(r *api.HostComputeRoute) string { return r.ID })
+		return res, label(d, res, "", r.ID), err
 	default:
 		var n api.Namespace
 		if err := json.Unmarshal(d.raw, &n); err != nil {

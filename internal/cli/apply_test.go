@@ -37,6 +37,8 @@ func TestDetectKind(t *testing.T) {
 		`{"Type":"Bogus","Name":"x"}`:                                  "",
 		`{"Dns":{},"Policies":[],"SchemaVersion":{"Major":2}}`:         "",
 		`{"HostComputeNetwork":"n","Type":"Host","Ipams":[],"Name":1}`: kindEndpoint,
+		`{"HostComputeEndpoints":["e"],"Setting":[]}`:                  kindRoute,
+		`{"setting":[{"DestinationPrefix":"10.0.0.0/8"}]}`:             kindRoute,
 	} {
 		if got := detectKind(keysOf(t, doc)); got != want {
 			t.Errorf("%s: kind %q, want %q", doc, got, want)
@@ -68,7 +70,7 @@ func TestParseApplyDocuments(t *testing.T) {
 	}
 	for in, want := range map[string]string{
 		``:                                  "no documents found",
-		`[{"Type":"NAT"}, {"Name":"what"}]`: "document 1: cannot tell whether it is a network, an endpoint or a namespace",
+		`[{"Type":"NAT"}, {"Name":"what"}]`: "document 1: cannot tell whether it is a network, an endpoint, a namespace or a route",
 		`{"Type":"NAT"} 42`:                 "document 1: not a JSON object",
 		`{"Type":"NAT"`:                     "invalid JSON",
 		`{"Type":"NAT","Flags":"eight"}`:    "document 0 (network): json: cannot unmarshal",

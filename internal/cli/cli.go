@@ -242,6 +242,7 @@ func newRoot(streams IO, newClient ClientFactory) (*cobra.Command, *app) {
 		newNetworkCommand(a),
 		newEndpointCommand(a),
 		newNamespaceCommand(a),
+		newRouteCommand(a),
 		newApplyCommand(a),
 		newRunCommand(a),
 		newNsexecCommand(a),

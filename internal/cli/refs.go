@@ -14,6 +14,7 @@ const (
 	kindNetwork   = "network"
 	kindEndpoint  = "endpoint"
 	kindNamespace = "namespace"
+	kindRoute     = "route"
 )
 
 // kindCalls are the client's calls for one kind of object, untyped, for
@@ -57,6 +58,7 @@ var kinds = map[string]kindCalls{
 	kindNetwork:   callsOf((*client.Client).GetNetwork, (*client.Client).DeleteNetwork, (*client.Client).ListNetworks, networkRef),
 	kindEndpoint:  callsOf((*client.Client).GetEndpoint, (*client.Client).DeleteEndpoint, (*client.Client).ListEndpoints, endpointRef),
 	kindNamespace: callsOf((*client.Client).GetNamespace, (*client.Client).DeleteNamespace, (*client.Client).ListNamespaces, namespaceRef),
+	kindRoute:     callsOf((*client.Client).GetRoute, (*client.Client).DeleteRoute, (*client.Client).ListRoutes, routeRef),
 }
 
 func networkRef(n *api.Network) (name, id string)     { return n.Name, n.ID }

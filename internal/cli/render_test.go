@@ -48,6 +48,24 @@ func TestEndpointRows(t *testing.T) {
 	}
 }
 
+func TestRouteRows(t *testing.T) {
+	routes := []api.HostComputeRoute{{ID: "6f9c2a4e-3b8d-4c1e-9a57-2d0e8b1f4c33",
+		HostComputeEndpoints: []string{"0A0B0C0D-1111-4222-8333-444444444444", "0e0e0e0e-1111-4222-8333-444444444444"},
+		Setting:              []api.SDNRouteSettings{{DestinationPrefix: "192.0.2.0/24", NextHop: "10.0.0.1"}, {DestinationPrefix: "198.51.100.0/24"}}},
+		{ID: "7a7a7a7a-0000-4000-8000-000000000000"}}
+	names := map[string]string{"0a0b0c0d-1111-4222-8333-444444444444": "web"}
+	want := [][]string{
+		{"6f9c2a4e-3b8", "web,0e0e0e0e-111", "192.0.2.0/24 via 10.0.0.1, 198.51.100.0/24"},
+		{"7a7a7a7a-000", "-", ""},
+	}
+	if got := routeRows(routes, names, false, false); !reflect.DeepEqual(got, want) {
+		t.Errorf("rows %q", got)
+	}
+	if got := routeRows(routes, names, true, false); got[0][0] != routes[0].ID || got[0][1] != "web,0e0e0e0e-1111-4222-8333-444444444444" {
+		t.Errorf("--no-trunc rows %q", got)
+	}
+}
+
 func TestNamespaceRows(t *testing.T) {
 	ep, _ := json.Marshal(api.NamespaceResourceID{ID: "e"})
 	nss := []api.Namespace{{ID: "12345678-aaaa-4bbb-8ccc-dddddddddddd", Name: "web", NetNamespacePath: "/run/hostnet/netns/x", Managed: true,

@@ -865,6 +865,12 @@ func (h *Linux) Watch(ctx context.Context, changed func(Change), failed func(err
 	if err := h.watchShapers(ctx.Done(), changed, failed); err != nil {
 		return err
 	}
+	err = h.watchForwarding(ctx.Done(), func(family string) {
+		changed(Change{Reason: family + " forwarding was turned off"})
+	}, failed)
+	if err != nil {
+		return err
+	}
 	return h.fw.WatchOthers(ctx.Done(), func(pid uint32, comm string) {
 		changed(Change{Reason: fmt.Sprintf("process %q (pid %d) changed nftables", comm, pid)})
 	}, failed)

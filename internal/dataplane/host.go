@@ -62,7 +62,9 @@ type Host interface {
 	// hostnet's objects: a tagged link was deleted (hostnet's own
 	// deletions included: Change.Link names it), another process
 	// committed nftables changes, someone else deleted a shaper's qdisc
-	// or filter on a tagged link. A subscription that fails calls failed
+	// or filter on a tagged link, forwarding of the namespace as a whole
+	// was turned off (a sysctl NAT networks need, whose change the
+	// kernel reports). A subscription that fails calls failed
 	// and ends (the caller subscribes again).
 	Watch(ctx context.Context, changed func(Change), failed func(error)) error
 }

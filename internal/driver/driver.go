@@ -160,24 +160,42 @@ func StableMAC(seed string) net.HardwareAddr {
 	return net.HardwareAddr{0x02, h[0], h[1], h[2], h[3], h[4]}
 }
 
-// EndpointRoutes returns the routes an endpoint gets inside its namespace,
-// for every subnet of n it has an address in: the subnet's routes, and a
-// default route through its gateway unless the subnet or the endpoint has
-// one of its own; then the endpoint's own routes. Default routes get
+// EndpointRoutes returns the routes an endpoint gets inside its namespace:
+// its own routes first (ep.Routes: its Routes field, its SDNRoute
+// policies, the route objects that list it), then, for every subnet of n
+// it has an address in, the subnet's routes and a default route through
+// the subnet's gateway. An endpoint has one default route per family: the
+// first one of that list, so an explicit default route (the endpoint's
+// own, else its subnet's) wins over the gateway's, and a later one of the
+// same family is left out; likewise a later route to the same destination
+// with the same metric. Default routes without a metric of their own get
 // metric 100+N for device ethN (N with LowMetric), so that two endpoints
 // can share a namespace.
 func EndpointRoutes(n *Network, ep *Endpoint) []netmodel.Route {
 	metric := DefaultRouteMetric(ep.Interface, ep.LowMetric)
-	route := func(dst netip.Prefix, gw netip.Addr, m int) netmodel.Route {
-		return netmodel.Route{NS: ep.NS, Link: ep.Interface, Dst: dst, Gateway: gw, Metric: m}
-	}
-	ownDefault := map[bool]bool{} // by family: IPv4 true
-	for _, r := range ep.Routes {
-		if r.Dst.Bits() == 0 {
-			ownDefault[r.Dst.Addr().Is4()] = true
-		}
-	}
 	var out []netmodel.Route
+	taken := map[netmodel.Key]bool{}
+	hasDefault := map[bool]bool{} // by family: IPv4 true
+	add := func(dst netip.Prefix, gw netip.Addr, m uint32) {
+		if dst.Bits() == 0 {
+			if hasDefault[dst.Addr().Is4()] {
+				return
+			}
+			hasDefault[dst.Addr().Is4()] = true
+			if m == 0 {
+				m = uint32(metric)
+			}
+		}
+		r := netmodel.Route{NS: ep.NS, Link: ep.Interface, Dst: dst, Gateway: gw, Metric: int(m)}
+		if taken[r.Key()] {
+			return
+		}
+		taken[r.Key()] = true
+		out = append(out, r)
+	}
+	for _, r := range ep.Routes {
+		add(r.Dst, r.NextHop, r.Metric)
+	}
 	for _, s := range n.Spec.Subnets {
 		hasAddr := false
 		for _, a := range ep.Addrs {
@@ -186,21 +204,14 @@ func EndpointRoutes(n *Network, ep *Endpoint) []netmodel.Route {
 		if !hasAddr {
 			continue
 		}
-		hasDefault := false
 		for _, r := range s.Routes {
 			if r.Dst.Bits() == 0 {
-				hasDefault = true
-				out = append(out, route(r.Dst, r.NextHop, metric))
+				add(r.Dst, r.NextHop, 0) // a subnet's default route takes the device's metric
 			} else {
-				out = append(out, route(r.Dst, r.NextHop, int(r.Metric)))
+				add(r.Dst, r.NextHop, r.Metric)
 			}
 		}
-		if !hasDefault && !ownDefault[s.Prefix.Addr().Is4()] {
-			out = append(out, route(netip.PrefixFrom(zeroAddr(s.Prefix.Addr()), 0), s.Gateway, metric))
-		}
-	}
-	for _, r := range ep.Routes {
-		out = append(out, route(r.Dst, r.NextHop, int(r.Metric)))
+		add(netip.PrefixFrom(zeroAddr(s.Prefix.Addr()), 0), s.Gateway, 0)
 	}
 	return out
 }

@@ -23,6 +23,8 @@ func objectOf(v any) (typ, id, name string, ok bool) {
 		return api.EventTypeEndpoint, o.ID, o.Name, true
 	case *api.Namespace:
 		return api.EventTypeNamespace, o.ID, o.Name, true
+	case *api.HostComputeRoute:
+		return api.EventTypeRoute, o.ID, "", true
 	}
 	return "", "", "", false
 }

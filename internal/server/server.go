@@ -11,6 +11,8 @@
 //	GET    /endpoints/{ref}  PATCH /endpoints/{ref}  DELETE /endpoints/{ref}
 //	GET    /namespaces[?filter=...]                 POST /namespaces
 //	GET    /namespaces/{ref} PATCH /namespaces/{ref} DELETE /namespaces/{ref}
+//	GET    /routes[?filter=...]                     POST /routes
+//	GET    /routes/{ID}                             DELETE /routes/{ID}
 //	GET    /check     how the kernel differs from the intent (hostnet doctor)
 //	GET    /events    recent events: what clients changed, what the daemon did
 //	                  on its own; ?type=&action=&object=&since= filter them,
@@ -165,6 +167,11 @@ func New(svc *service.Service, log *slog.Logger, opts Options) *Server {
 		return svc.ModifyNamespace(ctx, ref, m)
 	}))
 	mux.HandleFunc("DELETE /namespaces/{ref}", s.delete(func(ctx context.Context, ref string) (any, error) { return svc.GetNamespace(ctx, ref) }, svc.DeleteNamespace))
+
+	mux.HandleFunc("GET /routes", s.list(func(ctx context.Context, f string) (any, error) { return svc.ListRoutes(ctx, f) }))
+	mux.HandleFunc("POST /routes", create(s, func(ctx context.Context, r api.HostComputeRoute) (any, error) { return svc.CreateRoute(ctx, r) }))
+	mux.HandleFunc("GET /routes/{ref}", s.get(func(ctx context.Context, ref string) (any, error) { return svc.GetRoute(ctx, ref) }))
+	mux.HandleFunc("DELETE /routes/{ref}", s.delete(func(ctx context.Context, ref string) (any, error) { return svc.GetRoute(ctx, ref) }, svc.DeleteRoute))
 
 	mux.HandleFunc("GET /check", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := svc.Check(s.ctx(r))

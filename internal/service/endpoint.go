@@ -109,6 +109,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 		if err := allocate(tx, &ep, spec, pn); err != nil {
 			return err
 		}
+		if err := checkNextHopsOf("invalid endpoint", ep.Routes, ep.Policies, endpointAddrs(&ep)); err != nil {
+			return err
+		}
 		if err := claimPorts(tx, ep.ID, policies.Mappings); err != nil {
 			return err
 		}
@@ -193,6 +196,9 @@ func putNamespace(tx store.Tx, ns *namespaceRecord) error {
 // name, addresses, MAC and place in its namespace.
 func forgetEndpoint(tx store.Tx, rec *endpointRecord, pn *parsedNetwork) error {
 	if err := dropPorts(tx, endpointPoliciesOf(&rec.Doc).Mappings); err != nil {
+		return err
+	}
+	if err := dropFromRoutes(tx, rec.Doc.ID); err != nil {
 		return err
 	}
 	if rec.Doc.HostComputeNamespace != "" {
@@ -434,12 +440,22 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 			return err
 		}
 		old := rec
+		// What depends on the endpoint's addresses, checked on the
+		// request's policies alone for the same reason.
+		if err := api.CheckVIPFamilies(pr.Policies, endpointAddrs(&rec.Doc)); err != nil {
+			return inRequestTerms(err, "endpoint", nil, pr.Policies, nil)
+		}
+		if err := checkNextHopsOf("invalid endpoint modify request", nil, pr.Policies, endpointAddrs(&rec.Doc)); err != nil {
+			return err
+		}
 		probe := rec.Doc
 		probe.Policies = modifyPolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
 		probe.HostComputeNamespace, probe.HostInterfaceName, probe.NetNamespacePath = "", "", ""
 		_, newPolicies, err := checkEndpoint(&probe)
 		if err != nil {
-			return err
+			// What only the merged list shows (a host port the
+			// endpoint publishes already, a second OutBoundNAT).
+			return inRequestTerms(err, "endpoint", policyOrigins(rec.Doc.Policies, req.RequestType, pr.Policies), pr.Policies, rec.Doc.Policies)
 		}
 		// A Remove may name a set the network no longer has: the rule
 		// that names it is on its way out.

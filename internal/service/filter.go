@@ -19,6 +19,7 @@ var filterKeys = map[string][]string{
 	"network":   {"ID", "Name", "Type"},
 	"endpoint":  {"ID", "Name", "VirtualNetwork", "HostComputeNetwork", "VirtualNetworkName", "HostComputeNamespace", "IPAddress", "MacAddress"},
 	"namespace": {"ID", "Name", "Type", "NamespaceId"},
+	"route":     {"ID", "HostComputeEndpoints"},
 }
 
 func parseFilter(kind, raw string) (filter, error) {

@@ -352,9 +352,9 @@ func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyR
 		return nil, err
 	}
 	var change func(n *api.Network) error
+	var pr api.PolicyRequest
 	switch req.ResourceType {
 	case api.ResourcePolicy:
-		var pr api.PolicyRequest
 		if err := api.DecodeSettings(req.Settings, &pr); err != nil {
 			return nil, api.Invalid(api.CodeInvalidPolicy, "invalid network modify request: field Settings: %v", err)
 		}
@@ -394,6 +394,10 @@ func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyR
 			return err
 		}
 		if _, _, err := s.checkNetwork(&n); err != nil {
+			if req.ResourceType == api.ResourcePolicy {
+				// Named as the request has them, not by the merged list.
+				return inRequestTerms(err, "network", policyOrigins(old.Policies, req.RequestType, pr.Policies), pr.Policies, old.Policies)
+			}
 			return err
 		}
 		owners, err := attachedTo(tx, n.ID)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
@@ -49,7 +50,9 @@ func (s *Service) networkUnit(pn *parsedNetwork) (*netmodel.Unit, error) {
 // any one holds the host ports its mappings publish, from its creation to
 // its deletion, so that no host process takes them meanwhile (except the
 // ports whose caller holds them, see heldPorts).
-func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord) (*netmodel.Unit, error) {
+//
+// objRoutes are the routes the route objects that list it give it.
+func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namespaceRecord, objRoutes []api.RouteSpec) (*netmodel.Unit, error) {
 	policies, policiesErr := api.ParseEndpointPolicies("stored endpoint "+ep.Doc.ID, ep.Doc.Policies)
 	var ports []netmodel.Object
 	if policiesErr == nil {
@@ -66,7 +69,7 @@ func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namesp
 		return nil, err
 	}
 	n, aclsOK := driverNetwork(pn)
-	de, err := driverEndpoint(ep, ns, policies, policiesErr)
+	de, err := driverEndpoint(ep, ns, policies, policiesErr, objRoutes)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +101,13 @@ func heldPorts(mappings []api.PortMappingSpec) []netmodel.Object {
 // driverEndpoint is an attached endpoint as drivers see it. Stored
 // policies that do not parse quarantine it: it gets a firewall that
 // admits nothing, never the default one that admits a lot.
-func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *api.EndpointPolicies, policiesErr error) (*driver.Endpoint, error) {
+//
+// Its routes are its Routes field, its SDNRoute policies, then objRoutes
+// (see EndpointRoutes for which wins); one whose next hop the kernel
+// would not take (a record stored before next hops were checked) is
+// left out, so that it cannot fail every attach (unless the endpoint has
+// no address yet: then nothing can be judged).
+func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *api.EndpointPolicies, policiesErr error, objRoutes []api.RouteSpec) (*driver.Endpoint, error) {
 	e := &rec.Doc
 	mac, err := api.ParseMAC(e.MacAddress)
 	if err != nil {
@@ -120,6 +129,10 @@ func driverEndpoint(rec *endpointRecord, ns *namespaceRecord, ps *api.EndpointPo
 		return de, nil
 	}
 	de.Routes = append(de.Routes, ps.Routes...)
+	de.Routes = append(de.Routes, objRoutes...)
+	if len(de.Addrs) > 0 {
+		de.Routes = slices.DeleteFunc(de.Routes, func(r api.RouteSpec) bool { return api.CheckNextHop(r.NextHop, de.Addrs) != nil })
+	}
 	de.Mappings, de.ACLs, de.OutboundNAT, de.Tiers = ps.Mappings, ps.ACLs, ps.OutboundNAT, ps.Tiers
 	if ps.QoS != nil && ps.QoS.Any() {
 		de.QoS = ps.QoS
@@ -193,6 +206,10 @@ func (s *Service) planAll(tx store.Tx) (*plan, error) {
 	for i := range nss {
 		p.nss[nss[i].Doc.ID] = &nss[i]
 	}
+	objRoutes, err := routeObjectsByEndpoint(tx)
+	if err != nil {
+		return nil, err
+	}
 	attached := map[string][]*endpointRecord{}
 	for i := range eps {
 		ep := &eps[i]
@@ -204,7 +221,7 @@ func (s *Service) planAll(tx store.Tx) (*plan, error) {
 		if pn == nil {
 			continue
 		}
-		u, err := s.endpointUnit(ep, pn, ns)
+		u, err := s.endpointUnit(ep, pn, ns, objRoutes[ep.Doc.ID])
 		if err != nil {
 			p.failed[netmodel.EndpointOwner(ep.Doc.ID)] = err
 			continue
@@ -263,7 +280,7 @@ func (s *Service) unitOf(tx store.Tx, owner netmodel.Owner, nets map[string]*par
 			return nil, err
 		}
 		if ep.Doc.HostComputeNamespace == "" {
-			return s.endpointUnit(&ep, nil, nil)
+			return s.endpointUnit(&ep, nil, nil, nil)
 		}
 		pn, err := network(ep.Doc.HostComputeNetwork)
 		if err != nil {
@@ -273,7 +290,11 @@ func (s *Service) unitOf(tx store.Tx, owner netmodel.Owner, nets map[string]*par
 		if err := store.GetJSON(tx, store.Namespaces, ep.Doc.HostComputeNamespace, &ns); err != nil {
 			return nil, err
 		}
-		return s.endpointUnit(&ep, pn, &ns)
+		objRoutes, err := routeObjectsOf(tx, id)
+		if err != nil {
+			return nil, err
+		}
+		return s.endpointUnit(&ep, pn, &ns, objRoutes)
 	case "namespace":
 		var ns namespaceRecord
 		err := store.GetJSON(tx, store.Namespaces, id, &ns)

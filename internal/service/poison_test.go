@@ -115,11 +115,11 @@ func TestEndpointsRefusedBeforeTheKernel(t *testing.T) {
 			_, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "e", HostComputeNetwork: "blue", HostComputeNamespace: ns.ID,
 				Routes: []api.Route{{DestinationPrefix: "10.0.0.0/31", NextHop: "198.51.100.1"}}})
 			return err
-		}, []string{"via 198.51.100.1: the next hop is on none of the endpoint's subnets (10.7.0.0/24)"}},
+		}, []string{"Routes[0].NextHop: 198.51.100.1 is on none of the endpoint's subnets (10.7.0.0/24)"}},
 		{"an SDNRoute with a next hop off the subnets", func() error {
 			_, err := l.svc.ModifyEndpoint(ctx, "web", sdnRoute("10.8.0.1"))
 			return err
-		}, []string{"10.8.0.1"}},
+		}, []string{"Policies[0].Settings.NextHop", "10.8.0.1"}},
 	} {
 		refused(t, c.what, c.do(), http.StatusBadRequest, c.parts...)
 		l.unchanged(c.what, before)

@@ -54,6 +54,9 @@ func (s *Service) Start(ctx context.Context) (StartReport, error) {
 		if ld, err = s.load(tx); err != nil {
 			return err
 		}
+		if err := s.loadRoutes(tx, ld); err != nil {
+			return err
+		}
 		if outboxKeys, pending, err = s.outbox.pending(tx); err != nil {
 			return err
 		}

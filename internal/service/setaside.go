@@ -83,6 +83,8 @@ func kindOf(bucket string) string {
 		return "Namespace"
 	case store.Outbox:
 		return "Outbox"
+	case store.Routes:
+		return "Route"
 	}
 	return bucket
 }

@@ -101,7 +101,7 @@ func checkEndpointPolicies(owner string, drv driver.Driver, policies []api.Polic
 			continue
 		}
 		if r, err := api.ParseSDNRoute(p.Settings); err == nil && r.NeedEncap {
-			return api.Unsupported("%s: field Policies[%d].Settings.NeedEncap: true: encapsulated routes need an Overlay or L2Bridge network (this one is %s)",
+			return api.Unsupported("%s: field Policies[%d].Settings.NeedEncap (SDNRoute): true: encapsulated routes need an Overlay or L2Bridge network (this one is %s)",
 				owner, i, drv.Type())
 		}
 	}

@@ -169,8 +169,8 @@ var touched atomic.Uint32
 
 // laterBuckets came after a version of the format: a file whose mark is
 // one of the versions listed without the bucket is sound (opening makes
-// it). The set-aside bucket came within the second version.
-var laterBuckets = map[string][]string{Outbox: {formatV1}, SetAside: {formatV1, formatValue}}
+// it). The set-aside and route buckets came within the second version.
+var laterBuckets = map[string][]string{Outbox: {formatV1}, SetAside: {formatV1, formatValue}, Routes: {formatV1, formatValue}}
 
 func checkTx(tx *bolt.Tx) error {
 	st, err := os.Stat(tx.DB().Path())

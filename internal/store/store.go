@@ -24,6 +24,7 @@ const (
 	Meta       = "meta"       // store metadata, allocation cursors
 	Ports      = "ports"      // published host port "<proto><family>/<port>/<address or *>" -> endpoint ID
 	Outbox     = "outbox"     // sequence -> what must follow a decision beyond its records
+	Routes     = "routes"     // route object ID -> api.HostComputeRoute
 	// SetAside holds the records a start could not read or no longer
 	// accepts, moved out of their buckets: "<bucket>/<key>" -> the raw
 	// record with why and when (see the service's set-aside records).
@@ -31,7 +32,7 @@ const (
 )
 
 // Buckets lists every bucket, for implementations that create them up front.
-var Buckets = []string{Networks, Endpoints, Namespaces, Names, IPAM, Meta, Ports, Outbox, SetAside}
+var Buckets = []string{Networks, Endpoints, Namespaces, Names, IPAM, Meta, Ports, Outbox, SetAside, Routes}
 
 // ErrNotFound is returned by Get for a key that is not in the bucket.
 var ErrNotFound = errors.New("not found")

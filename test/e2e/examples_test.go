@@ -16,7 +16,7 @@ import (
 const examplesDir = "../../examples"
 
 // exampleDocuments are applied with `hostnet apply -f`, in this order.
-var exampleDocuments = []string{"network.json", "namespace.json", "endpoint.json", "stack.json", "stream.json"}
+var exampleDocuments = []string{"network.json", "namespace.json", "endpoint.json", "stack.json", "stream.json", "route.json"}
 
 // exampleModifications are sent as PATCH requests, in this order, as
 // docs/schema.md shows with curl: file and target.
@@ -89,6 +89,9 @@ func TestExamples(t *testing.T) {
 	}
 	if routes := e.routesIn(ns.NetNamespacePath); !slices.Contains(routes, "198.18.0.0/15 via 10.201.0.1") {
 		t.Errorf("the SDNRoute is not in the endpoint's namespace: %v", routes)
+	}
+	if routes := e.routesIn(ns.NetNamespacePath); !slices.Contains(routes, "203.0.113.0/24 via 10.201.0.1") {
+		t.Errorf("examples/route.json's route is not in the endpoint's namespace: %v", routes)
 	}
 	// Its published port answers from the outside, through its ACL.
 	Serve(t, ns.NetNamespacePath, "tcp", ":80")
