@@ -9,7 +9,9 @@ import (
 // policyDocs are, per supported policy kind, a policy as hcsshim's hcn
 // package marshals it (hcn/hcnpolicy.go: its Type as a name, its Settings
 // with every field this build takes set). Each must read back exactly as
-// sent (issue 23, item 5). owner says what carries it.
+// sent (issue 23, item 5). owner says what carries it. SetPolicy and
+// TierAcl documents have a round trip of their own
+// (TestSetPolicyTierAclRoundTrip), route objects too (TestRouteObjectCarriesTraffic).
 var policyDocs = []struct {
 	kind, owner string
 	policy      string
@@ -22,6 +24,8 @@ var policyDocs = []struct {
 	{"OutBoundNAT", "endpoint", `{"Type":"OutBoundNAT","Settings":{"VirtualIP":"192.168.120.1","Exceptions":["10.0.0.0/8","172.16.0.0/12"]}}`},
 	{"SDNRoute", "endpoint", `{"Type":"SDNRoute","Settings":{"DestinationPrefix":"203.0.113.0/24","NextHop":"192.168.120.254"}}`},
 	{"SDNRoute on-link", "endpoint", `{"Type":"SDNRoute","Settings":{"DestinationPrefix":"198.18.5.0/24"}}`},
+	{"QOS", "endpoint", `{"Type":"QOS","Settings":{"MaximumOutgoingBandwidthInBytes":1000000}}`},
+	{"AutomaticDNS", "network", `{"Type":"AutomaticDNS","Settings":{"Enable":true}}`},
 	{"NetworkACL", "network", `{"Type":"NetworkACL","Settings":{"Id":"net-block","Protocols":"17","Action":"Block","Direction":"In",` +
 		`"RemoteAddresses":"198.51.100.0/24","RemotePorts":"53","Priority":300}}`},
 }
