@@ -449,13 +449,14 @@ func (s *Service) ModifyEndpoint(ctx context.Context, ref string, req api.Modify
 			return err
 		}
 		probe := rec.Doc
-		probe.Policies = modifyPolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
+		var from []int
+		probe.Policies, from = mergePolicies(rec.Doc.Policies, req.RequestType, pr.Policies)
 		probe.HostComputeNamespace, probe.HostInterfaceName, probe.NetNamespacePath = "", "", ""
 		_, newPolicies, err := checkEndpoint(&probe)
 		if err != nil {
 			// What only the merged list shows (a host port the
 			// endpoint publishes already, a second OutBoundNAT).
-			return inRequestTerms(err, "endpoint", policyOrigins(rec.Doc.Policies, req.RequestType, pr.Policies), pr.Policies, rec.Doc.Policies)
+			return inRequestTerms(err, "endpoint", from, pr.Policies, rec.Doc.Policies)
 		}
 		// A Remove may name a set the network no longer has: the rule
 		// that names it is on its way out.

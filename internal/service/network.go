@@ -353,6 +353,7 @@ func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyR
 	}
 	var change func(n *api.Network) error
 	var pr api.PolicyRequest
+	var from []int // where each merged policy comes from, see mergePolicies
 	switch req.ResourceType {
 	case api.ResourcePolicy:
 		if err := api.DecodeSettings(req.Settings, &pr); err != nil {
@@ -362,7 +363,7 @@ func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyR
 			pr.Policies[i].Type = api.ResolveNetworkPolicyType(pr.Policies[i].Type)
 		}
 		change = func(n *api.Network) error {
-			n.Policies = modifyPolicies(n.Policies, req.RequestType, pr.Policies)
+			n.Policies, from = mergePolicies(n.Policies, req.RequestType, pr.Policies)
 			return nil
 		}
 	case api.ResourceDNS:
@@ -396,7 +397,7 @@ func (s *Service) ModifyNetwork(ctx context.Context, ref string, req api.ModifyR
 		if _, _, err := s.checkNetwork(&n); err != nil {
 			if req.ResourceType == api.ResourcePolicy {
 				// Named as the request has them, not by the merged list.
-				return inRequestTerms(err, "network", policyOrigins(old.Policies, req.RequestType, pr.Policies), pr.Policies, old.Policies)
+				return inRequestTerms(err, "network", from, pr.Policies, old.Policies)
 			}
 			return err
 		}

@@ -52,61 +52,10 @@ func checkNextHopsOf(owner string, routes []api.Route, ps []api.Policy, addrs []
 	return nil
 }
 
-// policyOrigins says where each policy of modifyPolicies(cur, req, in)
-// comes from: i >= 0 is in[i], the request's; -1-j is cur[j], the
-// endpoint's own. It follows modifyPolicies step by step.
-func policyOrigins(cur []api.Policy, req api.RequestType, in []api.Policy) []int {
-	var out []int
-	for j := range cur {
-		out = append(out, -1-j)
-	}
-	switch req {
-	case api.RequestAdd:
-		have := make(map[string]bool, len(cur)+len(in))
-		for _, q := range cur {
-			have[policyKey(q)] = true
-		}
-		for i, p := range in {
-			if k := policyKey(p); !have[k] {
-				have[k] = true
-				out = append(out, i)
-			}
-		}
-	case api.RequestRemove:
-		drop := make(map[string]bool, len(in))
-		for _, p := range in {
-			drop[policyKey(p)] = true
-		}
-		kept := out[:0]
-		for _, o := range out {
-			if !drop[policyKey(cur[-1-o])] {
-				kept = append(kept, o)
-			}
-		}
-		out = kept
-	case api.RequestUpdate:
-		types := map[api.PolicyType]bool{}
-		for _, p := range in {
-			types[p.Type] = true
-		}
-		kept := out[:0]
-		for _, o := range out {
-			if !types[cur[-1-o].Type] {
-				kept = append(kept, o)
-			}
-		}
-		out = kept
-		for i := range in {
-			out = append(out, i)
-		}
-	}
-	return out
-}
-
 var policyIndex = regexp.MustCompile(`Policies\[(\d+)\]( \([A-Za-z]+\))?`)
 
 // inRequestTerms rewords an error about the merged policy list of a
-// modify request to a network or an endpoint (owner) (see policyOrigins)
+// modify request to a network or an endpoint (owner) (see mergePolicies)
 // so that it names each policy by its index in the request and its type,
 // or as the object's own policy: the client cannot tell which of its
 // policies was wrong by an index into a list it never sent.

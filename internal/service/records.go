@@ -228,7 +228,7 @@ func orEmpty(b json.RawMessage) json.RawMessage {
 	return b
 }
 
-// modifyPolicies applies a policy modify request to a policy list: Add
+// mergePolicies applies a policy modify request to a policy list: Add
 // appends what is not there yet, Remove drops what matches (absent ones are
 // no error, so a retried request is harmless), Update replaces all policies
 // of the types it carries, Refresh changes nothing. Each policy is decoded
@@ -237,8 +237,19 @@ func orEmpty(b json.RawMessage) json.RawMessage {
 // A SetPolicy is keyed by its Id (see policyKey): Add and Update of a set
 // the list has replace it in place (its members change, its index does
 // not), and Update leaves the network's other sets alone.
-func modifyPolicies(cur []api.Policy, req api.RequestType, in []api.Policy) []api.Policy {
-	out := append([]api.Policy(nil), cur...)
+//
+// It also says where each policy of the result comes from: from[k] >= 0 is in[from[k]], the request's; -1-j is
+// cur[j], the object's own (so that an error found on the merged list can
+// name the policy in the request's terms, see inRequestTerms).
+func mergePolicies(cur []api.Policy, req api.RequestType, in []api.Policy) (out []api.Policy, from []int) {
+	out = append([]api.Policy(nil), cur...)
+	for j := range cur {
+		from = append(from, -1-j)
+	}
+	inIdx := make([]int, len(in))
+	for i := range in {
+		inIdx[i] = i
+	}
 	if req == api.RequestAdd || req == api.RequestUpdate {
 		at := map[string]int{}
 		for i, q := range out {
@@ -247,20 +258,32 @@ func modifyPolicies(cur []api.Policy, req api.RequestType, in []api.Policy) []ap
 			}
 		}
 		var rest []api.Policy
-		for _, p := range in {
+		var restIdx []int
+		for i, p := range in {
 			if p.Type != api.SetPolicy {
-				rest = append(rest, p)
+				rest, restIdx = append(rest, p), append(restIdx, i)
 				continue
 			}
 			k := policyKey(p)
-			if i, ok := at[k]; ok {
-				out[i] = p
+			if j, ok := at[k]; ok {
+				out[j], from[j] = p, i
 				continue
 			}
 			at[k] = len(out)
-			out = append(out, p)
+			out, from = append(out, p), append(from, i)
 		}
-		in = rest
+		in, inIdx = rest, restIdx
+	}
+	// keep filters out and from alike.
+	keep := func(ok func(q api.Policy) bool) {
+		n := 0
+		for k, q := range out {
+			if ok(q) {
+				out[n], from[n] = q, from[k]
+				n++
+			}
+		}
+		out, from = out[:n], from[:n]
 	}
 	switch req {
 	case api.RequestAdd:
@@ -268,10 +291,10 @@ func modifyPolicies(cur []api.Policy, req api.RequestType, in []api.Policy) []ap
 		for _, q := range out {
 			have[policyKey(q)] = true
 		}
-		for _, p := range in {
-			if k := policyKey(p); !have[k] {
-				have[k] = true
-				out = append(out, p)
+		for k, p := range in {
+			if key := policyKey(p); !have[key] {
+				have[key] = true
+				out, from = append(out, p), append(from, inIdx[k])
 			}
 		}
 	case api.RequestRemove:
@@ -279,27 +302,17 @@ func modifyPolicies(cur []api.Policy, req api.RequestType, in []api.Policy) []ap
 		for _, p := range in {
 			drop[policyKey(p)] = true
 		}
-		kept := out[:0]
-		for _, q := range out {
-			if !drop[policyKey(q)] {
-				kept = append(kept, q)
-			}
-		}
-		out = kept
+		keep(func(q api.Policy) bool { return !drop[policyKey(q)] })
 	case api.RequestUpdate:
 		types := map[api.PolicyType]bool{}
 		for _, p := range in {
 			types[p.Type] = true
 		}
-		kept := out[:0]
-		for _, q := range out {
-			if !types[q.Type] {
-				kept = append(kept, q)
-			}
-		}
-		out = append(kept, in...)
+		keep(func(q api.Policy) bool { return !types[q.Type] })
+		out = append(out, in...)
+		from = append(from, inIdx...)
 	}
-	return out
+	return out, from
 }
 
 // sameJSON reports whether two documents encode alike.
