@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
@@ -41,6 +42,11 @@ type Config struct {
 	// HostResolvConf supplies DNS servers to endpoints that have none of
 	// their own or of their network (normally /etc/resolv.conf).
 	HostResolvConf string
+	// DHCP runs the DHCP clients of the endpoints whose addresses come
+	// from DHCP (nil: such endpoints are refused); DHCPTimeout is how long
+	// an attach waits for the first lease (0: DefaultDHCPTimeout).
+	DHCP        DHCP
+	DHCPTimeout time.Duration
 
 	Logger *slog.Logger
 	// Build is the version string reported by the version call.
