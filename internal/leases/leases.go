@@ -60,7 +60,11 @@ type Manager struct {
 
 	mu      sync.Mutex
 	clients map[string]*running // by endpoint ID
-	closed  bool
+	// released are the endpoints whose leases Stop gave back, on their way
+	// out (detached or deleted): Keep, from records read before they went,
+	// must not start them again.
+	released map[string]bool
+	closed   bool
 }
 
 // running is one endpoint's client.
@@ -81,7 +85,7 @@ func New(cfg Config) *Manager {
 	if cfg.ReleaseTimeout <= 0 {
 		cfg.ReleaseTimeout = 2 * time.Second
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "dhcp"), clients: map[string]*running{}}
+	return &Manager{cfg: cfg, log: log.With("component", "dhcp"), clients: map[string]*running{}, released: map[string]bool{}}
 }
 
 // ErrClosed is returned by Acquire once the manager is closed.
@@ -94,6 +98,9 @@ var ErrClosed = errors.New("dhcp clients: shut down")
 // it is stopped and nothing of it is left.
 func (m *Manager) Acquire(ctx context.Context, t Target) (*api.DhcpLease, error) {
 	m.Stop(context.Background(), t.EndpointID, false)
+	m.mu.Lock()
+	delete(m.released, t.EndpointID)
+	m.mu.Unlock()
 	r, err := m.register(t, false)
 	if err != nil {
 		return nil, err
@@ -118,13 +125,19 @@ func (m *Manager) Acquire(ctx context.Context, t Target) (*api.DhcpLease, error)
 // not in ts (or of another namespace or interface) stop without releasing
 // their leases, and each target without a client gets one, which resumes
 // the stored lease (or, with none, discovers) and reports what it gets. A
-// client being acquired for an endpoint in ts is left alone.
+// client being acquired for an endpoint in ts is left alone, and so is an
+// endpoint whose lease Stop released (until ts no longer has it).
 func (m *Manager) Keep(ts []Target) {
 	want := map[string]Target{}
 	for _, t := range ts {
 		want[t.EndpointID] = t
 	}
 	m.mu.Lock()
+	for id := range m.released {
+		if _, ok := want[id]; !ok {
+			delete(m.released, id)
+		}
+	}
 	var stale []*running
 	for id, r := range m.clients {
 		if t, ok := want[id]; !ok || t.NSPath != r.t.NSPath || t.Interface != r.t.Interface {
@@ -139,8 +152,9 @@ func (m *Manager) Keep(ts []Target) {
 	for _, t := range ts {
 		m.mu.Lock()
 		_, have := m.clients[t.EndpointID]
+		released := m.released[t.EndpointID]
 		m.mu.Unlock()
-		if have {
+		if have || released {
 			continue
 		}
 		r, err := m.register(t, true)
@@ -159,6 +173,9 @@ func (m *Manager) Stop(ctx context.Context, endpointID string, release bool) {
 	m.mu.Lock()
 	r := m.clients[endpointID]
 	delete(m.clients, endpointID)
+	if release {
+		m.released[endpointID] = true
+	}
 	m.mu.Unlock()
 	if r != nil {
 		m.finish(ctx, r, release)

@@ -162,8 +162,8 @@ func TestTransparentDHCP(t *testing.T) {
 	defer conn.Close()
 	for _, kill := range []bool{false, true} {
 		seen := len(srv.Seen(mac))
-			h.Restart(kill)
-			if _, err := Exchange(conn, "still there", 5*time.Second); err != nil {
+		h.Restart(kill)
+		if _, err := Exchange(conn, "still there", 5*time.Second); err != nil {
 			t.Errorf("the router's connection to the endpoint broke across a restart (killed: %t): %v", kill, err)
 		}
 		after := time.Now()
