@@ -14,8 +14,8 @@ import (
 )
 
 // Endpoints whose address comes from DHCP: those of a network of Ipams
-// Type DHCP, and those created with the EnableDhcp flag, on a driver that
-// takes them (driver.DHCPEndpoints). The service decides and records; the
+// Type DHCP, on a driver that takes them (driver.DHCPEndpoints); the
+// EnableDhcp flag is accepted there (and refused elsewhere). The service decides and records; the
 // daemon's DHCP clients (Config.DHCP) run beside it and talk to the
 // servers:
 //
@@ -82,6 +82,12 @@ func (s *Service) checkDHCP(drv driver.Driver, pn *parsedNetwork, e *api.Endpoin
 	}
 	if d, ok := drv.(driver.DHCPEndpoints); !ok || !d.DHCPEndpoints() {
 		return api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field Flags: EnableDhcp (32): the endpoints of %s networks take static addresses (DHCP is for Transparent networks)", pn.spec.Type)
+	}
+	if !pn.spec.DHCP {
+		// Its address would come from a server that hands out the same
+		// subnet as the network's pools: the two would clash.
+		return api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field Flags: EnableDhcp (32): network %q has static subnets; DHCP endpoints go on a network of Ipams Type DHCP",
+			displayName(pn.doc.Name, pn.doc.ID))
 	}
 	if s.cfg.DHCP == nil {
 		return api.Unsupported("invalid endpoint: field Flags: EnableDhcp (32): this daemon runs no DHCP clients")

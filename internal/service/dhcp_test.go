@@ -231,6 +231,17 @@ func TestDHCPRefusals(t *testing.T) {
 	l.network("blue", "10.7.0.0/24")
 	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "n", HostComputeNetwork: "blue", Flags: api.EndpointEnableDHCP})
 	refused(t, "EnableDhcp on a NAT endpoint", err, http.StatusBadRequest, "field Flags", "EnableDhcp")
+	static := dhcpNetworkDoc("static", api.Transparent)
+	static.Ipams = []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: "192.0.2.0/24", IpRange: "192.0.2.128/26"}}}}
+	_, err = l.svc.CreateNetwork(ctx, static)
+	l.must(err)
+	_, err = l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "st", HostComputeNetwork: "static", Flags: api.EndpointEnableDHCP})
+	refused(t, "EnableDhcp on a static Transparent network", err, http.StatusBadRequest, "field Flags", "static subnets")
+	ep, err := l.svc.CreateEndpoint(ctx, api.Endpoint{Name: "fl", HostComputeNetwork: "tn", Flags: api.EndpointEnableDHCP})
+	l.must(err)
+	if len(ep.IpConfigurations) != 0 || ep.DhcpLease != nil {
+		t.Errorf("an unattached DHCP endpoint has %s", mustJSONString(ep))
+	}
 }
 
 func mustJSONString(v any) string {
