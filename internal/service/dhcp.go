@@ -251,22 +251,28 @@ func (s *Service) KeepLeases() error {
 	}
 	var ts []DHCPTarget
 	err := s.cfg.Store.View(func(tx store.Tx) error {
-		eps, err := listEndpoints(tx)
+		// The networks first: without a DHCP network (the common case)
+		// the endpoints are not read, every repair pass.
+		netRecs, err := listNetworks(tx)
 		if err != nil {
 			return err
 		}
 		nets := map[string]*parsedNetwork{}
+		for i := range netRecs {
+			if pn, err := parseStored(&netRecs[i].Doc); err == nil && pn.spec.DHCP {
+				nets[pn.doc.ID] = pn
+			}
+		}
+		if len(nets) == 0 {
+			return nil
+		}
+		eps, err := listEndpoints(tx)
+		if err != nil {
+			return err
+		}
 		for i := range eps {
 			e := &eps[i].Doc
-			if e.HostComputeNamespace == "" {
-				continue
-			}
-			pn, ok := nets[e.HostComputeNetwork]
-			if !ok {
-				pn, _ = networkOf(tx, e)
-				nets[e.HostComputeNetwork] = pn
-			}
-			if pn != nil && usesDHCP(e, pn) {
+			if pn := nets[e.HostComputeNetwork]; pn != nil && e.HostComputeNamespace != "" && usesDHCP(e, pn) {
 				ts = append(ts, dhcpTarget(e))
 			}
 		}
