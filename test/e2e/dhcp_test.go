@@ -234,10 +234,35 @@ func TestTransparentDHCP(t *testing.T) {
 		t.Errorf("the failed create left devices %v in the namespace", links)
 	}
 
-	// The server back, the same endpoint attaches.
+	// The server back, the same endpoint attaches, and gets the address
+	// the deleted endpoint gave back (the pool's first); detached, it
+	// releases it.
 	srv.SetIgnore(nil)
 	if _, err := c.Attach(ctx, ns.ID, quiet.ID); err != nil {
 		t.Fatalf("attach with the server back: %v", err)
+	}
+	got, err = c.GetEndpoint(ctx, quiet.ID)
+	if err != nil || got.DhcpLease == nil || got.DhcpLease.IpAddress != ep.Addr.String() {
+		t.Errorf("the endpoint attached after the release has %s (%v), want the released %s", mustJSON(got), err, ep.Addr)
+	}
+	quietMAC, _ := net.ParseMAC(got.MacAddress)
+	if _, err := c.Detach(ctx, ns.ID, quiet.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv.WaitFor(5*time.Second, quietMAC, func(r dhcpd.Record) bool { return r.Type == dhcp.Release && r.CIAddr == ep.Addr }); !ok {
+		t.Error("detaching the endpoint sent no DHCPRELEASE")
+	}
+	if a, held := srv.Bound(quietMAC); held {
+		t.Errorf("the server still holds %s for the detached endpoint", a)
+	}
+	got, err = c.GetEndpoint(ctx, quiet.ID)
+	if err != nil || got.DhcpLease != nil || len(got.IpConfigurations) != 0 {
+		t.Errorf("the detached endpoint keeps %s (%v)", mustJSON(got), err)
+	}
+	// The daemons' log (appended across the restarts): under -race, the
+	// clients, the service and the repair loop shared nothing unguarded.
+	if log := h.LogTail(1 << 20); strings.Contains(log, "DATA RACE") {
+		t.Errorf("the daemon reported a data race:\n%s", log)
 	}
 }
 
