@@ -123,6 +123,23 @@ func leaseRoutes(e *api.Endpoint, own []api.RouteSpec) []api.RouteSpec {
 	return []api.RouteSpec{{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), NextHop: gw, Metric: uint32(metric)}}
 }
 
+// leaseDNS is d with the DNS servers (and, when d has none, the domain) of
+// a lease; d when there is no lease.
+func leaseDNS(l *api.DhcpLease, d api.DNSSpec) api.DNSSpec {
+	if l == nil {
+		return d
+	}
+	for _, s := range l.DnsServers {
+		if a, err := netip.ParseAddr(s); err == nil {
+			d.Servers = append(d.Servers, a)
+		}
+	}
+	if d.Domain == "" && len(d.Search) == 0 && len(d.Servers) > 0 {
+		d.Domain = l.Domain
+	}
+	return d
+}
+
 // leaseConfig is the address a lease gives an endpoint.
 func leaseConfig(l *api.DhcpLease) []api.IPConfig {
 	if l == nil {
@@ -158,7 +175,8 @@ func (s *Service) RecordLease(ctx context.Context, t DHCPTarget, l *api.DhcpLeas
 		if sameJSON(e.DhcpLease, l) {
 			return nil
 		}
-		if err := m.touch(netmodel.EndpointOwner(e.ID)); err != nil {
+		// The namespace too: its resolv.conf may take the lease's DNS.
+		if err := m.touch(netmodel.EndpointOwner(e.ID), netmodel.NamespaceOwner(e.HostComputeNamespace)); err != nil {
 			return err
 		}
 		old := rec

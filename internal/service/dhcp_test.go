@@ -59,7 +59,7 @@ func (f *fakeDHCP) Stop(ctx context.Context, id string, release bool) {
 
 func testLease(addr string, obtained time.Time) *api.DhcpLease {
 	return &api.DhcpLease{IpAddress: addr, PrefixLength: 24, Server: "192.0.2.1", Gateway: "192.0.2.1",
-		DnsServers: []string{"192.0.2.53"}, Obtained: obtained.UTC(), RenewAt: obtained.Add(30 * time.Minute).UTC(),
+		DnsServers: []string{"192.0.2.53"}, Domain: "lab.test", Obtained: obtained.UTC(), RenewAt: obtained.Add(30 * time.Minute).UTC(),
 		RebindAt: obtained.Add(52 * time.Minute).UTC(), Expires: obtained.Add(time.Hour).UTC()}
 }
 
@@ -74,7 +74,7 @@ func dhcpLab(t *testing.T) (*lab, *fakeDHCP) {
 	l.rec = reconcile.New(reconcile.Config{Host: l.host, Logger: slog.New(slog.DiscardHandler)})
 	l.svc = New(Config{Store: l.st, Reconciler: l.rec, Drivers: map[api.NetworkType]driver.Driver{
 		api.NAT: nat.New(), api.Transparent: macvlan.Transparent(), api.L2Bridge: l2bridge.New()},
-		NetnsDir: labNetnsDir, Logger: slog.New(slog.DiscardHandler), DHCP: f})
+		NetnsDir: labNetnsDir, NetnsEtcDir: labEtcDir, Logger: slog.New(slog.DiscardHandler), DHCP: f})
 	t.Cleanup(func() { l.svc.Close(); l.rec.Close() })
 	l.must(func() error { _, err := l.svc.Start(context.Background()); return err }())
 	l.host.SetHostAddressing(netmodel.HostAddressing{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")},
@@ -247,4 +247,33 @@ func TestDHCPRefusals(t *testing.T) {
 func mustJSONString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestDHCPLeaseDNSGoesToResolvConf: an endpoint with no DNS of its own or
+// of its network gets its lease's servers and domain in its namespace's
+// resolv.conf, which follows the lease.
+func TestDHCPLeaseDNSGoesToResolvConf(t *testing.T) {
+	l, _ := dhcpLab(t)
+	ep, ns := l.attached("tn", "d1")
+	resolv := func() string {
+		l.rec.Wait()
+		dump := l.host.Dump()
+		i := strings.Index(dump, "resolv.conf:")
+		if i < 0 {
+			return ""
+		}
+		// The file's lines, up to the next object of the dump.
+		lines := strings.Split(dump[i:], "\n")
+		return strings.Join(lines[:min(len(lines), 5)], "\n")
+	}
+	if got := resolv(); !strings.Contains(got, "nameserver 192.0.2.53") || !strings.Contains(got, "search lab.test") {
+		t.Errorf("resolv.conf of %s: %q", ns.ID, got)
+	}
+	lease := testLease("192.0.2.100", time.Now())
+	lease.DnsServers = []string{"192.0.2.54"}
+	_, err := l.svc.RecordLease(context.Background(), dhcpTarget(ep), lease)
+	l.must(err)
+	if got := resolv(); !strings.Contains(got, "nameserver 192.0.2.54") || strings.Contains(got, "192.0.2.53") {
+		t.Errorf("resolv.conf after a lease with another server: %q", got)
+	}
 }

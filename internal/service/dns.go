@@ -67,7 +67,7 @@ func hostDNS(path string) api.DNSSpec {
 
 // resolvFrom renders the resolv.conf of a namespace from the DNS settings
 // of the endpoints attached to it, in attach order: each endpoint's own,
-// else its network's, else the host's. The lookups return nil for what is
+// else its network's, else its DHCP lease's, else the host's. The lookups return nil for what is
 // not there. Empty when nothing is attached, or hostnet writes no file for
 // the namespace.
 func (s *Service) resolvFrom(ns *namespaceRecord, endpoint func(id string) *endpointRecord,
@@ -92,6 +92,9 @@ func (s *Service) resolvFrom(ns *namespaceRecord, endpoint func(id string) *endp
 			if pn := network(ep); pn != nil && len(pn.spec.DNS.Servers) > 0 {
 				d = pn.spec.DNS
 			}
+		}
+		if len(d.Servers) == 0 {
+			d = leaseDNS(ep.Doc.DhcpLease, d)
 		}
 		if len(d.Servers) == 0 {
 			useHost = true

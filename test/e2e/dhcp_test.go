@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +122,19 @@ func TestTransparentDHCP(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("hostnet endpoint inspect d1 does not show %s:\n%s", want, out)
 		}
+	}
+
+	// The namespace's resolver: the lease's server and domain (neither the
+	// endpoint nor the network names DNS servers).
+	var path string
+	nsDoc, err := c.GetNamespace(ctx, ep.Namespace.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, ok := nsDoc.Extra["ResolvConfPath"]; !ok || json.Unmarshal(raw, &path) != nil || path == "" {
+		t.Error("the endpoint's namespace has no resolv.conf of hostnet's")
+	} else if b, err := os.ReadFile(path); err != nil || !strings.Contains(string(b), "nameserver "+dhcpDNS) || !strings.Contains(string(b), "search lab.test") {
+		t.Errorf("resolv.conf %s (%v):\n%s\nwant the lease's nameserver %s and search lab.test", path, err, b, dhcpDNS)
 	}
 
 	// Traffic from the leased address, both ways, and with the host.
