@@ -74,6 +74,9 @@ type running struct {
 	ctx    context.Context // ends when the client is stopped
 	cancel context.CancelFunc
 	done   chan struct{} // closed when its goroutine (if any) returned
+	// acquiring says Acquire is waiting for its first lease: Keep, from
+	// records read before the attach, must not stop it (guarded by mu).
+	acquiring bool
 }
 
 // New returns a manager with no clients.
@@ -105,6 +108,9 @@ func (m *Manager) Acquire(ctx context.Context, t Target) (*api.DhcpLease, error)
 	if err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	r.acquiring = true
+	m.mu.Unlock()
 	actx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(r.ctx, cancel)
 	l, err := r.c.Acquire(actx)
@@ -116,6 +122,9 @@ func (m *Manager) Acquire(ctx context.Context, t Target) (*api.DhcpLease, error)
 		} // else whoever stopped it closes it
 		return nil, err
 	}
+	m.mu.Lock()
+	r.acquiring = false
+	m.mu.Unlock()
 	go m.run(r)
 	out := ToAPI(l)
 	return &out, nil
@@ -125,8 +134,10 @@ func (m *Manager) Acquire(ctx context.Context, t Target) (*api.DhcpLease, error)
 // not in ts (or of another namespace or interface) stop without releasing
 // their leases, and each target without a client gets one, which resumes
 // the stored lease (or, with none, discovers) and reports what it gets. A
-// client being acquired for an endpoint in ts is left alone, and so is an
-// endpoint whose lease Stop released (until ts no longer has it).
+// client being acquired is left alone (ts may have been read before its
+// attach), and no client is started for an endpoint whose lease Stop
+// released (until ts no longer has it: ts may have been read before its
+// detach).
 func (m *Manager) Keep(ts []Target) {
 	want := map[string]Target{}
 	for _, t := range ts {
@@ -140,6 +151,9 @@ func (m *Manager) Keep(ts []Target) {
 	}
 	var stale []*running
 	for id, r := range m.clients {
+		if r.acquiring {
+			continue
+		}
 		if t, ok := want[id]; !ok || t.NSPath != r.t.NSPath || t.Interface != r.t.Interface {
 			stale = append(stale, r)
 			delete(m.clients, id)

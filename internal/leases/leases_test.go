@@ -264,3 +264,37 @@ func mustMAC(t *testing.T, s *segment) []byte {
 	}
 	return l.Attrs().HardwareAddr
 }
+
+// TestKeepLeavesAnAcquireAlone: a Keep from records read before an attach
+// (the endpoint not in them) does not stop the attach's client while it
+// waits for its first lease.
+func TestKeepLeavesAnAcquireAlone(t *testing.T) {
+	seg := newSegment(t, time.Hour, 0, 0)
+	seg.server.SetIgnore(func(dhcpd.Record) bool { return true })
+	m := manager(t, &reports{more: make(chan struct{}, 1)})
+	ctx, cancel := context.WithTimeout(context.Background(), probe)
+	defer cancel()
+	type result struct {
+		l   *api.DhcpLease
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := m.Acquire(ctx, leases.Target{EndpointID: "ep1", NSPath: seg.epPath, Interface: "eth0"})
+		done <- result{l, err}
+	}()
+	for deadline := time.Now().Add(probe); len(m.Running()) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the acquire did not start")
+		}
+	}
+	m.Keep(nil)
+	seg.server.SetIgnore(nil)
+	r := <-done
+	if r.err != nil || r.l == nil {
+		t.Fatalf("acquire after a stale Keep: %v", r.err)
+	}
+	if running := m.Running(); len(running) != 1 {
+		t.Errorf("running %v", running)
+	}
+}
