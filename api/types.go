@@ -3,7 +3,10 @@
 // It has no kernel code and imports nothing else of hostnet.
 package api
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+)
 
 // APIVersion is the version of hostnet's HTTP API.
 var APIVersion = SchemaVersion{Major: 2, Minor: 0}
@@ -175,8 +178,32 @@ type Endpoint struct {
 	// its Name (see the AutomaticDNS network policy). Several endpoints
 	// may share an alias: it resolves to all of their addresses.
 	DnsAliases []string `json:"DnsAliases,omitempty"`
+	// DhcpLease (read-only, a hostnet extension) is the lease of an
+	// attached endpoint of a network whose addresses come from DHCP (Ipams
+	// Type DHCP): its address is the endpoint's IpConfigurations, its
+	// gateway the endpoint's default route. Empty while the endpoint holds
+	// no lease.
+	DhcpLease *DhcpLease `json:"DhcpLease,omitempty"`
 
 	Extra Extra `json:"-"`
+}
+
+// DhcpLease is a DHCPv4 lease as hostnet shows and stores it: the address
+// granted, with what came with it, and its times (absolute, UTC).
+type DhcpLease struct {
+	IpAddress    string   `json:"IpAddress"`
+	PrefixLength uint8    `json:"PrefixLength"`
+	Server       string   `json:"Server"` // the server that granted it (its identifier)
+	Gateway      string   `json:"Gateway,omitempty"`
+	DnsServers   []string `json:"DnsServers,omitempty"`
+	Domain       string   `json:"Domain,omitempty"`
+	// Obtained is when the request that got (or last extended) the lease
+	// was sent; the client renews from RenewAt (T1), rebinds from RebindAt
+	// (T2), and the lease ends at Expires unless extended.
+	Obtained time.Time `json:"Obtained"`
+	RenewAt  time.Time `json:"RenewAt"`
+	RebindAt time.Time `json:"RebindAt"`
+	Expires  time.Time `json:"Expires"`
 }
 
 type plainEndpoint Endpoint

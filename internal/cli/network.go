@@ -106,6 +106,9 @@ type networkCreateOptions struct {
 	dns       []string
 	dnsSearch []string
 	opts      []string
+	// ipamDriver is "default" (static subnets) or "dhcp" (the segment's
+	// DHCP server gives the endpoints their addresses).
+	ipamDriver string
 	// allowHostOverlap lets a subnet overlap the host's addresses and routes.
 	allowHostOverlap bool
 }
@@ -171,8 +174,15 @@ func buildNetwork(o *networkCreateOptions, name string, notes io.Writer) (*api.N
 	if err != nil {
 		return nil, err
 	}
-	if len(subnets) > 0 {
-		n.Ipams = []api.Ipam{{Type: "Static", Subnets: subnets}}
+	switch strings.ToLower(o.ipamDriver) {
+	case "", "default":
+		if len(subnets) > 0 {
+			n.Ipams = []api.Ipam{{Type: "Static", Subnets: subnets}}
+		}
+	case "dhcp":
+		n.Ipams = []api.Ipam{{Type: "DHCP", Subnets: subnets}}
+	default:
+		return nil, fmt.Errorf("invalid --ipam-driver %q: want default or dhcp", o.ipamDriver)
 	}
 	n.AllowHostOverlap = o.allowHostOverlap
 
@@ -450,6 +460,7 @@ func newNetworkCreateCommand(a *app) *cobra.Command {
 	f.StringArrayVar(&o.dns, "dns", nil, "DNS server of the network's endpoints")
 	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "DNS search domain")
 	f.StringArrayVarP(&o.opts, "opt", "o", nil, "driver option key=value")
+	f.StringVar(&o.ipamDriver, "ipam-driver", "default", "where endpoints' addresses come from: default (the --subnet pools) or dhcp (the segment's DHCP server; transparent networks)")
 	f.BoolVar(&o.allowHostOverlap, "allow-host-overlap", false, "let the subnet overlap an address or route of the host (an isolated subnet that shadows the host's)")
 	return cmd
 }

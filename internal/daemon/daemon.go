@@ -62,6 +62,10 @@ type Config struct {
 	// RepairInterval is how often the kernel is checked against the
 	// intent and repaired (besides notifications); 0 turns self-repair off.
 	RepairInterval time.Duration
+	// DHCPTimeout is how long an attach waits for an endpoint's first
+	// DHCP lease (0: service.DefaultDHCPTimeout); DHCPRetransmit the
+	// clients' first retransmission wait (0: RFC 2131's 4 s), for tests.
+	DHCPTimeout, DHCPRetransmit time.Duration
 	// RestoreBackup puts the state file's backup back before starting.
 	RestoreBackup bool
 	// ForgetKernelState lets a daemon with a new, empty state file remove
@@ -150,11 +154,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	var svc *service.Service
+	dhcpMgr := newLeases(cfg, &svc)
 	var lastMutation atomic.Int64 // unix ns; the start's reconciliation counts as one
 	lastMutation.Store(time.Now().UnixNano())
 	rec := reconcile.New(reconcile.Config{Host: obs.host(host), Logger: log,
 		Resync: obs.timed(func(ctx context.Context, reason string) error {
 			_, err := svc.Repair(ctx, reason)
+			if err == nil {
+				// The clients of endpoints the repair forgot stop.
+				err = svc.KeepLeases()
+			}
 			// A full pass plans every owner: its garbage goes back to
 			// the system as a burst of mutations' does.
 			lastMutation.Store(time.Now().UnixNano())
@@ -162,9 +171,15 @@ func Run(ctx context.Context, cfg Config) error {
 		})})
 	defer rec.Close() // after the service, before the host
 	counted := &commitCounter{Store: st}
-	svc = service.New(cfg.service(counted, rec, log))
+	scfg := cfg.service(counted, rec, log)
+	scfg.DHCP, scfg.DHCPTimeout = dhcpClients{dhcpMgr}, cfg.DHCPTimeout
+	svc = service.New(scfg)
 	defer svc.Close() // before the reconciler and host it uses close
 	obs.observe(svc)
+	// The DHCP clients stop before the service they record through; the
+	// leases stay recorded and the addresses on their interfaces, for the
+	// next start to renew.
+	defer dhcpMgr.Close()
 	start := time.Now()
 	// The start reads every record and the whole host once and keeps
 	// little of it: collecting four times less often while it runs saves
@@ -179,6 +194,10 @@ func Run(ctx context.Context, cfg Config) error {
 	restoreGC()
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
+	}
+	// The endpoints' DHCP clients resume their stored leases.
+	if err := svc.KeepLeases(); err != nil {
+		return err
 	}
 	if cfg.DefaultNetwork {
 		n, err := svc.EnsureDefaultNetwork(ctx, cfg.DefaultSubnet)

@@ -53,6 +53,7 @@ func Flags(fs *flag.FlagSet) func() (Config, error) {
 	fs.StringVar(&cfg.DefaultSubnet, "default-subnet", env("HOSTNET_DEFAULT_SUBNET", ""), "`prefix` of the default network; default: the first free /20 of 172.16.0.0/12 (env HOSTNET_DEFAULT_SUBNET)")
 	repair := fs.String("repair-interval", env("HOSTNET_REPAIR_INTERVAL", "10s"), "`duration` between checks of the kernel against the intent (and repairs), besides notifications of damage; 0: no self-repair (env HOSTNET_REPAIR_INTERVAL)")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", env("HOSTNET_METRICS_LISTEN", ""), "serve Prometheus metrics over HTTP at `host:port`/metrics (e.g. 127.0.0.1:9360); empty: none (env HOSTNET_METRICS_LISTEN)")
+	dhcpTimeout := fs.String("dhcp-timeout", env("HOSTNET_DHCP_TIMEOUT", "15s"), "`duration` an attach waits for the endpoint's first DHCP lease (Transparent networks of Ipams Type DHCP) before it fails and is taken back (env HOSTNET_DHCP_TIMEOUT)")
 	fs.BoolVar(&cfg.RestoreBackup, "restore-backup", false, "put the state file's backup (taken at the last sound start) back before starting; the damaged file is kept aside, and the kernel objects made after the backup are kept and reported until 'hostnet doctor --prune'")
 	fs.BoolVar(&cfg.ForgetKernelState, "forget-kernel-state", false, "with a new, empty state file, remove the hostnet objects the kernel holds (a lost state's) instead of refusing to start")
 	socketMode := fs.String("socket-mode", env("HOSTNET_SOCKET_MODE", ""), "permissions of the socket, an `octal` mode; default 0600, or 0660 with -socket-group (env HOSTNET_SOCKET_MODE)")
@@ -103,6 +104,9 @@ func Flags(fs *flag.FlagSet) func() (Config, error) {
 			cfg.RepairInterval = 0
 		} else if cfg.RepairInterval, err = time.ParseDuration(*repair); err != nil || cfg.RepairInterval < 0 {
 			return cfg, fmt.Errorf("-repair-interval %q: want a duration such as 10s, or 0 for none", *repair)
+		}
+		if cfg.DHCPTimeout, err = time.ParseDuration(*dhcpTimeout); err != nil || cfg.DHCPTimeout <= 0 {
+			return cfg, fmt.Errorf("-dhcp-timeout %q: want a positive duration such as 15s", *dhcpTimeout)
 		}
 		for i, t := range timeouts {
 			d, err := time.ParseDuration(*timeoutFlags[i])

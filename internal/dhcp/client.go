@@ -50,6 +50,12 @@ type Config struct {
 	// Acquire asks for its address again (INIT-REBOOT) before it discovers
 	// a new one, so the endpoint keeps its address.
 	Lease Lease
+	// Bound says Lease is still bound on the interface (a daemon restarted
+	// while the interface kept the address and its traffic): the client
+	// holds it as granted, and Run renews it from T1 (at once when T1 has
+	// passed) instead of asking for it again. An expired Lease is not
+	// held, whatever Bound says.
+	Bound bool
 	// Retransmit is the first wait for a reply; each retransmission
 	// doubles it, up to MaxRetransmit, randomised by up to an eighth either
 	// way so that clients started together spread out. MaxRetransmit is
@@ -107,6 +113,7 @@ func New(cfg Config) (*Client, error) {
 		ns:    netns.Handle(fd),
 		log:   log.With("interface", cfg.Interface),
 		lease: cfg.Lease,
+		held:  cfg.Bound && cfg.Lease.Valid(time.Now()),
 	}, nil
 }
 

@@ -611,3 +611,55 @@ func TestMacvlanClientsGetDistinctLeases(t *testing.T) {
 		}
 	}
 }
+
+// TestBoundLeaseIsRenewedNotAskedAgain: a client made with a stored lease
+// marked Bound (a restarted daemon's, the address still on the interface)
+// holds it at once and Run renews it from T1, without a discovery or an
+// init-reboot; a Bound lease that has expired is not held.
+func TestBoundLeaseIsRenewedNotAskedAgain(t *testing.T) {
+	l := newLab(t, 6*time.Second, 2*time.Second, 5*time.Second)
+	hw := mac(t, l.cli, "cl0")
+	first := acquire(t, newClient(t, l.cliNS, "cl0", dhcp.Lease{}))
+	addAddr(t, l.cli, "cl0", first.Addr)
+	n := len(l.server.Seen(hw))
+
+	c, err := dhcp.New(dhcp.Config{NS: l.cliNS, Interface: "cl0", Lease: stored(t, first), Bound: true,
+		Retransmit: 200 * time.Millisecond, MaxRetransmit: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Lease().Addr != first.Addr {
+		t.Errorf("a bound lease is not held: %v", c.Lease())
+	}
+	renewed := make(chan dhcp.Lease, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, func(l dhcp.Lease) { renewed <- l }) }()
+	select {
+	case got := <-renewed:
+		if got.Addr != first.Addr || !got.Obtained.After(first.Obtained) {
+			t.Errorf("renewed %v after %v", got, first)
+		}
+	case <-time.After(probe):
+		t.Error("no renewal")
+	}
+	cancel()
+	<-done
+	seen := l.server.Seen(hw)[n:]
+	wantTypes(t, seen, "DHCPREQUEST>DHCPACK")
+	if len(seen) > 0 && seen[0].CIAddr != first.Addr.Addr() {
+		t.Errorf("the first request names ciaddr %s, want a renewal of %s", seen[0].CIAddr, first.Addr.Addr())
+	}
+
+	expired := first
+	expired.Obtained = time.Now().Add(-time.Hour)
+	old, err := dhcp.New(dhcp.Config{NS: l.cliNS, Interface: "cl0", Lease: expired, Bound: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if !old.Lease().IsZero() {
+		t.Errorf("an expired bound lease is held: %v", old.Lease())
+	}
+}

@@ -57,6 +57,10 @@ type Endpoint struct {
 	// Quarantine says its stored policies could not be read: it is cut
 	// off (its firewall admits nothing) rather than let through.
 	Quarantine bool
+	// DHCP says the daemon's DHCP client keeps its address: Addrs are the
+	// lease's (none before the first), and the interface must take the
+	// server's answers before it has an address (see DHCPEndpoints).
+	DHCP bool
 }
 
 // HostFacts are what drivers may need to know of the host.
@@ -98,6 +102,15 @@ type UplinkUse struct {
 	// SubnetOfUplink: each subnet of the network must be the subnet of
 	// an address of the uplink (its endpoints share the host's segment).
 	SubnetOfUplink bool
+}
+
+// DHCPEndpoints is a Driver whose endpoints may take their address from
+// the segment's DHCP server (a network of Ipams Type DHCP, or an endpoint
+// with the EnableDhcp flag). Its plan of such an endpoint (Endpoint.DHCP)
+// lets the client's broadcast exchange through before the interface has
+// an address.
+type DHCPEndpoints interface {
+	DHCPEndpoints() bool
 }
 
 // EndpointPolicies is a Driver whose endpoints take only some of the

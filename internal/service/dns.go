@@ -67,9 +67,10 @@ func hostDNS(path string) api.DNSSpec {
 
 // resolvFrom renders the resolv.conf of a namespace from the DNS settings
 // of the endpoints attached to it, in attach order: each endpoint's own,
-// else its network's, else the host's; an endpoint of a network with
-// embedded DNS names the embedded server instead (its network's DNS
-// addresses), with the search list it would have had. The lookups return nil for what is
+// else its network's, else its DHCP lease's, else the host's; an endpoint
+// of a network with embedded DNS names the embedded server instead (its
+// network's DNS addresses), with the search list it would have had. The
+// lookups return nil for what is
 // not there. Empty when nothing is attached, or hostnet writes no file for
 // the namespace.
 func (s *Service) resolvFrom(ns *namespaceRecord, endpoint func(id string) *endpointRecord,
@@ -107,6 +108,9 @@ func (s *Service) resolvFrom(ns *namespaceRecord, endpoint func(id string) *endp
 		}
 		if len(d.Servers) == 0 && pn != nil && len(pn.spec.DNS.Servers) > 0 {
 			d = pn.spec.DNS
+		}
+		if len(d.Servers) == 0 {
+			d = leaseDNS(ep.Doc.DhcpLease, d)
 		}
 		if len(d.Servers) == 0 {
 			useHost = true

@@ -25,9 +25,6 @@ func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, *api.EndpointPolicies, e
 	if e.Flags&api.EndpointRemote != 0 {
 		return nil, nil, api.Unsupported("invalid endpoint: field Flags: RemoteEndpoint (1) describes an endpoint of another host, which only Overlay and L2Bridge networks have; this build supports NAT networks")
 	}
-	if e.Flags&api.EndpointEnableDHCP != 0 {
-		return nil, nil, api.Unsupported("invalid endpoint: field Flags: EnableDhcp (32) is not supported by this build: hostnet assigns addresses itself")
-	}
 	return spec, ps, nil
 }
 
@@ -37,15 +34,34 @@ func checkEndpoint(e *api.Endpoint) (*api.EndpointSpec, *api.EndpointPolicies, e
 // when e names one in HostComputeNamespace (one request, one transaction),
 // else by a later modify request to a namespace.
 func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endpoint, error) {
-	spec, policies, err := checkEndpoint(&e)
+	ep, created, err := s.createEndpoint(ctx, e)
+	if err != nil || !created {
+		return ep, err
+	}
+	// An endpoint attached at once whose address comes from DHCP: the
+	// request answers once it has its lease, or fails leaving nothing.
+	leased, err := s.leaseOnAttach(ctx, ep.ID, func(ctx context.Context) error { return s.DeleteEndpoint(ctx, ep.ID) })
 	if err != nil {
 		return nil, err
 	}
+	if leased != nil {
+		return leased, nil
+	}
+	return ep, nil
+}
+
+// createEndpoint is CreateEndpoint but for the DHCP lease; created says
+// the request made the endpoint (rather than answer a retried one).
+func (s *Service) createEndpoint(ctx context.Context, e api.Endpoint) (*api.Endpoint, bool, error) {
+	spec, policies, err := checkEndpoint(&e)
+	if err != nil {
+		return nil, false, err
+	}
 	if e.HostComputeNetwork == "" {
-		return nil, api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNetwork: required (the ID or name of a network)")
+		return nil, false, api.Invalid(api.CodeInvalidEndpoint, "invalid endpoint: field HostComputeNetwork: required (the ID or name of a network)")
 	}
 	if e.ID, err = normalizeID("endpoint", e.ID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if e.SchemaVersion == (api.SchemaVersion{}) {
 		e.SchemaVersion = api.SchemaVersion{Major: 2, Minor: 0}
@@ -55,7 +71,7 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 	var nsID netmodel.NSID
 	if nsPath != "" {
 		if nsID, err = s.wrappable(ctx, "invalid endpoint", nsPath); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 
@@ -102,6 +118,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 		if err := checkSetReferences("invalid endpoint", pn, ep.Policies); err != nil {
 			return err
 		}
+		if err := s.checkDHCP(drv, pn, &ep, spec); err != nil {
+			return err
+		}
 		ep.HostInterfaceName = drv.EndpointDevice(ep.ID)
 		if err := claimName(tx, "endpoint", ep.Name, ep.ID); err != nil {
 			return err
@@ -139,15 +158,15 @@ func (s *Service) CreateEndpoint(ctx context.Context, e api.Endpoint) (*api.Endp
 		return store.PutJSON(tx, store.Endpoints, ep.ID, rec)
 	})
 	if err != nil {
-		return nil, internal(err, "create endpoint %q", e.Name)
+		return nil, false, internal(err, "create endpoint %q", e.Name)
 	}
 	if existing != nil {
-		return existing, nil
+		return existing, false, nil
 	}
 	s.log.Info("endpoint created", "endpoint", rec.Doc.Name, "id", rec.Doc.ID, "network", rec.Doc.HostComputeNetwork,
 		"addresses", rec.Doc.IpConfigurations, "mac", rec.Doc.MacAddress)
 	s.logAttach(&rec, m)
-	return &rec.Doc, nil
+	return &rec.Doc, true, nil
 }
 
 // logAttach logs an attach, with where its time went.
@@ -220,6 +239,9 @@ func forgetEndpoint(tx store.Tx, rec *endpointRecord, pn *parsedNetwork) error {
 // one from its pool.
 func allocate(tx store.Tx, e *api.Endpoint, spec *api.EndpointSpec, pn *parsedNetwork) error {
 	pools := pn.pools()
+	if usesDHCP(e, pn) {
+		pools = nil // its address is the DHCP server's to give
+	}
 	covered := make([]bool, len(pools))
 	var configs []api.IPConfig
 	var allocated []netip.Prefix // every address, static or from a pool
@@ -380,6 +402,7 @@ func (s *Service) ListEndpoints(ctx context.Context, filter string) ([]api.Endpo
 // DeleteEndpoint removes an endpoint, detaching it first if it is attached,
 // and returns its addresses to the pools.
 func (s *Service) DeleteEndpoint(ctx context.Context, ref string) error {
+	s.stopLeasing(ctx, s.attachedTo(store.Endpoints, "endpoint", ref)...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rec endpointRecord

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hostnet/hostnet/api"
@@ -168,6 +169,7 @@ func (s *Service) ListNamespaces(ctx context.Context, filter string) ([]api.Name
 // attach elsewhere) and removes it; a namespace hostnet created is removed
 // from the kernel too.
 func (s *Service) DeleteNamespace(ctx context.Context, ref string) error {
+	s.stopLeasing(ctx, s.attachedTo(store.Namespaces, "namespace", ref)...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rec namespaceRecord
@@ -300,6 +302,10 @@ func networkOf(tx store.Tx, e *api.Endpoint) (*parsedNetwork, error) {
 
 func clearAttachment(ep *endpointRecord) {
 	ep.Doc.HostComputeNamespace, ep.Doc.NetNamespacePath = "", ""
+	if ep.Doc.DhcpLease != nil {
+		// The lease went with the interface (released before it).
+		ep.Doc.DhcpLease, ep.Doc.IpConfigurations = nil, nil
+	}
 	if ep.AutoName {
 		ep.Doc.InterfaceName = ""
 		ep.AutoName = false
@@ -310,6 +316,23 @@ func clearAttachment(ep *endpointRecord) {
 // inside the namespace with the endpoint's MAC, addresses and routes, and
 // the namespace's resolv.conf gets its DNS.
 func (s *Service) Attach(ctx context.Context, nsRef, epRef string) (*api.Namespace, error) {
+	ns, epID, err := s.attach(ctx, nsRef, epRef)
+	if err != nil {
+		return nil, err
+	}
+	// An endpoint whose address comes from DHCP: the attach answers once
+	// it has its lease, or is taken back.
+	if _, err := s.leaseOnAttach(ctx, epID, func(ctx context.Context) error {
+		_, err := s.Detach(ctx, ns.ID, epID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return ns, nil
+}
+
+// attach is Attach but for the DHCP lease; it returns the endpoint's ID.
+func (s *Service) attach(ctx context.Context, nsRef, epRef string) (*api.Namespace, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ns namespaceRecord
@@ -342,10 +365,10 @@ func (s *Service) Attach(ctx context.Context, nsRef, epRef string) (*api.Namespa
 		return store.PutJSON(tx, store.Endpoints, ep.Doc.ID, ep)
 	})
 	if err != nil {
-		return nil, internal(err, "attach endpoint %q to namespace %q", epRef, nsRef)
+		return nil, "", internal(err, "attach endpoint %q to namespace %q", epRef, nsRef)
 	}
 	s.logAttach(&ep, m)
-	return s.namespaceDoc(&ns), nil
+	return s.namespaceDoc(&ns), ep.Doc.ID, nil
 }
 
 // linkToNamespace records ep as attached to ns inside tx: it picks the
@@ -379,6 +402,9 @@ func linkToNamespace(tx store.Tx, ep *endpointRecord, ns *namespaceRecord) error
 // Detach detaches an endpoint from a namespace; the endpoint keeps its
 // addresses and can be attached again.
 func (s *Service) Detach(ctx context.Context, nsRef, epRef string) (*api.Namespace, error) {
+	if ids := s.attachedTo(store.Endpoints, "endpoint", epRef); len(ids) == 1 && slices.Contains(s.attachedTo(store.Namespaces, "namespace", nsRef), ids[0]) {
+		s.stopLeasing(ctx, ids[0])
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ns namespaceRecord

@@ -78,6 +78,12 @@ func (s *Service) endpointUnit(ep *endpointRecord, pn *parsedNetwork, ns *namesp
 		s.log.Error("the network's stored ACLs cannot be read: its endpoint is cut off until they are fixed",
 			"network", displayName(pn.doc.Name, pn.doc.ID), "endpoint", displayName(ep.Doc.Name, ep.Doc.ID))
 	}
+	if usesDHCP(&ep.Doc, pn) {
+		if dd, ok := d.(driver.DHCPEndpoints); ok && dd.DHCPEndpoints() {
+			de.DHCP = true
+			de.Routes = append(de.Routes, leaseRoutes(&ep.Doc, de.Routes)...)
+		}
+	}
 	u := d.PlanEndpoint(n, de, driver.HostFacts{})
 	u.Objects = append(u.Objects, ports...)
 	return u, nil

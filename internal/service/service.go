@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hostnet/hostnet/api"
@@ -45,6 +46,11 @@ type Config struct {
 	// resolv.conf names it. Off, an AutomaticDNS policy with Enable is
 	// refused (one without is accepted: Windows clients send it).
 	EmbeddedDNS bool
+	// DHCP runs the DHCP clients of the endpoints whose addresses come
+	// from DHCP (nil: such endpoints are refused); DHCPTimeout is how long
+	// an attach waits for the first lease (0: DefaultDHCPTimeout).
+	DHCP        DHCP
+	DHCPTimeout time.Duration
 
 	Logger *slog.Logger
 	// Build is the version string reported by the version call.

@@ -50,13 +50,14 @@ type segHost struct {
 	addr netip.Addr // its address in segA
 }
 
-// newSegment builds the lab with n hostnet hosts; host i has 192.0.2.11+i
-// (and host 0 also 198.18.0.11) on its uplink.
-func newSegment(t *testing.T, n int) *segment {
+// newSegment builds the lab with n hostnet hosts, their daemons started
+// with flags; host i has 192.0.2.11+i (and host 0 also 198.18.0.11) on its
+// uplink.
+func newSegment(t *testing.T, n int, flags ...string) *segment {
 	t.Helper()
 	s := &segment{t: t}
 	for i := 0; i < n; i++ {
-		h := &segHost{Env: NewEnv(t, "--repair-interval=1s"), port: fmt.Sprintf("swh%d", i)}
+		h := &segHost{Env: NewEnv(t, append([]string{"--repair-interval=1s"}, flags...)...), port: fmt.Sprintf("swh%d", i)}
 		if i == 0 {
 			s.sw = h.newNS("switch.ns")
 			s.router = h.newNS("router.ns")

@@ -44,17 +44,27 @@ func L2Tunnel() Driver { return Driver{typ: api.L2Tunnel, mode: "vepa"} }
 // Type implements driver.Driver.
 func (d Driver) Type() api.NetworkType { return d.typ }
 
-// Validate implements driver.Driver: static subnets (DHCP is not in this
-// build yet).
+// Validate implements driver.Driver: static subnets, or (Transparent)
+// DHCP, whose subnets are the DHCP server's.
 func (d Driver) Validate(spec *api.NetworkSpec) error {
+	if spec.DHCP && !d.DHCPEndpoints() {
+		return api.Unsupported("invalid network: field Ipams: Type DHCP on %s networks is not supported by this build; give the network's subnets", d.typ)
+	}
 	if spec.DHCP {
-		return api.Unsupported("invalid network: field Ipams: Type DHCP on %s networks is not supported by this build yet; give the network's subnets", d.typ)
+		if len(spec.Subnets) > 0 {
+			return api.Invalid(api.CodeInvalidNetwork, "invalid network: field Ipams: Type DHCP: the DHCP server hands out the addresses; give no subnets (or a Static network with its subnets)")
+		}
+		return nil
 	}
 	if len(spec.Subnets) == 0 {
 		return api.Invalid(api.CodeInvalidNetwork, "invalid network: field Ipams: a %s network needs a subnet of its segment (with an IpRange the segment leaves free)", d.typ)
 	}
 	return nil
 }
+
+// DHCPEndpoints implements driver.DHCPEndpoints: a Transparent endpoint
+// is on the segment with its own MAC, where its DHCP server is.
+func (d Driver) DHCPEndpoints() bool { return d.shim }
 
 // NeedsUplink implements driver.OnUplink: a Transparent network's subnets
 // are its uplink's (the host routes between them and its endpoints); an
@@ -102,6 +112,14 @@ func (d Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Ho
 	u.Objects = append(u.Objects, netmodel.Link{NS: ep.NS, Name: ep.Interface, Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
 		Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: ep.MAC, Up: true, IPv6: netmodel.IPv6NoLinkLocal})
 	u.Objects = append(u.Objects, driver.InNamespace(n, ep)...)
+	if ep.DHCP {
+		// The server's answers come before the interface has a route to
+		// it: a reverse path filter (a namespace inherits the host's, often
+		// strict) would drop them.
+		for _, dev := range []string{"all", ep.Interface} {
+			u.Objects = append(u.Objects, netmodel.Sysctl{NS: ep.NS, Name: "net/ipv4/conf/" + dev + "/rp_filter", Value: "0"})
+		}
+	}
 	var addrs []netip.Addr
 	for _, a := range ep.Addrs {
 		addrs = append(addrs, a.Addr())
