@@ -14,7 +14,12 @@
 //
 // Endpoint traffic never passes the host's inet hooks but between the host
 // and an endpoint (through the shim): there the endpoints' ACLs are
-// enforced as on a NAT network.
+// enforced as on a NAT network. Traffic between an endpoint and the wire
+// passes the uplink, whose netdev ingress and egress hooks enforce the
+// same ACLs (policy.DeviceHooks, in hostnet's netdev table; every network
+// of one uplink shares its chains). What passes neither is not filtered:
+// two endpoints of one Transparent host talk inside the macvlan driver
+// (L2Tunnel's VEPA sends even that by the uplink, through its hooks).
 package macvlan
 
 import (
@@ -24,6 +29,7 @@ import (
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/hostfw"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/policy"
 )
 
 // Driver plans the networks of one type on macvlan devices.
@@ -79,10 +85,17 @@ func (d Driver) NetworkDevice(id string) string {
 // its own in the host namespace.
 func (Driver) EndpointDevice(string) string { return "" }
 
+// Uplink returns the hook point of a network's endpoints' traffic with
+// the wire: the netdev hooks of its uplink, shared by every network on it.
+func Uplink(n *driver.Network) policy.DeviceHooks {
+	return policy.DeviceHooks{Table: policy.TableName, Device: n.Spec.Uplink}
+}
+
 // PlanNetwork implements driver.Driver: the shim, up, without address
 // (it answers the endpoints' ARP for the host's addresses, which are the
 // uplink's); the ACL dispatch of the host's inet hooks, where the host's
-// traffic with the endpoints is filtered.
+// traffic with the endpoints is filtered, and of the uplink's netdev
+// hooks, where their traffic with the wire is.
 func (d Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit {
 	u := &netmodel.Unit{Owner: netmodel.NetworkOwner(n.ID)}
 	if d.shim {
@@ -90,13 +103,14 @@ func (d Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Uni
 			Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: driver.StableMAC("shim/" + n.ID), Up: true, IPv6: netmodel.IPv6NoLinkLocal})
 	}
 	u.Objects = append(u.Objects, hostfw.Filtering.Layout()...)
+	u.Objects = append(u.Objects, Uplink(n).Layout()...)
 	return u
 }
 
 // PlanEndpoint implements driver.Driver: a macvlan of the uplink made in
 // the endpoint's namespace, with its MAC, addresses and routes; with a
-// shim, a host route to each address through it, and the endpoint's
-// ACLs where the host's traffic with it passes.
+// shim, a host route to each address through it; the endpoint's ACLs
+// where the host's traffic with it passes and at the uplink.
 func (d Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.HostFacts) *netmodel.Unit {
 	u := &netmodel.Unit{Owner: netmodel.EndpointOwner(ep.ID)}
 	u.Objects = append(u.Objects, netmodel.Link{NS: ep.NS, Name: ep.Interface, Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
@@ -110,5 +124,6 @@ func (d Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Ho
 		}
 	}
 	u.Objects = append(u.Objects, hostfw.Filtering.Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
+	u.Objects = append(u.Objects, Uplink(n).Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
 	return u
 }
