@@ -207,4 +207,3 @@ func TestPlanIsDeterministic(t *testing.T) {
 		}
 	}
 }
-
