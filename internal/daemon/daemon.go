@@ -234,8 +234,18 @@ func (cfg Config) openHost() (*dataplane.Linux, error) {
 		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
 		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
 		NetnsLinkDir: cfg.NetnsLinkDir,
-		Tables:       []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}},
+		Tables:       ownedTables,
 	})
+}
+
+// ownedTables are hostnet's nftables tables in the host namespace: the
+// inet one (NAT, routing, ACLs where endpoint traffic crosses the IP
+// layer), the bridge one (anti-spoofing) and the netdev one (ACLs at the
+// uplinks of macvlan networks). A pass removes whichever no plan wants.
+var ownedTables = []dataplane.TableName{
+	{Family: nftmodel.FamilyInet, Name: policy.TableName},
+	{Family: nftmodel.FamilyBridge, Name: policy.TableName},
+	{Family: nftmodel.FamilyNetdev, Name: policy.TableName},
 }
 
 // service is the configuration of the service over st and rec, with the
@@ -309,9 +319,9 @@ func orphans(host *dataplane.Linux, fw *nft.Kernel) []string {
 			out = append(out, "device "+name)
 		}
 	}
-	for _, f := range []nftmodel.Family{nftmodel.FamilyInet, nftmodel.FamilyBridge} {
-		if ok, _ := fw.TableExists(f, policy.TableName); ok {
-			out = append(out, fmt.Sprintf("table %s %s", f, policy.TableName))
+	for _, t := range ownedTables {
+		if ok, _ := fw.TableExists(t.Family, t.Name); ok {
+			out = append(out, fmt.Sprintf("table %s %s", t.Family, t.Name))
 		}
 	}
 	return out
