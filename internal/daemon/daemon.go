@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 // prefixes, its namespaces' directories and its nftables tables.
 func (cfg Config) openHost() (*dataplane.Linux, error) {
 	return dataplane.OpenLinux(cfg.HostNetns, dataplane.HostConfig{
-		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix},
+		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix, driver.ShimPrefix},
 		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
 		NetnsLinkDir: cfg.NetnsLinkDir,
 		Tables:       ownedTables,
@@ -315,7 +315,7 @@ func orphans(host *dataplane.Linux, fw *nft.Kernel) []string {
 	var out []string
 	names, _ := host.LinkNames(driver.LinkPrefix)
 	for _, name := range names {
-		if strings.HasPrefix(name, driver.BridgePrefix) || strings.HasPrefix(name, driver.PortPrefix) {
+		if strings.HasPrefix(name, driver.BridgePrefix) || strings.HasPrefix(name, driver.PortPrefix) || strings.HasPrefix(name, driver.ShimPrefix) {
 			out = append(out, "device "+name)
 		}
 	}

@@ -17,9 +17,11 @@
 // enforced as on a NAT network. Traffic between an endpoint and the wire
 // passes the uplink, whose netdev ingress and egress hooks enforce the
 // same ACLs (policy.DeviceHooks, in hostnet's netdev table; every network
-// of one uplink shares its chains). What passes neither is not filtered:
-// two endpoints of one Transparent host talk inside the macvlan driver
-// (L2Tunnel's VEPA sends even that by the uplink, through its hooks).
+// of one uplink shares its chains). Two endpoints of one host talk
+// through the uplink's hooks too: L2Tunnel's VEPA sends their frames out
+// by it and takes them back; Transparent's bridge mode hands them to the
+// uplink's receive path (its ingress hook), where their MACs (the Bridged
+// set) tell them from the wire's.
 package macvlan
 
 import (
@@ -98,12 +100,14 @@ func Uplink(n *driver.Network) policy.DeviceHooks {
 // hooks, where their traffic with the wire is.
 func (d Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit {
 	u := &netmodel.Unit{Owner: netmodel.NetworkOwner(n.ID)}
-	if d.shim {
-		u.Objects = append(u.Objects, netmodel.Link{Name: driver.ShimName(n.ID), Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
-			Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: driver.StableMAC("shim/" + n.ID), Up: true, IPv6: netmodel.IPv6NoLinkLocal})
-	}
 	u.Objects = append(u.Objects, hostfw.Filtering.Layout()...)
 	u.Objects = append(u.Objects, Uplink(n).Layout()...)
+	if d.shim {
+		mac := driver.StableMAC("shim/" + n.ID)
+		u.Objects = append(u.Objects, netmodel.Link{Name: driver.ShimName(n.ID), Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
+			Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: mac, Up: true, IPv6: netmodel.IPv6NoLinkLocal})
+		u.Objects = append(u.Objects, Uplink(n).Shim(mac)...)
+	}
 	return u
 }
 
@@ -125,5 +129,10 @@ func (d Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Ho
 	}
 	u.Objects = append(u.Objects, hostfw.Filtering.Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
 	u.Objects = append(u.Objects, Uplink(n).Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
+	if d.mode == "bridge" {
+		// Its frames to another endpoint of the host meet the uplink's
+		// ingress only.
+		u.Objects = append(u.Objects, Uplink(n).Bridged(ep.MAC)...)
+	}
 	return u
 }
