@@ -232,7 +232,9 @@ func handL2Bridge(host, ep, ip string, prefix int, gw string) error {
 // handMacvlan builds the datapath benchmark's hand-built macvlan
 // endpoint of typ's mode.
 func handMacvlan(typ api.NetworkType) func(host, ep, ip string, prefix int, gw string) error {
-	return func(host, ep, ip string, prefix int, gw string) error { return handEndpointL2(typ, host, ep, ip, prefix, gw) }
+	return func(host, ep, ip string, prefix int, gw string) error {
+		return handEndpointL2(typ, host, ep, ip, prefix, gw)
+	}
 }
 
 func handEndpointL2(typ api.NetworkType, host, ep, ip string, prefix int, gw string) error {
