@@ -93,6 +93,9 @@ func TestL2ACLsOnTheWire(t *testing.T) {
 }
 
 func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
+	start := time.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+	t.Cleanup(func() { phase("cleaned up") })
 	seg := newSegment(t, 1)
 	h := seg.hosts[0]
 	if typ == api.L2Tunnel {
@@ -110,6 +113,7 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 	routerWeb := netip.AddrPortFrom(router, 7000).String()
 	ep := func(e l2Endpoint) string { return e.Namespace.NetNamespacePath }
 
+	phase("set up")
 	chains := netdevChains(t, h.Env)
 	if !hasBaseChains(chains, segUplink) {
 		t.Fatalf("netdev chains: %v, want ingress_%s and egress_%s with rules", chains, segUplink, segUplink)
@@ -136,6 +140,7 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 	blockIn := []string{fmt.Sprintf("block in proto tcp lport 7000 remote %s priority 100", router), "allow in priority 1000", "allow out priority 1000"}
 	blockOut := []string{fmt.Sprintf("block out proto tcp rport 7000 remote %s priority 100", router), "allow in priority 1000", "allow out priority 1000"}
 
+	phase("In Block")
 	// In Block.
 	policy("add", blockIn...)
 	if settle(false, func() bool { return probeTCP(t, seg.router, a1Web) }) {
@@ -155,6 +160,7 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 		t.Error("In Block removed: the router still does not reach a1")
 	}
 
+	phase("Out Block")
 	// Out Block.
 	policy("add", blockOut...)
 	if settle(false, func() bool { return probeTCP(t, ep(a1), routerWeb) }) {
@@ -171,6 +177,7 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 		t.Error("Out Block removed: a1 still does not reach the router")
 	}
 
+	phase("same host")
 	// Two endpoints of one host are filtered too: L2Tunnel's frames pass
 	// the uplink both ways, Transparent's its ingress.
 	blockA2 := []string{fmt.Sprintf("block in proto tcp lport 7000 remote %s priority 100", a2.Addr), "allow in priority 1000", "allow out priority 1000"}
@@ -186,6 +193,7 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 		t.Error("a1's block of a2 removed: a2 still does not reach a1")
 	}
 
+	phase("nothing in")
 	// Nothing in: what a1 opens still gets its replies, from the wire,
 	// from an endpoint of its host and from the host.
 	nothingIn := []string{"allow out priority 1000"}
@@ -203,6 +211,7 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 	}
 	policy("rm", nothingIn...)
 
+	phase("restarts")
 	// Restarts keep the rules and the flows.
 	policy("add", blockIn...)
 	before := netdevChains(t, h.Env)
@@ -224,6 +233,7 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 		}
 	}
 
+	phase("repair")
 	// A flushed netdev table (every rule gone), then a deleted one, is
 	// repaired, and the block holds again.
 	for _, harm := range []string{"flush", "delete"} {
@@ -253,6 +263,11 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 		}
 	}
 
+	// Closed while a1 is there: a connection whose end goes with its
+	// endpoint keeps a1's server waiting for the FIN until keepalive
+	// gives up, minutes later.
+	c.Close()
+	phase("sharing")
 	// Networks of one uplink share its chains: they stay for seg-b when
 	// seg-a goes, and go with it.
 	ctx := context.Background()
@@ -280,4 +295,5 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 	if chains := netdevChains(t, h.Env); len(chains) != 0 {
 		t.Errorf("every L2 network gone: netdev chains %v are left", chains)
 	}
+	phase("done")
 }
