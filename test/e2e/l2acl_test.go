@@ -297,3 +297,29 @@ func l2ACLsOnTheWire(t *testing.T, typ api.NetworkType) {
 	}
 	phase("done")
 }
+
+// `hostnetd --cleanup` takes the netdev table and the shims with the rest:
+// a Transparent network with an endpoint, the daemon stopped, a forced
+// cleanup leaves no netdev chain and no device of hostnet's on the host.
+func TestL2CleanupRemovesNetdevTable(t *testing.T) {
+	seg := newSegment(t, 1)
+	h := seg.hosts[0]
+	n := h.l2Network(t, api.Transparent, "seg-a", segA, "192.0.2.128/26", routerA)
+	attachL2(t, h, n.ID, "a1")
+	if chains := netdevChains(t, h.Env); !hasBaseChains(chains, segUplink) {
+		t.Fatalf("netdev chains: %v", chains)
+	}
+	h.Stop()
+	out, code := h.cleanup(t, "--force")
+	if code != 0 || !strings.Contains(out, "table netdev hostnet") {
+		t.Errorf("cleanup: exit %d, does not say it removed the netdev table:\n%s", code, out)
+	}
+	if chains := netdevChains(t, h.Env); len(chains) != 0 {
+		t.Errorf("after the cleanup: netdev chains %v", chains)
+	}
+	for _, l := range hostLinks(t, h.HostNS) {
+		if strings.HasPrefix(l, "hn") {
+			t.Errorf("after the cleanup: device %s is left", l)
+		}
+	}
+}
