@@ -59,17 +59,19 @@ type DeviceHooks struct {
 // (the receiver's In rules, by ip daddr) and MapACLOut4, MapACLOut6 (the
 // sender's Out rules, by ip saddr).
 const (
-	ChainIngress = "ingress"        // base chain, hook ingress: replies, then the receiver's In rules
-	ChainEgress  = "egress"         // base chain, hook egress: replies, then the sender's Out rules
-	SetFlowsIn4  = "flows_in_v4"    // tuples of the replies expected in, recorded by egress
-	SetFlowsIn6  = "flows_in_v6"    //
-	SetFlowsOut4 = "flows_out_v4"   // tuples of the replies expected out, recorded by ingress
-	SetFlowsOut6 = "flows_out_v6"   //
-	ChainLocal   = "local"          // regular chain: frames between two bridge-mode macvlans of the device
-	SetBridged   = "bridged"        // MACs of the device's bridge-mode macvlans (endpoints and shims)
-	SetShims     = "shims"          // MACs of the host's shims on the device
-	SetFlowsLoc4 = "flows_local_v4" // tuples of the replies expected between two bridge-mode macvlans
-	SetFlowsLoc6 = "flows_local_v6" //
+	ChainIngress  = "ingress"        // base chain, hook ingress: replies, then the receiver's In rules
+	ChainEgress   = "egress"         // base chain, hook egress: replies, then the sender's Out rules
+	SetFlowsIn4   = "flows_in_v4"    // tuples of the replies expected in, recorded by egress
+	SetFlowsIn6   = "flows_in_v6"    //
+	SetFlowsOut4  = "flows_out_v4"   // tuples of the replies expected out, recorded by ingress
+	SetFlowsOut6  = "flows_out_v6"   //
+	ChainLocal    = "local"          // regular chain: frames between two bridge-mode macvlans of the device
+	SetBridged    = "bridged"        // MACs of the device's bridge-mode macvlans (endpoints and shims)
+	SetShims      = "shims"          // MACs of the host's shims on the device
+	SetFlowsLoc4  = "flows_local_v4" // tuples of the replies expected between two bridge-mode macvlans
+	SetFlowsLoc6  = "flows_local_v6" //
+	SetEndpoints4 = "endpoints_v4"   // the addresses of the endpoints behind the device: only their flows are recorded
+	SetEndpoints6 = "endpoints_v6"   //
 
 	FlowTimeout = 2 * time.Minute  // how long a TCP or UDP flow's entry outlives its last packet
 	EchoTimeout = 30 * time.Second // how long a ping's entry outlives its last packet
@@ -126,14 +128,15 @@ type ipFamily struct {
 	flowsIn       string // base names
 	flowsOut      string
 	flowsLocal    string
+	endpoints     string
 	mapIn, mapOut string
 }
 
 var ipFamilies = []ipFamily{
 	{false, nftmodel.IPSaddr(), nftmodel.IPDaddr(), nftmodel.ICMPType().Eq("echo-request"), nftmodel.ICMPType().Eq("echo-reply"),
-		"IPv4", SetFlowsIn4, SetFlowsOut4, SetFlowsLoc4, MapACLIn4, MapACLOut4},
+		"IPv4", SetFlowsIn4, SetFlowsOut4, SetFlowsLoc4, SetEndpoints4, MapACLIn4, MapACLOut4},
 	{true, nftmodel.IP6Saddr(), nftmodel.IP6Daddr(), nftmodel.ICMPv6Type().Eq("echo-request"), nftmodel.ICMPv6Type().Eq("echo-reply"),
-		"IPv6", SetFlowsIn6, SetFlowsOut6, SetFlowsLoc6, MapACLIn6, MapACLOut6},
+		"IPv6", SetFlowsIn6, SetFlowsOut6, SetFlowsLoc6, SetEndpoints6, MapACLIn6, MapACLOut6},
 }
 
 // echoID is the identifier of an ICMP or ICMPv6 echo (bytes 4-5 of its
@@ -186,12 +189,19 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 		}
 		return out
 	}
-	record := func(f ipFamily, flows string) []nftmodel.Rule {
+	// record records in flows the replies of what passed; of an
+	// endpoint's packets only (endpoint is the match on its address),
+	// when given: the host's own flows on the uplink must not fill the
+	// sets.
+	record := func(f ipFamily, flows string, endpoint ...nftmodel.Expr) []nftmodel.Rule {
 		_, tcp := f.tuples(false)
 		_, ping := f.tuples(true)
+		with := func(exprs ...nftmodel.Expr) []nftmodel.Expr {
+			return append(append([]nftmodel.Expr{exprs[0]}, endpoint...), exprs[1:]...)
+		}
 		return []nftmodel.Rule{
-			rule("admitted: its replies may pass ("+f.name+")", nftmodel.L4Proto().InAnon(portProtos...), nftmodel.SetUpdate(n(flows), tcp, 0)),
-			rule("admitted ping: its echo reply may pass ("+f.name+")", f.echoRequest, nftmodel.SetUpdate(n(flows), ping, EchoTimeout)),
+			rule("admitted: its replies may pass ("+f.name+")", with(nftmodel.L4Proto().InAnon(portProtos...), nftmodel.SetUpdate(n(flows), tcp, 0))...),
+			rule("admitted ping: its echo reply may pass ("+f.name+")", with(f.echoRequest, nftmodel.SetUpdate(n(flows), ping, EchoTimeout))...),
 		}
 	}
 	chain := func(name string, hook nftmodel.Hook, in bool) *nftmodel.Chain {
@@ -215,11 +225,11 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			}
 		}
 		for _, f := range ipFamilies {
-			flows := f.flowsIn // egress records the replies expected in
+			flows, endpoint := f.flowsIn, f.saddr.InSet(n(f.endpoints)) // egress records the replies expected in
 			if in {
-				flows = f.flowsOut
+				flows, endpoint = f.flowsOut, f.daddr.InSet(n(f.endpoints))
 			}
-			rules = append(rules, record(f, flows)...)
+			rules = append(rules, record(f, flows, endpoint)...)
 		}
 		return &nftmodel.Chain{Name: n(name), Type: nftmodel.ChainTypeFilter, Hook: hook, Device: d.Device,
 			Priority: nftmodel.PriorityFilter, Rules: rules}
@@ -254,6 +264,10 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			out = append(out, h.set(&nftmodel.Set{Name: n(s.base), Key: flowKeys(f.v6), Dynamic: true, Timeout: FlowTimeout,
 				Size: FlowSetSize, Comment: s.comment}))
 		}
+	}
+	for _, f := range ipFamilies {
+		out = append(out, h.set(&nftmodel.Set{Name: n(f.endpoints), Key: []nftmodel.KeyType{addrKey(f.v6)},
+			Comment: "the addresses of the endpoints by " + d.Device}))
 	}
 	for _, f := range ipFamilies {
 		out = append(out,
@@ -299,9 +313,15 @@ func addrKey(v6 bool) nftmodel.KeyType {
 // contract of HookPoint.Filter: the chains of its profile (its rules
 // merged with its network's; shared by the endpoints of the table with
 // the same rules) and the map elements that send its addresses' packets
-// to them. A quarantined endpoint gets a profile that admits nothing: the
-// firewall fails closed (replies to flows admitted before still pass,
-// until they expire).
+// to them, and its addresses in the device's endpoint sets (whose flows
+// are recorded). A quarantined endpoint gets a profile that admits
+// nothing: the firewall fails closed (replies to flows admitted before
+// still pass, until they expire).
 func (d DeviceHooks) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quarantine bool) []netmodel.Object {
-	return d.hooks().filter(addrs, profileOf(network, own, quarantine), d.Name)
+	h := d.hooks()
+	out := h.filter(addrs, profileOf(network, own, quarantine), d.Name)
+	for _, a := range addrs {
+		out = append(out, h.element(d.Name(pick(a, SetEndpoints4, SetEndpoints6)), a.String(), ""))
+	}
+	return out
 }

@@ -137,6 +137,7 @@ func TestDeviceHooksQuarantine(t *testing.T) {
 		"nft chain netdev t acl_deny_out (2 rules)",
 		"nft element netdev t acl_in_v4_up0 { 10.0.0.2 : jump acl_deny_in }",
 		"nft element netdev t acl_out_v4_up0 { 10.0.0.2 : jump acl_deny_out }",
+		"nft element netdev t endpoints_v4_up0 { 10.0.0.2 }",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("quarantine:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
