@@ -4,6 +4,7 @@
 //
 //	hostnet-bench all [-quick] [-json FILE] [-only NAME]
 //	                                        the whole suite: one Markdown table, raw numbers in FILE
+//	                                        (-only l2: the L2 drivers' datapath and attach rows)
 //	hostnet-bench attach [-n 1000]          create + attach latency vs bare netlink
 //	hostnet-bench program [-n 1000]         programming 1,000 endpoints' policies, then single changes
 //	hostnet-bench datapath [-mappings N]    request/response and throughput through a published port

@@ -272,6 +272,8 @@ func Suite() []Benchmark {
 		{"attach", BenchAttach},
 		{"cni", BenchCNI},
 		{"datapath", BenchDatapath},
+		{"l2-datapath", BenchL2Datapath},
+		{"l2-attach", BenchL2Attach},
 		{"program", BenchProgram},
 		{"ipset", BenchIPSet},
 		{"scale", BenchScale},

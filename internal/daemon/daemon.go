@@ -271,11 +271,21 @@ func Run(ctx context.Context, cfg Config) error {
 // prefixes, its namespaces' directories and its nftables tables.
 func (cfg Config) openHost() (*dataplane.Linux, error) {
 	return dataplane.OpenLinux(cfg.HostNetns, dataplane.HostConfig{
-		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix, driver.IFBPrefix},
+		LinkPrefixes: []string{driver.BridgePrefix, driver.PortPrefix, driver.ShimPrefix, driver.IFBPrefix},
 		NetnsDir:     filepath.Join(cfg.RunDir, "netns"),
 		NetnsLinkDir: cfg.NetnsLinkDir,
-		Tables:       []dataplane.TableName{{Family: nftmodel.FamilyInet, Name: policy.TableName}, {Family: nftmodel.FamilyBridge, Name: policy.TableName}},
+		Tables:       ownedTables,
 	})
+}
+
+// ownedTables are hostnet's nftables tables in the host namespace: the
+// inet one (NAT, routing, ACLs where endpoint traffic crosses the IP
+// layer), the bridge one (anti-spoofing) and the netdev one (ACLs at the
+// uplinks of macvlan networks). A pass removes whichever no plan wants.
+var ownedTables = []dataplane.TableName{
+	{Family: nftmodel.FamilyInet, Name: policy.TableName},
+	{Family: nftmodel.FamilyBridge, Name: policy.TableName},
+	{Family: nftmodel.FamilyNetdev, Name: policy.TableName},
 }
 
 // service is the configuration of the service over st and rec, with the
@@ -346,13 +356,13 @@ func orphans(host *dataplane.Linux, fw *nft.Kernel) []string {
 	var out []string
 	names, _ := host.LinkNames(driver.LinkPrefix)
 	for _, name := range names {
-		if strings.HasPrefix(name, driver.BridgePrefix) || strings.HasPrefix(name, driver.PortPrefix) || strings.HasPrefix(name, driver.IFBPrefix) {
+		if strings.HasPrefix(name, driver.BridgePrefix) || strings.HasPrefix(name, driver.PortPrefix) || strings.HasPrefix(name, driver.ShimPrefix) || strings.HasPrefix(name, driver.IFBPrefix) {
 			out = append(out, "device "+name)
 		}
 	}
-	for _, f := range []nftmodel.Family{nftmodel.FamilyInet, nftmodel.FamilyBridge} {
-		if ok, _ := fw.TableExists(f, policy.TableName); ok {
-			out = append(out, fmt.Sprintf("table %s %s", f, policy.TableName))
+	for _, t := range ownedTables {
+		if ok, _ := fw.TableExists(t.Family, t.Name); ok {
+			out = append(out, fmt.Sprintf("table %s %s", t.Family, t.Name))
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"net/netip"
 	"time"
 
@@ -30,6 +31,18 @@ import (
 // the rules like any packet, and a flow idle longer than the timeout must
 // be admitted again.
 //
+// Frames between two bridge-mode macvlans of the device (Transparent
+// endpoints, and the host's shim) never reach the wire nor its egress
+// hook: the macvlan driver hands them to the device's receive path
+// (dev_forward_skb), so they meet its ingress hook only, once per
+// direction. The ingress chain tells them by their source MAC (the
+// Bridged set, which the driver fills) and sends them to a chain of their
+// own (ChainLocal) where a packet meets both its sender's Out rules and
+// its receiver's In rules, and a flow table of their own admits the
+// replies. Frames from or to the host's shim pass: the host's inet hooks
+// filter that traffic, with conntrack. VEPA macvlans (L2Tunnel) are not
+// in the set: their frames go to the wire and come back from it.
+//
 // Several networks may share one uplink: the objects of one device are
 // named after it (Name), so that DeviceHooks of different devices never
 // clash in one table, and a Layout is the same for every network of its
@@ -46,12 +59,19 @@ type DeviceHooks struct {
 // (the receiver's In rules, by ip daddr) and MapACLOut4, MapACLOut6 (the
 // sender's Out rules, by ip saddr).
 const (
-	ChainIngress = "ingress"      // base chain, hook ingress: replies, then the receiver's In rules
-	ChainEgress  = "egress"       // base chain, hook egress: replies, then the sender's Out rules
-	SetFlowsIn4  = "flows_in_v4"  // tuples of the replies expected in, recorded by egress
-	SetFlowsIn6  = "flows_in_v6"  //
-	SetFlowsOut4 = "flows_out_v4" // tuples of the replies expected out, recorded by ingress
-	SetFlowsOut6 = "flows_out_v6" //
+	ChainIngress  = "ingress"        // base chain, hook ingress: replies, then the receiver's In rules
+	ChainEgress   = "egress"         // base chain, hook egress: replies, then the sender's Out rules
+	SetFlowsIn4   = "flows_in_v4"    // tuples of the replies expected in, recorded by egress
+	SetFlowsIn6   = "flows_in_v6"    //
+	SetFlowsOut4  = "flows_out_v4"   // tuples of the replies expected out, recorded by ingress
+	SetFlowsOut6  = "flows_out_v6"   //
+	ChainLocal    = "local"          // regular chain: frames between two bridge-mode macvlans of the device
+	SetBridged    = "bridged"        // MACs of the device's bridge-mode macvlans (endpoints and shims)
+	SetShims      = "shims"          // MACs of the host's shims on the device
+	SetFlowsLoc4  = "flows_local_v4" // tuples of the replies expected between two bridge-mode macvlans
+	SetFlowsLoc6  = "flows_local_v6" //
+	SetEndpoints4 = "endpoints_v4"   // the addresses of the endpoints behind the device: only their flows are recorded
+	SetEndpoints6 = "endpoints_v6"   //
 
 	FlowTimeout = 2 * time.Minute  // how long a TCP or UDP flow's entry outlives its last packet
 	EchoTimeout = 30 * time.Second // how long a ping's entry outlives its last packet
@@ -107,14 +127,16 @@ type ipFamily struct {
 	name          string // "IPv4"
 	flowsIn       string // base names
 	flowsOut      string
+	flowsLocal    string
+	endpoints     string
 	mapIn, mapOut string
 }
 
 var ipFamilies = []ipFamily{
 	{false, nftmodel.IPSaddr(), nftmodel.IPDaddr(), nftmodel.ICMPType().Eq("echo-request"), nftmodel.ICMPType().Eq("echo-reply"),
-		"IPv4", SetFlowsIn4, SetFlowsOut4, MapACLIn4, MapACLOut4},
+		"IPv4", SetFlowsIn4, SetFlowsOut4, SetFlowsLoc4, SetEndpoints4, MapACLIn4, MapACLOut4},
 	{true, nftmodel.IP6Saddr(), nftmodel.IP6Daddr(), nftmodel.ICMPv6Type().Eq("echo-request"), nftmodel.ICMPv6Type().Eq("echo-reply"),
-		"IPv6", SetFlowsIn6, SetFlowsOut6, MapACLIn6, MapACLOut6},
+		"IPv6", SetFlowsIn6, SetFlowsOut6, SetFlowsLoc6, SetEndpoints6, MapACLIn6, MapACLOut6},
 }
 
 // echoID is the identifier of an ICMP or ICMPv6 echo (bytes 4-5 of its
@@ -139,11 +161,14 @@ func (f ipFamily) tuples(echo bool) (own, reply nftmodel.Field) {
 }
 
 // Layout returns the device's fixed part of the table: the flow sets, the
-// dispatch maps, and the two base chains. Each chain first lets replies
-// through (those the other chain recorded), then sends a packet to the
-// rules of the endpoint it concerns (a packet of no endpoint, e.g. the
-// host's own or ARP, passes), then records the tuple of the replies of
-// what it admitted.
+// dispatch maps, the sets of local MACs, the two base chains and the
+// chain of local frames. Each base chain first lets replies through
+// (those the other chain recorded), then sends a packet to the rules of
+// the endpoint it concerns (a packet of no endpoint, e.g. the host's own
+// or ARP, passes), then records the tuple of the replies of what it
+// admitted. Ingress first sends local frames (from a Bridged MAC) to the
+// local chain, which does all three with a flow set of its own and both
+// endpoints' rules.
 func (d DeviceHooks) Layout() []netmodel.Object {
 	h := d.hooks()
 	n := d.Name
@@ -164,16 +189,27 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 		}
 		return out
 	}
-	record := func(f ipFamily, flows string) []nftmodel.Rule {
+	// record records in flows the replies of what passed; of an
+	// endpoint's packets only (endpoint is the match on its address),
+	// when given: the host's own flows on the uplink must not fill the
+	// sets.
+	record := func(f ipFamily, flows string, endpoint ...nftmodel.Expr) []nftmodel.Rule {
 		_, tcp := f.tuples(false)
 		_, ping := f.tuples(true)
+		with := func(exprs ...nftmodel.Expr) []nftmodel.Expr {
+			return append(append([]nftmodel.Expr{exprs[0]}, endpoint...), exprs[1:]...)
+		}
 		return []nftmodel.Rule{
-			rule("admitted: its replies may pass ("+f.name+")", nftmodel.L4Proto().InAnon(portProtos...), nftmodel.SetUpdate(n(flows), tcp, 0)),
-			rule("admitted ping: its echo reply may pass ("+f.name+")", f.echoRequest, nftmodel.SetUpdate(n(flows), ping, EchoTimeout)),
+			rule("admitted: its replies may pass ("+f.name+")", with(nftmodel.L4Proto().InAnon(portProtos...), nftmodel.SetUpdate(n(flows), tcp, 0))...),
+			rule("admitted ping: its echo reply may pass ("+f.name+")", with(f.echoRequest, nftmodel.SetUpdate(n(flows), ping, EchoTimeout))...),
 		}
 	}
 	chain := func(name string, hook nftmodel.Hook, in bool) *nftmodel.Chain {
 		var rules []nftmodel.Rule
+		if in {
+			rules = append(rules, rule("between two bridge-mode macvlans of "+d.Device+" (never on the wire)",
+				nftmodel.EtherSaddr().InSet(n(SetBridged)), nftmodel.Goto(n(ChainLocal))))
+		}
 		for _, f := range ipFamilies {
 			flows := f.flowsOut // egress: replies to what ingress admitted
 			if in {
@@ -189,31 +225,81 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			}
 		}
 		for _, f := range ipFamilies {
-			flows := f.flowsIn // egress records the replies expected in
+			flows, endpoint := f.flowsIn, f.saddr.InSet(n(f.endpoints)) // egress records the replies expected in
 			if in {
-				flows = f.flowsOut
+				flows, endpoint = f.flowsOut, f.daddr.InSet(n(f.endpoints))
 			}
-			rules = append(rules, record(f, flows)...)
+			rules = append(rules, record(f, flows, endpoint)...)
 		}
 		return &nftmodel.Chain{Name: n(name), Type: nftmodel.ChainTypeFilter, Hook: hook, Device: d.Device,
 			Priority: nftmodel.PriorityFilter, Rules: rules}
+	}
+	local := func() *nftmodel.Chain {
+		rules := []nftmodel.Rule{
+			rule("from the host's shim: the host's inet hooks filter it", nftmodel.EtherSaddr().InSet(n(SetShims)), nftmodel.Accept()),
+			rule("to the host's shim: the host's inet hooks filter it", nftmodel.EtherDaddr().InSet(n(SetShims)), nftmodel.Accept()),
+		}
+		for _, f := range ipFamilies {
+			rules = append(rules, replies(f, f.flowsLocal)...)
+		}
+		for _, f := range ipFamilies {
+			rules = append(rules, rule("the sender's Out rules ("+f.name+")", nftmodel.VMap(f.saddr, n(f.mapOut))))
+		}
+		for _, f := range ipFamilies {
+			rules = append(rules, rule("the receiver's In rules ("+f.name+")", nftmodel.VMap(f.daddr, n(f.mapIn))))
+		}
+		for _, f := range ipFamilies {
+			rules = append(rules, record(f, f.flowsLocal)...)
+		}
+		rules = append(rules, rule("local frames never meet the wire's rules", nftmodel.Accept()))
+		return &nftmodel.Chain{Name: n(ChainLocal), Rules: rules}
 	}
 	var out []netmodel.Object
 	for _, f := range ipFamilies {
 		for _, s := range []struct{ base, comment string }{
 			{f.flowsIn, "replies expected in by " + d.Device},
 			{f.flowsOut, "replies expected out by " + d.Device},
+			{f.flowsLocal, "replies expected between two bridge-mode macvlans of " + d.Device},
 		} {
 			out = append(out, h.set(&nftmodel.Set{Name: n(s.base), Key: flowKeys(f.v6), Dynamic: true, Timeout: FlowTimeout,
 				Size: FlowSetSize, Comment: s.comment}))
 		}
 	}
 	for _, f := range ipFamilies {
+		out = append(out, h.set(&nftmodel.Set{Name: n(f.endpoints), Key: []nftmodel.KeyType{addrKey(f.v6)},
+			Comment: "the addresses of the endpoints by " + d.Device}))
+	}
+	for _, f := range ipFamilies {
 		out = append(out,
 			h.dmap(verdictMap(n(f.mapIn), "the In rules of each endpoint by "+d.Device+", by its address", addrKey(f.v6))),
 			h.dmap(verdictMap(n(f.mapOut), "the Out rules of each endpoint by "+d.Device+", by its address", addrKey(f.v6))))
 	}
-	return append(out, h.chain(chain(ChainIngress, nftmodel.HookIngress, true)), h.chain(chain(ChainEgress, nftmodel.HookEgress, false)))
+	out = append(out,
+		h.set(&nftmodel.Set{Name: n(SetBridged), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "bridge-mode macvlans of " + d.Device}),
+		h.set(&nftmodel.Set{Name: n(SetShims), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "the host's shims on " + d.Device}))
+	return append(out, h.chain(chain(ChainIngress, nftmodel.HookIngress, true)), h.chain(chain(ChainEgress, nftmodel.HookEgress, false)),
+		h.chain(local()))
+}
+
+// Bridged returns what makes the frames that a bridge-mode macvlan of the
+// device with MAC mac sends to another one (which never reach the wire)
+// meet the rules of both: an endpoint's macvlan of a Transparent network.
+func (d DeviceHooks) Bridged(mac net.HardwareAddr) []netmodel.Object {
+	if mac == nil {
+		return nil
+	}
+	return []netmodel.Object{d.hooks().element(d.Name(SetBridged), mac.String(), "")}
+}
+
+// Shim returns what makes the frames of the host's shim with MAC mac, a
+// bridge-mode macvlan of the device, pass its hooks: the host's inet
+// hooks filter its traffic with the endpoints.
+func (d DeviceHooks) Shim(mac net.HardwareAddr) []netmodel.Object {
+	if mac == nil {
+		return nil
+	}
+	h := d.hooks()
+	return []netmodel.Object{h.element(d.Name(SetBridged), mac.String(), ""), h.element(d.Name(SetShims), mac.String(), "")}
 }
 
 func addrKey(v6 bool) nftmodel.KeyType {
@@ -227,9 +313,15 @@ func addrKey(v6 bool) nftmodel.KeyType {
 // contract of HookPoint.Filter: the chains of its profile (its rules
 // merged with its network's; shared by the endpoints of the table with
 // the same rules) and the map elements that send its addresses' packets
-// to them. A quarantined endpoint gets a profile that admits nothing: the
-// firewall fails closed (replies to flows admitted before still pass,
-// until they expire).
+// to them, and its addresses in the device's endpoint sets (whose flows
+// are recorded). A quarantined endpoint gets a profile that admits
+// nothing: the firewall fails closed (replies to flows admitted before
+// still pass, until they expire).
 func (d DeviceHooks) Filter(addrs []netip.Addr, network, own []api.ACLSpec, quarantine bool) []netmodel.Object {
-	return d.hooks().filter(addrs, profileOf(network, own, quarantine), d.Name)
+	h := d.hooks()
+	out := h.filter(addrs, profileOf(network, own, quarantine), d.Name)
+	for _, a := range addrs {
+		out = append(out, h.element(d.Name(pick(a, SetEndpoints4, SetEndpoints6)), a.String(), ""))
+	}
+	return out
 }

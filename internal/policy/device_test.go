@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -57,10 +58,10 @@ func dedup(t *testing.T, objs []netmodel.Object) []netmodel.Object {
 	return out
 }
 
-// Two networks on uplink up0 (one endpoint with web-only rules, one with
-// the defaults, one quarantined) and one on up1 (an endpoint with the same
-// web-only rules): one netdev table, one layout per device, profile chains
-// shared across devices.
+// Two networks on uplink up0 (one endpoint with web-only rules, in bridge
+// mode, one with the defaults, one quarantined, and the host's shim) and
+// one on up1 (an endpoint with the same web-only rules): one netdev table,
+// one layout per device, profile chains shared across devices.
 func TestDeviceHooksGolden(t *testing.T) {
 	up0, up1 := DeviceHooks{Table: TableName, Device: "up0"}, DeviceHooks{Table: TableName, Device: "up1"}
 	a := []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::2")}
@@ -73,6 +74,8 @@ func TestDeviceHooksGolden(t *testing.T) {
 	objs = append(objs, up0.Layout()...) // the second network of up0
 	objs = append(objs, up0.Filter(b, nil, nil, false)...)
 	objs = append(objs, up0.Filter(c, nil, webOnly(t), true)...)
+	objs = append(objs, up0.Bridged(net.HardwareAddr{2, 0, 0, 0, 0, 2})...) // a's macvlan, in bridge mode
+	objs = append(objs, up0.Shim(net.HardwareAddr{2, 0, 0, 0, 0, 0xfe})...)
 	objs = append(objs, up1.Layout()...)
 	objs = append(objs, up1.Filter(d, webOnly(t), nil, false)...)
 	testutil.Golden(t, "device.nft", compose(t, dedup(t, objs)))
@@ -134,6 +137,7 @@ func TestDeviceHooksQuarantine(t *testing.T) {
 		"nft chain netdev t acl_deny_out (2 rules)",
 		"nft element netdev t acl_in_v4_up0 { 10.0.0.2 : jump acl_deny_in }",
 		"nft element netdev t acl_out_v4_up0 { 10.0.0.2 : jump acl_deny_out }",
+		"nft element netdev t endpoints_v4_up0 { 10.0.0.2 }",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("quarantine:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

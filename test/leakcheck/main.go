@@ -1,7 +1,7 @@
 // Command leakcheck fails when a test run left hostnet's kernel objects
-// behind: devices named hn*, nftables tables named hostnet, ip-netns
-// entries hn-*, mounts under hostnet's run directories, and namespace
-// mounts of the run.
+// behind: devices named hn*, nftables tables named hostnet (of any family:
+// inet, bridge and netdev), ip-netns entries hn-*, mounts under hostnet's
+// run directories, and namespace mounts of the run.
 //
 // `make test` takes a snapshot before the suite and compares after it, so
 // that what the host held already (a running hostnetd and its objects,

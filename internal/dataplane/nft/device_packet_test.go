@@ -32,7 +32,8 @@ func flowEntries(t *testing.T, k *Kernel, table, set string) int {
 // The endpoint is a macvlan on up0 (VEPA mode, as L2Tunnel makes it) in
 // namespace ep. Flows the endpoint starts get their replies (UDP, TCP,
 // ping); from remote, only TCP to port 80 gets in, and the endpoint's
-// replies to it go out as replies.
+// replies to it go out as replies. The host's own traffic on up0 passes
+// and leaves the flow sets alone.
 func TestPacketDeviceHooks(t *testing.T) {
 	host, remote, ep := newNS(t), newNS(t), newNS(t)
 	veth(t, host, remote, "up0", "wire0")
@@ -99,6 +100,15 @@ func TestPacketDeviceHooks(t *testing.T) {
 	}
 	if n := flowEntries(t, k, policy.TableName, flowsOut); n != 0 {
 		t.Errorf("%s holds %d flows, want none (nothing came in)", flowsOut, n)
+	}
+
+	// The host's own flows on the uplink pass and are not recorded.
+	addrs(t, host, "up0", "10.89.0.1/24")
+	if got := udpExchange(t, host, "10.89.0.1", "10.89.0.9:7", "host out", 3*time.Second); got != "host out" {
+		t.Errorf("UDP from the host: reply %q", got)
+	}
+	if n := flowEntries(t, k, policy.TableName, flowsIn); n != 3 {
+		t.Errorf("%s holds %d flows after the host's own, want the endpoint's 3", flowsIn, n)
 	}
 
 	// In: only TCP to port 80.

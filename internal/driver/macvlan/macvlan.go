@@ -14,7 +14,14 @@
 //
 // Endpoint traffic never passes the host's inet hooks but between the host
 // and an endpoint (through the shim): there the endpoints' ACLs are
-// enforced as on a NAT network.
+// enforced as on a NAT network. Traffic between an endpoint and the wire
+// passes the uplink, whose netdev ingress and egress hooks enforce the
+// same ACLs (policy.DeviceHooks, in hostnet's netdev table; every network
+// of one uplink shares its chains). Two endpoints of one host talk
+// through the uplink's hooks too: L2Tunnel's VEPA sends their frames out
+// by it and takes them back; Transparent's bridge mode hands them to the
+// uplink's receive path (its ingress hook), where their MACs (the Bridged
+// set) tell them from the wire's.
 package macvlan
 
 import (
@@ -24,6 +31,7 @@ import (
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/hostfw"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/policy"
 )
 
 // Driver plans the networks of one type on macvlan devices.
@@ -89,24 +97,34 @@ func (d Driver) NetworkDevice(id string) string {
 // its own in the host namespace.
 func (Driver) EndpointDevice(string) string { return "" }
 
+// Uplink returns the hook point of a network's endpoints' traffic with
+// the wire: the netdev hooks of its uplink, shared by every network on it.
+func Uplink(n *driver.Network) policy.DeviceHooks {
+	return policy.DeviceHooks{Table: policy.TableName, Device: n.Spec.Uplink}
+}
+
 // PlanNetwork implements driver.Driver: the shim, up, without address
 // (it answers the endpoints' ARP for the host's addresses, which are the
 // uplink's); the ACL dispatch of the host's inet hooks, where the host's
-// traffic with the endpoints is filtered.
+// traffic with the endpoints is filtered, and of the uplink's netdev
+// hooks, where their traffic with the wire is.
 func (d Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit {
 	u := &netmodel.Unit{Owner: netmodel.NetworkOwner(n.ID)}
-	if d.shim {
-		u.Objects = append(u.Objects, netmodel.Link{Name: driver.ShimName(n.ID), Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
-			Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: driver.StableMAC("shim/" + n.ID), Up: true, IPv6: netmodel.IPv6NoLinkLocal})
-	}
 	u.Objects = append(u.Objects, hostfw.Filtering.Layout()...)
+	u.Objects = append(u.Objects, Uplink(n).Layout()...)
+	if d.shim {
+		mac := driver.StableMAC("shim/" + n.ID)
+		u.Objects = append(u.Objects, netmodel.Link{Name: driver.ShimName(n.ID), Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
+			Parent: &netmodel.LinkRef{Name: n.Spec.Uplink}, MAC: mac, Up: true, IPv6: netmodel.IPv6NoLinkLocal})
+		u.Objects = append(u.Objects, Uplink(n).Shim(mac)...)
+	}
 	return u
 }
 
 // PlanEndpoint implements driver.Driver: a macvlan of the uplink made in
 // the endpoint's namespace, with its MAC, addresses and routes; with a
-// shim, a host route to each address through it, and the endpoint's
-// ACLs where the host's traffic with it passes.
+// shim, a host route to each address through it; the endpoint's ACLs
+// where the host's traffic with it passes and at the uplink.
 func (d Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.HostFacts) *netmodel.Unit {
 	u := &netmodel.Unit{Owner: netmodel.EndpointOwner(ep.ID)}
 	u.Objects = append(u.Objects, netmodel.Link{NS: ep.NS, Name: ep.Interface, Kind: netmodel.LinkMacvlan, MacvlanMode: d.mode,
@@ -128,5 +146,11 @@ func (d Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Ho
 		}
 	}
 	u.Objects = append(u.Objects, hostfw.Filtering.Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
+	u.Objects = append(u.Objects, Uplink(n).Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
+	if d.mode == "bridge" {
+		// Its frames to another endpoint of the host meet the uplink's
+		// ingress only.
+		u.Objects = append(u.Objects, Uplink(n).Bridged(ep.MAC)...)
+	}
 	return u
 }
