@@ -304,21 +304,10 @@ func runDatapath(p dpParams, daemonCmd []string, out io.Writer) (rows []Row, err
 		return nil, err
 	}
 
-	tput := func(from, host string, port int) func() (float64, error) {
-		if iperf3 != "" {
-			return func() (float64, error) { return iperf3Client(iperf3, from, host, port, p.Secs) }
-		}
-		return func() (float64, error) {
-			v, err := throughput(from, net.JoinHostPort(host, fmt.Sprint(port)), time.Duration(p.Secs)*time.Second)
-			return v * 8, err
-		}
-	}
 	// Request/response cases read rrDur when they run: the warm-up pass
 	// below runs them briefly before the measured rounds.
 	rrDur := 200 * time.Millisecond
-	rr := func(from, host string, port int) func() (float64, error) {
-		return func() (float64, error) { return requestResponse(from, net.JoinHostPort(host, fmt.Sprint(port)), rrDur) }
-	}
+	tput, rr := probes(iperf3, p.Secs, &rrDur)
 	const (
 		handBridge = "hand-built bridge, no rules"
 		handMasq   = "hand-built host, bridge + one nftables masquerade rule"
@@ -617,4 +606,23 @@ func dialIn(from, addr string) (net.Conn, error) {
 		return err
 	})
 	return c, err
+}
+
+// probes returns the cases' measures from a namespace to host:port: TCP
+// throughput in bit/s for secs (iperf3 when installed, else the Go
+// sender), and request/response rate for *rrDur, read when a case runs.
+func probes(iperf3 string, secs int, rrDur *time.Duration) (tput, rr func(from, host string, port int) func() (float64, error)) {
+	tput = func(from, host string, port int) func() (float64, error) {
+		if iperf3 != "" {
+			return func() (float64, error) { return iperf3Client(iperf3, from, host, port, secs) }
+		}
+		return func() (float64, error) {
+			v, err := throughput(from, net.JoinHostPort(host, fmt.Sprint(port)), time.Duration(secs)*time.Second)
+			return v * 8, err
+		}
+	}
+	rr = func(from, host string, port int) func() (float64, error) {
+		return func() (float64, error) { return requestResponse(from, net.JoinHostPort(host, fmt.Sprint(port)), *rrDur) }
+	}
+	return tput, rr
 }

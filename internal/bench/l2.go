@@ -311,19 +311,8 @@ func BenchL2Datapath(cfg SuiteConfig) ([]Row, error) {
 	if err := serve(d.ExtNS); err != nil {
 		return nil, err
 	}
-	tput := func(from, host string, port int) func() (float64, error) {
-		if iperf3 != "" {
-			return func() (float64, error) { return iperf3Client(iperf3, from, host, port, p.Secs) }
-		}
-		return func() (float64, error) {
-			v, err := throughput(from, net.JoinHostPort(host, fmt.Sprint(port)), time.Duration(p.Secs)*time.Second)
-			return v * 8, err
-		}
-	}
 	rrDur := 200 * time.Millisecond
-	rr := func(from, host string, port int) func() (float64, error) {
-		return func() (float64, error) { return requestResponse(from, net.JoinHostPort(host, fmt.Sprint(port)), rrDur) }
-	}
+	tput, rr := probes(iperf3, p.Secs, &rrDur)
 
 	ctx := context.Background()
 	var rows []Row

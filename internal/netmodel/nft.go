@@ -148,6 +148,41 @@ type tableRef struct {
 var hookOrder = map[nftmodel.Hook]int{nftmodel.HookPrerouting: 0, nftmodel.HookInput: 1, nftmodel.HookForward: 2, nftmodel.HookOutput: 3, nftmodel.HookPostrouting: 4,
 	nftmodel.HookIngress: 0, nftmodel.HookEgress: 1}
 
+// UnitsFirewall composes the tables a set of units wants, as the
+// reconciler does: an object wanted by several owners must be wanted
+// alike (an error names the first one wanted two ways), and each table
+// must validate. For golden tests of drivers.
+func UnitsFirewall(units []*Unit) ([]*nftmodel.Table, error) {
+	var objs []Object
+	seen := map[Key]string{}
+	for _, u := range units {
+		for _, o := range u.Objects {
+			k := o.Key()
+			if k.Kind < KindNftSet {
+				continue
+			}
+			if prev, ok := seen[k]; ok {
+				if prev != o.String() {
+					return nil, fmt.Errorf("%v wanted two ways: %s and %s", k, prev, o)
+				}
+				continue
+			}
+			seen[k] = o.String()
+			objs = append(objs, o)
+		}
+	}
+	tables, err := ComposeTables(objs)
+	if err != nil {
+		return nil, err
+	}
+	for _, tb := range tables {
+		if err := tb.Validate(); err != nil {
+			return nil, fmt.Errorf("%s table: %w", tb.Family, err)
+		}
+	}
+	return tables, nil
+}
+
 // ComposeTables builds the whole tables the firewall objects among objs
 // make: sets and maps with their elements, base chains by hook and
 // priority, then regular chains by name. Inet tables come before bridge

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
 )
 
 // netdevChains lists the chains of hostnet's netdev table in the host
@@ -19,31 +17,10 @@ import (
 // nil when there is no such table.
 func netdevChains(t *testing.T, e *Env) []string {
 	t.Helper()
-	ns, err := netns.Open(e.HostNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, ch := range chains {
-		if ch.Table.Name != "hostnet" {
-			continue
-		}
-		rules, err := c.GetRules(ch.Table, ch)
-		if err != nil {
-			t.Fatal(err)
-		}
+	e.eachHostnetRule(t, nftables.TableFamilyNetdev, func(ch *nftables.Chain, rules []*nftables.Rule) {
 		out = append(out, fmt.Sprintf("%s %d", ch.Name, len(rules)))
-	}
-	sort.Strings(out)
+	})
 	return out
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/hostnet/hostnet/api"
-	"github.com/vishvananda/netns"
 )
 
 // tierRule is one rule of a TierAcl tier, from its HCN fields.
@@ -93,32 +92,12 @@ func TestTierAclActions(t *testing.T) {
 // or replaced.
 func (e *Env) ruleHandles(t *testing.T) []string {
 	t.Helper()
-	ns, err := netns.GetFromPath(e.HostNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, ch := range chains {
-		if ch.Table.Name != "hostnet" {
-			continue
-		}
-		rules, err := c.GetRules(ch.Table, ch)
-		if err != nil {
-			t.Fatal(err)
-		}
+	e.eachHostnetRule(t, nftables.TableFamilyINet, func(ch *nftables.Chain, rules []*nftables.Rule) {
 		for _, r := range rules {
 			out = append(out, fmt.Sprintf("%s/%d", ch.Name, r.Handle))
 		}
-	}
+	})
 	sort.Strings(out)
 	return out
 }

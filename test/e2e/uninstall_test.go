@@ -11,9 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/nftables"
 	"github.com/hostnet/hostnet/api"
-	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/testutil"
 	"github.com/vishvananda/netlink"
 )
@@ -122,16 +120,7 @@ func TestCleanupRemovesEverything(t *testing.T) {
 // nftTables lists the nftables tables of the host namespace.
 func (e *Env) nftTables(t *testing.T) []string {
 	t.Helper()
-	ns, err := netns.Open(e.HostNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := c.ListTables()
+	tables, err := e.hostNft(t).ListTables()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,32 +69,9 @@ func planAll(nets []*driver.Network, drivers map[string]Driver, eps map[string][
 // an object wanted by several owners must be wanted alike.
 func firewallOf(t testing.TB, units []*netmodel.Unit) []*nftmodel.Table {
 	t.Helper()
-	var objs []netmodel.Object
-	seen := map[netmodel.Key]string{}
-	for _, u := range units {
-		for _, o := range u.Objects {
-			k := o.Key()
-			if k.Kind < netmodel.KindNftSet {
-				continue
-			}
-			if prev, ok := seen[k]; ok {
-				if prev != o.String() {
-					t.Fatalf("%s wanted two ways: %s and %s", k, prev, o)
-				}
-				continue
-			}
-			seen[k] = o.String()
-			objs = append(objs, o)
-		}
-	}
-	tables, err := netmodel.ComposeTables(objs)
+	tables, err := netmodel.UnitsFirewall(units)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, tb := range tables {
-		if err := tb.Validate(); err != nil {
-			t.Fatalf("%s table: %v", tb.Family, err)
-		}
 	}
 	return tables
 }
