@@ -622,7 +622,9 @@ func probes(iperf3 string, secs int, rrDur *time.Duration) (tput, rr func(from, 
 		}
 	}
 	rr = func(from, host string, port int) func() (float64, error) {
-		return func() (float64, error) { return requestResponse(from, net.JoinHostPort(host, fmt.Sprint(port)), *rrDur) }
+		return func() (float64, error) {
+			return requestResponse(from, net.JoinHostPort(host, fmt.Sprint(port)), *rrDur)
+		}
 	}
 	return tput, rr
 }
