@@ -16,7 +16,9 @@ func (e *Env) hostNft(t *testing.T) *nftables.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Close()
+	// The connection opens its socket in the namespace lazily, at its
+	// first request: the handle must outlive the call.
+	t.Cleanup(func() { ns.Close() })
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		t.Fatal(err)
