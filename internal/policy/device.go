@@ -43,6 +43,16 @@ import (
 // filter that traffic, with conntrack. VEPA macvlans (L2Tunnel) are not
 // in the set: their frames go to the wire and come back from it.
 //
+// Anti-spoofing holds each endpoint to its addresses where its frames
+// leave it (egress, and the local chain): a frame from an endpoint's MAC
+// must carry one of its addresses (IPv4, IPv6, ARP sender, a neighbour
+// advertisement's target; the unspecified address of a DHCP client
+// without a lease, and IPv6 link-local addresses, pass), and a frame with
+// an endpoint's address must come from that endpoint's MAC. A container
+// allowed to change its macvlan's MAC (CAP_NET_ADMIN) and to use an
+// address no endpoint has is not told from another host's traffic: the
+// uplink carries the host's and other programs' frames too.
+//
 // Several networks may share one uplink: the objects of one device are
 // named after it (Name), so that DeviceHooks of different devices never
 // clash in one table, and a Layout is the same for every network of its
@@ -72,6 +82,10 @@ const (
 	SetFlowsLoc6  = "flows_local_v6" //
 	SetEndpoints4 = "endpoints_v4"   // the addresses of the endpoints behind the device: only their flows are recorded
 	SetEndpoints6 = "endpoints_v6"   //
+	ChainSpoof    = "antispoof"      // regular chain: what an endpoint sends comes from its own addresses
+	SetMACs       = "macs"           // the MACs of the endpoints behind the device
+	SetMACv4      = "mac_v4"         // an endpoint's MAC . one of its IPv4 addresses
+	SetMACv6      = "mac_v6"         // an endpoint's MAC . one of its IPv6 addresses
 
 	FlowTimeout = 2 * time.Minute  // how long a TCP or UDP flow's entry outlives its last packet
 	EchoTimeout = 30 * time.Second // how long a ping's entry outlives its last packet
@@ -204,8 +218,18 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			rule("admitted ping: its echo reply may pass ("+f.name+")", with(f.echoRequest, nftmodel.SetUpdate(n(flows), ping, EchoTimeout))...),
 		}
 	}
+	spoofCheck := []nftmodel.Rule{
+		rule("from an endpoint: only its own addresses", nftmodel.EtherSaddr().InSet(n(SetMACs)), nftmodel.Jump(n(ChainSpoof))),
+		rule("an endpoint's IPv4 address from its own MAC only", nftmodel.IPSaddr().InSet(n(SetEndpoints4)),
+			nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IPSaddr()).NotInSet(n(SetMACv4)), nftmodel.Drop()),
+		rule("an endpoint's IPv6 address from its own MAC only", nftmodel.IP6Saddr().InSet(n(SetEndpoints6)),
+			nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IP6Saddr()).NotInSet(n(SetMACv6)), nftmodel.Drop()),
+	}
 	chain := func(name string, hook nftmodel.Hook, in bool) *nftmodel.Chain {
 		var rules []nftmodel.Rule
+		if !in {
+			rules = append(rules, spoofCheck...)
+		}
 		if in {
 			rules = append(rules, rule("between two bridge-mode macvlans of "+d.Device+" (never on the wire)",
 				nftmodel.EtherSaddr().InSet(n(SetBridged)), nftmodel.Goto(n(ChainLocal))))
@@ -235,10 +259,9 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			Priority: nftmodel.PriorityFilter, Rules: rules}
 	}
 	local := func() *nftmodel.Chain {
-		rules := []nftmodel.Rule{
+		rules := append(append([]nftmodel.Rule(nil), spoofCheck...),
 			rule("from the host's shim: the host's inet hooks filter it", nftmodel.EtherSaddr().InSet(n(SetShims)), nftmodel.Accept()),
-			rule("to the host's shim: the host's inet hooks filter it", nftmodel.EtherDaddr().InSet(n(SetShims)), nftmodel.Accept()),
-		}
+			rule("to the host's shim: the host's inet hooks filter it", nftmodel.EtherDaddr().InSet(n(SetShims)), nftmodel.Accept()))
 		for _, f := range ipFamilies {
 			rules = append(rules, replies(f, f.flowsLocal)...)
 		}
@@ -274,6 +297,22 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			h.dmap(verdictMap(n(f.mapIn), "the In rules of each endpoint by "+d.Device+", by its address", addrKey(f.v6))),
 			h.dmap(verdictMap(n(f.mapOut), "the Out rules of each endpoint by "+d.Device+", by its address", addrKey(f.v6))))
 	}
+	spoof := &nftmodel.Chain{Name: n(ChainSpoof), Rules: []nftmodel.Rule{
+		rule("ARP sender MAC", nftmodel.EtherType().Eq("arp"), nftmodel.ArpSaddrEther().NotInSet(n(SetMACs)), nftmodel.Drop()),
+		rule("ARP sender address", nftmodel.ArpSaddrIP().Neq("0.0.0.0"),
+			nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.ArpSaddrIP()).NotInSet(n(SetMACv4)), nftmodel.Drop()),
+		rule("IPv4 source", nftmodel.IPSaddr().Neq("0.0.0.0"),
+			nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IPSaddr()).NotInSet(n(SetMACv4)), nftmodel.Drop()),
+		rule("IPv6 source", nftmodel.IP6Saddr().Neq("fe80::/10"), nftmodel.IP6Saddr().Neq("::"),
+			nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IP6Saddr()).NotInSet(n(SetMACv6)), nftmodel.Drop()),
+		rule("neighbour advertisement target", nftmodel.ICMPv6Type().Eq("nd-neighbor-advert"), nftmodel.THRaw(64, nftmodel.KeyIPv6).Neq("fe80::/10"),
+			nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.THRaw(64, nftmodel.KeyIPv6)).NotInSet(n(SetMACv6)), nftmodel.Drop()),
+	}}
+	out = append(out,
+		h.set(&nftmodel.Set{Name: n(SetMACs), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "the MACs of the endpoints by " + d.Device}),
+		h.set(&nftmodel.Set{Name: n(SetMACv4), Key: []nftmodel.KeyType{nftmodel.KeyEther, nftmodel.KeyIPv4}, Comment: "an endpoint's MAC and IPv4 address, by " + d.Device}),
+		h.set(&nftmodel.Set{Name: n(SetMACv6), Key: []nftmodel.KeyType{nftmodel.KeyEther, nftmodel.KeyIPv6}, Comment: "an endpoint's MAC and IPv6 address, by " + d.Device}),
+		h.chain(spoof))
 	out = append(out,
 		h.set(&nftmodel.Set{Name: n(SetBridged), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "bridge-mode macvlans of " + d.Device}),
 		h.set(&nftmodel.Set{Name: n(SetShims), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "the host's shims on " + d.Device}))
@@ -300,6 +339,21 @@ func (d DeviceHooks) Shim(mac net.HardwareAddr) []netmodel.Object {
 	}
 	h := d.hooks()
 	return []netmodel.Object{h.element(d.Name(SetBridged), mac.String(), ""), h.element(d.Name(SetShims), mac.String(), "")}
+}
+
+// AntiSpoof returns what holds the endpoint with MAC mac behind the device
+// to its addresses addrs (none yet: a DHCP client without a lease may send
+// from the unspecified address only).
+func (d DeviceHooks) AntiSpoof(mac net.HardwareAddr, addrs []netip.Addr) []netmodel.Object {
+	if mac == nil {
+		return nil
+	}
+	h := d.hooks()
+	out := []netmodel.Object{h.element(d.Name(SetMACs), mac.String(), "")}
+	for _, a := range addrs {
+		out = append(out, h.element(d.Name(pick(a, SetMACv4, SetMACv6)), mac.String()+" . "+a.String(), ""))
+	}
+	return out
 }
 
 func addrKey(v6 bool) nftmodel.KeyType {

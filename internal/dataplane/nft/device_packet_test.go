@@ -33,7 +33,8 @@ func flowEntries(t *testing.T, k *Kernel, table, set string) int {
 // namespace ep. Flows the endpoint starts get their replies (UDP, TCP,
 // ping); from remote, only TCP to port 80 gets in, and the endpoint's
 // replies to it go out as replies. The host's own traffic on up0 passes
-// and leaves the flow sets alone.
+// and leaves the flow sets alone. What the endpoint sends from an address
+// that is not its own is dropped.
 func TestPacketDeviceHooks(t *testing.T) {
 	host, remote, ep := newNS(t), newNS(t), newNS(t)
 	veth(t, host, remote, "up0", "wire0")
@@ -66,7 +67,9 @@ func TestPacketDeviceHooks(t *testing.T) {
 		own = append(own, testutil.ACL(t, r.action, r.dir, r.protos, "", r.lports, "", "", r.prio))
 	}
 	d := policy.DeviceHooks{Table: policy.TableName, Device: "up0"}
-	objs := append(d.Layout(), d.Filter([]netip.Addr{netip.MustParseAddr("10.89.0.2")}, nil, own, false)...)
+	epAddrs := []netip.Addr{netip.MustParseAddr("10.89.0.2")}
+	objs := append(d.Layout(), d.Filter(epAddrs, nil, own, false)...)
+	objs = append(objs, d.AntiSpoof(l.Attrs().HardwareAddr, epAddrs)...)
 	tables, err := netmodel.ComposeTables(objs)
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +130,16 @@ func TestPacketDeviceHooks(t *testing.T) {
 	expectTCP(t, remote, "10.89.0.2:80", "10.89.0.2:80 from 10.89.0.9:")
 	if n := flowEntries(t, k, policy.TableName, flowsOut); n != 1 {
 		t.Errorf("%s holds %d flows, want the one to port 80", flowsOut, n)
+	}
+
+	// Anti-spoofing: what the endpoint sends from an address that is not
+	// its own does not leave it.
+	addrs(t, ep, "ep0", "10.89.0.3/24")
+	if got := udpExchange(t, ep, "10.89.0.3", "10.89.0.9:7", "spoofed", time.Second); got != "" {
+		t.Errorf("UDP from an address the endpoint does not have: reply %q, want the request dropped", got)
+	}
+	if got := udpExchange(t, ep, "10.89.0.2", "10.89.0.9:7", "own", 3*time.Second); got != "own" {
+		t.Errorf("UDP from the endpoint's own address after a spoofed one: reply %q", got)
 	}
 
 	// The flows the kernel recorded leave the table as applied.

@@ -147,6 +147,7 @@ func (d Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Ho
 	}
 	u.Objects = append(u.Objects, hostfw.Filtering.Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
 	u.Objects = append(u.Objects, Uplink(n).Filter(addrs, n.ACLs, ep.ACLs, ep.Quarantine)...)
+	u.Objects = append(u.Objects, Uplink(n).AntiSpoof(ep.MAC, addrs)...)
 	if d.mode == "bridge" {
 		// Its frames to another endpoint of the host meet the uplink's
 		// ingress only.
