@@ -69,23 +69,25 @@ type DeviceHooks struct {
 // (the receiver's In rules, by ip daddr) and MapACLOut4, MapACLOut6 (the
 // sender's Out rules, by ip saddr).
 const (
-	ChainIngress  = "ingress"        // base chain, hook ingress: replies, then the receiver's In rules
-	ChainEgress   = "egress"         // base chain, hook egress: replies, then the sender's Out rules
-	SetFlowsIn4   = "flows_in_v4"    // tuples of the replies expected in, recorded by egress
-	SetFlowsIn6   = "flows_in_v6"    //
-	SetFlowsOut4  = "flows_out_v4"   // tuples of the replies expected out, recorded by ingress
-	SetFlowsOut6  = "flows_out_v6"   //
-	ChainLocal    = "local"          // regular chain: frames between two bridge-mode macvlans of the device
-	SetBridged    = "bridged"        // MACs of the device's bridge-mode macvlans (endpoints and shims)
-	SetShims      = "shims"          // MACs of the host's shims on the device
-	SetFlowsLoc4  = "flows_local_v4" // tuples of the replies expected between two bridge-mode macvlans
-	SetFlowsLoc6  = "flows_local_v6" //
-	SetEndpoints4 = "endpoints_v4"   // the addresses of the endpoints behind the device: only their flows are recorded
-	SetEndpoints6 = "endpoints_v6"   //
-	ChainSpoof    = "antispoof"      // regular chain: what an endpoint sends comes from its own addresses
-	SetMACs       = "macs"           // the MACs of the endpoints behind the device
-	SetMACv4      = "mac_v4"         // an endpoint's MAC . one of its IPv4 addresses
-	SetMACv6      = "mac_v6"         // an endpoint's MAC . one of its IPv6 addresses
+	ChainIngress       = "ingress"        // base chain, hook ingress: replies, then the receiver's In rules
+	ChainEgress        = "egress"         // base chain, hook egress: replies, then the sender's Out rules
+	SetFlowsIn4        = "flows_in_v4"    // tuples of the replies expected in, recorded by egress
+	SetFlowsIn6        = "flows_in_v6"    //
+	SetFlowsOut4       = "flows_out_v4"   // tuples of the replies expected out, recorded by ingress
+	SetFlowsOut6       = "flows_out_v6"   //
+	ChainLocal         = "local"          // regular chain: frames between two bridge-mode macvlans of the device
+	SetBridged         = "bridged"        // MACs of the device's bridge-mode macvlans (endpoints and shims)
+	SetShims           = "shims"          // MACs of the host's shims on the device
+	SetFlowsLoc4       = "flows_local_v4" // tuples of the replies expected between two bridge-mode macvlans
+	SetFlowsLoc6       = "flows_local_v6" //
+	SetEndpoints4      = "endpoints_v4"   // the addresses of the endpoints behind the device: only their flows are recorded
+	SetEndpoints6      = "endpoints_v6"   //
+	ChainSpoof         = "antispoof"      // regular chain: what an endpoint sends comes from its own addresses
+	ChainEgressChecked = "egress_checked" // regular chain: egress once the sender is held to its addresses
+	ChainLocalChecked  = "local_checked"  // regular chain: local frames once the sender is held to its addresses
+	SetMACs            = "macs"           // the MACs of the endpoints behind the device
+	SetMACv4           = "mac_v4"         // an endpoint's MAC . one of its IPv4 addresses
+	SetMACv6           = "mac_v6"         // an endpoint's MAC . one of its IPv6 addresses
 
 	FlowTimeout = 2 * time.Minute  // how long a TCP or UDP flow's entry outlives its last packet
 	EchoTimeout = 30 * time.Second // how long a ping's entry outlives its last packet
@@ -218,18 +220,22 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			rule("admitted ping: its echo reply may pass ("+f.name+")", with(f.echoRequest, nftmodel.SetUpdate(n(flows), ping, EchoTimeout))...),
 		}
 	}
-	spoofCheck := []nftmodel.Rule{
-		rule("from an endpoint: only its own addresses", nftmodel.EtherSaddr().InSet(n(SetMACs)), nftmodel.Jump(n(ChainSpoof))),
-		rule("an endpoint's IPv4 address from its own MAC only", nftmodel.IPSaddr().InSet(n(SetEndpoints4)),
-			nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IPSaddr()).NotInSet(n(SetMACv4)), nftmodel.Drop()),
-		rule("an endpoint's IPv6 address from its own MAC only", nftmodel.IP6Saddr().InSet(n(SetEndpoints6)),
-			nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IP6Saddr()).NotInSet(n(SetMACv6)), nftmodel.Drop()),
-	}
-	chain := func(name string, hook nftmodel.Hook, in bool) *nftmodel.Chain {
-		var rules []nftmodel.Rule
-		if !in {
-			rules = append(rules, spoofCheck...)
+	// gate holds what leaves an endpoint to its addresses, then goes to
+	// checked, the chain of the rest. Most packets are an endpoint's IPv4
+	// packets from its own MAC and address: one lookup lets them on.
+	gate := func(checked string) []nftmodel.Rule {
+		return []nftmodel.Rule{
+			rule("an endpoint's IPv4 packet from its own MAC and address", nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IPSaddr()).InSet(n(SetMACv4)),
+				nftmodel.Goto(checked)),
+			rule("from an endpoint: only its own addresses", nftmodel.EtherSaddr().InSet(n(SetMACs)), nftmodel.Jump(n(ChainSpoof))),
+			rule("an endpoint's IPv4 address from another MAC", nftmodel.IPSaddr().InSet(n(SetEndpoints4)), nftmodel.Drop()),
+			rule("an endpoint's IPv6 address from its own MAC only", nftmodel.IP6Saddr().InSet(n(SetEndpoints6)),
+				nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IP6Saddr()).NotInSet(n(SetMACv6)), nftmodel.Drop()),
+			rule("the rest", nftmodel.Goto(checked)),
 		}
+	}
+	chain := func(name string, hook nftmodel.Hook, in bool) (base, checked *nftmodel.Chain) {
+		var rules []nftmodel.Rule
 		if in {
 			rules = append(rules, rule("between two bridge-mode macvlans of "+d.Device+" (never on the wire)",
 				nftmodel.EtherSaddr().InSet(n(SetBridged)), nftmodel.Goto(n(ChainLocal))))
@@ -255,11 +261,16 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			}
 			rules = append(rules, record(f, flows, endpoint)...)
 		}
+		if in {
+			return &nftmodel.Chain{Name: n(name), Type: nftmodel.ChainTypeFilter, Hook: hook, Device: d.Device,
+				Priority: nftmodel.PriorityFilter, Rules: rules}, nil
+		}
+		// Egress: what leaves an endpoint is held to its addresses first.
 		return &nftmodel.Chain{Name: n(name), Type: nftmodel.ChainTypeFilter, Hook: hook, Device: d.Device,
-			Priority: nftmodel.PriorityFilter, Rules: rules}
+			Priority: nftmodel.PriorityFilter, Rules: gate(n(ChainEgressChecked))}, &nftmodel.Chain{Name: n(ChainEgressChecked), Rules: rules}
 	}
-	local := func() *nftmodel.Chain {
-		rules := append(append([]nftmodel.Rule(nil), spoofCheck...),
+	local := func() (*nftmodel.Chain, *nftmodel.Chain) {
+		rules := append([]nftmodel.Rule(nil),
 			rule("from the host's shim: the host's inet hooks filter it", nftmodel.EtherSaddr().InSet(n(SetShims)), nftmodel.Accept()),
 			rule("to the host's shim: the host's inet hooks filter it", nftmodel.EtherDaddr().InSet(n(SetShims)), nftmodel.Accept()))
 		for _, f := range ipFamilies {
@@ -275,7 +286,7 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			rules = append(rules, record(f, f.flowsLocal)...)
 		}
 		rules = append(rules, rule("local frames never meet the wire's rules", nftmodel.Accept()))
-		return &nftmodel.Chain{Name: n(ChainLocal), Rules: rules}
+		return &nftmodel.Chain{Name: n(ChainLocal), Rules: gate(n(ChainLocalChecked))}, &nftmodel.Chain{Name: n(ChainLocalChecked), Rules: rules}
 	}
 	var out []netmodel.Object
 	for _, f := range ipFamilies {
@@ -316,8 +327,10 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 	out = append(out,
 		h.set(&nftmodel.Set{Name: n(SetBridged), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "bridge-mode macvlans of " + d.Device}),
 		h.set(&nftmodel.Set{Name: n(SetShims), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "the host's shims on " + d.Device}))
-	return append(out, h.chain(chain(ChainIngress, nftmodel.HookIngress, true)), h.chain(chain(ChainEgress, nftmodel.HookEgress, false)),
-		h.chain(local()))
+	ingress, _ := chain(ChainIngress, nftmodel.HookIngress, true)
+	egress, egressChecked := chain(ChainEgress, nftmodel.HookEgress, false)
+	localBase, localChecked := local()
+	return append(out, h.chain(ingress), h.chain(egress), h.chain(egressChecked), h.chain(localBase), h.chain(localChecked))
 }
 
 // Bridged returns what makes the frames that a bridge-mode macvlan of the
