@@ -184,6 +184,8 @@ func (a AntiSpoof) Layout() []netmodel.Object {
 	prerouting := &nftmodel.Chain{
 		Name: "prerouting", Type: nftmodel.ChainTypeFilter, Hook: nftmodel.HookPrerouting, Priority: bridgePrioritySpoof,
 		Rules: []nftmodel.Rule{
+			rule("an endpoint's IPv4 packet from its own port, MAC and address (the full checks for the rest)",
+				nftmodel.Concat(nftmodel.Iifname(), nftmodel.EtherSaddr(), nftmodel.IPSaddr()).InSet(SetPortFrom4), nftmodel.Accept()),
 			rule("a port of an endpoint being attached or detached sends nothing until hostnet knows it",
 				nftmodel.Iifname().Eq(a.PortPrefix+"*"), nftmodel.Iifname().NotInSet(SetPorts), nftmodel.Drop()),
 			rule("what an endpoint sends must come from its own MAC and addresses",
@@ -203,6 +205,7 @@ func (a AntiSpoof) Layout() []netmodel.Object {
 		h.set(set(SetPortMAC, "the MAC each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyEther)),
 		h.set(set(SetPortV4, "the IPv4 addresses each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyIPv4)),
 		h.set(set(SetPortV6, "the IPv6 addresses each endpoint may send from", false, nftmodel.KeyIfname, nftmodel.KeyIPv6)),
+		h.set(set(SetPortFrom4, "each endpoint's port, MAC and IPv4 address", false, nftmodel.KeyIfname, nftmodel.KeyEther, nftmodel.KeyIPv4)),
 		h.chain(prerouting), h.chain(antispoof), h.chain(unknownPort("forward", nftmodel.HookForward)), h.chain(unknownPort("output", nftmodel.HookOutput)),
 	}
 }
@@ -217,6 +220,9 @@ func (a AntiSpoof) Port(port string, mac net.HardwareAddr, addrs []netip.Addr) [
 	}
 	for _, addr := range addrs {
 		out = append(out, h.element(pick(addr, SetPortV4, SetPortV6), port+" . "+addr.String(), ""))
+		if mac != nil && addr.Is4() {
+			out = append(out, h.element(SetPortFrom4, port+" . "+mac.String()+" . "+addr.String(), ""))
+		}
 	}
 	return out
 }

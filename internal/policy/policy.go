@@ -43,6 +43,9 @@ const (
 	SetPortMAC = "endpoint_mac"   // port . the endpoint's MAC
 	SetPortV4  = "endpoint_v4"    // port . an IPv4 address of the endpoint
 	SetPortV6  = "endpoint_v6"    // port . an IPv6 address of the endpoint
+	// SetPortFrom4 is port . MAC . IPv4 address: the common frame of an
+	// endpoint, let on by one lookup before the full checks.
+	SetPortFrom4 = "endpoint_from_v4"
 )
 
 func set(name, comment string, interval bool, keys ...nftmodel.KeyType) *nftmodel.Set {
