@@ -98,6 +98,13 @@ func TestSetPolicyAndTierAclRefusals(t *testing.T) {
 	ctx := context.Background()
 	l.network("blue", "10.7.0.0/24", policiesOf(api.SetPolicy, setDocs[0])...)
 	many := strings.Repeat("10.8.0.1,", api.MaxSetMembers) + "10.8.0.2"
+	full := make([]string, api.MaxSetMembers)
+	for i, a := 0, netip.MustParseAddr("10.64.0.0"); i < len(full); i, a = i+1, a.Next() {
+		full[i] = a.String()
+	}
+	nestedFull := func(id string) string {
+		return `{"Id":"` + id + `","Name":"","PolicyType":"NESTEDIPSET","Values":"a"}`
+	}
 	networkCases := []struct {
 		name string
 		docs []string
@@ -113,6 +120,9 @@ func TestSetPolicyAndTierAclRefusals(t *testing.T) {
 		{"nested cycle", []string{`{"Id":"a","Name":"","PolicyType":"NESTEDIPSET","Values":"b"}`, `{"Id":"b","Name":"","PolicyType":"NESTEDIPSET","Values":"a"}`},
 			`is a member of itself`},
 		{"too many members", []string{`{"Id":"s","Name":"","PolicyType":"IPSET","Values":"` + many + `"}`}, `Policies[0].Settings.Values (SetPolicy): 65537 entries (at most 65536)`},
+		{"too many members over the network", []string{`{"Id":"a","Name":"","PolicyType":"IPSET","Values":"` + strings.Join(full, ",") + `"}`,
+			nestedFull("n1"), nestedFull("n2"), nestedFull("n3"), nestedFull("n4")},
+			`Policies[4].Settings.Values (SetPolicy): set "n4" brings the network's sets to 327680 addresses and prefixes`},
 	}
 	for _, c := range networkCases {
 		_, err := l.svc.CreateNetwork(ctx, api.Network{Name: "red", Type: api.NAT, Policies: policiesOf(api.SetPolicy, c.docs...),
