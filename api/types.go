@@ -108,9 +108,23 @@ type Network struct {
 	// Even with it, the gateway may not be a host address, and the
 	// host's addresses inside the subnet are never handed to endpoints.
 	AllowHostOverlap bool `json:"AllowHostOverlap,omitempty"`
+	// UplinkMode (a hostnet extension, Transparent networks only) says how
+	// endpoints sit on the uplink: "Macvlan" (the default, also when
+	// empty): each a macvlan of the uplink; "Bridge": the uplink becomes
+	// the port of a bridge of the network's, the host's addresses and
+	// routes move to that bridge, and endpoints are veth ports of it (a
+	// Hyper-V external switch shared with the host). A bridge takes its
+	// uplink whole: no other network may use it.
+	UplinkMode string `json:"UplinkMode,omitempty"`
 
 	Extra Extra `json:"-"`
 }
+
+// Uplink modes of a Transparent network (Network.UplinkMode).
+const (
+	UplinkMacvlan = "Macvlan"
+	UplinkBridge  = "Bridge"
+)
 
 type plainNetwork Network
 

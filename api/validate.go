@@ -59,6 +59,9 @@ type NetworkSpec struct {
 	// AutomaticDNS says the network's endpoints resolve each other's
 	// names (an AutomaticDNS policy with Enable).
 	AutomaticDNS bool
+	// UplinkBridge says a Transparent network takes its uplink whole, as
+	// the port of a bridge of its own (UplinkMode Bridge).
+	UplinkBridge bool
 }
 
 // DNSSpec is the validated form of DNS.
@@ -173,6 +176,20 @@ func ParseStoredNetwork(n *Network) (*NetworkSpec, error) {
 		if err := checkName(n.Name); err != nil {
 			return nil, invalidNetwork("Name", "%v", err)
 		}
+	}
+	if n.UplinkMode != "" {
+		switch {
+		case strings.EqualFold(n.UplinkMode, UplinkBridge):
+			n.UplinkMode = UplinkBridge
+		case strings.EqualFold(n.UplinkMode, UplinkMacvlan):
+			n.UplinkMode = UplinkMacvlan
+		default:
+			return nil, invalidNetwork("UplinkMode", "unknown uplink mode %q (want %s or %s)", truncate([]byte(n.UplinkMode), 64), UplinkMacvlan, UplinkBridge)
+		}
+		if spec.Type != Transparent {
+			return nil, invalidNetwork("UplinkMode", "%s: only a Transparent network chooses how its endpoints sit on its uplink (this one is %s)", n.UplinkMode, spec.Type)
+		}
+		spec.UplinkBridge = n.UplinkMode == UplinkBridge
 	}
 	if n.Flags&NetworkDisableHostPort != 0 {
 		return nil, Unsupported("invalid network: field Flags: DisableHostPort (1024) is not supported by this build")

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hostnet/hostnet/internal/dataplane/netns"
@@ -42,6 +43,13 @@ func (h *Linux) Apply(ctx context.Context, ensure, remove []netmodel.Object) err
 		return err
 	}
 	h.ensureLinks(add, fail)
+	for _, u := range objectsOf[netmodel.UplinkHandover](add, netmodel.KindHandover) {
+		if _, failed := fail[netmodel.Link{Name: u.Bridge}.Key()]; failed {
+			fail.add(u.Key(), fmt.Errorf("bridge %s is not in place", u.Bridge))
+			continue
+		}
+		fail.add(u.Key(), h.handOver(u))
+	}
 	for _, s := range objectsOf[netmodel.Sysctl](add, netmodel.KindSysctl) {
 		fail.add(s.Key(), h.setSysctl(s))
 	}
@@ -682,6 +690,11 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 	for _, port := range objectsOf[netmodel.Port](p, netmodel.KindPort) {
 		h.releasePort(port)
 	}
+	// Handovers go before bridges: the host's addresses on a bridge would
+	// go with it.
+	for _, u := range objectsOf[netmodel.UplinkHandover](p, netmodel.KindHandover) {
+		fail.add(u.Key(), h.handBack(u.Uplink, u.Bridge))
+	}
 	gone := map[netmodel.LinkRef]bool{}
 	var hostLinks []string
 	for _, l := range p.links {
@@ -714,6 +727,16 @@ func (h *Linux) removeObjects(p *plan, fail failures) {
 			}
 			return nil
 		}))
+	}
+	for _, l := range p.links {
+		if l.NS.IsHost() && l.Kind == netmodel.LinkBridge {
+			if err := h.handBackPorts(l.Name); err != nil {
+				// Deleted now, the bridge would take the host's
+				// addresses along: it waits for the next pass.
+				fail.add(l.Key(), err)
+				hostLinks = slices.DeleteFunc(hostLinks, func(n string) bool { return n == l.Name })
+			}
+		}
 	}
 	if len(hostLinks) > 0 {
 		if err := h.DeleteLinks(hostLinks); err != nil {

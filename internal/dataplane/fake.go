@@ -263,6 +263,11 @@ func (f *Fake) Apply(ctx context.Context, ensure, remove []netmodel.Object) erro
 			fail.add(r.Key(), f.ensureRoute(r))
 		}
 	}
+	for _, u := range objectsOf[netmodel.UplinkHandover](add, netmodel.KindHandover) {
+		if !skip(u) {
+			fail.add(u.Key(), f.handOver(u))
+		}
+	}
 	for _, s := range objectsOf[netmodel.Sysctl](add, netmodel.KindSysctl) {
 		if skip(s) {
 			continue
@@ -469,6 +474,18 @@ func (f *Fake) remove(p *plan) {
 	for _, port := range objectsOf[netmodel.Port](p, netmodel.KindPort) {
 		delete(f.ports, port.ID())
 	}
+	for _, u := range objectsOf[netmodel.UplinkHandover](p, netmodel.KindHandover) {
+		f.handBack(u.Uplink, u.Bridge)
+	}
+	for _, l := range p.links {
+		if l.NS.IsHost() && l.Kind == netmodel.LinkBridge {
+			for name, port := range f.spaces[""].links {
+				if port.Master == l.Name && !f.cfg.tagged(name) {
+					f.handBack(name, l.Name)
+				}
+			}
+		}
+	}
 	for _, l := range p.links {
 		if s := f.spaces[l.NS.Path]; s != nil {
 			f.deleteLink(s, l.Name)
@@ -511,6 +528,7 @@ func (f *Fake) Observe(ctx context.Context, q netmodel.Query) (*netmodel.Observa
 	o := netmodel.NewObservation()
 	if !q.OnlyAsked {
 		f.observe(f.spaces[""], netmodel.Host, f.cfg.tagged, o)
+		f.observeHandovers(f.spaces[""], o)
 		f.observeShapers(f.spaces[""], f.cfg.tagged, o)
 		for _, r := range f.spaces[""].routes {
 			if r.ours {

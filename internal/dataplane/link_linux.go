@@ -817,6 +817,13 @@ func (h *Linux) hostAddressing() (netmodel.HostAddressing, error) {
 		out.Links = append(out.Links, netmodel.HostLink{Name: a.Name, Kind: l.Type(), MAC: a.HardwareAddr, MTU: a.MTU,
 			Up: a.Flags&net.FlagUp != 0 && a.OperState != netlink.OperDown && a.OperState != netlink.OperLowerLayerDown, Master: names[a.MasterIndex]})
 	}
+	// A bridge of hostnet's that holds an uplink (netmodel.UplinkHandover)
+	// holds the host's addresses and routes: they are the host's.
+	for _, l := range links {
+		if a := l.Attrs(); a.MasterIndex != 0 && !h.cfg.tagged(a.Name) {
+			delete(ours, a.MasterIndex)
+		}
+	}
 	addrs, err := consistent(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return out, fmt.Errorf("list addresses: %w", err)

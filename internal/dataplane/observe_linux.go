@@ -161,6 +161,9 @@ func (h *Linux) observeLinks(nh *netlink.Handle, ns netmodel.NS, keep func(strin
 		a := netmodel.Addr{NS: ns, Link: name, Prefix: netip.PrefixFrom(ip.Unmap(), ones)}
 		o.Addrs[a.Key()] = a
 	}
+	if keep != nil && ns.IsHost() {
+		return h.observeHandovers(links, addrs, o)
+	}
 	return nil
 }
 

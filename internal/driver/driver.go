@@ -102,6 +102,25 @@ type UplinkUse struct {
 	// SubnetOfUplink: each subnet of the network must be the subnet of
 	// an address of the uplink (its endpoints share the host's segment).
 	SubnetOfUplink bool
+	// Whole: the network takes the uplink whole (a bridge enslaves it),
+	// so no other network may use it, nor it an uplink another uses.
+	Whole bool
+}
+
+// Variants is a Driver whose networks are realised in more than one way,
+// as their documents choose (a Transparent network's UplinkMode): Variant
+// returns the driver of the way spec chooses.
+type Variants interface {
+	Variant(spec *api.NetworkSpec) Driver
+}
+
+// For returns the driver that realises a network of spec: d, or the
+// variant of d that spec chooses.
+func For(d Driver, spec *api.NetworkSpec) Driver {
+	if v, ok := d.(Variants); ok {
+		return v.Variant(spec)
+	}
+	return d
 }
 
 // DHCPEndpoints is a Driver whose endpoints may take their address from

@@ -82,6 +82,7 @@ const (
 	KindSymlink
 	KindPort
 	KindTC
+	KindHandover
 	KindNftSet
 	KindNftChain
 	KindNftElement
@@ -90,7 +91,7 @@ const (
 var kindNames = map[Kind]string{
 	KindNamespace: "namespace", KindLink: "link", KindAddr: "address", KindRoute: "route",
 	KindNeigh: "neighbour", KindFDB: "fdb", KindSysctl: "sysctl", KindFile: "file", KindSymlink: "symlink",
-	KindPort: "port", KindTC: "tc", KindNftSet: "nft set", KindNftChain: "nft chain", KindNftElement: "nft element",
+	KindPort: "port", KindTC: "tc", KindHandover: "uplink handover", KindNftSet: "nft set", KindNftChain: "nft chain", KindNftElement: "nft element",
 }
 
 func (k Kind) String() string {

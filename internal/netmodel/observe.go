@@ -37,6 +37,9 @@ type Observation struct {
 	// Shapers are hostnet's token buckets (see QdiscHandle) on the
 	// tagged links of the host namespace.
 	Shapers map[Key]Shaper
+	// Handovers are the host adapters found as ports of hostnet's
+	// bridges (always read, with the links).
+	Handovers map[Key]ObservedHandover
 	// NSIDs are the host's IDs of the namespaces asked that are present
 	// (-1: present, without an ID yet); absent ones are left out.
 	NSIDs map[NS]int
@@ -48,7 +51,7 @@ type Observation struct {
 func NewObservation() *Observation {
 	return &Observation{Links: map[Key]ObservedLink{}, Addrs: map[Key]Addr{}, Routes: map[Key]Route{},
 		Sysctls: map[Key]Sysctl{}, Files: map[Key]File{}, Symlinks: map[Key]Symlink{},
-		Namespaces: map[Key]Namespace{}, Ports: map[Key]Port{}, Shapers: map[Key]Shaper{}, NSIDs: map[NS]int{}, LookedInto: map[NS]bool{}}
+		Namespaces: map[Key]Namespace{}, Ports: map[Key]Port{}, Shapers: map[Key]Shaper{}, Handovers: map[Key]ObservedHandover{}, NSIDs: map[NS]int{}, LookedInto: map[NS]bool{}}
 }
 
 // ObservedLink is a link as the host reports it.

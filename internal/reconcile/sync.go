@@ -422,6 +422,16 @@ func (p *pass) differs(o netmodel.Object) string {
 		}
 	case netmodel.Shaper:
 		return p.shaperDiff(o)
+	case netmodel.UplinkHandover:
+		have, ok := p.obs.Handovers[k]
+		switch {
+		case !ok:
+			return fmt.Sprintf("adapter %s is not a port of bridge %s", o.Uplink, o.Bridge)
+		case have.Bridge != o.Bridge:
+			return fmt.Sprintf("adapter %s is a port of bridge %s, not %s", o.Uplink, have.Bridge, o.Bridge)
+		case len(have.Left) > 0:
+			return strings.Join(have.Left, "; ")
+		}
 	}
 	// Neighbour, FDB and tc program entries are not read back: they are
 	// applied, not compared.
@@ -510,9 +520,23 @@ func (p *pass) prune() {
 		}
 		p.unwanted(k, l.Link, fmt.Sprintf("device %s is hostnet's but no network or endpoint claims it", l.Name), false)
 	}
+	// A bridge that holds an uplink holds the host's addresses: they are
+	// the host's, not hostnet's to remove.
+	handedTo := map[string]bool{}
+	for _, h := range p.obs.Handovers {
+		handedTo[h.Bridge] = true
+	}
+	for _, w := range p.want {
+		if h, ok := w.obj.(netmodel.UplinkHandover); ok {
+			handedTo[h.Bridge] = true
+		}
+	}
 	for k, a := range p.obs.Addrs {
 		if _, ok := p.want[k]; ok || !wantLink(a.NS, a.Link) {
 			continue // wanted, or goes with its link
+		}
+		if a.NS.IsHost() && handedTo[a.Link] {
+			continue
 		}
 		if !a.NS.IsHost() && !p.obs.LookedInto[a.NS] {
 			continue
@@ -524,6 +548,17 @@ func (p *pass) prune() {
 			continue
 		}
 		p.unwanted(k, rt, fmt.Sprintf("route %s is hostnet's but no one wants it", routeText(rt)), false)
+	}
+	for k, h := range p.obs.Handovers {
+		if _, ok := p.want[k]; ok {
+			continue
+		}
+		// Kept with its bridge: handed back, the bridge would be cut off.
+		if p.r.keep.keeps(netmodel.Link{Name: h.Bridge, Kind: netmodel.LinkBridge}) {
+			p.rep.Kept = append(p.rep.Kept, Problem{Object: k, What: fmt.Sprintf("adapter %s is a port of bridge %s, which no network wants", h.Uplink, h.Bridge)})
+			continue
+		}
+		p.unwanted(k, h.UplinkHandover, fmt.Sprintf("adapter %s is a port of bridge %s, which no network wants", h.Uplink, h.Bridge), false)
 	}
 	for k, n := range p.obs.Namespaces {
 		if _, ok := p.want[k]; ok {

@@ -40,7 +40,12 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 			return nil, internal(err, "read the host's addresses")
 		}
 		if hasUplink {
-			hostAddrs, err = checkUplink(spec, onUplink.NeedsUplink(), host)
+			// Named first: the uplink a bridge holds is its port, and its
+			// addresses are the bridge's.
+			err = s.cfg.Store.View(func(tx store.Tx) error { return s.checkUplinkShared(tx, n.ID, spec, onUplink.NeedsUplink()) })
+			if err == nil {
+				hostAddrs, err = checkUplink(spec, onUplink.NeedsUplink(), host)
+			}
 		} else {
 			hostAddrs, err = checkHostClashes(&n, spec, host)
 		}
@@ -84,6 +89,11 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 		}
 		if err := checkOverlaps(tx, n.ID, spec); err != nil {
 			return err
+		}
+		if hasUplink {
+			if err := s.checkUplinkShared(tx, n.ID, spec, onUplink.NeedsUplink()); err != nil {
+				return err
+			}
 		}
 		if err := reserveHostAddrs(tx, &parsedNetwork{doc: &n, spec: spec}, hostAddrs); err != nil {
 			return err
@@ -130,6 +140,7 @@ func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver,
 		return nil, nil, api.Unsupported("invalid network: field Type: network type %s is not supported by this build (supported: %v)",
 			spec.Type, s.Version().Supported.NetworkTypes)
 	}
+	drv = driver.For(drv, spec)
 	if err := s.checkAutomaticDNS(spec); err != nil {
 		return nil, nil, err
 	}

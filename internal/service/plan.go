@@ -24,7 +24,7 @@ func (s *Service) driverFor(pn *parsedNetwork) (driver.Driver, error) {
 	if !ok {
 		return nil, api.Unsupported("network type %s is not supported by this build", pn.spec.Type)
 	}
-	return d, nil
+	return driver.For(d, pn.spec), nil
 }
 
 // driverNetwork is a network as drivers see it. NetworkACLs that do not

@@ -8,6 +8,7 @@ import (
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/store"
 )
 
 // uplinkField is where a network document names its uplink.
@@ -79,6 +80,47 @@ func checkUplink(spec *api.NetworkSpec, use driver.UplinkUse, host netmodel.Host
 		}
 	}
 	return inside, nil
+}
+
+// checkUplinkShared refuses a network (id) on an uplink that
+// another network takes whole (a bridge enslaves it), and a network that
+// would take whole an uplink another network uses: a bridge's port
+// carries no traffic of its own, and the host's addresses would have
+// left it.
+func (s *Service) checkUplinkShared(tx store.Tx, id string, spec *api.NetworkSpec, use driver.UplinkUse) error {
+	if spec.Uplink == "" {
+		return nil
+	}
+	nets, err := listNetworks(tx)
+	if err != nil {
+		return err
+	}
+	for _, other := range nets {
+		if other.Doc.ID == id {
+			continue
+		}
+		ospec, err := api.ParseStoredNetwork(&other.Doc)
+		if err != nil || ospec.Uplink != spec.Uplink {
+			continue
+		}
+		whole := false
+		if d, ok := s.cfg.Drivers[ospec.Type]; ok {
+			if u, ok := driver.For(d, ospec).(driver.OnUplink); ok {
+				whole = u.NeedsUplink().Whole
+			}
+		}
+		switch {
+		case whole:
+			return api.Invalid(api.CodeInvalidNetwork,
+				"invalid network: field %s: adapter %q is taken whole by network %q (%s), a Transparent network of UplinkMode Bridge: it is the port of that network's bridge; attach to that network, or name another adapter",
+				uplinkField, spec.Uplink, other.Doc.Name, other.Doc.ID)
+		case use.Whole:
+			return api.Invalid(api.CodeInvalidNetwork,
+				"invalid network: field %s: adapter %q is the uplink of network %q (%s); a network of UplinkMode Bridge takes its adapter whole: delete that network first, name another adapter, or leave UplinkMode Macvlan",
+				uplinkField, spec.Uplink, other.Doc.Name, other.Doc.ID)
+		}
+	}
+	return nil
 }
 
 // checkEndpointPolicies refuses the policies an endpoint's network type

@@ -26,11 +26,14 @@ const (
 	DisableGatewayDNS = "com.docker.network.windowsshim.disable_gatewaydns"
 	MTU               = "com.docker.network.driver.mtu"
 	NonPersistent     = "nonpersistent"
+	// UplinkMode is hostnet's own: a Transparent network's UplinkMode
+	// ("macvlan", the default, or "bridge").
+	UplinkMode = "hostnet.uplink_mode"
 )
 
 // Known lists the options Apply takes, NetworkName included.
 func Known() []string {
-	return []string{NetworkName, DNSServers, DNSSuffix, MacPool, VLANID, VSID, Interface, DisableGatewayDNS, MTU, NonPersistent}
+	return []string{NetworkName, DNSServers, DNSSuffix, MacPool, VLANID, VSID, Interface, DisableGatewayDNS, MTU, NonPersistent, UplinkMode}
 }
 
 // IsKnown reports whether key is one of Known.
@@ -46,8 +49,8 @@ func IsKnown(key string) bool {
 // Apply sets on n what the options ask for, but NetworkName, which the
 // caller weighs against the name it has: the VLAN or VSID policy of every
 // subnet (n.Ipams must be set first), DNS servers (added to those n has),
-// the DNS suffix, the MAC pool, the uplink (NetAdapterName), and the
-// non-persistent flag. note receives what is accepted and ignored. An
+// the DNS suffix, the MAC pool, the uplink (NetAdapterName) and its mode
+// (UplinkMode), and the non-persistent flag. note receives what is accepted and ignored. An
 // unknown option is an error naming it; so is a bad value, naming the
 // option and the value.
 func Apply(n *api.Network, opts map[string]string, note func(string)) error {
@@ -131,6 +134,12 @@ func Apply(n *api.Network, opts map[string]string, note func(string)) error {
 			return fmt.Errorf("encode NetAdapterName policy: %w", err)
 		}
 		n.Policies = append(n.Policies, api.Policy{Type: api.NetAdapterName, Settings: settings})
+	}
+	if v, ok := opts[UplinkMode]; ok {
+		if strings.TrimSpace(v) == "" {
+			return fmt.Errorf("option %s: empty (want macvlan or bridge)", UplinkMode)
+		}
+		n.UplinkMode = strings.TrimSpace(v) // checked with the document
 	}
 	if v, ok := opts[NonPersistent]; ok {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))

@@ -30,6 +30,7 @@ import (
 	"github.com/hostnet/hostnet/api"
 	"github.com/hostnet/hostnet/internal/driver"
 	"github.com/hostnet/hostnet/internal/driver/hostfw"
+	"github.com/hostnet/hostnet/internal/driver/uplinkbridge"
 	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/policy"
 )
@@ -51,6 +52,16 @@ func L2Tunnel() Driver { return Driver{typ: api.L2Tunnel, mode: "vepa"} }
 
 // Type implements driver.Driver.
 func (d Driver) Type() api.NetworkType { return d.typ }
+
+// Variant implements driver.Variants: a Transparent network of
+// UplinkMode Bridge is planned over a bridge that takes its uplink
+// (package uplinkbridge).
+func (d Driver) Variant(spec *api.NetworkSpec) driver.Driver {
+	if d.typ == api.Transparent && spec != nil && spec.UplinkBridge {
+		return uplinkbridge.New()
+	}
+	return d
+}
 
 // Validate implements driver.Driver: static subnets, or (Transparent)
 // DHCP, whose subnets are the DHCP server's.

@@ -1,0 +1,255 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// handOver applies an UplinkHandover (see netmodel.UplinkHandover): the
+// bridge takes the uplink's MAC (the segment, and its DHCP server, keep
+// seeing the host at the same MAC), the uplink becomes its port, and the
+// host's addresses and routes move from the uplink to the bridge. Every
+// step reads the kernel first, so that a step done before (by a pass cut
+// short) is skipped and the rest finished.
+func (h *Linux) handOver(u netmodel.UplinkHandover) error {
+	uplink, err := h.nl.LinkByName(u.Uplink)
+	if err != nil {
+		return fmt.Errorf("uplink %s: %w", u.Uplink, err)
+	}
+	bridge, err := h.nl.LinkByName(u.Bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", u.Bridge, err)
+	}
+	if bridge.Type() != "bridge" {
+		return fmt.Errorf("hand %s over to %s: %s is a %s, not a bridge", u.Uplink, u.Bridge, u.Bridge, bridge.Type())
+	}
+	if mac := uplink.Attrs().HardwareAddr; bridge.Attrs().HardwareAddr.String() != mac.String() {
+		// Set by hand, the MAC stays: the bridge no longer follows its
+		// ports' (the lowest of which would change as endpoints come).
+		if err := h.nl.LinkSetHardwareAddr(bridge, mac); err != nil {
+			return fmt.Errorf("give bridge %s the MAC of %s (%s): %w", u.Bridge, u.Uplink, mac, err)
+		}
+	}
+	if uplink.Attrs().MasterIndex != bridge.Attrs().Index {
+		if err := h.nl.LinkSetMasterByIndex(uplink, bridge.Attrs().Index); err != nil {
+			return fmt.Errorf("make %s a port of bridge %s: %w", u.Uplink, u.Bridge, err)
+		}
+	}
+	if err := h.moveAddressing(uplink, bridge); err != nil {
+		return fmt.Errorf("move the host's addresses and routes from %s to %s: %w", u.Uplink, u.Bridge, err)
+	}
+	return nil
+}
+
+// handBack undoes an UplinkHandover: what the bridge holds of the host's
+// addresses and routes moves to the uplink, then the uplink leaves the
+// bridge. The addresses move while the uplink is still a port (the
+// bridge answers for them until they are on the uplink), so the host
+// stays on the segment but for a moment. A bridge or an uplink that is
+// gone is no error: there is nothing left to hand back.
+func (h *Linux) handBack(uplinkName, bridgeName string) error {
+	bridge, err := h.nl.LinkByName(bridgeName)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", bridgeName, err)
+	}
+	uplink, err := h.nl.LinkByName(uplinkName)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("uplink %s: %w", uplinkName, err)
+	}
+	if err := h.moveAddressing(bridge, uplink); err != nil {
+		return fmt.Errorf("move the host's addresses and routes from %s back to %s: %w", bridgeName, uplinkName, err)
+	}
+	if uplink.Attrs().MasterIndex == bridge.Attrs().Index {
+		if err := h.nl.LinkSetNoMaster(uplink); err != nil && !isNotFound(err) {
+			return fmt.Errorf("free %s from bridge %s: %w", uplinkName, bridgeName, err)
+		}
+	}
+	return nil
+}
+
+// handBackPorts hands back every port of the bridge that is not one of
+// hostnet's devices (an uplink), before the bridge is deleted: the
+// addresses it holds would go with it.
+func (h *Linux) handBackPorts(bridgeName string) error {
+	bridge, err := h.nl.LinkByName(bridgeName)
+	if err != nil {
+		return nil // gone, or not readable: its deletion will tell
+	}
+	if bridge.Type() != "bridge" {
+		return nil
+	}
+	links, err := consistent(h.nl.LinkList)
+	if err != nil {
+		return fmt.Errorf("list devices: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		if a := l.Attrs(); a.MasterIndex == bridge.Attrs().Index && !h.cfg.tagged(a.Name) {
+			errs = append(errs, h.handBack(a.Name, bridgeName))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hostAddr reports whether an address is the host's own on a segment:
+// global unicast (IPv6 link-local addresses are each device's own).
+func hostAddr(a netlink.Addr) bool {
+	ip, ok := netip.AddrFromSlice(a.IP)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	return !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsMulticast() && !ip.IsUnspecified()
+}
+
+// movedRoutes returns the main-table routes through link that move with
+// the host's addressing: all but the kernel's own (prefix routes, which
+// follow the addresses, IPv6 link-local and multicast ones) and
+// hostnet's (tagged RouteProtocol, which its plans place).
+func (h *Linux) movedRoutes(link netlink.Link) ([]netlink.Route, error) {
+	routes, err := h.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_MAIN},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("list routes of %s: %w", link.Attrs().Name, err)
+	}
+	out := routes[:0]
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_KERNEL || r.Protocol == netmodel.RouteProtocol || len(r.MultiPath) > 0 {
+			continue
+		}
+		if r.Type != 0 && r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		if r.Dst != nil {
+			if d := prefixOf(r.Dst); d.Addr().IsLinkLocalUnicast() || d.Addr().IsMulticast() {
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	// Routes on the link first: a gateway may be reachable through one.
+	slices.SortStableFunc(out, func(a, b netlink.Route) int {
+		return boolRank(a.Gw != nil) - boolRank(b.Gw != nil)
+	})
+	return out, nil
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// moveAddressing moves the host's addresses and routes from one link to
+// another: each address is added to the new link (with its lifetimes and
+// flags), the routes are replaced by the same ones through the new link
+// (an IPv4 route is replaced in place: it never disappears), then the
+// addresses leave the old link. Each step tolerates being done already.
+func (h *Linux) moveAddressing(from, to netlink.Link) error {
+	addrs, err := h.nl.AddrList(from, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", from.Attrs().Name, err)
+	}
+	var moving []netlink.Addr
+	for _, a := range addrs {
+		if hostAddr(a) {
+			moving = append(moving, a)
+		}
+	}
+	for _, a := range moving {
+		n := a
+		n.LinkIndex = to.Attrs().Index
+		n.Label = "" // a label must start with its device's name
+		if n.IP.To4() == nil {
+			n.Flags |= unix.IFA_F_NODAD // the address was the host's already
+		}
+		if err := h.nl.AddrReplace(to, &n); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("add %s to %s: %w", a.IPNet, to.Attrs().Name, err)
+		}
+	}
+	routes, err := h.movedRoutes(from)
+	if err != nil {
+		return err
+	}
+	for _, r := range routes {
+		n := r
+		n.LinkIndex = to.Attrs().Index
+		if err := h.nl.RouteReplace(&n); err != nil {
+			return fmt.Errorf("route %s through %s: %w", routeText(r), to.Attrs().Name, err)
+		}
+		if err := h.nl.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove route %s from %s: %w", routeText(r), from.Attrs().Name, err)
+		}
+	}
+	// Secondary addresses before their primaries: a primary removed
+	// first would take them along or promote them.
+	for i := len(moving) - 1; i >= 0; i-- {
+		a := moving[i]
+		if err := h.nl.AddrDel(from, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !isNotFound(err) {
+			return fmt.Errorf("remove %s from %s: %w", a.IPNet, from.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+func routeText(r netlink.Route) string {
+	dst := "default"
+	if r.Dst != nil {
+		dst = r.Dst.String()
+	}
+	if r.Gw != nil {
+		dst += " via " + r.Gw.String()
+	}
+	return dst
+}
+
+// observeHandovers describes each port of hostnet's bridges that is not
+// hostnet's (an uplink handed over), with what of the host's addressing is
+// still on it. links are the host's, addrs its addresses, both dumped.
+func (h *Linux) observeHandovers(links []netlink.Link, addrs []netlink.Addr, o *netmodel.Observation) error {
+	byIndex := map[int]netlink.Link{}
+	for _, l := range links {
+		byIndex[l.Attrs().Index] = l
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.MasterIndex == 0 || h.cfg.tagged(a.Name) {
+			continue
+		}
+		br, ok := byIndex[a.MasterIndex]
+		if !ok || !h.cfg.tagged(br.Attrs().Name) || br.Type() != "bridge" {
+			continue
+		}
+		oh := netmodel.ObservedHandover{UplinkHandover: netmodel.UplinkHandover{Uplink: a.Name, Bridge: br.Attrs().Name}}
+		if br.Attrs().HardwareAddr.String() != a.HardwareAddr.String() {
+			oh.Left = append(oh.Left, fmt.Sprintf("bridge %s has MAC %s, not its uplink's %s", br.Attrs().Name, br.Attrs().HardwareAddr, a.HardwareAddr))
+		}
+		for _, ad := range addrs {
+			if ad.LinkIndex == a.Index && hostAddr(ad) {
+				oh.Left = append(oh.Left, fmt.Sprintf("address %s is on %s, not on bridge %s", ad.IPNet, a.Name, br.Attrs().Name))
+			}
+		}
+		routes, err := h.movedRoutes(l)
+		if err != nil {
+			return err
+		}
+		for _, r := range routes {
+			oh.Left = append(oh.Left, fmt.Sprintf("route %s goes through %s, not bridge %s", routeText(r), a.Name, br.Attrs().Name))
+		}
+		o.Handovers[oh.Key()] = oh
+	}
+	return nil
+}
