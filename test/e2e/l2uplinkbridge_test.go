@@ -1,0 +1,384 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hostnet/hostnet/api"
+	"github.com/vishvananda/netlink"
+)
+
+// The Transparent network over a bridge (UplinkMode Bridge): the network's
+// bridge takes host 1's uplink seg0, whose addresses (192.0.2.11/24,
+// 198.18.0.11/24) and default route (via the router) move to the bridge.
+
+// uplinkState is what the host namespace holds of its uplink and a bridge.
+type uplinkState struct {
+	master       string         // seg0's master ("" when none)
+	uplinkAddrs  []netip.Prefix // global addresses of seg0
+	bridgeAddrs  []netip.Prefix // of the bridge
+	defaultVia   string         // the device of the default route through the router
+	bridgeMAC    string         // "" when the bridge is gone
+	uplinkMAC    string
+	bridgeExists bool
+}
+
+func readUplink(t *testing.T, s *segment, path, bridge string) uplinkState {
+	t.Helper()
+	h := s.handle(path)
+	var st uplinkState
+	addrsOf := func(l netlink.Link) []netip.Prefix {
+		list, err := h.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []netip.Prefix
+		for _, a := range list {
+			p := prefixOfNet(a.IPNet)
+			if !p.Addr().IsLinkLocalUnicast() {
+				out = append(out, p)
+			}
+		}
+		slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+		return out
+	}
+	up, err := h.LinkByName(segUplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.uplinkMAC = up.Attrs().HardwareAddr.String()
+	st.uplinkAddrs = addrsOf(up)
+	if up.Attrs().MasterIndex != 0 {
+		if m, err := h.LinkByIndex(up.Attrs().MasterIndex); err == nil {
+			st.master = m.Attrs().Name
+		}
+	}
+	if br, err := h.LinkByName(bridge); err == nil {
+		st.bridgeExists = true
+		st.bridgeMAC = br.Attrs().HardwareAddr.String()
+		st.bridgeAddrs = addrsOf(br)
+	}
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw.Equal(net.ParseIP(routerA)) && r.Priority == segMetric {
+			if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
+				st.defaultVia = l.Attrs().Name
+			}
+		}
+	}
+	return st
+}
+
+func prefixOfNet(n *net.IPNet) netip.Prefix {
+	a, _ := netip.AddrFromSlice(n.IP)
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones)
+}
+
+// segMetric is the metric of the host's default route through the segment.
+const segMetric = 50
+
+var hostPrefixes = []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24"), netip.MustParsePrefix("198.18.0.11/24")}
+
+// handedOver reports how the state differs from the uplink handed over to
+// bridge ("" when it does not).
+func (st uplinkState) handedOver(bridge string) string {
+	switch {
+	case !st.bridgeExists:
+		return "the bridge is missing"
+	case st.master != bridge:
+		return "seg0's master is " + st.master
+	case len(st.uplinkAddrs) != 0:
+		return "seg0 keeps addresses"
+	case !slices.Equal(st.bridgeAddrs, hostPrefixes):
+		return "the bridge's addresses are not the host's"
+	case st.defaultVia != bridge:
+		return "the default route goes through " + st.defaultVia
+	case st.bridgeMAC != st.uplinkMAC:
+		return "the bridge's MAC is not seg0's"
+	}
+	return ""
+}
+
+// handedBack reports how the state differs from the uplink as it was.
+func (st uplinkState) handedBack(string) string {
+	switch {
+	case st.bridgeExists:
+		return "the bridge is left"
+	case st.master != "":
+		return "seg0's master is " + st.master
+	case !slices.Equal(st.uplinkAddrs, hostPrefixes):
+		return "seg0's addresses are not the host's"
+	case st.defaultVia != segUplink:
+		return "the default route goes through " + st.defaultVia
+	}
+	return ""
+}
+
+// waitUplink waits (seconds) until check says nothing of the state.
+func waitUplink(t *testing.T, s *segment, path, bridge string, check func(uplinkState, string) string) string {
+	t.Helper()
+	var why string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if why = check(readUplink(t, s, path, bridge), bridge); why == "" {
+			return ""
+		}
+	}
+	return why
+}
+
+// bridgeLab is host 1 of a one-host segment with a default route through
+// the router, servers on the host and the router, and a connection from
+// the router to the host that stays open throughout.
+type bridgeLab struct {
+	seg  *segment
+	h    *segHost
+	conn net.Conn
+}
+
+func newBridgeLab(t *testing.T) *bridgeLab {
+	t.Helper()
+	seg := newSegment(t, 1)
+	h := seg.hosts[0]
+	hh := seg.handle(h.HostNS)
+	up, err := hh.LinkByName(segUplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (The host's own default route, through its other link, has metric 0.)
+	if err := hh.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.ParseIP(routerA), Priority: segMetric}); err != nil {
+		t.Fatalf("the host's default route: %v", err)
+	}
+	serveHost(t, h.HostNS)
+	serveHost(t, seg.router)
+	c, err := Dial(t, seg.router, "tcp", netip.AddrPortFrom(h.addr, 7000).String(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial the host from the router: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &bridgeLab{seg: seg, h: h, conn: c}
+}
+
+// hostReachable checks that the router's connection to the host carries
+// on and that the router reaches the host afresh.
+func (l *bridgeLab) hostReachable(t *testing.T, step string) {
+	t.Helper()
+	if _, err := Exchange(l.conn, "still there", 5*time.Second); err != nil {
+		t.Errorf("%s: the router's connection to the host broke: %v", step, err)
+	}
+	if !reachTCP(t, l.seg.router, netip.AddrPortFrom(l.h.addr, 7000).String()) {
+		t.Errorf("%s: the router does not reach the host", step)
+	}
+}
+
+const uplinkBridgeOpt = "hostnet.uplink_mode=bridge"
+
+// create makes the bridge-mode network through the CLI.
+func (l *bridgeLab) create(t *testing.T, name string) *api.Network {
+	t.Helper()
+	l.h.MustCLI("network", "create", "-d", "transparent", "--subnet", segA, "--ip-range", "192.0.2.128/26", "--gateway", routerA,
+		"-o", "com.docker.network.windowsshim.interface="+segUplink, "-o", uplinkBridgeOpt, name)
+	n, err := l.h.Client().GetNetwork(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestTransparentBridgeOnASegment: a Transparent network of UplinkMode
+// Bridge takes the uplink (the host's addresses and default route move to
+// its bridge, the host stays reachable throughout); its endpoints are on
+// the segment with their own MACs and reach the router, each other and the
+// host; ACLs and anti-spoofing hold; a connection survives restarts; an
+// uplink freed by hand is taken again; the delete hands everything back.
+func TestTransparentBridgeOnASegment(t *testing.T) {
+	l := newBridgeLab(t)
+	h, seg := l.h, l.seg
+	n := l.create(t, "lan")
+	if n.UplinkMode != api.UplinkBridge || !strings.HasPrefix(n.BridgeName, "hnbr") {
+		t.Fatalf("inspect: UplinkMode %q, BridgeName %q; want Bridge and the network's bridge", n.UplinkMode, n.BridgeName)
+	}
+	if out := h.MustCLI("network", "inspect", "lan"); !strings.Contains(strings.Join(strings.Fields(out), ""), `"UplinkMode":"Bridge"`) {
+		t.Errorf("network inspect does not show UplinkMode Bridge:\n%s", out)
+	}
+	br := n.BridgeName
+	if why := waitUplink(t, seg, h.HostNS, br, uplinkState.handedOver); why != "" {
+		t.Fatalf("after the create: %s: %+v", why, readUplink(t, seg, h.HostNS, br))
+	}
+	l.hostReachable(t, "after the create")
+
+	wire := seg.capture(h.port)
+	a1, a2 := attachL2(t, h, n.ID, "a1"), attachL2(t, h, n.ID, "a2")
+	router := netip.MustParseAddr(routerA)
+	ep := func(e l2Endpoint) string { return e.Namespace.NetNamespacePath }
+	runMatrix(t, "Transparent over a bridge", []matrixRow{
+		{"a1", "external (the router)", ep(a1), router, true},
+		{"external (the router)", "a1", seg.router, a1.Addr, true},
+		{"a1", "a2 (same host)", ep(a1), a2.Addr, true},
+		{"a2", "a1 (same host)", ep(a2), a1.Addr, true},
+		{"a2", "external (the router)", ep(a2), router, true},
+		{"host", "a1 (its endpoint)", h.HostNS, a1.Addr, true},
+		{"a1", "host", ep(a1), h.addr, true},
+	})
+	seen := wire.sources()
+	for _, e := range []l2Endpoint{a1, a2} {
+		if macs := seen[e.Addr]; !macs[e.mac.String()] || macs[h.mac.String()] {
+			t.Errorf("frames of %s (%s) left with source MACs %v, want its own %s and never the host's %s", e.Endpoint.Name, e.Addr, sortedMACs(macs), e.mac, h.mac)
+		}
+	}
+	if macs := seen[h.addr]; !macs[h.mac.String()] || len(macs) != 1 {
+		t.Errorf("the host's frames left with source MACs %v, want its own %s only", sortedMACs(macs), h.mac)
+	}
+
+	lab := &l2Lab{seg: seg, h1: h, a1: a1, a2: a2}
+	lab.aclBlocks(t, seg.router, router)
+	lab.aclBlocks(t, h.HostNS, h.addr)
+
+	// Anti-spoofing: a free address of the segment sends nothing.
+	free := netip.MustParseAddr("192.0.2.250")
+	seg.addAddrByMAC(ep(a1), a1.mac, free.String()+"/24")
+	toRouter := netip.AddrPortFrom(router, 7000).String()
+	if a, err := talkFrom(t, ep(a1), free, toRouter); err == nil {
+		t.Errorf("a1 reached the router from a free address: seen from %s", a)
+	}
+	if a, err := talkFrom(t, ep(a1), free, netip.AddrPortFrom(a2.Addr, 7000).String()); err == nil {
+		t.Errorf("a1 reached a2 from a free address: seen from %s", a)
+	}
+	if a, err := talkFrom(t, ep(a1), a1.Addr, toRouter); err != nil || a != a1.Addr {
+		t.Errorf("a1 from its own address after the spoofed ones: %v %v", a, err)
+	}
+
+	lab.restartKeepsTraffic(t)
+	l.hostReachable(t, "after the restarts")
+	if why := readUplink(t, seg, h.HostNS, br).handedOver(br); why != "" {
+		t.Errorf("after the restarts: %s", why)
+	}
+
+	// Freed by hand, its addresses and route put back on it: taken again.
+	hh := seg.handle(h.HostNS)
+	up, _ := hh.LinkByName(segUplink)
+	bl, _ := hh.LinkByName(br)
+	if err := hh.LinkSetNoMaster(up); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range hostPrefixes {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+		_ = hh.AddrDel(bl, a)
+		if err := hh.AddrAdd(up, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hh.RouteReplace(&netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.ParseIP(routerA), Priority: segMetric}); err != nil {
+		t.Fatal(err)
+	}
+	if why := waitUplink(t, seg, h.HostNS, br, uplinkState.handedOver); why != "" {
+		t.Errorf("the uplink freed by hand was not taken again: %s", why)
+	}
+	if !reachTCP(t, seg.router, netip.AddrPortFrom(a1.Addr, 7000).String()) {
+		t.Error("after the repair, the router does not reach a1")
+	}
+	l.hostReachable(t, "after the repair")
+
+	// The delete hands everything back.
+	ctx := context.Background()
+	for _, e := range []l2Endpoint{a1, a2} {
+		if err := h.Client().DeleteEndpoint(ctx, e.Endpoint.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Client().DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if why := waitUplink(t, seg, h.HostNS, br, uplinkState.handedBack); why != "" {
+		t.Errorf("after the delete: %s: %+v", why, readUplink(t, seg, h.HostNS, br))
+	}
+	l.hostReachable(t, "after the delete")
+}
+
+// TestTransparentBridgeCleanup: `hostnetd --cleanup` hands the uplink back
+// as a delete does.
+func TestTransparentBridgeCleanup(t *testing.T) {
+	l := newBridgeLab(t)
+	n := l.create(t, "lan")
+	attachL2(t, l.h, n.ID, "a1")
+	if why := waitUplink(t, l.seg, l.h.HostNS, n.BridgeName, uplinkState.handedOver); why != "" {
+		t.Fatalf("after the create: %s", why)
+	}
+	l.h.Stop()
+	out, code := l.h.cleanup(t, "--force")
+	if code != 0 {
+		t.Fatalf("cleanup: exit %d:\n%s", code, out)
+	}
+	if why := readUplink(t, l.seg, l.h.HostNS, n.BridgeName).handedBack(""); why != "" {
+		t.Errorf("after the cleanup: %s:\n%s", why, out)
+	}
+	l.hostReachable(t, "after the cleanup")
+}
+
+// TestTransparentBridgeRefusals: UplinkMode on another type, an unknown
+// mode, a bridge on an uplink another network uses, and any network on
+// an uplink a bridge holds are each a 400 naming the field; the uplink is
+// left as it was.
+func TestTransparentBridgeRefusals(t *testing.T) {
+	l := newBridgeLab(t)
+	h := l.h
+	ctx := context.Background()
+	settings, _ := json.Marshal(api.NetAdapterNameSettings{NetworkAdapterName: segUplink})
+	doc := func(typ api.NetworkType, mode string) *api.Network {
+		return &api.Network{Name: "bad", Type: typ, UplinkMode: mode,
+			Ipams:    []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: segA, IpRange: "192.0.2.192/26"}}}},
+			Policies: []api.Policy{{Type: api.NetAdapterName, Settings: settings}}}
+	}
+	refused := func(what string, n *api.Network, want ...string) {
+		t.Helper()
+		_, err := h.Client().CreateNetwork(ctx, n)
+		if err == nil {
+			t.Errorf("%s: created, want a 400", what)
+			return
+		}
+		if apiErr, ok := errors.AsType[*api.Error](err); !ok || apiErr.Status != 400 {
+			t.Errorf("%s: %v, want a 400", what, err)
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not name %s", what, err, w)
+			}
+		}
+	}
+	refused("UplinkMode on L2Bridge", doc(api.L2Bridge, "Bridge"), "UplinkMode")
+	refused("an unknown mode", doc(api.Transparent, "Hub"), "UplinkMode", `"Hub"`)
+	if why := readUplink(t, l.seg, h.HostNS, "none").handedBack(""); why != "" {
+		t.Errorf("after the refusals: %s", why)
+	}
+
+	// A bridge on an uplink a network of macvlans uses.
+	mv := h.l2Network(t, api.Transparent, "mv", segA, "192.0.2.128/26", routerA)
+	refused("a bridge on a used uplink", doc(api.Transparent, "Bridge"), "Policies (NetAdapterName)", `"mv"`)
+	if err := h.Client().DeleteNetwork(ctx, mv.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Any network on an uplink a bridge holds.
+	n := l.create(t, "lan")
+	refused("a network of macvlans on an uplink a bridge holds", doc(api.Transparent, ""), "Policies (NetAdapterName)", `"lan"`)
+	refused("an L2Bridge network on an uplink a bridge holds", doc(api.L2Bridge, ""), "Policies (NetAdapterName)", `"lan"`)
+	if why := readUplink(t, l.seg, h.HostNS, n.BridgeName).handedOver(n.BridgeName); why != "" {
+		t.Errorf("after the refusals on a held uplink: %s", why)
+	}
+	if err := h.Client().DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if why := waitUplink(t, l.seg, h.HostNS, n.BridgeName, uplinkState.handedBack); why != "" {
+		t.Errorf("after the delete: %s", why)
+	}
+	l.hostReachable(t, "after the refusals")
+}
