@@ -382,3 +382,46 @@ func TestTransparentBridgeRefusals(t *testing.T) {
 	}
 	l.hostReachable(t, "after the refusals")
 }
+
+// TestTransparentBridgeDHCP: an endpoint of a DHCP network over a bridge
+// takes its address from the segment's server (its discovery from 0.0.0.0
+// passes the port's anti-spoofing), reaches the router and the host, and
+// renews its lease.
+func TestTransparentBridgeDHCP(t *testing.T) {
+	seg := newSegment(t, 1, "--dhcp-timeout=5s")
+	h := seg.hosts[0]
+	srv := startDHCPServer(t, seg)
+	h.MustCLI("network", "create", "-d", "transparent", "--ipam-driver", "dhcp", "-o", "com.docker.network.windowsshim.interface="+segUplink,
+		"-o", uplinkBridgeOpt, "dhcp")
+	n, err := h.Client().GetNetwork(context.Background(), "dhcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := waitUplink(t, seg, h.HostNS, n.BridgeName, uplinkState.handedOver); why != "" && !strings.Contains(why, "default route") {
+		t.Fatalf("after the create: %s", why)
+	}
+	ep := h.AttachNew(n.ID, "d1")
+	mac, err := net.ParseMAC(ep.Endpoint.MacAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bound, ok := srv.Bound(mac); !ok || bound != ep.Addr {
+		t.Fatalf("endpoint has %s, the server holds %s (%t) for %s", ep.Addr, bound, ok, mac)
+	}
+	Serve(t, ep.Namespace.NetNamespacePath, "tcp", ":7000")
+	serveHost(t, seg.router)
+	serveHost(t, h.HostNS)
+	to := func(a netip.Addr) string { return netip.AddrPortFrom(a, 7000).String() }
+	if !reachTCP(t, ep.Namespace.NetNamespacePath, to(netip.MustParseAddr(routerA))) {
+		t.Error("the DHCP endpoint does not reach the router")
+	}
+	if !reachTCP(t, seg.router, to(ep.Addr)) {
+		t.Error("the router does not reach the DHCP endpoint")
+	}
+	if !reachTCP(t, h.HostNS, to(ep.Addr)) || !reachTCP(t, ep.Namespace.NetNamespacePath, to(h.addr)) {
+		t.Error("the host and the DHCP endpoint do not reach each other")
+	}
+	if _, ok := srv.WaitFor(10*time.Second, mac, isRenewal(ep.Addr)); !ok {
+		t.Error("the lease was not renewed")
+	}
+}
