@@ -57,6 +57,9 @@ func TestParseNetworkErrorsNameFieldAndValue(t *testing.T) {
 		{`{"MacPool":{"Ranges":[{"StartMacAddress":"00-15-5D-00-00-09","EndMacAddress":"00-15-5D-00-00-01"}]}}`, CodeInvalidNetwork, []string{"MacPool.Ranges[0]", "after"}},
 		{`{"Policies":[{"Type":99}]}`, CodeInvalidPolicyType, []string{"Policies[0].Type", `"99"`}},
 		{`{"SchemaVersion":{"Major":1,"Minor":0}}`, CodeRequestUnsupported, []string{"SchemaVersion", "1.0"}},
+		{`{"Type":"Transparent","UplinkMode":"Hub"}`, CodeInvalidNetwork, []string{"UplinkMode", `"Hub"`}},
+		{`{"Type":"L2Bridge","UplinkMode":"Bridge"}`, CodeInvalidNetwork, []string{"UplinkMode", "L2Bridge"}},
+		{`{"UplinkMode":"Macvlan"}`, CodeInvalidNetwork, []string{"UplinkMode", "NAT"}},
 	} {
 		var n Network
 		if err := json.Unmarshal([]byte(tc.doc), &n); err != nil {
@@ -71,6 +74,23 @@ func TestParseNetworkErrorsNameFieldAndValue(t *testing.T) {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: message %q lacks %q", tc.doc, err, w)
 			}
+		}
+	}
+}
+
+// UplinkMode is stored in its canonical form and read into the spec.
+func TestParseNetworkUplinkMode(t *testing.T) {
+	for _, tc := range []struct {
+		mode, stored string
+		bridge       bool
+	}{{"", "", false}, {"bridge", UplinkBridge, true}, {"MACVLAN", UplinkMacvlan, false}} {
+		n := Network{Type: Transparent, UplinkMode: tc.mode}
+		spec, err := ParseNetwork(&n)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.mode, err)
+		}
+		if n.UplinkMode != tc.stored || spec.UplinkBridge != tc.bridge {
+			t.Errorf("%q: stored %q, bridge %t; want %q, %t", tc.mode, n.UplinkMode, spec.UplinkBridge, tc.stored, tc.bridge)
 		}
 	}
 }
