@@ -1,0 +1,160 @@
+package dataplane
+
+import (
+	"context"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hostnet/hostnet/internal/netmodel"
+	"github.com/hostnet/hostnet/internal/testutil"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The kernel's handover: the host's addresses (IPv4 and IPv6) and routes
+// move from the uplink to the bridge, which takes the uplink's MAC; a
+// second apply changes nothing; an address put back on the uplink (a pass
+// cut short) is seen and moved again; the removal, and the deletion of the
+// bridge alone, hand everything back.
+func TestUplinkHandoverKernel(t *testing.T) {
+	ctx := context.Background()
+	hostPath, hostNS := testutil.NewNS(t, "host")
+	h, err := OpenLinux(hostPath, HostConfig{LinkPrefixes: []string{"hn"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	if err := nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink0"}, PeerName: "uplink0p"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"uplink0", "uplink0p"} {
+		l, _ := nh.LinkByName(name)
+		if err := nh.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up, _ := nh.LinkByName("uplink0")
+	prefixes := []string{"192.0.2.10/24", "198.18.0.10/24", "2001:db8::10/64"}
+	for _, p := range prefixes {
+		a, _ := netlink.ParseAddr(p)
+		a.Flags = unix.IFA_F_NODAD
+		if err := nh.AddrAdd(up, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, static, _ := net.ParseCIDR("203.0.113.0/24")
+	for _, r := range []*netlink.Route{
+		{LinkIndex: up.Attrs().Index, Gw: net.ParseIP("192.0.2.1"), Priority: 50, Protocol: unix.RTPROT_STATIC},
+		{LinkIndex: up.Attrs().Index, Dst: static, Gw: net.ParseIP("198.18.0.1")},
+		{LinkIndex: up.Attrs().Index, Gw: net.ParseIP("2001:db8::1"), Priority: 50},
+	} {
+		if err := nh.RouteAdd(r); err != nil {
+			t.Fatalf("route %v: %v", r, err)
+		}
+	}
+	// state renders where the host's addressing is.
+	state := func() string {
+		links, _ := nh.LinkList()
+		var lines []string
+		names := map[int]string{}
+		for _, l := range links {
+			names[l.Attrs().Index] = l.Attrs().Name
+		}
+		for _, l := range links {
+			a := l.Attrs()
+			if a.Name != "uplink0" && a.Name != "hnbr0" {
+				continue
+			}
+			lines = append(lines, "link "+a.Name+" mac "+a.HardwareAddr.String()+" master "+names[a.MasterIndex])
+			addrs, _ := nh.AddrList(l, netlink.FAMILY_ALL)
+			for _, ad := range addrs {
+				if hostAddr(ad) {
+					lines = append(lines, "addr "+ad.IPNet.String()+" dev "+a.Name)
+				}
+			}
+			routes, _ := h.movedRoutes(l)
+			for _, r := range routes {
+				lines = append(lines, "route "+routeText(r)+" dev "+a.Name)
+			}
+		}
+		slices.Sort(lines)
+		return strings.Join(lines, "\n")
+	}
+	before := state()
+	mac := up.Attrs().HardwareAddr.String()
+	bridge := netmodel.Link{Name: "hnbr0", Kind: netmodel.LinkBridge, Up: true}
+	hand := netmodel.UplinkHandover{Uplink: "uplink0", Bridge: "hnbr0"}
+	apply := func(step string, ensure, remove []netmodel.Object) {
+		t.Helper()
+		if err := h.Apply(ctx, ensure, remove); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	handedOver := func(step string) {
+		t.Helper()
+		got := state()
+		want := strings.NewReplacer("dev uplink0", "dev hnbr0").Replace(before)
+		want = strings.Replace(want, "link hnbr0", "", 1)
+		if !strings.Contains(got, "link uplink0 mac "+mac+" master hnbr0") || !strings.Contains(got, "link hnbr0 mac "+mac+" master ") {
+			t.Errorf("%s: uplink0 is not a port of hnbr0 with its MAC:\n%s", step, got)
+		}
+		for _, line := range strings.Split(want, "\n") {
+			if strings.HasPrefix(line, "addr") || strings.HasPrefix(line, "route") {
+				if !strings.Contains(got, line) {
+					t.Errorf("%s: %q missing:\n%s", step, line, got)
+				}
+			}
+		}
+		if strings.Contains(got, "dev uplink0") {
+			t.Errorf("%s: the uplink keeps some of the host's addressing:\n%s", step, got)
+		}
+		o, err := h.Observe(ctx, netmodel.Query{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if oh, ok := o.Handovers[hand.Key()]; !ok || oh.Bridge != "hnbr0" || len(oh.Left) > 0 {
+			t.Errorf("%s: observed %+v", step, oh)
+		}
+	}
+	handedBack := func(step string) {
+		t.Helper()
+		if got := state(); got != before {
+			t.Errorf("%s: the host's addressing is\n%s\nwant\n%s", step, got, before)
+		}
+	}
+
+	apply("hand over", []netmodel.Object{bridge, hand}, nil)
+	handedOver("hand over")
+	apply("again", []netmodel.Object{bridge, hand}, nil)
+	handedOver("again")
+
+	// Cut short: an address back on the uplink, the default route too.
+	a, _ := netlink.ParseAddr("192.0.2.10/24")
+	if err := nh.AddrAdd(up, a); err != nil {
+		t.Fatal(err)
+	}
+	o, err := h.Observe(ctx, netmodel.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if oh := o.Handovers[hand.Key()]; len(oh.Left) == 0 {
+		t.Error("an address left on the uplink is not observed")
+	}
+	apply("finish", []netmodel.Object{bridge, hand}, nil)
+	handedOver("finish")
+
+	apply("remove", nil, []netmodel.Object{hand, bridge})
+	handedBack("remove")
+
+	apply("hand over again", []netmodel.Object{bridge, hand}, nil)
+	handedOver("hand over again")
+	apply("the bridge alone goes", nil, []netmodel.Object{bridge})
+	handedBack("the bridge alone goes")
+}
