@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,6 +170,54 @@ func newBridgeLab(t *testing.T) *bridgeLab {
 	return &bridgeLab{seg: seg, h: h, conn: c}
 }
 
+// keepTalking exchanges a line with the host every 20 ms over a
+// connection of its own from the router, from now until the returned stop
+// is called (it lets a few more exchanges pass first), which reports the
+// exchanges that failed (each may take 3 s: a segment lost for a moment
+// costs a retransmission, not a failure).
+func (l *bridgeLab) keepTalking(t *testing.T) (stop func() (failed []string, rounds int)) {
+	t.Helper()
+	c, err := Dial(t, l.seg.router, "tcp", netip.AddrPortFrom(l.h.addr, 7000).String(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial the host from the router: %v", err)
+	}
+	done := make(chan struct{})
+	type result struct {
+		failed []string
+		rounds int
+	}
+	out := make(chan result, 1)
+	go func() {
+		defer c.Close()
+		var r result
+		for {
+			select {
+			case <-done:
+				out <- r
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			r.rounds++
+			if _, err := Exchange(c, "ping", 3*time.Second); err != nil {
+				r.failed = append(r.failed, err.Error())
+				if len(r.failed) > 3 {
+					<-done
+					out <- r
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	var r result
+	stop = func() ([]string, int) {
+		once.Do(func() { time.Sleep(200 * time.Millisecond); close(done); r = <-out })
+		return r.failed, r.rounds
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
 // hostReachable checks that the router's connection to the host carries
 // on and that the router reaches the host afresh.
 func (l *bridgeLab) hostReachable(t *testing.T, step string) {
@@ -204,6 +253,7 @@ func (l *bridgeLab) create(t *testing.T, name string) *api.Network {
 func TestTransparentBridgeOnASegment(t *testing.T) {
 	l := newBridgeLab(t)
 	h, seg := l.h, l.seg
+	talking := l.keepTalking(t)
 	n := l.create(t, "lan")
 	if n.UplinkMode != api.UplinkBridge || !strings.HasPrefix(n.BridgeName, "hnbr") {
 		t.Fatalf("inspect: UplinkMode %q, BridgeName %q; want Bridge and the network's bridge", n.UplinkMode, n.BridgeName)
@@ -216,6 +266,11 @@ func TestTransparentBridgeOnASegment(t *testing.T) {
 		t.Fatalf("after the create: %s: %+v", why, readUplink(t, seg, h.HostNS, br))
 	}
 	l.hostReachable(t, "after the create")
+	if failed, rounds := talking(); len(failed) > 0 {
+		t.Errorf("the router's exchanges with the host failed during the create (%d of %d): %v", len(failed), rounds, failed)
+	} else {
+		t.Logf("the router's exchanges with the host during the create: %d, none failed", rounds)
+	}
 
 	wire := seg.capture(h.port)
 	a1, a2 := attachL2(t, h, n.ID, "a1"), attachL2(t, h, n.ID, "a2")
@@ -291,6 +346,7 @@ func TestTransparentBridgeOnASegment(t *testing.T) {
 
 	// The delete hands everything back.
 	ctx := context.Background()
+	talking = l.keepTalking(t)
 	for _, e := range []l2Endpoint{a1, a2} {
 		if err := h.Client().DeleteEndpoint(ctx, e.Endpoint.ID); err != nil {
 			t.Fatal(err)
@@ -303,6 +359,11 @@ func TestTransparentBridgeOnASegment(t *testing.T) {
 		t.Errorf("after the delete: %s: %+v", why, readUplink(t, seg, h.HostNS, br))
 	}
 	l.hostReachable(t, "after the delete")
+	if failed, rounds := talking(); len(failed) > 0 {
+		t.Errorf("the router's exchanges with the host failed during the delete (%d of %d): %v", len(failed), rounds, failed)
+	} else {
+		t.Logf("the router's exchanges with the host during the delete: %d, none failed", rounds)
+	}
 }
 
 // TestTransparentBridgeCleanup: `hostnetd --cleanup` hands the uplink back
