@@ -16,7 +16,7 @@ import (
 )
 
 // The -o options of `network create` (package winshim): Docker's Windows
-// driver's, and nonpersistent.
+// driver's, nonpersistent and hostnet.uplink_mode.
 const optNetworkName = winshim.NetworkName
 
 // knownNetworkOptions lists the -o keys network create accepts.
