@@ -41,9 +41,17 @@ func (s *Service) CreateNetwork(ctx context.Context, n api.Network) (*api.Networ
 		}
 		if hasUplink {
 			// Named first: the uplink a bridge holds is its port, and its
-			// addresses are the bridge's.
-			err = s.cfg.Store.View(func(tx store.Tx) error { return s.checkUplinkShared(tx, n.ID, spec, onUplink.NeedsUplink()) })
-			if err == nil {
+			// addresses are the bridge's. A create retried (its ID stored)
+			// is answered below: its own bridge may hold the uplink now.
+			retried := false
+			err = s.cfg.Store.View(func(tx store.Tx) error {
+				if _, err := tx.Get(store.Networks, n.ID); err == nil {
+					retried = true
+					return nil
+				}
+				return s.checkUplinkShared(tx, n.ID, spec, onUplink.NeedsUplink())
+			})
+			if err == nil && !retried {
 				hostAddrs, err = checkUplink(spec, onUplink.NeedsUplink(), host)
 			}
 		} else {

@@ -430,6 +430,11 @@ func TestTransparentBridgeRefusals(t *testing.T) {
 	}
 	// Any network on an uplink a bridge holds.
 	n := l.create(t, "lan")
+	// (A create retried with the same document is answered with the
+	// network, though its own bridge holds the uplink now.)
+	if again, err := h.Client().CreateNetwork(ctx, n); err != nil || again.ID != n.ID {
+		t.Errorf("the create retried: %v, want the network %s", err, n.ID)
+	}
 	refused("a network of macvlans on an uplink a bridge holds", doc(api.Transparent, ""), "Policies (NetAdapterName)", `"lan"`)
 	refused("an L2Bridge network on an uplink a bridge holds", doc(api.L2Bridge, ""), "Policies (NetAdapterName)", `"lan"`)
 	if why := readUplink(t, l.seg, h.HostNS, n.BridgeName).handedOver(n.BridgeName); why != "" {
