@@ -387,8 +387,9 @@ func BenchL2Datapath(cfg SuiteConfig) ([]Row, error) {
 		}
 		goals, goalText := []float64{0.95}, ">= 0.95x the hand-built path"
 		if tracked != "" {
-			compares[0].cases = append(compares[0].cases, dpCase{drv.hand + ", with the connection tracker on", "handBuiltConntrack", tput(tracked, l2Gateway, tport)})
-			compares[1].cases = append(compares[1].cases, dpCase{drv.hand + ", with the connection tracker on", "handBuiltConntrack", rr(tracked, l2Gateway, rrPort)})
+			const trackedName = "the same with the connection tracker on (one ct state rule, as on any host running Docker or kube-proxy)"
+			compares[0].cases = append(compares[0].cases, dpCase{trackedName, "handBuiltConntrack", tput(tracked, l2Gateway, tport)})
+			compares[1].cases = append(compares[1].cases, dpCase{trackedName, "handBuiltConntrack", rr(tracked, l2Gateway, rrPort)})
 			goals, goalText = []float64{0.95, 0.95}, ">= 0.95x each hand-built path"
 		}
 		for _, c := range compares {
