@@ -2,7 +2,7 @@
 // throwaway network namespaces (it needs root). Every figure is printed
 // next to a baseline taken in the same run, as a ratio.
 //
-//	hostnet-bench all [-quick] [-json FILE] [-only NAME]
+//	hostnet-bench all [-quick] [-json FILE] [-only NAME] [-l2-drivers L2Bridge,Transparent,L2Tunnel]
 //	                                        the whole suite: one Markdown table, raw numbers in FILE
 //	                                        (-only l2: the L2 drivers' datapath and attach rows)
 //	hostnet-bench attach [-n 1000]          create + attach latency vs bare netlink
@@ -36,6 +36,7 @@ func main() {
 		quick := fs.Bool("quick", false, "small counts and short measurements (a couple of minutes), not the goals' scale")
 		jsonPath := fs.String("json", "bench.json", "where the raw numbers go")
 		only := fs.String("only", "", "run only the benchmarks whose name contains this")
+		l2 := fs.String("l2-drivers", "", "the L2 network types the l2 benchmarks measure, comma-separated (default all)")
 		_ = fs.Parse(os.Args[2:])
 		// An interrupted run takes down what its benchmarks made.
 		sigs := make(chan os.Signal, 1)
@@ -48,7 +49,7 @@ func main() {
 			bench.Abort()
 			os.Exit(130)
 		}()
-		rep := bench.RunSuite(bench.SuiteConfig{Quick: *quick, Only: *only, Out: os.Stdout,
+		rep := bench.RunSuite(bench.SuiteConfig{Quick: *quick, Only: *only, L2Drivers: *l2, Out: os.Stdout,
 			DaemonCmd: selfDaemon(), DriverCmd: selfCNIDriver()}, bench.Suite())
 		select {
 		case <-aborting:

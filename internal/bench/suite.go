@@ -24,6 +24,9 @@ type SuiteConfig struct {
 	DaemonCmd, DriverCmd []string
 	// Only, when set, runs the benchmarks whose name contains it.
 	Only string
+	// L2Drivers, when set, is a comma-separated list of the L2 network
+	// types (L2Bridge, Transparent, L2Tunnel) the l2 benchmarks measure.
+	L2Drivers string
 }
 
 // Verdict says whether a row meets its goal.

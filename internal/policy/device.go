@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
@@ -85,6 +86,7 @@ const (
 	ChainSpoof         = "antispoof"      // regular chain: what an endpoint sends comes from its own addresses
 	ChainEgressChecked = "egress_checked" // regular chain: egress once the sender is held to its addresses
 	ChainLocalChecked  = "local_checked"  // regular chain: local frames once the sender is held to its addresses
+	ChainEgressOwn4    = "egress_own_v4"  // regular chain: egress of an endpoint's IPv4 packet from its own MAC and address
 	SetMACs            = "macs"           // the MACs of the endpoints behind the device
 	SetMACv4           = "mac_v4"         // an endpoint's MAC . one of its IPv4 addresses
 	SetMACv6           = "mac_v6"         // an endpoint's MAC . one of its IPv6 addresses
@@ -222,11 +224,12 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 	}
 	// gate holds what leaves an endpoint to its addresses, then goes to
 	// checked, the chain of the rest. Most packets are an endpoint's IPv4
-	// packets from its own MAC and address: one lookup lets them on.
-	gate := func(checked string) []nftmodel.Rule {
+	// packets from its own MAC and address: one lookup lets them on, to
+	// own (checked when not given).
+	gate := func(own, checked string) []nftmodel.Rule {
 		return []nftmodel.Rule{
 			rule("an endpoint's IPv4 packet from its own MAC and address", nftmodel.Concat(nftmodel.EtherSaddr(), nftmodel.IPSaddr()).InSet(n(SetMACv4)),
-				nftmodel.Goto(checked)),
+				nftmodel.Goto(cmp.Or(own, checked))),
 			rule("from an endpoint: only its own addresses", nftmodel.EtherSaddr().InSet(n(SetMACs)), nftmodel.Jump(n(ChainSpoof))),
 			rule("an endpoint's IPv4 address from another MAC", nftmodel.IPSaddr().InSet(n(SetEndpoints4)), nftmodel.Drop()),
 			rule("an endpoint's IPv6 address from its own MAC only", nftmodel.IP6Saddr().InSet(n(SetEndpoints6)),
@@ -234,7 +237,7 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			rule("the rest", nftmodel.Goto(checked)),
 		}
 	}
-	chain := func(name string, hook nftmodel.Hook, in bool) (base, checked *nftmodel.Chain) {
+	chain := func(name string, hook nftmodel.Hook, in bool) (base, checked, own *nftmodel.Chain) {
 		var rules []nftmodel.Rule
 		if in {
 			rules = append(rules, rule("between two bridge-mode macvlans of "+d.Device+" (never on the wire)",
@@ -263,11 +266,19 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 		}
 		if in {
 			return &nftmodel.Chain{Name: n(name), Type: nftmodel.ChainTypeFilter, Hook: hook, Device: d.Device,
-				Priority: nftmodel.PriorityFilter, Rules: rules}, nil
+				Priority: nftmodel.PriorityFilter, Rules: rules}, nil, nil
 		}
 		// Egress: what leaves an endpoint is held to its addresses first.
+		// An endpoint's IPv4 packet from its own MAC and address, the
+		// common packet, then meets the IPv4 rules only, and its sender
+		// is known to be an endpoint.
+		v4 := ipFamilies[0]
+		ownRules := append(replies(v4, v4.flowsOut),
+			rule("the sender's Out rules ("+v4.name+")", nftmodel.VMap(v4.saddr, n(v4.mapOut))))
+		ownRules = append(ownRules, record(v4, v4.flowsIn)...)
 		return &nftmodel.Chain{Name: n(name), Type: nftmodel.ChainTypeFilter, Hook: hook, Device: d.Device,
-			Priority: nftmodel.PriorityFilter, Rules: gate(n(ChainEgressChecked))}, &nftmodel.Chain{Name: n(ChainEgressChecked), Rules: rules}
+				Priority: nftmodel.PriorityFilter, Rules: gate(n(ChainEgressOwn4), n(ChainEgressChecked))},
+			&nftmodel.Chain{Name: n(ChainEgressChecked), Rules: rules}, &nftmodel.Chain{Name: n(ChainEgressOwn4), Rules: ownRules}
 	}
 	local := func() (*nftmodel.Chain, *nftmodel.Chain) {
 		rules := append([]nftmodel.Rule(nil),
@@ -286,7 +297,7 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 			rules = append(rules, record(f, f.flowsLocal)...)
 		}
 		rules = append(rules, rule("local frames never meet the wire's rules", nftmodel.Accept()))
-		return &nftmodel.Chain{Name: n(ChainLocal), Rules: gate(n(ChainLocalChecked))}, &nftmodel.Chain{Name: n(ChainLocalChecked), Rules: rules}
+		return &nftmodel.Chain{Name: n(ChainLocal), Rules: gate("", n(ChainLocalChecked))}, &nftmodel.Chain{Name: n(ChainLocalChecked), Rules: rules}
 	}
 	var out []netmodel.Object
 	for _, f := range ipFamilies {
@@ -327,10 +338,10 @@ func (d DeviceHooks) Layout() []netmodel.Object {
 	out = append(out,
 		h.set(&nftmodel.Set{Name: n(SetBridged), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "bridge-mode macvlans of " + d.Device}),
 		h.set(&nftmodel.Set{Name: n(SetShims), Key: []nftmodel.KeyType{nftmodel.KeyEther}, Comment: "the host's shims on " + d.Device}))
-	ingress, _ := chain(ChainIngress, nftmodel.HookIngress, true)
-	egress, egressChecked := chain(ChainEgress, nftmodel.HookEgress, false)
+	ingress, _, _ := chain(ChainIngress, nftmodel.HookIngress, true)
+	egress, egressChecked, egressOwn := chain(ChainEgress, nftmodel.HookEgress, false)
 	localBase, localChecked := local()
-	return append(out, h.chain(ingress), h.chain(egress), h.chain(egressChecked), h.chain(localBase), h.chain(localChecked))
+	return append(out, h.chain(ingress), h.chain(egress), h.chain(egressChecked), h.chain(egressOwn), h.chain(localBase), h.chain(localChecked))
 }
 
 // Bridged returns what makes the frames that a bridge-mode macvlan of the
