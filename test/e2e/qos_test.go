@@ -457,4 +457,25 @@ func TestQoSOnL2(t *testing.T) {
 	if api.CodeOf(err) != api.CodeInvalidPolicy || !strings.Contains(err.Error(), "Policies[0]") || !strings.Contains(err.Error(), "QOS does not apply") {
 		t.Errorf("QOS on a Transparent endpoint: %v", err)
 	}
+	if err := c.DeleteNetwork(ctx, transparent.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// A Transparent network over a bridge: its endpoints have a port in
+	// the host namespace, which takes the caps. (It takes seg0 whole: the
+	// L2Bridge network goes first.)
+	if err := c.DeleteEndpoint(ctx, a.Endpoint.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteNetwork(ctx, bridged.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.MustCLI("network", "create", "-d", "transparent", "--subnet", segA, "--ip-range", "192.0.2.128/26", "--gateway", routerA,
+		"-o", "com.docker.network.windowsshim.interface="+segUplink, "-o", uplinkBridgeOpt, "overbridge")
+	b := h.AttachNew("overbridge", "b")
+	if _, err := c.ModifyEndpoint(ctx, b.Endpoint.ID, &api.ModifyRequest{ResourceType: api.ResourcePolicy, RequestType: api.RequestAdd, Settings: req}); err != nil {
+		t.Fatal(err)
+	}
+	nearCap(t, "Transparent (over a bridge) endpoint to the router", measureRate(t, b.Namespace.NetNamespacePath, seg.router, routerA+":5203", routerA+":5203", qosWindow), out)
+	nearCap(t, "the router to the Transparent (over a bridge) endpoint", measureRate(t, seg.router, b.Namespace.NetNamespacePath, ":5204", b.Addr.String()+":5204", qosWindow), in)
 }

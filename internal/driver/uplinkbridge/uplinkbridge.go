@@ -68,8 +68,11 @@ func (Driver) NeedsUplink() driver.UplinkUse {
 }
 
 // EndpointPolicies implements driver.EndpointPolicies: endpoints on the
-// segment have no host port to publish nor host address to leave behind.
-func (Driver) EndpointPolicies() []api.PolicyType { return []api.PolicyType{api.ACL, api.SDNRoute} }
+// segment have no host port to publish nor host address to leave behind;
+// their port in the host namespace takes a QOS policy's caps.
+func (Driver) EndpointPolicies() []api.PolicyType {
+	return []api.PolicyType{api.ACL, api.SDNRoute, api.QOS}
+}
 
 // NetworkDevice implements driver.Driver.
 func (Driver) NetworkDevice(id string) string { return driver.BridgeName(id) }
@@ -96,6 +99,10 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 	return u
 }
 
+// portMTU is the MTU of an endpoint's port (the kernel's default for a
+// veth, which VethNIC keeps), which its ifb device takes.
+const portMTU = 1500
+
 // PlanEndpoint implements driver.Driver: a veth port of the network's
 // bridge, its other side the endpoint's NIC with its MAC, addresses and
 // routes; its firewall as on a NAT network (ACLs, DisableICC,
@@ -106,6 +113,7 @@ func (Driver) PlanEndpoint(n *driver.Network, ep *driver.Endpoint, _ driver.Host
 	port, br := driver.PortName(ep.ID), driver.BridgeName(n.ID)
 	u := &netmodel.Unit{Owner: netmodel.EndpointOwner(ep.ID)}
 	u.Objects = append(u.Objects, driver.VethNIC(n, ep, port, br, 0, false)...)
+	u.Objects = append(u.Objects, driver.Shaping(ep, port, portMTU)...)
 	fw, guard := hostfw.Endpoint(n, ep, port)
 	u.Objects = append(u.Objects, fw...)
 	if ep.DHCP {
