@@ -35,25 +35,42 @@ const (
 // l2Driver is one L2 network type and the way to build its equivalent by
 // hand.
 type l2Driver struct {
-	typ  api.NetworkType
-	hand string // what the hand-built equivalent is, for the table
+	typ api.NetworkType
+	// overBridge: a Transparent network of UplinkMode Bridge (the uplink a
+	// port of the network's bridge, which holds the host's addresses).
+	overBridge bool
+	hand       string // what the hand-built equivalent is, for the table
 	// build makes the hand-built endpoint in the namespace at ep, on the
 	// lab host whose namespace is host, with ip/prefix and a default
 	// route through gw.
 	build func(host, ep, ip string, prefix int, gw string) error
 }
 
+// String names the driver in the table: its type, "Transparent over a
+// bridge" for a Transparent network of UplinkMode Bridge.
+func (d l2Driver) String() string {
+	if d.overBridge {
+		return string(d.typ) + " over a bridge"
+	}
+	return string(d.typ)
+}
+
+// key names the driver in -l2-drivers and in directory names.
+func (d l2Driver) key() string { return strings.ReplaceAll(d.String(), " over a bridge", "Bridge") }
+
 // l2Drivers are the drivers the L2 benchmarks measure, in the table's
-// order: those named in only (comma-separated), or all.
+// order: those named in only (comma-separated keys: L2Bridge, Transparent,
+// TransparentBridge, L2Tunnel), or all.
 func l2Drivers(only string) []l2Driver {
 	all := []l2Driver{
-		{api.L2Bridge, "hand-built Linux bridge with proxy ARP, a host route and a proxy neighbour entry on the uplink, no rules", handL2Bridge},
-		{api.Transparent, "hand-built macvlan (bridge mode) of the uplink, no rules", handMacvlan(api.Transparent)},
-		{api.L2Tunnel, "hand-built macvlan (VEPA) of the uplink, no rules", handMacvlan(api.L2Tunnel)},
+		{api.L2Bridge, false, "hand-built Linux bridge with proxy ARP, a host route and a proxy neighbour entry on the uplink, no rules", handBuilt(api.L2Bridge, false)},
+		{api.Transparent, false, "hand-built macvlan (bridge mode) of the uplink, no rules", handBuilt(api.Transparent, false)},
+		{api.Transparent, true, "hand-built Linux bridge holding the uplink and the host's address, a veth port, no rules", handBuilt(api.Transparent, true)},
+		{api.L2Tunnel, false, "hand-built macvlan (VEPA) of the uplink, no rules", handBuilt(api.L2Tunnel, false)},
 	}
 	var out []l2Driver
 	for _, d := range all {
-		if only == "" || slices.Contains(strings.Split(only, ","), string(d.typ)) {
+		if only == "" || slices.Contains(strings.Split(only, ","), d.key()) {
 			out = append(out, d)
 		}
 	}
@@ -67,7 +84,8 @@ func l2Drivers(only string) []l2Driver {
 // uplink; for Transparent a macvlan (bridge mode) of the uplink and,
 // with a shim, a host route through it; for L2Tunnel a macvlan (VEPA).
 type handL2 struct {
-	typ    api.NetworkType
+	typ        api.NetworkType
+	overBridge bool // br is a bridge holding the uplink (Transparent over a bridge)
 	host   *netlink.Handle
 	uplink netlink.Link
 	br     netlink.Link // L2Bridge's bridge
@@ -77,18 +95,22 @@ type handL2 struct {
 // newHandL2 prepares the lab host whose namespace is hostPath: the
 // bridge, its sysctls and forwarding for L2Bridge; the shim for
 // Transparent when withShim.
-func newHandL2(hostPath string, typ api.NetworkType, withShim bool) (*handL2, error) {
+func newHandL2(hostPath string, typ api.NetworkType, overBridge, withShim bool) (*handL2, error) {
 	h, err := lab.Handle(hostPath)
 	if err != nil {
 		return nil, err
 	}
-	hl := &handL2{typ: typ, host: h}
+	hl := &handL2{typ: typ, overBridge: overBridge, host: h}
 	if hl.uplink, err = h.LinkByName(lab.UplinkName); err != nil {
 		h.Close()
 		return nil, err
 	}
 	fail := func(err error) (*handL2, error) { h.Close(); return nil, err }
 	switch {
+	case overBridge:
+		if hl.br, err = bridgeUplink(h, hl.uplink); err != nil {
+			return fail(err)
+		}
 	case typ == api.L2Bridge:
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name, attrs.MTU, attrs.HardwareAddr = "br0", 1500, net.HardwareAddr{2, 0, 0, 0, 0xbb, 1}
@@ -127,6 +149,41 @@ func newHandL2(hostPath string, typ api.NetworkType, withShim bool) (*handL2, er
 	return hl, nil
 }
 
+// bridgeUplink makes the bridge br0 that holds the uplink as
+// hostnet's Transparent networks over a bridge do: the uplink's MAC, the
+// uplink its port, the uplink's addresses moved to it.
+func bridgeUplink(h *netlink.Handle, uplink netlink.Link) (netlink.Link, error) {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.MTU, attrs.HardwareAddr = "br0", uplink.Attrs().MTU, uplink.Attrs().HardwareAddr
+	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	br, err := h.LinkByName("br0")
+	if err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetMaster(uplink, br); err != nil {
+		return nil, fmt.Errorf("uplink into the bridge: %w", err)
+	}
+	addrs, err := h.AddrList(uplink, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		moved := netlink.Addr{IPNet: a.IPNet}
+		if err := h.AddrAdd(br, &moved); err != nil {
+			return nil, fmt.Errorf("address %s onto the bridge: %w", a.IPNet, err)
+		}
+		if err := h.AddrDel(uplink, &a); err != nil {
+			return nil, err
+		}
+	}
+	return br, nil
+}
+
 // writeSysctls sets sysctls (path under /proc/sys: value) inside the
 // namespace at path.
 func writeSysctls(path string, values map[string]string) error {
@@ -148,7 +205,7 @@ func (h *handL2) close() { h.host.Close() }
 func (h *handL2) attach(ns netns.Handle, hostName string, ip net.IP, prefix int, gw net.IP) error {
 	attrs := netlink.NewLinkAttrs()
 	attrs.MTU = 1500
-	if h.typ == api.L2Bridge {
+	if h.br != nil {
 		attrs.Name, attrs.MasterIndex = hostName, h.br.Attrs().Index
 		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(ns)}
 		if err := h.host.LinkAdd(veth); err != nil {
@@ -195,6 +252,8 @@ func (h *handL2) attach(ns netns.Handle, hostName string, ip net.IP, prefix int,
 	}
 	host := &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}
 	switch {
+	case h.overBridge:
+		return nil // on the host's segment, through the bridge
 	case h.br != nil:
 		if err := h.host.RouteAdd(&netlink.Route{LinkIndex: h.br.Attrs().Index, Dst: host}); err != nil {
 			return err
@@ -211,6 +270,8 @@ func (h *handL2) attach(ns netns.Handle, hostName string, ip net.IP, prefix int,
 func (h *handL2) detach(ns netns.Handle, hostName string, ip net.IP) error {
 	host := &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}
 	switch {
+	case h.overBridge:
+		return h.host.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostName}})
 	case h.br != nil:
 		if err := h.host.NeighDel(&netlink.Neigh{LinkIndex: h.uplink.Attrs().Index, IP: ip, Flags: netlink.NTF_PROXY}); err != nil {
 			return err
@@ -231,22 +292,16 @@ func (h *handL2) detach(ns netns.Handle, hostName string, ip net.IP) error {
 	return eh.LinkDel(nic)
 }
 
-// handL2Bridge builds the datapath benchmark's hand-built L2Bridge
-// endpoint.
-func handL2Bridge(host, ep, ip string, prefix int, gw string) error {
-	return handEndpointL2(api.L2Bridge, host, ep, ip, prefix, gw)
-}
-
-// handMacvlan builds the datapath benchmark's hand-built macvlan
-// endpoint of typ's mode.
-func handMacvlan(typ api.NetworkType) func(host, ep, ip string, prefix int, gw string) error {
+// handBuilt builds the datapath benchmark's hand-built endpoint of typ
+// (over a bridge holding the uplink when overBridge).
+func handBuilt(typ api.NetworkType, overBridge bool) func(host, ep, ip string, prefix int, gw string) error {
 	return func(host, ep, ip string, prefix int, gw string) error {
-		return handEndpointL2(typ, host, ep, ip, prefix, gw)
+		return handEndpointL2(typ, overBridge, host, ep, ip, prefix, gw)
 	}
 }
 
-func handEndpointL2(typ api.NetworkType, host, ep, ip string, prefix int, gw string) error {
-	h, err := newHandL2(host, typ, false)
+func handEndpointL2(typ api.NetworkType, overBridge bool, host, ep, ip string, prefix int, gw string) error {
+	h, err := newHandL2(host, typ, overBridge, false)
 	if err != nil {
 		return err
 	}
@@ -327,13 +382,13 @@ func BenchL2Datapath(cfg SuiteConfig) ([]Row, error) {
 	for _, drv := range l2Drivers(cfg.L2Drivers) {
 		t0 := time.Now()
 		// The hand-built equivalent, on a lab host of its own.
-		hand, err := lab.NewHost(filepath.Join(dir, "hand-"+string(drv.typ)), true)
+		hand, err := lab.NewHost(filepath.Join(dir, "hand-"+drv.key()), true)
 		if err != nil {
 			return nil, err
 		}
 		handEP := filepath.Join(hand.Dir, "ep.ns")
 		if err := drv.build(hand.HostNS, handEP, l2HandIP, 24, l2Gateway); err != nil {
-			return nil, fmt.Errorf("hand-built %s: %w", drv.typ, err)
+			return nil, fmt.Errorf("hand-built %s: %w", drv, err)
 		}
 		if err := serve(hand.ExtNS); err != nil {
 			return nil, err
@@ -367,9 +422,9 @@ func BenchL2Datapath(cfg SuiteConfig) ([]Row, error) {
 		}
 		// hostnet's: a network of the type on the daemon's uplink and one
 		// endpoint, removed once measured.
-		n, err := d.c.CreateNetwork(ctx, l2Network(drv.typ, "bench-"+string(drv.typ), l2Subnet, l2Pool, l2Gateway))
+		n, err := d.c.CreateNetwork(ctx, l2Network(drv, "bench-"+drv.key(), l2Subnet, l2Pool, l2Gateway))
 		if err != nil {
-			return nil, fmt.Errorf("create %s network: %w", drv.typ, err)
+			return nil, fmt.Errorf("create %s network: %w", drv, err)
 		}
 		ns, err := d.c.CreateNamespace(ctx, &api.Namespace{})
 		if err != nil {
@@ -377,12 +432,12 @@ func BenchL2Datapath(cfg SuiteConfig) ([]Row, error) {
 		}
 		ep, err := d.c.CreateEndpoint(ctx, &api.Endpoint{Name: "a", HostComputeNetwork: n.ID, HostComputeNamespace: ns.ID})
 		if err != nil {
-			return nil, fmt.Errorf("create %s endpoint: %w", drv.typ, err)
+			return nil, fmt.Errorf("create %s endpoint: %w", drv, err)
 		}
 		compares := []*dpCompare{
-			{bench: fmt.Sprintf("TCP throughput, %s endpoint to an external host on its segment", drv.typ), short: string(drv.typ) + ", throughput", tput: true,
+			{bench: fmt.Sprintf("TCP throughput, %s endpoint to an external host on its segment", drv), short: drv.String() + ", throughput", tput: true,
 				cases: []dpCase{{"hostnet", "hostnet", tput(ns.NetNamespacePath, l2Gateway, tport)}, {drv.hand, "handBuilt", tput(handEP, l2Gateway, tport)}}},
-			{bench: fmt.Sprintf("TCP request/response, %s endpoint to an external host on its segment", drv.typ), short: string(drv.typ) + ", request/response",
+			{bench: fmt.Sprintf("TCP request/response, %s endpoint to an external host on its segment", drv), short: drv.String() + ", request/response",
 				cases: []dpCase{{"hostnet", "hostnet", rr(ns.NetNamespacePath, l2Gateway, rrPort)}, {drv.hand, "handBuilt", rr(handEP, l2Gateway, rrPort)}}},
 		}
 		goals, goalText := []float64{0.95}, ">= 0.95x the hand-built path"
@@ -405,7 +460,7 @@ func BenchL2Datapath(cfg SuiteConfig) ([]Row, error) {
 		}
 		rrDur = p.RR
 		fmt.Fprintf(out, "  %s: set up in %s; %d rounds, throughput %d s (%s), request/response %s each\n",
-			drv.typ, time.Since(t0).Round(100*time.Millisecond), p.Rounds, p.Secs, tool, p.RR)
+			drv, time.Since(t0).Round(100*time.Millisecond), p.Rounds, p.Secs, tool, p.RR)
 		for r := 0; r < p.Rounds; r++ {
 			for _, c := range compares {
 				if err := c.round(r, p.Rounds, out); err != nil {
@@ -450,11 +505,15 @@ func (c *dpCompare) round(r, rounds int, out io.Writer) error {
 	return nil
 }
 
-// l2Network is a network of typ on the lab host's uplink: subnet, with
+// l2Network is a network of drv's on the lab host's uplink: subnet, with
 // endpoints from pool, and a default route through gw.
-func l2Network(typ api.NetworkType, name, subnet, pool, gw string) *api.Network {
+func l2Network(drv l2Driver, name, subnet, pool, gw string) *api.Network {
 	settings, _ := json.Marshal(api.NetAdapterNameSettings{NetworkAdapterName: lab.UplinkName})
-	return &api.Network{Name: name, Type: typ,
+	mode := ""
+	if drv.overBridge {
+		mode = api.UplinkBridge
+	}
+	return &api.Network{Name: name, Type: drv.typ, UplinkMode: mode,
 		Ipams: []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: subnet, IpRange: pool,
 			Routes: []api.Route{{DestinationPrefix: "0.0.0.0/0", NextHop: gw}}}}}},
 		Policies: []api.Policy{{Type: api.NetAdapterName, Settings: settings}}}
@@ -494,30 +553,30 @@ func BenchL2Attach(cfg SuiteConfig) ([]Row, error) {
 	defer removeBenchDir(dir)
 	var rows []Row
 	for _, drv := range l2Drivers(cfg.L2Drivers) {
-		floorA, floorD, err := l2AttachFloor(filepath.Join(dir, "floor-"+string(drv.typ)), drv.typ, n)
+		floorA, floorD, err := l2AttachFloor(filepath.Join(dir, "floor-"+drv.key()), drv, n)
 		if err != nil {
-			return nil, fmt.Errorf("%s floor: %w", drv.typ, err)
+			return nil, fmt.Errorf("%s floor: %w", drv, err)
 		}
 		time.Sleep(cniSettle)
-		apiA, apiD, err := l2AttachHostnet(filepath.Join(dir, "hostnet-"+string(drv.typ)), cfg.DaemonCmd, drv.typ, n)
+		apiA, apiD, err := l2AttachHostnet(filepath.Join(dir, "hostnet-"+drv.key()), cfg.DaemonCmd, drv, n)
 		if err != nil {
-			return nil, fmt.Errorf("%s through hostnet: %w", drv.typ, err)
+			return nil, fmt.Errorf("%s through hostnet: %w", drv, err)
 		}
 		time.Sleep(cniSettle)
 		a, f := Summarize(apiA.Millis()), Summarize(floorA.Millis())
 		ad, fd := Summarize(apiD.Millis()), Summarize(floorD.Millis())
 		fmt.Fprintf(out, "  %s: attach median %s ms (floor %s ms), delete median %s ms (floor %s ms)\n",
-			drv.typ, num(a.Median), num(f.Median), num(ad.Median), num(fd.Median))
+			drv, num(a.Median), num(f.Median), num(ad.Median), num(fd.Median))
 		rows = append(rows, Row{
-			Benchmark: fmt.Sprintf("attach: create + attach one %s endpoint with 1 ACL rule, through the API in one call, over %d on one network", drv.typ, n),
+			Benchmark: fmt.Sprintf("attach: create + attach one %s endpoint with 1 ACL rule, through the API in one call, over %d on one network", drv, n),
 			Hostnet:   a.FmtP99("ms"),
-			Baseline:  fmt.Sprintf("bare netlink floor (%s): %s", l2FloorText(drv.typ), f.FmtP99("ms")),
+			Baseline:  fmt.Sprintf("bare netlink floor (%s): %s", l2FloorText(drv), f.FmtP99("ms")),
 			Ratio:     Ratio(a.Median, f.Median) + " the floor",
 			Goal:      "median within 1.5x of the floor",
 			Verdict:   judge(f.Median > 0 && a.Median/f.Median <= 1.5),
 			Raw:       map[string]any{"hostnetMs": apiA.Millis(), "floorMs": floorA.Millis()},
 		}, Row{
-			Benchmark: fmt.Sprintf("detach/delete: delete one %s endpoint through the API (with up to %d on the network)", drv.typ, n),
+			Benchmark: fmt.Sprintf("detach/delete: delete one %s endpoint through the API (with up to %d on the network)", drv, n),
 			Hostnet:   ad.FmtP99("ms"),
 			Baseline:  "bare netlink floor: " + fd.FmtP99("ms"),
 			Ratio:     Ratio(ad.Median, fd.Median) + " the floor",
@@ -527,12 +586,14 @@ func BenchL2Attach(cfg SuiteConfig) ([]Row, error) {
 	return rows, nil
 }
 
-// l2FloorText says what the floor does per endpoint for typ.
-func l2FloorText(typ api.NetworkType) string {
-	switch typ {
-	case api.L2Bridge:
+// l2FloorText says what the floor does per endpoint for drv.
+func l2FloorText(drv l2Driver) string {
+	switch {
+	case drv.overBridge:
+		return "veth into the namespace, port of the bridge holding the uplink, up, address, default route"
+	case drv.typ == api.L2Bridge:
 		return "veth into the namespace, bridge port, up, address, default route, host route, proxy neighbour entry"
-	case api.Transparent:
+	case drv.typ == api.Transparent:
 		return "macvlan (bridge mode) into the namespace, up, address, default route, host route through the shim"
 	}
 	return "macvlan (VEPA) into the namespace, up, address, default route"
@@ -577,13 +638,13 @@ func l2Namespaces(dir string, n int) ([]netns.Handle, error) {
 
 // l2AttachFloor attaches n endpoints by hand, then deletes them, timing
 // each.
-func l2AttachFloor(dir string, typ api.NetworkType, n int) (attach, del Series, err error) {
+func l2AttachFloor(dir string, drv l2Driver, n int) (attach, del Series, err error) {
 	h, err := l2LabHost(dir)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer testutil.UnmountUnder(h.Dir, func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
-	hl, err := newHandL2(h.HostNS, typ, true)
+	hl, err := newHandL2(h.HostNS, drv.typ, drv.overBridge, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -619,7 +680,7 @@ func l2AttachFloor(dir string, typ api.NetworkType, n int) (attach, del Series, 
 // l2AttachHostnet creates and attaches n endpoints of a network of typ
 // through hostnet's API, in one call each, then deletes them, timing
 // each call.
-func l2AttachHostnet(dir string, daemonCmd []string, typ api.NetworkType, n int) (attach, del Series, err error) {
+func l2AttachHostnet(dir string, daemonCmd []string, drv l2Driver, n int) (attach, del Series, err error) {
 	h, err := l2LabHost(dir)
 	if err != nil {
 		return nil, nil, err
@@ -633,7 +694,7 @@ func l2AttachHostnet(dir string, daemonCmd []string, typ api.NetworkType, n int)
 		testutil.UnmountUnder(h.Dir, func(p string) error { return unix.Unmount(p, unix.MNT_DETACH) })
 	}()
 	ctx := context.Background()
-	nw, err := d.c.CreateNetwork(ctx, l2Network(typ, "bench", l2AttachSubnet, l2AttachPool, l2AttachGateway))
+	nw, err := d.c.CreateNetwork(ctx, l2Network(drv, "bench", l2AttachSubnet, l2AttachPool, l2AttachGateway))
 	if err != nil {
 		return nil, nil, fmt.Errorf("create network: %w", err)
 	}
