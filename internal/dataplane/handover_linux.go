@@ -13,7 +13,10 @@ import (
 
 // handOver applies an UplinkHandover (see netmodel.UplinkHandover): the
 // bridge takes the uplink's MAC (the segment, and its DHCP server, keep
-// seeing the host at the same MAC), the uplink becomes its port, and the
+// seeing the host at the same MAC) and its MTU (set, so that it stays:
+// a bridge otherwise takes the lowest MTU of its ports, and an endpoint's
+// 1500-byte port would cut a jumbo-frame uplink's host traffic down to
+// it), the uplink becomes its port, and the
 // host's addresses and routes move from the uplink to the bridge. Every
 // step reads the kernel first, so that a step done before (by a pass cut
 // short) is skipped and the rest finished.
@@ -34,6 +37,11 @@ func (h *Linux) handOver(u netmodel.UplinkHandover) error {
 		// ports' (the lowest of which would change as endpoints come).
 		if err := h.nl.LinkSetHardwareAddr(bridge, mac); err != nil {
 			return fmt.Errorf("give bridge %s the MAC of %s (%s): %w", u.Bridge, u.Uplink, mac, err)
+		}
+	}
+	if mtu := uplink.Attrs().MTU; bridge.Attrs().MTU != mtu {
+		if err := h.nl.LinkSetMTU(bridge, mtu); err != nil {
+			return fmt.Errorf("give bridge %s the MTU of %s (%d): %w", u.Bridge, u.Uplink, mtu, err)
 		}
 	}
 	if uplink.Attrs().MasterIndex != bridge.Attrs().Index {
@@ -236,6 +244,9 @@ func (h *Linux) observeHandovers(links []netlink.Link, addrs []netlink.Addr, o *
 		oh := netmodel.ObservedHandover{UplinkHandover: netmodel.UplinkHandover{Uplink: a.Name, Bridge: br.Attrs().Name}}
 		if br.Attrs().HardwareAddr.String() != a.HardwareAddr.String() {
 			oh.Left = append(oh.Left, fmt.Sprintf("bridge %s has MAC %s, not its uplink's %s", br.Attrs().Name, br.Attrs().HardwareAddr, a.HardwareAddr))
+		}
+		if br.Attrs().MTU != a.MTU {
+			oh.Left = append(oh.Left, fmt.Sprintf("bridge %s has MTU %d, not its uplink's %d", br.Attrs().Name, br.Attrs().MTU, a.MTU))
 		}
 		for _, ad := range addrs {
 			if ad.LinkIndex == a.Index && hostAddr(ad) {

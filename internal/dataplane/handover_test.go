@@ -41,6 +41,10 @@ func TestUplinkHandoverKernel(t *testing.T) {
 		}
 	}
 	up, _ := nh.LinkByName("uplink0")
+	// A jumbo-frame uplink: the bridge keeps its MTU whatever its ports'.
+	if err := nh.LinkSetMTU(up, 9000); err != nil {
+		t.Fatal(err)
+	}
 	prefixes := []string{"192.0.2.10/24", "198.18.0.10/24", "2001:db8::10/64"}
 	for _, p := range prefixes {
 		a, _ := netlink.ParseAddr(p)
@@ -132,6 +136,21 @@ func TestUplinkHandoverKernel(t *testing.T) {
 
 	apply("hand over", []netmodel.Object{bridge, hand}, nil)
 	handedOver("hand over")
+	// An endpoint's port of the default MTU joins: the host's MTU stays.
+	port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "hnvport0", MTU: 1500}, PeerName: "hnvport0p"}
+	if err := nh.LinkAdd(port); err != nil {
+		t.Fatal(err)
+	}
+	br, _ := nh.LinkByName("hnbr0")
+	if err := nh.LinkSetMaster(port, br); err != nil {
+		t.Fatal(err)
+	}
+	if br, _ := nh.LinkByName("hnbr0"); br.Attrs().MTU != 9000 {
+		t.Errorf("the bridge's MTU is %d once a 1500-byte port joined, want the uplink's 9000", br.Attrs().MTU)
+	}
+	if err := nh.LinkDel(port); err != nil {
+		t.Fatal(err)
+	}
 	apply("again", []netmodel.Object{bridge, hand}, nil)
 	handedOver("again")
 

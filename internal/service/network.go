@@ -163,18 +163,12 @@ func (s *Service) checkNetwork(n *api.Network) (*api.NetworkSpec, driver.Driver,
 
 // checkOverlaps refuses a subnet that overlaps a subnet of another network.
 func checkOverlaps(tx store.Tx, id string, spec *api.NetworkSpec) error {
-	nets, err := listNetworks(tx)
+	others, specs, err := otherNetworks(tx, id)
 	if err != nil {
 		return err
 	}
-	for _, other := range nets {
-		if other.Doc.ID == id {
-			continue
-		}
-		ospec, err := api.ParseStoredNetwork(&other.Doc)
-		if err != nil {
-			continue
-		}
+	for k, other := range others {
+		ospec := specs[k]
 		for i, a := range spec.Subnets {
 			for _, b := range ospec.Subnets {
 				if a.Prefix.Overlaps(b.Prefix) {

@@ -48,6 +48,27 @@ func listNetworks(tx store.Tx) ([]networkRecord, error) {
 	return listRecords[networkRecord](tx, store.Networks)
 }
 
+// otherNetworks lists, inside tx, the networks other than id whose
+// stored documents parse, with their specs (one that does not parse is
+// quarantined, and constrains no other).
+func otherNetworks(tx store.Tx, id string) ([]networkRecord, []*api.NetworkSpec, error) {
+	nets, err := listNetworks(tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var recs []networkRecord
+	var specs []*api.NetworkSpec
+	for _, other := range nets {
+		if other.Doc.ID == id {
+			continue
+		}
+		if spec, err := api.ParseStoredNetwork(&other.Doc); err == nil {
+			recs, specs = append(recs, other), append(specs, spec)
+		}
+	}
+	return recs, specs, nil
+}
+
 func listEndpoints(tx store.Tx) ([]endpointRecord, error) {
 	return listRecords[endpointRecord](tx, store.Endpoints)
 }

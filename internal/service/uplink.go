@@ -91,16 +91,13 @@ func (s *Service) checkUplinkShared(tx store.Tx, id string, spec *api.NetworkSpe
 	if spec.Uplink == "" {
 		return nil
 	}
-	nets, err := listNetworks(tx)
+	others, specs, err := otherNetworks(tx, id)
 	if err != nil {
 		return err
 	}
-	for _, other := range nets {
-		if other.Doc.ID == id {
-			continue
-		}
-		ospec, err := api.ParseStoredNetwork(&other.Doc)
-		if err != nil || ospec.Uplink != spec.Uplink {
+	for i, other := range others {
+		ospec := specs[i]
+		if ospec.Uplink != spec.Uplink {
 			continue
 		}
 		whole := false
