@@ -86,10 +86,10 @@ func l2Drivers(only string) []l2Driver {
 type handL2 struct {
 	typ        api.NetworkType
 	overBridge bool // br is a bridge holding the uplink (Transparent over a bridge)
-	host   *netlink.Handle
-	uplink netlink.Link
-	br     netlink.Link // L2Bridge's bridge
-	shim   netlink.Link // Transparent's host shim, when asked
+	host       *netlink.Handle
+	uplink     netlink.Link
+	br         netlink.Link // L2Bridge's bridge
+	shim       netlink.Link // Transparent's host shim, when asked
 }
 
 // newHandL2 prepares the lab host whose namespace is hostPath: the
