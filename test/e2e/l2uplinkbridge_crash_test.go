@@ -25,13 +25,73 @@ import (
 // the router all along but for a moment.
 
 // bridgeDoc is the bridge-mode network document the CLI's create in
-// bridgeLab.create sends.
-func bridgeDoc(name string) *api.Network {
+// bridgeLab.create sends, with an IPv6 subnet of the segment's too if v6.
+func bridgeDoc(name string, v6 bool) *api.Network {
 	settings, _ := json.Marshal(api.NetAdapterNameSettings{NetworkAdapterName: segUplink})
+	subnets := []api.Subnet{{IpAddressPrefix: segA, IpRange: "192.0.2.128/26",
+		Routes: []api.Route{{NextHop: routerA, DestinationPrefix: "0.0.0.0/0"}}}}
+	if v6 {
+		subnets = append(subnets, api.Subnet{IpAddressPrefix: segV6, IpRange: segV6Pool,
+			Routes: []api.Route{{NextHop: routerV6, DestinationPrefix: "::/0"}}})
+	}
 	return &api.Network{Name: name, Type: api.Transparent, UplinkMode: api.UplinkBridge,
-		Ipams: []api.Ipam{{Type: "Static", Subnets: []api.Subnet{{IpAddressPrefix: segA, IpRange: "192.0.2.128/26",
-			Routes: []api.Route{{NextHop: routerA, DestinationPrefix: "0.0.0.0/0"}}}}}},
+		Ipams:    []api.Ipam{{Type: "Static", Subnets: subnets}},
 		Policies: []api.Policy{{Type: api.NetAdapterName, Settings: settings}}}
+}
+
+// hostV6 is host 1's IPv6 address on the segment in the IPv6 labs.
+var hostV6 = netip.MustParsePrefix("2001:db8:5e9::11/64")
+
+// hostStack is what of the host's addressing the checks expect: its IPv4
+// addresses and default route, and with v6 its IPv6 address and default
+// route too.
+type hostStack struct{ v6 bool }
+
+// withV6 gives the lab the segment's IPv6: the router 2001:db8:5e9::1,
+// the host hostV6 on seg0 with a default route through the router (metric
+// segMetric, as the IPv4 one).
+func (l *bridgeLab) withV6(t *testing.T) hostStack {
+	t.Helper()
+	l.seg.addV6(l.seg.router, "eth0", routerV6+"/64")
+	l.seg.addV6(l.h.HostNS, segUplink, hostV6.String())
+	hh := l.seg.handle(l.h.HostNS)
+	up, err := hh.LinkByName(segUplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hh.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.ParseIP(routerV6), Priority: segMetric}); err != nil {
+		t.Fatalf("the host's IPv6 default route: %v", err)
+	}
+	return hostStack{v6: true}
+}
+
+func (hs hostStack) expect(st uplinkState) uplinkState {
+	if hs.v6 {
+		st.want = append(slices.Clone(hostPrefixes), hostV6)
+	}
+	return st
+}
+
+// over is uplinkState.handedOver for the stack.
+func (hs hostStack) over(st uplinkState, br string) string {
+	if why := hs.expect(st).handedOver(br); why != "" {
+		return why
+	}
+	if hs.v6 && st.defaultVia6 != br {
+		return "the IPv6 default route goes through " + st.defaultVia6
+	}
+	return ""
+}
+
+// back is uplinkState.handedBack for the stack.
+func (hs hostStack) back(st uplinkState, br string) string {
+	if why := hs.expect(st).handedBack(br); why != "" {
+		return why
+	}
+	if hs.v6 && st.defaultVia6 != segUplink {
+		return "the IPv6 default route goes through " + st.defaultVia6
+	}
+	return ""
 }
 
 // hostnetLinks lists the devices of hostnet's (named hn...) in the host
@@ -54,9 +114,9 @@ func hostnetLinks(t *testing.T, s *segment, path string, except map[string]bool)
 // handedBackAll is handedBack with no device of hostnet's left but those
 // of before (a create killed before its answer leaves no name to look
 // for).
-func handedBackAll(t *testing.T, s *segment, path string, before map[string]bool) func(uplinkState, string) string {
+func handedBackAll(t *testing.T, s *segment, path string, before map[string]bool, hs hostStack) func(uplinkState, string) string {
 	return func(st uplinkState, br string) string {
-		if why := st.handedBack(br); why != "" {
+		if why := hs.back(st, br); why != "" {
 			return why
 		}
 		if left := hostnetLinks(t, s, path, before); len(left) > 0 {
@@ -81,9 +141,9 @@ type gapWatch struct {
 	done    chan struct{}
 }
 
-func (l *bridgeLab) watchGaps(t *testing.T) *gapWatch {
+func (l *bridgeLab) watchGaps(t *testing.T, host netip.Addr) *gapWatch {
 	t.Helper()
-	addr := netip.AddrPortFrom(l.h.addr, 7000).String()
+	addr := netip.AddrPortFrom(host, 7000).String()
 	c, err := Dial(t, l.seg.router, "tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("dial the host from the router: %v", err)
@@ -153,17 +213,33 @@ func (w *gapWatch) finish() {
 // left but its default network.
 func TestTransparentBridgeKilledMidHandover(t *testing.T) {
 	l := newBridgeLab(t)
+	killedMidHandover(t, l, hostStack{}, l.h.addr)
+}
+
+// TestTransparentBridgeKilledMidHandoverIPv6 is
+// TestTransparentBridgeKilledMidHandover with the host's IPv6 address and
+// default route on seg0 too (and an IPv6 subnet on the network), the router
+// talking to the host over IPv6.
+func TestTransparentBridgeKilledMidHandoverIPv6(t *testing.T) {
+	l := newBridgeLab(t)
+	hs := l.withV6(t)
+	killedMidHandover(t, l, hs, hostV6.Addr())
+}
+
+// killedMidHandover runs the kills of TestTransparentBridgeKilledMidHandover
+// on the lab, the stack hs expected, the router talking to host.
+func killedMidHandover(t *testing.T, l *bridgeLab, hs hostStack, host netip.Addr) {
 	h, seg := l.h, l.seg
 	ctx := context.Background()
 	before := readUplink(t, seg, h.HostNS, "none")
-	if why := before.handedBack(""); why != "" {
+	if why := hs.back(before, ""); why != "" {
 		t.Fatalf("the lab: %s", why)
 	}
 	baseline := map[string]bool{} // the default network's devices
 	for _, l := range hostnetLinks(t, seg, h.HostNS, nil) {
 		baseline[strings.Fields(l)[1]] = true
 	}
-	watch := l.watchGaps(t)
+	watch := l.watchGaps(t, host)
 
 	const name = "lan"
 	seg0 := seg.handle(h.HostNS)
@@ -200,7 +276,7 @@ func TestTransparentBridgeKilledMidHandover(t *testing.T) {
 		go func() {
 			var err error
 			if op == "create" {
-				_, err = h.Client().CreateNetwork(ctx, bridgeDoc(name))
+				_, err = h.Client().CreateNetwork(ctx, bridgeDoc(name, hs.v6))
 			} else {
 				err = h.Client().DeleteNetwork(ctx, name)
 			}
@@ -213,7 +289,13 @@ func TestTransparentBridgeKilledMidHandover(t *testing.T) {
 			case <-triggered:
 				fired++
 			case err = <-answered:
-				plan.what += " (not seen: killed after the answer)"
+				select {
+				case <-triggered: // the answer is the kill's EOF
+					fired++
+				default:
+					plan.what += " (not seen: killed after the answer)"
+				}
+				answered <- err // taken again below
 			case <-time.After(5 * time.Second):
 				plan.what += " (not seen: killed after 5 s)"
 			}
@@ -225,14 +307,14 @@ func TestTransparentBridgeKilledMidHandover(t *testing.T) {
 		killAt := time.Since(sent)
 		h.Kill9()
 		stopWatch()
-		if plan.what != "after the answer" && !strings.Contains(plan.what, "not seen: killed after the answer") {
+		if plan.what != "after the answer" {
 			err = <-answered
 		}
 		left := readUplink(t, seg, h.HostNS, bridge)
 		if left.master != "" && left.master != bridge {
 			left = readUplink(t, seg, h.HostNS, left.master) // a create's, not yet answered
 		}
-		leftDesc := describeUplink(left, hostnetLinks(t, seg, h.HostNS, baseline))
+		leftDesc := describeUplink(hs, left, hostnetLinks(t, seg, h.HostNS, baseline))
 		if !strings.HasPrefix(leftDesc, "as before") && !strings.HasPrefix(leftDesc, "handed over") {
 			midway++
 		}
@@ -255,9 +337,9 @@ func TestTransparentBridgeKilledMidHandover(t *testing.T) {
 		if err == nil && (op == "create") != exists {
 			t.Errorf("iteration %d: the %s was answered, but the network exists: %t", i, op, exists)
 		}
-		check, want := handedBackAll(t, seg, h.HostNS, baseline), "handed back"
+		check, want := handedBackAll(t, seg, h.HostNS, baseline, hs), "handed back"
 		if exists {
-			check, want = uplinkState.handedOver, "handed over"
+			check, want = hs.over, "handed over"
 		}
 		why := waitUplink(t, seg, h.HostNS, bridge, check)
 		t.Logf("iteration %d: %s killed %v after it was sent (%s; answer: %s); the kill left: %s; restarted at %v; network in the store: %t; %s at %v",
@@ -273,12 +355,12 @@ func TestTransparentBridgeKilledMidHandover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if why := waitUplink(t, seg, h.HostNS, "none", handedBackAll(t, seg, h.HostNS, baseline)); why != "" {
+	if why := waitUplink(t, seg, h.HostNS, "none", handedBackAll(t, seg, h.HostNS, baseline, hs)); why != "" {
 		t.Errorf("after the last delete: %s", why)
 	}
 	watch.finish()
 	after := readUplink(t, seg, h.HostNS, "none")
-	if after.uplinkMAC != before.uplinkMAC || after.master != "" || after.defaultVia != segUplink ||
+	if after.uplinkMAC != before.uplinkMAC || after.master != "" || after.defaultVia != segUplink || after.defaultVia6 != before.defaultVia6 ||
 		!slices.Equal(after.uplinkAddrs, before.uplinkAddrs) || after.bridgeExists {
 		t.Errorf("the uplink at the end: %+v, want it as before: %+v", after, before)
 	}
@@ -312,7 +394,8 @@ type kernelEvent struct {
 }
 
 func isHostAddr(u *netlink.AddrUpdate) bool {
-	return slices.Contains(hostPrefixes, prefixOfNet(&u.LinkAddress))
+	p := prefixOfNet(&u.LinkAddress)
+	return slices.Contains(hostPrefixes, p) || p == hostV6
 }
 
 func isSegDefault(u *netlink.RouteUpdate) bool {
@@ -443,11 +526,11 @@ func spread(first, last time.Duration, n int) []time.Duration {
 
 // describeUplink says in a few words what state the uplink is in: as
 // before, handed over, or where the addressing is in between.
-func describeUplink(st uplinkState, hostnets []string) string {
-	if st.handedBack("") == "" && len(hostnets) == 0 {
+func describeUplink(hs hostStack, st uplinkState, hostnets []string) string {
+	if hs.back(st, "") == "" && len(hostnets) == 0 {
 		return "as before"
 	}
-	if st.master != "" && st.handedOver(st.master) == "" {
+	if st.master != "" && hs.over(st, st.master) == "" {
 		return "handed over"
 	}
 	var b strings.Builder
@@ -461,6 +544,9 @@ func describeUplink(st uplinkState, hostnets []string) string {
 		b.WriteString("seg0 free; ")
 	}
 	b.WriteString("seg0 has " + prefixesText(st.uplinkAddrs) + ", the bridge " + prefixesText(st.bridgeAddrs) + "; default route via " + st.defaultVia)
+	if hs.v6 {
+		b.WriteString(", IPv6 one via " + st.defaultVia6)
+	}
 	return b.String()
 }
 
