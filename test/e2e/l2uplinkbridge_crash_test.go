@@ -137,6 +137,7 @@ type gapWatch struct {
 	longest time.Duration
 	at      time.Time // when the longest gap ended
 	failed  []string
+	answers []time.Time // when each exchange that succeeded ended
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -184,12 +185,46 @@ func (l *bridgeLab) watchGaps(t *testing.T, host netip.Addr) *gapWatch {
 					w.longest, w.at = gap, now
 				}
 				last = now
+				w.answers = append(w.answers, now)
 			}
 			w.mu.Unlock()
 		}
 	}()
 	t.Cleanup(w.finish)
 	return w
+}
+
+// longestFrom is the longest gap between two answers (or the last answer
+// and now) that ended after from.
+func (w *gapWatch) longestFrom(from time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var longest time.Duration
+	prev := from
+	for i, a := range w.answers {
+		if a.Before(from) {
+			continue
+		}
+		if i > 0 && w.answers[i-1].Before(from) {
+			prev = w.answers[i-1]
+		}
+		longest = max(longest, a.Sub(prev))
+		prev = a
+	}
+	return max(longest, time.Since(prev))
+}
+
+// waitAnswer waits (seconds) for an answer after at.
+func (w *gapWatch) waitAnswer(at time.Time) {
+	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		w.mu.Lock()
+		n := len(w.answers)
+		ok := n > 0 && w.answers[n-1].After(at)
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+	}
 }
 
 func (w *gapWatch) finish() {
@@ -205,7 +240,8 @@ func (w *gapWatch) finish() {
 // (each in turn, on the state the last left) is sent through the API and
 // the daemon killed at spread delays after (where each works on the
 // kernel) and at each step of the handover and handback as the kernel
-// reports it (see killPlans); restarted, it hands the uplink over if the store has the
+// reports it (see killPlans); a create's kill never leaves seg0 a port of
+// a bridge without the host's addresses; restarted, it hands the uplink over if the store has the
 // network and back if not, within seconds. What the kill left is logged
 // (mid-way states are the point). The router reaches the host throughout
 // (the longest gap between two answers is logged); at the end, the network
@@ -314,6 +350,10 @@ func killedMidHandover(t *testing.T, l *bridgeLab, hs hostStack, host netip.Addr
 		if left.master != "" && left.master != bridge {
 			left = readUplink(t, seg, h.HostNS, left.master) // a create's, not yet answered
 		}
+		if op == "create" && left.master != "" && !slices.Equal(left.bridgeAddrs, hs.expect(left).want) {
+			// The bridge takes the addresses before the uplink is its port.
+			t.Errorf("iteration %d: the create's kill left seg0 a port of %s, which has %v of the host's addresses", i, left.master, left.bridgeAddrs)
+		}
 		leftDesc := describeUplink(hs, left, hostnetLinks(t, seg, h.HostNS, baseline))
 		if !strings.HasPrefix(leftDesc, "as before") && !strings.HasPrefix(leftDesc, "handed over") {
 			midway++
@@ -342,8 +382,11 @@ func killedMidHandover(t *testing.T, l *bridgeLab, hs hostStack, host netip.Addr
 			check, want = hs.over, "handed over"
 		}
 		why := waitUplink(t, seg, h.HostNS, bridge, check)
-		t.Logf("iteration %d: %s killed %v after it was sent (%s; answer: %s); the kill left: %s; restarted at %v; network in the store: %t; %s at %v",
-			i, op, killAt.Round(100*time.Microsecond), plan.what, errText(err), leftDesc, restarted.Round(time.Millisecond), exists, want, time.Since(sent).Round(time.Millisecond))
+		converged := time.Since(sent)
+		watch.waitAnswer(time.Now())
+		t.Logf("iteration %d: %s killed %v after it was sent (%s; answer: %s); the kill left: %s; restarted at %v; network in the store: %t; %s at %v; the longest gap between the router's answers: %v",
+			i, op, killAt.Round(100*time.Microsecond), plan.what, errText(err), leftDesc, restarted.Round(time.Millisecond), exists, want, converged.Round(time.Millisecond),
+			watch.longestFrom(sent).Round(time.Millisecond))
 		if why != "" {
 			t.Errorf("iteration %d: the uplink is not %s after the restart: %s: %+v", i, want, why, readUplink(t, seg, h.HostNS, bridge))
 		}
