@@ -393,6 +393,7 @@ func killedMidHandover(t *testing.T, l *bridgeLab, hs hostStack, host netip.Addr
 	}
 
 	// The end: the network deleted, the uplink exactly as it was.
+	lastDelete := time.Now()
 	if exists {
 		if err := h.Client().DeleteNetwork(ctx, name); err != nil {
 			t.Fatal(err)
@@ -401,6 +402,8 @@ func killedMidHandover(t *testing.T, l *bridgeLab, hs hostStack, host netip.Addr
 	if why := waitUplink(t, seg, h.HostNS, "none", handedBackAll(t, seg, h.HostNS, baseline, hs)); why != "" {
 		t.Errorf("after the last delete: %s", why)
 	}
+	watch.waitAnswer(time.Now())
+	t.Logf("the last delete (not killed; the network in the store: %t): the longest gap between the router's answers: %v", exists, watch.longestFrom(lastDelete).Round(time.Millisecond))
 	watch.finish()
 	after := readUplink(t, seg, h.HostNS, "none")
 	if after.uplinkMAC != before.uplinkMAC || after.master != "" || after.defaultVia != segUplink || after.defaultVia6 != before.defaultVia6 ||
