@@ -16,8 +16,10 @@ import (
 // seeing the host at the same MAC) and its MTU (set, so that it stays:
 // a bridge otherwise takes the lowest MTU of its ports, and an endpoint's
 // 1500-byte port would cut a jumbo-frame uplink's host traffic down to
-// it), the uplink becomes its port, and the
-// host's addresses and routes move from the uplink to the bridge. Every
+// it) and the host's addresses (a copy: the uplink keeps them until it is
+// a port), the uplink becomes its port, and the
+// host's routes move from the uplink to the bridge, its addresses leave
+// the uplink. Every
 // step reads the kernel first, so that a step done before (by a pass cut
 // short) is skipped and the rest finished.
 func (h *Linux) handOver(u netmodel.UplinkHandover) error {
@@ -45,6 +47,15 @@ func (h *Linux) handOver(u netmodel.UplinkHandover) error {
 		}
 	}
 	if uplink.Attrs().MasterIndex != bridge.Attrs().Index {
+		// The host's addresses are on the bridge before the uplink
+		// becomes its port: from then on the bridge receives what the
+		// segment sends the host, and a pass killed right after the
+		// port is made must not leave the host's addresses only on a
+		// device that no longer receives (IPv6 neighbor discovery, for
+		// one, answers only for the receiving device's addresses).
+		if _, err := h.copyAddresses(uplink, bridge); err != nil {
+			return fmt.Errorf("give bridge %s the host's addresses of %s: %w", u.Bridge, u.Uplink, err)
+		}
 		if err := h.nl.LinkSetMasterByIndex(uplink, bridge.Attrs().Index); err != nil {
 			return fmt.Errorf("make %s a port of bridge %s: %w", u.Uplink, u.Bridge, err)
 		}
@@ -167,26 +178,9 @@ func boolRank(b bool) int {
 // (an IPv4 route is replaced in place: it never disappears), then the
 // addresses leave the old link. Each step tolerates being done already.
 func (h *Linux) moveAddressing(from, to netlink.Link) error {
-	addrs, err := h.nl.AddrList(from, netlink.FAMILY_ALL)
+	moving, err := h.copyAddresses(from, to)
 	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", from.Attrs().Name, err)
-	}
-	var moving []netlink.Addr
-	for _, a := range addrs {
-		if hostAddr(a) {
-			moving = append(moving, a)
-		}
-	}
-	for _, a := range moving {
-		n := a
-		n.LinkIndex = to.Attrs().Index
-		n.Label = "" // a label must start with its device's name
-		if n.IP.To4() == nil {
-			n.Flags |= unix.IFA_F_NODAD // the address was the host's already
-		}
-		if err := h.nl.AddrReplace(to, &n); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("add %s to %s: %w", a.IPNet, to.Attrs().Name, err)
-		}
+		return err
 	}
 	routes, err := h.movedRoutes(from)
 	if err != nil {
@@ -211,6 +205,34 @@ func (h *Linux) moveAddressing(from, to netlink.Link) error {
 		}
 	}
 	return nil
+}
+
+// copyAddresses adds the host's addresses of one link to another (with
+// their lifetimes and flags; IPv6 ones without DAD: they were the host's
+// already) and returns them. An address there already is no error.
+func (h *Linux) copyAddresses(from, to netlink.Link) ([]netlink.Addr, error) {
+	addrs, err := h.nl.AddrList(from, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", from.Attrs().Name, err)
+	}
+	var moving []netlink.Addr
+	for _, a := range addrs {
+		if hostAddr(a) {
+			moving = append(moving, a)
+		}
+	}
+	for _, a := range moving {
+		n := a
+		n.LinkIndex = to.Attrs().Index
+		n.Label = "" // a label must start with its device's name
+		if n.IP.To4() == nil {
+			n.Flags |= unix.IFA_F_NODAD // the address was the host's already
+		}
+		if err := h.nl.AddrReplace(to, &n); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("add %s to %s: %w", a.IPNet, to.Attrs().Name, err)
+		}
+	}
+	return moving, nil
 }
 
 func routeText(r netlink.Route) string {

@@ -5,13 +5,93 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/testutil"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// watchHandoverOrder records, on one netlink socket (so in the order the
+// kernel made them), the host's global addresses added to hnbr0 and
+// uplink0 becoming a port, until the returned function is called, which
+// returns them.
+func watchHandoverOrder(t *testing.T, path string) func() []string {
+	t.Helper()
+	ns, err := vnetns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := nl.SubscribeAt(ns, vnetns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_LINK, unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR)
+	ns.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetReceiveTimeout(&unix.Timeval{Usec: 50000}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		events []string
+		names  = map[int32]string{}
+	)
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		defer s.Close()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			msgs, _, err := s.Receive()
+			if err != nil {
+				continue // the timeout: look at done again
+			}
+			mu.Lock()
+			for _, m := range msgs {
+				switch m.Header.Type {
+				case unix.RTM_NEWLINK:
+					hdr := unix.NlMsghdr{Len: m.Header.Len, Type: m.Header.Type, Flags: m.Header.Flags, Seq: m.Header.Seq, Pid: m.Header.Pid}
+					l, err := netlink.LinkDeserialize(&hdr, m.Data)
+					if err != nil {
+						continue
+					}
+					names[int32(l.Attrs().Index)] = l.Attrs().Name
+					if l.Attrs().Name == "uplink0" && l.Attrs().MasterIndex != 0 && !slices.Contains(events, "uplink0 a port") {
+						events = append(events, "uplink0 a port")
+					}
+				case unix.RTM_NEWADDR:
+					ifa := nl.DeserializeIfAddrmsg(m.Data)
+					attrs, err := nl.ParseRouteAttr(m.Data[unix.SizeofIfAddrmsg:])
+					if err != nil || names[int32(ifa.Index)] != "hnbr0" {
+						continue
+					}
+					for _, a := range attrs {
+						if a.Attr.Type == unix.IFA_ADDRESS {
+							if ip := net.IP(a.Value); !ip.IsLinkLocalUnicast() {
+								events = append(events, "address on bridge "+ip.String())
+							}
+						}
+					}
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() []string {
+		close(done)
+		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		return events
+	}
+}
 
 // The kernel's handover: the host's addresses (IPv4 and IPv6) and routes
 // move from the uplink to the bridge, which takes the uplink's MAC; a
@@ -134,8 +214,18 @@ func TestUplinkHandoverKernel(t *testing.T) {
 		}
 	}
 
+	events := watchHandoverOrder(t, hostPath)
 	apply("hand over", []netmodel.Object{bridge, hand}, nil)
+	order := events()
 	handedOver("hand over")
+	// The host's addresses were on the bridge before the uplink was its
+	// port: a pass killed in between leaves them where the segment's
+	// frames arrive.
+	if i := slices.Index(order, "uplink0 a port"); i < 0 {
+		t.Errorf("the uplink becoming a port was not seen: %v", order)
+	} else if onBridge := slices.DeleteFunc(slices.Clone(order[:i]), func(e string) bool { return !strings.HasPrefix(e, "address on bridge") }); len(onBridge) != len(prefixes) {
+		t.Errorf("before the uplink became a port, the bridge got %v, want the host's %d addresses (events %v)", onBridge, len(prefixes), order)
+	}
 	// An endpoint's port of the default MTU joins: the host's MTU stays.
 	port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "hnvport0", MTU: 1500}, PeerName: "hnvport0p"}
 	if err := nh.LinkAdd(port); err != nil {

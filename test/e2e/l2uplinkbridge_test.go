@@ -22,10 +22,12 @@ import (
 
 // uplinkState is what the host namespace holds of its uplink and a bridge.
 type uplinkState struct {
+	want         []netip.Prefix // the host's addresses (hostPrefixes unless a test says)
 	master       string         // seg0's master ("" when none)
 	uplinkAddrs  []netip.Prefix // global addresses of seg0
 	bridgeAddrs  []netip.Prefix // of the bridge
 	defaultVia   string         // the device of the default route through the router
+	defaultVia6  string         // of the IPv6 one through the router ("" when none)
 	bridgeMAC    string         // "" when the bridge is gone
 	uplinkMAC    string
 	bridgeExists bool
@@ -34,7 +36,7 @@ type uplinkState struct {
 func readUplink(t *testing.T, s *segment, path, bridge string) uplinkState {
 	t.Helper()
 	h := s.handle(path)
-	var st uplinkState
+	st := uplinkState{want: hostPrefixes}
 	addrsOf := func(l netlink.Link) []netip.Prefix {
 		list, err := h.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
@@ -66,15 +68,25 @@ func readUplink(t *testing.T, s *segment, path, bridge string) uplinkState {
 		st.bridgeMAC = br.Attrs().HardwareAddr.String()
 		st.bridgeAddrs = addrsOf(br)
 	}
-	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := h.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range routes {
-		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw.Equal(net.ParseIP(routerA)) && r.Priority == segMetric {
-			if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
-				st.defaultVia = l.Attrs().Name
-			}
+		if (r.Dst != nil && !r.Dst.IP.IsUnspecified()) || r.Priority != segMetric {
+			continue
+		}
+		var via *string
+		switch {
+		case r.Gw.Equal(net.ParseIP(routerA)):
+			via = &st.defaultVia
+		case r.Gw.Equal(net.ParseIP(routerV6)):
+			via = &st.defaultVia6
+		default:
+			continue
+		}
+		if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
+			*via = l.Attrs().Name
 		}
 	}
 	return st
@@ -101,7 +113,7 @@ func (st uplinkState) handedOver(bridge string) string {
 		return "seg0's master is " + st.master
 	case len(st.uplinkAddrs) != 0:
 		return "seg0 keeps addresses"
-	case !slices.Equal(st.bridgeAddrs, hostPrefixes):
+	case !slices.Equal(st.bridgeAddrs, st.want):
 		return "the bridge's addresses are not the host's"
 	case st.defaultVia != bridge:
 		return "the default route goes through " + st.defaultVia
@@ -118,7 +130,7 @@ func (st uplinkState) handedBack(string) string {
 		return "the bridge is left"
 	case st.master != "":
 		return "seg0's master is " + st.master
-	case !slices.Equal(st.uplinkAddrs, hostPrefixes):
+	case !slices.Equal(st.uplinkAddrs, st.want):
 		return "seg0's addresses are not the host's"
 	case st.defaultVia != segUplink:
 		return "the default route goes through " + st.defaultVia

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hostnet/hostnet/api"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // The lab's IPv6 subnet (documentation range), on the same wire as segA.
@@ -33,7 +34,7 @@ func (s *segment) addV6(path, name, addr string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	a.Flags = 0x80 // IFA_F_NODAD
+	a.Flags = unix.IFA_F_NODAD
 	if err := h.AddrAdd(l, a); err != nil {
 		s.t.Fatal(err)
 	}
