@@ -480,7 +480,7 @@ func (f *Fake) remove(p *plan) {
 	for _, l := range p.links {
 		if l.NS.IsHost() && l.Kind == netmodel.LinkBridge {
 			for name, port := range f.spaces[""].links {
-				if port.Master == l.Name && !f.cfg.tagged(name) {
+				if port.Master == l.Name && f.handedOver(f.spaces[""], name) {
 					f.handBack(name, l.Name)
 				}
 			}

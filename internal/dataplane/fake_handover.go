@@ -108,18 +108,24 @@ func (f *Fake) moveAddressing(s *fakeNS, from, to string) {
 	}
 }
 
-// observeHandovers reports the host's links that are ports of hostnet's
-// bridges.
+// handedOver is Linux.handedOver: the host's link name is an uplink
+// handed over to its master, one of hostnet's bridges that took its MAC.
+func (f *Fake) handedOver(s *fakeNS, name string) bool {
+	l, ok := s.links[name]
+	if !ok || l.Master == "" || f.cfg.tagged(name) || !f.cfg.tagged(l.Master) {
+		return false
+	}
+	br, ok := s.links[l.Master]
+	return ok && br.Kind == netmodel.LinkBridge && len(l.MAC) > 0 && br.MAC.String() == l.MAC.String()
+}
+
+// observeHandovers reports the uplinks handed over to hostnet's bridges.
 func (f *Fake) observeHandovers(s *fakeNS, o *netmodel.Observation) {
 	for name, l := range s.links {
-		if l.Master == "" || f.cfg.tagged(name) || !f.cfg.tagged(l.Master) {
+		if !f.handedOver(s, name) {
 			continue
 		}
-		br := s.links[l.Master]
 		oh := netmodel.ObservedHandover{UplinkHandover: netmodel.UplinkHandover{Uplink: name, Bridge: l.Master}}
-		if br.MAC.String() != l.MAC.String() {
-			oh.Left = append(oh.Left, fmt.Sprintf("bridge %s has MAC %s, not its uplink's %s", l.Master, br.MAC, l.MAC))
-		}
 		for _, a := range s.addrs {
 			if a.Link == name && !a.Prefix.Addr().IsLinkLocalUnicast() {
 				oh.Left = append(oh.Left, fmt.Sprintf("address %s is on %s, not on bridge %s", a.Prefix, name, l.Master))

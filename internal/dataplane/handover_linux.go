@@ -98,9 +98,20 @@ func (h *Linux) handBack(uplinkName, bridgeName string) error {
 	return nil
 }
 
-// handBackPorts hands back every port of the bridge that is not one of
-// hostnet's devices (an uplink), before the bridge is deleted: the
-// addresses it holds would go with it.
+// handedOver reports whether port is an uplink handed over to bridge: a
+// port of one of hostnet's bridges that is not hostnet's, whose MAC the
+// bridge took (the handover's first step). A device a user put on a
+// hostnet bridge by hand (a VM's tap on a NAT network's bridge) has a MAC
+// of its own: it is no uplink, and the bridge's addresses (hostnet's
+// gateway) never go to it.
+func (h *Linux) handedOver(bridge, port netlink.Link) bool {
+	b, p := bridge.Attrs(), port.Attrs()
+	return p.MasterIndex == b.Index && bridge.Type() == "bridge" && h.cfg.tagged(b.Name) && !h.cfg.tagged(p.Name) &&
+		len(p.HardwareAddr) > 0 && b.HardwareAddr.String() == p.HardwareAddr.String()
+}
+
+// handBackPorts hands back every uplink handed over to the bridge, before
+// the bridge is deleted: the addresses it holds would go with it.
 func (h *Linux) handBackPorts(bridgeName string) error {
 	bridge, err := h.nl.LinkByName(bridgeName)
 	if err != nil {
@@ -115,8 +126,8 @@ func (h *Linux) handBackPorts(bridgeName string) error {
 	}
 	var errs []error
 	for _, l := range links {
-		if a := l.Attrs(); a.MasterIndex == bridge.Attrs().Index && !h.cfg.tagged(a.Name) {
-			errs = append(errs, h.handBack(a.Name, bridgeName))
+		if h.handedOver(bridge, l) {
+			errs = append(errs, h.handBack(l.Attrs().Name, bridgeName))
 		}
 	}
 	return errors.Join(errs...)
@@ -259,14 +270,13 @@ func (h *Linux) observeHandovers(links []netlink.Link, addrs []netlink.Addr, o *
 		if a.MasterIndex == 0 || h.cfg.tagged(a.Name) {
 			continue
 		}
+		// A bridge that lost its uplink's MAC shows no handover: the
+		// plan's is then missing, and applied again.
 		br, ok := byIndex[a.MasterIndex]
-		if !ok || !h.cfg.tagged(br.Attrs().Name) || br.Type() != "bridge" {
+		if !ok || !h.handedOver(br, l) {
 			continue
 		}
 		oh := netmodel.ObservedHandover{UplinkHandover: netmodel.UplinkHandover{Uplink: a.Name, Bridge: br.Attrs().Name}}
-		if br.Attrs().HardwareAddr.String() != a.HardwareAddr.String() {
-			oh.Left = append(oh.Left, fmt.Sprintf("bridge %s has MAC %s, not its uplink's %s", br.Attrs().Name, br.Attrs().HardwareAddr, a.HardwareAddr))
-		}
 		if br.Attrs().MTU != a.MTU {
 			oh.Left = append(oh.Left, fmt.Sprintf("bridge %s has MTU %d, not its uplink's %d", br.Attrs().Name, br.Attrs().MTU, a.MTU))
 		}

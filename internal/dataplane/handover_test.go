@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -266,4 +267,59 @@ func TestUplinkHandoverKernel(t *testing.T) {
 	handedOver("hand over again")
 	apply("the bridge alone goes", nil, []netmodel.Object{bridge})
 	handedBack("the bridge alone goes")
+}
+
+// A device a user put on a hostnet bridge by hand (a VM's tap on a NAT
+// network's bridge) is no uplink: it is not observed as a handover, and
+// deleting the bridge leaves it as it was, without the bridge's address
+// (hostnet's gateway).
+func TestForeignPortIsNoUplink(t *testing.T) {
+	ctx := context.Background()
+	hostPath, hostNS := testutil.NewNS(t, "host")
+	h, err := OpenLinux(hostPath, HostConfig{LinkPrefixes: []string{"hn"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	gateway := netip.MustParsePrefix("172.16.0.1/20")
+	bridge := netmodel.Link{Name: "hnbr0", Kind: netmodel.LinkBridge, MAC: net.HardwareAddr{2, 0, 0, 0, 0xbb, 1}, Up: true}
+	if err := h.Apply(ctx, []netmodel.Object{bridge, netmodel.Addr{Link: "hnbr0", Prefix: gateway}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	br, err := nh.LinkByName("hnbr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vmtap0", MasterIndex: br.Attrs().Index}, PeerName: "vmtap0p"}); err != nil {
+		t.Fatal(err)
+	}
+	tap, _ := nh.LinkByName("vmtap0")
+	if err := nh.LinkSetUp(tap); err != nil {
+		t.Fatal(err)
+	}
+	o, err := h.Observe(ctx, netmodel.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Handovers) != 0 {
+		t.Errorf("a foreign port of a NAT bridge is observed as a handover: %+v", o.Handovers)
+	}
+	if err := h.Apply(ctx, nil, []netmodel.Object{bridge}); err != nil {
+		t.Fatalf("delete the bridge: %v", err)
+	}
+	if _, err := nh.LinkByName("hnbr0"); err == nil {
+		t.Error("the bridge is still there")
+	}
+	addrs, err := nh.AddrList(tap, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 0 {
+		t.Errorf("the foreign port took the bridge's addresses: %v", addrs)
+	}
 }

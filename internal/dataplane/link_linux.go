@@ -819,9 +819,13 @@ func (h *Linux) hostAddressing() (netmodel.HostAddressing, error) {
 	}
 	// A bridge of hostnet's that holds an uplink (netmodel.UplinkHandover)
 	// holds the host's addresses and routes: they are the host's.
+	linkAt := map[int]netlink.Link{}
 	for _, l := range links {
-		if a := l.Attrs(); a.MasterIndex != 0 && !h.cfg.tagged(a.Name) {
-			delete(ours, a.MasterIndex)
+		linkAt[l.Attrs().Index] = l
+	}
+	for _, l := range links {
+		if br, ok := linkAt[l.Attrs().MasterIndex]; ok && h.handedOver(br, l) {
+			delete(ours, br.Attrs().Index)
 		}
 	}
 	addrs, err := consistent(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_ALL) })
