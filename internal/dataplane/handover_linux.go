@@ -46,6 +46,9 @@ func (h *Linux) handOver(u netmodel.UplinkHandover) error {
 			return fmt.Errorf("give bridge %s the MTU of %s (%d): %w", u.Bridge, u.Uplink, mtu, err)
 		}
 	}
+	if err := h.copySettings(u.Uplink, u.Bridge); err != nil {
+		return fmt.Errorf("give bridge %s the settings of %s: %w", u.Bridge, u.Uplink, err)
+	}
 	if uplink.Attrs().MasterIndex != bridge.Attrs().Index {
 		// The host's addresses are on the bridge before the uplink
 		// becomes its port: from then on the bridge receives what the
@@ -62,6 +65,36 @@ func (h *Linux) handOver(u netmodel.UplinkHandover) error {
 	}
 	if err := h.moveAddressing(uplink, bridge); err != nil {
 		return fmt.Errorf("move the host's addresses and routes from %s to %s: %w", u.Uplink, u.Bridge, err)
+	}
+	return nil
+}
+
+// deviceSettings are the per-device sysctls of the host's IP configuration
+// that follow its addresses to the bridge: how it takes router
+// advertisements (its default route, its SLAAC addresses and their
+// lifetimes, which the moved addresses keep), how it answers ARP, its
+// reverse path filter.
+var deviceSettings = []string{
+	"net/ipv6/conf/%s/accept_ra", "net/ipv6/conf/%s/accept_ra_defrtr", "net/ipv6/conf/%s/accept_ra_pinfo",
+	"net/ipv6/conf/%s/autoconf", "net/ipv6/conf/%s/use_tempaddr",
+	"net/ipv4/conf/%s/rp_filter", "net/ipv4/conf/%s/arp_ignore", "net/ipv4/conf/%s/arp_announce",
+}
+
+// copySettings sets each of deviceSettings on device to as it is on
+// device from (a setting either lacks, IPv6 off for one, is skipped).
+func (h *Linux) copySettings(from, to string) error {
+	for _, f := range deviceSettings {
+		v, err := h.readSysctl(netmodel.NS{}, fmt.Sprintf(f, from))
+		if err != nil {
+			continue
+		}
+		key := fmt.Sprintf(f, to)
+		if have, err := h.readSysctl(netmodel.NS{}, key); err != nil || have == v {
+			continue
+		}
+		if err := h.SetSysctl(key, v); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", key, v, err)
+		}
 	}
 	return nil
 }

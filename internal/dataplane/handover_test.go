@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -126,6 +127,14 @@ func TestUplinkHandoverKernel(t *testing.T) {
 	if err := nh.LinkSetMTU(up, 9000); err != nil {
 		t.Fatal(err)
 	}
+	// The uplink's own way with router advertisements and its reverse
+	// path filter follow its addresses.
+	settings := map[string]string{"net/ipv6/conf/%s/accept_ra": "2", "net/ipv6/conf/%s/autoconf": "0", "net/ipv4/conf/%s/rp_filter": "2"}
+	for f, v := range settings {
+		if err := h.SetSysctl(fmt.Sprintf(f, "uplink0"), v); err != nil {
+			t.Fatal(err)
+		}
+	}
 	prefixes := []string{"192.0.2.10/24", "198.18.0.10/24", "2001:db8::10/64"}
 	for _, p := range prefixes {
 		a, _ := netlink.ParseAddr(p)
@@ -219,6 +228,11 @@ func TestUplinkHandoverKernel(t *testing.T) {
 	apply("hand over", []netmodel.Object{bridge, hand}, nil)
 	order := events()
 	handedOver("hand over")
+	for f, v := range settings {
+		if got, err := h.readSysctl(netmodel.NS{}, fmt.Sprintf(f, "hnbr0")); err != nil || got != v {
+			t.Errorf("bridge: %s = %q (%v), want the uplink's %s", fmt.Sprintf(f, "hnbr0"), got, err, v)
+		}
+	}
 	// The host's addresses were on the bridge before the uplink was its
 	// port: a pass killed in between leaves them where the segment's
 	// frames arrive.
