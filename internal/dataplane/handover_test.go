@@ -235,11 +235,22 @@ func TestUplinkHandoverKernel(t *testing.T) {
 	}
 	// The host's addresses were on the bridge before the uplink was its
 	// port: a pass killed in between leaves them where the segment's
-	// frames arrive.
+	// frames arrive. (Only IPv4's are told in order: the kernel may tell
+	// of an IPv6 address added to a device without carrier, the bridge
+	// before its first port, only once the device has one; the test
+	// failed so about one run in three.)
+	var v4 []string
+	for _, p := range prefixes {
+		if !strings.Contains(p, ":") {
+			v4 = append(v4, p)
+		}
+	}
 	if i := slices.Index(order, "uplink0 a port"); i < 0 {
 		t.Errorf("the uplink becoming a port was not seen: %v", order)
-	} else if onBridge := slices.DeleteFunc(slices.Clone(order[:i]), func(e string) bool { return !strings.HasPrefix(e, "address on bridge") }); len(onBridge) != len(prefixes) {
-		t.Errorf("before the uplink became a port, the bridge got %v, want the host's %d addresses (events %v)", onBridge, len(prefixes), order)
+	} else if onBridge := slices.DeleteFunc(slices.Clone(order[:i]), func(e string) bool {
+		return !strings.HasPrefix(e, "address on bridge") || strings.Contains(e, ":")
+	}); len(onBridge) != len(v4) {
+		t.Errorf("before the uplink became a port, the bridge got %v, want the host's %d IPv4 addresses (events %v)", onBridge, len(v4), order)
 	}
 	// An endpoint's port of the default MTU joins: the host's MTU stays.
 	port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "hnvport0", MTU: 1500}, PeerName: "hnvport0p"}
