@@ -127,28 +127,8 @@ func (h *Linux) handBack(uplinkName, bridgeName string) error {
 		if err := h.nl.LinkSetNoMaster(uplink); err != nil && !isNotFound(err) {
 			return fmt.Errorf("free %s from bridge %s: %w", uplinkName, bridgeName, err)
 		}
-		h.forgetUnresolved(uplink)
 	}
 	return nil
-}
-
-// forgetUnresolved drops the uplink's neighbour entries still being
-// resolved, or failed (`ip neigh flush dev UPLINK nud incomplete nud
-// failed`): asked while the uplink was a port (its routes back, the port
-// not yet freed), their answers went to the bridge, and the kernel would
-// ask again only a second later; dropped, the next packet asks at once.
-func (h *Linux) forgetUnresolved(uplink netlink.Link) {
-	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		neighs, err := h.nl.NeighList(uplink.Attrs().Index, family)
-		if err != nil {
-			continue
-		}
-		for _, n := range neighs {
-			if n.State&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) != 0 {
-				_ = h.nl.NeighDel(&n)
-			}
-		}
-	}
 }
 
 // handedOver reports whether port is an uplink handed over to bridge: a
