@@ -102,17 +102,7 @@ func watchHandoverOrder(t *testing.T, path string) func() []string {
 // bridge alone, hand everything back.
 func TestUplinkHandoverKernel(t *testing.T) {
 	ctx := context.Background()
-	hostPath, hostNS := testutil.NewNS(t, "host")
-	h, err := OpenLinux(hostPath, HostConfig{LinkPrefixes: []string{"hn"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nh.Close()
+	h, nh, hostPath := kernelHost(t)
 	if err := nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink0"}, PeerName: "uplink0p"}); err != nil {
 		t.Fatal(err)
 	}
@@ -300,17 +290,7 @@ func TestUplinkHandoverKernel(t *testing.T) {
 // (hostnet's gateway).
 func TestForeignPortIsNoUplink(t *testing.T) {
 	ctx := context.Background()
-	hostPath, hostNS := testutil.NewNS(t, "host")
-	h, err := OpenLinux(hostPath, HostConfig{LinkPrefixes: []string{"hn"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nh.Close()
+	h, nh, _ := kernelHost(t)
 	gateway := netip.MustParsePrefix("172.16.0.1/20")
 	bridge := netmodel.Link{Name: "hnbr0", Kind: netmodel.LinkBridge, MAC: net.HardwareAddr{2, 0, 0, 0, 0xbb, 1}, Up: true}
 	if err := h.Apply(ctx, []netmodel.Object{bridge, netmodel.Addr{Link: "hnbr0", Prefix: gateway}}, nil); err != nil {
@@ -347,4 +327,23 @@ func TestForeignPortIsNoUplink(t *testing.T) {
 	if len(addrs) != 0 {
 		t.Errorf("the foreign port took the bridge's addresses: %v", addrs)
 	}
+}
+
+// kernelHost opens hostnet's dataplane on a throwaway namespace the test
+// made ("host"), and a netlink handle in it for the test's own looks and
+// changes; both close with the test.
+func kernelHost(t *testing.T) (h *Linux, nh *netlink.Handle, hostPath string) {
+	t.Helper()
+	hostPath, hostNS := testutil.NewNS(t, "host")
+	h, err := OpenLinux(hostPath, HostConfig{LinkPrefixes: []string{"hn"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	nh, err = netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nh.Close)
+	return h, nh, hostPath
 }

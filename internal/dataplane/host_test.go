@@ -266,19 +266,9 @@ func TestNamespaceIdentity(t *testing.T) {
 // macvlan in an endpoint's namespace on a parent of the host, a vxlan with
 // an FDB entry, a tap, an ifb, and a permanent neighbour entry.
 func TestOtherLinkKinds(t *testing.T) {
-	hostPath, hostNS := testutil.NewNS(t, "host")
+	h, nh, _ := kernelHost(t)
 	epPath, _ := testutil.NewNS(t, "ep")
-	h, err := OpenLinux(hostPath, HostConfig{LinkPrefixes: []string{"hn"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
 	// The uplink the macvlan and the vxlan sit on: a veth of the test's.
-	nh, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nh.Close()
 	if err := nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink0"}, PeerName: "uplink0p"}); err != nil {
 		t.Fatal(err)
 	}
