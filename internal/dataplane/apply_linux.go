@@ -374,6 +374,15 @@ func (h *Linux) ensurePair(host, peer netmodel.Link, s *linkSet) error {
 		if spec.BridgeIndex, err = h.masterIndex(host.Master, attempt > 0); err != nil {
 			return err
 		}
+		if host.MTU == 0 && peer.MTU == 0 && spec.BridgeIndex > 0 {
+			// Unsaid, a port's MTU is its bridge's (a bridge holding a
+			// jumbo-frame uplink has the uplink's): both sides take it.
+			br, err := h.nl.LinkByIndex(spec.BridgeIndex)
+			if err != nil {
+				return fmt.Errorf("bridge %s: %w", host.Master, err)
+			}
+			spec.MTU = br.Attrs().MTU
+		}
 		err = h.EnsurePort(spec)
 		if !errors.Is(err, unix.ENODEV) || attempt > 0 {
 			return err

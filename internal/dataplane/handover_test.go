@@ -347,3 +347,40 @@ func kernelHost(t *testing.T) (h *Linux, nh *netlink.Handle, hostPath string) {
 	t.Cleanup(nh.Close)
 	return h, nh, hostPath
 }
+
+// An endpoint's port planned without an MTU takes its bridge's, on both
+// sides: on a bridge holding a jumbo-frame uplink, endpoints get the
+// uplink's MTU.
+func TestPortTakesBridgeMTU(t *testing.T) {
+	ctx := context.Background()
+	h, nh, _ := kernelHost(t)
+	epPath, epNS := testutil.NewNS(t, "ep")
+	ep := netmodel.NS{Path: epPath}
+	objs := []netmodel.Object{
+		netmodel.Link{Name: "hnbr0", Kind: netmodel.LinkBridge, MTU: 9000, Up: true},
+		netmodel.Link{Name: "hnvp1", Kind: netmodel.LinkVeth, Master: "hnbr0", Up: true, Seal: true, Peer: &netmodel.LinkRef{NS: ep, Name: "eth0"}},
+		netmodel.Link{NS: ep, Name: "eth0", Kind: netmodel.LinkVeth, Up: true, Peer: &netmodel.LinkRef{Name: "hnvp1"}},
+	}
+	if err := h.Apply(ctx, objs, nil); err != nil {
+		t.Fatal(err)
+	}
+	port, err := nh.LinkByName("hnvp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eh, err := netlink.NewHandleAt(epNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eh.Close()
+	nic, err := eh.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if port.Attrs().MTU != 9000 || nic.Attrs().MTU != 9000 {
+		t.Errorf("port MTU %d, endpoint's NIC %d; want the bridge's 9000", port.Attrs().MTU, nic.Attrs().MTU)
+	}
+	if br, _ := nh.LinkByName("hnbr0"); br.Attrs().MTU != 9000 {
+		t.Errorf("the bridge's MTU went to %d", br.Attrs().MTU)
+	}
+}

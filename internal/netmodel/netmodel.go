@@ -253,7 +253,7 @@ type Link struct {
 	Name string
 	Kind LinkKind
 	MAC  net.HardwareAddr // nil: the kernel's choice
-	MTU  int              // 0: the kernel's default
+	MTU  int              // 0: the kernel's default (for a veth with a Master, the bridge's MTU, on both sides)
 	// Master is the bridge (in the same namespace) the link is a port of.
 	Master string
 	Up     bool

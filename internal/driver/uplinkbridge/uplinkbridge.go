@@ -99,8 +99,10 @@ func (Driver) PlanNetwork(n *driver.Network, _ driver.HostFacts) *netmodel.Unit 
 	return u
 }
 
-// portMTU is the MTU of an endpoint's port (the kernel's default for a
-// veth, which VethNIC keeps), which its ifb device takes.
+// portMTU is the MTU of an endpoint's ifb device (its port, planned
+// without one, takes the bridge's, which is the uplink's: a jumbo-frame
+// uplink gives its endpoints jumbo frames; what is redirected to an ifb
+// is not held to its MTU).
 const portMTU = 1500
 
 // PlanEndpoint implements driver.Driver: a veth port of the network's
