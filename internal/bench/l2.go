@@ -114,17 +114,8 @@ func newHandL2(hostPath string, typ api.NetworkType, overBridge, withShim bool) 
 	case typ == api.L2Bridge:
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name, attrs.MTU, attrs.HardwareAddr = "br0", 1500, net.HardwareAddr{2, 0, 0, 0, 0xbb, 1}
-		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		if hl.br, err = addQuiet(h, &netlink.Bridge{LinkAttrs: attrs}); err != nil {
 			return fail(fmt.Errorf("bridge: %w", err))
-		}
-		if hl.br, err = h.LinkByName("br0"); err != nil {
-			return fail(err)
-		}
-		if err := h.LinkSetIP6AddrGenMode(hl.br, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
-			return fail(err)
-		}
-		if err := h.LinkSetUp(hl.br); err != nil {
-			return fail(err)
 		}
 		if err := writeSysctls(hostPath, map[string]string{"net/ipv4/ip_forward": "1", "net/ipv4/conf/br0/proxy_arp": "1",
 			"net/ipv4/neigh/br0/proxy_delay": "0", "net/ipv4/neigh/" + lab.UplinkName + "/proxy_delay": "0"}); err != nil {
@@ -133,20 +124,28 @@ func newHandL2(hostPath string, typ api.NetworkType, overBridge, withShim bool) 
 	case typ == api.Transparent && withShim:
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name, attrs.ParentIndex, attrs.HardwareAddr = "shim0", hl.uplink.Attrs().Index, net.HardwareAddr{2, 0, 0, 0, 0x5e, 1}
-		if err := h.LinkAdd(&netlink.Macvlan{LinkAttrs: attrs, Mode: netlink.MACVLAN_MODE_BRIDGE}); err != nil {
+		if hl.shim, err = addQuiet(h, &netlink.Macvlan{LinkAttrs: attrs, Mode: netlink.MACVLAN_MODE_BRIDGE}); err != nil {
 			return fail(fmt.Errorf("shim: %w", err))
-		}
-		if hl.shim, err = h.LinkByName("shim0"); err != nil {
-			return fail(err)
-		}
-		if err := h.LinkSetIP6AddrGenMode(hl.shim, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
-			return fail(err)
-		}
-		if err := h.LinkSetUp(hl.shim); err != nil {
-			return fail(err)
 		}
 	}
 	return hl, nil
+}
+
+// addQuiet adds link (`ip link add`), without IPv6 (its chatter would
+// weigh on the figures), and brings it up.
+func addQuiet(h *netlink.Handle, link netlink.Link) (netlink.Link, error) {
+	name := link.Attrs().Name
+	if err := h.LinkAdd(link); err != nil {
+		return nil, err
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetIP6AddrGenMode(l, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+		return nil, err
+	}
+	return l, h.LinkSetUp(l)
 }
 
 // bridgeUplink makes the bridge br0 that holds the uplink as
