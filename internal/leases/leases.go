@@ -305,17 +305,23 @@ func (m *Manager) finish(ctx context.Context, r *running, release bool) {
 	}
 }
 
-// ToAPI is a lease as hostnet stores and shows it.
+// ToAPI is a lease as hostnet stores and shows it. What a server says
+// that goes to the endpoint's resolv.conf is held to a document's bounds:
+// a domain that a document's Dns.Domain could not be (a line break would
+// add lines of the server's choosing) is left out, and so are servers
+// past api.MaxDNSEntries.
 func ToAPI(l dhcp.Lease) api.DhcpLease {
 	out := api.DhcpLease{
 		IpAddress: l.Addr.Addr().String(), PrefixLength: uint8(l.Addr.Bits()), Server: l.ServerID.String(),
-		Domain:   l.Domain,
 		Obtained: l.Obtained.UTC(), RenewAt: l.RenewAt().UTC(), RebindAt: l.RebindAt().UTC(), Expires: l.Expiry().UTC(),
+	}
+	if api.CheckDNSName(l.Domain) == nil {
+		out.Domain = l.Domain
 	}
 	if l.Router.IsValid() {
 		out.Gateway = l.Router.String()
 	}
-	for _, d := range l.DNS {
+	for _, d := range l.DNS[:min(len(l.DNS), api.MaxDNSEntries)] {
 		out.DnsServers = append(out.DnsServers, d.String())
 	}
 	return out

@@ -298,3 +298,25 @@ func TestKeepLeavesAnAcquireAlone(t *testing.T) {
 		t.Errorf("running %v", running)
 	}
 }
+
+// What a server says that goes to a resolv.conf is held to a document's
+// bounds: a domain with a line break (lines of the server's choosing) is
+// left out, and servers past api.MaxDNSEntries.
+func TestToAPIBoundsWhatGoesToResolvConf(t *testing.T) {
+	l := dhcp.Lease{Addr: netip.MustParsePrefix("192.0.2.50/24"), ServerID: netip.MustParseAddr("192.0.2.1"),
+		Domain: "lan\nnameserver 203.0.113.66", Duration: time.Hour}
+	for i := range 40 {
+		l.DNS = append(l.DNS, netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}))
+	}
+	a := leases.ToAPI(l)
+	if a.Domain != "" {
+		t.Errorf("domain %q kept", a.Domain)
+	}
+	if len(a.DnsServers) != api.MaxDNSEntries {
+		t.Errorf("%d DNS servers kept, want %d", len(a.DnsServers), api.MaxDNSEntries)
+	}
+	l.Domain, l.DNS = "corp.example", l.DNS[:2]
+	if a := leases.ToAPI(l); a.Domain != "corp.example" || len(a.DnsServers) != 2 {
+		t.Errorf("a plain lease: domain %q, servers %v", a.Domain, a.DnsServers)
+	}
+}

@@ -134,7 +134,9 @@ func leaseDNS(l *api.DhcpLease, d api.DNSSpec) api.DNSSpec {
 			d.Servers = append(d.Servers, a)
 		}
 	}
-	if d.Domain == "" && len(d.Search) == 0 && len(d.Servers) > 0 {
+	// (A lease recorded by an older build may hold a domain no document
+	// could: it stays out of resolv.conf.)
+	if d.Domain == "" && len(d.Search) == 0 && len(d.Servers) > 0 && api.CheckDNSName(l.Domain) == nil {
 		d.Domain = l.Domain
 	}
 	return d
