@@ -46,14 +46,17 @@ func watchHandoverOrder(t *testing.T, path string) func() []string {
 		defer close(finished)
 		defer s.Close()
 		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
 			msgs, _, err := s.Receive()
 			if err != nil {
-				continue // the timeout: look at done again
+				// The timeout: the socket is drained, so once told to
+				// stop every event up to then has been read (stopping
+				// before a read lost a queued one: CI failed so).
+				select {
+				case <-done:
+					return
+				default:
+					continue
+				}
 			}
 			mu.Lock()
 			for _, m := range msgs {

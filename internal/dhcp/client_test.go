@@ -245,8 +245,10 @@ func ping(t *testing.T, ns netns.Handle, addr netip.Addr) {
 }
 
 func TestRenewAndRebind(t *testing.T) {
-	// Seconds-long lease: T1 at 2 s, T2 at 3 s.
-	l := newLab(t, 4*time.Second, 2*time.Second, 3*time.Second)
+	// Seconds-long lease: T1 at 2 s, T2 at 3 s; the rebinding has the 5 s
+	// to the lease's end (with 1 s, a CI machine under load once let the
+	// lease expire before the broadcast reached the server).
+	l := newLab(t, 8*time.Second, 2*time.Second, 3*time.Second)
 	c := newClient(t, l.cliNS, "cl0", dhcp.Lease{})
 	lease := acquire(t, c)
 	addAddr(t, l.cli, "cl0", lease.Addr)
@@ -294,7 +296,7 @@ func TestRenewAndRebind(t *testing.T) {
 		t.Fatalf("no rebinding seen; server saw %v", types(l.server.Seen(hw)))
 	}
 	if rebind.CIAddr != lease.Addr.Addr() || rebind.ServerID.IsValid() || rebind.Broadcast || rebind.Reply != dhcp.Ack {
-		t.Errorf("rebinding: ciaddr %s server id %s broadcast flag %v answered %s", rebind.CIAddr, rebind.ServerID, rebind.Broadcast, rebind.Reply)
+		t.Errorf("rebinding: ciaddr %s server id %s broadcast flag %v answered %s; server saw %v", rebind.CIAddr, rebind.ServerID, rebind.Broadcast, rebind.Reply, l.server.Seen(hw))
 	}
 	if n := len(l.server.Seen(hw)); n < 4 {
 		t.Errorf("server saw %v: no ignored renewal before the rebinding", types(l.server.Seen(hw)))
