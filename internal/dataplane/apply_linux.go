@@ -889,15 +889,13 @@ func (h *Linux) HostAddressing(ctx context.Context) (netmodel.HostAddressing, er
 
 // Watch implements Host.
 func (h *Linux) Watch(ctx context.Context, changed func(Change), failed func(error)) error {
-	err := h.WatchLinkRemovals(ctx.Done(), func(name string) bool { return h.cfg.tagged(name) },
-		func(name string) { changed(Change{Reason: "device " + name + " was removed", Link: name}) }, failed)
-	if err != nil {
+	if err := h.watchLinks(ctx.Done(), changed, failed); err != nil {
 		return err
 	}
 	if err := h.watchShapers(ctx.Done(), changed, failed); err != nil {
 		return err
 	}
-	err = h.watchForwarding(ctx.Done(), func(family string) {
+	err := h.watchForwarding(ctx.Done(), func(family string) {
 		changed(Change{Reason: family + " forwarding was turned off"})
 	}, failed)
 	if err != nil {

@@ -124,6 +124,7 @@ func (h *Linux) handBack(uplinkName, bridgeName string) error {
 		return fmt.Errorf("move the host's addresses and routes from %s back to %s: %w", bridgeName, uplinkName, err)
 	}
 	if uplink.Attrs().MasterIndex == bridge.Attrs().Index {
+		h.noteOwnRelease(uplink.Attrs().Index)
 		if err := h.nl.LinkSetNoMaster(uplink); err != nil && !isNotFound(err) {
 			return fmt.Errorf("free %s from bridge %s: %w", uplinkName, bridgeName, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/hostnet/hostnet/internal/testutil"
@@ -385,5 +386,87 @@ func TestPortTakesBridgeMTU(t *testing.T) {
 	}
 	if br, _ := nh.LinkByName("hnbr0"); br.Attrs().MTU != 9000 {
 		t.Errorf("the bridge's MTU went to %d", br.Attrs().MTU)
+	}
+}
+
+// An uplink freed from its bridge by someone else is told at once (the
+// host's addresses, on the bridge, are off the segment until it is taken
+// again), as is a device of hostnet's deleted; hostnet's own handback is
+// not told.
+func TestFreedUplinkIsReported(t *testing.T) {
+	ctx := context.Background()
+	h, nh, _ := kernelHost(t)
+	if err := nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink0"}, PeerName: "uplink0p"}); err != nil {
+		t.Fatal(err)
+	}
+	up, _ := nh.LinkByName("uplink0")
+	if err := nh.LinkSetUp(up); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := netlink.ParseAddr("192.0.2.10/24")
+	if err := nh.AddrAdd(up, a); err != nil {
+		t.Fatal(err)
+	}
+	objs := []netmodel.Object{
+		netmodel.Link{Name: "hnbr0", Kind: netmodel.LinkBridge, Up: true},
+		netmodel.UplinkHandover{Uplink: "uplink0", Bridge: "hnbr0"},
+	}
+	if err := h.Apply(ctx, objs, nil); err != nil {
+		t.Fatal(err)
+	}
+	changes := make(chan Change, 64)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := h.Watch(wctx, func(c Change) { changes <- c }, func(err error) { t.Logf("watch: %v", err) }); err != nil {
+		t.Fatal(err)
+	}
+	expect := func(what, reason string) {
+		t.Helper()
+		for deadline := time.After(5 * time.Second); ; {
+			select {
+			case c := <-changes:
+				if strings.Contains(c.Reason, reason) {
+					return
+				}
+			case <-deadline:
+				t.Errorf("%s was not reported", what)
+				return
+			}
+		}
+	}
+	if err := nh.LinkSetNoMaster(up); err != nil {
+		t.Fatal(err)
+	}
+	expect("the uplink freed by hand", "device uplink0 left bridge hnbr0")
+	if err := h.Apply(ctx, objs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if up, _ := nh.LinkByName("uplink0"); up.Attrs().MasterIndex == 0 {
+		t.Fatal("the uplink was not taken again")
+	}
+	// A port of hostnet's deleted by hand: told, naming it.
+	if err := nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "hnvgone"}, PeerName: "hnvgonep"}); err != nil {
+		t.Fatal(err)
+	}
+	gone, _ := nh.LinkByName("hnvgone")
+	if err := nh.LinkDel(gone); err != nil {
+		t.Fatal(err)
+	}
+	expect("a device of hostnet's deleted", "device hnvgone was removed")
+	// Hostnet's own handback: no report of the uplink.
+	if err := h.Apply(ctx, nil, objs); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(500 * time.Millisecond)
+	for {
+		select {
+		case c := <-changes:
+			if strings.Contains(c.Reason, "uplink0") {
+				t.Errorf("hostnet's own handback reported: %+v", c)
+			}
+			continue
+		case <-deadline:
+		}
+		break
 	}
 }

@@ -39,6 +39,7 @@ type Linux struct {
 
 	bridgeIndex sync.Map // bridge name -> ifindex, learnt when ensured or looked up
 	ownTC       sync.Map // ifindex -> time.Time: qdiscs hostnet deletes itself (see watchShapers)
+	ownRelease  sync.Map // ifindex -> time.Time: ports hostnet frees itself (see watchLinks)
 
 	portsMu sync.Mutex
 	ports   map[string]*PortReservation // held host ports, by netmodel.Port.ID
