@@ -892,6 +892,9 @@ func (h *Linux) Watch(ctx context.Context, changed func(Change), failed func(err
 	if err := h.watchLinks(ctx.Done(), changed, failed); err != nil {
 		return err
 	}
+	if err := h.watchUplinkAddresses(ctx.Done(), changed, failed); err != nil {
+		return err
+	}
 	if err := h.watchShapers(ctx.Done(), changed, failed); err != nil {
 		return err
 	}

@@ -120,11 +120,13 @@ func (h *Linux) handBack(uplinkName, bridgeName string) error {
 	if err != nil {
 		return fmt.Errorf("uplink %s: %w", uplinkName, err)
 	}
+	// The notices of the addresses going back, and of the uplink leaving
+	// the bridge, are hostnet's own doing.
+	h.ownRelease.note(uplink.Attrs().Index)
 	if err := h.moveAddressing(bridge, uplink); err != nil {
 		return fmt.Errorf("move the host's addresses and routes from %s back to %s: %w", bridgeName, uplinkName, err)
 	}
 	if uplink.Attrs().MasterIndex == bridge.Attrs().Index {
-		h.noteOwnRelease(uplink.Attrs().Index)
 		if err := h.nl.LinkSetNoMaster(uplink); err != nil && !isNotFound(err) {
 			return fmt.Errorf("free %s from bridge %s: %w", uplinkName, bridgeName, err)
 		}

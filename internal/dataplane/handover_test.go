@@ -391,8 +391,8 @@ func TestPortTakesBridgeMTU(t *testing.T) {
 
 // An uplink freed from its bridge by someone else is told at once (the
 // host's addresses, on the bridge, are off the segment until it is taken
-// again), as is a device of hostnet's deleted; hostnet's own handback is
-// not told.
+// again), as are an address put on it and a device of hostnet's deleted;
+// hostnet's own handback is not told.
 func TestFreedUplinkIsReported(t *testing.T) {
 	ctx := context.Background()
 	h, nh, _ := kernelHost(t)
@@ -444,6 +444,12 @@ func TestFreedUplinkIsReported(t *testing.T) {
 	if up, _ := nh.LinkByName("uplink0"); up.Attrs().MasterIndex == 0 {
 		t.Fatal("the uplink was not taken again")
 	}
+	// An address put on the uplink (a DHCP client's renewal): told.
+	b, _ := netlink.ParseAddr("198.18.0.10/24")
+	if err := nh.AddrAdd(up, b); err != nil {
+		t.Fatal(err)
+	}
+	expect("an address put on the uplink", "address 198.18.0.10/24 was put on uplink0")
 	// A port of hostnet's deleted by hand: told, naming it.
 	if err := nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "hnvgone"}, PeerName: "hnvgonep"}); err != nil {
 		t.Fatal(err)

@@ -37,9 +37,9 @@ type Linux struct {
 	fw     *nft.Kernel
 	ctMu   sync.Mutex
 
-	bridgeIndex sync.Map // bridge name -> ifindex, learnt when ensured or looked up
-	ownTC       sync.Map // ifindex -> time.Time: qdiscs hostnet deletes itself (see watchShapers)
-	ownRelease  sync.Map // ifindex -> time.Time: ports hostnet frees itself (see watchLinks)
+	bridgeIndex sync.Map   // bridge name -> ifindex, learnt when ensured or looked up
+	ownTC       ownChanges // devices whose qdiscs hostnet deletes itself (see watchShapers)
+	ownRelease  ownChanges // uplinks hostnet hands back itself (see watchLinks)
 
 	portsMu sync.Mutex
 	ports   map[string]*PortReservation // held host ports, by netmodel.Port.ID

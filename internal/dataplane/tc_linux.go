@@ -30,7 +30,7 @@ func (h *Linux) ensureShapers(p *plan, fail failures) {
 		if _, failed := fail[s.Key()]; failed {
 			continue
 		}
-		fail.add(s.Key(), h.withHandle(s.NS, func(nh *netlink.Handle) error { return ensureShaper(nh, s, h.noteOwnTC) }))
+		fail.add(s.Key(), h.withHandle(s.NS, func(nh *netlink.Handle) error { return ensureShaper(nh, s, h.ownTC.note) }))
 	}
 }
 
@@ -38,7 +38,7 @@ func (h *Linux) ensureShapers(p *plan, fail failures) {
 // redirect to an ifb device that is gone would drop what it redirects).
 func (h *Linux) removeShapers(p *plan, fail failures) {
 	for _, s := range objectsOf[netmodel.Shaper](p, netmodel.KindTC) {
-		fail.add(s.Key(), ignoreGone(h.withHandle(s.NS, func(nh *netlink.Handle) error { return removeShaper(nh, s, h.noteOwnTC) })))
+		fail.add(s.Key(), ignoreGone(h.withHandle(s.NS, func(nh *netlink.Handle) error { return removeShaper(nh, s, h.ownTC.note) })))
 	}
 }
 

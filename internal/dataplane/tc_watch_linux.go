@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -10,24 +11,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ownTCMemory is how long a deletion of a device's qdiscs by hostnet
-// itself keeps the notifications of that device's qdisc deletions from
-// counting as drift.
-const ownTCMemory = 2 * time.Second
+// ownChanges remembers, for a while, the devices hostnet itself is
+// changing (their qdiscs deleted, freed from a bridge): the kernel's
+// notices of those changes are its own doing, not drift.
+type ownChanges struct{ at sync.Map } // ifindex -> time.Time
 
-// noteOwnTC records that hostnet is deleting qdiscs or filters of the
-// device with index: their notifications are its own doing.
-func (h *Linux) noteOwnTC(index int) { h.ownTC.Store(index, time.Now()) }
+// ownChangeMemory is how long a change of hostnet's keeps the notices of
+// that device from counting as drift.
+const ownChangeMemory = 2 * time.Second
 
-func (h *Linux) ownTCChange(index int) bool {
-	at, ok := h.ownTC.Load(index)
+// note records that hostnet is changing the device with index.
+func (o *ownChanges) note(index int) { o.at.Store(index, time.Now()) }
+
+// recent reports whether hostnet changed the device with index lately.
+func (o *ownChanges) recent(index int) bool {
+	at, ok := o.at.Load(index)
 	if !ok {
 		return false
 	}
-	if time.Since(at.(time.Time)) < ownTCMemory {
+	if time.Since(at.(time.Time)) < ownChangeMemory {
 		return true
 	}
-	h.ownTC.Delete(index)
+	o.at.Delete(index)
 	return false
 }
 
@@ -67,7 +72,7 @@ func (h *Linux) watchShapers(done <-chan struct{}, changed func(Change), failed 
 				tm := nl.DeserializeTcMsg(m.Data)
 				ours := tm.Parent == netlink.HANDLE_INGRESS || (tm.Handle == shaperHandle && tm.Parent == netlink.HANDLE_ROOT) ||
 					(m.Header.Type == unix.RTM_DELTFILTER && tm.Parent == ingressHandle)
-				if !ours || h.ownTCChange(int(tm.Ifindex)) {
+				if !ours || h.ownTC.recent(int(tm.Ifindex)) {
 					continue
 				}
 				link, err := h.nl.LinkByIndex(int(tm.Ifindex))

@@ -2,31 +2,10 @@ package dataplane
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// ownReleaseMemory is how long hostnet's own freeing of a port (a
-// handback) keeps that device's change of master from counting as drift.
-const ownReleaseMemory = 2 * time.Second
-
-// noteOwnRelease records that hostnet is freeing the device with index
-// from its bridge: the notification is its own doing.
-func (h *Linux) noteOwnRelease(index int) { h.ownRelease.Store(index, time.Now()) }
-
-func (h *Linux) ownReleaseChange(index int) bool {
-	at, ok := h.ownRelease.Load(index)
-	if !ok {
-		return false
-	}
-	if time.Since(at.(time.Time)) < ownReleaseMemory {
-		return true
-	}
-	h.ownRelease.Delete(index)
-	return false
-}
 
 // watchLinks calls changed, until done is closed, for the device changes
 // of the host namespace (`ip monitor link`) that are drift:
@@ -68,11 +47,46 @@ func (h *Linux) watchLinks(done <-chan struct{}, changed func(Change), failed fu
 			}
 			// The AF_BRIDGE DELLINK of a port leaving its bridge still
 			// names the bridge.
-			if u.Family != unix.AF_BRIDGE || a.MasterIndex == 0 || h.ownReleaseChange(a.Index) {
+			if u.Family != unix.AF_BRIDGE || a.MasterIndex == 0 || h.ownRelease.recent(a.Index) {
 				continue
 			}
 			if br, err := h.nl.LinkByIndex(a.MasterIndex); err == nil && h.cfg.tagged(br.Attrs().Name) {
 				changed(Change{Reason: "device " + a.Name + " left bridge " + br.Attrs().Name})
+			}
+		}
+	}()
+	return nil
+}
+
+// watchUplinkAddresses calls changed, until done is closed, when an
+// address of the host's is put on an uplink handed over to one of
+// hostnet's bridges (`ip addr add 192.0.2.10/24 dev eth1`: a DHCP client
+// or network manager renewing the uplink's lease): the bridge holds the
+// host's addresses, and the next pass moves it there. Hostnet's own
+// handbacks are not reported. A failure of the subscription later is
+// passed to failed.
+func (h *Linux) watchUplinkAddresses(done <-chan struct{}, changed func(Change), failed func(error)) error {
+	ch := make(chan netlink.AddrUpdate, 64)
+	ns := h.ns
+	err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{
+		Namespace:         &ns,
+		ErrorCallback:     failed,
+		ReceiveBufferSize: 1 << 20,
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to address changes: %w", err)
+	}
+	go func() {
+		for u := range ch {
+			if !u.NewAddr || !hostAddr(netlink.Addr{IPNet: &u.LinkAddress}) || h.ownRelease.recent(u.LinkIndex) {
+				continue
+			}
+			port, err := h.nl.LinkByIndex(u.LinkIndex)
+			if err != nil || port.Attrs().MasterIndex == 0 || h.cfg.tagged(port.Attrs().Name) {
+				continue
+			}
+			if br, err := h.nl.LinkByIndex(port.Attrs().MasterIndex); err == nil && h.handedOver(br, port) {
+				changed(Change{Reason: fmt.Sprintf("address %s was put on %s, the uplink bridge %s holds", u.LinkAddress.String(), port.Attrs().Name, br.Attrs().Name)})
 			}
 		}
 	}()
