@@ -267,7 +267,8 @@ func Serve(t *testing.T, path, network, addr string) {
 			if err != nil {
 				return err
 			}
-			srv, loop = l, func() { echoTCP(l, &wg) }
+			conns := &openConns{l: l, open: map[net.Conn]bool{}}
+			srv, loop = conns, func() { echoTCP(l, conns, &wg) }
 		case "udp":
 			pc, err := net.ListenPacket("udp", addr)
 			if err != nil {
@@ -285,18 +286,58 @@ func Serve(t *testing.T, path, network, addr string) {
 	go func() { defer wg.Done(); loop() }()
 }
 
+// openConns closes a listener and the connections it accepted that are
+// still open: a peer cut off from the server (a test whose network broke)
+// never closes its side, and the server's end of the test would wait for
+// it.
+type openConns struct {
+	l      net.Listener
+	mu     sync.Mutex
+	open   map[net.Conn]bool
+	closed bool
+}
+
+func (o *openConns) add(c net.Conn) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		c.Close() // accepted as the server closed: its reads end at once
+		return
+	}
+	o.open[c] = true
+}
+
+func (o *openConns) done(c net.Conn) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.open, c)
+	c.Close()
+}
+
+func (o *openConns) Close() error {
+	err := o.l.Close()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	for c := range o.open {
+		c.Close()
+	}
+	return err
+}
+
 // echoTCP serves Serve's TCP connections until l is closed, each on a
 // goroutine of wg.
-func echoTCP(l net.Listener, wg *sync.WaitGroup) {
+func echoTCP(l net.Listener, conns *openConns, wg *sync.WaitGroup) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
+		conns.add(c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.Close()
+			defer conns.done(c)
 			r := bufio.NewReader(c)
 			for {
 				line, err := r.ReadString('\n')

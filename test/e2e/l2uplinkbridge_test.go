@@ -159,9 +159,9 @@ type bridgeLab struct {
 	conn net.Conn
 }
 
-func newBridgeLab(t *testing.T) *bridgeLab {
+func newBridgeLab(t *testing.T, flags ...string) *bridgeLab {
 	t.Helper()
-	seg := newSegment(t, 1)
+	seg := newSegment(t, 1, flags...)
 	h := seg.hosts[0]
 	hh := seg.handle(h.HostNS)
 	up, err := hh.LinkByName(segUplink)
@@ -380,6 +380,43 @@ func TestTransparentBridgeOnASegment(t *testing.T) {
 	} else {
 		t.Logf("the router's exchanges with the host during the delete: %d, none failed", rounds)
 	}
+}
+
+// TestTransparentBridgeRepairsOnNotice: with the periodic check an hour
+// apart, only the kernel's notices start a repair: an uplink freed by hand
+// is taken again, and an address of the host's put back on it (a DHCP
+// client's renewal) moves to the bridge, while the router keeps talking
+// with the host.
+func TestTransparentBridgeRepairsOnNotice(t *testing.T) {
+	l := newBridgeLab(t, "--repair-interval=1h")
+	n := l.create(t, "lan")
+	br := n.BridgeName
+	if why := waitUplink(t, l.seg, l.h.HostNS, br, uplinkState.handedOver); why != "" {
+		t.Fatalf("after the create: %s", why)
+	}
+	talking := l.keepTalking(t)
+	hh := l.seg.handle(l.h.HostNS)
+	up, err := hh.LinkByName(segUplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hh.LinkSetNoMaster(up); err != nil {
+		t.Fatal(err)
+	}
+	if why := waitUplink(t, l.seg, l.h.HostNS, br, uplinkState.handedOver); why != "" {
+		t.Errorf("the uplink freed by hand was not taken again: %s\n%s", why, l.h.LogTail(20))
+	}
+	p := hostPrefixes[0]
+	if err := hh.AddrAdd(up, &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if why := waitUplink(t, l.seg, l.h.HostNS, br, uplinkState.handedOver); why != "" {
+		t.Errorf("the address put back on the uplink was not moved: %s\n%s", why, l.h.LogTail(20))
+	}
+	if failed, rounds := talking(); len(failed) > 0 {
+		t.Errorf("the router's exchanges with the host failed (%d of %d): %v", len(failed), rounds, failed)
+	}
+	l.hostReachable(t, "after the repairs")
 }
 
 // TestTransparentBridgeCleanup: `hostnetd --cleanup` hands the uplink back
