@@ -120,6 +120,12 @@ func (e *Env) daemonConfig() lab.DaemonConfig {
 // Start starts hostnetd in the host namespace and waits until it answers.
 func (e *Env) Start() {
 	e.t.Helper()
+	if e.daemon != nil {
+		// A second daemon finds the state directory locked and exits,
+		// while the first answers its readiness check and is never
+		// stopped: a test would leak it.
+		e.t.Fatal("hostnetd is running already: Stop it before Start")
+	}
 	d, err := lab.StartDaemon(e.daemonConfig())
 	if err != nil {
 		e.t.Fatal(err)
