@@ -68,7 +68,7 @@ install-cni:
 
 # Everything CI runs: formatting, vet, staticcheck, the whole suite under the
 # race detector (unit and end-to-end tests, which need root), then the leak
-# check: no namespace, device, mount or nftables table of hostnet's is left
+# check: no namespace, device, mount, nftables table or process of hostnet's is left
 # that was not there before the suite started (a hostnetd of the host's own,
 # leftovers of a crashed run are not the suite's). The suite's temporary
 # files, namespaces included, live in a directory of its own, so that other

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
@@ -24,9 +25,10 @@ import (
 // Leaks lists hostnet's kernel objects left in the root namespace and the
 // mount table: devices named hn*, nftables tables named hostnet, ip-netns
 // entries hn-*, mounts under hostnet's run directories, and mounts under
-// scope (a test package's own directory), or, when scope is empty,
-// namespace mounts anywhere under the temporary directory (the check after
-// a whole suite). Call it from the root namespace; it only reads.
+// scope (a test package's own directory) and processes running a program
+// under it, or, when scope is empty, namespace mounts anywhere under the
+// temporary directory (the check after a whole suite). Call it from the
+// root namespace; it only reads.
 func Leaks(scope string) []string {
 	var out []string
 	if links, err := netlink.LinkList(); err == nil {
@@ -62,6 +64,9 @@ func Leaks(scope string) []string {
 			continue
 		}
 		out = append(out, fmt.Sprintf("mount %s (%s)", m.point, m.fstype))
+	}
+	if scope != "" {
+		out = append(out, processesUnder(scope)...)
 	}
 	return out
 }
@@ -214,4 +219,30 @@ func CheckMain(code int, scope string, before Snapshot) int {
 		}
 	}
 	return code
+}
+
+// processesUnder lists the processes whose program lies under dir (a
+// daemon a test built and started there, left running: its namespaces live
+// on with it, out of the mount table's sight).
+func processesUnder(dir string) []string {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		exe = strings.TrimSuffix(exe, " (deleted)")
+		if under(exe, dir) {
+			out = append(out, fmt.Sprintf("process %d (%s)", pid, exe))
+		}
+	}
+	return out
 }

@@ -61,9 +61,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *compare != "" {
-		fmt.Fprintf(stdout, "leakcheck: the run left no namespace, device, mount or nftables table of hostnet's behind (%d were there before and are not judged)\n", len(before))
+		fmt.Fprintf(stdout, "leakcheck: the run left no namespace, device, mount, nftables table or process of hostnet's behind (%d were there before and are not judged)\n", len(before))
 	} else {
-		fmt.Fprintln(stdout, "leakcheck: no namespace, device, mount or nftables table of hostnet's left behind")
+		fmt.Fprintln(stdout, "leakcheck: no namespace, device, mount, nftables table or process of hostnet's left behind")
 	}
 	return 0
 }
