@@ -829,12 +829,23 @@ func (h *Linux) hostAddressing() (netmodel.HostAddressing, error) {
 			delete(ours, br.Attrs().Index)
 		}
 	}
+	// A device made after the list (a network of hostnet's created by a
+	// concurrent request) is looked up: its addresses and routes are not
+	// the host's if it is hostnet's.
+	isOurs := func(index int) bool {
+		if _, listed := names[index]; !listed {
+			l, err := h.nl.LinkByIndex(index)
+			names[index] = ""
+			ours[index] = err == nil && h.cfg.tagged(l.Attrs().Name)
+		}
+		return ours[index]
+	}
 	addrs, err := consistent(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return out, fmt.Errorf("list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		if !ours[a.LinkIndex] {
+		if !isOurs(a.LinkIndex) {
 			out.Addrs = append(out.Addrs, prefixOf(a.IPNet))
 			if i, ok := byIndex[a.LinkIndex]; ok {
 				out.Links[i].Addrs = append(out.Links[i].Addrs, prefixOf(a.IPNet))
@@ -848,7 +859,7 @@ func (h *Linux) hostAddressing() (netmodel.HostAddressing, error) {
 		return out, fmt.Errorf("list routes: %w", err)
 	}
 	for _, r := range routes {
-		if r.Dst != nil && r.Table != unix.RT_TABLE_LOCAL && !ours[r.LinkIndex] {
+		if r.Dst != nil && r.Table != unix.RT_TABLE_LOCAL && !isOurs(r.LinkIndex) {
 			out.Routes = append(out.Routes, prefixOf(r.Dst).Masked())
 		}
 	}
