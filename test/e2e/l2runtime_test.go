@@ -50,7 +50,8 @@ func l2Container(t *testing.T, seg *segment, rt *rtCommand, wire *capture, typ, 
 // network of hostnet's on the segment's uplink with the options Docker on
 // Windows takes (-o com.docker.network.windowsshim.interface), the
 // subnet, gateway and --ip-range of the segment; a container with --ip on
-// each is a machine of the segment.
+// each is a machine of the segment. A wrong adapter is refused through
+// Docker with hostnet's error, nothing left.
 func TestDockerOnASegment(t *testing.T) {
 	seg := newSegment(t, 1, "--default-network=false")
 	h := seg.hosts[0]
@@ -60,6 +61,22 @@ func TestDockerOnASegment(t *testing.T) {
 	dk := newDockerd(t, sb, filepath.Join(h.Dir, "docker"))
 	rootfs, _ := busyboxRootfs(t, h.Dir)
 	dk.must("import", rootfs, rtImage)
+	// Bad input through Docker: the error names the field and the value,
+	// and no network is left on either side.
+	for _, bad := range []struct{ opt, want string }{
+		{"com.docker.network.windowsshim.interface=nosuch0", `field Policies (NetAdapterName): the host has no adapter "nosuch0"`},
+		{"com.docker.network.windowsshim.interface=lo", `"lo" is the loopback`},
+	} {
+		out, err := dk.run("network", "create", "--driver", "hostnet", "--ipam-driver", "hostnet", "--subnet", segA, "--gateway", routerA,
+			"-o", "hostnet.type=transparent", "-o", bad.opt, "bad")
+		if err == nil || !strings.Contains(out, bad.want) {
+			t.Errorf("docker network create -o %s: %v, want an error saying %q:\n%s", bad.opt, err, bad.want, out)
+		}
+	}
+	if out := dk.must("network", "ls", "--format", "{{.Name}}"); strings.Contains(out, "bad") {
+		t.Errorf("a refused network is listed by docker:\n%s", out)
+	}
+	h.checkNothingLeft(t)
 	for _, c := range []struct{ typ, addr string }{{"transparent", "192.0.2.70"}, {"l2bridge", "192.0.2.80"}} {
 		name := "seg-" + c.typ
 		dk.must("network", "create", "--driver", "hostnet", "--ipam-driver", "hostnet",
