@@ -3,9 +3,12 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 
+	"github.com/hostnet/hostnet/internal/dataplane/netns"
 	"github.com/hostnet/hostnet/internal/netmodel"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -49,6 +52,7 @@ func (h *Linux) handOver(u netmodel.UplinkHandover) error {
 	if err := h.copySettings(u.Uplink, u.Bridge); err != nil {
 		return fmt.Errorf("give bridge %s the settings of %s: %w", u.Bridge, u.Uplink, err)
 	}
+	enslaved := false
 	if uplink.Attrs().MasterIndex != bridge.Attrs().Index {
 		// The host's addresses are on the bridge before the uplink
 		// becomes its port: from then on the bridge receives what the
@@ -62,9 +66,16 @@ func (h *Linux) handOver(u netmodel.UplinkHandover) error {
 		if err := h.nl.LinkSetMasterByIndex(uplink, bridge.Attrs().Index); err != nil {
 			return fmt.Errorf("make %s a port of bridge %s: %w", u.Uplink, u.Bridge, err)
 		}
+		enslaved = true
 	}
-	if err := h.moveAddressing(uplink, bridge); err != nil {
+	dropped, err := h.moveAddressing(uplink, bridge)
+	if err != nil {
 		return fmt.Errorf("move the host's addresses and routes from %s to %s: %w", u.Uplink, u.Bridge, err)
+	}
+	if enslaved || dropped {
+		if err := h.solicitRouters(u.Bridge); err != nil {
+			slog.Debug("no router solicitation yet", "device", u.Bridge, "err", err)
+		}
 	}
 	return nil
 }
@@ -123,12 +134,20 @@ func (h *Linux) handBack(uplinkName, bridgeName string) error {
 	// The notices of the addresses going back, and of the uplink leaving
 	// the bridge, are hostnet's own doing.
 	h.ownRelease.note(uplink.Attrs().Index)
-	if err := h.moveAddressing(bridge, uplink); err != nil {
+	dropped, err := h.moveAddressing(bridge, uplink)
+	if err != nil {
 		return fmt.Errorf("move the host's addresses and routes from %s back to %s: %w", bridgeName, uplinkName, err)
 	}
+	freed := false
 	if uplink.Attrs().MasterIndex == bridge.Attrs().Index {
 		if err := h.nl.LinkSetNoMaster(uplink); err != nil && !isNotFound(err) {
 			return fmt.Errorf("free %s from bridge %s: %w", uplinkName, bridgeName, err)
+		}
+		freed = true
+	}
+	if freed || dropped {
+		if err := h.solicitRouters(uplinkName); err != nil {
+			slog.Debug("no router solicitation yet", "device", uplinkName, "err", err)
 		}
 	}
 	return nil
@@ -192,7 +211,7 @@ func (h *Linux) movedRoutes(link netlink.Link) ([]netlink.Route, error) {
 	}
 	out := routes[:0]
 	for _, r := range routes {
-		if r.Protocol == unix.RTPROT_KERNEL || r.Protocol == netmodel.RouteProtocol || len(r.MultiPath) > 0 {
+		if r.Protocol == unix.RTPROT_KERNEL || r.Protocol == unix.RTPROT_RA || r.Protocol == netmodel.RouteProtocol || len(r.MultiPath) > 0 {
 			continue
 		}
 		if r.Type != 0 && r.Type != unix.RTN_UNICAST {
@@ -224,23 +243,26 @@ func boolRank(b bool) int {
 // flags), the routes are replaced by the same ones through the new link
 // (an IPv4 route is replaced in place: it never disappears), then the
 // addresses leave the old link. Each step tolerates being done already.
-func (h *Linux) moveAddressing(from, to netlink.Link) error {
+func (h *Linux) moveAddressing(from, to netlink.Link) (dropped bool, err error) {
 	moving, err := h.copyAddresses(from, to)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if dropped, err = h.dropLearntRoutes(from); err != nil {
+		return dropped, err
 	}
 	routes, err := h.movedRoutes(from)
 	if err != nil {
-		return err
+		return dropped, err
 	}
 	for _, r := range routes {
 		n := r
 		n.LinkIndex = to.Attrs().Index
 		if err := h.nl.RouteReplace(&n); err != nil {
-			return fmt.Errorf("route %s through %s: %w", routeText(r), to.Attrs().Name, err)
+			return dropped, fmt.Errorf("route %s through %s: %w", routeText(r), to.Attrs().Name, err)
 		}
 		if err := h.nl.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("remove route %s from %s: %w", routeText(r), from.Attrs().Name, err)
+			return dropped, fmt.Errorf("remove route %s from %s: %w", routeText(r), from.Attrs().Name, err)
 		}
 	}
 	// Secondary addresses before their primaries: a primary removed
@@ -248,10 +270,66 @@ func (h *Linux) moveAddressing(from, to netlink.Link) error {
 	for i := len(moving) - 1; i >= 0; i-- {
 		a := moving[i]
 		if err := h.nl.AddrDel(from, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !isNotFound(err) {
-			return fmt.Errorf("remove %s from %s: %w", a.IPNet, from.Attrs().Name, err)
+			return dropped, fmt.Errorf("remove %s from %s: %w", a.IPNet, from.Attrs().Name, err)
 		}
 	}
-	return nil
+	return dropped, nil
+}
+
+// dropLearntRoutes deletes the routes the kernel learnt from router
+// advertisements on link (`ip -6 route del ... proto ra`) and reports
+// whether there were any. They do not move: one put on the new link by
+// hand would be permanent, and the kernel, finding it there, could add its
+// own no more (every advertisement after would fail at "failed to add
+// default route", before its prefixes: the SLAAC addresses' lifetimes
+// would no longer be renewed). The new link learns them from the next
+// advertisement (solicitRouters asks for one).
+func (h *Linux) dropLearntRoutes(link netlink.Link) (bool, error) {
+	routes, err := h.nl.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_RA},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return false, fmt.Errorf("list routes of %s: %w", link.Attrs().Name, err)
+	}
+	for _, r := range routes {
+		if err := h.nl.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+			return false, fmt.Errorf("remove route %s (learnt from a router advertisement) from %s: %w", routeText(r), link.Attrs().Name, err)
+		}
+	}
+	return len(routes) > 0, nil
+}
+
+// solicitRouters sends a router solicitation out of the device (ICMPv6
+// type 133 to ff02::2, as the kernel does when a device comes up), so that
+// the routes dropLearntRoutes took from another device are learnt again on
+// this one at once, not at the router's next periodic advertisement. It is
+// best effort: a device whose link-local address is still tentative cannot
+// send one yet, and the kernel solicits by itself once it is not.
+func (h *Linux) solicitRouters(name string) error {
+	return netns.Do(h.ns, func() error {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
+		if err != nil {
+			return fmt.Errorf("icmpv6 socket: %w", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.BindToDevice(fd, name); err != nil {
+			return fmt.Errorf("bind to device %s: %w", name, err)
+		}
+		// Neighbour discovery's messages carry a hop limit of 255.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 255); err != nil {
+			return fmt.Errorf("IPV6_MULTICAST_HOPS: %w", err)
+		}
+		// Type 133, code 0, a checksum the kernel fills, 4 reserved bytes.
+		rs := []byte{133, 0, 0, 0, 0, 0, 0, 0}
+		allRouters := &unix.SockaddrInet6{Addr: [16]byte{0xff, 0x02, 15: 2}, ZoneId: uint32(ifi.Index)}
+		if err := unix.Sendto(fd, rs, 0, allRouters); err != nil {
+			return fmt.Errorf("router solicitation on %s: %w", name, err)
+		}
+		return nil
+	})
 }
 
 // copyAddresses adds the host's addresses of one link to another (with
