@@ -287,6 +287,9 @@ func (h *Linux) moveAddressing(from, to netlink.Link) (dropped bool, err error) 
 func (h *Linux) dropLearntRoutes(link netlink.Link) (bool, error) {
 	routes, err := h.nl.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_RA},
 		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if errors.Is(err, unix.EAFNOSUPPORT) {
+		return false, nil // a kernel without IPv6 (ipv6.disable=1) learns none
+	}
 	if err != nil {
 		return false, fmt.Errorf("list routes of %s: %w", link.Attrs().Name, err)
 	}
