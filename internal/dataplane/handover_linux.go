@@ -242,7 +242,10 @@ func boolRank(b bool) int {
 // another: each address is added to the new link (with its lifetimes and
 // flags), the routes are replaced by the same ones through the new link
 // (an IPv4 route is replaced in place: it never disappears), then the
-// addresses leave the old link. Each step tolerates being done already.
+// addresses leave the old link. Routes learnt from router advertisements
+// are dropped instead, to be learnt again on the new link (dropLearntRoutes;
+// dropped reports whether there were any). Each step tolerates being done
+// already.
 func (h *Linux) moveAddressing(from, to netlink.Link) (dropped bool, err error) {
 	moving, err := h.copyAddresses(from, to)
 	if err != nil {
