@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 
@@ -73,7 +72,7 @@ func (h *Linux) handOver(u netmodel.UplinkHandover) error {
 		return fmt.Errorf("move the host's addresses and routes from %s to %s: %w", u.Uplink, u.Bridge, err)
 	}
 	if enslaved || dropped {
-		if err := h.solicitRouters(u.Bridge); err != nil {
+		if err := h.solicitRouters(bridge); err != nil {
 			slog.Debug("no router solicitation yet", "device", u.Bridge, "err", err)
 		}
 	}
@@ -146,7 +145,7 @@ func (h *Linux) handBack(uplinkName, bridgeName string) error {
 		freed = true
 	}
 	if freed || dropped {
-		if err := h.solicitRouters(uplinkName); err != nil {
+		if err := h.solicitRouters(uplink); err != nil {
 			slog.Debug("no router solicitation yet", "device", uplinkName, "err", err)
 		}
 	}
@@ -310,12 +309,9 @@ func (h *Linux) dropLearntRoutes(link netlink.Link) (bool, error) {
 // this one at once, not at the router's next periodic advertisement. It is
 // best effort: a device whose link-local address is still tentative cannot
 // send one yet, and the kernel solicits by itself once it is not.
-func (h *Linux) solicitRouters(name string) error {
+func (h *Linux) solicitRouters(link netlink.Link) error {
+	name, index := link.Attrs().Name, link.Attrs().Index
 	return netns.Do(h.ns, func() error {
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			return err
-		}
 		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
 		if err != nil {
 			return fmt.Errorf("icmpv6 socket: %w", err)
@@ -330,7 +326,7 @@ func (h *Linux) solicitRouters(name string) error {
 		}
 		// Type 133, code 0, a checksum the kernel fills, 4 reserved bytes.
 		rs := []byte{133, 0, 0, 0, 0, 0, 0, 0}
-		allRouters := &unix.SockaddrInet6{Addr: [16]byte{0xff, 0x02, 15: 2}, ZoneId: uint32(ifi.Index)}
+		allRouters := &unix.SockaddrInet6{Addr: [16]byte{0xff, 0x02, 15: 2}, ZoneId: uint32(index)}
 		if err := unix.Sendto(fd, rs, 0, allRouters); err != nil {
 			return fmt.Errorf("router solicitation on %s: %w", name, err)
 		}
