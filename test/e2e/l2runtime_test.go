@@ -25,13 +25,15 @@ func l2Container(t *testing.T, seg *segment, rt *rtCommand, wire *capture, typ, 
 	if !serves(t, seg.router, addr+":80") {
 		t.Errorf("%s: the router on the segment does not reach %s's server at %s", typ, name, addr)
 	}
-	if out, err := rt.run("exec", name, "ping", "-c", "1", "-W", "5", routerA); err != nil {
+	var out string
+	var err error
+	if !settle(true, func() bool { out, err = rt.run("exec", name, "ping", "-c", "1", "-W", "2", routerA); return err == nil }) {
 		t.Errorf("%s: %s does not reach the router %s: %v\n%s", typ, name, routerA, err, out)
 	}
 	if !serves(t, h.HostNS, addr+":80") {
 		t.Errorf("%s: the host does not reach %s's server at %s", typ, name, addr)
 	}
-	out := rt.must("exec", name, "cat", "/sys/class/net/eth0/address")
+	out = rt.must("exec", name, "cat", "/sys/class/net/eth0/address")
 	own, err := net.ParseMAC(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatalf("%s's MAC: %q", name, out)
